@@ -1,0 +1,425 @@
+//! The syntax tree of a .policy file. Every node carries the [`Span`] of the
+//! source text it came from, so that every later stage (checker, compiler,
+//! engine) can point back at what the policy author wrote.
+
+use crate::source::{FileId, Span};
+use std::fmt;
+
+/// One parsed .policy file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyFile {
+    pub file: FileId,
+    pub items: Vec<Item>,
+    /// Comments in source order, kept only so that `warden fmt` can reprint them.
+    pub comments: Vec<Comment>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Default(DefaultDecl),
+    Rule(Rule),
+}
+
+impl Item {
+    pub fn span(&self) -> Span {
+        match self {
+            Item::Default(d) => d.span,
+            Item::Rule(r) => r.span,
+        }
+    }
+}
+
+/// `default allow` or `default deny`: what happens to a call no rule decides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DefaultDecl {
+    pub effect: Effect,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Effect {
+    Allow,
+    Deny,
+}
+
+impl Effect {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Effect::Allow => "allow",
+            Effect::Deny => "deny",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comment {
+    /// The comment text including its leading `#`, without the line break.
+    pub text: String,
+    pub span: Span,
+}
+
+/// A named rule: `deny agents-never-delete { ... }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub kind: Spanned<RuleKind>,
+    pub name: Spanned<String>,
+    /// Clauses in the order the author wrote them.
+    pub clauses: Vec<Clause>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleKind {
+    Allow,
+    Deny,
+    RequireConfirm,
+    CapConsecutive,
+    RateLimit,
+}
+
+impl RuleKind {
+    pub const ALL: [RuleKind; 5] = [
+        RuleKind::Allow,
+        RuleKind::Deny,
+        RuleKind::RequireConfirm,
+        RuleKind::CapConsecutive,
+        RuleKind::RateLimit,
+    ];
+
+    pub fn keyword(self) -> &'static str {
+        match self {
+            RuleKind::Allow => "allow",
+            RuleKind::Deny => "deny",
+            RuleKind::RequireConfirm => "require-confirm",
+            RuleKind::CapConsecutive => "cap-consecutive",
+            RuleKind::RateLimit => "rate-limit",
+        }
+    }
+
+    /// Rules that restrict (compile to a Cedar `forbid`).
+    pub fn is_restriction(self) -> bool {
+        !matches!(self, RuleKind::Allow)
+    }
+}
+
+impl fmt::Display for RuleKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.keyword())
+    }
+}
+
+/// A value with the span it was written at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spanned<T> {
+    pub node: T,
+    pub span: Span,
+}
+
+impl<T> Spanned<T> {
+    pub fn new(node: T, span: Span) -> Self {
+        Spanned { node, span }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Clause {
+    /// `server "genomics"` or `server ["a", "b-*"]`
+    Server(PatternList),
+    /// `tool "delete_*"` or `tool ["list_samples", "get_*"]`
+    Tool(PatternList),
+    /// `when <condition>`
+    When(Expr),
+    /// `reason "..."`
+    Reason(Spanned<String>),
+    /// `mode shadow` or `mode enforce`
+    Mode(Spanned<Mode>),
+    /// `max 3 per session` or `max 10 per 1h per user`
+    Limit(Limit),
+}
+
+impl Clause {
+    pub fn span(&self) -> Span {
+        match self {
+            Clause::Server(p) | Clause::Tool(p) => p.span,
+            Clause::When(e) => e.span(),
+            Clause::Reason(s) => s.span,
+            Clause::Mode(m) => m.span,
+            Clause::Limit(l) => l.span,
+        }
+    }
+
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            Clause::Server(_) => "server",
+            Clause::Tool(_) => "tool",
+            Clause::When(_) => "when",
+            Clause::Reason(_) => "reason",
+            Clause::Mode(_) => "mode",
+            Clause::Limit(_) => "max",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Enforce,
+    Shadow,
+}
+
+/// One or more glob patterns; the clause's span covers the whole clause.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatternList {
+    pub patterns: Vec<Spanned<String>>,
+    /// Whether the author wrote brackets (kept so that fmt reprints the same form).
+    pub bracketed: bool,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limit {
+    pub max: Spanned<u64>,
+    /// Only for rate-limit: the length of the window.
+    pub window: Option<Spanned<Duration>>,
+    pub scope: Spanned<Scope>,
+    pub span: Span,
+}
+
+/// A window length as written, e.g. `1h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Duration {
+    pub amount: u64,
+    pub unit: DurationUnit,
+}
+
+impl Duration {
+    /// Seconds, saturating: an absurd window is caught by the checker.
+    pub fn as_secs(self) -> u64 {
+        self.amount.saturating_mul(self.unit.secs())
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.amount, self.unit.suffix())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DurationUnit {
+    Seconds,
+    Minutes,
+    Hours,
+    Days,
+}
+
+impl DurationUnit {
+    pub fn secs(self) -> u64 {
+        match self {
+            DurationUnit::Seconds => 1,
+            DurationUnit::Minutes => 60,
+            DurationUnit::Hours => 3600,
+            DurationUnit::Days => 86_400,
+        }
+    }
+    pub fn suffix(self) -> char {
+        match self {
+            DurationUnit::Seconds => 's',
+            DurationUnit::Minutes => 'm',
+            DurationUnit::Hours => 'h',
+            DurationUnit::Days => 'd',
+        }
+    }
+}
+
+/// Whose calls a cap or rate limit counts together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Session,
+    User,
+    Agent,
+}
+
+impl Scope {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Scope::Session => "session",
+            Scope::User => "user",
+            Scope::Agent => "agent",
+        }
+    }
+}
+
+/// A condition. `And` and `Or` are n-ary and never directly contain a node of
+/// their own kind: the parser flattens `(a and b) and c` to `a and b and c`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    Or(Vec<Expr>, Span),
+    And(Vec<Expr>, Span),
+    Not(Box<Expr>, Span),
+    Atom(Atom, Span),
+}
+
+impl Expr {
+    pub fn span(&self) -> Span {
+        match self {
+            Expr::Or(_, s) | Expr::And(_, s) | Expr::Not(_, s) | Expr::Atom(_, s) => *s,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Atom {
+    Bool(bool),
+    /// `via agent`: the call came through the agent path (an MCP proxy).
+    ViaAgent,
+    /// `via server "name"`: the call came through the named MCP server.
+    ViaServer(Spanned<String>),
+    /// `tool.destructive` and friends: the tool's MCP annotations.
+    ToolFlag(ToolFlag),
+    /// `user in group "admins"`
+    InGroup(Spanned<String>),
+    /// `args.sample_id exists`
+    Exists(ArgPath),
+    /// `subject <op> literal`
+    Compare(Subject, Spanned<CmpOp>, Literal),
+    /// `subject in [literal, ...]`
+    In(Subject, Vec<Literal>),
+    /// `subject matches "glob*"`
+    Matches(Subject, Spanned<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ToolFlag {
+    ReadOnly,
+    Destructive,
+    Idempotent,
+    OpenWorld,
+}
+
+impl ToolFlag {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            ToolFlag::ReadOnly => "read_only",
+            ToolFlag::Destructive => "destructive",
+            ToolFlag::Idempotent => "idempotent",
+            ToolFlag::OpenWorld => "open_world",
+        }
+    }
+    /// The MCP annotation this flag reads.
+    pub fn mcp_annotation(self) -> &'static str {
+        match self {
+            ToolFlag::ReadOnly => "readOnlyHint",
+            ToolFlag::Destructive => "destructiveHint",
+            ToolFlag::Idempotent => "idempotentHint",
+            ToolFlag::OpenWorld => "openWorldHint",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Subject {
+    Arg(ArgPath),
+    Identity(Spanned<IdentityField>),
+}
+
+impl Subject {
+    pub fn span(&self) -> Span {
+        match self {
+            Subject::Arg(p) => p.span,
+            Subject::Identity(i) => i.span,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdentityField {
+    User,
+    Agent,
+    Model,
+}
+
+impl IdentityField {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            IdentityField::User => "user",
+            IdentityField::Agent => "agent",
+            IdentityField::Model => "model",
+        }
+    }
+}
+
+/// `args.a.b`: a path into the tool call's JSON arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArgPath {
+    pub segments: Vec<String>,
+    pub span: Span,
+}
+
+impl ArgPath {
+    /// The RFC 6901 JSON pointer to this argument, e.g. `/sample/id`. The
+    /// engine and the compiled Cedar name arguments by this pointer.
+    pub fn json_pointer(&self) -> String {
+        let mut out = String::new();
+        for seg in &self.segments {
+            out.push('/');
+            out.push_str(&seg.replace('~', "~0").replace('/', "~1"));
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl CmpOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "==",
+            CmpOp::Ne => "!=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+        }
+    }
+    pub fn is_ordering(self) -> bool {
+        !matches!(self, CmpOp::Eq | CmpOp::Ne)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Literal {
+    pub value: Value,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    String(String),
+    /// A whole number.
+    Int(i64),
+    /// A number with a fractional part, kept as written (at most 4 decimals are
+    /// meaningful to Cedar's `decimal`; the checker enforces that).
+    Decimal(String),
+    Bool(bool),
+}
+
+impl Value {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::String(_) => "string",
+            Value::Int(_) | Value::Decimal(_) => "number",
+            Value::Bool(_) => "boolean",
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Semantic checks over a whole policy set (every file of a directory):
+//! defaults, unique names, clause shapes, limits, reason placeholders,
+//! types of comparisons, globs, and the two warnings (shadowed rules and
+//! redundant allows). Every finding is collected; none stops the others.
+
+use crate::ast::*;
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::glob::{glob_covers, tool_glob_problem};
+use crate::lints;
+use crate::source::{Sources, Span};
+use crate::template::parse_template;
+use std::collections::HashMap;
+
+/// Longest accepted rate window: a year and a day.
+pub const MAX_WINDOW_SECS: u64 = 366 * 86_400;
+
+/// The clauses of a rule, each at most once, as the checker and compiler
+/// read them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RuleParts<'a> {
+    pub server: Option<&'a PatternList>,
+    pub tool: Option<&'a PatternList>,
+    pub when: Option<&'a Expr>,
+    pub reason: Option<&'a Spanned<String>>,
+    pub mode: Option<&'a Spanned<Mode>>,
+    pub limit: Option<&'a Limit>,
+}
+
+impl<'a> RuleParts<'a> {
+    /// Splits a rule into its clauses, reporting any written twice (the
+    /// first one wins).
+    pub fn of(rule: &'a Rule, diags: &mut Vec<Diagnostic>) -> Self {
+        let mut parts = RuleParts::default();
+        let mut seen: HashMap<&'static str, Span> = HashMap::new();
+        for clause in &rule.clauses {
+            if let Some(first) = seen.get(clause.keyword()) {
+                diags.push(lints::duplicate_clause(clause.keyword(), *first, clause.span()));
+                continue;
+            }
+            seen.insert(clause.keyword(), clause.span());
+            match clause {
+                Clause::Server(p) => parts.server = Some(p),
+                Clause::Tool(p) => parts.tool = Some(p),
+                Clause::When(e) => parts.when = Some(e),
+                Clause::Reason(r) => parts.reason = Some(r),
+                Clause::Mode(m) => parts.mode = Some(m),
+                Clause::Limit(l) => parts.limit = Some(l),
+            }
+        }
+        parts
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode.map_or(Mode::Enforce, |m| m.node)
+    }
+}
+
+/// Checks a parsed set. Returns every finding, resolved against `sources`.
+pub fn check_policy_set(files: &[PolicyFile], sources: &Sources) -> Diagnostics {
+    check(files, sources, true)
+}
+
+/// The per-rule checks only, for a set some of whose files did not parse:
+/// set-wide findings (a missing default) would be guesses then.
+pub fn check_rules_only(files: &[PolicyFile], sources: &Sources) -> Diagnostics {
+    check(files, sources, false)
+}
+
+fn check(files: &[PolicyFile], sources: &Sources, complete: bool) -> Diagnostics {
+    let mut diags = Vec::new();
+    let mut default: Option<&DefaultDecl> = None;
+    let mut names: HashMap<&str, Span> = HashMap::new();
+    // Enforced unconditional denies seen so far, for the shadowing warning.
+    let mut blanket_denies: Vec<(&Rule, RuleParts<'_>)> = Vec::new();
+    let mut allows: Vec<&Rule> = Vec::new();
+
+    for file in files {
+        for item in &file.items {
+            match item {
+                Item::Default(d) => match default {
+                    Some(first) => diags.push(lints::conflicting_default(first.span, d.span)),
+                    None => default = Some(d),
+                },
+                Item::Rule(rule) => {
+                    if let Some(first) = names.get(rule.name.node.as_str()) {
+                        diags.push(lints::duplicate_rule_name(
+                            &rule.name.node,
+                            *first,
+                            rule.name.span,
+                        ));
+                    } else {
+                        names.insert(&rule.name.node, rule.name.span);
+                    }
+                    let parts = RuleParts::of(rule, &mut diags);
+                    check_rule(rule, &parts, sources, &mut diags);
+
+                    if parts.mode() == Mode::Enforce {
+                        if let Some((by, _)) = blanket_denies
+                            .iter()
+                            .find(|(_, deny)| covers(deny, &parts))
+                        {
+                            diags.push(lints::shadowed_rule(
+                                rule.name.span,
+                                &rule.name.node,
+                                &by.name.node,
+                                by.name.span,
+                            ));
+                        }
+                        if rule.kind.node == RuleKind::Deny && parts.when.is_none() {
+                            blanket_denies.push((rule, parts));
+                        }
+                        if rule.kind.node == RuleKind::Allow {
+                            allows.push(rule);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    match default {
+        None if !complete => {}
+        None => {
+            let at = files
+                .first()
+                .map(|f| Span::new(f.file, 0, 0))
+                .filter(|_| !sources.is_empty());
+            diags.push(lints::missing_default(at));
+        }
+        Some(d) if d.effect == Effect::Allow => {
+            for rule in allows {
+                diags.push(lints::redundant_allow(rule.name.span, &rule.name.node, d.span));
+            }
+        }
+        Some(_) => {}
+    }
+
+    let mut out = Diagnostics::new();
+    out.extend(diags);
+    out.resolve(sources)
+}
+
+/// Whether an unconditional deny's matchers take in every call `later` can match.
+fn covers(deny: &RuleParts<'_>, later: &RuleParts<'_>) -> bool {
+    fn list_covers(outer: Option<&PatternList>, inner: Option<&PatternList>) -> bool {
+        match (outer, inner) {
+            (None, _) => true,
+            (Some(o), None) => o.patterns.iter().any(|p| p.node == "*"),
+            (Some(o), Some(i)) => i
+                .patterns
+                .iter()
+                .all(|ip| o.patterns.iter().any(|op| glob_covers(&op.node, &ip.node))),
+        }
+    }
+    list_covers(deny.server, later.server) && list_covers(deny.tool, later.tool)
+}
+
+fn check_rule(rule: &Rule, parts: &RuleParts<'_>, sources: &Sources, diags: &mut Vec<Diagnostic>) {
+    let kind = rule.kind.node;
+    match (kind, parts.limit) {
+        (RuleKind::CapConsecutive | RuleKind::RateLimit, None) => {
+            diags.push(lints::missing_limit(rule.kind.span.to(rule.name.span), kind.keyword()))
+        }
+        (RuleKind::CapConsecutive | RuleKind::RateLimit, Some(limit)) => {
+            if i64::try_from(limit.max.node).is_err() {
+                diags.push(lints::number_out_of_range(limit.max.span, &limit.max.node.to_string()));
+            }
+            if limit.max.node == 0 {
+                let what = if kind == RuleKind::RateLimit { "rate limit" } else { "cap" };
+                diags.push(lints::zero_limit(limit.max.span, what));
+            }
+            match (kind, limit.window.as_ref()) {
+                (RuleKind::CapConsecutive, Some(w)) => diags.push(lints::window_on_cap(w.span)),
+                (RuleKind::RateLimit, None) => diags.push(lints::missing_window(limit.span)),
+                (RuleKind::RateLimit, Some(w)) => {
+                    let secs = w.node.as_secs();
+                    if secs == 0 || secs > MAX_WINDOW_SECS {
+                        diags.push(lints::invalid_window(w.span, &w.node.to_string()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        (_, Some(limit)) => diags.push(lints::unexpected_limit(limit.span, kind.keyword())),
+        (_, None) => {}
+    }
+
+    if let Some(tools) = parts.tool {
+        for p in &tools.patterns {
+            if let Some(why) = tool_glob_problem(&p.node) {
+                diags.push(lints::glob_never_matches(p.span, &p.node, &why));
+            }
+        }
+    }
+    if let Some(servers) = parts.server {
+        for p in servers.patterns.iter().filter(|p| p.node.is_empty()) {
+            diags.push(lints::glob_never_matches(
+                p.span,
+                &p.node,
+                "an empty name matches no server",
+            ));
+        }
+    }
+
+    if let Some(reason) = parts.reason
+        && let Err(errors) = parse_template(&reason.node)
+    {
+        let raw = &sources.get(reason.span.file).text()[reason.span.start..reason.span.end];
+        for e in errors {
+            // Placeholders hold no escapes, so their text is found verbatim.
+            let needle = &reason.node[e.start..e.end];
+            let at = raw
+                .find(needle)
+                .map(|i| Span::new(reason.span.file, reason.span.start + i, reason.span.start + i + needle.len()))
+                .unwrap_or(reason.span);
+            diags.push(if e.unclosed {
+                lints::unclosed_placeholder(at)
+            } else {
+                lints::unknown_placeholder(at, &e.placeholder)
+            });
+        }
+    }
+
+    if let Some(when) = parts.when {
+        check_expr(when, diags);
+    }
+}
+
+fn check_expr(expr: &Expr, diags: &mut Vec<Diagnostic>) {
+    match expr {
+        Expr::Or(v, _) | Expr::And(v, _) => v.iter().for_each(|e| check_expr(e, diags)),
+        Expr::Not(e, _) => check_expr(e, diags),
+        Expr::Atom(atom, _) => match atom {
+            Atom::Compare(subject, op, lit) => {
+                check_literal(lit, diags);
+                match subject {
+                    Subject::Identity(field) => {
+                        if op.node.is_ordering() {
+                            diags.push(lints::identity_ordering(op.span, field.node.keyword(), op.node.symbol()));
+                        } else if !matches!(lit.value, Value::String(_)) {
+                            diags.push(lints::identity_not_string(lit.span, field.node.keyword(), lit.value.type_name()));
+                        }
+                    }
+                    Subject::Arg(_) => {
+                        if op.node.is_ordering() && !matches!(lit.value, Value::Int(_) | Value::Decimal(_)) {
+                            diags.push(lints::ordering_on_non_number(lit.span, op.node.symbol(), lit.value.type_name()));
+                        }
+                    }
+                }
+            }
+            Atom::In(subject, lits) => {
+                for lit in lits {
+                    check_literal(lit, diags);
+                    if let Subject::Identity(field) = subject
+                        && !matches!(lit.value, Value::String(_))
+                    {
+                        diags.push(lints::identity_not_string(lit.span, field.node.keyword(), lit.value.type_name()));
+                    }
+                }
+            }
+            _ => {}
+        },
+    }
+}
+
+/// Cedar's `decimal` has 4 fractional digits and the range of an i64 / 10^4.
+pub(crate) fn decimal_problem(text: &str) -> Option<bool> {
+    let (int, frac) = text.split_once('.')?;
+    if frac.len() > 4 {
+        return Some(true);
+    }
+    let scaled = format!("{int}{frac:0<4}");
+    Some(scaled.parse::<i64>().is_err())
+}
+
+/// Whole numbers are compared as Cedar decimals, whose range is i64 / 10^4.
+const MAX_DECIMAL_INT: i64 = i64::MAX / 10_000;
+
+fn check_literal(lit: &Literal, diags: &mut Vec<Diagnostic>) {
+    if let Value::Int(n) = lit.value
+        && !(-MAX_DECIMAL_INT..=MAX_DECIMAL_INT).contains(&n)
+    {
+        diags.push(lints::number_out_of_range(lit.span, &n.to_string()));
+    }
+    if let Value::Decimal(text) = &lit.value {
+        let (_, frac) = text.split_once('.').unwrap_or_default();
+        if frac.len() > 4 {
+            diags.push(lints::too_many_decimals(lit.span, text));
+        } else if decimal_problem(text) == Some(true) {
+            diags.push(lints::number_out_of_range(lit.span, text));
+        }
+    }
+}

@@ -1,0 +1,625 @@
+//! The compiler from checked .policy ASTs to Cedar: one Cedar policy per
+//! rule, a generated Cedar schema, and strict validation of the result.
+//!
+//! # How conditions stay fail-closed
+//!
+//! Arguments come from the agent, so a condition on them has three outcomes:
+//! true, false, or *unknown* (the argument is present with a type the rule
+//! did not expect, e.g. `"count": "1000"` where the rule compares a number).
+//! Every condition compiles to two Cedar expressions: `T`, "definitely
+//! true", and `P`, "possibly true" (`T` or unknown). Restricting rules
+//! (deny, require-confirm, caps, rates) fire on `P`; allow rules grant on
+//! `T`. An absent argument is not unknown: `args.x == 1` is false and
+//! `args.x != 1` is true when `x` is absent.
+//!
+//! Every optional attribute read is guarded by `has`, and no emitted
+//! expression can overflow or call an extension function on a bad literal
+//! (the checker rejects those), so no `forbid` can error away at run time.
+
+use crate::ast::*;
+use crate::cedar::{ACTION_CALL_TOOL, BinOp, CEffect, CExpr, CPolicy, NAMESPACE, Var, quote};
+use crate::check::RuleParts;
+use crate::diagnostic::{Code, Diagnostic, Diagnostics};
+use crate::source::{Sources, Span};
+use crate::template::{Template, parse_template};
+use cedar_policy::{Policy, PolicyId, PolicySet, Schema, ValidationMode, Validator};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+/// The id of the policy that implements `default allow`. `#` cannot occur
+/// in rule names, so it never collides with a rule id.
+pub const DEFAULT_POLICY_ID: &str = "#default";
+/// Suffix of the id of a cap or rate rule's counting policy.
+pub const COUNTING_SUFFIX: &str = "/match";
+
+/// The JSON types an argument may be read as; each has its own record in
+/// `context.args` so that one argument can be compared as a string by one
+/// rule and as a number by another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArgType {
+    /// `context.args.str`, Cedar `String`.
+    Str,
+    /// `context.args.num`, Cedar `decimal`: every JSON number with at most 4
+    /// decimal places inside decimal's range; others count as unknown.
+    Num,
+    /// `context.args.bool`, Cedar `Bool`.
+    Bool,
+}
+
+impl ArgType {
+    pub fn record(self) -> &'static str {
+        match self {
+            ArgType::Str => "str",
+            ArgType::Num => "num",
+            ArgType::Bool => "bool",
+        }
+    }
+    fn cedar_type(self) -> &'static str {
+        match self {
+            ArgType::Str => "String",
+            ArgType::Num => "decimal",
+            ArgType::Bool => "Bool",
+        }
+    }
+}
+
+/// A rule's limit, in the units the engine counts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CompiledLimit {
+    pub max: u64,
+    /// Rate window in seconds; `None` for a cap (a streak has no window).
+    pub window_secs: Option<u64>,
+    pub scope: Scope,
+}
+
+/// Everything the engine needs to know about one rule besides its Cedar.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CompiledRule {
+    pub id: String,
+    pub kind: RuleKind,
+    pub mode: Mode,
+    /// `file:line:col` of the rule name.
+    pub location: String,
+    #[serde(skip)]
+    pub span: Span,
+    pub reason: Option<Template>,
+    pub reason_source: Option<String>,
+    pub limit: Option<CompiledLimit>,
+    /// `None` means any server.
+    pub servers: Option<Vec<String>>,
+    /// `None` means any tool.
+    pub tools: Option<Vec<String>>,
+    /// The emitted Cedar text of the rule's policy.
+    pub cedar: String,
+    /// For caps and rates: the Cedar of the policy that says whether a call
+    /// counts towards the limit.
+    pub counting_cedar: Option<String>,
+}
+
+/// A compiled, validated policy set.
+#[derive(Debug, Clone)]
+pub struct CompiledPolicySet {
+    default: Effect,
+    rules: Vec<CompiledRule>,
+    schema: Schema,
+    schema_text: String,
+    enforced: PolicySet,
+    shadow: PolicySet,
+    counting: PolicySet,
+    arg_fields: BTreeMap<String, BTreeSet<ArgType>>,
+}
+
+impl CompiledPolicySet {
+    pub fn default_effect(&self) -> Effect {
+        self.default
+    }
+    pub fn rules(&self) -> &[CompiledRule] {
+        &self.rules
+    }
+    pub fn rule(&self, id: &str) -> Option<&CompiledRule> {
+        self.rules.iter().find(|r| r.id == id)
+    }
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+    /// The schema in Cedar's human-readable schema syntax.
+    pub fn schema_text(&self) -> &str {
+        &self.schema_text
+    }
+    /// The policies that decide: enforced rules plus the default.
+    pub fn enforced_policies(&self) -> &PolicySet {
+        &self.enforced
+    }
+    /// Shadow-mode rules: evaluated and logged, never enforced.
+    pub fn shadow_policies(&self) -> &PolicySet {
+        &self.shadow
+    }
+    /// One permit per cap or rate rule (id `<rule>/match`), satisfied when a
+    /// call counts towards that rule's limit.
+    pub fn counting_policies(&self) -> &PolicySet {
+        &self.counting
+    }
+    /// Every argument a rule reads, by JSON pointer, with the types it is
+    /// read as. The engine fills `context.args` from exactly these.
+    pub fn arg_fields(&self) -> &BTreeMap<String, BTreeSet<ArgType>> {
+        &self.arg_fields
+    }
+    /// The whole set as Cedar text, as `warden compile` prints it.
+    pub fn cedar_text(&self) -> String {
+        let mut out = String::new();
+        if self.default == Effect::Allow {
+            out.push_str(&default_allow_policy().to_cedar());
+            out.push_str("\n\n");
+        }
+        for r in &self.rules {
+            out.push_str(&r.cedar);
+            out.push_str("\n\n");
+            if let Some(c) = &r.counting_cedar {
+                out.push_str(c);
+                out.push_str("\n\n");
+            }
+        }
+        let trimmed = out.trim_end().len();
+        out.truncate(trimmed);
+        out.push('\n');
+        out
+    }
+}
+
+/// Compiles checked files. Call only when the checker reported no error;
+/// a failure here is a compiler bug and is reported as one.
+pub(crate) fn compile_files(files: &[PolicyFile], sources: &Sources) -> Result<CompiledPolicySet, Diagnostics> {
+    let mut default = Effect::Deny;
+    let mut rules = Vec::new();
+    let mut policies: Vec<(CPolicy, Span, String)> = Vec::new();
+    let mut emitter = Emitter::default();
+    let mut scratch = Vec::new();
+
+    for file in files {
+        for item in &file.items {
+            match item {
+                Item::Default(d) => default = d.effect,
+                Item::Rule(rule) => {
+                    let parts = RuleParts::of(rule, &mut scratch);
+                    let (compiled, policy, counting) = emitter.rule(rule, &parts, sources);
+                    policies.push((policy, rule.name.span, compiled.id.clone()));
+                    if let Some(c) = counting {
+                        policies.push((c, rule.name.span, format!("{}{COUNTING_SUFFIX}", compiled.id)));
+                    }
+                    rules.push(compiled);
+                }
+            }
+        }
+    }
+
+    let schema_text = emitter.schema_text();
+    let schema = match Schema::from_cedarschema_str(&schema_text) {
+        Ok((s, _warnings)) => s,
+        Err(e) => {
+            let mut d = Diagnostics::new();
+            d.push(compiler_bug(None, format!("generated schema does not parse: {e}")));
+            return Err(d.resolve(sources));
+        }
+    };
+
+    let mut errors = Diagnostics::new();
+    let mut enforced = PolicySet::new();
+    let mut shadow = PolicySet::new();
+    let mut counting = PolicySet::new();
+    let mut all = PolicySet::new();
+    let mut span_of: BTreeMap<String, Span> = BTreeMap::new();
+    if default == Effect::Allow {
+        policies.insert(0, (default_allow_policy(), Span::default(), DEFAULT_POLICY_ID.into()));
+    }
+    let mode_of: BTreeMap<&str, Mode> = rules.iter().map(|r| (r.id.as_str(), r.mode)).collect();
+    for (policy, span, id) in &policies {
+        let text = policy.to_cedar();
+        let parsed = match Policy::parse(Some(PolicyId::new(id)), &text) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push(compiler_bug(Some(*span), format!("emitted Cedar for `{id}` does not parse: {e}")));
+                continue;
+            }
+        };
+        span_of.insert(id.clone(), *span);
+        let target = if id.ends_with(COUNTING_SUFFIX) {
+            &mut counting
+        } else if mode_of.get(id.as_str()) == Some(&Mode::Shadow) {
+            &mut shadow
+        } else {
+            &mut enforced
+        };
+        if let Err(e) = target.add(parsed.clone()).and_then(|()| all.add(parsed)) {
+            errors.push(compiler_bug(Some(*span), format!("cannot add `{id}` to the policy set: {e}")));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors.resolve(sources));
+    }
+
+    let validation = Validator::new(schema.clone()).validate(&all, ValidationMode::Strict);
+    for e in validation.validation_errors() {
+        let id = e.policy_id().to_string();
+        errors.push(compiler_bug(
+            span_of.get(&id).copied().filter(|s| *s != Span::default()),
+            format!("emitted Cedar for `{id}` fails strict validation: {e}"),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors.resolve(sources));
+    }
+
+    Ok(CompiledPolicySet {
+        default,
+        rules,
+        schema,
+        schema_text,
+        enforced,
+        shadow,
+        counting,
+        arg_fields: emitter.arg_fields,
+    })
+}
+
+fn compiler_bug(at: Option<Span>, message: String) -> Diagnostic {
+    let d = Diagnostic::new(Code::CompilerBug, message)
+        .with_help("this is a bug in warden, not in your policy; please report it with the policy that triggers it");
+    match at {
+        Some(span) => d.with_label(span, "while compiling this rule"),
+        None => d,
+    }
+}
+
+fn default_allow_policy() -> CPolicy {
+    CPolicy {
+        annotations: vec![
+            ("id", DEFAULT_POLICY_ID.to_string()),
+            ("kind", "default-allow".to_string()),
+        ],
+        effect: CEffect::Permit,
+        when: CExpr::Bool(true),
+        unless: None,
+    }
+}
+
+#[derive(Default)]
+struct Emitter {
+    arg_fields: BTreeMap<String, BTreeSet<ArgType>>,
+    counters: Vec<String>,
+}
+
+fn context() -> CExpr {
+    CExpr::Var(Var::Context)
+}
+fn resource() -> CExpr {
+    CExpr::Var(Var::Resource)
+}
+
+/// A condition as (definitely true, possibly true).
+struct Tri {
+    t: CExpr,
+    p: CExpr,
+}
+
+impl Tri {
+    fn definite(e: CExpr) -> Tri {
+        Tri { t: e.clone(), p: e }
+    }
+    fn with_unknown(t: CExpr, unknown: CExpr) -> Tri {
+        Tri {
+            p: CExpr::or(vec![t.clone(), unknown]),
+            t,
+        }
+    }
+    fn not(self) -> Tri {
+        Tri {
+            t: CExpr::not(self.p),
+            p: CExpr::not(self.t),
+        }
+    }
+}
+
+impl Emitter {
+    fn rule(&mut self, rule: &Rule, parts: &RuleParts<'_>, sources: &Sources) -> (CompiledRule, CPolicy, Option<CPolicy>) {
+        let id = rule.name.node.clone();
+        let kind = rule.kind.node;
+        let mode = parts.mode();
+        let location = sources.location(rule.name.span);
+        let limit = parts.limit.map(|l| CompiledLimit {
+            max: l.max.node,
+            window_secs: l.window.as_ref().map(|w| w.node.as_secs()),
+            scope: l.scope.node,
+        });
+
+        let matchers = CExpr::and(vec![
+            pattern_match(resource().attr("server"), parts.server),
+            pattern_match(resource().attr("name"), parts.tool),
+        ]);
+        let cond = match parts.when {
+            Some(e) => self.expr(e),
+            None => Tri::definite(CExpr::Bool(true)),
+        };
+
+        let mut annotations = vec![
+            ("id", id.clone()),
+            ("kind", kind.keyword().to_string()),
+            ("mode", if mode == Mode::Shadow { "shadow" } else { "enforce" }.to_string()),
+            ("source", location.clone()),
+        ];
+        if let Some(r) = parts.reason {
+            annotations.push(("reason", r.node.clone()));
+        }
+        if let Some(l) = limit {
+            annotations.push(("limit", l.max.to_string()));
+            annotations.push(("scope", l.scope.keyword().to_string()));
+            if let Some(w) = l.window_secs {
+                annotations.push(("window_secs", w.to_string()));
+            }
+        }
+
+        let counters = context().attr("counters");
+        let (effect, when, unless) = match kind {
+            RuleKind::Allow => (CEffect::Permit, CExpr::and(vec![matchers.clone(), cond.t.clone()]), None),
+            RuleKind::Deny => (CEffect::Forbid, CExpr::and(vec![matchers.clone(), cond.p.clone()]), None),
+            RuleKind::RequireConfirm => (
+                CEffect::Forbid,
+                CExpr::and(vec![matchers.clone(), cond.p.clone()]),
+                Some(context().attr("confirmed").method("contains", vec![CExpr::str(&id)])),
+            ),
+            RuleKind::CapConsecutive | RuleKind::RateLimit => {
+                self.counters.push(id.clone());
+                let max = i64::try_from(limit.map_or(0, |l| l.max)).unwrap_or(i64::MAX);
+                // A missing counter means the engine could not supply state:
+                // the limit counts as reached.
+                // Written as "not (has && below)" because Cedar's validator
+                // only credits a `has` guard through `&&`.
+                let reached = CExpr::not(CExpr::and(vec![
+                    counters.clone().has(&id),
+                    CExpr::bin(BinOp::Lt, counters.clone().attr(&id), CExpr::Long(max)),
+                ]));
+                (CEffect::Forbid, CExpr::and(vec![matchers.clone(), cond.p.clone(), reached]), None)
+            }
+        };
+        let policy = CPolicy { annotations, effect, when, unless };
+        let counting = matches!(kind, RuleKind::CapConsecutive | RuleKind::RateLimit).then(|| CPolicy {
+            annotations: vec![
+                ("id", format!("{id}{COUNTING_SUFFIX}")),
+                ("kind", "counting".to_string()),
+                ("counts_for", id.clone()),
+            ],
+            effect: CEffect::Permit,
+            when: CExpr::and(vec![matchers, cond.p]),
+            unless: None,
+        });
+
+        let compiled = CompiledRule {
+            id,
+            kind,
+            mode,
+            location,
+            span: rule.name.span,
+            reason: parts.reason.and_then(|r| parse_template(&r.node).ok()),
+            reason_source: parts.reason.map(|r| r.node.clone()),
+            limit,
+            servers: parts.server.map(|p| p.patterns.iter().map(|s| s.node.clone()).collect()),
+            tools: parts.tool.map(|p| p.patterns.iter().map(|s| s.node.clone()).collect()),
+            cedar: policy.to_cedar(),
+            counting_cedar: counting.as_ref().map(CPolicy::to_cedar),
+        };
+        (compiled, policy, counting)
+    }
+
+    fn expr(&mut self, e: &Expr) -> Tri {
+        match e {
+            Expr::Or(v, _) => {
+                let parts: Vec<Tri> = v.iter().map(|e| self.expr(e)).collect();
+                Tri {
+                    t: CExpr::or(parts.iter().map(|p| p.t.clone()).collect()),
+                    p: CExpr::or(parts.into_iter().map(|p| p.p).collect()),
+                }
+            }
+            Expr::And(v, _) => {
+                let parts: Vec<Tri> = v.iter().map(|e| self.expr(e)).collect();
+                Tri {
+                    t: CExpr::and(parts.iter().map(|p| p.t.clone()).collect()),
+                    p: CExpr::and(parts.into_iter().map(|p| p.p).collect()),
+                }
+            }
+            Expr::Not(inner, _) => self.expr(inner).not(),
+            Expr::Atom(atom, _) => self.atom(atom),
+        }
+    }
+
+    fn atom(&mut self, atom: &Atom) -> Tri {
+        match atom {
+            Atom::Bool(b) => Tri::definite(CExpr::Bool(*b)),
+            Atom::ViaAgent => Tri::definite(context().attr("via_agent")),
+            Atom::ViaServer(s) => Tri::definite(CExpr::and(vec![
+                context().has("via_server"),
+                CExpr::bin(BinOp::Eq, context().attr("via_server"), CExpr::str(&s.node)),
+            ])),
+            Atom::ToolFlag(f) => Tri::definite(resource().attr(f.keyword())),
+            Atom::InGroup(g) => Tri::definite(CExpr::bin(
+                BinOp::In,
+                CExpr::Var(Var::Principal),
+                CExpr::Entity("Group", g.node.clone()),
+            )),
+            Atom::Exists(path) => {
+                let ptr = self.track(path, None);
+                Tri::definite(present(&ptr))
+            }
+            Atom::Compare(subject, op, lit) => self.compare(subject, op.node, &lit.value),
+            Atom::In(subject, lits) => {
+                let parts: Vec<Tri> = lits.iter().map(|l| self.compare(subject, CmpOp::Eq, &l.value)).collect();
+                Tri {
+                    t: CExpr::or(parts.iter().map(|p| p.t.clone()).collect()),
+                    p: CExpr::or(parts.into_iter().map(|p| p.p).collect()),
+                }
+            }
+            Atom::Matches(subject, glob) => match subject {
+                Subject::Identity(field) => Tri::definite(identity_like(field.node, &glob.node)),
+                Subject::Arg(path) => {
+                    let ptr = self.track(path, Some(ArgType::Str));
+                    let map = args_record(ArgType::Str);
+                    let t = CExpr::and(vec![
+                        map.clone().has(&ptr),
+                        CExpr::Like(Box::new(map.clone().attr(&ptr)), glob.node.clone()),
+                    ]);
+                    Tri::with_unknown(t, wrong_type(&ptr, ArgType::Str))
+                }
+            },
+        }
+    }
+
+    fn compare(&mut self, subject: &Subject, op: CmpOp, value: &Value) -> Tri {
+        if op == CmpOp::Ne {
+            return self.compare(subject, CmpOp::Eq, value).not();
+        }
+        match subject {
+            Subject::Identity(field) => {
+                let Value::String(s) = value else {
+                    // The checker rejects this; never true is the safe reading.
+                    return Tri::definite(CExpr::Bool(false));
+                };
+                Tri::definite(identity_eq(field.node, s))
+            }
+            Subject::Arg(path) => {
+                let (ty, rhs) = match value {
+                    Value::String(s) => (ArgType::Str, CExpr::str(s)),
+                    Value::Bool(b) => (ArgType::Bool, CExpr::Bool(*b)),
+                    Value::Int(n) => (ArgType::Num, CExpr::Decimal(format!("{n}.0"))),
+                    Value::Decimal(d) => (ArgType::Num, CExpr::Decimal(normalize_decimal(d))),
+                };
+                let ptr = self.track(path, Some(ty));
+                let map = args_record(ty);
+                let lhs = map.clone().attr(&ptr);
+                let cmp = match (ty, op) {
+                    (_, CmpOp::Eq) => CExpr::bin(BinOp::Eq, lhs, rhs),
+                    (ArgType::Num, CmpOp::Lt) => lhs.method("lessThan", vec![rhs]),
+                    (ArgType::Num, CmpOp::Le) => lhs.method("lessThanOrEqual", vec![rhs]),
+                    (ArgType::Num, CmpOp::Gt) => lhs.method("greaterThan", vec![rhs]),
+                    (ArgType::Num, CmpOp::Ge) => lhs.method("greaterThanOrEqual", vec![rhs]),
+                    // Orderings on strings and booleans are rejected by the checker.
+                    _ => CExpr::Bool(false),
+                };
+                let t = CExpr::and(vec![map.has(&ptr), cmp]);
+                Tri::with_unknown(t, wrong_type(&ptr, ty))
+            }
+        }
+    }
+
+    /// Records that `path` is read (as `ty`), returning its JSON pointer.
+    fn track(&mut self, path: &ArgPath, ty: Option<ArgType>) -> String {
+        let ptr = path.json_pointer();
+        let entry = self.arg_fields.entry(ptr.clone()).or_default();
+        if let Some(ty) = ty {
+            entry.insert(ty);
+        }
+        ptr
+    }
+
+    fn schema_text(&self) -> String {
+        let mut records: BTreeMap<ArgType, Vec<&str>> = BTreeMap::new();
+        for (ptr, types) in &self.arg_fields {
+            for ty in types {
+                records.entry(*ty).or_default().push(ptr);
+            }
+        }
+        let mut out = String::new();
+        let _ = writeln!(out, "// Generated by warden from .policy files. Do not edit.");
+        let _ = writeln!(out, "namespace {NAMESPACE} {{");
+        out.push_str("  // Groups a user belongs to (`user in group \"...\"`).\n  entity Group;\n");
+        out.push_str("  entity User in [Group] = {\n    \"name\": String,\n  };\n");
+        out.push_str("  // A tool of an upstream MCP server, with its MCP annotations\n");
+        out.push_str("  // (absent hints take the MCP spec's defaults).\n");
+        out.push_str("  entity Tool = {\n    \"name\": String,\n    \"server\": String,\n    \"read_only\": Bool,\n    \"destructive\": Bool,\n    \"idempotent\": Bool,\n    \"open_world\": Bool,\n  };\n");
+        out.push_str("  // The arguments rules read, by JSON pointer and type.\n  type Args = {\n");
+        for ty in [ArgType::Str, ArgType::Num, ArgType::Bool] {
+            let _ = write!(out, "    {}: {{", quote(ty.record()));
+            for ptr in records.get(&ty).map(Vec::as_slice).unwrap_or_default() {
+                let _ = write!(out, "\n      {}?: {},", quote(ptr), ty.cedar_type());
+            }
+            out.push_str("\n    },\n");
+        }
+        out.push_str("    \"present\": Set<String>,\n  };\n");
+        out.push_str("  // Per cap or rate rule: matching calls counted so far in its scope.\n  type Counters = {");
+        for id in &self.counters {
+            let _ = write!(out, "\n    {}?: Long,", quote(id));
+        }
+        out.push_str("\n  };\n");
+        let _ = writeln!(out, "  action {} appliesTo {{", quote(ACTION_CALL_TOOL));
+        out.push_str("    principal: [User],\n    resource: [Tool],\n    context: {\n");
+        out.push_str("      \"via_agent\": Bool,\n      \"via_server\"?: String,\n      \"agent\"?: String,\n      \"model\"?: String,\n");
+        out.push_str("      \"session\": String,\n      \"confirmed\": Set<String>,\n      \"args\": Args,\n      \"counters\": Counters,\n");
+        out.push_str("    },\n  };\n}\n");
+        out
+    }
+}
+
+fn args_record(ty: ArgType) -> CExpr {
+    context().attr("args").attr(ty.record())
+}
+
+fn present(ptr: &str) -> CExpr {
+    context()
+        .attr("args")
+        .attr("present")
+        .method("contains", vec![CExpr::str(ptr)])
+}
+
+/// Present, but not readable as `ty`: the unknown case.
+fn wrong_type(ptr: &str, ty: ArgType) -> CExpr {
+    CExpr::and(vec![present(ptr), CExpr::not(args_record(ty).has(ptr))])
+}
+
+fn identity_eq(field: IdentityField, s: &str) -> CExpr {
+    match field {
+        IdentityField::User => CExpr::bin(BinOp::Eq, CExpr::Var(Var::Principal), CExpr::Entity("User", s.to_string())),
+        IdentityField::Agent | IdentityField::Model => {
+            let name = field.keyword();
+            CExpr::and(vec![context().has(name), CExpr::bin(BinOp::Eq, context().attr(name), CExpr::str(s))])
+        }
+    }
+}
+
+fn identity_like(field: IdentityField, glob: &str) -> CExpr {
+    match field {
+        IdentityField::User => CExpr::Like(Box::new(CExpr::Var(Var::Principal).attr("name")), glob.to_string()),
+        IdentityField::Agent | IdentityField::Model => {
+            let name = field.keyword();
+            CExpr::and(vec![
+                context().has(name),
+                CExpr::Like(Box::new(context().attr(name)), glob.to_string()),
+            ])
+        }
+    }
+}
+
+fn pattern_match(attr: CExpr, list: Option<&PatternList>) -> CExpr {
+    let Some(list) = list else {
+        return CExpr::Bool(true);
+    };
+    CExpr::or(
+        list.patterns
+            .iter()
+            .map(|p| {
+                if p.node == "*" {
+                    CExpr::Bool(true)
+                } else if crate::glob::is_glob(&p.node) {
+                    CExpr::Like(Box::new(attr.clone()), p.node.clone())
+                } else {
+                    CExpr::bin(BinOp::Eq, attr.clone(), CExpr::str(&p.node))
+                }
+            })
+            .collect(),
+    )
+}
+
+/// Cedar's `decimal()` wants digits on both sides of the point.
+fn normalize_decimal(text: &str) -> String {
+    let (int, frac) = text.split_once('.').unwrap_or((text, "0"));
+    let int = if int.is_empty() || int == "-" { format!("{int}0") } else { int.to_string() };
+    let frac = if frac.is_empty() { "0" } else { frac };
+    format!("{int}.{frac}")
+}

@@ -1,0 +1,353 @@
+//! The diagnostic type every stage reports with: a [`Code`] naming the lint
+//! rule, a severity, a lowercase message, labelled spans into the .policy
+//! source, advice in `help`, and related notes. It implements
+//! [`miette::Diagnostic`], so the CLI renders it with source snippets; the
+//! JSON and SARIF outputs read the same data through its accessors.
+//!
+//! Constructors, one per rule, live in [`crate::lints`].
+
+use crate::source::{Sources, Span};
+use std::fmt;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+macro_rules! codes {
+    ($( $(#[$doc:meta])* $variant:ident = $id:literal, $sev:ident, $summary:literal; )*) => {
+        /// Every finding warden can report, with a stable id (used in JSON and
+        /// SARIF output and in docs/language.md).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Code { $( $(#[$doc])* $variant, )* }
+
+        impl Code {
+            pub const ALL: &'static [Code] = &[ $( Code::$variant, )* ];
+
+            /// Stable kebab-case id, e.g. `duplicate-rule-name`.
+            pub fn id(self) -> &'static str {
+                match self { $( Code::$variant => $id, )* }
+            }
+
+            /// The severity a finding of this code has.
+            pub fn default_severity(self) -> Severity {
+                match self { $( Code::$variant => Severity::$sev, )* }
+            }
+
+            /// One sentence on what the rule checks.
+            pub fn summary(self) -> &'static str {
+                match self { $( Code::$variant => $summary, )* }
+            }
+        }
+    };
+}
+
+codes! {
+    /// The text does not follow the grammar.
+    Syntax = "syntax-error", Error, "the file does not follow the .policy grammar";
+    /// A string literal with a bad escape sequence.
+    InvalidString = "invalid-string", Error, "a string literal holds an escape sequence that does not exist";
+    /// A number that does not fit.
+    NumberOutOfRange = "number-out-of-range", Error, "a number is too large, or has more decimals than can be compared exactly";
+    /// No `default allow` / `default deny` in the whole set.
+    MissingDefault = "missing-default", Error, "a policy set must say what happens to calls no rule decides";
+    /// More than one default.
+    ConflictingDefault = "conflicting-default", Error, "a policy set has exactly one default";
+    /// Two rules with the same name.
+    DuplicateRuleName = "duplicate-rule-name", Error, "rule names are ids and must be unique across the set";
+    /// A clause written twice in one rule.
+    DuplicateClause = "duplicate-clause", Error, "each clause may appear once per rule";
+    /// A `{placeholder}` in a reason that does not exist.
+    UnknownPlaceholder = "unknown-placeholder", Error, "a reason refers to a value that no call supplies";
+    /// `max 0`.
+    ZeroLimit = "zero-limit", Error, "a cap or rate limit of 0 blocks every call; write a deny rule instead";
+    /// A rate window of zero or longer than a year.
+    InvalidWindow = "invalid-window", Error, "a rate-limit window must be between 1 second and 366 days";
+    /// A cap or rate rule without `max`, or a window where none belongs.
+    MisplacedLimit = "misplaced-limit", Error, "cap-consecutive takes `max N per SCOPE`, rate-limit takes `max N per WINDOW per SCOPE`, other rules take none";
+    /// A comparison whose two sides cannot have the same type.
+    TypeMismatch = "type-mismatch", Error, "a comparison can never hold because of the types of its sides";
+    /// A glob that no tool or server name can match.
+    GlobNeverMatches = "glob-never-matches", Error, "a pattern can never match a name";
+    /// Emitted Cedar that does not parse or validate: a bug in warden.
+    CompilerBug = "compiler-bug", Error, "the compiler produced Cedar that does not validate (a bug in warden)";
+    /// A rule that an earlier unconditional deny makes pointless.
+    ShadowedRule = "shadowed-rule", Warning, "an earlier unconditional deny already decides every call this rule matches";
+    /// An allow rule under `default allow`.
+    RedundantAllow = "redundant-allow", Warning, "under `default allow` an allow rule changes nothing";
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+/// A labelled span. The first label of a diagnostic is its primary location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    span: Span,
+    text: Option<String>,
+}
+
+impl Label {
+    pub fn span(&self) -> Span {
+        self.span
+    }
+    pub fn text(&self) -> Option<&str> {
+        self.text.as_deref()
+    }
+}
+
+/// One finding. Build it with a constructor in [`crate::lints`].
+#[derive(Debug, Clone)]
+pub struct Diagnostic {
+    code: Code,
+    severity: Severity,
+    message: String,
+    help: Option<String>,
+    labels: Vec<Label>,
+    related: Vec<Diagnostic>,
+    source: Option<miette::NamedSource<Arc<str>>>,
+    location: Option<Location>,
+}
+
+/// Where a diagnostic points, resolved to a file name and 1-based positions.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Location {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub end_line: usize,
+    pub end_column: usize,
+}
+
+impl Diagnostic {
+    pub(crate) fn new(code: Code, message: impl Into<String>) -> Self {
+        Diagnostic {
+            code,
+            severity: code.default_severity(),
+            message: message.into(),
+            help: None,
+            labels: Vec::new(),
+            related: Vec::new(),
+            source: None,
+            location: None,
+        }
+    }
+
+    pub(crate) fn with_label(mut self, span: Span, text: impl Into<String>) -> Self {
+        self.labels.push(Label {
+            span,
+            text: Some(text.into()),
+        });
+        self
+    }
+
+    pub(crate) fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// A note about another place. In the same file it becomes a second
+    /// label; in another file a related diagnostic (miette renders labels
+    /// against one source only).
+    pub(crate) fn with_note_at(mut self, span: Span, text: impl Into<String>) -> Self {
+        let text = text.into();
+        match self.labels.first() {
+            Some(primary) if primary.span.file == span.file => {
+                self.labels.push(Label {
+                    span,
+                    text: Some(text),
+                })
+            }
+            _ => {
+                let mut note = Diagnostic::new(self.code, text.clone()).with_label(span, text);
+                note.severity = Severity::Warning;
+                self.related.push(note);
+            }
+        }
+        self
+    }
+
+    /// Resolves file names and line/column for the primary label and every
+    /// related note. Called once all spans are known.
+    pub(crate) fn resolve(mut self, sources: &Sources) -> Self {
+        if let Some(primary) = self.labels.first()
+            && (primary.span.file.0 as usize) < sources.len()
+        {
+            let file = sources.get(primary.span.file);
+            let (line, column) = file.line_col(primary.span.start);
+            let (end_line, end_column) = file.line_col(primary.span.end);
+            self.location = Some(Location {
+                file: file.name().to_string(),
+                line,
+                column,
+                end_line,
+                end_column,
+            });
+            self.source = Some(file.named_source());
+        }
+        self.related = self
+            .related
+            .into_iter()
+            .map(|r| r.resolve(sources))
+            .collect();
+        self
+    }
+
+    pub fn code(&self) -> Code {
+        self.code
+    }
+    pub fn severity(&self) -> Severity {
+        self.severity
+    }
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    pub fn help_text(&self) -> Option<&str> {
+        self.help.as_deref()
+    }
+    pub fn labels(&self) -> &[Label] {
+        &self.labels
+    }
+    pub fn related_notes(&self) -> &[Diagnostic] {
+        &self.related
+    }
+    /// The primary location, once resolved against the sources.
+    pub fn location(&self) -> Option<&Location> {
+        self.location.as_ref()
+    }
+    pub fn primary_span(&self) -> Option<Span> {
+        self.labels.first().map(|l| l.span)
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Diagnostic {}
+
+impl miette::Diagnostic for Diagnostic {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.code.id()))
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        })
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.source.as_ref().map(|s| s as &dyn miette::SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        if self.source.is_none() {
+            return None;
+        }
+        Some(Box::new(self.labels.iter().enumerate().map(|(i, l)| {
+            let span: miette::SourceSpan = l.span.into();
+            if i == 0 {
+                miette::LabeledSpan::new_primary_with_span(l.text.clone(), span)
+            } else {
+                miette::LabeledSpan::new_with_span(l.text.clone(), span)
+            }
+        })))
+    }
+
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn miette::Diagnostic> + 'a>> {
+        if self.related.is_empty() {
+            return None;
+        }
+        Some(Box::new(
+            self.related.iter().map(|d| d as &dyn miette::Diagnostic),
+        ))
+    }
+}
+
+/// All findings of one lint or compile run, errors and warnings together.
+#[derive(Debug, Clone, Default)]
+pub struct Diagnostics(Vec<Diagnostic>);
+
+impl Diagnostics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn push(&mut self, d: Diagnostic) {
+        self.0.push(d);
+    }
+    pub fn extend(&mut self, other: impl IntoIterator<Item = Diagnostic>) {
+        self.0.extend(other);
+    }
+    pub fn has_errors(&self) -> bool {
+        self.0.iter().any(Diagnostic::is_error)
+    }
+    pub fn error_count(&self) -> usize {
+        self.0.iter().filter(|d| d.is_error()).count()
+    }
+    pub fn warning_count(&self) -> usize {
+        self.0.len() - self.error_count()
+    }
+    pub fn iter(&self) -> std::slice::Iter<'_, Diagnostic> {
+        self.0.iter()
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// Resolves every diagnostic's location and sorts them by file and position.
+    pub(crate) fn resolve(self, sources: &Sources) -> Self {
+        let mut v: Vec<Diagnostic> = self.0.into_iter().map(|d| d.resolve(sources)).collect();
+        v.sort_by_key(|d| {
+            d.primary_span()
+                .map(|s| (s.file, s.start, s.end))
+                .unwrap_or_default()
+        });
+        Diagnostics(v)
+    }
+}
+
+impl IntoIterator for Diagnostics {
+    type Item = Diagnostic;
+    type IntoIter = std::vec::IntoIter<Diagnostic>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Diagnostics {
+    type Item = &'a Diagnostic;
+    type IntoIter = std::slice::Iter<'a, Diagnostic>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}

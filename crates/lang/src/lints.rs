@@ -1,0 +1,203 @@
+//! One constructor per finding (as oxc's linter does): each states its
+//! message, labels and help in one place, so a rule's wording is reviewed
+//! where it is written. `tests/lints.rs` has a passing and a failing example
+//! of each, with the rendered report as an insta snapshot.
+
+use crate::diagnostic::{Code, Diagnostic};
+use crate::source::Span;
+
+pub(crate) fn syntax_error(at: Span, expected: &[String], found: &str) -> Diagnostic {
+    let expected_words = match expected {
+        [] => "something else".to_string(),
+        [one] => one.clone(),
+        many => {
+            let (last, init) = many.split_last().expect("non-empty");
+            format!("{} or {last}", init.join(", "))
+        }
+    };
+    Diagnostic::new(Code::Syntax, format!("expected {expected_words}, found {found}"))
+        .with_label(at, format!("unexpected {found}"))
+        .with_help("see docs/language.md for the grammar; every rule reads `KIND NAME { CLAUSES }`")
+}
+
+pub(crate) fn invalid_string(at: Span) -> Diagnostic {
+    Diagnostic::new(Code::InvalidString, "unknown escape sequence in string")
+        .with_label(at, "not a valid escape")
+        .with_help(r#"valid escapes are \" \\ \n \t \r and \u{HEX}"#)
+}
+
+pub(crate) fn number_out_of_range(at: Span, text: &str) -> Diagnostic {
+    Diagnostic::new(Code::NumberOutOfRange, format!("number `{text}` is out of range"))
+        .with_label(at, "too large")
+        .with_help("whole numbers must fit in a signed 64-bit integer")
+}
+
+pub(crate) fn too_many_decimals(at: Span, text: &str) -> Diagnostic {
+    Diagnostic::new(
+        Code::NumberOutOfRange,
+        format!("number `{text}` has more than 4 decimal places"),
+    )
+    .with_label(at, "cannot be compared exactly")
+    .with_help("Cedar decimals carry 4 decimal places; round the bound to at most 4")
+}
+
+pub(crate) fn missing_default(at: Option<Span>) -> Diagnostic {
+    let d = Diagnostic::new(
+        Code::MissingDefault,
+        "the policy set has no `default allow` or `default deny`",
+    )
+    .with_help("add `default deny` (recommended: only what a rule allows goes through) or `default allow` to one file of the set");
+    match at {
+        Some(span) => d.with_label(span, "no default in this set"),
+        None => d,
+    }
+}
+
+pub(crate) fn conflicting_default(first: Span, again: Span) -> Diagnostic {
+    Diagnostic::new(Code::ConflictingDefault, "the default is declared more than once")
+        .with_label(again, "declared again here")
+        .with_note_at(first, "first declared here")
+        .with_help("keep a single `default` line for the whole set")
+}
+
+pub(crate) fn duplicate_rule_name(name: &str, first: Span, again: Span) -> Diagnostic {
+    Diagnostic::new(
+        Code::DuplicateRuleName,
+        format!("rule name `{name}` is used more than once"),
+    )
+    .with_label(again, "used again here")
+    .with_note_at(first, format!("`{name}` first defined here"))
+    .with_help("rule names are the ids in decision logs; give each rule its own name")
+}
+
+pub(crate) fn duplicate_clause(keyword: &str, first: Span, again: Span) -> Diagnostic {
+    Diagnostic::new(
+        Code::DuplicateClause,
+        format!("`{keyword}` appears more than once in this rule"),
+    )
+    .with_label(again, "second one")
+    .with_note_at(first, "first one")
+    .with_help(match keyword {
+        "when" => "combine the conditions into one `when` with `and` or `or`",
+        "server" | "tool" => "list every name in one clause: `tool [\"a\", \"b_*\"]`",
+        _ => "keep one of them",
+    })
+}
+
+pub(crate) fn unknown_placeholder(at: Span, name: &str) -> Diagnostic {
+    Diagnostic::new(
+        Code::UnknownPlaceholder,
+        format!("unknown placeholder `{{{name}}}` in reason"),
+    )
+    .with_label(at, "no call supplies this value")
+    .with_help(format!(
+        "placeholders are {}; write `{{{{` and `}}}}` for literal braces",
+        crate::template::Placeholder::NAMES
+            .iter()
+            .map(|n| format!("`{{{n}}}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
+pub(crate) fn unclosed_placeholder(at: Span) -> Diagnostic {
+    Diagnostic::new(Code::UnknownPlaceholder, "unclosed `{` in reason")
+        .with_label(at, "this placeholder has no closing `}`")
+        .with_help("close the placeholder, or write `{{` for a literal brace")
+}
+
+pub(crate) fn zero_limit(at: Span, kind: &str) -> Diagnostic {
+    Diagnostic::new(Code::ZeroLimit, format!("a {kind} of 0 never lets a call through"))
+        .with_label(at, "0 calls")
+        .with_help("to block these calls, write a `deny` rule; otherwise use a limit of 1 or more")
+}
+
+pub(crate) fn invalid_window(at: Span, window: &str) -> Diagnostic {
+    Diagnostic::new(
+        Code::InvalidWindow,
+        format!("rate-limit window `{window}` is out of range"),
+    )
+    .with_label(at, "must be between 1s and 366d")
+    .with_help("write a window such as `30s`, `10m`, `1h` or `1d`")
+}
+
+pub(crate) fn missing_limit(rule: Span, kind: &str) -> Diagnostic {
+    let example = if kind == "rate-limit" {
+        "max 10 per 1h per user"
+    } else {
+        "max 3 per session"
+    };
+    Diagnostic::new(Code::MisplacedLimit, format!("`{kind}` rule has no `max` clause"))
+        .with_label(rule, "no limit given")
+        .with_help(format!("add a limit such as `{example}`"))
+}
+
+pub(crate) fn unexpected_limit(at: Span, kind: &str) -> Diagnostic {
+    Diagnostic::new(Code::MisplacedLimit, format!("`{kind}` rules take no `max` clause"))
+        .with_label(at, "not used by this rule kind")
+        .with_help("use `cap-consecutive` or `rate-limit` to limit how often a tool is called")
+}
+
+pub(crate) fn window_on_cap(at: Span) -> Diagnostic {
+    Diagnostic::new(Code::MisplacedLimit, "`cap-consecutive` counts a streak, not a window")
+        .with_label(at, "a window has no meaning here")
+        .with_help("write `max N per SCOPE`, or make it a `rate-limit` to count calls per window")
+}
+
+pub(crate) fn missing_window(at: Span) -> Diagnostic {
+    Diagnostic::new(Code::MisplacedLimit, "`rate-limit` needs a window")
+        .with_label(at, "no window given")
+        .with_help("write `max N per WINDOW per SCOPE`, e.g. `max 10 per 1h per user`")
+}
+
+pub(crate) fn ordering_on_non_number(at: Span, op: &str, ty: &str) -> Diagnostic {
+    Diagnostic::new(Code::TypeMismatch, format!("`{op}` compares numbers, not a {ty}"))
+        .with_label(at, format!("this is a {ty}"))
+        .with_help("use `==`, `!=`, `in [...]` or `matches` for strings and booleans")
+}
+
+pub(crate) fn identity_not_string(at: Span, field: &str, ty: &str) -> Diagnostic {
+    Diagnostic::new(
+        Code::TypeMismatch,
+        format!("`{field}` is a string and is never equal to a {ty}"),
+    )
+    .with_label(at, format!("this is a {ty}"))
+    .with_help(format!("quote the value: `{field} == \"...\"`"))
+}
+
+pub(crate) fn identity_ordering(at: Span, field: &str, op: &str) -> Diagnostic {
+    Diagnostic::new(Code::TypeMismatch, format!("`{field}` cannot be compared with `{op}`"))
+        .with_label(at, "strings have no order here")
+        .with_help("use `==`, `!=`, `in [...]` or `matches`")
+}
+
+pub(crate) fn glob_never_matches(at: Span, pattern: &str, why: &str) -> Diagnostic {
+    Diagnostic::new(
+        Code::GlobNeverMatches,
+        format!("pattern `{pattern}` can never match"),
+    )
+    .with_label(at, why.to_string())
+    .with_help("MCP tool names are 1 to 128 characters of A-Z, a-z, 0-9, `_`, `-` and `.`; `*` matches any run of them")
+}
+
+pub(crate) fn shadowed_rule(rule: Span, name: &str, by_name: &str, by: Span) -> Diagnostic {
+    Diagnostic::new(
+        Code::ShadowedRule,
+        format!("rule `{name}` can never take effect: `{by_name}` denies every call it matches"),
+    )
+    .with_label(rule, "never takes effect")
+    .with_note_at(by, format!("`{by_name}` denies these calls unconditionally"))
+    .with_help(format!(
+        "narrow `{by_name}` with `tool`, `server` or `when`, or remove this rule"
+    ))
+}
+
+pub(crate) fn redundant_allow(rule: Span, name: &str, default: Span) -> Diagnostic {
+    Diagnostic::new(
+        Code::RedundantAllow,
+        format!("rule `{name}` allows what `default allow` already allows"),
+    )
+    .with_label(rule, "changes nothing")
+    .with_note_at(default, "the set allows by default")
+    .with_help("remove the rule, or switch the set to `default deny` so that allow rules matter")
+}

@@ -1,0 +1,601 @@
+//! Parsing: .policy text to [`ast::PolicyFile`] through the pest grammar in
+//! `grammar/policy.pest`. Owns the translation of pest's errors into plain
+//! words ("expected a string, found `}`") and the recovery of comments for
+//! the formatter.
+
+use crate::ast::*;
+use crate::diagnostic::Diagnostic;
+use crate::lints;
+use crate::source::{FileId, Span};
+use pest::Parser as _;
+use pest::iterators::Pair;
+
+#[derive(pest_derive::Parser)]
+#[grammar = "../../grammar/policy.pest"]
+struct PolicyParser;
+
+/// Parses one file. A syntax error stops at the first problem (the grammar
+/// cannot resynchronise meaningfully); bad escapes and out-of-range numbers
+/// are all collected.
+pub fn parse_file(file: FileId, text: &str) -> Result<PolicyFile, Vec<Diagnostic>> {
+    pest::set_error_detail(true);
+    let mut pairs = match PolicyParser::parse(Rule::file, text) {
+        Ok(p) => p,
+        Err(e) => return Err(vec![syntax_error(file, text, &e)]),
+    };
+    let mut b = Builder {
+        file,
+        errors: Vec::new(),
+    };
+    let root = pairs.next().expect("grammar: file is the root");
+    let mut items = Vec::new();
+    for pair in root.into_inner() {
+        match pair.as_rule() {
+            Rule::default_decl => items.push(Item::Default(b.default_decl(pair))),
+            Rule::rule_decl => items.push(Item::Rule(b.rule(pair))),
+            Rule::EOI => {}
+            r => unreachable!("grammar: unexpected {r:?} in file"),
+        }
+    }
+    if !b.errors.is_empty() {
+        return Err(b.errors);
+    }
+    Ok(PolicyFile {
+        file,
+        items,
+        comments: scan_comments(file, text),
+    })
+}
+
+struct Builder {
+    file: FileId,
+    errors: Vec<Diagnostic>,
+}
+
+impl Builder {
+    fn span(&self, pair: &Pair<'_, Rule>) -> Span {
+        let s = pair.as_span();
+        Span::new(self.file, s.start(), s.end())
+    }
+
+    fn default_decl(&mut self, pair: Pair<'_, Rule>) -> DefaultDecl {
+        let span = self.span(&pair);
+        let effect_pair = pair
+            .into_inner()
+            .find(|p| p.as_rule() == Rule::default_effect)
+            .expect("grammar: default has an effect");
+        let effect = match effect_pair.as_str() {
+            "allow" => Effect::Allow,
+            _ => Effect::Deny,
+        };
+        DefaultDecl { effect, span }
+    }
+
+    fn rule(&mut self, pair: Pair<'_, Rule>) -> crate::ast::Rule {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner();
+        let kind_pair = inner.next().expect("grammar: rule kind");
+        let kind = match kind_pair.as_str() {
+            "allow" => RuleKind::Allow,
+            "deny" => RuleKind::Deny,
+            "require-confirm" => RuleKind::RequireConfirm,
+            "cap-consecutive" => RuleKind::CapConsecutive,
+            _ => RuleKind::RateLimit,
+        };
+        let kind = Spanned::new(kind, self.span(&kind_pair));
+        let name_pair = inner.next().expect("grammar: rule name");
+        let name = Spanned::new(name_pair.as_str().to_string(), self.span(&name_pair));
+        let clauses = inner.map(|c| self.clause(c)).collect();
+        crate::ast::Rule {
+            kind,
+            name,
+            clauses,
+            span,
+        }
+    }
+
+    fn clause(&mut self, pair: Pair<'_, Rule>) -> Clause {
+        let span = self.span(&pair);
+        let kind = pair.as_rule();
+        let mut inner = pair.into_inner().filter(|p| !is_keyword(p.as_rule()));
+        match kind {
+            Rule::server_clause | Rule::tool_clause => {
+                let list = self.pattern_list(inner.next().expect("grammar: patterns"), span);
+                if kind == Rule::server_clause {
+                    Clause::Server(list)
+                } else {
+                    Clause::Tool(list)
+                }
+            }
+            Rule::when_clause => Clause::When(self.expr(inner.next().expect("grammar: expr"))),
+            Rule::reason_clause => Clause::Reason(self.string(inner.next().expect("grammar: str"))),
+            Rule::mode_clause => {
+                let m = inner.next().expect("grammar: mode");
+                let mode = if m.as_str() == "shadow" {
+                    Mode::Shadow
+                } else {
+                    Mode::Enforce
+                };
+                Clause::Mode(Spanned::new(mode, self.span(&m)))
+            }
+            Rule::limit_clause => {
+                let max_pair = inner.next().expect("grammar: max");
+                let max = Spanned::new(self.integer(&max_pair), self.span(&max_pair));
+                let mut window = None;
+                let mut scope = None;
+                for p in inner {
+                    match p.as_rule() {
+                        Rule::duration => window = Some(self.duration(&p)),
+                        Rule::scope => {
+                            let s = match p.as_str() {
+                                "user" => Scope::User,
+                                "agent" => Scope::Agent,
+                                _ => Scope::Session,
+                            };
+                            scope = Some(Spanned::new(s, self.span(&p)));
+                        }
+                        r => unreachable!("grammar: {r:?} in limit"),
+                    }
+                }
+                Clause::Limit(Limit {
+                    max,
+                    window,
+                    scope: scope.expect("grammar: limit has a scope"),
+                    span,
+                })
+            }
+            r => unreachable!("grammar: unexpected clause {r:?}"),
+        }
+    }
+
+    fn pattern_list(&mut self, pair: Pair<'_, Rule>, clause_span: Span) -> PatternList {
+        let bracketed = pair.as_str().starts_with('[');
+        let patterns = pair.into_inner().map(|p| self.string(p)).collect();
+        PatternList {
+            patterns,
+            bracketed,
+            span: clause_span,
+        }
+    }
+
+    fn integer(&mut self, pair: &Pair<'_, Rule>) -> u64 {
+        pair.as_str().parse().unwrap_or_else(|_| {
+            self.errors
+                .push(lints::number_out_of_range(self.span(pair), pair.as_str()));
+            0
+        })
+    }
+
+    fn duration(&mut self, pair: &Pair<'_, Rule>) -> Spanned<Duration> {
+        let text = pair.as_str();
+        let (digits, unit) = text.split_at(text.len() - 1);
+        let unit = match unit {
+            "s" => DurationUnit::Seconds,
+            "m" => DurationUnit::Minutes,
+            "h" => DurationUnit::Hours,
+            _ => DurationUnit::Days,
+        };
+        let amount = digits.parse().unwrap_or_else(|_| {
+            self.errors
+                .push(lints::number_out_of_range(self.span(pair), text));
+            0
+        });
+        Spanned::new(Duration { amount, unit }, self.span(pair))
+    }
+
+    fn string(&mut self, pair: Pair<'_, Rule>) -> Spanned<String> {
+        debug_assert_eq!(pair.as_rule(), Rule::string);
+        let span = self.span(&pair);
+        let raw = pair
+            .into_inner()
+            .next()
+            .map(|p| p.as_str())
+            .unwrap_or_default();
+        match unescape(raw) {
+            Ok(s) => Spanned::new(s, span),
+            Err((offset, len)) => {
+                let at = Span::new(self.file, span.start + 1 + offset, span.start + 1 + offset + len);
+                self.errors.push(lints::invalid_string(at));
+                Spanned::new(String::new(), span)
+            }
+        }
+    }
+
+    fn expr(&mut self, pair: Pair<'_, Rule>) -> Expr {
+        let span = self.span(&pair);
+        match pair.as_rule() {
+            Rule::expr => {
+                let parts: Vec<Expr> = pair
+                    .into_inner()
+                    .filter(|p| p.as_rule() != Rule::kw_or)
+                    .map(|p| self.expr(p))
+                    .collect();
+                nary(parts, span, Expr::Or, |e| match e {
+                    Expr::Or(v, _) => Ok(v),
+                    other => Err(other),
+                })
+            }
+            Rule::and_expr => {
+                let parts: Vec<Expr> = pair
+                    .into_inner()
+                    .filter(|p| p.as_rule() != Rule::kw_and)
+                    .map(|p| self.expr(p))
+                    .collect();
+                nary(parts, span, Expr::And, |e| match e {
+                    Expr::And(v, _) => Ok(v),
+                    other => Err(other),
+                })
+            }
+            Rule::unary => {
+                let mut nots = Vec::new();
+                let mut operand = None;
+                for p in pair.into_inner() {
+                    if p.as_rule() == Rule::not_op {
+                        nots.push(self.span(&p));
+                    } else {
+                        operand = Some(self.expr(p));
+                    }
+                }
+                let mut e = operand.expect("grammar: unary has an operand");
+                for not_span in nots.into_iter().rev() {
+                    let s = not_span.to(e.span());
+                    e = Expr::Not(Box::new(e), s);
+                }
+                e
+            }
+            _ => Expr::Atom(self.atom(pair), span),
+        }
+    }
+
+    fn atom(&mut self, pair: Pair<'_, Rule>) -> Atom {
+        let kind = pair.as_rule();
+        let text = pair.as_str();
+        let mut inner = pair.into_inner().filter(|p| !is_keyword(p.as_rule()));
+        match kind {
+            Rule::bool_lit => Atom::Bool(text == "true"),
+            Rule::via_agent => Atom::ViaAgent,
+            Rule::via_server => Atom::ViaServer(self.string(inner.next().expect("grammar"))),
+            Rule::tool_flag => {
+                let f = inner.next().expect("grammar: flag name");
+                Atom::ToolFlag(match f.as_str() {
+                    "read_only" => ToolFlag::ReadOnly,
+                    "destructive" => ToolFlag::Destructive,
+                    "idempotent" => ToolFlag::Idempotent,
+                    _ => ToolFlag::OpenWorld,
+                })
+            }
+            Rule::in_group => Atom::InGroup(self.string(inner.next().expect("grammar"))),
+            Rule::exists => Atom::Exists(self.arg_path(inner.next().expect("grammar"))),
+            Rule::comparison => {
+                let subject = self.subject(inner.next().expect("grammar: subject"));
+                let tail = inner.next().expect("grammar: tail");
+                let tail_rule = tail.as_rule();
+                let mut parts = tail.into_inner().filter(|p| !is_keyword(p.as_rule()));
+                match tail_rule {
+                    Rule::cmp_tail => {
+                        let op_pair = parts.next().expect("grammar: op");
+                        let op = match op_pair.as_str() {
+                            "==" => CmpOp::Eq,
+                            "!=" => CmpOp::Ne,
+                            "<=" => CmpOp::Le,
+                            ">=" => CmpOp::Ge,
+                            "<" => CmpOp::Lt,
+                            _ => CmpOp::Gt,
+                        };
+                        let op = Spanned::new(op, self.span(&op_pair));
+                        let lit = self.literal(parts.next().expect("grammar: literal"));
+                        Atom::Compare(subject, op, lit)
+                    }
+                    Rule::in_tail => Atom::In(subject, parts.map(|p| self.literal(p)).collect()),
+                    Rule::matches_tail => {
+                        Atom::Matches(subject, self.string(parts.next().expect("grammar")))
+                    }
+                    r => unreachable!("grammar: {r:?} as comparison tail"),
+                }
+            }
+            r => unreachable!("grammar: unexpected atom {r:?}"),
+        }
+    }
+
+    fn subject(&mut self, pair: Pair<'_, Rule>) -> Subject {
+        let inner = pair.into_inner().next().expect("grammar: subject");
+        match inner.as_rule() {
+            Rule::arg_path => Subject::Arg(self.arg_path(inner)),
+            _ => {
+                let field = match inner.as_str() {
+                    "user" => IdentityField::User,
+                    "agent" => IdentityField::Agent,
+                    _ => IdentityField::Model,
+                };
+                Subject::Identity(Spanned::new(field, self.span(&inner)))
+            }
+        }
+    }
+
+    fn arg_path(&mut self, pair: Pair<'_, Rule>) -> ArgPath {
+        let span = self.span(&pair);
+        let mut segments = Vec::new();
+        for seg in pair.into_inner().filter(|p| p.as_rule() == Rule::path_segment) {
+            let text = seg.as_str();
+            if let Some(quoted) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+                match unescape(quoted) {
+                    Ok(s) => segments.push(s),
+                    Err((offset, len)) => {
+                        let start = self.span(&seg).start + 1 + offset;
+                        self.errors
+                            .push(lints::invalid_string(Span::new(self.file, start, start + len)));
+                    }
+                }
+            } else {
+                segments.push(text.to_string());
+            }
+        }
+        ArgPath { segments, span }
+    }
+
+    fn literal(&mut self, pair: Pair<'_, Rule>) -> Literal {
+        let span = self.span(&pair);
+        let value = match pair.as_rule() {
+            Rule::string => Value::String(self.string(pair).node),
+            Rule::bool_lit => Value::Bool(pair.as_str() == "true"),
+            Rule::number => {
+                let text = pair.as_str();
+                if text.contains('.') {
+                    Value::Decimal(text.to_string())
+                } else {
+                    match text.parse::<i64>() {
+                        Ok(n) => Value::Int(n),
+                        Err(_) => {
+                            self.errors.push(lints::number_out_of_range(span, text));
+                            Value::Int(0)
+                        }
+                    }
+                }
+            }
+            r => unreachable!("grammar: {r:?} as literal"),
+        };
+        Literal { value, span }
+    }
+}
+
+/// Builds an n-ary node, splicing children of the same kind (from
+/// parentheses) so the tree is canonical; a single part is returned as is.
+fn nary(
+    parts: Vec<Expr>,
+    span: Span,
+    make: fn(Vec<Expr>, Span) -> Expr,
+    same_kind: fn(Expr) -> Result<Vec<Expr>, Expr>,
+) -> Expr {
+    if parts.len() == 1 {
+        return parts.into_iter().next().expect("one part");
+    }
+    let mut flat = Vec::with_capacity(parts.len());
+    for p in parts {
+        match same_kind(p) {
+            Ok(children) => flat.extend(children),
+            Err(other) => flat.push(other),
+        }
+    }
+    make(flat, span)
+}
+
+fn is_keyword(r: Rule) -> bool {
+    matches!(
+        r,
+        Rule::kw_default
+            | Rule::kw_allow
+            | Rule::kw_deny
+            | Rule::kw_require_confirm
+            | Rule::kw_cap_consecutive
+            | Rule::kw_rate_limit
+            | Rule::kw_server
+            | Rule::kw_tool
+            | Rule::kw_when
+            | Rule::kw_reason
+            | Rule::kw_mode
+            | Rule::kw_shadow
+            | Rule::kw_enforce
+            | Rule::kw_max
+            | Rule::kw_per
+            | Rule::kw_session
+            | Rule::kw_user
+            | Rule::kw_agent
+            | Rule::kw_model
+            | Rule::kw_via
+            | Rule::kw_in
+            | Rule::kw_group
+            | Rule::kw_exists
+            | Rule::kw_matches
+            | Rule::kw_and
+            | Rule::kw_or
+            | Rule::kw_not
+            | Rule::kw_true
+            | Rule::kw_false
+            | Rule::kw_args
+    )
+}
+
+/// Decodes a string body. On a bad escape returns its byte offset and length
+/// within `raw`.
+pub(crate) fn unescape(raw: &str) -> Result<String, (usize, usize)> {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some((_, '"')) => out.push('"'),
+            Some((_, '\\')) => out.push('\\'),
+            Some((_, 'n')) => out.push('\n'),
+            Some((_, 't')) => out.push('\t'),
+            Some((_, 'r')) => out.push('\r'),
+            Some((_, 'u')) => {
+                let rest = &raw[i + 2..];
+                let close = rest.find('}');
+                let decoded = rest
+                    .strip_prefix('{')
+                    .zip(close)
+                    .and_then(|(_, c)| u32::from_str_radix(&rest[1..c], 16).ok())
+                    .and_then(char::from_u32);
+                match (decoded, close) {
+                    (Some(ch), Some(c)) => {
+                        out.push(ch);
+                        // Skip `{hex}`.
+                        for _ in 0..=c {
+                            chars.next();
+                        }
+                    }
+                    _ => return Err((i, 2)),
+                }
+            }
+            Some((_, other)) => return Err((i, 1 + other.len_utf8())),
+            None => return Err((i, 1)),
+        }
+    }
+    Ok(out)
+}
+
+/// Finds `# ...` comments outside string literals.
+fn scan_comments(file: FileId, text: &str) -> Vec<Comment> {
+    let mut comments = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let mut in_string = false;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match b {
+                b'\\' => i += 1,
+                b'"' | b'\n' => in_string = false,
+                _ => {}
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if b == b'#' {
+            let end = text[i..].find('\n').map_or(text.len(), |n| i + n);
+            let body = text[i..end].trim_end_matches('\r');
+            comments.push(Comment {
+                text: body.to_string(),
+                span: Span::new(file, i, i + body.len()),
+            });
+            i = end;
+            continue;
+        }
+        i += 1;
+    }
+    comments
+}
+
+fn syntax_error(file: FileId, text: &str, err: &pest::error::Error<Rule>) -> Diagnostic {
+    let pos = match err.location {
+        pest::error::InputLocation::Pos(p) => p,
+        pest::error::InputLocation::Span((s, _)) => s,
+    };
+    let found = describe_found(text, pos);
+    let mut expected: Vec<String> = Vec::new();
+    if let pest::error::ErrorVariant::ParsingError { positives, .. } = &err.variant {
+        for r in positives {
+            if let Some(d) = describe_rule(*r) {
+                expected.push(d.to_string());
+            }
+        }
+    }
+    if let Some(attempts) = err.parse_attempts() {
+        for tok in attempts.expected_tokens() {
+            let tok = tok.to_string();
+            // Keywords arrive as rule names above; add only punctuation here.
+            if !tok.trim().is_empty()
+                && tok != "#"
+                && !tok.contains("..")
+                && tok != "BUILTIN_RULE"
+                && !tok.chars().any(char::is_alphanumeric)
+            {
+                let t = format!("`{tok}`");
+                if !expected.contains(&t) {
+                    expected.push(t);
+                }
+            }
+        }
+    }
+    expected.sort();
+    expected.dedup();
+    let span_len = found.1.max(if pos < text.len() { 1 } else { 0 });
+    let span = Span::new(file, pos, pos + span_len);
+    lints::syntax_error(span, &expected, &found.0)
+}
+
+/// What stands at `pos`, in words, and how many bytes it covers.
+fn describe_found(text: &str, pos: usize) -> (String, usize) {
+    let rest = &text[pos.min(text.len())..];
+    let Some(first) = rest.chars().next() else {
+        return ("the end of the file".to_string(), 0);
+    };
+    let word_len: usize = rest
+        .char_indices()
+        .take_while(|(_, c)| c.is_alphanumeric() || *c == '_' || *c == '-')
+        .map(|(_, c)| c.len_utf8())
+        .sum();
+    if word_len > 0 {
+        (format!("`{}`", &rest[..word_len]), word_len)
+    } else if first == '\n' {
+        ("the end of the line".to_string(), 0)
+    } else {
+        (format!("`{first}`"), first.len_utf8())
+    }
+}
+
+fn describe_rule(r: Rule) -> Option<&'static str> {
+    Some(match r {
+        Rule::default_decl | Rule::kw_default => "`default`",
+        Rule::rule_decl | Rule::rule_kind => "a rule (`allow`, `deny`, `require-confirm`, `cap-consecutive`, `rate-limit`)",
+        Rule::rule_name => "a rule name",
+        Rule::default_effect => "`allow` or `deny`",
+        Rule::server_clause | Rule::kw_server => "`server`",
+        Rule::tool_clause | Rule::kw_tool => "`tool`",
+        Rule::when_clause | Rule::kw_when => "`when`",
+        Rule::reason_clause | Rule::kw_reason => "`reason`",
+        Rule::mode_clause | Rule::kw_mode => "`mode`",
+        Rule::limit_clause | Rule::kw_max => "`max`",
+        Rule::mode => "`shadow` or `enforce`",
+        Rule::scope => "a scope (`session`, `user` or `agent`)",
+        Rule::duration => "a window such as `30s`, `10m`, `1h` or `1d`",
+        Rule::pattern_list => "a string or a list of strings",
+        Rule::expr | Rule::and_expr | Rule::unary => "a condition",
+        Rule::via_agent | Rule::via_server | Rule::kw_via => "`via`",
+        Rule::tool_flag => "`tool.<flag>`",
+        Rule::tool_flag_name => "a tool flag (`read_only`, `destructive`, `idempotent`, `open_world`)",
+        Rule::in_group => "`user in group`",
+        Rule::exists | Rule::kw_exists => "`exists`",
+        Rule::comparison | Rule::subject => "`args.<name>`, `user`, `agent` or `model`",
+        Rule::arg_path | Rule::kw_args => "`args.<name>`",
+        Rule::path_segment => "an argument name",
+        Rule::identity => "`user`, `agent` or `model`",
+        Rule::cmp_tail | Rule::cmp_op => "a comparison (`==`, `!=`, `<`, `<=`, `>`, `>=`)",
+        Rule::in_tail | Rule::kw_in => "`in`",
+        Rule::matches_tail | Rule::kw_matches => "`matches`",
+        Rule::number => "a number",
+        Rule::integer => "a whole number",
+        Rule::string => "a string",
+        Rule::bool_lit | Rule::kw_true | Rule::kw_false => "`true` or `false`",
+        Rule::kw_and => "`and`",
+        Rule::kw_or => "`or`",
+        Rule::kw_not | Rule::not_op => "`not`",
+        Rule::kw_per => "`per`",
+        Rule::kw_group => "`group`",
+        Rule::EOI => "the end of the file",
+        Rule::kw_allow => "`allow`",
+        Rule::kw_deny => "`deny`",
+        Rule::kw_require_confirm => "`require-confirm`",
+        Rule::kw_cap_consecutive => "`cap-consecutive`",
+        Rule::kw_rate_limit => "`rate-limit`",
+        Rule::kw_shadow => "`shadow`",
+        Rule::kw_enforce => "`enforce`",
+        Rule::kw_session => "`session`",
+        Rule::kw_user => "`user`",
+        Rule::kw_agent => "`agent`",
+        Rule::kw_model => "`model`",
+        _ => return None,
+    })
+}
