@@ -1,1 +1,90 @@
-pub fn run() -> i32 { 0 }
+//! `warden-cli`: the command line. The only crate that prints or touches
+//! the file system for policies; everything it shows comes from the
+//! library crates as values.
+
+mod files;
+mod fmt_cmd;
+mod lint;
+mod sarif;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Exit codes, as Cedar's CLI uses them.
+pub mod exit {
+    /// Clean.
+    pub const OK: i32 = 0;
+    /// Findings (lint errors, formatting needed, compile errors).
+    pub const FAILURE: i32 = 1;
+    /// Bad usage or an I/O error: nothing was checked.
+    pub const USAGE: i32 = 2;
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "warden", version, about = "Policy engine and MCP proxy that governs what AI agents may do")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check .policy files: syntax, semantics, and that the Cedar they compile to validates.
+    ///
+    /// Each PATH is one policy set: a single file, or every .policy file under a directory.
+    Lint {
+        /// Files or directories (default: ./policies).
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Exit 1 on warnings too.
+        #[arg(long)]
+        deny_warnings: bool,
+    },
+    /// Print the Cedar policies a policy set compiles to.
+    Compile {
+        /// Files or directories; all of them form one policy set.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Also print the generated Cedar schema.
+        #[arg(long)]
+        schema: bool,
+    },
+    /// Format .policy files canonically, in place.
+    Fmt {
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Change nothing; list files that are not formatted and exit 1 if any.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    Human,
+    Json,
+    Sarif,
+}
+
+/// Runs the CLI with the process arguments and returns the exit code.
+pub fn run() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit::USAGE } else { exit::OK };
+        }
+    };
+    match cli.command {
+        Command::Lint {
+            paths,
+            format,
+            deny_warnings,
+        } => lint::run(paths, format, deny_warnings),
+        Command::Compile { paths, schema } => lint::compile(paths, schema),
+        Command::Fmt { paths, check } => fmt_cmd::run(paths, check),
+    }
+}

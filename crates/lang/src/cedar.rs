@@ -77,6 +77,7 @@ impl CExpr {
                 CExpr::Bool(true) => {}
                 CExpr::Bool(false) => return CExpr::Bool(false),
                 CExpr::And(inner) => out.extend(inner),
+                other if out.contains(&other) => {}
                 other => out.push(other),
             }
         }
@@ -95,6 +96,7 @@ impl CExpr {
                 CExpr::Bool(false) => {}
                 CExpr::Bool(true) => return CExpr::Bool(true),
                 CExpr::Or(inner) => out.extend(inner),
+                other if out.contains(&other) => {}
                 other => out.push(other),
             }
         }

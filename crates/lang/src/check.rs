@@ -77,8 +77,13 @@ fn check(files: &[PolicyFile], sources: &Sources, complete: bool) -> Diagnostics
     for file in files {
         for item in &file.items {
             match item {
+                // Files of a set may each restate the default; only a
+                // disagreement is an error.
                 Item::Default(d) => match default {
-                    Some(first) => diags.push(lints::conflicting_default(first.span, d.span)),
+                    Some(first) if first.effect != d.effect => {
+                        diags.push(lints::conflicting_default(first, d))
+                    }
+                    Some(_) => {}
                     None => default = Some(d),
                 },
                 Item::Rule(rule) => {

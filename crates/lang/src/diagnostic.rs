@@ -122,6 +122,8 @@ pub struct Diagnostic {
     related: Vec<Diagnostic>,
     source: Option<miette::NamedSource<Arc<str>>>,
     location: Option<Location>,
+    /// A note attached to another diagnostic (rendered as advice).
+    is_note: bool,
 }
 
 /// Where a diagnostic points, resolved to a file name and 1-based positions.
@@ -145,6 +147,7 @@ impl Diagnostic {
             related: Vec::new(),
             source: None,
             location: None,
+            is_note: false,
         }
     }
 
@@ -175,7 +178,7 @@ impl Diagnostic {
             }
             _ => {
                 let mut note = Diagnostic::new(self.code, text.clone()).with_label(span, text);
-                note.severity = Severity::Warning;
+                note.is_note = true;
                 self.related.push(note);
             }
         }
@@ -248,10 +251,16 @@ impl std::error::Error for Diagnostic {}
 
 impl miette::Diagnostic for Diagnostic {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        if self.is_note {
+            return None;
+        }
         Some(Box::new(self.code.id()))
     }
 
     fn severity(&self) -> Option<miette::Severity> {
+        if self.is_note {
+            return Some(miette::Severity::Advice);
+        }
         Some(match self.severity {
             Severity::Error => miette::Severity::Error,
             Severity::Warning => miette::Severity::Warning,

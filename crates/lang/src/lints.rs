@@ -3,6 +3,7 @@
 //! where it is written. `tests/lints.rs` has a passing and a failing example
 //! of each, with the rendered report as an insta snapshot.
 
+use crate::ast::DefaultDecl;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::source::Span;
 
@@ -53,11 +54,18 @@ pub(crate) fn missing_default(at: Option<Span>) -> Diagnostic {
     }
 }
 
-pub(crate) fn conflicting_default(first: Span, again: Span) -> Diagnostic {
-    Diagnostic::new(Code::ConflictingDefault, "the default is declared more than once")
-        .with_label(again, "declared again here")
-        .with_note_at(first, "first declared here")
-        .with_help("keep a single `default` line for the whole set")
+pub(crate) fn conflicting_default(first: &DefaultDecl, again: &DefaultDecl) -> Diagnostic {
+    Diagnostic::new(
+        Code::ConflictingDefault,
+        format!(
+            "`default {}` contradicts the earlier `default {}`",
+            again.effect.keyword(),
+            first.effect.keyword()
+        ),
+    )
+    .with_label(again.span, "contradicting default")
+    .with_note_at(first.span, format!("the set is `default {}` here", first.effect.keyword()))
+    .with_help("all files of a set share one default; make them agree")
 }
 
 pub(crate) fn duplicate_rule_name(name: &str, first: Span, again: Span) -> Diagnostic {

@@ -507,7 +507,7 @@ fn syntax_error(file: FileId, text: &str, err: &pest::error::Error<Rule>) -> Dia
             let tok = tok.to_string();
             // Keywords arrive as rule names above; add only punctuation here.
             if !tok.trim().is_empty()
-                && tok != "#"
+                && !matches!(tok.as_str(), "#" | "\"" | "-")
                 && !tok.contains("..")
                 && tok != "BUILTIN_RULE"
                 && !tok.chars().any(char::is_alphanumeric)
