@@ -16,9 +16,36 @@ pub(crate) fn syntax_error(at: Span, expected: &[String], found: &str) -> Diagno
             format!("{} or {last}", init.join(", "))
         }
     };
+    let found_word = found.trim_matches('`');
+    let suggestion = expected
+        .iter()
+        .map(|e| e.trim_matches('`'))
+        .filter(|e| e.chars().all(|c| c.is_ascii_alphabetic() || c == '-'))
+        .map(|e| (edit_distance(e, found_word), e))
+        .filter(|(d, e)| *d > 0 && *d <= 2 && *d < e.len())
+        .min();
+    let help = match suggestion {
+        Some((_, word)) => format!("did you mean `{word}`?"),
+        None => "see docs/language.md for the grammar; every rule reads `KIND NAME { CLAUSES }`".to_string(),
+    };
     Diagnostic::new(Code::Syntax, format!("expected {expected_words}, found {found}"))
         .with_label(at, format!("unexpected {found}"))
-        .with_help("see docs/language.md for the grammar; every rule reads `KIND NAME { CLAUSES }`")
+        .with_help(help)
+}
+
+/// Levenshtein distance, for "did you mean" hints on misspelled keywords.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 pub(crate) fn invalid_string(at: Span) -> Diagnostic {

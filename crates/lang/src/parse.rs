@@ -489,41 +489,57 @@ fn scan_comments(file: FileId, text: &str) -> Vec<Comment> {
 }
 
 fn syntax_error(file: FileId, text: &str, err: &pest::error::Error<Rule>) -> Diagnostic {
-    let pos = match err.location {
+    let mut pos = match err.location {
         pest::error::InputLocation::Pos(p) => p,
         pest::error::InputLocation::Span((s, _)) => s,
     };
-    let found = describe_found(text, pos);
     let mut expected: Vec<String> = Vec::new();
-    if let pest::error::ErrorVariant::ParsingError { positives, .. } = &err.variant {
-        for r in positives {
-            if let Some(d) = describe_rule(*r) {
-                expected.push(d.to_string());
+    let attempts = err.parse_attempts();
+    match attempts {
+        // Pest reports the start of the item that failed; its attempt
+        // tracker knows the furthest point reached, which is where the
+        // author's mistake is (`deny x tool ...` is missing `{` at `tool`).
+        Some(a) if a.max_position > pos => {
+            pos = a.max_position;
+            for tok in a.expected_tokens() {
+                push_token(&mut expected, &tok.to_string(), true);
             }
         }
-    }
-    if let Some(attempts) = err.parse_attempts() {
-        for tok in attempts.expected_tokens() {
-            let tok = tok.to_string();
-            // Keywords arrive as rule names above; add only punctuation here.
-            if !tok.trim().is_empty()
-                && !matches!(tok.as_str(), "#" | "\"" | "-")
-                && !tok.contains("..")
-                && tok != "BUILTIN_RULE"
-                && !tok.chars().any(char::is_alphanumeric)
-            {
-                let t = format!("`{tok}`");
-                if !expected.contains(&t) {
-                    expected.push(t);
+        _ => {
+            if let pest::error::ErrorVariant::ParsingError { positives, .. } = &err.variant {
+                expected.extend(positives.iter().filter_map(|r| describe_rule(*r)).map(str::to_string));
+            }
+            if let Some(a) = attempts {
+                for tok in a.expected_tokens() {
+                    push_token(&mut expected, &tok.to_string(), false);
                 }
             }
         }
     }
     expected.sort();
     expected.dedup();
-    let span_len = found.1.max(if pos < text.len() { 1 } else { 0 });
+    let found = describe_found(text, pos);
+    let span_len = found.1.max(usize::from(pos < text.len()));
     let span = Span::new(file, pos, pos + span_len);
     lints::syntax_error(span, &expected, &found.0)
+}
+
+/// Adds a token pest expected, in backticks; keywords only when the caller
+/// has no rule names describing them already.
+fn push_token(expected: &mut Vec<String>, tok: &str, keywords: bool) {
+    let is_word = tok.chars().any(char::is_alphanumeric);
+    if tok.trim().is_empty()
+        || matches!(tok, "#" | "\"" | "-")
+        || tok.contains("..")
+        || tok == "BUILTIN_RULE"
+        || (is_word && !keywords)
+    {
+        return;
+    }
+    let t = format!("`{tok}`");
+    if !expected.contains(&t) {
+        expected.push(t);
+    }
 }
 
 /// What stands at `pos`, in words, and how many bytes it covers.
