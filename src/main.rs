@@ -1,1 +1,3 @@
-fn main() { std::process::exit(warden_cli::run()) }
+fn main() {
+    std::process::exit(warden_cli::run())
+}

@@ -6,14 +6,16 @@ use warden_lang::Sources;
 
 /// The .policy files a path stands for, sorted so output is stable.
 pub(crate) fn policy_files(path: &Path) -> Result<Vec<PathBuf>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     if meta.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut out = Vec::new();
     let mut stack = vec![path.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|e| format!("cannot list `{}`: {e}", dir.display()))?;
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| format!("cannot list `{}`: {e}", dir.display()))?;
         for entry in entries {
             let entry = entry.map_err(|e| format!("cannot list `{}`: {e}", dir.display()))?;
             let p = entry.path();
@@ -32,7 +34,8 @@ pub(crate) fn policy_files(path: &Path) -> Result<Vec<PathBuf>, String> {
 pub(crate) fn read_sources(files: &[PathBuf]) -> Result<Sources, String> {
     let mut sources = Sources::new();
     for f in files {
-        let text = std::fs::read_to_string(f).map_err(|e| format!("cannot read `{}`: {e}", f.display()))?;
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| format!("cannot read `{}`: {e}", f.display()))?;
         sources.add(display_path(f), text);
     }
     Ok(sources)

@@ -45,8 +45,14 @@ pub(crate) fn run(mut paths: Vec<PathBuf>, format: Format, deny_warnings: bool) 
 
     match format {
         Format::Human => print_human(&sets),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&to_json(&sets)).expect("json")),
-        Format::Sarif => println!("{}", serde_json::to_string_pretty(&sarif::to_sarif(&sets)).expect("json")),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&to_json(&sets)).expect("json")
+        ),
+        Format::Sarif => println!(
+            "{}",
+            serde_json::to_string_pretty(&sarif::to_sarif(&sets)).expect("json")
+        ),
     }
     let errors: usize = sets.iter().map(|s| s.diagnostics.error_count()).sum();
     let warnings: usize = sets.iter().map(|s| s.diagnostics.warning_count()).sum();
@@ -86,7 +92,10 @@ fn print_human(sets: &[LintedSet]) {
     for set in sets {
         let diags: Vec<Diagnostic> = set.diagnostics.iter().cloned().collect();
         print!("{}", render_human(&diags));
-        let (e, w) = (set.diagnostics.error_count(), set.diagnostics.warning_count());
+        let (e, w) = (
+            set.diagnostics.error_count(),
+            set.diagnostics.warning_count(),
+        );
         let files = set.sources.len();
         let files = format!("{files} file{}", if files == 1 { "" } else { "s" });
         if e == 0 && w == 0 {
@@ -164,7 +173,10 @@ pub(crate) fn compile(paths: Vec<PathBuf>, schema: bool) -> i32 {
         Err(diags) => {
             let diags: Vec<Diagnostic> = diags.into_iter().collect();
             eprint!("{}", render_human(&diags));
-            eprintln!("error: could not compile: {} error(s)", diags.iter().filter(|d| d.is_error()).count());
+            eprintln!(
+                "error: could not compile: {} error(s)",
+                diags.iter().filter(|d| d.is_error()).count()
+            );
             exit::FAILURE
         }
     }

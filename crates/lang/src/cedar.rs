@@ -190,7 +190,11 @@ fn indent(out: &mut String, level: usize) {
 fn write_expr(out: &mut String, e: &CExpr, level: usize) {
     match e {
         CExpr::And(parts) | CExpr::Or(parts) => {
-            let op = if matches!(e, CExpr::And(_)) { "&&" } else { "||" };
+            let op = if matches!(e, CExpr::And(_)) {
+                "&&"
+            } else {
+                "||"
+            };
             for (i, p) in parts.iter().enumerate() {
                 if i > 0 {
                     out.push('\n');
@@ -264,7 +268,11 @@ fn write_inline(out: &mut String, e: &CExpr) {
             write_operand(out, r);
         }
         CExpr::And(parts) | CExpr::Or(parts) => {
-            let op = if matches!(e, CExpr::And(_)) { " && " } else { " || " };
+            let op = if matches!(e, CExpr::And(_)) {
+                " && "
+            } else {
+                " || "
+            };
             for (i, p) in parts.iter().enumerate() {
                 if i > 0 {
                     out.push_str(op);
@@ -314,8 +322,23 @@ fn write_inline(out: &mut String, e: &CExpr) {
 
 /// Cedar identifiers that cannot be used as bare attribute names.
 const RESERVED: &[&str] = &[
-    "true", "false", "if", "then", "else", "in", "is", "like", "has", "principal", "action",
-    "resource", "context", "permit", "forbid", "when", "unless",
+    "true",
+    "false",
+    "if",
+    "then",
+    "else",
+    "in",
+    "is",
+    "like",
+    "has",
+    "principal",
+    "action",
+    "resource",
+    "context",
+    "permit",
+    "forbid",
+    "when",
+    "unless",
 ];
 
 fn is_ident(name: &str) -> bool {
@@ -407,7 +430,10 @@ mod tests {
     fn constant_folding() {
         let x = CExpr::Var(Var::Context).attr("via_agent");
         assert_eq!(CExpr::and(vec![CExpr::Bool(true), x.clone()]), x);
-        assert_eq!(CExpr::or(vec![CExpr::Bool(true), x.clone()]), CExpr::Bool(true));
+        assert_eq!(
+            CExpr::or(vec![CExpr::Bool(true), x.clone()]),
+            CExpr::Bool(true)
+        );
         assert_eq!(CExpr::not(CExpr::not(x.clone())), x);
     }
 }

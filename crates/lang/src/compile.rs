@@ -230,7 +230,8 @@ pub(crate) fn compile_files(files: &[PolicyFile], sources: &Sources) -> Result<C
         } else {
             &mut enforced
         };
-        if let Err(e) = target.add(parsed.clone()).and_then(|()| all.add(parsed)) {
+        let added = target.add(parsed.clone()).map_err(|e| e.to_string());
+        if let Err(e) = added.and_then(|()| all.add(parsed).map_err(|e| e.to_string())) {
             errors.push(compiler_bug(Some(*span), format!("cannot add `{id}` to the policy set: {e}")));
         }
     }

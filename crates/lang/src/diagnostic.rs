@@ -170,12 +170,10 @@ impl Diagnostic {
     pub(crate) fn with_note_at(mut self, span: Span, text: impl Into<String>) -> Self {
         let text = text.into();
         match self.labels.first() {
-            Some(primary) if primary.span.file == span.file => {
-                self.labels.push(Label {
-                    span,
-                    text: Some(text),
-                })
-            }
+            Some(primary) if primary.span.file == span.file => self.labels.push(Label {
+                span,
+                text: Some(text),
+            }),
             _ => {
                 let mut note = Diagnostic::new(self.code, text.clone()).with_label(span, text);
                 note.is_note = true;
@@ -278,9 +276,7 @@ impl miette::Diagnostic for Diagnostic {
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
-        if self.source.is_none() {
-            return None;
-        }
+        self.source.as_ref()?;
         Some(Box::new(self.labels.iter().enumerate().map(|(i, l)| {
             let span: miette::SourceSpan = l.span.into();
             if i == 0 {

@@ -89,7 +89,12 @@ impl Printer<'_> {
     }
 
     fn rule(&mut self, rule: &Rule) {
-        let _ = write!(self.out, "{} {} {{", rule.kind.node.keyword(), rule.name.node);
+        let _ = write!(
+            self.out,
+            "{} {} {{",
+            rule.kind.node.keyword(),
+            rule.name.node
+        );
         // A comment right after the opening brace stays there.
         let brace_end = rule.name.span.end
             + self.text[rule.name.span.end..rule.span.end]
@@ -183,7 +188,11 @@ fn write_prec(out: &mut String, e: &Expr, min: u8) {
     }
     match e {
         Expr::Or(v, _) | Expr::And(v, _) => {
-            let (word, child_min) = if matches!(e, Expr::Or(..)) { (" or ", 2) } else { (" and ", 3) };
+            let (word, child_min) = if matches!(e, Expr::Or(..)) {
+                (" or ", 2)
+            } else {
+                (" and ", 3)
+            };
             for (i, child) in v.iter().enumerate() {
                 if i > 0 {
                     out.push_str(word);
@@ -261,7 +270,9 @@ fn write_path(out: &mut String, p: &ArgPath) {
             .chars()
             .next()
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            && seg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if plain {
             out.push_str(seg);
         } else {

@@ -69,7 +69,9 @@ pub fn tool_glob_problem(glob: &str) -> Option<String> {
     }
     let fixed = glob.chars().filter(|c| *c != '*').count();
     if fixed > 128 {
-        return Some(format!("needs {fixed} characters; tool names have at most 128"));
+        return Some(format!(
+            "needs {fixed} characters; tool names have at most 128"
+        ));
     }
     None
 }
@@ -86,7 +88,7 @@ mod tests {
         assert!(glob_matches("*_sample", "get_sample"));
         assert!(glob_matches("a*b*c", "aXbYc"));
         assert!(!glob_matches("a*b*c", "aXcYb"));
-        assert!(glob_matches("ab*ba", "aba") == false);
+        assert!(!glob_matches("ab*ba", "aba"));
         assert!(glob_matches("*", ""));
         assert!(glob_matches("exact", "exact"));
         assert!(!glob_matches("exact", "exactly"));

@@ -26,11 +26,15 @@ pub(crate) fn syntax_error(at: Span, expected: &[String], found: &str) -> Diagno
         .min();
     let help = match suggestion {
         Some((_, word)) => format!("did you mean `{word}`?"),
-        None => "see docs/language.md for the grammar; every rule reads `KIND NAME { CLAUSES }`".to_string(),
+        None => "see docs/language.md for the grammar; every rule reads `KIND NAME { CLAUSES }`"
+            .to_string(),
     };
-    Diagnostic::new(Code::Syntax, format!("expected {expected_words}, found {found}"))
-        .with_label(at, format!("unexpected {found}"))
-        .with_help(help)
+    Diagnostic::new(
+        Code::Syntax,
+        format!("expected {expected_words}, found {found}"),
+    )
+    .with_label(at, format!("unexpected {found}"))
+    .with_help(help)
 }
 
 /// Levenshtein distance, for "did you mean" hints on misspelled keywords.
@@ -55,9 +59,12 @@ pub(crate) fn invalid_string(at: Span) -> Diagnostic {
 }
 
 pub(crate) fn number_out_of_range(at: Span, text: &str) -> Diagnostic {
-    Diagnostic::new(Code::NumberOutOfRange, format!("number `{text}` is out of range"))
-        .with_label(at, "too large")
-        .with_help("whole numbers must fit in a signed 64-bit integer")
+    Diagnostic::new(
+        Code::NumberOutOfRange,
+        format!("number `{text}` is out of range"),
+    )
+    .with_label(at, "too large")
+    .with_help("whole numbers must fit in a signed 64-bit integer")
 }
 
 pub(crate) fn too_many_decimals(at: Span, text: &str) -> Diagnostic {
@@ -91,7 +98,10 @@ pub(crate) fn conflicting_default(first: &DefaultDecl, again: &DefaultDecl) -> D
         ),
     )
     .with_label(again.span, "contradicting default")
-    .with_note_at(first.span, format!("the set is `default {}` here", first.effect.keyword()))
+    .with_note_at(
+        first.span,
+        format!("the set is `default {}` here", first.effect.keyword()),
+    )
     .with_help("all files of a set share one default; make them agree")
 }
 
@@ -142,9 +152,12 @@ pub(crate) fn unclosed_placeholder(at: Span) -> Diagnostic {
 }
 
 pub(crate) fn zero_limit(at: Span, kind: &str) -> Diagnostic {
-    Diagnostic::new(Code::ZeroLimit, format!("a {kind} of 0 never lets a call through"))
-        .with_label(at, "0 calls")
-        .with_help("to block these calls, write a `deny` rule; otherwise use a limit of 1 or more")
+    Diagnostic::new(
+        Code::ZeroLimit,
+        format!("a {kind} of 0 never lets a call through"),
+    )
+    .with_label(at, "0 calls")
+    .with_help("to block these calls, write a `deny` rule; otherwise use a limit of 1 or more")
 }
 
 pub(crate) fn invalid_window(at: Span, window: &str) -> Diagnostic {
@@ -162,21 +175,30 @@ pub(crate) fn missing_limit(rule: Span, kind: &str) -> Diagnostic {
     } else {
         "max 3 per session"
     };
-    Diagnostic::new(Code::MisplacedLimit, format!("`{kind}` rule has no `max` clause"))
-        .with_label(rule, "no limit given")
-        .with_help(format!("add a limit such as `{example}`"))
+    Diagnostic::new(
+        Code::MisplacedLimit,
+        format!("`{kind}` rule has no `max` clause"),
+    )
+    .with_label(rule, "no limit given")
+    .with_help(format!("add a limit such as `{example}`"))
 }
 
 pub(crate) fn unexpected_limit(at: Span, kind: &str) -> Diagnostic {
-    Diagnostic::new(Code::MisplacedLimit, format!("`{kind}` rules take no `max` clause"))
-        .with_label(at, "not used by this rule kind")
-        .with_help("use `cap-consecutive` or `rate-limit` to limit how often a tool is called")
+    Diagnostic::new(
+        Code::MisplacedLimit,
+        format!("`{kind}` rules take no `max` clause"),
+    )
+    .with_label(at, "not used by this rule kind")
+    .with_help("use `cap-consecutive` or `rate-limit` to limit how often a tool is called")
 }
 
 pub(crate) fn window_on_cap(at: Span) -> Diagnostic {
-    Diagnostic::new(Code::MisplacedLimit, "`cap-consecutive` counts a streak, not a window")
-        .with_label(at, "a window has no meaning here")
-        .with_help("write `max N per SCOPE`, or make it a `rate-limit` to count calls per window")
+    Diagnostic::new(
+        Code::MisplacedLimit,
+        "`cap-consecutive` counts a streak, not a window",
+    )
+    .with_label(at, "a window has no meaning here")
+    .with_help("write `max N per SCOPE`, or make it a `rate-limit` to count calls per window")
 }
 
 pub(crate) fn missing_window(at: Span) -> Diagnostic {
@@ -186,9 +208,12 @@ pub(crate) fn missing_window(at: Span) -> Diagnostic {
 }
 
 pub(crate) fn ordering_on_non_number(at: Span, op: &str, ty: &str) -> Diagnostic {
-    Diagnostic::new(Code::TypeMismatch, format!("`{op}` compares numbers, not a {ty}"))
-        .with_label(at, format!("this is a {ty}"))
-        .with_help("use `==`, `!=`, `in [...]` or `matches` for strings and booleans")
+    Diagnostic::new(
+        Code::TypeMismatch,
+        format!("`{op}` compares numbers, not a {ty}"),
+    )
+    .with_label(at, format!("this is a {ty}"))
+    .with_help("use `==`, `!=`, `in [...]` or `matches` for strings and booleans")
 }
 
 pub(crate) fn identity_not_string(at: Span, field: &str, ty: &str) -> Diagnostic {
@@ -201,9 +226,12 @@ pub(crate) fn identity_not_string(at: Span, field: &str, ty: &str) -> Diagnostic
 }
 
 pub(crate) fn identity_ordering(at: Span, field: &str, op: &str) -> Diagnostic {
-    Diagnostic::new(Code::TypeMismatch, format!("`{field}` cannot be compared with `{op}`"))
-        .with_label(at, "strings have no order here")
-        .with_help("use `==`, `!=`, `in [...]` or `matches`")
+    Diagnostic::new(
+        Code::TypeMismatch,
+        format!("`{field}` cannot be compared with `{op}`"),
+    )
+    .with_label(at, "strings have no order here")
+    .with_help("use `==`, `!=`, `in [...]` or `matches`")
 }
 
 pub(crate) fn glob_never_matches(at: Span, pattern: &str, why: &str) -> Diagnostic {
@@ -221,7 +249,10 @@ pub(crate) fn shadowed_rule(rule: Span, name: &str, by_name: &str, by: Span) -> 
         format!("rule `{name}` can never take effect: `{by_name}` denies every call it matches"),
     )
     .with_label(rule, "never takes effect")
-    .with_note_at(by, format!("`{by_name}` denies these calls unconditionally"))
+    .with_note_at(
+        by,
+        format!("`{by_name}` denies these calls unconditionally"),
+    )
     .with_help(format!(
         "narrow `{by_name}` with `tool`, `server` or `when`, or remove this rule"
     ))

@@ -194,7 +194,11 @@ impl Builder {
         match unescape(raw) {
             Ok(s) => Spanned::new(s, span),
             Err((offset, len)) => {
-                let at = Span::new(self.file, span.start + 1 + offset, span.start + 1 + offset + len);
+                let at = Span::new(
+                    self.file,
+                    span.start + 1 + offset,
+                    span.start + 1 + offset + len,
+                );
                 self.errors.push(lints::invalid_string(at));
                 Spanned::new(String::new(), span)
             }
@@ -210,10 +214,7 @@ impl Builder {
                     .filter(|p| p.as_rule() != Rule::kw_or)
                     .map(|p| self.expr(p))
                     .collect();
-                nary(parts, span, Expr::Or, |e| match e {
-                    Expr::Or(v, _) => Ok(v),
-                    other => Err(other),
-                })
+                nary(parts, span, true)
             }
             Rule::and_expr => {
                 let parts: Vec<Expr> = pair
@@ -221,10 +222,7 @@ impl Builder {
                     .filter(|p| p.as_rule() != Rule::kw_and)
                     .map(|p| self.expr(p))
                     .collect();
-                nary(parts, span, Expr::And, |e| match e {
-                    Expr::And(v, _) => Ok(v),
-                    other => Err(other),
-                })
+                nary(parts, span, false)
             }
             Rule::unary => {
                 let mut nots = Vec::new();
@@ -315,15 +313,21 @@ impl Builder {
     fn arg_path(&mut self, pair: Pair<'_, Rule>) -> ArgPath {
         let span = self.span(&pair);
         let mut segments = Vec::new();
-        for seg in pair.into_inner().filter(|p| p.as_rule() == Rule::path_segment) {
+        for seg in pair
+            .into_inner()
+            .filter(|p| p.as_rule() == Rule::path_segment)
+        {
             let text = seg.as_str();
             if let Some(quoted) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
                 match unescape(quoted) {
                     Ok(s) => segments.push(s),
                     Err((offset, len)) => {
                         let start = self.span(&seg).start + 1 + offset;
-                        self.errors
-                            .push(lints::invalid_string(Span::new(self.file, start, start + len)));
+                        self.errors.push(lints::invalid_string(Span::new(
+                            self.file,
+                            start,
+                            start + len,
+                        )));
                     }
                 }
             } else {
@@ -360,23 +364,23 @@ impl Builder {
 
 /// Builds an n-ary node, splicing children of the same kind (from
 /// parentheses) so the tree is canonical; a single part is returned as is.
-fn nary(
-    parts: Vec<Expr>,
-    span: Span,
-    make: fn(Vec<Expr>, Span) -> Expr,
-    same_kind: fn(Expr) -> Result<Vec<Expr>, Expr>,
-) -> Expr {
+fn nary(parts: Vec<Expr>, span: Span, is_or: bool) -> Expr {
     if parts.len() == 1 {
         return parts.into_iter().next().expect("one part");
     }
     let mut flat = Vec::with_capacity(parts.len());
     for p in parts {
-        match same_kind(p) {
-            Ok(children) => flat.extend(children),
-            Err(other) => flat.push(other),
+        match p {
+            Expr::Or(children, _) if is_or => flat.extend(children),
+            Expr::And(children, _) if !is_or => flat.extend(children),
+            other => flat.push(other),
         }
     }
-    make(flat, span)
+    if is_or {
+        Expr::Or(flat, span)
+    } else {
+        Expr::And(flat, span)
+    }
 }
 
 fn is_keyword(r: Rule) -> bool {
@@ -507,7 +511,12 @@ fn syntax_error(file: FileId, text: &str, err: &pest::error::Error<Rule>) -> Dia
         }
         _ => {
             if let pest::error::ErrorVariant::ParsingError { positives, .. } = &err.variant {
-                expected.extend(positives.iter().filter_map(|r| describe_rule(*r)).map(str::to_string));
+                expected.extend(
+                    positives
+                        .iter()
+                        .filter_map(|r| describe_rule(*r))
+                        .map(str::to_string),
+                );
             }
             if let Some(a) = attempts {
                 for tok in a.expected_tokens() {
@@ -565,7 +574,9 @@ fn describe_found(text: &str, pos: usize) -> (String, usize) {
 fn describe_rule(r: Rule) -> Option<&'static str> {
     Some(match r {
         Rule::default_decl | Rule::kw_default => "`default`",
-        Rule::rule_decl | Rule::rule_kind => "a rule (`allow`, `deny`, `require-confirm`, `cap-consecutive`, `rate-limit`)",
+        Rule::rule_decl | Rule::rule_kind => {
+            "a rule (`allow`, `deny`, `require-confirm`, `cap-consecutive`, `rate-limit`)"
+        }
         Rule::rule_name => "a rule name",
         Rule::default_effect => "`allow` or `deny`",
         Rule::server_clause | Rule::kw_server => "`server`",
@@ -581,7 +592,9 @@ fn describe_rule(r: Rule) -> Option<&'static str> {
         Rule::expr | Rule::and_expr | Rule::unary => "a condition",
         Rule::via_agent | Rule::via_server | Rule::kw_via => "`via`",
         Rule::tool_flag => "`tool.<flag>`",
-        Rule::tool_flag_name => "a tool flag (`read_only`, `destructive`, `idempotent`, `open_world`)",
+        Rule::tool_flag_name => {
+            "a tool flag (`read_only`, `destructive`, `idempotent`, `open_world`)"
+        }
         Rule::in_group => "`user in group`",
         Rule::exists | Rule::kw_exists => "`exists`",
         Rule::comparison | Rule::subject => "`args.<name>`, `user`, `agent` or `model`",

@@ -36,7 +36,16 @@ pub enum Placeholder {
 
 impl Placeholder {
     pub const NAMES: &'static [&'static str] = &[
-        "args.<name>", "user", "agent", "model", "tool", "server", "session", "rule", "limit", "window",
+        "args.<name>",
+        "user",
+        "agent",
+        "model",
+        "tool",
+        "server",
+        "session",
+        "rule",
+        "limit",
+        "window",
     ];
 
     fn from_name(name: &str) -> Option<Placeholder> {

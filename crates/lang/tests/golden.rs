@@ -34,8 +34,16 @@ fn ok_files_compile_to_their_golden_cedar() {
             Ok(out) => out,
             Err(d) => panic!("{name} does not compile:\n{}", common::render(&d)),
         };
-        assert!(out.warnings.is_empty(), "{name} has warnings:\n{}", common::render(&out.warnings));
-        let stem = Path::new(&name).file_stem().unwrap().to_string_lossy().to_string();
+        assert!(
+            out.warnings.is_empty(),
+            "{name} has warnings:\n{}",
+            common::render(&out.warnings)
+        );
+        let stem = Path::new(&name)
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
         insta::assert_snapshot!(format!("ok__{stem}"), out.policy_set.cedar_text());
     }
 }
@@ -56,11 +64,21 @@ fn err_files_report_their_golden_diagnostics() {
         let diags = lint_policy_set(&common::sources(&name, &text));
         assert!(!diags.is_empty(), "{name} reports nothing");
         for d in diags.iter() {
-            let loc = d.location().unwrap_or_else(|| panic!("{name}: `{}` has no location", d.message()));
+            let loc = d
+                .location()
+                .unwrap_or_else(|| panic!("{name}: `{}` has no location", d.message()));
             assert!(loc.line >= 1 && loc.column >= 1);
-            assert!(d.help_text().is_some(), "{name}: `{}` has no help", d.message());
+            assert!(
+                d.help_text().is_some(),
+                "{name}: `{}` has no help",
+                d.message()
+            );
         }
-        let stem = Path::new(&name).file_stem().unwrap().to_string_lossy().to_string();
+        let stem = Path::new(&name)
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
         insta::assert_snapshot!(format!("err__{stem}"), common::render(&diags));
     }
 }
@@ -90,7 +108,12 @@ fn many_mistakes_are_all_reported_at_once() {
             "zero-limit",
         ]
     );
-    assert!(diags.error_count() >= 14, "only {} errors:\n{}", diags.error_count(), common::render(&diags));
+    assert!(
+        diags.error_count() >= 14,
+        "only {} errors:\n{}",
+        diags.error_count(),
+        common::render(&diags)
+    );
 }
 
 #[test]
@@ -100,7 +123,10 @@ fn every_example_policy_compiles_and_validates() {
     for entry in std::fs::read_dir(&root).expect("policies/") {
         let p = entry.expect("entry").path();
         if p.extension().is_some_and(|e| e == "policy") {
-            sources.add(p.display().to_string(), std::fs::read_to_string(&p).expect("read"));
+            sources.add(
+                p.display().to_string(),
+                std::fs::read_to_string(&p).expect("read"),
+            );
         }
     }
     assert!(sources.len() >= 2);

@@ -15,7 +15,10 @@ fn check(code: Code, fail: &str, pass: &str) {
         code.id(),
         common::render(&diags)
     );
-    let d = diags.iter().find(|d| d.code() == code).expect("found above");
+    let d = diags
+        .iter()
+        .find(|d| d.code() == code)
+        .expect("found above");
     assert_eq!(d.severity(), code.default_severity());
     assert!(d.help_text().is_some(), "`{}` has no help", code.id());
     assert!(d.location().is_some(), "`{}` has no location", code.id());
@@ -186,6 +189,10 @@ fn every_code_has_a_test_here() {
             continue;
         }
         let variant = format!("{code:?}");
-        assert!(src.contains(&format!("Code::{variant},")), "no test for `{}`", code.id());
+        assert!(
+            src.contains(&format!("Code::{variant},")),
+            "no test for `{}`",
+            code.id()
+        );
     }
 }

@@ -13,8 +13,9 @@ pub fn sources(name: &str, text: &str) -> Sources {
 }
 
 pub fn render(diags: &Diagnostics) -> String {
-    let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-        .with_width(100);
+    let handler =
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .with_width(100);
     let mut out = String::new();
     for d in diags.iter() {
         handler

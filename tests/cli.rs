@@ -1,0 +1,243 @@
+//! End-to-end tests of the `warden` binary: lint, compile and fmt as a
+//! person or a CI job runs them, checking output and exit codes.
+
+use assert_cmd::Command;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn warden() -> Command {
+    let mut cmd = Command::cargo_bin("warden").expect("binary");
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+const SEVERAL_MISTAKES: &str = "\
+deny no-deletes {
+  tool \"delete sample\"
+  reason \"cannot delete {args.id} for {who}\"
+}
+
+allow no-deletes {
+  tool \"get_*\"
+}
+
+cap-consecutive runs {
+  max 0 per session
+}
+";
+
+fn temp_policy(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("test.policy");
+    std::fs::write(&path, text).expect("write");
+    (dir, path)
+}
+
+#[test]
+fn lint_of_the_shipped_policies_is_clean() {
+    let out = warden().args(["lint", "policies/"]).assert().code(0);
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(
+        stdout.contains("policies/: 2 files, no problems"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn lint_defaults_to_the_policies_directory() {
+    let out = warden().arg("lint").assert().code(0);
+    assert!(
+        String::from_utf8_lossy(&out.get_output().stdout)
+            .contains("policies: 2 files, no problems")
+    );
+}
+
+#[test]
+fn lint_shows_every_mistake_at_its_place_and_exits_1() {
+    let (_dir, path) = temp_policy(SEVERAL_MISTAKES);
+    let out = warden().arg("lint").arg(&path).assert().code(1);
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    for (code, place) in [
+        ("missing-default", "test.policy:1:1"),
+        ("glob-never-matches", "test.policy:2:8"),
+        ("unknown-placeholder", "test.policy:3:39"),
+        ("duplicate-rule-name", "test.policy:6:7"),
+        ("zero-limit", "test.policy:11:7"),
+    ] {
+        assert!(stdout.contains(code), "{code} missing:\n{stdout}");
+        assert!(stdout.contains(place), "{place} missing:\n{stdout}");
+    }
+    assert!(stdout.contains("help:"), "{stdout}");
+    assert!(stdout.contains("5 errors, 0 warnings"), "{stdout}");
+}
+
+#[test]
+fn lint_json_lists_findings_with_positions() {
+    let (_dir, path) = temp_policy(SEVERAL_MISTAKES);
+    let out = warden()
+        .arg("lint")
+        .arg(&path)
+        .args(["--format", "json"])
+        .assert()
+        .code(1);
+    let v: Value = serde_json::from_slice(&out.get_output().stdout).expect("json");
+    assert_eq!(v["errors"], 5);
+    let diags = v["sets"][0]["diagnostics"].as_array().expect("diagnostics");
+    let dup = diags
+        .iter()
+        .find(|d| d["code"] == "duplicate-rule-name")
+        .expect("dup");
+    assert_eq!(dup["severity"], "error");
+    assert_eq!(dup["location"]["line"], 6);
+    assert_eq!(dup["location"]["column"], 7);
+    assert!(dup["help"].as_str().is_some());
+}
+
+#[test]
+fn lint_sarif_is_sarif_2_1_0_with_rules_and_regions() {
+    let (_dir, path) = temp_policy(SEVERAL_MISTAKES);
+    let out = warden()
+        .arg("lint")
+        .arg(&path)
+        .args(["--format", "sarif"])
+        .assert()
+        .code(1);
+    let v: Value = serde_json::from_slice(&out.get_output().stdout).expect("json");
+    assert_eq!(v["version"], "2.1.0");
+    let run = &v["runs"][0];
+    assert_eq!(run["tool"]["driver"]["name"], "warden");
+    let rules = run["tool"]["driver"]["rules"].as_array().expect("rules");
+    let results = run["results"].as_array().expect("results");
+    assert_eq!(results.len(), 5);
+    for r in results {
+        let idx = r["ruleIndex"].as_u64().expect("ruleIndex") as usize;
+        assert_eq!(
+            rules[idx]["id"], r["ruleId"],
+            "ruleIndex points at its rule"
+        );
+        assert_eq!(r["level"], "error");
+        let region = &r["locations"][0]["physicalLocation"]["region"];
+        assert!(region["startLine"].as_u64().unwrap() >= 1);
+        assert!(
+            r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+                .as_str()
+                .unwrap()
+                .ends_with("test.policy")
+        );
+    }
+    let dup = results
+        .iter()
+        .find(|r| r["ruleId"] == "duplicate-rule-name")
+        .expect("dup");
+    assert_eq!(
+        dup["locations"][0]["physicalLocation"]["region"]["startLine"],
+        6
+    );
+    assert!(
+        dup["relatedLocations"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    );
+}
+
+#[test]
+fn warnings_fail_only_with_deny_warnings() {
+    let (_dir, path) = temp_policy("default allow\nallow reads {\n  tool \"get_*\"\n}\n");
+    let out = warden().arg("lint").arg(&path).assert().code(0);
+    assert!(String::from_utf8_lossy(&out.get_output().stdout).contains("redundant-allow"));
+    warden()
+        .arg("lint")
+        .arg(&path)
+        .arg("--deny-warnings")
+        .assert()
+        .code(1);
+}
+
+#[test]
+fn usage_and_io_errors_exit_2() {
+    warden().args(["lint", "does/not/exist"]).assert().code(2);
+    warden().args(["lint", "--format", "xml"]).assert().code(2);
+    let empty = tempfile::tempdir().unwrap();
+    warden().arg("lint").arg(empty.path()).assert().code(2);
+}
+
+#[test]
+fn compile_prints_cedar_and_schema_on_request() {
+    let out = warden()
+        .args(["compile", "policies/genomics.policy"])
+        .assert()
+        .code(0);
+    let cedar = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(cedar.contains("@id(\"agents-never-delete\")"));
+    assert!(cedar.contains("forbid ("));
+    assert!(!cedar.contains("namespace Warden"));
+    let out = warden()
+        .args(["compile", "--schema", "policies/genomics.policy"])
+        .assert()
+        .code(0);
+    let both = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(both.contains("namespace Warden") && both.contains("forbid ("));
+}
+
+#[test]
+fn compile_of_a_broken_set_reports_and_exits_1() {
+    let (_dir, path) = temp_policy(SEVERAL_MISTAKES);
+    let out = warden().arg("compile").arg(&path).assert().code(1);
+    assert!(
+        out.get_output().stdout.is_empty(),
+        "no Cedar for a broken set"
+    );
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("duplicate-rule-name"));
+}
+
+#[test]
+fn fmt_check_reports_and_fmt_rewrites_canonically() {
+    let messy = "# header\ndefault   deny\nallow  reads{tool [\"get_*\",\"list_*\"]   # trailing\nwhen (via agent) and not(user==\"x\")}\n";
+    let (_dir, path) = temp_policy(messy);
+    let out = warden()
+        .args(["fmt", "--check"])
+        .arg(&path)
+        .assert()
+        .code(1);
+    assert!(String::from_utf8_lossy(&out.get_output().stdout).contains("would reformat"));
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        messy,
+        "--check changes nothing"
+    );
+
+    warden().arg("fmt").arg(&path).assert().code(0);
+    let formatted = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        formatted,
+        "# header\ndefault deny\n\nallow reads { # trailing\n  tool [\"get_*\", \"list_*\"]\n  when via agent and not user == \"x\"\n}\n"
+    );
+    warden()
+        .args(["fmt", "--check"])
+        .arg(&path)
+        .assert()
+        .code(0);
+}
+
+#[test]
+fn fmt_leaves_a_broken_file_alone() {
+    let broken = "default deny\ndeny x {\n  tool\n}\n";
+    let (_dir, path) = temp_policy(broken);
+    let out = warden().arg("fmt").arg(&path).assert().code(1);
+    assert!(String::from_utf8_lossy(&out.get_output().stdout).contains("syntax-error"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), broken);
+}
+
+#[test]
+fn shipped_policies_are_formatted() {
+    warden()
+        .args(["fmt", "--check"])
+        .arg(repo("policies"))
+        .assert()
+        .code(0);
+}
