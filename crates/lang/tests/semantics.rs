@@ -1,0 +1,622 @@
+//! The meaning of compiled rules, checked by running the emitted Cedar
+//! through Cedar's own authorizer with requests built the way the engine
+//! will build them (the context contract in `compile.rs`). These tests pin
+//! the fail-closed reading: restricting rules fire on "possibly true",
+//! allow rules need "definitely true", a missing counter means the limit
+//! is reached.
+
+use cedar_policy::{Authorizer, Context, Decision, Entities, EntityUid, Request};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::str::FromStr;
+use warden_lang::{ArgType, CompiledPolicySet, Sources, compile_policy_set};
+
+fn compile(text: &str) -> CompiledPolicySet {
+    let mut s = Sources::new();
+    s.add("t.policy", text);
+    match compile_policy_set(&s) {
+        Ok(out) => out.policy_set,
+        Err(d) => panic!(
+            "{:?}",
+            d.iter()
+                .map(|d| d.message().to_string())
+                .collect::<Vec<_>>()
+        ),
+    }
+}
+
+/// A tool call as the engine sees it.
+struct Call {
+    user: &'static str,
+    groups: Vec<&'static str>,
+    tool: &'static str,
+    server: &'static str,
+    via_agent: bool,
+    via_server: Option<&'static str>,
+    agent: Option<&'static str>,
+    args: Value,
+    confirmed: Vec<&'static str>,
+    counters: Vec<(&'static str, i64)>,
+    destructive: bool,
+}
+
+impl Default for Call {
+    fn default() -> Self {
+        Call {
+            user: "alice",
+            groups: vec![],
+            tool: "start_run",
+            server: "genomics",
+            via_agent: true,
+            via_server: Some("genomics"),
+            agent: Some("claude-code"),
+            args: json!({}),
+            confirmed: vec![],
+            counters: vec![],
+            destructive: false,
+        }
+    }
+}
+
+/// Projects JSON arguments into `context.args` per the compiled set's
+/// `arg_fields`, as the engine does: a value lands in the record of its JSON
+/// type only; numbers become decimals when exactly representable.
+fn project_args(set: &CompiledPolicySet, args: &Value) -> Value {
+    let (mut str_, mut num, mut bool_) = (json!({}), json!({}), json!({}));
+    let mut present = BTreeSet::new();
+    for (ptr, types) in set.arg_fields() {
+        let Some(v) = args.pointer(ptr) else { continue };
+        if v.is_null() {
+            continue;
+        }
+        present.insert(ptr.clone());
+        match v {
+            Value::String(s) if types.contains(&ArgType::Str) => str_[ptr] = json!(s),
+            Value::Bool(b) if types.contains(&ArgType::Bool) => bool_[ptr] = json!(b),
+            Value::Number(n) if types.contains(&ArgType::Num) => {
+                let text = n.to_string();
+                let dec = if text.contains('.') {
+                    text
+                } else {
+                    format!("{text}.0")
+                };
+                num[ptr] = json!({"__extn": {"fn": "decimal", "arg": dec}});
+            }
+            _ => {}
+        }
+    }
+    json!({"str": str_, "num": num, "bool": bool_, "present": present})
+}
+
+/// Decides a call against the enforced policies; returns the decision and
+/// the ids of the policies behind it.
+fn decide(set: &CompiledPolicySet, call: &Call) -> (Decision, Vec<String>) {
+    let schema = set.schema();
+    let action = EntityUid::from_str(r#"Warden::Action::"call_tool""#).unwrap();
+    let principal = EntityUid::from_str(&format!("Warden::User::{}", json!(call.user))).unwrap();
+    let resource = EntityUid::from_str(&format!(
+        "Warden::Tool::{}",
+        json!(format!("{}/{}", call.server, call.tool))
+    ))
+    .unwrap();
+    let mut entities = vec![
+        json!({
+            "uid": {"type": "Warden::User", "id": call.user},
+            "attrs": {"name": call.user},
+            "parents": call.groups.iter().map(|g| json!({"type": "Warden::Group", "id": g})).collect::<Vec<_>>(),
+        }),
+        json!({
+            "uid": {"type": "Warden::Tool", "id": format!("{}/{}", call.server, call.tool)},
+            "attrs": {"name": call.tool, "server": call.server, "read_only": false,
+                      "destructive": call.destructive, "idempotent": false, "open_world": true},
+            "parents": [],
+        }),
+    ];
+    for g in &call.groups {
+        entities
+            .push(json!({"uid": {"type": "Warden::Group", "id": g}, "attrs": {}, "parents": []}));
+    }
+    let entities = Entities::from_json_value(json!(entities), Some(schema)).expect("entities");
+    let mut ctx = json!({
+        "via_agent": call.via_agent,
+        "session": "s1",
+        "confirmed": call.confirmed,
+        "args": project_args(set, &call.args),
+        "counters": call.counters.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+    });
+    if let Some(v) = call.via_server {
+        ctx["via_server"] = json!(v);
+    }
+    if let Some(a) = call.agent {
+        ctx["agent"] = json!(a);
+    }
+    let context = Context::from_json_value(ctx, Some((schema, &action))).expect("context");
+    let request =
+        Request::new(principal, action, resource, context, Some(schema)).expect("request");
+    let response = Authorizer::new().is_authorized(&request, set.enforced_policies(), &entities);
+    assert!(
+        response.diagnostics().errors().next().is_none(),
+        "evaluation errors: {:?}",
+        response
+            .diagnostics()
+            .errors()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+    );
+    let mut ids: Vec<String> = response
+        .diagnostics()
+        .reason()
+        .map(|p| p.to_string())
+        .collect();
+    ids.sort();
+    (response.decision(), ids)
+}
+
+fn denied_by(set: &CompiledPolicySet, call: &Call) -> Vec<String> {
+    let (d, ids) = decide(set, call);
+    if d == Decision::Deny { ids } else { vec![] }
+}
+
+const DENY_COUNT: &str = "default allow\ndeny big {\n  when args.count > 100\n}\n";
+
+#[test]
+fn a_number_condition_fires_on_big_numbers_only() {
+    let set = compile(DENY_COUNT);
+    assert_eq!(
+        denied_by(
+            &set,
+            &Call {
+                args: json!({"count": 1000}),
+                ..Call::default()
+            }
+        ),
+        ["big"]
+    );
+    assert_eq!(
+        denied_by(
+            &set,
+            &Call {
+                args: json!({"count": 100.5}),
+                ..Call::default()
+            }
+        ),
+        ["big"]
+    );
+    assert!(
+        denied_by(
+            &set,
+            &Call {
+                args: json!({"count": 100}),
+                ..Call::default()
+            }
+        )
+        .is_empty()
+    );
+    assert!(
+        denied_by(
+            &set,
+            &Call {
+                args: json!({"count": 99.9999}),
+                ..Call::default()
+            }
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn an_absent_argument_makes_a_comparison_false() {
+    let set = compile(DENY_COUNT);
+    assert!(
+        denied_by(
+            &set,
+            &Call {
+                args: json!({}),
+                ..Call::default()
+            }
+        )
+        .is_empty()
+    );
+    assert!(
+        denied_by(
+            &set,
+            &Call {
+                args: json!({"count": null}),
+                ..Call::default()
+            }
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn a_mistyped_argument_fires_a_restriction() {
+    // "1000" as a string could be coerced upstream: the deny must not miss it.
+    let set = compile(DENY_COUNT);
+    assert_eq!(
+        denied_by(
+            &set,
+            &Call {
+                args: json!({"count": "1000"}),
+                ..Call::default()
+            }
+        ),
+        ["big"]
+    );
+    assert_eq!(
+        denied_by(
+            &set,
+            &Call {
+                args: json!({"count": [1000]}),
+                ..Call::default()
+            }
+        ),
+        ["big"]
+    );
+}
+
+#[test]
+fn a_mistyped_argument_never_grants_an_allow() {
+    let set = compile("default deny\nallow small {\n  when args.count <= 10\n}\n");
+    assert_eq!(
+        decide(
+            &set,
+            &Call {
+                args: json!({"count": 3}),
+                ..Call::default()
+            }
+        )
+        .0,
+        Decision::Allow
+    );
+    assert_eq!(
+        decide(
+            &set,
+            &Call {
+                args: json!({"count": "3"}),
+                ..Call::default()
+            }
+        )
+        .0,
+        Decision::Deny
+    );
+    assert_eq!(
+        decide(
+            &set,
+            &Call {
+                args: json!({}),
+                ..Call::default()
+            }
+        )
+        .0,
+        Decision::Deny
+    );
+    // `not` flips definitely and possibly: a mistyped value is not "not big".
+    let set = compile("default deny\nallow not-big {\n  when not args.count > 10\n}\n");
+    assert_eq!(
+        decide(
+            &set,
+            &Call {
+                args: json!({"count": 3}),
+                ..Call::default()
+            }
+        )
+        .0,
+        Decision::Allow
+    );
+    assert_eq!(
+        decide(
+            &set,
+            &Call {
+                args: json!({"count": "3"}),
+                ..Call::default()
+            }
+        )
+        .0,
+        Decision::Deny
+    );
+}
+
+#[test]
+fn not_equal_is_exactly_not_equal() {
+    let set =
+        compile("default allow\nrequire-confirm costly {\n  when args.pipeline != \"qc\"\n}\n");
+    assert!(
+        denied_by(
+            &set,
+            &Call {
+                args: json!({"pipeline": "qc"}),
+                ..Call::default()
+            }
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        denied_by(
+            &set,
+            &Call {
+                args: json!({"pipeline": "wgs"}),
+                ..Call::default()
+            }
+        ),
+        ["costly"]
+    );
+    assert_eq!(
+        denied_by(
+            &set,
+            &Call {
+                args: json!({}),
+                ..Call::default()
+            }
+        ),
+        ["costly"]
+    );
+    assert_eq!(
+        denied_by(
+            &set,
+            &Call {
+                args: json!({"pipeline": 7}),
+                ..Call::default()
+            }
+        ),
+        ["costly"]
+    );
+}
+
+#[test]
+fn integers_and_decimals_compare_as_numbers() {
+    let set =
+        compile("default allow\ndeny exactly-three {\n  when args.n == 3 or args.cost == 2.5\n}\n");
+    assert_eq!(
+        denied_by(
+            &set,
+            &Call {
+                args: json!({"n": 3}),
+                ..Call::default()
+            }
+        ),
+        ["exactly-three"]
+    );
+    assert_eq!(
+        denied_by(
+            &set,
+            &Call {
+                args: json!({"n": 3.0}),
+                ..Call::default()
+            }
+        ),
+        ["exactly-three"]
+    );
+    assert_eq!(
+        denied_by(
+            &set,
+            &Call {
+                args: json!({"cost": 2.50}),
+                ..Call::default()
+            }
+        ),
+        ["exactly-three"]
+    );
+    assert!(
+        denied_by(
+            &set,
+            &Call {
+                args: json!({"n": 4, "cost": 2.4}),
+                ..Call::default()
+            }
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn lists_globs_exists_and_nested_paths() {
+    let set = compile(
+        "default allow\ndeny d {\n  when args.format in [\"bam\", \"cram\"] or args.p.path matches \"/restricted/*\" or args.\"pii-ok\" exists\n}\n",
+    );
+    assert_eq!(
+        denied_by(
+            &set,
+            &Call {
+                args: json!({"format": "cram"}),
+                ..Call::default()
+            }
+        ),
+        ["d"]
+    );
+    assert_eq!(
+        denied_by(
+            &set,
+            &Call {
+                args: json!({"p": {"path": "/restricted/x"}}),
+                ..Call::default()
+            }
+        ),
+        ["d"]
+    );
+    assert_eq!(
+        denied_by(
+            &set,
+            &Call {
+                args: json!({"pii-ok": false}),
+                ..Call::default()
+            }
+        ),
+        ["d"]
+    );
+    assert!(
+        denied_by(
+            &set,
+            &Call {
+                args: json!({"format": "vcf", "p": {"path": "/open/x"}}),
+                ..Call::default()
+            }
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn identity_groups_and_provenance() {
+    let set = compile(
+        "default deny\nallow staff-via-claude {\n  when user in group \"staff\" and agent == \"claude-code\" and via server \"genomics\"\n}\n",
+    );
+    let staff = Call {
+        groups: vec!["staff"],
+        ..Call::default()
+    };
+    assert_eq!(decide(&set, &staff).0, Decision::Allow);
+    assert_eq!(
+        decide(
+            &set,
+            &Call {
+                groups: vec![],
+                ..Call::default()
+            }
+        )
+        .0,
+        Decision::Deny
+    );
+    assert_eq!(
+        decide(
+            &set,
+            &Call {
+                groups: vec!["staff"],
+                agent: None,
+                ..Call::default()
+            }
+        )
+        .0,
+        Decision::Deny
+    );
+    assert_eq!(
+        decide(
+            &set,
+            &Call {
+                groups: vec!["staff"],
+                via_server: Some("other"),
+                ..Call::default()
+            }
+        )
+        .0,
+        Decision::Deny
+    );
+}
+
+#[test]
+fn via_agent_serves_both_paths() {
+    let set = compile(
+        "default allow\ndeny agents-never-delete {\n  tool \"delete_*\"\n  when via agent\n}\n",
+    );
+    let agent = Call {
+        tool: "delete_sample",
+        ..Call::default()
+    };
+    assert_eq!(denied_by(&set, &agent), ["agents-never-delete"]);
+    let human = Call {
+        tool: "delete_sample",
+        via_agent: false,
+        via_server: None,
+        agent: None,
+        ..Call::default()
+    };
+    assert_eq!(decide(&set, &human).0, Decision::Allow);
+}
+
+#[test]
+fn confirmation_lifts_only_its_own_rule() {
+    let set = compile(
+        "default allow\nrequire-confirm c {\n  tool \"start_run\"\n}\ndeny destructive {\n  when tool.destructive\n}\n",
+    );
+    assert_eq!(denied_by(&set, &Call::default()), ["c"]);
+    assert_eq!(
+        decide(
+            &set,
+            &Call {
+                confirmed: vec!["c"],
+                ..Call::default()
+            }
+        )
+        .0,
+        Decision::Allow
+    );
+    assert_eq!(
+        decide(
+            &set,
+            &Call {
+                confirmed: vec!["other"],
+                ..Call::default()
+            }
+        )
+        .0,
+        Decision::Deny
+    );
+    let both = Call {
+        confirmed: vec!["c"],
+        destructive: true,
+        ..Call::default()
+    };
+    assert_eq!(denied_by(&set, &both), ["destructive"]);
+}
+
+#[test]
+fn caps_fire_at_the_limit_and_when_state_is_missing() {
+    let set = compile(
+        "default allow\ncap-consecutive three {\n  tool \"start_run\"\n  max 3 per session\n}\n",
+    );
+    assert!(
+        denied_by(
+            &set,
+            &Call {
+                counters: vec![("three", 2)],
+                ..Call::default()
+            }
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        denied_by(
+            &set,
+            &Call {
+                counters: vec![("three", 3)],
+                ..Call::default()
+            }
+        ),
+        ["three"]
+    );
+    // No counter supplied: the engine lost its state, so the limit counts as reached.
+    assert_eq!(denied_by(&set, &Call::default()), ["three"]);
+    // Other tools are not capped, counter or not.
+    assert!(
+        denied_by(
+            &set,
+            &Call {
+                tool: "list_runs",
+                ..Call::default()
+            }
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn shadow_rules_never_enforce() {
+    let set = compile("default allow\ndeny trial {\n  mode shadow\n}\n");
+    assert_eq!(decide(&set, &Call::default()).0, Decision::Allow);
+    assert_eq!(set.shadow_policies().policies().count(), 1);
+}
+
+#[test]
+fn counting_policies_say_which_calls_count() {
+    let set = compile(
+        "default allow\nrate-limit r {\n  tool \"export_*\"\n  when args.rows > 10\n  max 5 per 1h per user\n}\n",
+    );
+    let ids: Vec<String> = set
+        .counting_policies()
+        .policies()
+        .map(|p| p.id().to_string())
+        .collect();
+    assert_eq!(ids, ["r/match"]);
+    let r = set.rule("r").expect("rule");
+    assert_eq!(r.limit.and_then(|l| l.window_secs), Some(3600));
+}
