@@ -42,12 +42,12 @@ pub(crate) fn run(paths: Vec<PathBuf>, check: bool) -> i32 {
         }
         unformatted += 1;
         if check {
-            println!("would reformat {}", files::display_path(path));
+            outln!("would reformat {}", files::display_path(path));
         } else if let Err(e) = std::fs::write(path, formatted) {
             eprintln!("error: cannot write `{}`: {e}", path.display());
             return exit::USAGE;
         } else {
-            println!("formatted {}", files::display_path(path));
+            outln!("formatted {}", files::display_path(path));
         }
     }
     if failed || (check && unformatted > 0) {

@@ -2,6 +2,23 @@
 //! the file system for policies; everything it shows comes from the
 //! library crates as values.
 
+/// `print!` that stops quietly when stdout is closed (`warden lint | head`)
+/// instead of panicking on a broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `println!` that stops quietly when stdout is closed.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod files;
 mod fmt_cmd;
 mod lint;

@@ -45,11 +45,11 @@ pub(crate) fn run(mut paths: Vec<PathBuf>, format: Format, deny_warnings: bool) 
 
     match format {
         Format::Human => print_human(&sets),
-        Format::Json => println!(
+        Format::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&to_json(&sets)).expect("json")
         ),
-        Format::Sarif => println!(
+        Format::Sarif => outln!(
             "{}",
             serde_json::to_string_pretty(&sarif::to_sarif(&sets)).expect("json")
         ),
@@ -85,13 +85,13 @@ pub fn render_human(diags: &[Diagnostic]) -> String {
 }
 
 pub(crate) fn print_human_list(diags: &[Diagnostic], _sources: &Sources) {
-    print!("{}", render_human(diags));
+    out!("{}", render_human(diags));
 }
 
 fn print_human(sets: &[LintedSet]) {
     for set in sets {
         let diags: Vec<Diagnostic> = set.diagnostics.iter().cloned().collect();
-        print!("{}", render_human(&diags));
+        out!("{}", render_human(&diags));
         let (e, w) = (
             set.diagnostics.error_count(),
             set.diagnostics.warning_count(),
@@ -99,9 +99,9 @@ fn print_human(sets: &[LintedSet]) {
         let files = set.sources.len();
         let files = format!("{files} file{}", if files == 1 { "" } else { "s" });
         if e == 0 && w == 0 {
-            println!("{}: {files}, no problems", set.name);
+            outln!("{}: {files}, no problems", set.name);
         } else {
-            println!(
+            outln!(
                 "{}: {files}, {e} error{}, {w} warning{}",
                 set.name,
                 if e == 1 { "" } else { "s" },
@@ -152,6 +152,10 @@ pub(crate) fn compile(paths: Vec<PathBuf>, schema: bool) -> i32 {
             }
         }
     }
+    if all.is_empty() {
+        eprintln!("error: no .policy files in the given paths");
+        return exit::USAGE;
+    }
     let sources = match files::read_sources(&all) {
         Ok(s) => s,
         Err(e) => {
@@ -163,10 +167,10 @@ pub(crate) fn compile(paths: Vec<PathBuf>, schema: bool) -> i32 {
         Ok(out) => {
             let warnings: Vec<Diagnostic> = out.warnings.iter().cloned().collect();
             eprint!("{}", render_human(&warnings));
-            print!("{}", out.policy_set.cedar_text());
+            out!("{}", out.policy_set.cedar_text());
             if schema {
-                println!();
-                print!("{}", out.policy_set.schema_text());
+                outln!();
+                out!("{}", out.policy_set.schema_text());
             }
             exit::OK
         }

@@ -34,7 +34,11 @@ impl<'a> RuleParts<'a> {
         let mut seen: HashMap<&'static str, Span> = HashMap::new();
         for clause in &rule.clauses {
             if let Some(first) = seen.get(clause.keyword()) {
-                diags.push(lints::duplicate_clause(clause.keyword(), *first, clause.span()));
+                diags.push(lints::duplicate_clause(
+                    clause.keyword(),
+                    *first,
+                    clause.span(),
+                ));
                 continue;
             }
             seen.insert(clause.keyword(), clause.span());
@@ -100,9 +104,8 @@ fn check(files: &[PolicyFile], sources: &Sources, complete: bool) -> Diagnostics
                     check_rule(rule, &parts, sources, &mut diags);
 
                     if parts.mode() == Mode::Enforce {
-                        if let Some((by, _)) = blanket_denies
-                            .iter()
-                            .find(|(_, deny)| covers(deny, &parts))
+                        if let Some((by, _)) =
+                            blanket_denies.iter().find(|(_, deny)| covers(deny, &parts))
                         {
                             diags.push(lints::shadowed_rule(
                                 rule.name.span,
@@ -134,7 +137,11 @@ fn check(files: &[PolicyFile], sources: &Sources, complete: bool) -> Diagnostics
         }
         Some(d) if d.effect == Effect::Allow => {
             for rule in allows {
-                diags.push(lints::redundant_allow(rule.name.span, &rule.name.node, d.span));
+                diags.push(lints::redundant_allow(
+                    rule.name.span,
+                    &rule.name.node,
+                    d.span,
+                ));
             }
         }
         Some(_) => {}
@@ -163,15 +170,23 @@ fn covers(deny: &RuleParts<'_>, later: &RuleParts<'_>) -> bool {
 fn check_rule(rule: &Rule, parts: &RuleParts<'_>, sources: &Sources, diags: &mut Vec<Diagnostic>) {
     let kind = rule.kind.node;
     match (kind, parts.limit) {
-        (RuleKind::CapConsecutive | RuleKind::RateLimit, None) => {
-            diags.push(lints::missing_limit(rule.kind.span.to(rule.name.span), kind.keyword()))
-        }
+        (RuleKind::CapConsecutive | RuleKind::RateLimit, None) => diags.push(lints::missing_limit(
+            rule.kind.span.to(rule.name.span),
+            kind.keyword(),
+        )),
         (RuleKind::CapConsecutive | RuleKind::RateLimit, Some(limit)) => {
             if i64::try_from(limit.max.node).is_err() {
-                diags.push(lints::number_out_of_range(limit.max.span, &limit.max.node.to_string()));
+                diags.push(lints::number_out_of_range(
+                    limit.max.span,
+                    &limit.max.node.to_string(),
+                ));
             }
             if limit.max.node == 0 {
-                let what = if kind == RuleKind::RateLimit { "rate limit" } else { "cap" };
+                let what = if kind == RuleKind::RateLimit {
+                    "rate limit"
+                } else {
+                    "cap"
+                };
                 diags.push(lints::zero_limit(limit.max.span, what));
             }
             match (kind, limit.window.as_ref()) {
@@ -199,14 +214,39 @@ fn check_rule(rule: &Rule, parts: &RuleParts<'_>, sources: &Sources, diags: &mut
     }
     if let Some(servers) = parts.server {
         for p in servers.patterns.iter().filter(|p| p.node.is_empty()) {
-            diags.push(lints::glob_never_matches(
-                p.span,
-                &p.node,
-                "an empty name matches no server",
-            ));
+            diags.push(lints::empty_server_pattern(p.span));
         }
     }
 
+    if let Some(reason) = parts.reason
+        && let Ok(template) = parse_template(&reason.node)
+    {
+        use crate::template::{Placeholder, TemplatePart};
+        for part in &template.parts {
+            let (name, allowed) = match part {
+                TemplatePart::Placeholder(Placeholder::Limit) => ("limit", parts.limit.is_some()),
+                TemplatePart::Placeholder(Placeholder::Window) => {
+                    ("window", parts.limit.is_some_and(|l| l.window.is_some()))
+                }
+                _ => continue,
+            };
+            if !allowed {
+                let raw = &sources.get(reason.span.file).text()[reason.span.start..reason.span.end];
+                let needle = format!("{{{name}}}");
+                let at = raw
+                    .find(&needle)
+                    .map(|i| {
+                        Span::new(
+                            reason.span.file,
+                            reason.span.start + i,
+                            reason.span.start + i + needle.len(),
+                        )
+                    })
+                    .unwrap_or(reason.span);
+                diags.push(lints::placeholder_without_limit(at, name, kind.keyword()));
+            }
+        }
+    }
     if let Some(reason) = parts.reason
         && let Err(errors) = parse_template(&reason.node)
     {
@@ -216,7 +256,13 @@ fn check_rule(rule: &Rule, parts: &RuleParts<'_>, sources: &Sources, diags: &mut
             let needle = &reason.node[e.start..e.end];
             let at = raw
                 .find(needle)
-                .map(|i| Span::new(reason.span.file, reason.span.start + i, reason.span.start + i + needle.len()))
+                .map(|i| {
+                    Span::new(
+                        reason.span.file,
+                        reason.span.start + i,
+                        reason.span.start + i + needle.len(),
+                    )
+                })
                 .unwrap_or(reason.span);
             diags.push(if e.unclosed {
                 lints::unclosed_placeholder(at)
@@ -241,25 +287,54 @@ fn check_expr(expr: &Expr, diags: &mut Vec<Diagnostic>) {
                 match subject {
                     Subject::Identity(field) => {
                         if op.node.is_ordering() {
-                            diags.push(lints::identity_ordering(op.span, field.node.keyword(), op.node.symbol()));
+                            diags.push(lints::identity_ordering(
+                                op.span,
+                                field.node.keyword(),
+                                op.node.symbol(),
+                            ));
                         } else if !matches!(lit.value, Value::String(_)) {
-                            diags.push(lints::identity_not_string(lit.span, field.node.keyword(), lit.value.type_name()));
+                            diags.push(lints::identity_not_string(
+                                lit.span,
+                                field.node.keyword(),
+                                lit.value.type_name(),
+                            ));
                         }
                     }
                     Subject::Arg(_) => {
-                        if op.node.is_ordering() && !matches!(lit.value, Value::Int(_) | Value::Decimal(_)) {
-                            diags.push(lints::ordering_on_non_number(lit.span, op.node.symbol(), lit.value.type_name()));
+                        if op.node.is_ordering()
+                            && !matches!(lit.value, Value::Int(_) | Value::Decimal(_))
+                        {
+                            diags.push(lints::ordering_on_non_number(
+                                lit.span,
+                                op.node.symbol(),
+                                lit.value.type_name(),
+                            ));
                         }
                     }
                 }
             }
             Atom::In(subject, lits) => {
+                if let Some(first) = lits.first()
+                    && let Some(other) = lits
+                        .iter()
+                        .find(|l| l.value.type_name() != first.value.type_name())
+                {
+                    diags.push(lints::mixed_list(
+                        other.span,
+                        first.value.type_name(),
+                        other.value.type_name(),
+                    ));
+                }
                 for lit in lits {
                     check_literal(lit, diags);
                     if let Subject::Identity(field) = subject
                         && !matches!(lit.value, Value::String(_))
                     {
-                        diags.push(lints::identity_not_string(lit.span, field.node.keyword(), lit.value.type_name()));
+                        diags.push(lints::identity_not_string(
+                            lit.span,
+                            field.node.keyword(),
+                            lit.value.type_name(),
+                        ));
                     }
                 }
             }
@@ -285,14 +360,14 @@ fn check_literal(lit: &Literal, diags: &mut Vec<Diagnostic>) {
     if let Value::Int(n) = lit.value
         && !(-MAX_DECIMAL_INT..=MAX_DECIMAL_INT).contains(&n)
     {
-        diags.push(lints::number_out_of_range(lit.span, &n.to_string()));
+        diags.push(lints::beyond_decimal_range(lit.span, &n.to_string()));
     }
     if let Value::Decimal(text) = &lit.value {
         let (_, frac) = text.split_once('.').unwrap_or_default();
         if frac.len() > 4 {
             diags.push(lints::too_many_decimals(lit.span, text));
         } else if decimal_problem(text) == Some(true) {
-            diags.push(lints::number_out_of_range(lit.span, text));
+            diags.push(lints::beyond_decimal_range(lit.span, text));
         }
     }
 }

@@ -95,6 +95,8 @@ pub struct CompiledRule {
     /// For caps and rates: the Cedar of the policy that says whether a call
     /// counts towards the limit.
     pub counting_cedar: Option<String>,
+    /// The arguments this rule reads (a subset of the set's `arg_fields`).
+    pub arg_fields: BTreeMap<String, BTreeSet<ArgType>>,
 }
 
 /// A compiled, validated policy set.
@@ -287,6 +289,8 @@ fn default_allow_policy() -> CPolicy {
 #[derive(Default)]
 struct Emitter {
     arg_fields: BTreeMap<String, BTreeSet<ArgType>>,
+    /// The arguments read by the rule being emitted.
+    rule_fields: BTreeMap<String, BTreeSet<ArgType>>,
     counters: Vec<String>,
 }
 
@@ -326,6 +330,7 @@ impl Emitter {
         let id = rule.name.node.clone();
         let kind = rule.kind.node;
         let mode = parts.mode();
+        self.rule_fields.clear();
         let location = sources.location(rule.name.span);
         let limit = parts.limit.map(|l| CompiledLimit {
             max: l.max.node,
@@ -407,6 +412,7 @@ impl Emitter {
             tools: parts.tool.map(|p| p.patterns.iter().map(|s| s.node.clone()).collect()),
             cedar: policy.to_cedar(),
             counting_cedar: counting.as_ref().map(CPolicy::to_cedar),
+            arg_fields: std::mem::take(&mut self.rule_fields),
         };
         (compiled, policy, counting)
     }
@@ -513,9 +519,11 @@ impl Emitter {
     /// Records that `path` is read (as `ty`), returning its JSON pointer.
     fn track(&mut self, path: &ArgPath, ty: Option<ArgType>) -> String {
         let ptr = path.json_pointer();
-        let entry = self.arg_fields.entry(ptr.clone()).or_default();
-        if let Some(ty) = ty {
-            entry.insert(ty);
+        for fields in [&mut self.arg_fields, &mut self.rule_fields] {
+            let entry = fields.entry(ptr.clone()).or_default();
+            if let Some(ty) = ty {
+                entry.insert(ty);
+            }
         }
         ptr
     }

@@ -67,6 +67,40 @@ pub(crate) fn number_out_of_range(at: Span, text: &str) -> Diagnostic {
     .with_help("whole numbers must fit in a signed 64-bit integer")
 }
 
+pub(crate) fn beyond_decimal_range(at: Span, text: &str) -> Diagnostic {
+    Diagnostic::new(Code::NumberOutOfRange, format!("number `{text}` is out of range"))
+        .with_label(at, "too large to compare")
+        .with_help("numbers are compared as Cedar decimals, between -922337203685477.5808 and 922337203685477.5807")
+}
+
+pub(crate) fn mixed_list(at: Span, first: &str, other: &str) -> Diagnostic {
+    Diagnostic::new(
+        Code::TypeMismatch,
+        format!("this list mixes a {first} and a {other}"),
+    )
+    .with_label(at, format!("a {other} among {first}s"))
+    .with_help("an argument has one type; a mixed list would make the rule match any value, so split it into separate conditions joined with `or`")
+}
+
+pub(crate) fn placeholder_without_limit(at: Span, name: &str, kind: &str) -> Diagnostic {
+    Diagnostic::new(
+        Code::UnknownPlaceholder,
+        format!("`{{{name}}}` has no value in a `{kind}` rule"),
+    )
+    .with_label(at, "this rule has no such limit")
+    .with_help(
+        "`{limit}` is for cap-consecutive and rate-limit rules, `{window}` for rate-limit rules",
+    )
+}
+
+pub(crate) fn empty_server_pattern(at: Span) -> Diagnostic {
+    Diagnostic::new(Code::GlobNeverMatches, "pattern `` can never match")
+        .with_label(at, "an empty name matches no server")
+        .with_help(
+            "write the server's name as warden's `--name` gives it, or a glob such as `lab-*`",
+        )
+}
+
 pub(crate) fn too_many_decimals(at: Span, text: &str) -> Diagnostic {
     Diagnostic::new(
         Code::NumberOutOfRange,

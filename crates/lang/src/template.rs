@@ -61,7 +61,16 @@ impl Placeholder {
             "window" => Placeholder::Window,
             _ => {
                 let path = name.strip_prefix("args.")?;
-                let segments: Vec<String> = path.split('.').map(str::to_string).collect();
+                // `{args."max-cost"}`: quotes group a segment, as in conditions.
+                let segments: Vec<String> = path
+                    .split('.')
+                    .map(|s| {
+                        s.strip_prefix('"')
+                            .and_then(|s| s.strip_suffix('"'))
+                            .unwrap_or(s)
+                            .to_string()
+                    })
+                    .collect();
                 if segments.iter().any(|s| s.is_empty()) {
                     return None;
                 }

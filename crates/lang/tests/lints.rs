@@ -142,6 +142,55 @@ fn type_mismatch() {
 }
 
 #[test]
+fn mixed_type_lists_are_refused() {
+    let diags = lint_policy_set(&common::sources(
+        "t.policy",
+        "default allow\ndeny x {\n  when args.format in [\"bam\", 3]\n}\n",
+    ));
+    assert_eq!(common::codes(&diags), ["type-mismatch"]);
+    assert!(
+        diags
+            .iter()
+            .next()
+            .unwrap()
+            .message()
+            .contains("mixes a string and a number")
+    );
+}
+
+#[test]
+fn limit_placeholders_need_a_limit() {
+    let diags = lint_policy_set(&common::sources(
+        "t.policy",
+        "default allow\ndeny x {\n  when via agent\n  reason \"at most {limit} per {window}\"\n}\ncap-consecutive c {\n  max 2 per user\n  reason \"{limit} per {window}\"\n}\n",
+    ));
+    let msgs: Vec<&str> = diags.iter().map(|d| d.message()).collect();
+    assert_eq!(
+        msgs,
+        [
+            "`{limit}` has no value in a `deny` rule",
+            "`{window}` has no value in a `deny` rule",
+            "`{window}` has no value in a `cap-consecutive` rule",
+        ]
+    );
+}
+
+#[test]
+fn numbers_beyond_decimal_range_say_so() {
+    let diags = lint_policy_set(&common::sources(
+        "t.policy",
+        "default allow\ndeny x {\n  when args.n > 1000000000000000\n}\n",
+    ));
+    let d = diags.iter().next().expect("one finding");
+    assert_eq!(d.code(), Code::NumberOutOfRange);
+    assert!(
+        d.help_text().unwrap().contains("922337203685477"),
+        "{:?}",
+        d.help_text()
+    );
+}
+
+#[test]
 fn glob_never_matches() {
     check(
         Code::GlobNeverMatches,
