@@ -1,0 +1,258 @@
+//! JSON arguments to Cedar values, per the contract of the compiled set
+//! (`context.args` in `warden_lang::compile`): every argument a rule reads
+//! lands in the record of its JSON type (`str`, `num`, `bool`) and in
+//! `present` unless it is null. A number is a Cedar `decimal` when exactly
+//! representable (at most 4 decimals, within range); otherwise it is
+//! present but unreadable, which restricting rules treat as a match.
+//!
+//! Arguments larger or deeper than [`ArgLimits`] are refused before any
+//! work is done on them.
+
+use cedar_policy::RestrictedExpression;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use warden_lang::ArgType;
+
+/// Bounds on the arguments of one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArgLimits {
+    /// Nesting depth of objects and arrays.
+    pub max_depth: usize,
+    /// Number of JSON values (every object, array, string, number...).
+    pub max_nodes: usize,
+    /// Total bytes of strings and keys.
+    pub max_string_bytes: usize,
+}
+
+impl Default for ArgLimits {
+    fn default() -> Self {
+        ArgLimits {
+            max_depth: 32,
+            max_nodes: 10_000,
+            max_string_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Why arguments were refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgProblem {
+    NotAnObject,
+    TooDeep(usize),
+    TooManyValues(usize),
+    TooLarge(usize),
+}
+
+impl std::fmt::Display for ArgProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ArgProblem::NotAnObject => write!(f, "the arguments are not a JSON object"),
+            ArgProblem::TooDeep(max) => {
+                write!(f, "the arguments are nested deeper than {max} levels")
+            }
+            ArgProblem::TooManyValues(max) => {
+                write!(f, "the arguments hold more than {max} values")
+            }
+            ArgProblem::TooLarge(max) => {
+                write!(f, "the arguments hold more than {max} bytes of text")
+            }
+        }
+    }
+}
+
+/// Checks `args` against the limits without recursion (so a hostile depth
+/// cannot overflow the stack).
+pub fn check_arg_limits(args: &Value, limits: &ArgLimits) -> Result<(), ArgProblem> {
+    if !args.is_object() {
+        return Err(ArgProblem::NotAnObject);
+    }
+    let mut stack: Vec<(&Value, usize)> = vec![(args, 1)];
+    let (mut nodes, mut bytes) = (0usize, 0usize);
+    while let Some((v, depth)) = stack.pop() {
+        nodes += 1;
+        if nodes > limits.max_nodes {
+            return Err(ArgProblem::TooManyValues(limits.max_nodes));
+        }
+        if depth > limits.max_depth {
+            return Err(ArgProblem::TooDeep(limits.max_depth));
+        }
+        match v {
+            Value::String(s) => bytes += s.len(),
+            Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
+            Value::Object(map) => {
+                for (k, item) in map {
+                    bytes += k.len();
+                    stack.push((item, depth + 1));
+                }
+            }
+            _ => {}
+        }
+        if bytes > limits.max_string_bytes {
+            return Err(ArgProblem::TooLarge(limits.max_string_bytes));
+        }
+    }
+    Ok(())
+}
+
+/// Builds `context.args` for the arguments `fields` names.
+pub fn project_args(
+    args: &Value,
+    fields: &BTreeMap<String, BTreeSet<ArgType>>,
+) -> RestrictedExpression {
+    let mut str_ = Vec::new();
+    let mut num = Vec::new();
+    let mut bool_ = Vec::new();
+    let mut present = Vec::new();
+    for (ptr, types) in fields {
+        let Some(v) = args.pointer(ptr) else { continue };
+        if v.is_null() {
+            continue;
+        }
+        present.push(RestrictedExpression::new_string(ptr.clone()));
+        match v {
+            Value::String(s) if types.contains(&ArgType::Str) => {
+                str_.push((ptr.clone(), RestrictedExpression::new_string(s.clone())))
+            }
+            Value::Bool(b) if types.contains(&ArgType::Bool) => {
+                bool_.push((ptr.clone(), RestrictedExpression::new_bool(*b)))
+            }
+            Value::Number(n) if types.contains(&ArgType::Num) => {
+                if let Some(d) = decimal_text(&n.to_string()) {
+                    num.push((ptr.clone(), RestrictedExpression::new_decimal(d)));
+                }
+            }
+            _ => {}
+        }
+    }
+    let record = |fields: Vec<(String, RestrictedExpression)>| {
+        RestrictedExpression::new_record(fields).expect("pointers are unique map keys")
+    };
+    record(vec![
+        ("str".to_string(), record(str_)),
+        ("num".to_string(), record(num)),
+        ("bool".to_string(), record(bool_)),
+        (
+            "present".to_string(),
+            RestrictedExpression::new_set(present),
+        ),
+    ])
+}
+
+/// Cedar's decimal range, in units of 10^-4.
+const DECIMAL_MAX_SCALED: i128 = i64::MAX as i128;
+
+/// The text of `decimal(..)` for a JSON number, when exactly representable:
+/// at most 4 decimal places and within decimal's range. JSON's exponent
+/// form (`1e3`, `2.5E-2`) is handled exactly.
+pub fn decimal_text(json_number: &str) -> Option<String> {
+    let (negative, rest) = match json_number.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, json_number),
+    };
+    let (mantissa, exponent) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], rest[i + 1..].parse::<i32>().ok()?),
+        None => (rest, 0),
+    };
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int_part.is_empty()
+        || !int_part.bytes().all(|b| b.is_ascii_digit())
+        || !frac_part.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    // value = digits * 10^(exponent - frac_len); we need it in 10^-4 units.
+    let digits = format!("{int_part}{frac_part}");
+    let digits = digits.trim_start_matches('0');
+    let shift = exponent
+        .checked_sub(frac_part.len() as i32)?
+        .checked_add(4)?;
+    let scaled: i128 = if digits.is_empty() {
+        0
+    } else if shift >= 0 {
+        if digits.len() as i32 + shift > 20 {
+            return None;
+        }
+        let base: i128 = digits.parse().ok()?;
+        base.checked_mul(10i128.checked_pow(shift as u32)?)?
+    } else {
+        let cut = (-shift) as usize;
+        if cut >= digits.len() {
+            // All significant digits fall below 10^-4.
+            return None;
+        }
+        let (keep, dropped) = digits.split_at(digits.len() - cut);
+        if dropped.bytes().any(|b| b != b'0') || keep.len() > 20 {
+            return None;
+        }
+        keep.parse().ok()?
+    };
+    if scaled > DECIMAL_MAX_SCALED {
+        return None;
+    }
+    let sign = if negative && scaled != 0 { "-" } else { "" };
+    Some(format!("{sign}{}.{:04}", scaled / 10_000, scaled % 10_000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decimals_are_exact_or_refused() {
+        assert_eq!(decimal_text("3").as_deref(), Some("3.0000"));
+        assert_eq!(decimal_text("-2.5").as_deref(), Some("-2.5000"));
+        assert_eq!(decimal_text("0.0001").as_deref(), Some("0.0001"));
+        assert_eq!(decimal_text("1e3").as_deref(), Some("1000.0000"));
+        assert_eq!(decimal_text("2.5E-2").as_deref(), Some("0.0250"));
+        assert_eq!(decimal_text("1.00000").as_deref(), Some("1.0000"));
+        assert_eq!(
+            decimal_text("0.00001"),
+            None,
+            "a fifth decimal is not exact"
+        );
+        assert_eq!(decimal_text("1e300"), None);
+        assert_eq!(
+            decimal_text("922337203685477.5807").as_deref(),
+            Some("922337203685477.5807")
+        );
+        assert_eq!(decimal_text("922337203685477.5808"), None);
+        assert_eq!(decimal_text("-0").as_deref(), Some("0.0000"));
+    }
+
+    #[test]
+    fn limits_refuse_deep_wide_and_large_arguments() {
+        let limits = ArgLimits {
+            max_depth: 3,
+            max_nodes: 10,
+            max_string_bytes: 8,
+        };
+        assert!(check_arg_limits(&json!({"a": {"b": 1}}), &limits).is_ok());
+        assert_eq!(
+            check_arg_limits(&json!({"a": {"b": {"c": 1}}}), &limits),
+            Err(ArgProblem::TooDeep(3))
+        );
+        assert_eq!(
+            check_arg_limits(&json!({"a": [1,2,3,4,5,6,7,8,9,10]}), &limits),
+            Err(ArgProblem::TooManyValues(10))
+        );
+        assert_eq!(
+            check_arg_limits(&json!({"a": "123456789"}), &limits),
+            Err(ArgProblem::TooLarge(8))
+        );
+        assert_eq!(
+            check_arg_limits(&json!([1]), &limits),
+            Err(ArgProblem::NotAnObject)
+        );
+        // Deep nesting is refused without recursing.
+        let mut deep = json!(1);
+        for _ in 0..2_000 {
+            deep = json!([deep]);
+        }
+        let deep = json!({ "x": deep });
+        assert_eq!(
+            check_arg_limits(&deep, &ArgLimits::default()),
+            Err(ArgProblem::TooDeep(32))
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! What the engine is asked about: one tool call with the identity behind
+//! it, its provenance, the tool's MCP annotations and its JSON arguments.
+//! Transports (the proxy, `warden eval`, `warden test`) fill this in; the
+//! engine knows nothing of MCP framing.
+
+use serde::{Deserialize, Serialize};
+
+/// Who is calling. `user` is whom the call acts for; `agent` and `model`
+/// say what drives it on the agent path.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub user: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// How the call arrived. On the agent path the proxy sets `via_agent` and
+/// the server it came through; the human path leaves both unset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    #[serde(default)]
+    pub via_agent: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via_server: Option<String>,
+}
+
+/// A tool's MCP annotations as the upstream reports them; absent hints take
+/// the MCP specification's defaults (see [`ToolAnnotations::resolved`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolAnnotations {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only_hint: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destructive_hint: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotent_hint: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_world_hint: Option<bool>,
+}
+
+/// Annotations with the MCP defaults applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResolvedAnnotations {
+    pub read_only: bool,
+    pub destructive: bool,
+    pub idempotent: bool,
+    pub open_world: bool,
+}
+
+impl ToolAnnotations {
+    /// MCP (2025-06-18 and later): readOnlyHint defaults to false,
+    /// destructiveHint to true, idempotentHint to false, openWorldHint to
+    /// true. These are also the cautious readings.
+    pub fn resolved(self) -> ResolvedAnnotations {
+        ResolvedAnnotations {
+            read_only: self.read_only_hint.unwrap_or(false),
+            destructive: self.destructive_hint.unwrap_or(true),
+            idempotent: self.idempotent_hint.unwrap_or(false),
+            open_world: self.open_world_hint.unwrap_or(true),
+        }
+    }
+}
+
+/// One tool call to decide.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallContext {
+    pub identity: Identity,
+    pub session: String,
+    #[serde(default)]
+    pub provenance: Provenance,
+    /// The upstream server's name as policies know it.
+    pub server: String,
+    pub tool: String,
+    #[serde(default)]
+    pub annotations: ToolAnnotations,
+    /// The call's `arguments`, a JSON object (anything else is denied).
+    #[serde(default = "empty_object")]
+    pub arguments: serde_json::Value,
+    /// Rules whose confirmation the person gave for this very call.
+    #[serde(default)]
+    pub confirmed: Vec<String>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}

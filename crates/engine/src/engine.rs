@@ -1,0 +1,621 @@
+//! The decision API: [`Engine::decide`] turns a [`CallContext`] into
+//! Allow, Deny or Confirm (plus shadow findings), and
+//! [`Engine::record_forwarded`] counts a call that was forwarded. Every
+//! error on the way (bad arguments, an evaluation error, state that cannot
+//! be read) ends in Deny with a reason; nothing here can allow by accident.
+
+use crate::args::{ArgLimits, check_arg_limits, project_args};
+use crate::call::CallContext;
+use crate::index::{PolicyBundle, Slice};
+use crate::message::{human_duration, render_reason};
+use crate::state::{CallState, Clock, LimitSpec, ScopeKey, StateLimits, SystemClock};
+use arc_swap::ArcSwap;
+use cedar_policy::{
+    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid,
+    PolicySet, Request, RestrictedExpression,
+};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use warden_lang::CompiledRule;
+use warden_lang::ast::{RuleKind, Scope};
+
+/// One rule behind a decision, with its message for the agent and person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleHit {
+    pub rule: String,
+    pub kind: RuleKind,
+    pub message: String,
+    /// `file:line:col` of the rule.
+    pub source: String,
+}
+
+/// When retrying the same call can succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "when")]
+pub enum Retry {
+    /// The same call will be denied again.
+    Never,
+    /// A rate limit frees a slot after this long.
+    AfterSeconds { seconds: u64 },
+    /// A cap lifts once the streak ends (another call, or a confirmed one).
+    AfterStreakEnds,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Denial {
+    /// The rules that denied; empty when no rule allowed the call.
+    pub rules: Vec<RuleHit>,
+    /// One sentence saying what was denied and why.
+    pub reason: String,
+    pub retry: Retry,
+    /// What the agent can do instead.
+    pub instead: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Confirmation {
+    /// The require-confirm rules that want the person's yes.
+    pub rules: Vec<RuleHit>,
+    /// The question to put to the person.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "decision")]
+pub enum Outcome {
+    /// `rules` are the allow rules that matched (`#default` for `default allow`).
+    Allow {
+        rules: Vec<String>,
+    },
+    Deny(Denial),
+    Confirm(Confirmation),
+}
+
+/// What a shadow-mode rule would have done to this call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShadowFinding {
+    pub rule: String,
+    pub kind: RuleKind,
+    /// `deny`, `confirm` or `allow`.
+    pub would: &'static str,
+    pub message: String,
+}
+
+/// A decision with everything the log and the transport need.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decided {
+    pub id: String,
+    pub policy_version: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shadow: Vec<ShadowFinding>,
+    /// Time spent deciding.
+    #[serde(rename = "latency_us", serialize_with = "micros")]
+    pub latency: Duration,
+    /// Cap and rate rules this call counts towards if forwarded.
+    #[serde(skip)]
+    pub(crate) counts_for: Vec<(String, LimitSpec)>,
+}
+
+fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_micros() as u64)
+}
+
+impl Decided {
+    pub fn is_allow(&self) -> bool {
+        matches!(self.outcome, Outcome::Allow { .. })
+    }
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub arg_limits: ArgLimits,
+    pub state_limits: StateLimits,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            arg_limits: ArgLimits::default(),
+            state_limits: StateLimits::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// Decides tool calls against the current policy bundle and keeps the
+/// state caps and rates need. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Engine {
+    policies: ArcSwap<PolicyBundle>,
+    state: CallState,
+    arg_limits: ArgLimits,
+    authorizer: Authorizer,
+    next_id: AtomicU64,
+    id_prefix: String,
+}
+
+impl Engine {
+    pub fn new(bundle: PolicyBundle, options: EngineOptions) -> Self {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Engine {
+            policies: ArcSwap::from_pointee(bundle),
+            state: CallState::new(options.state_limits, options.clock),
+            arg_limits: options.arg_limits,
+            authorizer: Authorizer::new(),
+            next_id: AtomicU64::new(1),
+            // Unique across restarts, so decision ids never repeat in a log.
+            id_prefix: format!("{:x}{:04x}", started.as_secs(), std::process::id() & 0xffff),
+        }
+    }
+
+    /// The bundle decisions currently use.
+    pub fn policies(&self) -> Arc<PolicyBundle> {
+        self.policies.load_full()
+    }
+
+    /// Puts a new bundle in force atomically: a decision uses the old or
+    /// the new bundle, never a mix. State (streaks, windows) is kept.
+    pub fn swap_policies(&self, bundle: PolicyBundle) {
+        self.policies.store(Arc::new(bundle));
+    }
+
+    /// Decides one call.
+    pub fn decide(&self, call: &CallContext) -> Decided {
+        let start = Instant::now();
+        let bundle = self.policies.load_full();
+        let mut counts_for = Vec::new();
+        let (outcome, shadow) = match self.evaluate(&bundle, call, &mut counts_for) {
+            Ok(r) => r,
+            Err(denial) => {
+                counts_for.clear();
+                (Outcome::Deny(denial), Vec::new())
+            }
+        };
+        Decided {
+            id: format!(
+                "{}-{}",
+                self.id_prefix,
+                self.next_id.fetch_add(1, Ordering::Relaxed)
+            ),
+            policy_version: bundle.version().to_string(),
+            outcome,
+            shadow,
+            latency: start.elapsed(),
+            counts_for,
+        }
+    }
+
+    /// Counts a call that was forwarded upstream: its caps' streaks grow,
+    /// other caps' streaks in its scopes end, its rates record it. A call
+    /// the person confirmed ends every streak in its scopes.
+    pub fn record_forwarded(&self, call: &CallContext, decided: &Decided) {
+        let keys = [Scope::Session, Scope::User, Scope::Agent].map(|s| scope_key(call, s));
+        let matched: Vec<(&str, LimitSpec)> = decided
+            .counts_for
+            .iter()
+            .map(|(id, s)| (id.as_str(), *s))
+            .collect();
+        self.state
+            .record_forwarded(&keys, &matched, !call.confirmed.is_empty());
+    }
+
+    fn evaluate(
+        &self,
+        bundle: &PolicyBundle,
+        call: &CallContext,
+        counts_for: &mut Vec<(String, LimitSpec)>,
+    ) -> Result<(Outcome, Vec<ShadowFinding>), Denial> {
+        if let Err(problem) = check_arg_limits(&call.arguments, &self.arg_limits) {
+            return Err(plain_denial(
+                format!("`{}` was not called: {problem}", call.tool),
+                "send smaller, flatter arguments",
+            ));
+        }
+        let slice = bundle.slice(&call.server, &call.tool);
+
+        let mut counters = Vec::new();
+        let mut frees_in: HashMap<&str, Duration> = HashMap::new();
+        for &i in &slice.limited {
+            let rule = &bundle.rules()[i];
+            let spec = limit_spec(rule);
+            // No count (state unavailable): leave the counter out, which
+            // the compiled policy reads as "limit reached".
+            if let Some(c) = self
+                .state
+                .count(&rule.id, &spec, &scope_key(call, spec.scope))
+            {
+                counters.push((rule.id.clone(), c.count));
+                if let Some(d) = c.frees_in {
+                    frees_in.insert(rule.id.as_str(), d);
+                }
+            }
+        }
+
+        let (request, entities) = build_request(&slice, call, &counters).map_err(|e| {
+            plain_denial(
+                format!(
+                    "`{}` was not called: the call could not be evaluated ({e})",
+                    call.tool
+                ),
+                "report this to the platform team; it is not caused by the agent",
+            )
+        })?;
+
+        let response = self
+            .authorizer
+            .is_authorized(&request, &slice.enforced, &entities);
+        let errors: Vec<String> = response
+            .diagnostics()
+            .errors()
+            .map(|e| e.to_string())
+            .collect();
+        if !errors.is_empty() {
+            return Err(plain_denial(
+                format!(
+                    "`{}` was not called: evaluating the policies failed ({})",
+                    call.tool,
+                    errors.join("; ")
+                ),
+                "report this to the platform team; it is not caused by the agent",
+            ));
+        }
+        let reasons: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(|p| p.to_string())
+            .collect();
+
+        let outcome = match response.decision() {
+            Decision::Allow => Outcome::Allow { rules: reasons },
+            Decision::Deny => self.denial_outcome(bundle, call, &reasons, &frees_in),
+        };
+
+        let shadow = if slice.shadow.is_empty() {
+            Vec::new()
+        } else {
+            self.shadow_findings(bundle, &slice.shadow, &request, &entities, call)
+        };
+
+        if !slice.counting.is_empty() {
+            let counted = self
+                .authorizer
+                .is_authorized(&request, &slice.counting, &entities);
+            if counted.diagnostics().errors().next().is_none() {
+                for id in counted.diagnostics().reason() {
+                    let rule_id = id.to_string();
+                    let rule_id = rule_id.trim_end_matches(warden_lang::compile::COUNTING_SUFFIX);
+                    if let Some(i) = bundle.rule_index(rule_id) {
+                        counts_for.push((rule_id.to_string(), limit_spec(&bundle.rules()[i])));
+                    }
+                }
+            } else if matches!(outcome, Outcome::Allow { .. }) {
+                // Not knowing whether the call counts would let a cap be
+                // bypassed: refuse rather than forward uncounted.
+                return Err(plain_denial(
+                    format!(
+                        "`{}` was not called: its call count could not be determined",
+                        call.tool
+                    ),
+                    "report this to the platform team; it is not caused by the agent",
+                ));
+            }
+        }
+        Ok((outcome, shadow))
+    }
+
+    fn denial_outcome(
+        &self,
+        bundle: &PolicyBundle,
+        call: &CallContext,
+        reasons: &[String],
+        frees_in: &HashMap<&str, Duration>,
+    ) -> Outcome {
+        let hits: Vec<(&CompiledRule, RuleHit)> = reasons
+            .iter()
+            .filter_map(|id| bundle.rule_index(id))
+            .map(|i| {
+                let rule = &bundle.rules()[i];
+                (rule, hit(rule, call))
+            })
+            .collect();
+        if hits.is_empty() {
+            return Outcome::Deny(plain_denial(
+                format!(
+                    "`{}` on `{}` was not called: no policy rule allows it",
+                    call.tool, call.server
+                ),
+                "do not retry; tell the person what you wanted to do, so that they can do it or ask for access",
+            ));
+        }
+        if hits.iter().all(|(r, _)| r.kind == RuleKind::RequireConfirm) {
+            let rules: Vec<RuleHit> = hits.into_iter().map(|(_, h)| h).collect();
+            let message = rules
+                .iter()
+                .map(|h| h.message.as_str())
+                .collect::<Vec<_>>()
+                .join("\n");
+            return Outcome::Confirm(Confirmation { rules, message });
+        }
+        // Restrictions other than confirmations decide; a confirmation
+        // would not help while they hold.
+        let rules: Vec<RuleHit> = hits
+            .into_iter()
+            .filter(|(r, _)| r.kind != RuleKind::RequireConfirm)
+            .map(|(_, h)| h)
+            .collect();
+        let kinds: HashSet<RuleKind> = rules.iter().map(|h| h.kind).collect();
+        let (retry, instead) = if kinds.contains(&RuleKind::Deny) {
+            (
+                Retry::Never,
+                "do not retry; tell the person what you wanted to do, so that they can do it another way".to_string(),
+            )
+        } else if kinds.contains(&RuleKind::CapConsecutive) {
+            (
+                Retry::AfterStreakEnds,
+                "stop and check the results of the previous calls with the person; the streak ends with a call to another tool or a call the person confirms".to_string(),
+            )
+        } else {
+            let wait = rules
+                .iter()
+                .filter_map(|h| frees_in.get(h.rule.as_str()))
+                .max()
+                .copied()
+                .unwrap_or(Duration::ZERO);
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            (
+                Retry::AfterSeconds { seconds },
+                format!(
+                    "wait {} before calling `{}` again",
+                    human_duration(seconds.max(1)),
+                    call.tool
+                ),
+            )
+        };
+        let reason = format!(
+            "`{}` was not called: {}",
+            call.tool,
+            rules
+                .iter()
+                .map(|h| h.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        Outcome::Deny(Denial {
+            rules,
+            reason,
+            retry,
+            instead,
+        })
+    }
+
+    fn shadow_findings(
+        &self,
+        bundle: &PolicyBundle,
+        shadow: &PolicySet,
+        request: &Request,
+        entities: &Entities,
+        call: &CallContext,
+    ) -> Vec<ShadowFinding> {
+        // Each shadow rule alone: a forbid says "deny" by itself, a permit
+        // "allow"; evaluating them together would hide one behind another.
+        let mut out = Vec::new();
+        for policy in shadow.policies() {
+            let Some(i) = bundle.rule_index(policy.id().as_ref()) else {
+                continue;
+            };
+            let rule = &bundle.rules()[i];
+            let mut one = PolicySet::new();
+            if one.add(policy.clone()).is_err() {
+                continue;
+            }
+            let r = self.authorizer.is_authorized(request, &one, entities);
+            let errored = r.diagnostics().errors().next().is_some();
+            let fired = r.diagnostics().reason().next().is_some();
+            let would = match (rule.kind, fired || errored) {
+                (_, false) => continue,
+                (RuleKind::Allow, _) if errored => continue,
+                (RuleKind::Allow, _) => "allow",
+                (RuleKind::RequireConfirm, _) => "confirm",
+                _ => "deny",
+            };
+            out.push(ShadowFinding {
+                rule: rule.id.clone(),
+                kind: rule.kind,
+                would,
+                message: hit(rule, call).message,
+            });
+        }
+        out
+    }
+}
+
+fn plain_denial(reason: String, instead: &str) -> Denial {
+    Denial {
+        rules: Vec::new(),
+        reason,
+        retry: Retry::Never,
+        instead: instead.to_string(),
+    }
+}
+
+fn limit_spec(rule: &CompiledRule) -> LimitSpec {
+    let l = rule.limit.expect("only limited rules are asked for a spec");
+    LimitSpec {
+        max: l.max,
+        window: l.window_secs.map(Duration::from_secs),
+        scope: l.scope,
+    }
+}
+
+/// The value of a scope for a call. Calls without a declared agent share
+/// one agent scope, so they are capped together rather than not at all.
+pub fn scope_key(call: &CallContext, scope: Scope) -> ScopeKey {
+    let value = match scope {
+        Scope::Session => call.session.clone(),
+        Scope::User => call.identity.user.clone(),
+        Scope::Agent => call.identity.agent.clone().unwrap_or_default(),
+    };
+    ScopeKey { scope, value }
+}
+
+fn hit(rule: &CompiledRule, call: &CallContext) -> RuleHit {
+    let message = render_reason(rule, call).unwrap_or_else(|| default_message(rule, call));
+    RuleHit {
+        rule: rule.id.clone(),
+        kind: rule.kind,
+        message,
+        source: rule.location.clone(),
+    }
+}
+
+fn default_message(rule: &CompiledRule, call: &CallContext) -> String {
+    let id = &rule.id;
+    let (tool, server) = (&call.tool, &call.server);
+    match (rule.kind, rule.limit) {
+        (RuleKind::Allow, _) => format!("rule `{id}` allows `{tool}` on `{server}`"),
+        (RuleKind::Deny, _) => format!("rule `{id}` denies `{tool}` on `{server}`"),
+        (RuleKind::RequireConfirm, _) => {
+            format!("allow `{tool}` on `{server}`? (rule `{id}` asks for your confirmation)")
+        }
+        (RuleKind::CapConsecutive, Some(l)) => {
+            format!(
+                "rule `{id}` allows at most {} such calls in a row per {}",
+                l.max,
+                l.scope.keyword()
+            )
+        }
+        (RuleKind::RateLimit, Some(l)) => format!(
+            "rule `{id}` allows at most {} such calls per {} per {}",
+            l.max,
+            human_duration(l.window_secs.unwrap_or(0)),
+            l.scope.keyword()
+        ),
+        (_, None) => format!("rule `{id}` limits `{tool}`"),
+    }
+}
+
+fn uid(ty: &str, id: &str) -> Result<EntityUid, String> {
+    let ty = EntityTypeName::from_str(ty).map_err(|e| e.to_string())?;
+    Ok(EntityUid::from_type_name_and_id(ty, EntityId::new(id)))
+}
+
+fn build_request(
+    slice: &Slice,
+    call: &CallContext,
+    counters: &[(String, u64)],
+) -> Result<(Request, Entities), String> {
+    let user = uid("Warden::User", &call.identity.user)?;
+    let tool_id = format!("{}\u{0}{}", call.server, call.tool);
+    let tool = uid("Warden::Tool", &tool_id)?;
+    let action = uid("Warden::Action", warden_lang::cedar::ACTION_CALL_TOOL)?;
+
+    let mut groups = HashSet::new();
+    let mut entities = Vec::with_capacity(2 + call.identity.groups.len());
+    for g in &call.identity.groups {
+        let g = uid("Warden::Group", g)?;
+        entities.push(Entity::new_no_attrs(g.clone(), HashSet::new()));
+        groups.insert(g);
+    }
+    let user_attrs = HashMap::from([(
+        "name".to_string(),
+        RestrictedExpression::new_string(call.identity.user.clone()),
+    )]);
+    entities.push(Entity::new(user.clone(), user_attrs, groups).map_err(|e| e.to_string())?);
+    let a = call.annotations.resolved();
+    let tool_attrs = HashMap::from([
+        (
+            "name".to_string(),
+            RestrictedExpression::new_string(call.tool.clone()),
+        ),
+        (
+            "server".to_string(),
+            RestrictedExpression::new_string(call.server.clone()),
+        ),
+        (
+            "read_only".to_string(),
+            RestrictedExpression::new_bool(a.read_only),
+        ),
+        (
+            "destructive".to_string(),
+            RestrictedExpression::new_bool(a.destructive),
+        ),
+        (
+            "idempotent".to_string(),
+            RestrictedExpression::new_bool(a.idempotent),
+        ),
+        (
+            "open_world".to_string(),
+            RestrictedExpression::new_bool(a.open_world),
+        ),
+    ]);
+    entities
+        .push(Entity::new(tool.clone(), tool_attrs, HashSet::new()).map_err(|e| e.to_string())?);
+    let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
+
+    let mut pairs = vec![
+        (
+            "via_agent".to_string(),
+            RestrictedExpression::new_bool(call.provenance.via_agent),
+        ),
+        (
+            "session".to_string(),
+            RestrictedExpression::new_string(call.session.clone()),
+        ),
+        (
+            "confirmed".to_string(),
+            RestrictedExpression::new_set(
+                call.confirmed
+                    .iter()
+                    .map(|c| RestrictedExpression::new_string(c.clone())),
+            ),
+        ),
+        (
+            "args".to_string(),
+            project_args(&call.arguments, &slice.arg_fields),
+        ),
+        (
+            "counters".to_string(),
+            RestrictedExpression::new_record(counters.iter().map(|(id, n)| {
+                (
+                    id.clone(),
+                    RestrictedExpression::new_long(i64::try_from(*n).unwrap_or(i64::MAX)),
+                )
+            }))
+            .map_err(|e| e.to_string())?,
+        ),
+    ];
+    if let Some(s) = &call.provenance.via_server {
+        pairs.push((
+            "via_server".to_string(),
+            RestrictedExpression::new_string(s.clone()),
+        ));
+    }
+    if let Some(s) = &call.identity.agent {
+        pairs.push((
+            "agent".to_string(),
+            RestrictedExpression::new_string(s.clone()),
+        ));
+    }
+    if let Some(s) = &call.identity.model {
+        pairs.push((
+            "model".to_string(),
+            RestrictedExpression::new_string(s.clone()),
+        ));
+    }
+    let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
+    // The request is built to the compiled contract; schema validation per
+    // call would cost more than the decision. Any mismatch surfaces as an
+    // evaluation error, which denies.
+    let request = Request::new(user, action, tool, context, None).map_err(|e| e.to_string())?;
+    Ok((request, entities))
+}

@@ -1,0 +1,21 @@
+//! `warden-engine`: the evaluator. It knows policies, identities and
+//! state, and nothing of MCP transports. A transport builds a
+//! [`CallContext`], asks [`Engine::decide`], forwards only on Allow, then
+//! calls [`Engine::record_forwarded`] so caps and rates count the call.
+//!
+//! Fail closed: every error while deciding is a Deny with a reason.
+
+pub mod args;
+pub mod call;
+pub mod engine;
+pub mod index;
+pub mod message;
+pub mod state;
+pub mod store;
+
+pub use call::{CallContext, Identity, Provenance, ToolAnnotations};
+pub use engine::{
+    Confirmation, Decided, Denial, Engine, EngineOptions, Outcome, Retry, RuleHit, ShadowFinding,
+};
+pub use index::PolicyBundle;
+pub use store::{LoadError, PolicyStatus, load_bundle};
