@@ -206,7 +206,8 @@ impl Builder {
     }
 
     fn expr(&mut self, pair: Pair<'_, Rule>) -> Expr {
-        let span = self.span(&pair);
+        let mut span = self.span(&pair);
+        span.end = expr_end(&pair);
         match pair.as_rule() {
             Rule::expr => {
                 let parts: Vec<Expr> = pair
@@ -359,6 +360,20 @@ impl Builder {
             r => unreachable!("grammar: {r:?} as literal"),
         };
         Literal { value, span }
+    }
+}
+
+/// Where a condition ends. Pest lets `a ~ (op ~ b)*` consume the
+/// whitespace and comments after its last operand, so the pair of an
+/// `expr` or `and_expr` may run past it (into the next line, over a comment
+/// the formatter must keep in place); its last operand's end is the real one.
+fn expr_end(pair: &Pair<'_, Rule>) -> usize {
+    match pair.as_rule() {
+        Rule::expr | Rule::and_expr => match pair.clone().into_inner().last() {
+            Some(last) => expr_end(&last),
+            None => pair.as_span().end(),
+        },
+        _ => pair.as_span().end(),
     }
 }
 
