@@ -241,3 +241,136 @@ fn shipped_policies_are_formatted() {
         .assert()
         .code(0);
 }
+
+#[test]
+fn test_runs_the_shipped_policy_tests() {
+    let out = warden().args(["test", "policies/"]).assert().code(0);
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(
+        stdout.contains("ok      the fourth run in a row is capped"),
+        "{stdout}"
+    );
+    let last = stdout.trim_end().lines().last().unwrap_or_default();
+    assert!(last.ends_with(" passed, 0 failed"), "{last}");
+}
+
+#[test]
+fn test_reports_a_wrong_expectation_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.policy"),
+        "default allow\ndeny no-deletes {\n  tool \"delete_*\"\n  when via agent\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("p.test.toml"),
+        "[defaults]\nserver = \"s\"\nvia_agent = true\n\n[[case]]\nname = \"right\"\ntool = \"delete_x\"\nexpect = \"deny\"\n\n[[case]]\nname = \"wrong on purpose\"\ntool = \"delete_x\"\nexpect = \"allow\"\n",
+    )
+    .unwrap();
+    let out = warden().arg("test").arg(dir.path()).assert().code(1);
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(stdout.contains("FAILED  wrong on purpose"), "{stdout}");
+    assert!(stdout.contains("expected Allow, got Deny"), "{stdout}");
+    assert!(
+        stdout.trim_end().ends_with("1 passed, 1 failed"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn test_rejects_misspelt_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.policy"), "default allow\n").unwrap();
+    std::fs::write(
+        dir.path().join("p.test.toml"),
+        "[[case]]\nserver = \"s\"\ntool = \"t\"\nexpect = \"allow\"\nmesage_contains = \"x\"\n",
+    )
+    .unwrap();
+    let out = warden().arg("test").arg(dir.path()).assert().code(2);
+    assert!(
+        String::from_utf8_lossy(&out.get_output().stderr).contains("unknown key `mesage_contains`")
+    );
+}
+
+#[test]
+fn eval_shows_the_decision_and_uses_cedar_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let req = |name: &str, body: serde_json::Value| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body.to_string()).unwrap();
+        p
+    };
+    let base = serde_json::json!({
+        "identity": {"user": "alice", "agent": "claude-code"},
+        "session": "s1",
+        "provenance": {"via_agent": true, "via_server": "genomics"},
+        "server": "genomics",
+        "tool": "delete_sample",
+        "arguments": {"sample_id": "S-9"}
+    });
+    let deny = req("deny.json", base.clone());
+    let out = warden()
+        .args([
+            "eval",
+            "--policies",
+            "policies/genomics.policy",
+            "--request",
+        ])
+        .arg(&deny)
+        .assert()
+        .code(2);
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(stdout.starts_with("DENY"), "{stdout}");
+    assert!(
+        stdout.contains("rule agents-never-delete (deny) at policies/genomics.policy:27:6"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("S-9"), "{stdout}");
+
+    let mut list = base.clone();
+    list["tool"] = "list_samples".into();
+    let allow = req("allow.json", list);
+    warden()
+        .args([
+            "eval",
+            "--policies",
+            "policies/genomics.policy",
+            "--request",
+        ])
+        .arg(&allow)
+        .assert()
+        .code(0);
+
+    let mut run = base.clone();
+    run["tool"] = "start_pipeline_run".into();
+    run["arguments"] = serde_json::json!({"pipeline": "wgs", "sample_id": "S-9"});
+    let confirm = req("confirm.json", run);
+    let out = warden()
+        .args([
+            "eval",
+            "--policies",
+            "policies/genomics.policy",
+            "--format",
+            "json",
+            "--request",
+        ])
+        .arg(&confirm)
+        .assert()
+        .code(3);
+    let v: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(v["decision"], "confirm");
+    assert_eq!(v["rules"][0]["rule"], "pipeline-run-needs-confirmation");
+
+    let bad = req("bad.json", serde_json::json!({"tool": 3}));
+    let out = warden()
+        .args([
+            "eval",
+            "--policies",
+            "policies/genomics.policy",
+            "--request",
+        ])
+        .arg(&bad)
+        .assert()
+        .code(1);
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("is not a call request"));
+}

@@ -19,10 +19,12 @@ macro_rules! outln {
     }};
 }
 
+mod eval_cmd;
 mod files;
 mod fmt_cmd;
 mod lint;
 mod sarif;
+mod test_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -72,6 +74,25 @@ enum Command {
         #[arg(long)]
         schema: bool,
     },
+    /// Decide one tool call (a JSON request) against a policy set and show why.
+    ///
+    /// Exit codes: 0 allow, 1 error, 2 deny, 3 confirmation required.
+    Eval {
+        /// Policy file or directory.
+        #[arg(long)]
+        policies: PathBuf,
+        /// The call as JSON (see docs/engine.md).
+        #[arg(long)]
+        request: PathBuf,
+        /// Output format (`json` prints the full decision).
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Run policy test files (*.test.toml): sequences of calls with expected decisions.
+    Test {
+        /// Test files or directories (default: ./policies).
+        paths: Vec<PathBuf>,
+    },
     /// Format .policy files canonically, in place.
     Fmt {
         /// Files or directories.
@@ -111,5 +132,11 @@ pub fn run() -> i32 {
         } => lint::run(paths, format, deny_warnings),
         Command::Compile { paths, schema } => lint::compile(paths, schema),
         Command::Fmt { paths, check } => fmt_cmd::run(paths, check),
+        Command::Eval {
+            policies,
+            request,
+            format,
+        } => eval_cmd::run(&policies, &request, format),
+        Command::Test { paths } => test_cmd::run(paths),
     }
 }

@@ -84,6 +84,13 @@ pub fn render_human(diags: &[Diagnostic]) -> String {
     out
 }
 
+/// Renders any miette diagnostic (a load error, say) as the CLI shows it.
+pub fn render_report(d: &dyn miette::Diagnostic) -> String {
+    let mut out = String::new();
+    let _ = handler().render_report(&mut out, d);
+    out
+}
+
 pub(crate) fn print_human_list(diags: &[Diagnostic], _sources: &Sources) {
     out!("{}", render_human(diags));
 }
