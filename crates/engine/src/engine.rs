@@ -523,8 +523,10 @@ fn build_request(
     let mut entities = Vec::with_capacity(2 + call.identity.groups.len());
     for g in &call.identity.groups {
         let g = uid("Warden::Group", g)?;
-        entities.push(Entity::new_no_attrs(g.clone(), HashSet::new()));
-        groups.insert(g);
+        // A group listed twice must not become a duplicate entity (an error).
+        if groups.insert(g.clone()) {
+            entities.push(Entity::new_no_attrs(g, HashSet::new()));
+        }
     }
     let user_attrs = HashMap::from([(
         "name".to_string(),

@@ -268,3 +268,11 @@ fn state_survives_a_policy_swap() {
         "the streak of 2 carried over"
     );
 }
+
+#[test]
+fn a_group_listed_twice_is_one_group() {
+    let (e, _) = engine_for("default deny\nallow staff {\n  when user in group \"staff\"\n}\n");
+    let mut c = agent_call("anything", json!({}));
+    c.identity.groups = vec!["staff".into(), "staff".into()];
+    assert!(matches!(call(&e, &c), Outcome::Allow { .. }));
+}
