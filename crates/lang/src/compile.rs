@@ -171,7 +171,10 @@ impl CompiledPolicySet {
 
 /// Compiles checked files. Call only when the checker reported no error;
 /// a failure here is a compiler bug and is reported as one.
-pub(crate) fn compile_files(files: &[PolicyFile], sources: &Sources) -> Result<CompiledPolicySet, Diagnostics> {
+pub(crate) fn compile_files(
+    files: &[PolicyFile],
+    sources: &Sources,
+) -> Result<CompiledPolicySet, Diagnostics> {
     let mut default = Effect::Deny;
     let mut rules = Vec::new();
     let mut policies: Vec<(CPolicy, Span, String)> = Vec::new();
@@ -187,7 +190,11 @@ pub(crate) fn compile_files(files: &[PolicyFile], sources: &Sources) -> Result<C
                     let (compiled, policy, counting) = emitter.rule(rule, &parts, sources);
                     policies.push((policy, rule.name.span, compiled.id.clone()));
                     if let Some(c) = counting {
-                        policies.push((c, rule.name.span, format!("{}{COUNTING_SUFFIX}", compiled.id)));
+                        policies.push((
+                            c,
+                            rule.name.span,
+                            format!("{}{COUNTING_SUFFIX}", compiled.id),
+                        ));
                     }
                     rules.push(compiled);
                 }
@@ -200,7 +207,10 @@ pub(crate) fn compile_files(files: &[PolicyFile], sources: &Sources) -> Result<C
         Ok((s, _warnings)) => s,
         Err(e) => {
             let mut d = Diagnostics::new();
-            d.push(compiler_bug(None, format!("generated schema does not parse: {e}")));
+            d.push(compiler_bug(
+                None,
+                format!("generated schema does not parse: {e}"),
+            ));
             return Err(d.resolve(sources));
         }
     };
@@ -212,7 +222,14 @@ pub(crate) fn compile_files(files: &[PolicyFile], sources: &Sources) -> Result<C
     let mut all = PolicySet::new();
     let mut span_of: BTreeMap<String, Span> = BTreeMap::new();
     if default == Effect::Allow {
-        policies.insert(0, (default_allow_policy(), Span::default(), DEFAULT_POLICY_ID.into()));
+        policies.insert(
+            0,
+            (
+                default_allow_policy(),
+                Span::default(),
+                DEFAULT_POLICY_ID.into(),
+            ),
+        );
     }
     let mode_of: BTreeMap<&str, Mode> = rules.iter().map(|r| (r.id.as_str(), r.mode)).collect();
     for (policy, span, id) in &policies {
@@ -220,7 +237,10 @@ pub(crate) fn compile_files(files: &[PolicyFile], sources: &Sources) -> Result<C
         let parsed = match Policy::parse(Some(PolicyId::new(id)), &text) {
             Ok(p) => p,
             Err(e) => {
-                errors.push(compiler_bug(Some(*span), format!("emitted Cedar for `{id}` does not parse: {e}")));
+                errors.push(compiler_bug(
+                    Some(*span),
+                    format!("emitted Cedar for `{id}` does not parse: {e}"),
+                ));
                 continue;
             }
         };
@@ -234,7 +254,10 @@ pub(crate) fn compile_files(files: &[PolicyFile], sources: &Sources) -> Result<C
         };
         let added = target.add(parsed.clone()).map_err(|e| e.to_string());
         if let Err(e) = added.and_then(|()| all.add(parsed).map_err(|e| e.to_string())) {
-            errors.push(compiler_bug(Some(*span), format!("cannot add `{id}` to the policy set: {e}")));
+            errors.push(compiler_bug(
+                Some(*span),
+                format!("cannot add `{id}` to the policy set: {e}"),
+            ));
         }
     }
     if !errors.is_empty() {
@@ -326,7 +349,12 @@ impl Tri {
 }
 
 impl Emitter {
-    fn rule(&mut self, rule: &Rule, parts: &RuleParts<'_>, sources: &Sources) -> (CompiledRule, CPolicy, Option<CPolicy>) {
+    fn rule(
+        &mut self,
+        rule: &Rule,
+        parts: &RuleParts<'_>,
+        sources: &Sources,
+    ) -> (CompiledRule, CPolicy, Option<CPolicy>) {
         let id = rule.name.node.clone();
         let kind = rule.kind.node;
         let mode = parts.mode();
@@ -350,7 +378,15 @@ impl Emitter {
         let mut annotations = vec![
             ("id", id.clone()),
             ("kind", kind.keyword().to_string()),
-            ("mode", if mode == Mode::Shadow { "shadow" } else { "enforce" }.to_string()),
+            (
+                "mode",
+                if mode == Mode::Shadow {
+                    "shadow"
+                } else {
+                    "enforce"
+                }
+                .to_string(),
+            ),
             ("source", location.clone()),
         ];
         if let Some(r) = parts.reason {
@@ -366,12 +402,24 @@ impl Emitter {
 
         let counters = context().attr("counters");
         let (effect, when, unless) = match kind {
-            RuleKind::Allow => (CEffect::Permit, CExpr::and(vec![matchers.clone(), cond.t.clone()]), None),
-            RuleKind::Deny => (CEffect::Forbid, CExpr::and(vec![matchers.clone(), cond.p.clone()]), None),
+            RuleKind::Allow => (
+                CEffect::Permit,
+                CExpr::and(vec![matchers.clone(), cond.t.clone()]),
+                None,
+            ),
+            RuleKind::Deny => (
+                CEffect::Forbid,
+                CExpr::and(vec![matchers.clone(), cond.p.clone()]),
+                None,
+            ),
             RuleKind::RequireConfirm => (
                 CEffect::Forbid,
                 CExpr::and(vec![matchers.clone(), cond.p.clone()]),
-                Some(context().attr("confirmed").method("contains", vec![CExpr::str(&id)])),
+                Some(
+                    context()
+                        .attr("confirmed")
+                        .method("contains", vec![CExpr::str(&id)]),
+                ),
             ),
             RuleKind::CapConsecutive | RuleKind::RateLimit => {
                 self.counters.push(id.clone());
@@ -384,20 +432,30 @@ impl Emitter {
                     counters.clone().has(&id),
                     CExpr::bin(BinOp::Lt, counters.clone().attr(&id), CExpr::Long(max)),
                 ]));
-                (CEffect::Forbid, CExpr::and(vec![matchers.clone(), cond.p.clone(), reached]), None)
+                (
+                    CEffect::Forbid,
+                    CExpr::and(vec![matchers.clone(), cond.p.clone(), reached]),
+                    None,
+                )
             }
         };
-        let policy = CPolicy { annotations, effect, when, unless };
-        let counting = matches!(kind, RuleKind::CapConsecutive | RuleKind::RateLimit).then(|| CPolicy {
-            annotations: vec![
-                ("id", format!("{id}{COUNTING_SUFFIX}")),
-                ("kind", "counting".to_string()),
-                ("counts_for", id.clone()),
-            ],
-            effect: CEffect::Permit,
-            when: CExpr::and(vec![matchers, cond.p]),
-            unless: None,
-        });
+        let policy = CPolicy {
+            annotations,
+            effect,
+            when,
+            unless,
+        };
+        let counting =
+            matches!(kind, RuleKind::CapConsecutive | RuleKind::RateLimit).then(|| CPolicy {
+                annotations: vec![
+                    ("id", format!("{id}{COUNTING_SUFFIX}")),
+                    ("kind", "counting".to_string()),
+                    ("counts_for", id.clone()),
+                ],
+                effect: CEffect::Permit,
+                when: CExpr::and(vec![matchers, cond.p]),
+                unless: None,
+            });
 
         let compiled = CompiledRule {
             id,
@@ -408,8 +466,12 @@ impl Emitter {
             reason: parts.reason.and_then(|r| parse_template(&r.node).ok()),
             reason_source: parts.reason.map(|r| r.node.clone()),
             limit,
-            servers: parts.server.map(|p| p.patterns.iter().map(|s| s.node.clone()).collect()),
-            tools: parts.tool.map(|p| p.patterns.iter().map(|s| s.node.clone()).collect()),
+            servers: parts
+                .server
+                .map(|p| p.patterns.iter().map(|s| s.node.clone()).collect()),
+            tools: parts
+                .tool
+                .map(|p| p.patterns.iter().map(|s| s.node.clone()).collect()),
             cedar: policy.to_cedar(),
             counting_cedar: counting.as_ref().map(CPolicy::to_cedar),
             arg_fields: std::mem::take(&mut self.rule_fields),
@@ -458,7 +520,10 @@ impl Emitter {
             }
             Atom::Compare(subject, op, lit) => self.compare(subject, op.node, &lit.value),
             Atom::In(subject, lits) => {
-                let parts: Vec<Tri> = lits.iter().map(|l| self.compare(subject, CmpOp::Eq, &l.value)).collect();
+                let parts: Vec<Tri> = lits
+                    .iter()
+                    .map(|l| self.compare(subject, CmpOp::Eq, &l.value))
+                    .collect();
                 Tri {
                     t: CExpr::or(parts.iter().map(|p| p.t.clone()).collect()),
                     p: CExpr::or(parts.into_iter().map(|p| p.p).collect()),
@@ -536,7 +601,10 @@ impl Emitter {
             }
         }
         let mut out = String::new();
-        let _ = writeln!(out, "// Generated by warden from .policy files. Do not edit.");
+        let _ = writeln!(
+            out,
+            "// Generated by warden from .policy files. Do not edit."
+        );
         let _ = writeln!(out, "namespace {NAMESPACE} {{");
         out.push_str("  // Groups a user belongs to (`user in group \"...\"`).\n  entity Group;\n");
         out.push_str("  entity User in [Group] = {\n    \"name\": String,\n  };\n");
@@ -584,17 +652,27 @@ fn wrong_type(ptr: &str, ty: ArgType) -> CExpr {
 
 fn identity_eq(field: IdentityField, s: &str) -> CExpr {
     match field {
-        IdentityField::User => CExpr::bin(BinOp::Eq, CExpr::Var(Var::Principal), CExpr::Entity("User", s.to_string())),
+        IdentityField::User => CExpr::bin(
+            BinOp::Eq,
+            CExpr::Var(Var::Principal),
+            CExpr::Entity("User", s.to_string()),
+        ),
         IdentityField::Agent | IdentityField::Model => {
             let name = field.keyword();
-            CExpr::and(vec![context().has(name), CExpr::bin(BinOp::Eq, context().attr(name), CExpr::str(s))])
+            CExpr::and(vec![
+                context().has(name),
+                CExpr::bin(BinOp::Eq, context().attr(name), CExpr::str(s)),
+            ])
         }
     }
 }
 
 fn identity_like(field: IdentityField, glob: &str) -> CExpr {
     match field {
-        IdentityField::User => CExpr::Like(Box::new(CExpr::Var(Var::Principal).attr("name")), glob.to_string()),
+        IdentityField::User => CExpr::Like(
+            Box::new(CExpr::Var(Var::Principal).attr("name")),
+            glob.to_string(),
+        ),
         IdentityField::Agent | IdentityField::Model => {
             let name = field.keyword();
             CExpr::and(vec![
@@ -628,7 +706,11 @@ fn pattern_match(attr: CExpr, list: Option<&PatternList>) -> CExpr {
 /// Cedar's `decimal()` wants digits on both sides of the point.
 fn normalize_decimal(text: &str) -> String {
     let (int, frac) = text.split_once('.').unwrap_or((text, "0"));
-    let int = if int.is_empty() || int == "-" { format!("{int}0") } else { int.to_string() };
+    let int = if int.is_empty() || int == "-" {
+        format!("{int}0")
+    } else {
+        int.to_string()
+    };
     let frac = if frac.is_empty() { "0" } else { frac };
     format!("{int}.{frac}")
 }
