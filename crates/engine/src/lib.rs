@@ -9,7 +9,9 @@ pub mod args;
 pub mod call;
 pub mod engine;
 pub mod index;
+pub mod log;
 pub mod message;
+pub mod reload;
 pub mod state;
 pub mod store;
 
@@ -18,4 +20,8 @@ pub use engine::{
     Confirmation, Decided, Denial, Engine, EngineOptions, Outcome, Retry, RuleHit, ShadowFinding,
 };
 pub use index::PolicyBundle;
+pub use log::{DecisionLog, LogError, UpstreamOutcome};
+pub use reload::{
+    DEFAULT_DEBOUNCE, OnReload, PolicyReloader, ReloadEvent, WatchError, WatchHandle,
+};
 pub use store::{LoadError, PolicyStatus, load_bundle};
