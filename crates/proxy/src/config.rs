@@ -1,0 +1,86 @@
+//! The proxy's settings and errors.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::Duration;
+
+/// Default `--max-message-bytes`: 4 MiB, as rmcp's HTTP server.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Default `--confirm-timeout`.
+pub const DEFAULT_CONFIRM_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The upstream MCP server as a command to run (stdio transport).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamCommand {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+}
+
+impl UpstreamCommand {
+    /// The program's file stem: the server name when neither `--name` nor
+    /// the upstream's `serverInfo.name` gives one.
+    pub fn file_stem(&self) -> String {
+        Path::new(&self.program)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "upstream".to_string())
+    }
+}
+
+/// Everything one proxy run needs besides the engine and the decision log.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub upstream: UpstreamCommand,
+    /// The upstream's name in policies (`--name`). When `None`, the
+    /// upstream's `serverInfo.name` from its first initialize answer, else
+    /// the command's file stem.
+    pub server_name: Option<String>,
+    /// Whom calls act for (`--user`).
+    pub user: String,
+    /// The user's groups (`--group`).
+    pub groups: Vec<String>,
+    /// The model behind the agent, if known (`--model`).
+    pub model: Option<String>,
+    /// How long to wait for the person's answer to a confirmation.
+    pub confirm_timeout: Duration,
+    /// The largest message accepted from either side, in bytes.
+    pub max_message_bytes: usize,
+    /// First delay before restarting a crashed upstream; doubles per crash.
+    pub restart_initial: Duration,
+    /// Longest delay between restarts.
+    pub restart_max: Duration,
+    /// How long warden waits for answers to its own requests upstream
+    /// (the initialize it replays after a restart, tools/list).
+    pub internal_timeout: Duration,
+}
+
+impl ProxyConfig {
+    /// Defaults for everything but the upstream and the user.
+    pub fn new(upstream: UpstreamCommand, user: impl Into<String>) -> Self {
+        ProxyConfig {
+            upstream,
+            server_name: None,
+            user: user.into(),
+            groups: Vec::new(),
+            model: None,
+            confirm_timeout: DEFAULT_CONFIRM_TIMEOUT,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            restart_initial: Duration::from_millis(250),
+            restart_max: Duration::from_secs(10),
+            internal_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why the proxy could not run.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ProxyError {
+    #[error("cannot start the upstream server `{program}`: {message}")]
+    #[diagnostic(help(
+        "check the command after `--`: it must be an MCP server that speaks stdio, found on PATH or given by path"
+    ))]
+    Spawn { program: String, message: String },
+    #[error("the connection to the MCP client failed: {0}")]
+    Client(std::io::Error),
+}

@@ -1,0 +1,269 @@
+//! What the proxy adds to MCP: the denial result an agent reads, the
+//! provenance a forwarded call carries, the confirmation question, and the
+//! tools/list view (hidden tools, notes on tools that need confirmation or
+//! are limited). Pure functions over the engine's values.
+
+use serde_json::{Map, Value, json};
+use warden_engine::message::human_duration;
+use warden_engine::{CallContext, Decided, Denial, Engine, Outcome, Retry, ToolAnnotations};
+use warden_lang::ast::{Mode, RuleKind};
+
+/// The `_meta` key of the provenance on every forwarded `tools/call`.
+pub const PROVENANCE_KEY: &str = "io.warden/provenance";
+/// Client-sent `_meta` keys with this prefix are removed from every message.
+pub const RESERVED_META_PREFIX: &str = "io.warden/";
+/// The key of the machine-readable decision in a denial's `_meta` and
+/// `structuredContent`.
+pub const DECISION_KEY: &str = "warden/decision";
+/// The `inputRequests` key of warden's confirmation (protocol 2026-07-28).
+pub const CONFIRM_INPUT_KEY: &str = "warden/confirm";
+/// Where the notes on a tool start in its description.
+pub const NOTE_PREFIX: &str = "[warden] ";
+
+/// What the proxy knows of one upstream tool from tools/list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ToolInfo {
+    pub annotations: ToolAnnotations,
+    /// The tool declares an `outputSchema`, so a `structuredContent` of
+    /// warden's own could fail the client's validation.
+    pub has_output_schema: bool,
+}
+
+impl ToolInfo {
+    /// Reads a tool object of a tools/list result. Hints that are missing
+    /// or not booleans stay unset: the engine reads them cautiously.
+    pub fn from_tool(tool: &Value) -> ToolInfo {
+        let ann = tool.get("annotations");
+        let hint = |k: &str| ann.and_then(|a| a.get(k)).and_then(Value::as_bool);
+        ToolInfo {
+            annotations: ToolAnnotations {
+                read_only_hint: hint("readOnlyHint"),
+                destructive_hint: hint("destructiveHint"),
+                idempotent_hint: hint("idempotentHint"),
+                open_world_hint: hint("openWorldHint"),
+            },
+            has_output_schema: tool.get("outputSchema").is_some_and(|s| !s.is_null()),
+        }
+    }
+}
+
+/// The `_meta` provenance object of a forwarded call.
+pub fn provenance(call: &CallContext, decided: &Decided) -> Value {
+    json!({
+        "via_agent": call.provenance.via_agent,
+        "server": call.server,
+        "user": call.identity.user,
+        "groups": call.identity.groups,
+        "agent": call.identity.agent,
+        "model": call.identity.model,
+        "session": call.session,
+        "policy_version": decided.policy_version,
+        "decision_id": decided.id,
+        "confirmed": call.confirmed,
+    })
+}
+
+fn retry_value(retry: Retry) -> Value {
+    serde_json::to_value(retry).unwrap_or(Value::Null)
+}
+
+fn retry_text(retry: Retry) -> String {
+    match retry {
+        Retry::Never => "retrying the same call will be denied again".to_string(),
+        Retry::AfterSeconds { seconds } => format!(
+            "retrying can succeed after {} ({seconds} s)",
+            human_duration(seconds.max(1))
+        ),
+        Retry::AfterStreakEnds => "retrying can succeed once the streak ends: after a call to another tool, or a call the person confirms".to_string(),
+    }
+}
+
+/// The machine-readable decision attached to a denial.
+pub fn decision_value(decided: &Decided, denial: &Denial) -> Value {
+    json!({
+        "decision": "deny",
+        "rules": denial.rules.iter().map(|h| h.rule.as_str()).collect::<Vec<_>>(),
+        "reason": denial.reason,
+        "retry": retry_value(denial.retry),
+        "instead": denial.instead,
+        "decision_id": decided.id,
+        "policy_version": decided.policy_version,
+    })
+}
+
+/// The `tools/call` result for a denied call: `isError: true`, a text the
+/// agent can act on, and the decision under [`DECISION_KEY`] in `_meta`
+/// (and in `structuredContent` unless the tool declares an output schema).
+pub fn denial_result(
+    call: &CallContext,
+    decided: &Decided,
+    denial: &Denial,
+    tool: ToolInfo,
+) -> Value {
+    let rules = match denial.rules.as_slice() {
+        [] => String::new(),
+        [one] => format!(" (rule `{}`)", one.rule),
+        many => format!(
+            " (rules {})",
+            many.iter()
+                .map(|h| format!("`{}`", h.rule))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let text = format!(
+        "warden denied `{}` on `{}`{rules}: {}\nWhat to do instead: {}\nRetry: {}.\n(decision {})",
+        call.tool,
+        call.server,
+        denial.reason,
+        denial.instead,
+        retry_text(denial.retry),
+        decided.id
+    );
+    let decision = decision_value(decided, denial);
+    let mut result = Map::new();
+    result.insert("content".into(), json!([{"type": "text", "text": text}]));
+    if !tool.has_output_schema {
+        result.insert(
+            "structuredContent".into(),
+            json!({ DECISION_KEY: decision }),
+        );
+    }
+    result.insert("isError".into(), Value::Bool(true));
+    result.insert("_meta".into(), json!({ DECISION_KEY: decision }));
+    Value::Object(result)
+}
+
+/// A copy of `decided` turned into a denial (for confirmations the person
+/// did not give, and for refusals the proxy adds), so the log shows what
+/// the agent was told.
+pub fn as_denial(decided: &Decided, denial: Denial) -> Decided {
+    let mut d = decided.clone();
+    d.outcome = Outcome::Deny(denial);
+    d
+}
+
+/// The question put to the person for a confirmation.
+pub fn confirm_message(call: &CallContext, message: &str) -> String {
+    let mut args = serde_json::to_string(&call.arguments).unwrap_or_default();
+    if args.chars().count() > 500 {
+        args = args.chars().take(500).collect::<String>() + "…";
+    }
+    let agent = call.identity.agent.as_deref().unwrap_or("the agent");
+    format!(
+        "{message}\n\n{agent} wants to call `{}` on `{}` with {args}.\nAccept to allow this one call, decline to refuse it.",
+        call.tool, call.server
+    )
+}
+
+/// `elicitation/create` params for a confirmation: a form with no fields,
+/// so accept means yes.
+pub fn confirm_elicitation_params(message: String) -> Value {
+    json!({
+        "message": message,
+        "requestedSchema": {"type": "object", "properties": {}},
+    })
+}
+
+/// How a tool appears in the agent's tools/list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolView {
+    /// No call of this tool could be allowed: the agent does not see it.
+    Hidden { rule: Option<String> },
+    /// Shown, with these notes appended to its description.
+    Shown { notes: Vec<String> },
+}
+
+/// Decides how `probe.tool` appears, from a probe call with no arguments
+/// and the rules that can match the tool. Conservative: a tool is hidden
+/// only when every call of it in this session is certain to be denied,
+/// i.e. the probe is denied for good (`retry: never`) and
+///
+/// - by an enforced `deny` rule that reads no argument (whatever the
+///   arguments, it matches again: identity, provenance and annotations are
+///   the same for every call of the session), or
+/// - by no rule at all (nothing allows it) while no enforced `allow` rule
+///   for the tool reads an argument (with other arguments none could
+///   start to match).
+pub fn tool_view(engine: &Engine, probe: &CallContext) -> ToolView {
+    let decided = engine.decide(probe);
+    let bundle = engine.policies();
+    let slice = bundle.slice(&probe.server, &probe.tool);
+    let enforced: Vec<_> = slice
+        .rules
+        .iter()
+        .map(|&i| &bundle.rules()[i])
+        .filter(|r| r.mode == Mode::Enforce)
+        .collect();
+    if let Outcome::Deny(d) = &decided.outcome
+        && d.retry == Retry::Never
+    {
+        if d.rules.is_empty() {
+            let args_could_allow = enforced
+                .iter()
+                .any(|r| r.kind == RuleKind::Allow && !r.arg_fields.is_empty());
+            if !args_could_allow {
+                return ToolView::Hidden { rule: None };
+            }
+        } else if let Some(hit) = d.rules.iter().find(|h| {
+            h.kind == RuleKind::Deny
+                && bundle
+                    .rules()
+                    .iter()
+                    .find(|r| r.id == h.rule)
+                    .is_some_and(|r| r.arg_fields.is_empty())
+        }) {
+            return ToolView::Hidden {
+                rule: Some(hit.rule.clone()),
+            };
+        }
+    }
+    let confirms_now: Vec<&str> = match &decided.outcome {
+        Outcome::Confirm(c) => c.rules.iter().map(|h| h.rule.as_str()).collect(),
+        _ => Vec::new(),
+    };
+    let mut notes = Vec::new();
+    for rule in &enforced {
+        let id = &rule.id;
+        match (rule.kind, rule.limit) {
+            (RuleKind::RequireConfirm, _) => {
+                if confirms_now.contains(&id.as_str()) && rule.arg_fields.is_empty() {
+                    notes.push(format!("needs the person's confirmation (rule `{id}`)."));
+                } else if !rule.arg_fields.is_empty() || confirms_now.contains(&id.as_str()) {
+                    notes.push(format!(
+                        "some calls need the person's confirmation (rule `{id}`)."
+                    ));
+                }
+            }
+            (RuleKind::CapConsecutive, Some(l)) => notes.push(format!(
+                "at most {} consecutive calls per {} (rule `{id}`).",
+                l.max,
+                l.scope.keyword()
+            )),
+            (RuleKind::RateLimit, Some(l)) => notes.push(format!(
+                "at most {} calls per {} per {} (rule `{id}`).",
+                l.max,
+                human_duration(l.window_secs.unwrap_or(0)),
+                l.scope.keyword()
+            )),
+            _ => {}
+        }
+    }
+    ToolView::Shown { notes }
+}
+
+/// Appends notes to a tool's description.
+pub fn annotate_description(tool: &mut Value, notes: &[String]) {
+    if notes.is_empty() {
+        return;
+    }
+    let Some(obj) = tool.as_object_mut() else {
+        return;
+    };
+    let note = format!("{NOTE_PREFIX}{}", notes.join(" "));
+    let text = match obj.get("description").and_then(Value::as_str) {
+        Some(d) if !d.is_empty() => format!("{d}\n\n{note}"),
+        _ => note,
+    };
+    obj.insert("description".into(), Value::String(text));
+}

@@ -1,0 +1,232 @@
+//! JSON-RPC 2.0 messages as plain `serde_json::Value`s: telling requests,
+//! notifications and responses apart, and building the errors the proxy
+//! answers with. Nothing here drops or reorders a field.
+
+use serde_json::{Map, Value, json};
+
+/// JSON-RPC's "invalid JSON" code.
+pub const PARSE_ERROR: i64 = -32700;
+/// JSON-RPC's "not a valid request object" code.
+pub const INVALID_REQUEST: i64 = -32600;
+/// JSON-RPC's "invalid method parameters" code.
+pub const INVALID_PARAMS: i64 = -32602;
+/// JSON-RPC's "internal error" code.
+pub const INTERNAL_ERROR: i64 = -32603;
+/// The code warden answers with when the upstream server cannot answer:
+/// it is not running, it is restarting, or it exited with the request in
+/// flight (an implementation-defined server error in JSON-RPC's range).
+pub const UPSTREAM_UNAVAILABLE: i64 = -32001;
+
+/// The prefix of every request id warden itself sends, to the client or to
+/// the upstream server. A peer's own ids with this prefix are remapped.
+pub const OWN_ID_PREFIX: &str = "warden:";
+
+/// What a message is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    Request { id: Value, method: String },
+    Notification { method: String },
+    Response { id: Value },
+}
+
+/// Classifies a decoded message; `Err` says why it is no JSON-RPC message.
+pub fn classify(msg: &Value) -> Result<Kind, &'static str> {
+    let Some(obj) = msg.as_object() else {
+        return Err(if msg.is_array() {
+            "batches are not supported by MCP since 2025-06-18"
+        } else {
+            "a message must be a JSON object"
+        });
+    };
+    match obj.get("method") {
+        Some(Value::String(method)) => match obj.get("id") {
+            None => Ok(Kind::Notification {
+                method: method.clone(),
+            }),
+            Some(id @ (Value::String(_) | Value::Number(_))) => Ok(Kind::Request {
+                id: id.clone(),
+                method: method.clone(),
+            }),
+            Some(_) => Err("a request id must be a string or a number"),
+        },
+        Some(_) => Err("`method` must be a string"),
+        None if obj.contains_key("result") || obj.contains_key("error") => Ok(Kind::Response {
+            id: obj.get("id").cloned().unwrap_or(Value::Null),
+        }),
+        None => Err("a message needs a `method`, or a `result` or `error`"),
+    }
+}
+
+/// A map key for an id: `1` and `"1"` stay different.
+pub fn id_key(id: &Value) -> String {
+    id.to_string()
+}
+
+/// An error response.
+pub fn error(id: Value, code: i64, message: impl Into<String>, data: Option<Value>) -> Value {
+    let mut err = Map::new();
+    err.insert("code".into(), code.into());
+    err.insert("message".into(), Value::String(message.into()));
+    if let Some(data) = data {
+        err.insert("data".into(), data);
+    }
+    json!({"jsonrpc": "2.0", "id": id, "error": err})
+}
+
+/// A success response.
+pub fn result(id: Value, result: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "result": result})
+}
+
+/// A request.
+pub fn request(id: Value, method: &str, params: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+}
+
+/// A notification.
+pub fn notification(method: &str, params: Option<Value>) -> Value {
+    match params {
+        Some(params) => json!({"jsonrpc": "2.0", "method": method, "params": params}),
+        None => json!({"jsonrpc": "2.0", "method": method}),
+    }
+}
+
+/// `params._meta` of a message, created if missing (only when `params` is
+/// an object or absent; anything else is left alone and `None` returned).
+pub fn meta_mut(msg: &mut Value) -> Option<&mut Map<String, Value>> {
+    let obj = msg.as_object_mut()?;
+    let params = obj
+        .entry("params")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let params = params.as_object_mut()?;
+    params
+        .entry("_meta")
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()
+}
+
+/// `params._meta` of a message, if there is one.
+pub fn meta(msg: &Value) -> Option<&Map<String, Value>> {
+    msg.get("params")?.get("_meta")?.as_object()
+}
+
+/// Removes every `params._meta` key starting with `prefix`; returns how
+/// many were removed. A `_meta` left empty is removed too, so a message
+/// that carried only such keys reaches the upstream as the client would
+/// have sent it without them.
+pub fn strip_meta_prefix(msg: &mut Value, prefix: &str) -> usize {
+    let Some(params) = msg.get_mut("params").and_then(Value::as_object_mut) else {
+        return 0;
+    };
+    let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) else {
+        return 0;
+    };
+    let before = meta.len();
+    meta.retain(|k, _| !k.starts_with(prefix));
+    let removed = before - meta.len();
+    if removed > 0 && meta.is_empty() {
+        params.remove("_meta");
+    }
+    removed
+}
+
+/// Best effort: the top-level `id` of a message too large to decode, from
+/// its first bytes. Serializers write `jsonrpc` and `id` first, so this
+/// finds it in practice; `None` when it cannot tell.
+pub fn sniff_id(head: &[u8]) -> Option<Value> {
+    let text = String::from_utf8_lossy(head);
+    let mut depth = 0i32;
+    let mut in_string = false;
+    let mut escaped = false;
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            i += 1;
+            continue;
+        }
+        match b {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth -= 1,
+            b'"' => {
+                if depth == 1 && text[i..].starts_with("\"id\"") {
+                    let rest = text[i + 4..].trim_start();
+                    let rest = rest.strip_prefix(':')?;
+                    let mut values = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+                    return match values.next() {
+                        Some(Ok(v @ (Value::String(_) | Value::Number(_)))) => Some(v),
+                        _ => None,
+                    };
+                }
+                in_string = true;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_messages() {
+        assert_eq!(
+            classify(&json!({"jsonrpc":"2.0","id":1,"method":"ping"})),
+            Ok(Kind::Request {
+                id: json!(1),
+                method: "ping".into()
+            })
+        );
+        assert_eq!(
+            classify(&json!({"jsonrpc":"2.0","method":"notifications/initialized"})),
+            Ok(Kind::Notification {
+                method: "notifications/initialized".into()
+            })
+        );
+        assert_eq!(
+            classify(&json!({"jsonrpc":"2.0","id":"a","result":{}})),
+            Ok(Kind::Response { id: json!("a") })
+        );
+        assert!(classify(&json!([1])).is_err());
+        assert!(classify(&json!({"id":1})).is_err());
+        assert!(classify(&json!({"id":null,"method":"x"})).is_err());
+        assert!(classify(&json!(3)).is_err());
+    }
+
+    #[test]
+    fn strips_only_the_prefix_and_drops_an_emptied_meta() {
+        let mut m = json!({"params":{"_meta":{"io.warden/provenance":{"user":"x"},"io.warden/other":1,"progressToken":3}}});
+        assert_eq!(strip_meta_prefix(&mut m, "io.warden/"), 2);
+        assert_eq!(m, json!({"params":{"_meta":{"progressToken":3}}}));
+        let mut m = json!({"params":{"_meta":{"io.warden/provenance":{}}, "name":"t"}});
+        assert_eq!(strip_meta_prefix(&mut m, "io.warden/"), 1);
+        assert_eq!(m, json!({"params":{"name":"t"}}));
+        let mut m = json!({"params":{"_meta":{"io.wardenx":1}}});
+        assert_eq!(strip_meta_prefix(&mut m, "io.warden/"), 0);
+    }
+
+    #[test]
+    fn sniffs_the_top_level_id() {
+        assert_eq!(
+            sniff_id(br#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"#),
+            Some(json!(42))
+        );
+        assert_eq!(
+            sniff_id(br#"{"params":{"id":1,"x":"\"id\":3"},"id":"abc","#),
+            Some(json!("abc"))
+        );
+        assert_eq!(sniff_id(br#"{"params":{"id":1,"#), None);
+        assert_eq!(sniff_id(b"garbage"), None);
+    }
+}

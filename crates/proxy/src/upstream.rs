@@ -1,0 +1,166 @@
+//! The stdio upstream: a child process speaking newline-delimited JSON-RPC,
+//! restarted with exponential backoff when it exits. After a restart the
+//! client's session is replayed (initialize, initialized, log level,
+//! subscriptions) before client requests go through again.
+
+use crate::config::{ProxyConfig, ProxyError};
+use crate::framing::{LineReader, write_lines};
+use crate::relay::Relay;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::BufReader;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// An upstream that stayed up this long resets the backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// How long a closing upstream gets to exit before it is killed.
+const EXIT_GRACE: Duration = Duration::from_secs(3);
+
+/// Starts the upstream command with piped stdin/stdout; its stderr is
+/// warden's (so its logs reach wherever warden's go).
+pub(crate) fn spawn(cfg: &ProxyConfig) -> Result<Child, ProxyError> {
+    Command::new(&cfg.upstream.program)
+        .args(&cfg.upstream.args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| ProxyError::Spawn {
+            program: cfg.upstream.program.to_string_lossy().into_owned(),
+            message: e.to_string(),
+        })
+}
+
+/// Runs the upstream until `shutdown`, restarting it when it exits.
+pub(crate) async fn supervise(relay: Arc<Relay>, first: Child, shutdown: CancellationToken) {
+    let mut next = Some(first);
+    let mut delay = relay.cfg.restart_initial;
+    let mut epoch = 0u64;
+    loop {
+        epoch += 1;
+        let child = match next.take() {
+            Some(c) => Some(c),
+            None => match spawn(&relay.cfg) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::error!("{e}");
+                    relay
+                        .link_down(epoch, format!("could not be started ({e})"), delay)
+                        .await;
+                    None
+                }
+            },
+        };
+        if let Some(child) = child {
+            let started = Instant::now();
+            let reason = run_instance(&relay, child, epoch, &shutdown).await;
+            if shutdown.is_cancelled() {
+                return;
+            }
+            if started.elapsed() >= STABLE_AFTER {
+                delay = relay.cfg.restart_initial;
+            }
+            tracing::warn!("upstream {reason}; restarting in {} ms", delay.as_millis());
+            relay.link_down(epoch, reason, delay).await;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shutdown.cancelled() => return,
+        }
+        delay = (delay * 2).min(relay.cfg.restart_max);
+    }
+}
+
+/// Runs one upstream process until it exits (or is stopped); returns what
+/// happened, for errors and logs ("exited (exit status: 1)").
+async fn run_instance(
+    relay: &Arc<Relay>,
+    mut child: Child,
+    epoch: u64,
+    shutdown: &CancellationToken,
+) -> String {
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let _ = child.kill().await;
+        return "had no stdio pipes".to_string();
+    };
+    let (tx, rx) = mpsc::channel::<String>(256);
+    let writer = tokio::spawn(async move {
+        if let Err(e) = write_lines(stdin, rx).await {
+            tracing::debug!("writing to the upstream failed: {e}");
+        }
+    });
+    let recovering = epoch > 1 && relay.needs_replay();
+    relay.link_started(epoch, tx, recovering);
+    if epoch > 1 {
+        tracing::info!("upstream restarted");
+    }
+
+    let reader_relay = Arc::clone(relay);
+    let max = relay.cfg.max_message_bytes;
+    let reader = async move {
+        let mut lines = LineReader::new(BufReader::new(stdout), max);
+        loop {
+            match lines.next().await {
+                Ok(Some(frame)) => reader_relay.on_upstream_frame(epoch, frame).await,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!("reading from the upstream failed: {e}");
+                    break;
+                }
+            }
+        }
+    };
+    tokio::pin!(reader);
+
+    let replay_failed = CancellationToken::new();
+    if recovering {
+        let r = Arc::clone(relay);
+        let failed = replay_failed.clone();
+        tokio::spawn(async move {
+            if let Err(e) = r.replay_session(epoch).await {
+                tracing::error!("cannot restore the session on the restarted upstream: {e}");
+                failed.cancel();
+            }
+        });
+    }
+
+    let reason = tokio::select! {
+        () = &mut reader => {
+            // Output closed: the process is exiting (or closed stdout).
+            match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
+                Ok(Ok(status)) => format!("exited ({status})"),
+                Ok(Err(e)) => format!("could not be waited for ({e})"),
+                Err(_) => {
+                    let _ = child.kill().await;
+                    "closed its output and was killed".to_string()
+                }
+            }
+        }
+        status = child.wait() => {
+            // Let the reader pass on what the process wrote before exiting.
+            let _ = tokio::time::timeout(Duration::from_millis(500), &mut reader).await;
+            match status {
+                Ok(status) => format!("exited ({status})"),
+                Err(e) => format!("could not be waited for ({e})"),
+            }
+        }
+        () = replay_failed.cancelled() => {
+            let _ = child.kill().await;
+            "could not be re-initialized after a restart".to_string()
+        }
+        () = shutdown.cancelled() => {
+            // The client is gone and the link closed, so the writer ends and
+            // the upstream reads end of input; give it time to exit.
+            let _ = tokio::time::timeout(EXIT_GRACE, writer).await;
+            if tokio::time::timeout(EXIT_GRACE, child.wait()).await.is_err() {
+                let _ = child.kill().await;
+            }
+            return "was stopped".to_string();
+        }
+    };
+    reason
+}
