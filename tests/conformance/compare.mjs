@@ -1,0 +1,170 @@
+// Compare MCP conformance results per scenario and per check across targets.
+//
+//   node compare.mjs [--expect FILE] OUT_ROOT PROFILE TARGET...
+//
+// Reads OUT_ROOT/PROFILE/TARGET/server-<scenario>-<timestamp>/checks.json as
+// written by `conformance server -o OUT_ROOT/PROFILE/TARGET`. The first TARGET
+// is the reference (the direct run). A scenario differs when the list of
+// (check id, status) pairs differs from the reference, or it is missing.
+// Prints a table and a details section with the differing checks (status,
+// errorMessage, details), then exits 1 if anything differs, else 0.
+// Also writes OUT_ROOT/PROFILE/summary.json.
+//
+// --expect FILE: also compare the reference target with FILE, the committed
+// per-check results of a direct run with the pinned suite and server (so a
+// broken harness cannot make every target agree on failing everything). With
+// CONFORMANCE_UPDATE_EXPECTED=1 the file is (re)written instead.
+import fs from 'node:fs';
+import path from 'node:path';
+
+let argv = process.argv.slice(2);
+let expectFile = null;
+if (argv[0] === '--expect') {
+  expectFile = argv[1];
+  argv = argv.slice(2);
+}
+const [root, profile, ...targets] = argv;
+if (!root || !profile || targets.length < 1) {
+  console.error('usage: compare.mjs OUT_ROOT PROFILE TARGET...');
+  process.exit(2);
+}
+
+function load(target) {
+  const dir = path.join(root, profile, target);
+  const out = new Map();
+  if (!fs.existsSync(dir)) return out;
+  for (const entry of fs.readdirSync(dir)) {
+    const m = /^server-(.+)-\d{4}-\d\d-\d\dT[\d-]+Z$/.exec(entry);
+    if (!m) continue;
+    const file = path.join(dir, entry, 'checks.json');
+    let checks;
+    try {
+      checks = JSON.parse(fs.readFileSync(file, 'utf8'));
+    } catch (e) {
+      checks = [{ id: '(checks.json unreadable)', status: 'FAILURE', errorMessage: String(e) }];
+    }
+    out.set(m[1], checks);
+  }
+  return out;
+}
+
+const results = targets.map(load);
+const scenarios = [...new Set(results.flatMap((r) => [...r.keys()]))].sort();
+
+// A check's identity within a scenario: id, with a counter for repeated ids.
+function keyed(checks) {
+  const seen = new Map();
+  return checks.map((c) => {
+    const n = (seen.get(c.id) ?? 0) + 1;
+    seen.set(c.id, n);
+    return { key: n > 1 ? `${c.id}#${n}` : c.id, check: c };
+  });
+}
+const passed = (checks) => checks.filter((c) => c.status === 'SUCCESS').length;
+const failed = (checks) => checks.filter((c) => c.status === 'FAILURE').length;
+function cell(checks) {
+  if (!checks) return 'missing';
+  const f = failed(checks);
+  return `${f === 0 ? 'pass' : 'FAIL'} ${passed(checks)}/${checks.length}`;
+}
+function signature(checks) {
+  if (!checks) return null;
+  return JSON.stringify(keyed(checks).map(({ key, check }) => [key, check.status]));
+}
+
+const rows = [];
+const details = [];
+let differing = 0;
+for (const s of scenarios) {
+  const ref = results[0].get(s);
+  const sigRef = signature(ref);
+  const cells = results.map((r) => cell(r.get(s)));
+  const diffTargets = [];
+  results.forEach((r, i) => {
+    if (i === 0) return;
+    if (signature(r.get(s)) !== sigRef) diffTargets.push(i);
+  });
+  if (diffTargets.length) differing++;
+  rows.push([s, ...cells, diffTargets.length ? 'DIFF' : 'same']);
+  for (const i of diffTargets) {
+    const got = results[i].get(s);
+    const refMap = new Map(keyed(ref ?? []).map(({ key, check }) => [key, check]));
+    const gotMap = new Map(keyed(got ?? []).map(({ key, check }) => [key, check]));
+    const keys = [...new Set([...refMap.keys(), ...gotMap.keys()])];
+    for (const k of keys) {
+      const a = refMap.get(k);
+      const b = gotMap.get(k);
+      if (a?.status === b?.status) continue;
+      details.push({
+        scenario: s,
+        target: targets[i],
+        check: k,
+        [targets[0]]: a ? { status: a.status, errorMessage: a.errorMessage } : 'missing',
+        [targets[i]]: b
+          ? { status: b.status, errorMessage: b.errorMessage, details: b.details }
+          : 'missing'
+      });
+    }
+  }
+}
+
+const header = ['scenario', ...targets, 'verdict'];
+const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+const fmt = (r) => r.map((c, i) => c.padEnd(widths[i])).join('  ');
+console.log(`\n== profile ${profile}: ${scenarios.length} scenarios`);
+console.log(fmt(header));
+console.log(fmt(widths.map((w) => '-'.repeat(w))));
+for (const r of rows) console.log(fmt(r));
+const totals = results.map((r) => {
+  let p = 0, t = 0, sp = 0;
+  for (const c of r.values()) {
+    p += passed(c);
+    t += c.length;
+    if (failed(c) === 0) sp++;
+  }
+  return `${sp}/${r.size} scenarios, ${p}/${t} checks`;
+});
+targets.forEach((t, i) => console.log(`  ${t.padEnd(widths[0])}  ${totals[i]}`));
+console.log(
+  differing
+    ? `profile ${profile}: ${differing} scenario(s) differ from ${targets[0]}`
+    : `profile ${profile}: all targets agree with ${targets[0]} on every check`
+);
+if (details.length) {
+  console.log(`\n-- differing checks (profile ${profile})`);
+  for (const d of details) console.log(JSON.stringify(d, null, 2));
+}
+let expectMismatch = 0;
+if (expectFile) {
+  const actual = Object.fromEntries(
+    scenarios.map((s) => [
+      s,
+      results[0].get(s) ? keyed(results[0].get(s)).map(({ key, check }) => `${key} ${check.status}`) : ['missing']
+    ])
+  );
+  if (process.env.CONFORMANCE_UPDATE_EXPECTED === '1') {
+    fs.mkdirSync(path.dirname(expectFile), { recursive: true });
+    fs.writeFileSync(expectFile, JSON.stringify(actual, null, 2) + '\n');
+    console.log(`wrote ${expectFile}`);
+  } else if (!fs.existsSync(expectFile)) {
+    console.log(`\n${expectFile} missing; create it with CONFORMANCE_UPDATE_EXPECTED=1`);
+    expectMismatch++;
+  } else {
+    const expected = JSON.parse(fs.readFileSync(expectFile, 'utf8'));
+    for (const s of [...new Set([...Object.keys(expected), ...Object.keys(actual)])].sort()) {
+      const a = JSON.stringify(expected[s] ?? null);
+      const b = JSON.stringify(actual[s] ?? null);
+      if (a !== b) {
+        expectMismatch++;
+        console.log(`\n${targets[0]} differs from ${path.basename(expectFile)} on ${s}:`);
+        console.log(`  expected ${a}\n  got      ${b}`);
+      }
+    }
+    if (!expectMismatch) console.log(`${targets[0]} matches ${path.basename(expectFile)}`);
+  }
+}
+fs.writeFileSync(
+  path.join(root, profile, 'summary.json'),
+  JSON.stringify({ profile, targets, totals, rows, details }, null, 2)
+);
+process.exit(differing || expectMismatch ? 1 : 0);
