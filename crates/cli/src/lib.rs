@@ -23,6 +23,7 @@ mod eval_cmd;
 mod files;
 mod fmt_cmd;
 mod lint;
+mod proxy_cmd;
 mod sarif;
 mod test_cmd;
 
@@ -93,6 +94,21 @@ enum Command {
         /// Test files or directories (default: ./policies).
         paths: Vec<PathBuf>,
     },
+    /// Run the MCP proxy: every tool call an agent makes goes through the policies.
+    ///
+    /// Without --listen it serves MCP on stdio, for MCP clients that launch
+    /// servers as commands (Claude Desktop, Claude Code, Cursor).
+    Proxy(Box<proxy_cmd::ProxyArgs>),
+    /// The demo genomics MCP server (for `warden demo` and tests).
+    #[command(hide = true)]
+    DemoServer {
+        /// Serve Streamable HTTP at http://HOST:PORT/mcp instead of stdio.
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: Option<String>,
+    },
+    /// A raw JSON-RPC MCP server on stdio for the proxy's tests.
+    #[command(hide = true)]
+    ProxyTestUpstream,
     /// Format .policy files canonically, in place.
     Fmt {
         /// Files or directories.
@@ -138,5 +154,11 @@ pub fn run() -> i32 {
             format,
         } => eval_cmd::run(&policies, &request, format),
         Command::Test { paths } => test_cmd::run(paths),
+        Command::Proxy(args) => proxy_cmd::run(*args),
+        Command::DemoServer { listen } => proxy_cmd::demo_server(listen),
+        Command::ProxyTestUpstream => {
+            warden_proxy::testkit::run_test_upstream();
+            exit::OK
+        }
     }
 }

@@ -451,7 +451,7 @@ impl GenomicsServer {
 
 #[tool_handler(
     router = self.tool_router,
-    name = "genomics-demo",
+    name = "genomics",
     instructions = "A demo genomics platform: samples, pipeline runs and their results. All data is made up and kept in memory."
 )]
 impl ServerHandler for GenomicsServer {}

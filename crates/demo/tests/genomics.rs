@@ -94,7 +94,7 @@ async fn lists_eight_tools_with_annotations_and_schemas() -> TestResult {
     let info = client.peer_info().expect("peer info");
     assert_eq!(
         info.server_info.as_ref().map(|i| i.name.as_str()),
-        Some("genomics-demo")
+        Some("genomics")
     );
     assert!(info.capabilities.tools.is_some());
 

@@ -94,12 +94,7 @@ pub fn decision_value(decided: &Decided, denial: &Denial) -> Value {
 /// The `tools/call` result for a denied call: `isError: true`, a text the
 /// agent can act on, and the decision under [`DECISION_KEY`] in `_meta`
 /// (and in `structuredContent` unless the tool declares an output schema).
-pub fn denial_result(
-    call: &CallContext,
-    decided: &Decided,
-    denial: &Denial,
-    tool: ToolInfo,
-) -> Value {
+pub fn denial_result(decided: &Decided, denial: &Denial, tool: ToolInfo) -> Value {
     let rules = match denial.rules.as_slice() {
         [] => String::new(),
         [one] => format!(" (rule `{}`)", one.rule),
@@ -111,10 +106,9 @@ pub fn denial_result(
                 .join(", ")
         ),
     };
+    // The engine's reasons already name the tool ("`x` was not called: ...").
     let text = format!(
-        "warden denied `{}` on `{}`{rules}: {}\nWhat to do instead: {}\nRetry: {}.\n(decision {})",
-        call.tool,
-        call.server,
+        "Denied by warden policy{rules}: {}\nWhat to do instead: {}\nRetry: {}.\n(decision {})",
         denial.reason,
         denial.instead,
         retry_text(denial.retry),

@@ -114,6 +114,7 @@ where
         }
     });
 
+    relay.wait_link_settled().await;
     relay.run_client(BufReader::new(client_in)).await;
 
     shutdown.cancel();

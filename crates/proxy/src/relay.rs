@@ -161,6 +161,9 @@ pub(crate) struct Relay {
     decide_lock: tokio::sync::Mutex<()>,
     fetch_lock: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
+    /// Becomes true once the first upstream instance is up or has failed,
+    /// so the client is not read before there is a link to relay to.
+    link_settled: tokio::sync::watch::Sender<bool>,
 }
 
 /// The per-request view of who calls and what the client can do.
@@ -233,6 +236,7 @@ impl Relay {
             decide_lock: tokio::sync::Mutex::new(()),
             fetch_lock: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
+            link_settled: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -270,7 +274,15 @@ impl Relay {
 
     /// A new upstream process is running; `recovering` while warden replays
     /// the client's initialize to it.
+    /// Waits until the first upstream instance is up (or failed to come
+    /// up), so that a client's first message does not race its start.
+    pub(crate) async fn wait_link_settled(&self) {
+        let mut rx = self.link_settled.subscribe();
+        let _ = rx.wait_for(|settled| *settled).await;
+    }
+
     pub(crate) fn link_started(&self, epoch: u64, tx: mpsc::Sender<String>, recovering: bool) {
+        self.link_settled.send_replace(true);
         let mut st = lock(&self.st);
         if matches!(st.link, Link::Closed) {
             return;
@@ -290,6 +302,7 @@ impl Relay {
     /// The upstream of generation `epoch` is gone: everything waiting on it
     /// gets an error, and the client's requests get one until it is back.
     pub(crate) async fn link_down(&self, epoch: u64, reason: String, retry_in: Duration) {
+        self.link_settled.send_replace(true);
         let server = self.server_name();
         let (failed, cancelled) = {
             let mut st = lock(&self.st);
@@ -1314,7 +1327,7 @@ impl Relay {
             Outcome::Deny(d) => {
                 drop(guard);
                 self.audit(&call, &decided, None);
-                return Some(self.deny_reply(client_id, &call, &decided, d, info));
+                return Some(self.deny_reply(client_id, &decided, d, info));
             }
             Outcome::Confirm(c) => c.clone(),
         };
@@ -1369,7 +1382,7 @@ impl Relay {
                     Outcome::Deny(d) => {
                         drop(guard);
                         self.audit(&call, &decided, None);
-                        Some(self.deny_reply(client_id, &call, &decided, d, info))
+                        Some(self.deny_reply(client_id, &decided, d, info))
                     }
                     Outcome::Confirm(c) => {
                         drop(guard);
@@ -1438,20 +1451,19 @@ impl Relay {
     ) -> Value {
         let d = govern::as_denial(decided, denial.clone());
         self.audit(call, &d, None);
-        self.deny_reply(client_id, call, &d, &denial, info)
+        self.deny_reply(client_id, &d, &denial, info)
     }
 
     fn deny_reply(
         &self,
         client_id: &Value,
-        call: &CallContext,
         decided: &Decided,
         denial: &Denial,
         info: ToolInfo,
     ) -> Value {
         jsonrpc::result(
             client_id.clone(),
-            govern::denial_result(call, decided, denial, info),
+            govern::denial_result(decided, denial, info),
         )
     }
 

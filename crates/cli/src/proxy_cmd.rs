@@ -1,0 +1,227 @@
+//! `warden proxy`: loads the policies, opens the decision log, watches the
+//! policy path for changes and runs the MCP proxy, on stdio (what Claude
+//! Desktop, Claude Code and Cursor launch) or on Streamable HTTP
+//! (`--listen`). Also the hidden upstream commands the tests and the demo
+//! launch as children (`demo-server`, `proxy-test-upstream`).
+
+use crate::exit;
+use clap::Args;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use warden_engine::{
+    DEFAULT_DEBOUNCE, DecisionLog, Engine, EngineOptions, PolicyReloader, ReloadEvent, load_bundle,
+};
+use warden_proxy::{DEFAULT_MAX_MESSAGE_BYTES, ProxyConfig, UpstreamCommand};
+
+/// `warden proxy` arguments.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  warden proxy --policies policies/ -- npx -y @modelcontextprotocol/server-everything\n  warden proxy --policies policies/ --name genomics --audit-log decisions.jsonl -- ./genomics-mcp"
+)]
+pub(crate) struct ProxyArgs {
+    /// Policy file or directory (watched; changes apply without a restart).
+    #[arg(long)]
+    policies: PathBuf,
+    /// The upstream's server name in policies. Default: the `serverInfo.name`
+    /// the upstream reports in its initialize answer, else the command's file name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Serve Streamable HTTP at http://HOST:PORT/mcp instead of stdio.
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// Append one JSON line per decided call to FILE (default: standard error).
+    #[arg(long, value_name = "FILE")]
+    audit_log: Option<PathBuf>,
+    /// Argument keys whose values the decision log never shows (repeatable).
+    #[arg(long = "redact", value_name = "KEY")]
+    redact: Vec<String>,
+    /// The upstream MCP server as a Streamable HTTP URL.
+    #[arg(long, value_name = "URL", conflicts_with = "command")]
+    upstream: Option<String>,
+    /// Whom the agent's calls act for (default: the OS user).
+    #[arg(long)]
+    user: Option<String>,
+    /// A group of that user (repeatable).
+    #[arg(long = "group", value_name = "GROUP")]
+    groups: Vec<String>,
+    /// The model behind the agent, if known.
+    #[arg(long)]
+    model: Option<String>,
+    /// Seconds to wait for the person to answer a confirmation.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    confirm_timeout: u64,
+    /// The largest message accepted from either side, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
+    max_message_bytes: usize,
+    /// The upstream MCP server as a command (stdio), after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<OsString>,
+}
+
+/// The OS user warden runs as, for `--user`'s default.
+fn os_user() -> String {
+    ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// Sends warden's own logs (tracing) to standard error; `WARDEN_LOG` sets
+/// the level (default `warn`), e.g. `WARDEN_LOG=warden_proxy=debug`.
+pub(crate) fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
+pub(crate) fn run(args: ProxyArgs) -> i32 {
+    init_logging();
+    let upstream = match (&args.upstream, args.command.split_first()) {
+        (Some(_), Some(_)) => {
+            eprintln!(
+                "error: give the upstream either as `--upstream URL` or as `-- COMMAND`, not both"
+            );
+            return exit::USAGE;
+        }
+        (Some(url), None) => {
+            eprintln!(
+                "error: `--upstream {url}`: HTTP upstreams are not supported by this build yet"
+            );
+            return exit::USAGE;
+        }
+        (None, Some((program, rest))) => UpstreamCommand {
+            program: program.clone(),
+            args: rest.to_vec(),
+        },
+        (None, None) => {
+            eprintln!(
+                "error: no upstream MCP server: give `--upstream URL` or a command after `--`\n  help: e.g. `warden proxy --policies policies/ -- npx -y @modelcontextprotocol/server-everything`"
+            );
+            return exit::USAGE;
+        }
+    };
+    if let Some(listen) = &args.listen {
+        eprintln!(
+            "error: `--listen {listen}`: serving Streamable HTTP is not supported by this build yet"
+        );
+        return exit::USAGE;
+    }
+
+    let bundle = match load_bundle(&args.policies) {
+        Ok(b) => b,
+        Err(e) => {
+            eprint!("{}", crate::lint::render_report(&e));
+            if let warden_engine::LoadError::Invalid { diagnostics, .. } = &e {
+                let diags: Vec<_> = diagnostics.iter().cloned().collect();
+                eprint!("{}", crate::lint::render_human(&diags));
+            }
+            return exit::FAILURE;
+        }
+    };
+    let log = match &args.audit_log {
+        Some(path) => match DecisionLog::open(path) {
+            Ok(l) => l,
+            Err(e) => {
+                eprint!("{}", crate::lint::render_report(&e));
+                return exit::USAGE;
+            }
+        },
+        None => DecisionLog::to_writer(std::io::stderr()),
+    };
+    let log = Arc::new(log.redacting(&args.redact));
+    let engine = Arc::new(Engine::new(bundle, EngineOptions::default()));
+
+    let mut cfg = ProxyConfig::new(upstream, args.user.clone().unwrap_or_else(os_user));
+    cfg.server_name = args.name.clone();
+    cfg.groups = args.groups.clone();
+    cfg.model = args.model.clone();
+    cfg.confirm_timeout = Duration::from_secs(args.confirm_timeout);
+    cfg.max_message_bytes = args.max_message_bytes;
+
+    let (reloads_tx, reloads_rx) = mpsc::unbounded_channel();
+    let reloader = Arc::new(PolicyReloader::new(&args.policies, Arc::clone(&engine)));
+    let on_reload = Box::new(move |event: &ReloadEvent| match event {
+        ReloadEvent::Reloaded { version, rules } => {
+            eprintln!("warden: policies reloaded: version {version}, {rules} rules");
+            let _ = reloads_tx.send(());
+        }
+        ReloadEvent::Failed { message, .. } => eprintln!("warden: {message}"),
+        ReloadEvent::WatchError { message } => {
+            eprintln!("warden: watching the policies failed: {message}")
+        }
+    });
+    let _watch = match Arc::clone(&reloader).watch(DEFAULT_DEBOUNCE, Some(on_reload)) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            // Deciding goes on with the policies loaded; only changes are missed.
+            eprint!("{}", crate::lint::render_report(&e));
+            None
+        }
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let result = runtime.block_on(warden_proxy::serve_stdio(cfg, engine, log, reloads_rx));
+    // Pending reads of stdin must not keep the process alive.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprint!("{}", crate::lint::render_report(&e));
+            exit::FAILURE
+        }
+    }
+}
+
+/// `warden demo-server`: the demo genomics MCP server on stdio (hidden; the
+/// demo and the tests run it behind the proxy).
+pub(crate) fn demo_server(listen: Option<String>) -> i32 {
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match listen {
+            None => warden_demo::serve_stdio().await,
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(&addr).await?;
+                eprintln!(
+                    "warden demo-server: MCP at http://{}/mcp",
+                    listener.local_addr()?
+                );
+                warden_demo::serve_http(listener).await
+            }
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("error: demo server: {e}");
+            exit::FAILURE
+        }
+    }
+}
