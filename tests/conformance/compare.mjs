@@ -8,7 +8,7 @@
 // (check id, status) pairs differs from the reference, or it is missing.
 // Prints a table and a details section with the differing checks (status,
 // errorMessage, details), then exits 1 if anything differs, else 0.
-// Also writes OUT_ROOT/PROFILE/summary.json.
+// Also writes OUT_ROOT/PROFILE/summary-<targets joined by +>.json.
 //
 // --expect FILE: also compare the reference target with FILE, the committed
 // per-check results of a direct run with the pinned suite and server (so a
@@ -164,7 +164,7 @@ if (expectFile) {
   }
 }
 fs.writeFileSync(
-  path.join(root, profile, 'summary.json'),
+  path.join(root, profile, `summary-${targets.join('+')}.json`),
   JSON.stringify({ profile, targets, totals, rows, details }, null, 2)
 );
 process.exit(differing || expectMismatch ? 1 : 0);
