@@ -37,7 +37,7 @@ function isInitialize(body) {
 async function newSession() {
   const inFlight = []; // client request ids, oldest first
   const progressTokens = new Map(); // progressToken -> request id
-  const child = new StdioClientTransport({ command, args: commandArgs, stderr: 'inherit' });
+  const child = new StdioClientTransport({ command, args: commandArgs, env: process.env, stderr: 'inherit' });
   const transport = new StreamableHTTPServerTransport({
     sessionIdGenerator: () => randomUUID(),
     onsessioninitialized: (sid) => sessions.set(sid, { transport, child })
