@@ -10,7 +10,8 @@
 
 use cedar_policy::RestrictedExpression;
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{LazyLock, RwLock};
 use warden_lang::ArgType;
 
 /// Bounds on the arguments of one call.
@@ -118,7 +119,7 @@ pub fn project_args(
             }
             Value::Number(n) if types.contains(&ArgType::Num) => {
                 if let Some(d) = decimal_text(&n.to_string()) {
-                    num.push((ptr.clone(), RestrictedExpression::new_decimal(d)));
+                    num.push((ptr.clone(), decimal_expr(d)));
                 }
             }
             _ => {}
@@ -136,6 +137,31 @@ pub fn project_args(
             RestrictedExpression::new_set(present),
         ),
     ])
+}
+
+/// Most decimal expressions [`decimal_expr`] keeps.
+const MAX_CACHED_DECIMALS: usize = 4096;
+
+static DECIMALS: LazyLock<RwLock<HashMap<String, RestrictedExpression>>> =
+    LazyLock::new(Default::default);
+
+/// `decimal("<text>")`. `RestrictedExpression::new_decimal` runs Cedar's
+/// parser on the name `decimal` every time (about a fifth of a decision
+/// before this cache), so expressions are kept per text, up to a bound.
+fn decimal_expr(text: String) -> RestrictedExpression {
+    if let Ok(cache) = DECIMALS.read()
+        && let Some(e) = cache.get(&text)
+    {
+        return e.clone();
+    }
+    let e = RestrictedExpression::new_decimal(text.clone());
+    if let Ok(mut cache) = DECIMALS.write() {
+        if cache.len() >= MAX_CACHED_DECIMALS {
+            cache.clear();
+        }
+        cache.insert(text, e.clone());
+    }
+    e
 }
 
 /// Cedar's decimal range, in units of 10^-4.

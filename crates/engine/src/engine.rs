@@ -6,22 +6,24 @@
 
 use crate::args::{ArgLimits, check_arg_limits, project_args};
 use crate::call::CallContext;
-use crate::index::{PolicyBundle, Slice};
+use crate::index::{CachedEntities, MAX_CACHED_ENTITY_SETS, PolicyBundle, Slice, annotation_bits};
 use crate::message::{human_duration, render_reason};
 use crate::state::{CallState, Clock, LimitSpec, ScopeKey, StateLimits, SystemClock};
 use arc_swap::ArcSwap;
 use cedar_policy::{
-    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid,
-    PolicySet, Request, RestrictedExpression,
+    AuthorizationError, Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid,
+    Request, RestrictedExpression,
 };
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 use warden_lang::CompiledRule;
-use warden_lang::ast::{RuleKind, Scope};
+use warden_lang::ast::{Mode, RuleKind, Scope};
+use warden_lang::compile::{COUNTING_SUFFIX, DEFAULT_POLICY_ID};
 
 /// One rule behind a decision, with its message for the agent and person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -222,6 +224,15 @@ impl Engine {
             ));
         }
         let slice = bundle.slice(&call.server, &call.tool);
+        if let Some(problem) = &slice.broken {
+            return Err(plain_denial(
+                format!(
+                    "`{}` was not called: the policies could not be loaded ({problem})",
+                    call.tool
+                ),
+                "report this to the platform team; it is not caused by the agent",
+            ));
+        }
 
         let mut counters = Vec::new();
         let mut frees_in: HashMap<&str, Duration> = HashMap::new();
@@ -251,14 +262,41 @@ impl Engine {
             )
         })?;
 
+        // One evaluation of every policy of the slice, all as permits (see
+        // `Slice::evaluated`): Cedar reports each satisfied policy and each
+        // that failed, and the decision is combined here exactly as Cedar
+        // combines the enforced set: Allow when an enforced permit holds and
+        // no enforced forbid does. Any error on an enforced policy denies.
         let response = self
             .authorizer
-            .is_authorized(&request, &slice.enforced, &entities);
-        let errors: Vec<String> = response
-            .diagnostics()
-            .errors()
-            .map(|e| e.to_string())
-            .collect();
+            .is_authorized(&request, &slice.evaluated, &entities);
+        let diagnostics = response.diagnostics();
+        let mut permits: Vec<(usize, &str)> = Vec::new();
+        let mut forbids: Vec<(usize, &str)> = Vec::new();
+        let mut shadow_hits: Vec<(usize, bool)> = Vec::new();
+        let mut counted: Vec<usize> = Vec::new();
+        let mut errors: Vec<String> = Vec::new();
+        let mut counting_failed = false;
+        for id in diagnostics.reason() {
+            match role(bundle, id.as_ref()) {
+                Some(Role::Default) => permits.push((0, id.as_ref())),
+                Some(Role::Enforced(i)) if bundle.rules()[i].kind == RuleKind::Allow => {
+                    permits.push((i + 1, id.as_ref()))
+                }
+                Some(Role::Enforced(i)) => forbids.push((i, id.as_ref())),
+                Some(Role::Shadow(i)) => shadow_hits.push((i, false)),
+                Some(Role::Counting(i)) => counted.push(i),
+                None => errors.push(format!("policy `{id}` is not part of the set")),
+            }
+        }
+        for e in diagnostics.errors() {
+            let AuthorizationError::PolicyEvaluationError(pe) = e;
+            match role(bundle, pe.policy_id().as_ref()) {
+                Some(Role::Shadow(i)) => shadow_hits.push((i, true)),
+                Some(Role::Counting(_)) => counting_failed = true,
+                _ => errors.push(e.to_string()),
+            }
+        }
         if !errors.is_empty() {
             return Err(plain_denial(
                 format!(
@@ -269,36 +307,40 @@ impl Engine {
                 "report this to the platform team; it is not caused by the agent",
             ));
         }
-        let reasons: Vec<String> = response
-            .diagnostics()
-            .reason()
-            .map(|p| p.to_string())
+
+        let outcome = if forbids.is_empty() && !permits.is_empty() {
+            permits.sort_unstable();
+            Outcome::Allow {
+                rules: permits.iter().map(|(_, id)| id.to_string()).collect(),
+            }
+        } else {
+            forbids.sort_unstable();
+            let reasons: Vec<String> = forbids.iter().map(|(_, id)| id.to_string()).collect();
+            self.denial_outcome(bundle, call, &reasons, &frees_in)
+        };
+
+        shadow_hits.sort_unstable();
+        let shadow = shadow_hits
+            .into_iter()
+            .filter_map(|(i, errored)| {
+                let rule = &bundle.rules()[i];
+                let would = match rule.kind {
+                    RuleKind::Allow if errored => return None,
+                    RuleKind::Allow => "allow",
+                    RuleKind::RequireConfirm => "confirm",
+                    _ => "deny",
+                };
+                Some(ShadowFinding {
+                    rule: rule.id.clone(),
+                    kind: rule.kind,
+                    would,
+                    message: hit(rule, call).message,
+                })
+            })
             .collect();
 
-        let outcome = match response.decision() {
-            Decision::Allow => Outcome::Allow { rules: reasons },
-            Decision::Deny => self.denial_outcome(bundle, call, &reasons, &frees_in),
-        };
-
-        let shadow = if slice.shadow.is_empty() {
-            Vec::new()
-        } else {
-            self.shadow_findings(bundle, &slice.shadow, &request, &entities, call)
-        };
-
-        if !slice.counting.is_empty() {
-            let counted = self
-                .authorizer
-                .is_authorized(&request, &slice.counting, &entities);
-            if counted.diagnostics().errors().next().is_none() {
-                for id in counted.diagnostics().reason() {
-                    let rule_id = id.to_string();
-                    let rule_id = rule_id.trim_end_matches(warden_lang::compile::COUNTING_SUFFIX);
-                    if let Some(i) = bundle.rule_index(rule_id) {
-                        counts_for.push((rule_id.to_string(), limit_spec(&bundle.rules()[i])));
-                    }
-                }
-            } else if matches!(outcome, Outcome::Allow { .. }) {
+        if counting_failed {
+            if matches!(outcome, Outcome::Allow { .. }) {
                 // Not knowing whether the call counts would let a cap be
                 // bypassed: refuse rather than forward uncounted.
                 return Err(plain_denial(
@@ -308,6 +350,12 @@ impl Engine {
                     ),
                     "report this to the platform team; it is not caused by the agent",
                 ));
+            }
+        } else {
+            counted.sort_unstable();
+            for i in counted {
+                let rule = &bundle.rules()[i];
+                counts_for.push((rule.id.clone(), limit_spec(rule)));
             }
         }
         Ok((outcome, shadow))
@@ -397,46 +445,32 @@ impl Engine {
             instead,
         })
     }
+}
 
-    fn shadow_findings(
-        &self,
-        bundle: &PolicyBundle,
-        shadow: &PolicySet,
-        request: &Request,
-        entities: &Entities,
-        call: &CallContext,
-    ) -> Vec<ShadowFinding> {
-        // Each shadow rule alone: a forbid says "deny" by itself, a permit
-        // "allow"; evaluating them together would hide one behind another.
-        let mut out = Vec::new();
-        for policy in shadow.policies() {
-            let Some(i) = bundle.rule_index(policy.id().as_ref()) else {
-                continue;
-            };
-            let rule = &bundle.rules()[i];
-            let mut one = PolicySet::new();
-            if one.add(policy.clone()).is_err() {
-                continue;
-            }
-            let r = self.authorizer.is_authorized(request, &one, entities);
-            let errored = r.diagnostics().errors().next().is_some();
-            let fired = r.diagnostics().reason().next().is_some();
-            let would = match (rule.kind, fired || errored) {
-                (_, false) => continue,
-                (RuleKind::Allow, _) if errored => continue,
-                (RuleKind::Allow, _) => "allow",
-                (RuleKind::RequireConfirm, _) => "confirm",
-                _ => "deny",
-            };
-            out.push(ShadowFinding {
-                rule: rule.id.clone(),
-                kind: rule.kind,
-                would,
-                message: hit(rule, call).message,
-            });
-        }
-        out
+/// What a policy of a slice's evaluated set stands for.
+enum Role {
+    /// `default allow`.
+    Default,
+    /// An enforced rule's policy (by rule index).
+    Enforced(usize),
+    /// A shadow-mode rule's policy.
+    Shadow(usize),
+    /// A cap or rate rule's counting policy.
+    Counting(usize),
+}
+
+fn role(bundle: &PolicyBundle, id: &str) -> Option<Role> {
+    if id == DEFAULT_POLICY_ID {
+        return Some(Role::Default);
     }
+    if let Some(rule) = id.strip_suffix(COUNTING_SUFFIX) {
+        return bundle.rule_index(rule).map(Role::Counting);
+    }
+    let i = bundle.rule_index(id)?;
+    Some(match bundle.rules()[i].mode {
+        Mode::Shadow => Role::Shadow(i),
+        _ => Role::Enforced(i),
+    })
 }
 
 fn plain_denial(reason: String, instead: &str) -> Denial {
@@ -504,25 +538,62 @@ fn default_message(rule: &CompiledRule, call: &CallContext) -> String {
     }
 }
 
-fn uid(ty: &str, id: &str) -> Result<EntityUid, String> {
-    let ty = EntityTypeName::from_str(ty).map_err(|e| e.to_string())?;
+fn type_name(ty: &str) -> Result<EntityTypeName, String> {
+    EntityTypeName::from_str(ty).map_err(|e| e.to_string())
+}
+
+// Parsed once: parsing a type name runs Cedar's parser.
+static USER_TYPE: LazyLock<Result<EntityTypeName, String>> =
+    LazyLock::new(|| type_name("Warden::User"));
+static GROUP_TYPE: LazyLock<Result<EntityTypeName, String>> =
+    LazyLock::new(|| type_name("Warden::Group"));
+static TOOL_TYPE: LazyLock<Result<EntityTypeName, String>> =
+    LazyLock::new(|| type_name("Warden::Tool"));
+static ACTION: LazyLock<Result<EntityUid, String>> = LazyLock::new(|| {
+    Ok(EntityUid::from_type_name_and_id(
+        type_name("Warden::Action")?,
+        EntityId::new(warden_lang::cedar::ACTION_CALL_TOOL),
+    ))
+});
+
+fn uid(ty: &LazyLock<Result<EntityTypeName, String>>, id: &str) -> Result<EntityUid, String> {
+    let ty = ty.as_ref().map_err(Clone::clone)?.clone();
     Ok(EntityUid::from_type_name_and_id(ty, EntityId::new(id)))
 }
 
-fn build_request(
+/// The `Warden::Tool` entity id of a (server, tool) is `server\0tool`.
+pub(crate) fn tool_uid(tool_id: &str) -> Result<EntityUid, String> {
+    uid(&TOOL_TYPE, tool_id)
+}
+
+/// The entities of a call (its user, the user's groups, the tool), from the
+/// slice's cache or built now.
+fn entity_set(
     slice: &Slice,
     call: &CallContext,
-    counters: &[(String, u64)],
-) -> Result<(Request, Entities), String> {
-    let user = uid("Warden::User", &call.identity.user)?;
-    let tool_id = format!("{}\u{0}{}", call.server, call.tool);
-    let tool = uid("Warden::Tool", &tool_id)?;
-    let action = uid("Warden::Action", warden_lang::cedar::ACTION_CALL_TOOL)?;
+    user: &EntityUid,
+) -> Result<Arc<Entities>, String> {
+    let annotations = call.annotations.resolved();
+    let bits = annotation_bits(annotations);
+    let id = &call.identity;
+    let mut hasher = std::hash::DefaultHasher::new();
+    (&id.user, &id.groups, bits).hash(&mut hasher);
+    let key = hasher.finish();
+    let same =
+        |c: &CachedEntities| c.annotations == bits && c.user == id.user && c.groups == id.groups;
+    if let Ok(cache) = slice.entity_cache.read()
+        && let Some(c) = cache
+            .by_hash
+            .get(&key)
+            .and_then(|v| v.iter().find(|c| same(c)))
+    {
+        return Ok(Arc::clone(&c.entities));
+    }
 
-    let mut groups = HashSet::new();
-    let mut entities = Vec::with_capacity(2 + call.identity.groups.len());
-    for g in &call.identity.groups {
-        let g = uid("Warden::Group", g)?;
+    let mut groups = HashSet::with_capacity(id.groups.len());
+    let mut entities = Vec::with_capacity(2 + id.groups.len());
+    for g in &id.groups {
+        let g = uid(&GROUP_TYPE, g)?;
         // A group listed twice must not become a duplicate entity (an error).
         if groups.insert(g.clone()) {
             entities.push(Entity::new_no_attrs(g, HashSet::new()));
@@ -530,89 +601,82 @@ fn build_request(
     }
     let user_attrs = HashMap::from([(
         "name".to_string(),
-        RestrictedExpression::new_string(call.identity.user.clone()),
+        RestrictedExpression::new_string(id.user.clone()),
     )]);
     entities.push(Entity::new(user.clone(), user_attrs, groups).map_err(|e| e.to_string())?);
-    let a = call.annotations.resolved();
-    let tool_attrs = HashMap::from([
-        (
-            "name".to_string(),
-            RestrictedExpression::new_string(call.tool.clone()),
-        ),
-        (
-            "server".to_string(),
-            RestrictedExpression::new_string(call.server.clone()),
-        ),
-        (
-            "read_only".to_string(),
-            RestrictedExpression::new_bool(a.read_only),
-        ),
-        (
-            "destructive".to_string(),
-            RestrictedExpression::new_bool(a.destructive),
-        ),
-        (
-            "idempotent".to_string(),
-            RestrictedExpression::new_bool(a.idempotent),
-        ),
-        (
-            "open_world".to_string(),
-            RestrictedExpression::new_bool(a.open_world),
-        ),
-    ]);
-    entities
-        .push(Entity::new(tool.clone(), tool_attrs, HashSet::new()).map_err(|e| e.to_string())?);
-    let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
+    entities.push(slice.tool_entity(annotations)?);
+    let entities = Arc::new(Entities::from_entities(entities, None).map_err(|e| e.to_string())?);
 
-    let mut pairs = vec![
-        (
-            "via_agent".to_string(),
-            RestrictedExpression::new_bool(call.provenance.via_agent),
+    if let Ok(mut cache) = slice.entity_cache.write() {
+        if cache.len >= MAX_CACHED_ENTITY_SETS {
+            cache.by_hash.clear();
+            cache.len = 0;
+        }
+        let bucket = cache.by_hash.entry(key).or_default();
+        if !bucket.iter().any(same) {
+            bucket.push(CachedEntities {
+                user: id.user.clone(),
+                groups: id.groups.clone(),
+                annotations: bits,
+                entities: Arc::clone(&entities),
+            });
+            cache.len += 1;
+        }
+    }
+    Ok(entities)
+}
+
+fn build_request(
+    slice: &Slice,
+    call: &CallContext,
+    counters: &[(String, u64)],
+) -> Result<(Request, Arc<Entities>), String> {
+    let user = uid(&USER_TYPE, &call.identity.user)?;
+    let tool = slice.tool_uid.clone()?;
+    let action = ACTION.as_ref().map_err(Clone::clone)?.clone();
+
+    let entities = entity_set(slice, call, &user)?;
+
+    let mut pairs = Vec::with_capacity(8);
+    pairs.push((
+        "via_agent".to_string(),
+        RestrictedExpression::new_bool(call.provenance.via_agent),
+    ));
+    pairs.push((
+        "session".to_string(),
+        RestrictedExpression::new_string(call.session.clone()),
+    ));
+    pairs.push((
+        "confirmed".to_string(),
+        RestrictedExpression::new_set(
+            call.confirmed
+                .iter()
+                .map(|c| RestrictedExpression::new_string(c.clone())),
         ),
-        (
-            "session".to_string(),
-            RestrictedExpression::new_string(call.session.clone()),
-        ),
-        (
-            "confirmed".to_string(),
-            RestrictedExpression::new_set(
-                call.confirmed
-                    .iter()
-                    .map(|c| RestrictedExpression::new_string(c.clone())),
-            ),
-        ),
-        (
-            "args".to_string(),
-            project_args(&call.arguments, &slice.arg_fields),
-        ),
-        (
-            "counters".to_string(),
-            RestrictedExpression::new_record(counters.iter().map(|(id, n)| {
-                (
-                    id.clone(),
-                    RestrictedExpression::new_long(i64::try_from(*n).unwrap_or(i64::MAX)),
-                )
-            }))
-            .map_err(|e| e.to_string())?,
-        ),
+    ));
+    pairs.push((
+        "args".to_string(),
+        project_args(&call.arguments, &slice.arg_fields),
+    ));
+    pairs.push((
+        "counters".to_string(),
+        RestrictedExpression::new_record(counters.iter().map(|(id, n)| {
+            (
+                id.clone(),
+                RestrictedExpression::new_long(i64::try_from(*n).unwrap_or(i64::MAX)),
+            )
+        }))
+        .map_err(|e| e.to_string())?,
+    ));
+    let optional = [
+        ("via_server", &call.provenance.via_server),
+        ("agent", &call.identity.agent),
+        ("model", &call.identity.model),
     ];
-    if let Some(s) = &call.provenance.via_server {
-        pairs.push((
-            "via_server".to_string(),
-            RestrictedExpression::new_string(s.clone()),
-        ));
-    }
-    if let Some(s) = &call.identity.agent {
-        pairs.push((
-            "agent".to_string(),
-            RestrictedExpression::new_string(s.clone()),
-        ));
-    }
-    if let Some(s) = &call.identity.model {
-        pairs.push((
-            "model".to_string(),
-            RestrictedExpression::new_string(s.clone()),
-        ));
+    for (key, value) in optional {
+        if let Some(s) = value {
+            pairs.push((key.to_string(), RestrictedExpression::new_string(s.clone())));
+        }
     }
     let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
     // The request is built to the compiled contract; schema validation per

@@ -4,9 +4,12 @@
 //! cannot change Cedar's answer (slicing is sound in Cedar). Slices are
 //! built on first use and cached per (server, tool), up to a bound.
 
-use cedar_policy::{Policy, PolicyId, PolicySet};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, RwLock};
+use crate::call::ResolvedAnnotations;
+use cedar_policy::{
+    Effect, Entities, Entity, EntityUid, Policy, PolicyId, PolicySet, RestrictedExpression,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, OnceLock, RwLock};
 use warden_lang::compile::{COUNTING_SUFFIX, DEFAULT_POLICY_ID};
 use warden_lang::glob::glob_matches;
 use warden_lang::{ArgType, CompiledPolicySet, CompiledRule};
@@ -18,15 +21,116 @@ const MAX_CACHED_SLICES: usize = 4096;
 /// The rules that can match one (server, tool), ready to evaluate.
 #[derive(Debug)]
 pub struct Slice {
+    /// The enforced policies of the slice, as compiled (with matchers).
     pub enforced: PolicySet,
+    /// The shadow-mode policies of the slice, as compiled.
     pub shadow: PolicySet,
+    /// The counting policies of the slice's caps and rates, as compiled.
     pub counting: PolicySet,
+    /// What the engine evaluates: every policy above once, as its core
+    /// policy (without the `server`/`tool` matchers, which hold for every
+    /// call of this slice) where that parsed, and all with effect `permit`,
+    /// so that one evaluation reports every satisfied policy, whatever its
+    /// kind (see [`crate::engine`] for how the decision is then combined).
+    pub evaluated: PolicySet,
+    /// How many policies of `evaluated` are core policies (the rest are
+    /// compiled policies used because their core text did not parse).
+    pub core_policies: usize,
     /// Indexes into [`PolicyBundle::rules`] of the rules in this slice.
     pub rules: Vec<usize>,
     /// Cap and rate rules of the slice (enforced and shadow).
     pub limited: Vec<usize>,
     /// The arguments the slice's rules read.
     pub arg_fields: BTreeMap<String, BTreeSet<ArgType>>,
+    /// Set when a rule of the slice has no policy to evaluate (which only
+    /// a bug can cause): every call of the slice is then denied.
+    pub(crate) broken: Option<String>,
+    /// The resource of every call in this slice.
+    pub(crate) tool_uid: Result<EntityUid, String>,
+    server: String,
+    tool: String,
+    /// The tool entity, per combination of the four annotations.
+    tool_entities: [OnceLock<Entity>; 16],
+    /// Entity sets (user, groups, tool) already built for this slice.
+    pub(crate) entity_cache: RwLock<EntityCache>,
+}
+
+/// Entity sets by identity and annotations: an agent's session calls the
+/// same tools as the same user again and again, and building the set
+/// (Cedar computes its transitive closure) is a good part of a decision.
+#[derive(Debug, Default)]
+pub(crate) struct EntityCache {
+    /// By hash of the key; entries compare the key exactly.
+    pub(crate) by_hash: HashMap<u64, Vec<CachedEntities>>,
+    pub(crate) len: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct CachedEntities {
+    pub(crate) user: String,
+    pub(crate) groups: Vec<String>,
+    pub(crate) annotations: usize,
+    pub(crate) entities: Arc<Entities>,
+}
+
+/// Most entity sets one slice keeps.
+pub(crate) const MAX_CACHED_ENTITY_SETS: usize = 256;
+
+/// The four annotations as bits, indexing per-combination caches.
+pub(crate) fn annotation_bits(a: ResolvedAnnotations) -> usize {
+    usize::from(a.read_only)
+        | usize::from(a.destructive) << 1
+        | usize::from(a.idempotent) << 2
+        | usize::from(a.open_world) << 3
+}
+
+impl Slice {
+    /// The `Warden::Tool` entity of this slice's tool with annotations `a`,
+    /// built once per combination.
+    pub(crate) fn tool_entity(&self, a: ResolvedAnnotations) -> Result<Entity, String> {
+        let i = annotation_bits(a);
+        if let Some(e) = self.tool_entities[i].get() {
+            return Ok(e.clone());
+        }
+        let attrs = HashMap::from([
+            (
+                "name".to_string(),
+                RestrictedExpression::new_string(self.tool.clone()),
+            ),
+            (
+                "server".to_string(),
+                RestrictedExpression::new_string(self.server.clone()),
+            ),
+            (
+                "read_only".to_string(),
+                RestrictedExpression::new_bool(a.read_only),
+            ),
+            (
+                "destructive".to_string(),
+                RestrictedExpression::new_bool(a.destructive),
+            ),
+            (
+                "idempotent".to_string(),
+                RestrictedExpression::new_bool(a.idempotent),
+            ),
+            (
+                "open_world".to_string(),
+                RestrictedExpression::new_bool(a.open_world),
+            ),
+        ]);
+        let e = Entity::new(self.tool_uid.clone()?, attrs, HashSet::new())
+            .map_err(|e| e.to_string())?;
+        Ok(self.tool_entities[i].get_or_init(|| e).clone())
+    }
+}
+
+/// A rule's policies as the engine evaluates them (see [`Slice::evaluated`]).
+#[derive(Debug)]
+struct EvalPolicies {
+    policy: Option<Policy>,
+    counting: Option<Policy>,
+    /// Whether `policy` is the core policy (not the compiled fallback).
+    core: bool,
 }
 
 /// A compiled set plus what the engine derives from it once per load.
@@ -36,7 +140,17 @@ pub struct PolicyBundle {
     by_id: HashMap<String, usize>,
     /// Hash of the sources, shown in status and decision logs.
     version: String,
-    cache: RwLock<HashMap<(String, String), Arc<Slice>>>,
+    /// Per rule, parsed when a slice first needs it.
+    eval: Vec<OnceLock<EvalPolicies>>,
+    default_permit: Option<Policy>,
+    cache: RwLock<SliceCache>,
+}
+
+#[derive(Debug, Default)]
+struct SliceCache {
+    /// server → tool → slice, so a lookup needs no allocation.
+    slices: HashMap<String, HashMap<String, Arc<Slice>>>,
+    len: usize,
 }
 
 impl PolicyBundle {
@@ -47,11 +161,18 @@ impl PolicyBundle {
             .enumerate()
             .map(|(i, r)| (r.id.clone(), i))
             .collect();
+        let eval = compiled.rules().iter().map(|_| OnceLock::new()).collect();
+        let default_permit = compiled
+            .enforced_policies()
+            .policy(&PolicyId::new(DEFAULT_POLICY_ID))
+            .cloned();
         PolicyBundle {
             compiled,
             by_id,
             version,
-            cache: RwLock::new(HashMap::new()),
+            eval,
+            default_permit,
+            cache: RwLock::new(SliceCache::default()),
         }
     }
 
@@ -70,20 +191,57 @@ impl PolicyBundle {
 
     /// The slice for a (server, tool), from cache or built now.
     pub fn slice(&self, server: &str, tool: &str) -> Arc<Slice> {
-        let key = (server.to_string(), tool.to_string());
         if let Ok(cache) = self.cache.read()
-            && let Some(s) = cache.get(&key)
+            && let Some(s) = cache.slices.get(server).and_then(|t| t.get(tool))
         {
             return Arc::clone(s);
         }
         let slice = Arc::new(self.build_slice(server, tool));
         if let Ok(mut cache) = self.cache.write() {
-            if cache.len() >= MAX_CACHED_SLICES {
-                cache.clear();
+            if cache.len >= MAX_CACHED_SLICES {
+                cache.slices.clear();
+                cache.len = 0;
             }
-            cache.insert(key, Arc::clone(&slice));
+            let previous = cache
+                .slices
+                .entry(server.to_string())
+                .or_default()
+                .insert(tool.to_string(), Arc::clone(&slice));
+            if previous.is_none() {
+                cache.len += 1;
+            }
         }
         slice
+    }
+
+    /// The policies rule `i` is evaluated with, parsed on first use.
+    fn eval_policies(&self, i: usize) -> &EvalPolicies {
+        self.eval[i].get_or_init(|| {
+            let rule = &self.compiled.rules()[i];
+            let id = PolicyId::new(&rule.id);
+            let compiled = self
+                .compiled
+                .enforced_policies()
+                .policy(&id)
+                .or_else(|| self.compiled.shadow_policies().policy(&id));
+            let core = Policy::parse(Some(id.clone()), &rule.core_cedar)
+                .ok()
+                .and_then(as_permit);
+            let is_core = core.is_some();
+            let policy = core.or_else(|| compiled.cloned().and_then(as_permit));
+            let counting = rule.limit.and_then(|_| {
+                let id = PolicyId::new(format!("{}{COUNTING_SUFFIX}", rule.id));
+                rule.core_counting_cedar
+                    .as_deref()
+                    .and_then(|text| Policy::parse(Some(id.clone()), text).ok())
+                    .or_else(|| self.compiled.counting_policies().policy(&id).cloned())
+            });
+            EvalPolicies {
+                policy,
+                counting,
+                core: is_core,
+            }
+        })
     }
 
     fn build_slice(&self, server: &str, tool: &str) -> Slice {
@@ -92,18 +250,28 @@ impl PolicyBundle {
                 .as_ref()
                 .is_none_or(|ps| ps.iter().any(|p| glob_matches(p, name)))
         };
+        let tool_id = format!("{server}\u{0}{tool}");
         let mut slice = Slice {
             enforced: PolicySet::new(),
             shadow: PolicySet::new(),
             counting: PolicySet::new(),
+            evaluated: PolicySet::new(),
+            core_policies: 0,
+            broken: None,
             rules: Vec::new(),
             limited: Vec::new(),
             arg_fields: BTreeMap::new(),
+            tool_uid: crate::engine::tool_uid(&tool_id),
+            server: server.to_string(),
+            tool: tool.to_string(),
+            tool_entities: Default::default(),
+            entity_cache: RwLock::new(EntityCache::default()),
         };
-        let enforced = self.compiled.enforced_policies();
-        if let Some(p) = enforced.policy(&PolicyId::new(DEFAULT_POLICY_ID)) {
+        if let Some(p) = &self.default_permit {
             add(&mut slice.enforced, p);
+            add(&mut slice.evaluated, p);
         }
+        let enforced = self.compiled.enforced_policies();
         for (i, rule) in self.compiled.rules().iter().enumerate() {
             if !(matches(&rule.servers, server) && matches(&rule.tools, tool)) {
                 continue;
@@ -115,11 +283,27 @@ impl PolicyBundle {
             } else if let Some(p) = self.compiled.shadow_policies().policy(&id) {
                 add(&mut slice.shadow, p);
             }
+            let eval = self.eval_policies(i);
+            match &eval.policy {
+                Some(p) if slice.evaluated.add(p.clone()).is_ok() => {
+                    slice.core_policies += usize::from(eval.core);
+                }
+                _ => slice.broken = Some(format!("rule `{}` could not be loaded", rule.id)),
+            }
             if rule.limit.is_some() {
                 slice.limited.push(i);
                 let counting_id = PolicyId::new(format!("{}{COUNTING_SUFFIX}", rule.id));
                 if let Some(p) = self.compiled.counting_policies().policy(&counting_id) {
                     add(&mut slice.counting, p);
+                }
+                match &eval.counting {
+                    Some(p) if slice.evaluated.add(p.clone()).is_ok() => {}
+                    _ => {
+                        slice.broken = Some(format!(
+                            "the count of rule `{}` could not be loaded",
+                            rule.id
+                        ));
+                    }
                 }
             }
             for (ptr, types) in &rule.arg_fields {
@@ -132,6 +316,18 @@ impl PolicyBundle {
         }
         slice
     }
+}
+
+/// The same policy with effect `permit`: its condition, and so whether it
+/// is satisfied, is unchanged.
+fn as_permit(p: Policy) -> Option<Policy> {
+    if p.effect() == Effect::Permit {
+        return Some(p);
+    }
+    let mut json = p.to_json().ok()?;
+    json.as_object_mut()?
+        .insert("effect".to_string(), serde_json::json!("permit"));
+    Policy::from_json(Some(p.id().clone()), json).ok()
 }
 
 fn add(set: &mut PolicySet, p: &Policy) {

@@ -95,6 +95,16 @@ pub struct CompiledRule {
     /// For caps and rates: the Cedar of the policy that says whether a call
     /// counts towards the limit.
     pub counting_cedar: Option<String>,
+    /// The rule's policy without its `server` and `tool` matchers (same id,
+    /// effect and annotations). Equivalent to [`CompiledRule::cedar`] for
+    /// every call whose server and tool the rule's patterns match, which is
+    /// exactly the calls whose slice holds the rule; the engine evaluates
+    /// slices with these smaller policies.
+    #[serde(skip)]
+    pub core_cedar: String,
+    /// [`CompiledRule::counting_cedar`] without the matchers, likewise.
+    #[serde(skip)]
+    pub core_counting_cedar: Option<String>,
     /// The arguments this rule reads (a subset of the set's `arg_fields`).
     pub arg_fields: BTreeMap<String, BTreeSet<ArgType>>,
 }
@@ -401,20 +411,14 @@ impl Emitter {
         }
 
         let counters = context().attr("counters");
-        let (effect, when, unless) = match kind {
-            RuleKind::Allow => (
-                CEffect::Permit,
-                CExpr::and(vec![matchers.clone(), cond.t.clone()]),
-                None,
-            ),
-            RuleKind::Deny => (
-                CEffect::Forbid,
-                CExpr::and(vec![matchers.clone(), cond.p.clone()]),
-                None,
-            ),
+        // `body` is the rule's condition without its matchers; the policy's
+        // `when` is `matchers && body`.
+        let (effect, body, unless) = match kind {
+            RuleKind::Allow => (CEffect::Permit, cond.t.clone(), None),
+            RuleKind::Deny => (CEffect::Forbid, cond.p.clone(), None),
             RuleKind::RequireConfirm => (
                 CEffect::Forbid,
-                CExpr::and(vec![matchers.clone(), cond.p.clone()]),
+                cond.p.clone(),
                 Some(
                     context()
                         .attr("confirmed")
@@ -434,18 +438,22 @@ impl Emitter {
                 ]));
                 (
                     CEffect::Forbid,
-                    CExpr::and(vec![matchers.clone(), cond.p.clone(), reached]),
+                    CExpr::and(vec![cond.p.clone(), reached]),
                     None,
                 )
             }
         };
-        let policy = CPolicy {
+        let core = CPolicy {
             annotations,
             effect,
-            when,
+            when: body,
             unless,
         };
-        let counting =
+        let policy = CPolicy {
+            when: CExpr::and(vec![matchers.clone(), core.when.clone()]),
+            ..core.clone()
+        };
+        let core_counting =
             matches!(kind, RuleKind::CapConsecutive | RuleKind::RateLimit).then(|| CPolicy {
                 annotations: vec![
                     ("id", format!("{id}{COUNTING_SUFFIX}")),
@@ -453,9 +461,13 @@ impl Emitter {
                     ("counts_for", id.clone()),
                 ],
                 effect: CEffect::Permit,
-                when: CExpr::and(vec![matchers, cond.p]),
+                when: cond.p,
                 unless: None,
             });
+        let counting = core_counting.as_ref().map(|c| CPolicy {
+            when: CExpr::and(vec![matchers.clone(), c.when.clone()]),
+            ..c.clone()
+        });
 
         let compiled = CompiledRule {
             id,
@@ -474,6 +486,8 @@ impl Emitter {
                 .map(|p| p.patterns.iter().map(|s| s.node.clone()).collect()),
             cedar: policy.to_cedar(),
             counting_cedar: counting.as_ref().map(CPolicy::to_cedar),
+            core_cedar: core.to_cedar(),
+            core_counting_cedar: core_counting.as_ref().map(CPolicy::to_cedar),
             arg_fields: std::mem::take(&mut self.rule_fields),
         };
         (compiled, policy, counting)
