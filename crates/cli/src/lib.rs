@@ -19,6 +19,7 @@ macro_rules! outln {
     }};
 }
 
+mod demo_cmd;
 mod eval_cmd;
 mod files;
 mod fmt_cmd;
@@ -99,6 +100,16 @@ enum Command {
     /// Without --listen it serves MCP on stdio, for MCP clients that launch
     /// servers as commands (Claude Desktop, Claude Code, Cursor).
     Proxy(Box<proxy_cmd::ProxyArgs>),
+    /// See warden at work: a scripted agent session through the proxy, with the
+    /// bundled demo genomics MCP server and policies/genomics.policy.
+    Demo {
+        /// Use this policy file or directory instead of the built-in genomics.policy.
+        #[arg(long)]
+        policies: Option<PathBuf>,
+        /// Keep the decision log in FILE (default: a temporary file).
+        #[arg(long, value_name = "FILE")]
+        audit_log: Option<PathBuf>,
+    },
     /// The demo genomics MCP server (for `warden demo` and tests).
     #[command(hide = true)]
     DemoServer {
@@ -155,6 +166,10 @@ pub fn run() -> i32 {
         } => eval_cmd::run(&policies, &request, format),
         Command::Test { paths } => test_cmd::run(paths),
         Command::Proxy(args) => proxy_cmd::run(*args),
+        Command::Demo {
+            policies,
+            audit_log,
+        } => demo_cmd::run(policies, audit_log),
         Command::DemoServer { listen } => proxy_cmd::demo_server(listen),
         Command::ProxyTestUpstream => {
             warden_proxy::testkit::run_test_upstream();

@@ -222,20 +222,20 @@ pub fn tool_view(engine: &Engine, probe: &CallContext) -> ToolView {
         match (rule.kind, rule.limit) {
             (RuleKind::RequireConfirm, _) => {
                 if confirms_now.contains(&id.as_str()) && rule.arg_fields.is_empty() {
-                    notes.push(format!("needs the person's confirmation (rule `{id}`)."));
+                    notes.push(format!("Needs the person's confirmation (rule `{id}`)."));
                 } else if !rule.arg_fields.is_empty() || confirms_now.contains(&id.as_str()) {
                     notes.push(format!(
-                        "some calls need the person's confirmation (rule `{id}`)."
+                        "Some calls need the person's confirmation (rule `{id}`)."
                     ));
                 }
             }
             (RuleKind::CapConsecutive, Some(l)) => notes.push(format!(
-                "at most {} consecutive calls per {} (rule `{id}`).",
+                "At most {} consecutive calls per {} (rule `{id}`).",
                 l.max,
                 l.scope.keyword()
             )),
             (RuleKind::RateLimit, Some(l)) => notes.push(format!(
-                "at most {} calls per {} per {} (rule `{id}`).",
+                "At most {} calls per {} per {} (rule `{id}`).",
                 l.max,
                 human_duration(l.window_secs.unwrap_or(0)),
                 l.scope.keyword()

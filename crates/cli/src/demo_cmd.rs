@@ -1,0 +1,348 @@
+//! `warden demo`: one command that shows warden at work. It starts
+//! `warden proxy` with the reference genomics policy in front of the
+//! bundled demo genomics MCP server (`warden demo-server`), connects a real
+//! MCP client to the proxy over stdio, and plays a scripted agent session,
+//! printing each call and what warden decided: allowed, denied,
+//! confirmation asked and answered, cap reached.
+
+use crate::exit;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ElicitRequestParams,
+    ElicitResult, ElicitationAction, Implementation,
+};
+use rmcp::service::{RequestContext, RoleClient, RunningService};
+use rmcp::transport::TokioChildProcess;
+use rmcp::{ClientHandler, ErrorData, ServiceExt};
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The reference policy the demo runs with, as shipped in policies/.
+const GENOMICS_POLICY: &str = include_str!("../../../policies/genomics.policy");
+
+type DemoError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The person behind the agent: answers confirmations from a script.
+#[derive(Clone)]
+struct ScriptedPerson {
+    answers: Arc<Mutex<VecDeque<ElicitationAction>>>,
+}
+
+impl ClientHandler for ScriptedPerson {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::builder().enable_elicitation().build(),
+            Implementation::new("warden-demo-agent", env!("CARGO_PKG_VERSION")),
+        )
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        let message = match &request {
+            ElicitRequestParams::FormElicitationParams { message, .. } => message.clone(),
+            _ => "(a request the demo cannot show)".to_string(),
+        };
+        let answer = self
+            .answers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
+            .unwrap_or(ElicitationAction::Decline);
+        let first = message.lines().next().unwrap_or_default();
+        outln!("    ? warden asks the person: {first}");
+        let word = match answer {
+            ElicitationAction::Accept => "accept",
+            ElicitationAction::Decline => "decline",
+            _ => "cancel",
+        };
+        outln!("    ? the person answers: {word}");
+        Ok(ElicitResult::new(answer))
+    }
+}
+
+/// A directory under the system's temp dir, removed when dropped.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn create() -> std::io::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("warden-demo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(ScratchDir(dir))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub(crate) fn run(policies: Option<PathBuf>, keep_log: Option<PathBuf>) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let result = runtime.block_on(play(policies, keep_log));
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("error: the demo failed: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+async fn play(policies: Option<PathBuf>, keep_log: Option<PathBuf>) -> Result<(), DemoError> {
+    let scratch = ScratchDir::create()?;
+    let (policy_path, shown) = match policies {
+        Some(p) => (p.clone(), p.display().to_string()),
+        None => {
+            let p = scratch.0.join("genomics.policy");
+            std::fs::write(&p, GENOMICS_POLICY)?;
+            (p, "policies/genomics.policy (built in)".to_string())
+        }
+    };
+    let log_path = keep_log.unwrap_or_else(|| scratch.0.join("decisions.jsonl"));
+    let warden = std::env::current_exe()?;
+
+    outln!("warden demo: an AI agent works on a genomics platform through warden");
+    outln!("  policy:   {shown}");
+    outln!("  upstream: the demo genomics MCP server (warden demo-server), on stdio");
+    outln!("  audit:    {}", log_path.display());
+    outln!();
+
+    let mut command = tokio::process::Command::new(&warden);
+    command
+        .arg("proxy")
+        .arg("--policies")
+        .arg(&policy_path)
+        .arg("--audit-log")
+        .arg(&log_path)
+        .arg("--user")
+        .arg("ada")
+        .arg("--")
+        .arg(&warden)
+        .arg("demo-server")
+        // The proxy's own warnings would interleave with the demo's output.
+        .env("WARDEN_LOG", "error");
+    let (transport, _stderr) = TokioChildProcess::builder(command)
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let person = ScriptedPerson {
+        answers: Arc::new(Mutex::new(VecDeque::from([
+            ElicitationAction::Accept,
+            ElicitationAction::Decline,
+        ]))),
+    };
+    let agent = person.serve(transport).await?;
+
+    let tools = agent.list_all_tools().await?;
+    outln!("The agent lists the tools; warden shows {}:", tools.len());
+    for tool in &tools {
+        let note = tool
+            .description
+            .as_deref()
+            .and_then(|d| d.split("[warden] ").nth(1))
+            .map(|n| format!("  [warden: {}]", n.trim()))
+            .unwrap_or_default();
+        outln!("  - {}{note}", tool.name);
+    }
+    if !tools.iter().any(|t| t.name == "delete_sample") {
+        outln!("  (delete_sample is hidden: rule agents-never-delete denies it to every agent)");
+    }
+    outln!();
+
+    let steps: [(&str, &str, Value); 10] = [
+        ("Read freely", "list_samples", json!({})),
+        ("", "get_sample", json!({"sample_id": "S-0001"})),
+        (
+            "Cheap QC runs need no confirmation, but at most 3 runs in a row",
+            "start_pipeline_run",
+            json!({"sample_id": "S-0001", "pipeline": "qc"}),
+        ),
+        (
+            "",
+            "start_pipeline_run",
+            json!({"sample_id": "S-0002", "pipeline": "qc"}),
+        ),
+        (
+            "",
+            "start_pipeline_run",
+            json!({"sample_id": "S-0003", "pipeline": "qc"}),
+        ),
+        (
+            "",
+            "start_pipeline_run",
+            json!({"sample_id": "S-0001", "pipeline": "qc"}),
+        ),
+        (
+            "Another tool ends the streak",
+            "run_status",
+            json!({"run_id": "R-0001"}),
+        ),
+        (
+            "A costly run needs the person's confirmation",
+            "start_pipeline_run",
+            json!({"sample_id": "S-0001", "pipeline": "wgs-align"}),
+        ),
+        (
+            "",
+            "start_pipeline_run",
+            json!({"sample_id": "S-0002", "pipeline": "variant-call"}),
+        ),
+        (
+            "Agents never delete, even a tool they were not shown",
+            "delete_sample",
+            json!({"sample_id": "S-0003"}),
+        ),
+    ];
+    for (heading, tool, args) in steps {
+        if !heading.is_empty() {
+            outln!("{heading}:");
+        }
+        call_and_show(&agent, tool, args).await?;
+    }
+    agent.cancel().await?;
+
+    outln!();
+    summarize_log(&log_path);
+    Ok(())
+}
+
+async fn call_and_show(
+    agent: &RunningService<RoleClient, ScriptedPerson>,
+    tool: &str,
+    args: Value,
+) -> Result<(), DemoError> {
+    outln!("  > {tool} {args}");
+    let params = CallToolRequestParams::new(tool.to_string())
+        .with_arguments(args.as_object().cloned().unwrap_or_default());
+    let result = agent.call_tool(params).await?;
+    outln!("    {}", describe(&result));
+    Ok(())
+}
+
+/// One line on a call's result: the decision and the gist of the answer.
+fn describe(result: &CallToolResult) -> String {
+    let text = result
+        .content
+        .first()
+        .and_then(|c| c.as_text())
+        .map(|t| t.text.clone())
+        .unwrap_or_default();
+    let decision = result
+        .meta
+        .as_ref()
+        .and_then(|m| m.0.get("warden/decision"))
+        .cloned();
+    if let Some(decision) = decision {
+        let rules = decision["rules"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let reason = decision["reason"].as_str().unwrap_or_default();
+        let retry = match decision["retry"]["when"].as_str() {
+            Some("after_seconds") => format!(
+                " (retrying can succeed in {} s)",
+                decision["retry"]["seconds"].as_u64().unwrap_or(0)
+            ),
+            Some("never") | None => String::new(),
+            Some(_) => " (retrying can succeed once the streak ends)".to_string(),
+        };
+        let by = if rules.is_empty() {
+            String::new()
+        } else {
+            format!(" by {rules}")
+        };
+        return format!("DENIED{by}: {reason}{retry}");
+    }
+    if result.is_error == Some(true) {
+        return format!("the tool failed: {}", first_line(&text));
+    }
+    let gist = result
+        .structured_content
+        .as_ref()
+        .map(gist)
+        .unwrap_or_else(|| first_line(&text));
+    format!("ALLOWED: {gist}")
+}
+
+fn first_line(s: &str) -> String {
+    let line = s.lines().next().unwrap_or_default();
+    if line.chars().count() > 100 {
+        line.chars().take(100).collect::<String>() + "…"
+    } else {
+        line.to_string()
+    }
+}
+
+/// A short summary of a demo server result.
+fn gist(v: &Value) -> String {
+    if let Some(samples) = v["samples"].as_array() {
+        return format!("{} samples", samples.len());
+    }
+    if let Some(run) = v.get("run") {
+        return format!(
+            "run {} of `{}` on {}, status {}",
+            run["id"].as_str().unwrap_or("?"),
+            run["pipeline"].as_str().unwrap_or("?"),
+            run["sample_id"].as_str().unwrap_or("?"),
+            run["status"].as_str().unwrap_or("?")
+        );
+    }
+    if let Some(sample) = v.get("sample") {
+        return format!(
+            "sample {} ({})",
+            sample["id"].as_str().unwrap_or("?"),
+            sample["name"].as_str().unwrap_or("?")
+        );
+    }
+    first_line(&v.to_string())
+}
+
+fn summarize_log(path: &Path) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        outln!("(the decision log could not be read)");
+        return;
+    };
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    let lines: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    for line in &lines {
+        let d = line["decision"].as_str().unwrap_or("?").to_string();
+        *counts.entry(d).or_default() += 1;
+    }
+    let summary = counts
+        .iter()
+        .map(|(d, n)| format!("{n} {d}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    outln!(
+        "The decision log has one JSON line per decided call: {} lines ({summary}).",
+        lines.len()
+    );
+    if let Some(last) = lines.last() {
+        outln!("The last one:");
+        outln!("{}", serde_json::to_string(last).unwrap_or_default());
+    }
+}
