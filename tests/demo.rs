@@ -23,6 +23,9 @@ fn the_demo_shows_allow_deny_confirmation_and_cap_and_logs_every_call() {
         "> delete_sample {\"sample_id\":\"S-0003\"}\n    DENIED by agents-never-delete",
         "10 lines (7 allow, 3 deny)",
     ] {
-        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
     }
 }
