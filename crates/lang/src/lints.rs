@@ -33,7 +33,11 @@ pub(crate) fn syntax_error(at: Span, expected: &[String], found: &str) -> Diagno
         Code::Syntax,
         format!("expected {expected_words}, found {found}"),
     )
-    .with_label(at, format!("unexpected {found}"))
+    .with_label(
+        at,
+        // "the end of the file" reads as "unexpected end of the file".
+        format!("unexpected {}", found.strip_prefix("the ").unwrap_or(found)),
+    )
     .with_help(help)
 }
 
