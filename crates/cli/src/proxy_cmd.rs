@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use warden_engine::{
     DEFAULT_DEBOUNCE, DecisionLog, Engine, EngineOptions, PolicyReloader, ReloadEvent, load_bundle,
 };
-use warden_proxy::{DEFAULT_MAX_MESSAGE_BYTES, ProxyConfig, UpstreamCommand};
+use warden_proxy::{DEFAULT_MAX_MESSAGE_BYTES, ProxyConfig, Upstream, UpstreamCommand};
 
 /// `warden proxy` arguments.
 #[derive(Debug, Args)]
@@ -29,9 +29,14 @@ pub(crate) struct ProxyArgs {
     /// the upstream reports in its initialize answer, else the command's file name.
     #[arg(long)]
     name: Option<String>,
-    /// Serve Streamable HTTP at http://HOST:PORT/mcp instead of stdio.
+    /// Serve Streamable HTTP at http://HOST:PORT/mcp instead of stdio
+    /// (a bare PORT binds 127.0.0.1).
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<String>,
+    /// With --listen: an Origin allowed besides loopback ones (repeatable),
+    /// e.g. https://app.example.com.
+    #[arg(long = "allow-origin", value_name = "ORIGIN", requires = "listen")]
+    allow_origins: Vec<String>,
     /// Append one JSON line per decided call to FILE (default: standard error).
     #[arg(long, value_name = "FILE")]
     audit_log: Option<PathBuf>,
@@ -90,16 +95,11 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
             );
             return exit::USAGE;
         }
-        (Some(url), None) => {
-            eprintln!(
-                "error: `--upstream {url}`: HTTP upstreams are not supported by this build yet"
-            );
-            return exit::USAGE;
-        }
-        (None, Some((program, rest))) => UpstreamCommand {
+        (Some(url), None) => Upstream::Url(url.clone()),
+        (None, Some((program, rest))) => Upstream::Command(UpstreamCommand {
             program: program.clone(),
             args: rest.to_vec(),
-        },
+        }),
         (None, None) => {
             eprintln!(
                 "error: no upstream MCP server: give `--upstream URL` or a command after `--`\n  help: e.g. `warden proxy --policies policies/ -- npx -y @modelcontextprotocol/server-everything`"
@@ -107,12 +107,14 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
             return exit::USAGE;
         }
     };
-    if let Some(listen) = &args.listen {
-        eprintln!(
-            "error: `--listen {listen}`: serving Streamable HTTP is not supported by this build yet"
-        );
-        return exit::USAGE;
-    }
+    let listen = args.listen.as_ref().map(|l| {
+        // A bare port binds loopback only.
+        if l.parse::<u16>().is_ok() {
+            format!("127.0.0.1:{l}")
+        } else {
+            l.clone()
+        }
+    });
 
     let bundle = match load_bundle(&args.policies) {
         Ok(b) => b,
@@ -144,6 +146,7 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
     cfg.model = args.model.clone();
     cfg.confirm_timeout = Duration::from_secs(args.confirm_timeout);
     cfg.max_message_bytes = args.max_message_bytes;
+    cfg.allowed_origins = args.allow_origins.clone();
 
     let (reloads_tx, reloads_rx) = mpsc::unbounded_channel();
     let reloader = Arc::new(PolicyReloader::new(&args.policies, Arc::clone(&engine)));
@@ -176,7 +179,22 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
             return exit::FAILURE;
         }
     };
-    let result = runtime.block_on(warden_proxy::serve_stdio(cfg, engine, log, reloads_rx));
+    let result = match listen {
+        None => runtime.block_on(warden_proxy::serve_stdio(cfg, engine, log, reloads_rx)),
+        Some(addr) => runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
+                warden_proxy::ProxyError::Listen {
+                    addr: addr.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+            match listener.local_addr() {
+                Ok(a) => eprintln!("warden: MCP at http://{a}/mcp"),
+                Err(_) => eprintln!("warden: MCP at http://{addr}/mcp"),
+            }
+            warden_proxy::serve_http(cfg, engine, log, reloads_rx, listener).await
+        }),
+    };
     // Pending reads of stdin must not keep the process alive.
     runtime.shutdown_timeout(Duration::from_millis(100));
     match result {

@@ -28,13 +28,47 @@ impl UpstreamCommand {
     }
 }
 
+/// The upstream MCP server: a command warden runs (stdio) or a
+/// Streamable HTTP endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    Command(UpstreamCommand),
+    /// The endpoint's URL, e.g. `http://127.0.0.1:8080/mcp`.
+    Url(String),
+}
+
+impl Upstream {
+    /// The server name when neither `--name` nor the upstream's
+    /// `serverInfo.name` gives one: the command's file stem, or the URL's
+    /// host.
+    pub fn default_name(&self) -> String {
+        match self {
+            Upstream::Command(c) => c.file_stem(),
+            Upstream::Url(u) => reqwest::Url::parse(u)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string))
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "upstream".to_string()),
+        }
+    }
+}
+
+impl From<UpstreamCommand> for Upstream {
+    fn from(c: UpstreamCommand) -> Self {
+        Upstream::Command(c)
+    }
+}
+
+/// Default idle timeout of a Streamable HTTP session (`--listen`).
+pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
 /// Everything one proxy run needs besides the engine and the decision log.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
-    pub upstream: UpstreamCommand,
+    pub upstream: Upstream,
     /// The upstream's name in policies (`--name`). When `None`, the
     /// upstream's `serverInfo.name` from its first initialize answer, else
-    /// the command's file stem.
+    /// the command's file stem (the URL's host for an HTTP upstream).
     pub server_name: Option<String>,
     /// Whom calls act for (`--user`).
     pub user: String,
@@ -53,13 +87,19 @@ pub struct ProxyConfig {
     /// How long warden waits for answers to its own requests upstream
     /// (the initialize it replays after a restart, tools/list).
     pub internal_timeout: Duration,
+    /// Serving Streamable HTTP: origins allowed besides loopback ones
+    /// (`--allow-origin`), e.g. `https://app.example.com`.
+    pub allowed_origins: Vec<String>,
+    /// Serving Streamable HTTP: a session without requests for this long
+    /// is ended (its upstream stopped).
+    pub session_idle_timeout: Duration,
 }
 
 impl ProxyConfig {
     /// Defaults for everything but the upstream and the user.
-    pub fn new(upstream: UpstreamCommand, user: impl Into<String>) -> Self {
+    pub fn new(upstream: impl Into<Upstream>, user: impl Into<String>) -> Self {
         ProxyConfig {
-            upstream,
+            upstream: upstream.into(),
             server_name: None,
             user: user.into(),
             groups: Vec::new(),
@@ -69,6 +109,8 @@ impl ProxyConfig {
             restart_initial: Duration::from_millis(250),
             restart_max: Duration::from_secs(10),
             internal_timeout: Duration::from_secs(30),
+            allowed_origins: Vec::new(),
+            session_idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT,
         }
     }
 }
@@ -83,4 +125,14 @@ pub enum ProxyError {
     Spawn { program: String, message: String },
     #[error("the connection to the MCP client failed: {0}")]
     Client(std::io::Error),
+    #[error("the upstream URL `{url}` is not usable: {message}")]
+    #[diagnostic(help(
+        "give the upstream's Streamable HTTP endpoint, e.g. `--upstream http://127.0.0.1:8080/mcp`"
+    ))]
+    Url { url: String, message: String },
+    #[error("cannot listen on `{addr}`: {message}")]
+    #[diagnostic(help(
+        "give --listen as HOST:PORT, e.g. `--listen 127.0.0.1:8931`, on a free port"
+    ))]
+    Listen { addr: String, message: String },
 }

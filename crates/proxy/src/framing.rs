@@ -82,13 +82,16 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
 
 /// Writes each message of `rx` as one line, flushing when no more are
 /// queued. Ends when every sender is gone or the writer fails.
-pub(crate) async fn write_lines<W: AsyncWrite + Unpin>(
+pub(crate) async fn write_lines<W: AsyncWrite + Unpin, T: AsRef<str>>(
     mut out: W,
-    mut rx: mpsc::Receiver<String>,
+    mut rx: mpsc::Receiver<T>,
 ) -> std::io::Result<()> {
-    while let Some(mut line) = rx.recv().await {
-        line.push('\n');
-        out.write_all(line.as_bytes()).await?;
+    let mut buf = Vec::new();
+    while let Some(line) = rx.recv().await {
+        buf.clear();
+        buf.extend_from_slice(line.as_ref().as_bytes());
+        buf.push(b'\n');
+        out.write_all(&buf).await?;
         if rx.is_empty() {
             out.flush().await?;
         }

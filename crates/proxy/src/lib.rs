@@ -4,6 +4,12 @@
 //! the server as its child and relays every message between the two,
 //! deciding each `tools/call` against the policies first.
 //!
+//! Transports: the client side is stdio ([`serve_stdio`]) or Streamable
+//! HTTP ([`serve_http`], one relay and one upstream link per MCP session;
+//! see `http_server`); the upstream is a child process over stdio or a
+//! Streamable HTTP endpoint ([`http_upstream`], which also documents the
+//! `Warden-*` provenance headers).
+//!
 //! # Design: a JSON-RPC relay, not two typed SDK endpoints
 //!
 //! The proxy relays JSON-RPC messages as `serde_json::Value`, line by line
@@ -59,6 +65,8 @@
 mod config;
 mod framing;
 pub mod govern;
+mod http_server;
+pub mod http_upstream;
 pub mod jsonrpc;
 mod relay;
 #[doc(hidden)]
@@ -66,8 +74,10 @@ pub mod testkit;
 mod upstream;
 
 pub use config::{
-    DEFAULT_CONFIRM_TIMEOUT, DEFAULT_MAX_MESSAGE_BYTES, ProxyConfig, ProxyError, UpstreamCommand,
+    DEFAULT_CONFIRM_TIMEOUT, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SESSION_IDLE_TIMEOUT, ProxyConfig,
+    ProxyError, Upstream, UpstreamCommand,
 };
+pub use http_server::{MAX_BUFFERED, serve_http, serve_http_until};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,18 +103,18 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let child = upstream::spawn(&cfg)?;
-    let (to_client, from_relay) = mpsc::channel(1024);
+    let start = upstream::start(&cfg)?;
+    let (to_client, from_relay) = mpsc::channel::<relay::Outgoing>(1024);
     let writer = tokio::spawn(async move {
         if let Err(e) = framing::write_lines(client_out, from_relay).await {
             tracing::debug!("writing to the client failed: {e}");
         }
     });
-    let relay = relay::Relay::new(cfg, engine, log, to_client);
+    let relay = relay::Relay::new(cfg, engine, log, to_client, None);
     let shutdown = CancellationToken::new();
     let supervisor = tokio::spawn(upstream::supervise(
         Arc::clone(&relay),
-        child,
+        start,
         shutdown.clone(),
     ));
     let reload_relay = Arc::clone(&relay);

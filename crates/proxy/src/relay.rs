@@ -77,6 +77,27 @@ enum UpWait {
 struct UpPending {
     epoch: u64,
     wait: UpWait,
+    /// The client request this one serves, for routing what the upstream
+    /// sends about it (HTTP: on the request's own stream).
+    related: Option<Value>,
+}
+
+/// One message for the client, with the id of the client request it
+/// belongs to when known (a response's own id; warden's confirmation for a
+/// `tools/call`; what the upstream sent on that request's HTTP stream). The
+/// stdio writer ignores the hint; the Streamable HTTP server routes by it.
+#[derive(Debug, Clone)]
+pub(crate) struct Outgoing {
+    pub(crate) text: String,
+    pub(crate) related: Option<Value>,
+    /// Whether the message is a response (else a request or notification).
+    pub(crate) response: bool,
+}
+
+impl AsRef<str> for Outgoing {
+    fn as_ref(&self) -> &str {
+        &self.text
+    }
 }
 
 /// What to do with the answer to a relayed request.
@@ -154,7 +175,7 @@ pub(crate) struct Relay {
     engine: Arc<Engine>,
     log: Arc<DecisionLog>,
     session_id: String,
-    to_client: mpsc::Sender<String>,
+    to_client: mpsc::Sender<Outgoing>,
     st: Mutex<State>,
     /// Held from a decision until the call counts (or is refused), so two
     /// concurrent calls cannot both slip under a cap.
@@ -204,17 +225,20 @@ impl Relay {
         cfg: ProxyConfig,
         engine: Arc<Engine>,
         log: Arc<DecisionLog>,
-        to_client: mpsc::Sender<String>,
+        to_client: mpsc::Sender<Outgoing>,
+        session_id: Option<String>,
     ) -> Arc<Self> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let session_id = format!(
-            "stdio-{:x}{:05x}-{:x}",
-            now.as_secs(),
-            now.subsec_micros(),
-            std::process::id()
-        );
+        let session_id = session_id.unwrap_or_else(|| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            format!(
+                "stdio-{:x}{:05x}-{:x}",
+                now.as_secs(),
+                now.subsec_micros(),
+                std::process::id()
+            )
+        });
         Arc::new(Relay {
             cfg,
             engine,
@@ -255,11 +279,24 @@ impl Relay {
         lock(&self.st)
             .server_info_name
             .clone()
-            .unwrap_or_else(|| self.cfg.upstream.file_stem())
+            .unwrap_or_else(|| self.cfg.upstream.default_name())
     }
 
     async fn send_client(&self, msg: Value) {
-        if self.to_client.send(msg.to_string()).await.is_err() {
+        self.send_client_for(msg, None).await;
+    }
+
+    async fn send_client_for(&self, msg: Value, related: Option<Value>) {
+        let (related, response) = match jsonrpc::classify(&msg) {
+            Ok(Kind::Response { id }) => (Some(id), true),
+            _ => (related, false),
+        };
+        let out = Outgoing {
+            text: msg.to_string(),
+            related,
+            response,
+        };
+        if self.to_client.send(out).await.is_err() {
             tracing::debug!("client output closed; message dropped");
         }
     }
@@ -282,16 +319,18 @@ impl Relay {
     }
 
     pub(crate) fn link_started(&self, epoch: u64, tx: mpsc::Sender<String>, recovering: bool) {
-        self.link_settled.send_replace(true);
-        let mut st = lock(&self.st);
-        if matches!(st.link, Link::Closed) {
-            return;
+        {
+            let mut st = lock(&self.st);
+            if !matches!(st.link, Link::Closed) {
+                st.link = if recovering {
+                    Link::Recovering { tx, epoch }
+                } else {
+                    Link::Up { tx, epoch }
+                };
+            }
         }
-        st.link = if recovering {
-            Link::Recovering { tx, epoch }
-        } else {
-            Link::Up { tx, epoch }
-        };
+        // Only now: the client's first message must find the link up.
+        self.link_settled.send_replace(true);
     }
 
     /// Whether the client initialized, so a restarted upstream must be.
@@ -302,7 +341,6 @@ impl Relay {
     /// The upstream of generation `epoch` is gone: everything waiting on it
     /// gets an error, and the client's requests get one until it is back.
     pub(crate) async fn link_down(&self, epoch: u64, reason: String, retry_in: Duration) {
-        self.link_settled.send_replace(true);
         let server = self.server_name();
         let (failed, cancelled) = {
             let mut st = lock(&self.st);
@@ -347,6 +385,7 @@ impl Relay {
             }
             (failed, down)
         };
+        self.link_settled.send_replace(true);
         let message = format!(
             "upstream MCP server `{server}` {reason} before answering; warden is restarting it. The request may or may not have taken effect."
         );
@@ -384,7 +423,7 @@ impl Relay {
             .server_name
             .clone()
             .or_else(|| st.server_info_name.clone())
-            .unwrap_or_else(|| self.cfg.upstream.file_stem());
+            .unwrap_or_else(|| self.cfg.upstream.default_name());
         let (what, retry_ms) = match &st.link {
             Link::Down { reason, retry_at } => {
                 let ms = retry_at
@@ -446,6 +485,7 @@ impl Relay {
                 UpPending {
                     epoch,
                     wait: UpWait::Own(tx),
+                    related: None,
                 },
             );
             sender
@@ -570,7 +610,9 @@ impl Relay {
         self.client_gone().await;
     }
 
-    async fn on_client_frame(self: &Arc<Self>, frame: Frame) {
+    /// Handles one frame from the client (the Streamable HTTP server feeds
+    /// each POSTed message here).
+    pub(crate) async fn on_client_frame(self: &Arc<Self>, frame: Frame) {
         match frame {
             Frame::TooLarge { len, head } => {
                 let id = jsonrpc::sniff_id(&head);
@@ -793,6 +835,7 @@ impl Relay {
                                 client_id: id.clone(),
                                 kind,
                             },
+                            related: Some(id.clone()),
                         },
                     );
                     st.client_reqs.insert(
@@ -850,7 +893,7 @@ impl Relay {
 
     /// The client disconnected: cancel its requests upstream, let governed
     /// calls log their end, and close the upstream link.
-    async fn client_gone(&self) {
+    pub(crate) async fn client_gone(&self) {
         let (reqs, mut tasks) = {
             let mut st = lock(&self.st);
             let reqs: Vec<ClientReq> = st.client_reqs.drain().map(|(_, r)| r).collect();
@@ -887,6 +930,19 @@ impl Relay {
     // ---- from the upstream -------------------------------------------------
 
     pub(crate) async fn on_upstream_frame(&self, epoch: u64, frame: Frame) {
+        self.on_upstream_frame_about(epoch, frame, None).await;
+    }
+
+    /// A frame from the upstream that came in answer to the upstream
+    /// request `about` (an HTTP upstream's response stream): requests and
+    /// notifications in it are routed to the client with the request they
+    /// relate to.
+    pub(crate) async fn on_upstream_frame_about(
+        &self,
+        epoch: u64,
+        frame: Frame,
+        about: Option<Value>,
+    ) {
         match frame {
             Frame::TooLarge { len, head } => {
                 tracing::warn!("upstream sent a {len}-byte message; dropped");
@@ -932,14 +988,28 @@ impl Relay {
                     }
                 };
                 match jsonrpc::classify(&msg) {
-                    Ok(kind) => self.on_upstream_message(epoch, msg, kind).await,
+                    Ok(kind) => {
+                        let related = about.and_then(|up_id| {
+                            lock(&self.st)
+                                .up_pending
+                                .get(&id_key(&up_id))
+                                .and_then(|p| p.related.clone())
+                        });
+                        self.on_upstream_message(epoch, msg, kind, related).await
+                    }
                     Err(why) => tracing::warn!("upstream sent an invalid message ({why}); dropped"),
                 }
             }
         }
     }
 
-    async fn on_upstream_message(&self, epoch: u64, mut msg: Value, kind: Kind) {
+    async fn on_upstream_message(
+        &self,
+        epoch: u64,
+        mut msg: Value,
+        kind: Kind,
+        related: Option<Value>,
+    ) {
         match kind {
             Kind::Response { id } => {
                 let pending = {
@@ -972,9 +1042,10 @@ impl Relay {
                     .down_pending
                     .insert(id_key(&down_id), DownPending::Forward { up_id: id, epoch });
                 msg["id"] = down_id;
-                self.send_client(msg).await;
+                self.send_client_for(msg, related).await;
             }
             Kind::Notification { method } => {
+                let mut related = related;
                 match method.as_str() {
                     "notifications/cancelled" => {
                         if let Some(req_id) = msg.pointer("/params/requestId").cloned() {
@@ -999,6 +1070,7 @@ impl Relay {
                                 }
                             };
                             if let Some(m) = mapped {
+                                related = related.or_else(|| Some(m.clone()));
                                 msg["params"]["requestId"] = m;
                             }
                         }
@@ -1008,7 +1080,7 @@ impl Relay {
                     }
                     _ => {}
                 }
-                self.send_client(msg).await;
+                self.send_client_for(msg, related).await;
             }
         }
     }
@@ -1266,7 +1338,6 @@ impl Relay {
             ));
         };
         let ctx = self.req_ctx(&msg);
-        let server = self.server_name();
 
         // A 2026-07-28 retry that answers warden's own confirmation.
         let mut confirmed_answer = None;
@@ -1308,6 +1379,9 @@ impl Relay {
         }
 
         let info = self.tool_info(&tool, &ctx).await;
+        // After reading the tools: by then the upstream answered initialize
+        // (and named itself) even when the client did not wait for it.
+        let server = self.server_name();
         let mut call = self.call_template(&server, ctx.agent.clone());
         call.tool = tool.clone();
         call.annotations = info.annotations;
@@ -1367,7 +1441,7 @@ impl Relay {
             ));
         } else {
             let question = govern::confirm_message(&call, &confirmation.message);
-            self.ask_person(question, cancel).await
+            self.ask_person(question, client_id, cancel).await
         };
 
         let (reason, instead) = match answer {
@@ -1468,18 +1542,26 @@ impl Relay {
     }
 
     /// Asks the person through the client (elicitation/create).
-    async fn ask_person(&self, question: String, cancel: &CancellationToken) -> Answer {
+    async fn ask_person(
+        &self,
+        question: String,
+        client_id: &Value,
+        cancel: &CancellationToken,
+    ) -> Answer {
         let id = self.own_id();
         let key = id_key(&id);
         let (tx, rx) = oneshot::channel();
         lock(&self.st)
             .down_pending
             .insert(key.clone(), DownPending::Own(tx));
-        self.send_client(jsonrpc::request(
-            id.clone(),
-            "elicitation/create",
-            govern::confirm_elicitation_params(question),
-        ))
+        self.send_client_for(
+            jsonrpc::request(
+                id.clone(),
+                "elicitation/create",
+                govern::confirm_elicitation_params(question),
+            ),
+            Some(client_id.clone()),
+        )
         .await;
         let (answer, withdraw) = tokio::select! {
             r = rx => match r {
@@ -1491,10 +1573,13 @@ impl Relay {
         };
         if let Some(reason) = withdraw {
             lock(&self.st).down_pending.remove(&key);
-            self.send_client(jsonrpc::notification(
-                "notifications/cancelled",
-                Some(json!({"requestId": id, "reason": reason})),
-            ))
+            self.send_client_for(
+                jsonrpc::notification(
+                    "notifications/cancelled",
+                    Some(json!({"requestId": id, "reason": reason})),
+                ),
+                Some(client_id.clone()),
+            )
             .await;
         }
         answer
@@ -1603,6 +1688,7 @@ impl Relay {
                         UpPending {
                             epoch,
                             wait: UpWait::Own(tx),
+                            related: Some(client_id.clone()),
                         },
                     );
                     Ok(sender)

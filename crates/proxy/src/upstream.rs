@@ -1,10 +1,13 @@
-//! The stdio upstream: a child process speaking newline-delimited JSON-RPC,
-//! restarted with exponential backoff when it exits. After a restart the
+//! The upstream link. A command upstream is a child process speaking
+//! newline-delimited JSON-RPC, restarted with exponential backoff when it
+//! exits; a URL upstream is a Streamable HTTP session
+//! ([`crate::http_upstream`]), reconnected the same way. After a restart the
 //! client's session is replayed (initialize, initialized, log level,
 //! subscriptions) before client requests go through again.
 
-use crate::config::{ProxyConfig, ProxyError};
+use crate::config::{ProxyConfig, ProxyError, Upstream, UpstreamCommand};
 use crate::framing::{LineReader, write_lines};
+use crate::http_upstream::{self, HttpUpstream};
 use crate::relay::Relay;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -19,24 +22,53 @@ const STABLE_AFTER: Duration = Duration::from_secs(30);
 /// How long a closing upstream gets to exit before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(3);
 
+/// A link ready to be supervised: the first child process already started
+/// (so a command that cannot start is reported before anything else), or
+/// the HTTP endpoint.
+pub(crate) enum Start {
+    Child(Child, UpstreamCommand),
+    Http(HttpUpstream),
+}
+
+/// Starts the upstream (a command) or checks it (a URL).
+pub(crate) fn start(cfg: &ProxyConfig) -> Result<Start, ProxyError> {
+    match &cfg.upstream {
+        Upstream::Command(c) => Ok(Start::Child(spawn(c)?, c.clone())),
+        Upstream::Url(u) => Ok(Start::Http(http_upstream::prepare(u)?)),
+    }
+}
+
+/// Runs the upstream link until `shutdown`, restarting it when it fails.
+pub(crate) async fn supervise(relay: Arc<Relay>, start: Start, shutdown: CancellationToken) {
+    match start {
+        Start::Child(child, cmd) => supervise_command(relay, cmd, child, shutdown).await,
+        Start::Http(up) => http_upstream::supervise(relay, up, shutdown).await,
+    }
+}
+
 /// Starts the upstream command with piped stdin/stdout; its stderr is
 /// warden's (so its logs reach wherever warden's go).
-pub(crate) fn spawn(cfg: &ProxyConfig) -> Result<Child, ProxyError> {
-    Command::new(&cfg.upstream.program)
-        .args(&cfg.upstream.args)
+fn spawn(cmd: &UpstreamCommand) -> Result<Child, ProxyError> {
+    Command::new(&cmd.program)
+        .args(&cmd.args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| ProxyError::Spawn {
-            program: cfg.upstream.program.to_string_lossy().into_owned(),
+            program: cmd.program.to_string_lossy().into_owned(),
             message: e.to_string(),
         })
 }
 
-/// Runs the upstream until `shutdown`, restarting it when it exits.
-pub(crate) async fn supervise(relay: Arc<Relay>, first: Child, shutdown: CancellationToken) {
+/// Runs the upstream command until `shutdown`, restarting it when it exits.
+async fn supervise_command(
+    relay: Arc<Relay>,
+    cmd: UpstreamCommand,
+    first: Child,
+    shutdown: CancellationToken,
+) {
     let mut next = Some(first);
     let mut delay = relay.cfg.restart_initial;
     let mut epoch = 0u64;
@@ -44,7 +76,7 @@ pub(crate) async fn supervise(relay: Arc<Relay>, first: Child, shutdown: Cancell
         epoch += 1;
         let child = match next.take() {
             Some(c) => Some(c),
-            None => match spawn(&relay.cfg) {
+            None => match spawn(&cmd) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     tracing::error!("{e}");

@@ -1,0 +1,838 @@
+//! Serving MCP's Streamable HTTP transport (`warden proxy --listen
+//! HOST:PORT`): an axum server at `http://HOST:PORT/mcp` (POST, GET,
+//! DELETE).
+//!
+//! # Sessions
+//!
+//! A POST of `initialize` without `Mcp-Session-Id` starts a session: its
+//! own [`Relay`] with its own upstream link (a fresh child process for a
+//! command upstream, its own HTTP session for a URL upstream), and a new
+//! random `Mcp-Session-Id` in the response. Later requests must carry it:
+//! 400 without, 404 when unknown (ended, or timed out). DELETE ends the
+//! session (its relay closes, its upstream stops), and so does
+//! `session_idle_timeout` without requests and without open streams; a
+//! client dropping a stream does not. Requests of protocol 2026-07-28
+//! (`MCP-Protocol-Version: 2026-07-28`, or the version in the request's
+//! `_meta`) have no session: they share one sessionless relay, made on
+//! first use, and their ids are made unique per POST (restored in the
+//! response) because different clients use the same ids.
+//!
+//! # Messages
+//!
+//! A POST body is one JSON-RPC message: invalid JSON is answered with HTTP
+//! 400 and a -32700 error, a batch or a non-message with 400 and -32600, a
+//! body over `max_message_bytes` with 413. Notifications and responses get
+//! 202. A request gets a `text/event-stream` carrying the messages that
+//! belong to it until its response (or `application/json` with just the
+//! response when the client accepts only JSON).
+//!
+//! Routing what the relay sends to the client: a response goes to the POST
+//! stream of its request. A request or notification goes to the POST stream
+//! of the request it relates to when that is known (warden's confirmation
+//! `elicitation/create` for its `tools/call`; what an HTTP upstream sent on
+//! a request's stream; `notifications/progress` by its `progressToken`;
+//! `notifications/cancelled` by its request id), else to the session's GET
+//! stream if one is open, else to the oldest open POST stream, else it is
+//! buffered (the last [`MAX_BUFFERED`]) until a GET stream opens.
+//!
+//! # Security
+//!
+//! An `Origin` header, when present, must be a loopback origin
+//! (`http://localhost`, `127.0.0.1` or `[::1]`, any port, http or https) or
+//! one given with `--allow-origin`; else 403 (DNS rebinding). When bound to
+//! a loopback address the `Host` must be loopback too. Bodies are limited
+//! to `max_message_bytes`.
+//!
+//! On a policy reload every live session gets
+//! `notifications/tools/list_changed`.
+
+use crate::config::{ProxyConfig, ProxyError};
+use crate::framing::Frame;
+use crate::jsonrpc::{self, Kind, id_key};
+use crate::relay::{Outgoing, Relay};
+use crate::upstream;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use warden_engine::{DecisionLog, Engine};
+
+/// Messages kept for a session's GET stream while none is open.
+pub const MAX_BUFFERED: usize = 256;
+const SESSION_HEADER: &str = "mcp-session-id";
+const PROTOCOL_HEADER: &str = "mcp-protocol-version";
+const PROTOCOL_VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
+const STATELESS_PROTOCOL: &str = "2026-07-28";
+/// The JSON-RPC code of warden's "no such session" answer.
+const SESSION_NOT_FOUND: i64 = -32001;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Server {
+    cfg: ProxyConfig,
+    engine: Arc<Engine>,
+    log: Arc<DecisionLog>,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    sessionless: tokio::sync::Mutex<Option<Arc<Session>>>,
+    loopback_bind: bool,
+    next_id: AtomicU64,
+}
+
+/// One MCP session (or the shared sessionless relay).
+struct Session {
+    id: Option<String>,
+    relay: Arc<Relay>,
+    routes: Arc<Mutex<Routes>>,
+    shutdown: CancellationToken,
+    last_seen: Mutex<Instant>,
+}
+
+impl Session {
+    fn touch(&self) {
+        *lock(&self.last_seen) = Instant::now();
+    }
+
+    /// Ends the session: the relay closes (cancelling what the client left
+    /// in flight), the upstream stops, open streams end.
+    async fn close(&self) {
+        self.relay.client_gone().await;
+        self.shutdown.cancel();
+        let mut r = lock(&self.routes);
+        r.posts.clear();
+        r.get = None;
+        r.buffered.clear();
+    }
+}
+
+/// A request's POST stream.
+struct PostStream {
+    tx: mpsc::UnboundedSender<String>,
+    seq: u64,
+    /// The client accepts only JSON: only the response goes here.
+    json_only: bool,
+    /// The id the client used, when warden replaced it (sessionless).
+    client_id: Option<Value>,
+    progress_token: Option<String>,
+}
+
+#[derive(Default)]
+struct Routes {
+    posts: HashMap<String, PostStream>,
+    seq: u64,
+    get: Option<mpsc::UnboundedSender<String>>,
+    /// progressToken (as an id key) → the request's key.
+    progress: HashMap<String, String>,
+    buffered: VecDeque<String>,
+}
+
+impl Routes {
+    fn has_open_streams(&self) -> bool {
+        self.posts.values().any(|p| !p.tx.is_closed())
+            || self.get.as_ref().is_some_and(|g| !g.is_closed())
+    }
+
+    fn remove_post(&mut self, key: &str) -> Option<PostStream> {
+        let p = self.posts.remove(key)?;
+        if let Some(t) = &p.progress_token {
+            self.progress.remove(t);
+        }
+        Some(p)
+    }
+
+    fn route(&mut self, out: Outgoing) {
+        let key = out.related.as_ref().map(id_key);
+        if out.response {
+            let Some(p) = key.and_then(|k| self.remove_post(&k)) else {
+                tracing::debug!("a response for a request without an open stream was dropped");
+                return;
+            };
+            let text = match p.client_id {
+                Some(id) => match serde_json::from_str::<Value>(&out.text) {
+                    Ok(mut v) => {
+                        v["id"] = id;
+                        v.to_string()
+                    }
+                    Err(_) => out.text,
+                },
+                None => out.text,
+            };
+            if p.tx.send(text).is_err() {
+                tracing::debug!("the client closed the stream before its response");
+            }
+            return;
+        }
+        let mut text = out.text;
+        // The request it relates to, by hint or by progress token.
+        let mut target = key.filter(|k| self.posts.contains_key(k));
+        if target.is_none() && text.contains("notifications/progress") {
+            target = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v.pointer("/params/progressToken").map(id_key))
+                .and_then(|t| self.progress.get(&t).cloned());
+        }
+        if let Some(k) = target {
+            match self.posts.get(&k) {
+                Some(p) if !p.json_only => match p.tx.send(text) {
+                    Ok(()) => return,
+                    Err(e) => text = e.0,
+                },
+                _ => {}
+            }
+        }
+        if let Some(get) = &self.get {
+            match get.send(text) {
+                Ok(()) => return,
+                Err(e) => {
+                    text = e.0;
+                    self.get = None;
+                }
+            }
+        }
+        let mut open: Vec<(&String, &PostStream)> = self
+            .posts
+            .iter()
+            .filter(|(_, p)| !p.json_only && !p.tx.is_closed())
+            .collect();
+        open.sort_by_key(|(_, p)| p.seq);
+        for (_, p) in open {
+            match p.tx.send(text) {
+                Ok(()) => return,
+                Err(e) => text = e.0,
+            }
+        }
+        if self.buffered.len() >= MAX_BUFFERED {
+            self.buffered.pop_front();
+        }
+        self.buffered.push_back(text);
+    }
+}
+
+/// Serves Streamable HTTP on `listener` until the process is interrupted
+/// (Ctrl-C), then ends every session. Each message on `policy_reloads`
+/// tells every live session to list tools again.
+pub async fn serve_http(
+    cfg: ProxyConfig,
+    engine: Arc<Engine>,
+    log: Arc<DecisionLog>,
+    policy_reloads: mpsc::UnboundedReceiver<()>,
+    listener: TcpListener,
+) -> Result<(), ProxyError> {
+    serve_http_until(cfg, engine, log, policy_reloads, listener, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+}
+
+/// [`serve_http`] until `stop` completes.
+pub async fn serve_http_until(
+    cfg: ProxyConfig,
+    engine: Arc<Engine>,
+    log: Arc<DecisionLog>,
+    mut policy_reloads: mpsc::UnboundedReceiver<()>,
+    listener: TcpListener,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ProxyError> {
+    let addr = listener.local_addr().map_err(|e| ProxyError::Listen {
+        addr: "?".into(),
+        message: e.to_string(),
+    })?;
+    let idle = cfg.session_idle_timeout;
+    let server = Arc::new(Server {
+        cfg,
+        engine,
+        log,
+        sessions: Mutex::new(HashMap::new()),
+        sessionless: tokio::sync::Mutex::new(None),
+        loopback_bind: addr.ip().is_loopback(),
+        next_id: AtomicU64::new(1),
+    });
+
+    let reload_server = Arc::clone(&server);
+    let reloads = tokio::spawn(async move {
+        while policy_reloads.recv().await.is_some() {
+            for s in reload_server.live_sessions().await {
+                s.relay.policies_changed().await;
+            }
+        }
+    });
+    let reap_server = Arc::clone(&server);
+    let reaper = tokio::spawn(async move {
+        let every = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(60));
+        loop {
+            tokio::time::sleep(every).await;
+            let stale: Vec<Arc<Session>> = {
+                let mut sessions = lock(&reap_server.sessions);
+                let ids: Vec<String> = sessions
+                    .iter()
+                    .filter(|(_, s)| {
+                        lock(&s.last_seen).elapsed() >= idle && !lock(&s.routes).has_open_streams()
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                ids.iter().filter_map(|k| sessions.remove(k)).collect()
+            };
+            for s in stale {
+                tracing::info!("session {} idle; ended", s.id.as_deref().unwrap_or("-"));
+                s.close().await;
+            }
+        }
+    });
+
+    let app = axum::Router::new()
+        .route(
+            "/mcp",
+            axum::routing::post(post)
+                .get(get_stream)
+                .delete(delete_session),
+        )
+        .with_state(Arc::clone(&server));
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+        .map_err(|e| ProxyError::Listen {
+            addr: addr.to_string(),
+            message: e.to_string(),
+        });
+    reloads.abort();
+    reaper.abort();
+    for s in server.live_sessions().await {
+        s.close().await;
+    }
+    // Let the upstream links end their sessions (DELETE) or children exit.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    result
+}
+
+impl Server {
+    async fn live_sessions(&self) -> Vec<Arc<Session>> {
+        let mut all: Vec<Arc<Session>> = lock(&self.sessions).values().cloned().collect();
+        if let Some(s) = self.sessionless.lock().await.as_ref() {
+            all.push(Arc::clone(s));
+        }
+        all
+    }
+
+    /// Starts a session: its relay, its upstream link and the task that
+    /// routes the relay's output.
+    async fn new_session(&self, id: Option<String>) -> Result<Arc<Session>, ProxyError> {
+        let start = upstream::start(&self.cfg)?;
+        let (tx, mut rx) = mpsc::channel::<Outgoing>(1024);
+        let relay_session = match &id {
+            Some(id) => format!("http-{id}"),
+            None => format!("http-sessionless-{}", uuid::Uuid::new_v4().simple()),
+        };
+        let relay = Relay::new(
+            self.cfg.clone(),
+            Arc::clone(&self.engine),
+            Arc::clone(&self.log),
+            tx,
+            Some(relay_session),
+        );
+        let shutdown = CancellationToken::new();
+        tokio::spawn(upstream::supervise(
+            Arc::clone(&relay),
+            start,
+            shutdown.clone(),
+        ));
+        let routes = Arc::new(Mutex::new(Routes::default()));
+        let r = Arc::clone(&routes);
+        tokio::spawn(async move {
+            while let Some(out) = rx.recv().await {
+                lock(&r).route(out);
+            }
+        });
+        relay.wait_link_settled().await;
+        Ok(Arc::new(Session {
+            id,
+            relay,
+            routes,
+            shutdown,
+            last_seen: Mutex::new(Instant::now()),
+        }))
+    }
+
+    async fn sessionless(&self) -> Result<Arc<Session>, ProxyError> {
+        let mut slot = self.sessionless.lock().await;
+        if let Some(s) = slot.as_ref() {
+            return Ok(Arc::clone(s));
+        }
+        let s = self.new_session(None).await?;
+        *slot = Some(Arc::clone(&s));
+        Ok(s)
+    }
+
+    /// The Origin and Host checks; the response refusing the request if
+    /// they fail.
+    fn check_origin(&self, headers: &HeaderMap, uri: &Uri) -> Result<(), Box<Response>> {
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let ok = origin
+                .to_str()
+                .is_ok_and(|o| origin_allowed(o, &self.cfg.allowed_origins));
+            if !ok {
+                tracing::warn!("request from origin {origin:?} refused");
+                return Err(Box::new(rpc_error(
+                    StatusCode::FORBIDDEN,
+                    Value::Null,
+                    jsonrpc::INVALID_REQUEST,
+                    format!(
+                        "forbidden: origin {} is not allowed (only loopback origins and those given with --allow-origin)",
+                        String::from_utf8_lossy(origin.as_bytes())
+                    ),
+                )));
+            }
+        }
+        if self.loopback_bind {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+                .or_else(|| uri.authority().map(|a| a.to_string()));
+            if !host.as_deref().is_some_and(host_is_loopback) {
+                return Err(Box::new(rpc_error(
+                    StatusCode::FORBIDDEN,
+                    Value::Null,
+                    jsonrpc::INVALID_REQUEST,
+                    "forbidden: warden listens on a loopback address and accepts only loopback Host headers",
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The session a request names; the error response when it names none
+    /// or an unknown one.
+    fn session_of(&self, headers: &HeaderMap, id: Value) -> Result<Arc<Session>, Box<Response>> {
+        let Some(sid) = headers.get(SESSION_HEADER) else {
+            return Err(Box::new(rpc_error(
+                StatusCode::BAD_REQUEST,
+                id,
+                jsonrpc::INVALID_REQUEST,
+                "bad request: missing Mcp-Session-Id header (initialize first)",
+            )));
+        };
+        let sid = sid.to_str().unwrap_or("");
+        match lock(&self.sessions).get(sid) {
+            Some(s) => {
+                s.touch();
+                Ok(Arc::clone(s))
+            }
+            None => Err(Box::new(rpc_error(
+                StatusCode::NOT_FOUND,
+                id,
+                SESSION_NOT_FOUND,
+                "session not found: it ended or timed out; initialize a new one",
+            ))),
+        }
+    }
+}
+
+/// Whether an Origin is a loopback one or explicitly allowed.
+pub(crate) fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
+    let o = origin.trim().trim_end_matches('/');
+    if allowed
+        .iter()
+        .any(|a| a.trim().trim_end_matches('/').eq_ignore_ascii_case(o))
+    {
+        return true;
+    }
+    let Ok(url) = reqwest::Url::parse(o) else {
+        return false;
+    };
+    matches!(url.scheme(), "http" | "https") && url.host_str().is_some_and(host_is_loopback)
+}
+
+/// Whether a Host header (host and optional port) names a loopback host.
+pub(crate) fn host_is_loopback(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn rpc_error(status: StatusCode, id: Value, code: i64, message: impl Into<String>) -> Response {
+    let body = jsonrpc::error(id, code, message, None).to_string();
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+fn accepts(headers: &HeaderMap, mime: &str) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|m| {
+            let m = m.split(';').next().unwrap_or("").trim();
+            m.eq_ignore_ascii_case(mime) || m == "*/*"
+        })
+}
+
+fn is_stateless(headers: &HeaderMap, msg: &Value) -> bool {
+    let header = headers
+        .get(PROTOCOL_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v >= STATELESS_PROTOCOL);
+    header
+        || jsonrpc::meta(msg)
+            .and_then(|m| m.get(PROTOCOL_VERSION_META))
+            .and_then(Value::as_str)
+            .is_some_and(|v| v >= STATELESS_PROTOCOL)
+}
+
+fn sse_response(rx: mpsc::UnboundedReceiver<String>, session: Option<&str>) -> Response {
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let text = rx.recv().await?;
+        Some((
+            Ok::<_, Infallible>(Event::default().event("message").data(text)),
+            rx,
+        ))
+    });
+    let mut resp = Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    if let Some(s) = session
+        && let Ok(v) = HeaderValue::from_str(s)
+    {
+        resp.headers_mut().insert(SESSION_HEADER, v);
+    }
+    resp
+}
+
+async fn post(
+    State(srv): State<Arc<Server>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Err(r) = srv.check_origin(&headers, &uri) {
+        return *r;
+    }
+    let max = srv.cfg.max_message_bytes;
+    let too_large = || {
+        rpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Value::Null,
+            jsonrpc::INVALID_REQUEST,
+            format!("message exceeds warden's limit of {max} bytes (--max-message-bytes)"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return too_large();
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, max).await else {
+        return too_large();
+    };
+    let mut msg: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                Value::Null,
+                jsonrpc::PARSE_ERROR,
+                format!("parse error: {e}"),
+            );
+        }
+    };
+    let kind = match jsonrpc::classify(&msg) {
+        Ok(k) => k,
+        Err(why) => {
+            let id = match msg.get("id") {
+                Some(id @ (Value::String(_) | Value::Number(_))) => id.clone(),
+                _ => Value::Null,
+            };
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                id,
+                jsonrpc::INVALID_REQUEST,
+                format!("invalid request: {why}"),
+            );
+        }
+    };
+    let stateless = is_stateless(&headers, &msg);
+    let request_id = match &kind {
+        Kind::Request { id, .. } => id.clone(),
+        _ => Value::Null,
+    };
+    let mut new_session = None;
+    let session = if stateless {
+        match srv.sessionless().await {
+            Ok(s) => s,
+            Err(e) => return upstream_failed(request_id, &e),
+        }
+    } else if matches!(&kind, Kind::Request { method, .. } if method == "initialize")
+        && !headers.contains_key(SESSION_HEADER)
+    {
+        let sid = uuid::Uuid::new_v4().simple().to_string();
+        match srv.new_session(Some(sid.clone())).await {
+            Ok(s) => {
+                lock(&srv.sessions).insert(sid.clone(), Arc::clone(&s));
+                new_session = Some(sid);
+                s
+            }
+            Err(e) => return upstream_failed(request_id, &e),
+        }
+    } else {
+        match srv.session_of(&headers, request_id.clone()) {
+            Ok(s) => s,
+            Err(r) => return *r,
+        }
+    };
+    session.touch();
+
+    let Kind::Request { id, .. } = kind else {
+        session
+            .relay
+            .on_client_frame(Frame::Line(bytes.to_vec()))
+            .await;
+        return StatusCode::ACCEPTED.into_response();
+    };
+
+    // A request: its stream first, then the relay.
+    let json_only = !accepts(&headers, "text/event-stream");
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (key, client_id, line) = if stateless {
+        let n = srv.next_id.fetch_add(1, Ordering::Relaxed);
+        let mine = json!(format!("http:{n}"));
+        msg["id"] = mine.clone();
+        (
+            id_key(&mine),
+            Some(id.clone()),
+            msg.to_string().into_bytes(),
+        )
+    } else {
+        (id_key(&id), None, bytes.to_vec())
+    };
+    let progress_token = msg.pointer("/params/_meta/progressToken").map(id_key);
+    {
+        let mut r = lock(&session.routes);
+        if r.posts.get(&key).is_some_and(|p| !p.tx.is_closed()) {
+            return rpc_error(
+                StatusCode::CONFLICT,
+                id,
+                jsonrpc::INVALID_REQUEST,
+                "invalid request: a request with this id is still in flight",
+            );
+        }
+        r.seq += 1;
+        let seq = r.seq;
+        if let Some(t) = &progress_token {
+            r.progress.insert(t.clone(), key.clone());
+        }
+        r.posts.insert(
+            key,
+            PostStream {
+                tx,
+                seq,
+                json_only,
+                client_id,
+                progress_token,
+            },
+        );
+    }
+    session.relay.on_client_frame(Frame::Line(line)).await;
+    if !json_only {
+        return sse_response(rx, new_session.as_deref());
+    }
+    let mut rx = rx;
+    let mut resp = match rx.recv().await {
+        Some(text) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            text,
+        )
+            .into_response(),
+        None => rpc_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            id,
+            jsonrpc::UPSTREAM_UNAVAILABLE,
+            "the session ended before the request was answered",
+        ),
+    };
+    if let Some(s) = new_session
+        && let Ok(v) = HeaderValue::from_str(&s)
+    {
+        resp.headers_mut().insert(SESSION_HEADER, v);
+    }
+    resp
+}
+
+fn upstream_failed(id: Value, e: &ProxyError) -> Response {
+    tracing::error!("{e}");
+    rpc_error(
+        StatusCode::BAD_GATEWAY,
+        id,
+        jsonrpc::UPSTREAM_UNAVAILABLE,
+        e.to_string(),
+    )
+}
+
+async fn get_stream(State(srv): State<Arc<Server>>, uri: Uri, headers: HeaderMap) -> Response {
+    if let Err(r) = srv.check_origin(&headers, &uri) {
+        return *r;
+    }
+    if is_stateless(&headers, &Value::Null) {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    if !accepts(&headers, "text/event-stream") {
+        return rpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            Value::Null,
+            jsonrpc::INVALID_REQUEST,
+            "not acceptable: the GET stream is text/event-stream",
+        );
+    }
+    let session = match srv.session_of(&headers, Value::Null) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    {
+        let mut r = lock(&session.routes);
+        while let Some(m) = r.buffered.pop_front() {
+            let _ = tx.send(m);
+        }
+        // A new GET stream replaces an older one.
+        r.get = Some(tx);
+    }
+    sse_response(rx, None)
+}
+
+async fn delete_session(State(srv): State<Arc<Server>>, uri: Uri, headers: HeaderMap) -> Response {
+    if let Err(r) = srv.check_origin(&headers, &uri) {
+        return *r;
+    }
+    let session = match srv.session_of(&headers, Value::Null) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    if let Some(id) = &session.id {
+        lock(&srv.sessions).remove(id);
+    }
+    session.close().await;
+    StatusCode::OK.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_origins_pass_others_need_allowing() {
+        let none: Vec<String> = Vec::new();
+        for ok in [
+            "http://localhost",
+            "http://localhost:3000",
+            "https://127.0.0.1:8443",
+            "http://[::1]:9",
+        ] {
+            assert!(origin_allowed(ok, &none), "{ok}");
+        }
+        for bad in [
+            "http://evil.example",
+            "http://localhost.evil.example",
+            "null",
+            "file://",
+            "http://127.0.0.1.nip.io",
+        ] {
+            assert!(!origin_allowed(bad, &none), "{bad}");
+        }
+        let allowed = vec!["https://app.example.com".to_string()];
+        assert!(origin_allowed("https://app.example.com/", &allowed));
+        assert!(!origin_allowed("https://app.example.com:444", &allowed));
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for ok in [
+            "localhost",
+            "localhost:8931",
+            "127.0.0.1:1",
+            "[::1]:80",
+            "[::1]",
+        ] {
+            assert!(host_is_loopback(ok), "{ok}");
+        }
+        for bad in ["evil.example", "evil.example:8931", "10.0.0.1:80", ""] {
+            assert!(!host_is_loopback(bad), "{bad}");
+        }
+    }
+
+    fn out(text: &str, related: Option<Value>, response: bool) -> Outgoing {
+        Outgoing {
+            text: text.to_string(),
+            related,
+            response,
+        }
+    }
+
+    #[test]
+    fn routes_by_request_then_get_then_oldest_post_then_buffer() {
+        let mut r = Routes::default();
+        r.route(out("early", None, false));
+        assert_eq!(r.buffered.len(), 1);
+        let (t1, mut r1) = mpsc::unbounded_channel();
+        let (t2, mut r2) = mpsc::unbounded_channel();
+        for (k, tx, seq) in [("1", t1, 1), ("2", t2, 2)] {
+            r.posts.insert(
+                k.to_string(),
+                PostStream {
+                    tx,
+                    seq,
+                    json_only: false,
+                    client_id: None,
+                    progress_token: None,
+                },
+            );
+        }
+        r.progress.insert("\"tok\"".into(), "2".into());
+        r.route(out("for 2", Some(json!(2)), false));
+        r.route(out(
+            r#"{"method":"notifications/progress","params":{"progressToken":"tok"}}"#,
+            None,
+            false,
+        ));
+        r.route(out("unrelated", None, false));
+        r.route(out("answer 1", Some(json!(1)), true));
+        assert_eq!(r2.try_recv().unwrap(), "for 2");
+        assert!(r2.try_recv().unwrap().contains("progress"));
+        assert_eq!(r1.try_recv().unwrap(), "unrelated");
+        assert_eq!(r1.try_recv().unwrap(), "answer 1");
+        assert!(r1.try_recv().is_err());
+        assert!(!r.posts.contains_key("1"));
+        let (tg, mut rg) = mpsc::unbounded_channel();
+        r.get = Some(tg);
+        r.route(out("to get", None, false));
+        assert_eq!(rg.try_recv().unwrap(), "to get");
+    }
+}
