@@ -2,32 +2,46 @@
 //!
 //! Policy sets of 10, 100, 1,000 and 10,000 rules are generated
 //! deterministically (a fixed-seed SplitMix64, the approach of
-//! `crates/lang/benches/compile.rs`): 20 servers, each with its own tool
-//! vocabulary, rules naming tools exactly or by glob, all five rule kinds,
-//! `when` conditions on provenance, identity, annotations and arguments, a
-//! few shadow-mode rules, under `default deny`. A handful of fixed rules
-//! make sure the benchmarked call (`export_samples` on `genomics`) meets
-//! real work in its slice: an allow that grants it, denies and a
-//! confirmation whose conditions are false, a cap and a rate limit that
-//! count it. Generated rules that would deny or confirm that call are left
-//! out (and replaced by the next ones the generator writes), so every
-//! iteration decides Allow; the setup asserts it.
+//! `crates/lang/benches/compile.rs`): servers with their own tool
+//! vocabularies, rules naming tools exactly or by glob, all five rule
+//! kinds, `when` conditions on provenance, identity, annotations and
+//! arguments, a few shadow-mode rules, under `default deny`. Two shapes
+//! (see [`Shape`]): the realistic one grows the number of servers with the
+//! set (`max(20, rules / 25)`) and keeps 8 org-wide rules (no `server`), so
+//! a slice is what one tool meets in a real deployment; the dense one (the
+//! first generator: 20 servers whatever the size, 8% org-wide rules) is
+//! kept at 10,000 rules as a worst case, its slice holds 156 rules.
+//!
+//! A handful of fixed rules make sure the benchmarked call
+//! (`export_samples` on `genomics`) meets real work in its slice: an allow
+//! that grants it, denies and a confirmation whose conditions are false, a
+//! cap and a rate limit that count it. Generated rules that would deny or
+//! confirm that call are left out (and replaced by the next ones the
+//! generator writes), so every iteration decides Allow; the setup asserts
+//! it.
 //!
 //! Groups, each at every size:
 //! - `warden_decide/N`: [`Engine::decide`] with a warm slice cache. It
 //!   includes everything the engine does per call: argument checks, slice
-//!   lookup, counters, building the Cedar request and entities, the
-//!   enforced evaluation, shadow rules and the counting evaluation.
+//!   lookup, counters, building the Cedar request and entities, and the
+//!   evaluation (enforced, shadow and counting policies in one Cedar call).
 //!   `record_forwarded` is never called, so counters stay at zero and the
-//!   decision is the same every time.
-//! - `cedar_slice/N`: `Authorizer::is_authorized` over the call's slice
-//!   (`Slice::enforced`) with a request and entities built once, outside
-//!   the loop.
+//!   decision is the same every time. The same identity calls every time,
+//!   so the engine's per-slice entity cache hits, as it does for an agent
+//!   session calling the same tool again.
+//! - `cedar_slice/N`: `Authorizer::is_authorized` over the call's slice as
+//!   compiled (`Slice::enforced`, full policies with their matchers) with a
+//!   request and entities built once, outside the loop.
 //! - `cedar_whole_set/N`: the same over every enforced policy of the set,
 //!   as an engine without slicing would do.
 //!
 //! Before the criterion groups, the binary runs its own pass that times
-//! each call with `Instant` and prints p50/p99 as a markdown table.
+//! each call with `Instant` and prints p50/p99 as a markdown table
+//! (skipped with `--profile-time`). `WARDEN_BENCH_SIZES=100,10000-dense`
+//! limits the rows.
+//!
+//! The bench runs on mimalloc (all three groups alike): with glibc's
+//! allocator a decision spends about a third of its time in malloc/free.
 //!
 //! Run with `cargo bench -p warden-engine --bench decide`. Targets: p99 of
 //! a decision at most 20 µs at 10,000 rules, and within 2× of Cedar alone
@@ -50,6 +64,10 @@ use warden_engine::{
     ToolAnnotations,
 };
 use warden_lang::{ArgType, CompiledPolicySet, Sources, compile_policy_set};
+
+// See the module docs: the same allocator for warden and for Cedar alone.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// SplitMix64: tiny, deterministic, good enough to pick from lists.
 struct Rng(u64);
