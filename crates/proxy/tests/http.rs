@@ -642,3 +642,160 @@ async fn provenance_reaches_an_http_upstream_in_meta_and_headers_and_cannot_be_s
     assert_eq!(seen.lock().unwrap().deletes, 1);
     Ok(())
 }
+
+#[tokio::test]
+async fn protocol_2026_07_28_requests_go_through_the_sessionless_relay() -> TestResult {
+    use rmcp::{ClientLifecycleMode, ClientServiceExt};
+    let demo = start_demo().await?;
+    let warden = start_warden(format!("http://{demo}/mcp"), |_| {}).await?;
+    let connect_modern = || async {
+        let transport = StreamableHttpClientTransport::from_config(
+            StreamableHttpClientTransportConfig::with_uri(warden.url()),
+        );
+        ().serve_with_lifecycle(
+            transport,
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+        )
+        .await
+    };
+    let (a, b) = tokio::try_join!(connect_modern(), connect_modern())?;
+    let tools = a.peer().list_all_tools().await?;
+    assert!(tools.iter().any(|t| t.name == "get_sample"));
+    assert!(!tools.iter().any(|t| t.name == "delete_sample"));
+    // Both clients use the same request ids; each gets its own answer.
+    let (ra, rb) = tokio::join!(
+        call(a.peer(), "get_sample", json!({"sample_id": "S-0001"})),
+        call(b.peer(), "get_sample", json!({"sample_id": "S-0002"}))
+    );
+    assert!(text(&ra?).contains("S-0001"));
+    assert!(text(&rb?).contains("S-0002"));
+    let denied = call(b.peer(), "delete_sample", json!({"sample_id": "S-0001"})).await?;
+    assert_eq!(denied.is_error, Some(true));
+    assert_eq!(decision(&denied)["rules"], json!(["agents-never-delete"]));
+    a.cancel().await?;
+    b.cancel().await?;
+    Ok(())
+}
+
+/// A recording upstream that forgets its sessions on demand: the next
+/// request with the old session id gets 404.
+async fn start_forgetful_upstream() -> Result<(SocketAddr, Arc<Mutex<(u32, Vec<String>)>>), BoxError>
+{
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    // (current session number, methods seen)
+    let state = Arc::new(Mutex::new((1u32, Vec::<String>::new())));
+    let s = Arc::clone(&state);
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let state = Arc::clone(&s);
+            async move {
+                let msg: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                let method = msg["method"].as_str().unwrap_or("").to_string();
+                let mut st = state.lock().unwrap();
+                st.1.push(method.clone());
+                let current = format!("s{}", st.0);
+                let given = headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
+                if method != "initialize" && given != Some(current.as_str()) {
+                    return StatusCode::NOT_FOUND.into_response();
+                }
+                let Some(id) = msg.get("id").cloned().filter(|_| !method.is_empty()) else {
+                    return StatusCode::ACCEPTED.into_response();
+                };
+                let result = match method.as_str() {
+                    "initialize" => json!({"protocolVersion": "2025-11-25",
+                        "capabilities": {"tools": {}}, "serverInfo": {"name": "genomics", "version": "1"}}),
+                    "tools/list" => json!({"tools": [{"name": "get_x", "inputSchema": {"type": "object"},
+                        "annotations": {"readOnlyHint": true}}]}),
+                    "tools/call" => json!({"content": [{"type": "text", "text": current}]}),
+                    _ => json!({}),
+                };
+                (
+                    [("content-type", "application/json"), ("mcp-session-id", current.as_str())],
+                    json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string(),
+                )
+                    .into_response()
+            }
+        })
+        .get(|| async { StatusCode::METHOD_NOT_ALLOWED })
+        .delete(|| async { StatusCode::OK }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((addr, state))
+}
+
+#[tokio::test]
+async fn an_expired_upstream_session_is_initialized_again() -> TestResult {
+    let (up, state) = start_forgetful_upstream().await?;
+    let warden = start_warden(format!("http://{up}/mcp"), |c| {
+        c.restart_initial = std::time::Duration::from_millis(20);
+    })
+    .await?;
+    let client = connect(&warden.url(), Person::new(None)).await?;
+    let first = call(client.peer(), "get_x", json!({})).await?;
+    assert_eq!(text(&first), "s1");
+
+    // The upstream forgets the session: the call in flight gets an error,
+    // warden replays initialize, and later calls go through again.
+    state.lock().unwrap().0 = 2;
+    let lost = call(client.peer(), "get_x", json!({})).await;
+    assert!(lost.is_err(), "{lost:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let again = loop {
+        match call(client.peer(), "get_x", json!({})).await {
+            Ok(r) => break r,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    assert_eq!(text(&again), "s2");
+    let methods = state.lock().unwrap().1.clone();
+    assert_eq!(
+        methods.iter().filter(|m| *m == "initialize").count(),
+        2,
+        "{methods:?}"
+    );
+    client.cancel().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_idle_session_ends() -> TestResult {
+    let (up, _seen) = start_recording_upstream().await?;
+    let warden = start_warden(format!("http://{up}/mcp"), |c| {
+        c.session_idle_timeout = std::time::Duration::from_millis(200);
+    })
+    .await?;
+    let r = raw()
+        .post(warden.url())
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(initialize_body().to_string())
+        .send()
+        .await?;
+    let sid = r.headers()["mcp-session-id"].to_str()?.to_string();
+    messages(r).await?;
+    let ping = || {
+        raw()
+            .post(warden.url())
+            .header("content-type", "application/json")
+            .header("accept", "application/json")
+            .header("mcp-session-id", &sid)
+            .body(json!({"jsonrpc": "2.0", "id": 5, "method": "ping"}).to_string())
+            .send()
+    };
+    assert_eq!(ping().await?.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(ping().await?.status(), 404);
+    Ok(())
+}
