@@ -799,3 +799,120 @@ async fn an_idle_session_ends() -> TestResult {
     assert_eq!(ping().await?.status(), 404);
     Ok(())
 }
+
+// ---- a command upstream: one child process per session --------------------------
+
+const TEST_UPSTREAM_POLICY: &str = r#"
+default deny
+
+allow test-tools {
+  server "proxy-test-upstream"
+  tool ["echo_meta", "slow", "ask_client"]
+}
+"#;
+
+async fn start_warden_on_command() -> Result<(Warden, std::path::PathBuf), BoxError> {
+    let dir = std::env::temp_dir().join(format!(
+        "warden-http-test-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let policy = dir.join("test.policy");
+    std::fs::write(&policy, TEST_UPSTREAM_POLICY)?;
+    let bundle = load_bundle(&policy)?;
+    let engine = Arc::new(Engine::new(bundle, EngineOptions::default()));
+    let log = LogBuf::default();
+    let decisions = Arc::new(DecisionLog::to_writer(log.clone()));
+    let cmd = warden_proxy::UpstreamCommand {
+        program: env!("CARGO_BIN_EXE_warden-test-upstream").into(),
+        args: Vec::new(),
+    };
+    let cfg = ProxyConfig::new(cmd, "alice");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (reload, reloads) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let _ = warden_proxy::serve_http_until(
+            cfg,
+            engine,
+            decisions,
+            reloads,
+            listener,
+            std::future::pending(),
+        )
+        .await;
+    });
+    Ok((Warden { addr, log, reload }, dir))
+}
+
+#[tokio::test]
+async fn each_session_gets_its_own_child_and_delete_stops_it() -> TestResult {
+    let (warden, dir) = start_warden_on_command().await?;
+    let init = || {
+        raw()
+            .post(warden.url())
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(initialize_body().to_string())
+            .send()
+    };
+    let (ra, rb) = tokio::try_join!(init(), init())?;
+    let sa = ra.headers()["mcp-session-id"].to_str()?.to_string();
+    let sb = rb.headers()["mcp-session-id"].to_str()?.to_string();
+    assert_ne!(sa, sb);
+    let pid = |msgs: Vec<Value>| {
+        msgs.iter()
+            .find_map(|m| m.pointer("/result/serverInfo/pid").and_then(Value::as_u64))
+            .ok_or("no upstream pid")
+    };
+    // The initialize result passes with the upstream's own fields.
+    let (pa, pb) = (pid(messages(ra).await?)?, pid(messages(rb).await?)?);
+    assert_ne!(pa, pb, "two sessions, two upstream processes");
+    assert!(std::path::Path::new(&format!("/proc/{pa}")).exists());
+
+    let r = raw()
+        .delete(warden.url())
+        .header("mcp-session-id", &sa)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while std::path::Path::new(&format!("/proc/{pa}")).exists()
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pa}")).exists(),
+        "the deleted session's upstream still runs"
+    );
+    assert!(std::path::Path::new(&format!("/proc/{pb}")).exists());
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_upstream_question_reaches_the_http_client_and_its_answer_goes_back() -> TestResult {
+    let (warden, dir) = start_warden_on_command().await?;
+    let person = Person::new(Some(ElicitationAction::Accept));
+    let client = connect(&warden.url(), person.clone()).await?;
+    let r = call(client.peer(), "ask_client", json!({})).await?;
+    assert_ne!(r.is_error, Some(true), "{r:?}");
+    let v = serde_json::to_value(&r)?;
+    assert_eq!(
+        v.pointer("/structuredContent/client_answer/action"),
+        Some(&json!("accept")),
+        "{v}"
+    );
+    assert_eq!(
+        person.asked.lock().unwrap().as_slice(),
+        ["upstream asks: favourite colour?"]
+    );
+    assert_eq!(warden.log.lines().len(), 1);
+    client.cancel().await?;
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
