@@ -252,7 +252,7 @@ impl Engine {
             }
         }
 
-        let (request, entities) = build_request(&slice, call, &counters).map_err(|e| {
+        let (request, entities) = build_request(bundle, &slice, call, &counters).map_err(|e| {
             plain_denial(
                 format!(
                     "`{}` was not called: the call could not be evaluated ({e})",
@@ -567,8 +567,9 @@ pub(crate) fn tool_uid(tool_id: &str) -> Result<EntityUid, String> {
 }
 
 /// The entities of a call (its user, the user's groups, the tool), from the
-/// slice's cache or built now.
+/// bundle's cache or built now.
 fn entity_set(
+    bundle: &PolicyBundle,
     slice: &Slice,
     call: &CallContext,
     user: &EntityUid,
@@ -577,11 +578,16 @@ fn entity_set(
     let bits = annotation_bits(annotations);
     let id = &call.identity;
     let mut hasher = std::hash::DefaultHasher::new();
-    (&id.user, &id.groups, bits).hash(&mut hasher);
+    (&slice.server, &slice.tool, &id.user, &id.groups, bits).hash(&mut hasher);
     let key = hasher.finish();
-    let same =
-        |c: &CachedEntities| c.annotations == bits && c.user == id.user && c.groups == id.groups;
-    if let Ok(cache) = slice.entity_cache.read()
+    let same = |c: &CachedEntities| {
+        c.annotations == bits
+            && c.user == id.user
+            && c.groups == id.groups
+            && c.tool == slice.tool
+            && c.server == slice.server
+    };
+    if let Ok(cache) = bundle.entity_cache.read()
         && let Some(c) = cache
             .by_hash
             .get(&key)
@@ -607,7 +613,7 @@ fn entity_set(
     entities.push(slice.tool_entity(annotations)?);
     let entities = Arc::new(Entities::from_entities(entities, None).map_err(|e| e.to_string())?);
 
-    if let Ok(mut cache) = slice.entity_cache.write() {
+    if let Ok(mut cache) = bundle.entity_cache.write() {
         if cache.len >= MAX_CACHED_ENTITY_SETS {
             cache.by_hash.clear();
             cache.len = 0;
@@ -615,6 +621,8 @@ fn entity_set(
         let bucket = cache.by_hash.entry(key).or_default();
         if !bucket.iter().any(same) {
             bucket.push(CachedEntities {
+                server: slice.server.clone(),
+                tool: slice.tool.clone(),
                 user: id.user.clone(),
                 groups: id.groups.clone(),
                 annotations: bits,
@@ -627,6 +635,7 @@ fn entity_set(
 }
 
 fn build_request(
+    bundle: &PolicyBundle,
     slice: &Slice,
     call: &CallContext,
     counters: &[(String, u64)],
@@ -635,7 +644,7 @@ fn build_request(
     let tool = slice.tool_uid.clone()?;
     let action = ACTION.as_ref().map_err(Clone::clone)?.clone();
 
-    let entities = entity_set(slice, call, &user)?;
+    let entities = entity_set(bundle, slice, call, &user)?;
 
     let mut pairs = Vec::with_capacity(8);
     pairs.push((

@@ -47,17 +47,16 @@ pub struct Slice {
     pub(crate) broken: Option<String>,
     /// The resource of every call in this slice.
     pub(crate) tool_uid: Result<EntityUid, String>,
-    server: String,
-    tool: String,
+    pub(crate) server: String,
+    pub(crate) tool: String,
     /// The tool entity, per combination of the four annotations.
     tool_entities: [OnceLock<Entity>; 16],
-    /// Entity sets (user, groups, tool) already built for this slice.
-    pub(crate) entity_cache: RwLock<EntityCache>,
 }
 
-/// Entity sets by identity and annotations: an agent's session calls the
-/// same tools as the same user again and again, and building the set
-/// (Cedar computes its transitive closure) is a good part of a decision.
+/// Entity sets by (server, tool), identity and annotations: an agent's
+/// session calls the same tools as the same user again and again, and
+/// building the set (Cedar computes its transitive closure) is a good part
+/// of a decision.
 #[derive(Debug, Default)]
 pub(crate) struct EntityCache {
     /// By hash of the key; entries compare the key exactly.
@@ -67,14 +66,16 @@ pub(crate) struct EntityCache {
 
 #[derive(Debug)]
 pub(crate) struct CachedEntities {
+    pub(crate) server: String,
+    pub(crate) tool: String,
     pub(crate) user: String,
     pub(crate) groups: Vec<String>,
     pub(crate) annotations: usize,
     pub(crate) entities: Arc<Entities>,
 }
 
-/// Most entity sets one slice keeps.
-pub(crate) const MAX_CACHED_ENTITY_SETS: usize = 256;
+/// Most entity sets a bundle keeps (a few KiB each at most).
+pub(crate) const MAX_CACHED_ENTITY_SETS: usize = 4096;
 
 /// The four annotations as bits, indexing per-combination caches.
 pub(crate) fn annotation_bits(a: ResolvedAnnotations) -> usize {
@@ -144,6 +145,8 @@ pub struct PolicyBundle {
     eval: Vec<OnceLock<EvalPolicies>>,
     default_permit: Option<Policy>,
     cache: RwLock<SliceCache>,
+    /// Entity sets (user, groups, tool) already built, by call.
+    pub(crate) entity_cache: RwLock<EntityCache>,
 }
 
 #[derive(Debug, Default)]
@@ -173,6 +176,7 @@ impl PolicyBundle {
             eval,
             default_permit,
             cache: RwLock::new(SliceCache::default()),
+            entity_cache: RwLock::new(EntityCache::default()),
         }
     }
 
@@ -265,7 +269,6 @@ impl PolicyBundle {
             server: server.to_string(),
             tool: tool.to_string(),
             tool_entities: Default::default(),
-            entity_cache: RwLock::new(EntityCache::default()),
         };
         if let Some(p) = &self.default_permit {
             add(&mut slice.enforced, p);
