@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 /// How many leading bytes of an oversize line are kept (to find its id).
 pub(crate) const OVERSIZE_HEAD: usize = 4096;
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Frame {
     /// One line, without its line break (and without a trailing `\r`).
     Line(Vec<u8>),

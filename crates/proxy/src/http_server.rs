@@ -46,10 +46,10 @@
 //! On a policy reload every live session gets
 //! `notifications/tools/list_changed`.
 
-use crate::config::{ProxyConfig, ProxyError};
+use crate::config::{ProxyConfig, ProxyError, Upstream};
 use crate::framing::Frame;
 use crate::jsonrpc::{self, Kind, id_key};
-use crate::relay::{Outgoing, Relay};
+use crate::relay::{Hints, Outgoing, Relay, RequestHints};
 use crate::upstream;
 use axum::body::Body;
 use axum::extract::State;
@@ -75,6 +75,14 @@ const PROTOCOL_VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
 const STATELESS_PROTOCOL: &str = "2026-07-28";
 /// The JSON-RPC code of warden's "no such session" answer.
 const SESSION_NOT_FOUND: i64 = -32001;
+const METHOD_NOT_FOUND: i64 = -32601;
+/// 2026-07-28 error codes (SEP-2243, SEP-2575).
+const HEADER_MISMATCH: i64 = -32020;
+const MISSING_CLIENT_CAPABILITY: i64 = -32021;
+const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+/// The standard request headers a client's 2026-07-28 request carries on to
+/// an HTTP upstream as it sent them.
+const PASSED_HEADERS: [&str; 3] = [PROTOCOL_HEADER, "mcp-method", "mcp-name"];
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -116,15 +124,40 @@ impl Session {
     }
 }
 
+/// One message for a request's stream.
+#[derive(Debug)]
+struct Sent {
+    text: String,
+    /// A response, which ends the stream.
+    response: bool,
+    /// The HTTP status to answer with when the response is the only
+    /// message: the upstream's, or derived from the error for a 2026-07-28
+    /// request whose upstream is no HTTP server.
+    status: Option<u16>,
+}
+
+impl Sent {
+    fn message(text: String) -> Self {
+        Sent {
+            text,
+            response: false,
+            status: None,
+        }
+    }
+}
+
 /// A request's POST stream.
 struct PostStream {
-    tx: mpsc::UnboundedSender<String>,
+    tx: mpsc::UnboundedSender<Sent>,
     seq: u64,
     /// The client accepts only JSON: only the response goes here.
     json_only: bool,
     /// The id the client used, when warden replaced it (sessionless).
     client_id: Option<Value>,
     progress_token: Option<String>,
+    /// Derive the HTTP status of an error answer from its code (SEP-2575's
+    /// mapping): a 2026-07-28 request whose upstream is a command.
+    derive_status: bool,
 }
 
 #[derive(Default)]
@@ -135,6 +168,59 @@ struct Routes {
     /// progressToken (as an id key) → the request's key.
     progress: HashMap<String, String>,
     buffered: VecDeque<String>,
+    /// The shared sessionless relay: a message goes only to the stream of
+    /// the request it belongs to, never to another client's.
+    sessionless: bool,
+    /// The relay's per-request transport facts.
+    hints: Hints,
+}
+
+/// The HTTP status SEP-2575 gives a 2026-07-28 error answer: 400 for a
+/// malformed request, a header mismatch, a missing client capability or an
+/// unsupported protocol version; 404 for an unknown method.
+fn status_of_error(text: &str) -> Option<u16> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    match v.pointer("/error/code")?.as_i64()? {
+        jsonrpc::PARSE_ERROR
+        | jsonrpc::INVALID_REQUEST
+        | jsonrpc::INVALID_PARAMS
+        | HEADER_MISMATCH
+        | MISSING_CLIENT_CAPABILITY
+        | UNSUPPORTED_PROTOCOL_VERSION => Some(400),
+        METHOD_NOT_FOUND => Some(404),
+        _ => None,
+    }
+}
+
+/// The `_meta` key tagging a 2026-07-28 subscription's notifications.
+const SUBSCRIPTION_ID_META: &str = "io.modelcontextprotocol/subscriptionId";
+
+/// Puts the client's own id back where the upstream echoed warden's
+/// replacement: a `subscriptions/listen` stream's subscription id.
+fn restore_subscription_id(text: String, mine: &Value, client_id: &Value) -> String {
+    let Some(mine) = mine.as_str() else {
+        return text;
+    };
+    if !text.contains(mine) {
+        return text;
+    }
+    let Ok(mut v) = serde_json::from_str::<Value>(&text) else {
+        return text;
+    };
+    let tag = v
+        .pointer_mut("/params/_meta")
+        .and_then(Value::as_object_mut)
+        .and_then(|m| m.get_mut(SUBSCRIPTION_ID_META));
+    match tag {
+        Some(t) if t.as_str() == Some(mine) => {
+            *t = match client_id {
+                Value::String(s) => Value::String(s.clone()),
+                other => Value::String(other.to_string()),
+            };
+            v.to_string()
+        }
+        _ => text,
+    }
 }
 
 impl Routes {
@@ -154,10 +240,23 @@ impl Routes {
     fn route(&mut self, out: Outgoing) {
         let key = out.related.as_ref().map(id_key);
         if out.response {
+            let hint = key.as_ref().and_then(|k| {
+                self.hints
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(k)
+            });
             let Some(p) = key.and_then(|k| self.remove_post(&k)) else {
                 tracing::debug!("a response for a request without an open stream was dropped");
                 return;
             };
+            let status = hint.and_then(|h| h.status).or_else(|| {
+                if p.derive_status {
+                    status_of_error(&out.text)
+                } else {
+                    None
+                }
+            });
             let text = match p.client_id {
                 Some(id) => match serde_json::from_str::<Value>(&out.text) {
                     Ok(mut v) => {
@@ -168,13 +267,19 @@ impl Routes {
                 },
                 None => out.text,
             };
-            if p.tx.send(text).is_err() {
+            let sent = Sent {
+                text,
+                response: true,
+                status,
+            };
+            if p.tx.send(sent).is_err() {
                 tracing::debug!("the client closed the stream before its response");
             }
             return;
         }
         let mut text = out.text;
         // The request it relates to, by hint or by progress token.
+        let related_known = key.is_some();
         let mut target = key.filter(|k| self.posts.contains_key(k));
         if target.is_none() && text.contains("notifications/progress") {
             target = serde_json::from_str::<Value>(&text)
@@ -184,12 +289,23 @@ impl Routes {
         }
         if let Some(k) = target {
             match self.posts.get(&k) {
-                Some(p) if !p.json_only => match p.tx.send(text) {
-                    Ok(()) => return,
-                    Err(e) => text = e.0,
-                },
+                Some(p) if !p.json_only => {
+                    if let (Some(client_id), Some(mine)) = (&p.client_id, &out.related) {
+                        text = restore_subscription_id(text, mine, client_id);
+                    }
+                    match p.tx.send(Sent::message(text)) {
+                        Ok(()) => return,
+                        Err(e) => text = e.0.text,
+                    }
+                }
                 _ => {}
             }
+        }
+        if self.sessionless {
+            if !related_known {
+                tracing::debug!("a sessionless message for no request was dropped");
+            }
+            return;
         }
         if let Some(get) = &self.get {
             match get.send(text) {
@@ -207,9 +323,9 @@ impl Routes {
             .collect();
         open.sort_by_key(|(_, p)| p.seq);
         for (_, p) in open {
-            match p.tx.send(text) {
+            match p.tx.send(Sent::message(text)) {
                 Ok(()) => return,
-                Err(e) => text = e.0,
+                Err(e) => text = e.0.text,
             }
         }
         if self.buffered.len() >= MAX_BUFFERED {
@@ -346,7 +462,11 @@ impl Server {
             start,
             shutdown.clone(),
         ));
-        let routes = Arc::new(Mutex::new(Routes::default()));
+        let routes = Arc::new(Mutex::new(Routes {
+            sessionless: id.is_none(),
+            hints: Arc::clone(&relay.hints),
+            ..Routes::default()
+        }));
         let r = Arc::clone(&routes);
         tokio::spawn(async move {
             while let Some(out) = rx.recv().await {
@@ -503,23 +623,53 @@ fn is_stateless(headers: &HeaderMap, msg: &Value) -> bool {
             .is_some_and(|v| v >= STATELESS_PROTOCOL)
 }
 
-fn sse_response(rx: mpsc::UnboundedReceiver<String>, session: Option<&str>) -> Response {
+fn sse_event(text: String) -> Event {
+    Event::default().event("message").data(text)
+}
+
+fn sse_response(
+    first: Sent,
+    rx: mpsc::UnboundedReceiver<Sent>,
+    withdraw: Option<Withdraw>,
+) -> Response {
+    let done = first.response;
+    let mut withdraw = withdraw;
+    if done && let Some(w) = withdraw.as_mut() {
+        w.answered = true;
+    }
+    let head = futures::stream::iter([Ok::<_, Infallible>(sse_event(first.text))]);
+    let rest = futures::stream::unfold(
+        (rx, withdraw, done),
+        |(mut rx, mut withdraw, done)| async move {
+            if done {
+                if let Some(w) = withdraw.as_mut() {
+                    w.answered = true;
+                }
+                return None;
+            }
+            let sent = rx.recv().await?;
+            if sent.response
+                && let Some(w) = withdraw.as_mut()
+            {
+                w.answered = true;
+            }
+            let done = sent.response;
+            Some((Ok(sse_event(sent.text)), (rx, withdraw, done)))
+        },
+    );
+    Sse::new(futures::StreamExt::chain(head, rest))
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+fn get_sse_response(rx: mpsc::UnboundedReceiver<String>) -> Response {
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         let text = rx.recv().await?;
-        Some((
-            Ok::<_, Infallible>(Event::default().event("message").data(text)),
-            rx,
-        ))
+        Some((Ok::<_, Infallible>(sse_event(text)), rx))
     });
-    let mut resp = Sse::new(stream)
+    Sse::new(stream)
         .keep_alive(KeepAlive::default())
-        .into_response();
-    if let Some(s) = session
-        && let Ok(v) = HeaderValue::from_str(s)
-    {
-        resp.headers_mut().insert(SESSION_HEADER, v);
-    }
-    resp
+        .into_response()
 }
 
 async fn post(
@@ -647,37 +797,70 @@ async fn post(
             r.progress.insert(t.clone(), key.clone());
         }
         r.posts.insert(
-            key,
+            key.clone(),
             PostStream {
                 tx,
                 seq,
                 json_only,
                 client_id,
                 progress_token,
+                derive_status: stateless && matches!(srv.cfg.upstream, Upstream::Command(_)),
             },
         );
+        if stateless {
+            let passed = PASSED_HEADERS
+                .iter()
+                .flat_map(|name| {
+                    headers.get_all(*name).iter().filter_map(move |v| {
+                        v.to_str().ok().map(|v| (name.to_string(), v.to_string()))
+                    })
+                })
+                .collect();
+            r.hints.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                key.clone(),
+                RequestHints {
+                    headers: passed,
+                    status: None,
+                },
+            );
+        }
     }
     session.relay.on_client_frame(Frame::Line(line)).await;
-    if !json_only {
-        return sse_response(rx, new_session.as_deref());
-    }
+    // The first message decides the form of the answer: a response the
+    // upstream gave as a single JSON message goes back the same way, with
+    // its HTTP status; anything else opens an SSE stream.
     let mut rx = rx;
-    let mut resp = match rx.recv().await {
-        Some(text) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            text,
-        )
-            .into_response(),
-        None => rpc_error(
+    let Some(first) = rx.recv().await else {
+        return rpc_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             id,
             jsonrpc::UPSTREAM_UNAVAILABLE,
             "the session ended before the request was answered",
-        ),
+        );
+    };
+    let mut resp = if first.response && (json_only || first.status.is_some()) {
+        let status = first
+            .status
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(StatusCode::OK);
+        (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            first.text,
+        )
+            .into_response()
+    } else {
+        let withdraw = stateless.then(|| Withdraw {
+            relay: Arc::clone(&session.relay),
+            routes: Arc::clone(&session.routes),
+            id: serde_json::from_str(&key).unwrap_or(Value::Null),
+            key: key.clone(),
+            answered: false,
+        });
+        sse_response(first, rx, withdraw)
     };
     if let Some(s) = new_session
         && let Ok(v) = HeaderValue::from_str(&s)
@@ -685,6 +868,45 @@ async fn post(
         resp.headers_mut().insert(SESSION_HEADER, v);
     }
     resp
+}
+
+/// A 2026-07-28 request's stream: when the client closes it before the
+/// response, the request is cancelled (closing the stream is the
+/// cancellation there).
+struct Withdraw {
+    relay: Arc<Relay>,
+    routes: Arc<Mutex<Routes>>,
+    key: String,
+    id: Value,
+    answered: bool,
+}
+
+impl Drop for Withdraw {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        {
+            let mut r = lock(&self.routes);
+            r.remove_post(&self.key);
+            r.hints
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&self.key);
+        }
+        let relay = Arc::clone(&self.relay);
+        let cancel = jsonrpc::notification(
+            "notifications/cancelled",
+            Some(json!({"requestId": self.id, "reason": "the client closed the stream"})),
+        );
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                relay
+                    .on_client_frame(Frame::Line(cancel.to_string().into_bytes()))
+                    .await;
+            });
+        }
+    }
 }
 
 fn upstream_failed(id: Value, e: &ProxyError) -> Response {
@@ -725,7 +947,7 @@ async fn get_stream(State(srv): State<Arc<Server>>, uri: Uri, headers: HeaderMap
         // A new GET stream replaces an older one.
         r.get = Some(tx);
     }
-    sse_response(rx, None)
+    get_sse_response(rx)
 }
 
 async fn delete_session(State(srv): State<Arc<Server>>, uri: Uri, headers: HeaderMap) -> Response {
@@ -773,6 +995,32 @@ mod tests {
     }
 
     #[test]
+    fn stateless_errors_map_to_sep_2575_statuses() {
+        let err = |code: i64| {
+            format!(r#"{{"jsonrpc":"2.0","id":1,"error":{{"code":{code},"message":"m"}}}}"#)
+        };
+        assert_eq!(status_of_error(&err(-32601)), Some(404));
+        for code in [-32602, -32020, -32021, -32022] {
+            assert_eq!(status_of_error(&err(code)), Some(400), "{code}");
+        }
+        assert_eq!(status_of_error(&err(-32001)), None);
+        assert_eq!(
+            status_of_error(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#),
+            None
+        );
+    }
+
+    #[test]
+    fn a_listen_streams_subscription_id_is_the_clients_id_again() {
+        let text = json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
+            "params": {"_meta": {SUBSCRIPTION_ID_META: "http:7"}}})
+        .to_string();
+        let back = restore_subscription_id(text, &json!("http:7"), &json!(42));
+        let v: Value = serde_json::from_str(&back).unwrap();
+        assert_eq!(v["params"]["_meta"][SUBSCRIPTION_ID_META], json!("42"));
+    }
+
+    #[test]
     fn loopback_hosts() {
         for ok in [
             "localhost",
@@ -812,6 +1060,7 @@ mod tests {
                     json_only: false,
                     client_id: None,
                     progress_token: None,
+                    derive_status: false,
                 },
             );
         }
@@ -824,10 +1073,12 @@ mod tests {
         ));
         r.route(out("unrelated", None, false));
         r.route(out("answer 1", Some(json!(1)), true));
-        assert_eq!(r2.try_recv().unwrap(), "for 2");
-        assert!(r2.try_recv().unwrap().contains("progress"));
-        assert_eq!(r1.try_recv().unwrap(), "unrelated");
-        assert_eq!(r1.try_recv().unwrap(), "answer 1");
+        assert_eq!(r2.try_recv().unwrap().text, "for 2");
+        assert!(r2.try_recv().unwrap().text.contains("progress"));
+        assert_eq!(r1.try_recv().unwrap().text, "unrelated");
+        let answer = r1.try_recv().unwrap();
+        assert_eq!(answer.text, "answer 1");
+        assert!(answer.response);
         assert!(r1.try_recv().is_err());
         assert!(!r.posts.contains_key("1"));
         let (tg, mut rg) = mpsc::unbounded_channel();

@@ -54,6 +54,7 @@ use crate::relay::Relay;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -147,6 +148,10 @@ struct Conn {
     protocol: Mutex<Option<String>>,
     /// Set when the link must go down; the reason is in `why`.
     failed: CancellationToken,
+    /// Requests in flight (by id key): what withdraws each, and whether it
+    /// went with a protocol version without `notifications/cancelled` on
+    /// HTTP (2026-07-28: closing the stream is the cancellation).
+    inflight: Mutex<HashMap<String, (CancellationToken, bool)>>,
     why: Mutex<Option<String>>,
 }
 
@@ -237,9 +242,64 @@ impl Conn {
         {
             standard_headers(&mut headers, method, msg.get("params"));
         }
+        // A client request that came over HTTP goes on with the standard
+        // headers the client sent, as it sent them: the upstream validates
+        // them against the body as it would without warden in between.
+        if let Some(id) = &request_id
+            && let Some(sent) = self.relay.client_headers(id)
+        {
+            for name in [PROTOCOL_HEADER, "mcp-method", "mcp-name"] {
+                headers.remove(name);
+            }
+            for (name, value) in sent {
+                if let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(&value),
+                ) {
+                    headers.append(n, v);
+                }
+            }
+        }
         if method == Some("tools/call") {
             provenance_headers(&mut headers, &msg);
         }
+        let stateless = headers
+            .get(PROTOCOL_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|p| p >= STANDARD_HEADERS_PROTOCOL);
+        // A request in flight can be withdrawn (the client closed its
+        // stream, or cancelled it): the HTTP request is dropped.
+        let cancel = CancellationToken::new();
+        if let Some(id) = &request_id {
+            self.inflight_lock()
+                .insert(jsonrpc::id_key(id), (cancel.clone(), stateless));
+        }
+        tokio::select! {
+            () = self.exchange(text, headers, request_id.clone(), method, is_init) => {}
+            () = cancel.cancelled() => {
+                tracing::debug!("request withdrawn; its upstream HTTP request is dropped");
+            }
+        }
+        if let Some(id) = &request_id {
+            self.inflight_lock().remove(&jsonrpc::id_key(id));
+        }
+    }
+
+    fn inflight_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (CancellationToken, bool)>> {
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends one POST and handles the answer.
+    async fn exchange(
+        &self,
+        text: String,
+        headers: HeaderMap,
+        request_id: Option<Value>,
+        method: Option<&str>,
+        is_init: bool,
+    ) {
         let sent_session = headers.contains_key(SESSION_HEADER);
         let resp = self
             .up
@@ -271,7 +331,7 @@ impl Conn {
             *self.session.lock().unwrap_or_else(|p| p.into_inner()) = Some(s.to_string());
         }
         if !status.is_success() {
-            let body = read_limited(resp, self.max()).await.unwrap_or_default();
+            let body = read_limited(resp, self.max()).await;
             let Some(id) = request_id else {
                 tracing::warn!(
                     "upstream answered a {} with HTTP {status}: {}",
@@ -284,6 +344,7 @@ impl Conn {
             if let Ok(mut v) = serde_json::from_slice::<Value>(&body)
                 && v.get("error").is_some_and(Value::is_object)
             {
+                self.relay.note_upstream_status(&id, status.as_u16());
                 v["id"] = id;
                 self.feed(v.to_string().into_bytes(), None, false).await;
                 return;
@@ -330,25 +391,112 @@ impl Conn {
                 .await;
             }
         } else {
-            match read_limited(resp, self.max()).await {
-                Ok(body) if body.iter().all(u8::is_ascii_whitespace) => {
-                    if let Some(id) = request_id {
-                        self.answer_for(
-                            &id,
-                            jsonrpc::UPSTREAM_UNAVAILABLE,
-                            format!(
-                                "the upstream MCP server answered HTTP {status} with an empty body"
-                            ),
-                        )
-                        .await;
+            self.read_json(resp, status, request_id.as_ref(), is_init)
+                .await;
+        }
+    }
+
+    /// Reads a JSON body: normally one message, but also several in a
+    /// row (newline-delimited, as some servers stream a long-lived request's
+    /// notifications in an `application/json` body), each fed as soon as
+    /// it is complete. When the body's first message is the response, the
+    /// HTTP status is noted for the client.
+    async fn read_json(
+        &self,
+        mut resp: reqwest::Response,
+        status: StatusCode,
+        request_id: Option<&Value>,
+        is_init: bool,
+    ) {
+        let max = self.max();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut fed = 0usize;
+        let mut answered = false;
+        loop {
+            let chunk = match resp.chunk().await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => {
+                    if fed == 0 {
+                        self.fail(format!("broke off an answer ({})", error_chain(&e)));
+                        return;
                     }
+                    tracing::debug!("upstream JSON stream ended: {}", error_chain(&e));
+                    break;
                 }
-                Ok(body) => self.feed(body, request_id.as_ref(), is_init).await,
-                Err(ReadError::TooLarge { len, head }) => self.feed_too_large(len, head).await,
-                Err(ReadError::Http(e)) => {
-                    self.fail(format!("broke off an answer ({})", error_chain(&e)))
+            };
+            buf.extend_from_slice(&chunk);
+            // Parse only when the body so far could end a message (a
+            // message is an object), not on every chunk of a large one.
+            if buf.iter().rev().find(|b| !b.is_ascii_whitespace()) != Some(&b'}') {
+                if buf.len() > max {
+                    let len = buf.len();
+                    buf.truncate(OVERSIZE_HEAD);
+                    self.feed_too_large(len, buf).await;
+                    return;
                 }
+                continue;
             }
+            // Complete messages so far.
+            let mut it = serde_json::Deserializer::from_slice(&buf).into_iter::<Value>();
+            let mut done = 0usize;
+            let mut messages = Vec::new();
+            while let Some(Ok(v)) = it.next() {
+                done = it.byte_offset();
+                messages.push(v);
+            }
+            if !messages.is_empty() {
+                buf.drain(..done);
+            }
+            for v in messages {
+                if let Some(id) = request_id
+                    && response_id_of(&v).as_ref() == Some(id)
+                {
+                    if fed == 0 {
+                        self.relay.note_upstream_status(id, status.as_u16());
+                    }
+                    answered = true;
+                }
+                fed += 1;
+                self.feed(v.to_string().into_bytes(), request_id, is_init)
+                    .await;
+            }
+            if buf.len() > max {
+                let len = buf.len();
+                buf.truncate(OVERSIZE_HEAD);
+                self.feed_too_large(len, buf).await;
+                return;
+            }
+        }
+        if !buf.iter().all(u8::is_ascii_whitespace) {
+            // What is left does not parse: the relay reports it.
+            if fed == 0
+                && let Some(id) = request_id
+            {
+                self.relay.note_upstream_status(id, status.as_u16());
+            }
+            self.feed(buf, request_id, is_init).await;
+            return;
+        }
+        if fed == 0 {
+            if let Some(id) = request_id {
+                self.answer_for(
+                    id,
+                    jsonrpc::UPSTREAM_UNAVAILABLE,
+                    format!("the upstream MCP server answered HTTP {status} with an empty body"),
+                )
+                .await;
+            }
+        } else if let Some(id) = request_id
+            && !answered
+            && !self.failed.is_cancelled()
+        {
+            self.answer_for(
+                id,
+                jsonrpc::UPSTREAM_UNAVAILABLE,
+                "the upstream MCP server ended its answer before the response; the request may or may not have taken effect".to_string(),
+            )
+            .await;
         }
     }
 
@@ -481,6 +629,7 @@ async fn run_instance(
         protocol: Mutex::new(None),
         failed: CancellationToken::new(),
         why: Mutex::new(None),
+        inflight: Mutex::new(HashMap::new()),
     });
     let (tx, mut rx) = mpsc::channel::<String>(256);
     let recovering = epoch > 1 && relay.needs_replay();
@@ -522,6 +671,26 @@ async fn run_instance(
                         if !listening && locked(&conn.protocol).is_some() {
                             listening = true;
                             tasks.spawn(Arc::clone(&conn).listen());
+                        }
+                    }
+                    Kind::Notification { method } if method == "notifications/cancelled" => {
+                        // Withdraw the request's own HTTP request; under
+                        // 2026-07-28 that is the whole cancellation.
+                        let withdrawn = msg
+                            .pointer("/params/requestId")
+                            .and_then(|id| conn.inflight_lock().remove(&jsonrpc::id_key(id)));
+                        let stateless = match withdrawn {
+                            Some((token, stateless)) => {
+                                token.cancel();
+                                stateless
+                            }
+                            None => false,
+                        };
+                        if !stateless {
+                            tokio::select! {
+                                () = conn.post(text, msg, kind) => {}
+                                () = shutdown.cancelled() => {}
+                            }
                         }
                     }
                     _ => {
@@ -612,6 +781,13 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
+fn response_id_of(v: &Value) -> Option<Value> {
+    match jsonrpc::classify(v) {
+        Ok(Kind::Response { id }) => Some(id),
+        _ => None,
+    }
+}
+
 fn response_id(data: &[u8]) -> Option<Value> {
     let v: Value = serde_json::from_slice(data).ok()?;
     match jsonrpc::classify(&v) {
@@ -635,30 +811,17 @@ fn clip_bytes(b: &[u8], n: usize) -> Vec<u8> {
     b[..b.len().min(n)].to_vec()
 }
 
-enum ReadError {
-    TooLarge { len: usize, head: Vec<u8> },
-    Http(reqwest::Error),
-}
-
-/// Reads a body of at most `max` bytes; a larger one is read to its end
-/// without being kept (its first bytes are, to find its id).
-async fn read_limited(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, ReadError> {
+/// Reads a body of at most `max` bytes (an error body); a larger one, or
+/// one broken off, reads as empty.
+async fn read_limited(mut resp: reqwest::Response, max: usize) -> Vec<u8> {
     let mut body = Vec::new();
-    let mut len = 0usize;
-    while let Some(chunk) = resp.chunk().await.map_err(ReadError::Http)? {
-        len += chunk.len();
-        if len <= max {
-            body.extend_from_slice(&chunk);
-        } else if body.len() < OVERSIZE_HEAD {
-            let room = OVERSIZE_HEAD - body.len();
-            body.extend_from_slice(&chunk[..room.min(chunk.len())]);
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        if body.len() + chunk.len() > max {
+            return Vec::new();
         }
+        body.extend_from_slice(&chunk);
     }
-    if len > max {
-        body.truncate(OVERSIZE_HEAD);
-        return Err(ReadError::TooLarge { len, head: body });
-    }
-    Ok(body)
+    body
 }
 
 /// One event of an SSE stream that carries data.

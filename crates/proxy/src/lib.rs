@@ -64,6 +64,8 @@
 
 mod config;
 mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod govern;
 mod http_server;
 pub mod http_upstream;

@@ -100,6 +100,22 @@ impl AsRef<str> for Outgoing {
     }
 }
 
+/// What the Streamable HTTP transport knows about one client request that
+/// the JSON-RPC message does not carry, keyed by the request's id as the
+/// relay sees it ([`id_key`]): the standard headers the client sent (passed
+/// on to an HTTP upstream as they came, so the upstream validates them
+/// against the body as it would without warden) and the HTTP status the
+/// upstream answered it with (carried back to the client). Only the HTTP
+/// server adds entries; it removes each when the request is answered.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RequestHints {
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) status: Option<u16>,
+}
+
+/// The request hints of one relay, shared with its HTTP server.
+pub(crate) type Hints = Arc<Mutex<HashMap<String, RequestHints>>>;
+
 /// What to do with the answer to a relayed request.
 #[derive(Debug, Clone)]
 enum Fwd {
@@ -185,6 +201,8 @@ pub(crate) struct Relay {
     /// Becomes true once the first upstream instance is up or has failed,
     /// so the client is not read before there is a link to relay to.
     link_settled: tokio::sync::watch::Sender<bool>,
+    /// Transport facts per client request (Streamable HTTP serving).
+    pub(crate) hints: Hints,
 }
 
 /// The per-request view of who calls and what the client can do.
@@ -261,7 +279,37 @@ impl Relay {
             fetch_lock: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
             link_settled: tokio::sync::watch::Sender::new(false),
+            hints: Hints::default(),
         })
+    }
+
+    /// The client request an upstream request serves, while it is in flight.
+    fn related_of(&self, up_id: &Value) -> Option<Value> {
+        lock(&self.st)
+            .up_pending
+            .get(&id_key(up_id))
+            .and_then(|p| p.related.clone())
+    }
+
+    /// The standard headers the client sent with the request that the
+    /// upstream request `up_id` serves, when it came over HTTP with them.
+    pub(crate) fn client_headers(&self, up_id: &Value) -> Option<Vec<(String, String)>> {
+        let related = self.related_of(up_id)?;
+        let hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
+        hints.get(&id_key(&related)).map(|h| h.headers.clone())
+    }
+
+    /// Records the HTTP status an HTTP upstream answered the upstream
+    /// request `up_id` with (a single JSON-RPC message), for the client
+    /// request it serves.
+    pub(crate) fn note_upstream_status(&self, up_id: &Value, status: u16) {
+        let Some(related) = self.related_of(up_id) else {
+            return;
+        };
+        let mut hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = hints.get_mut(&id_key(&related)) {
+            h.status = Some(status);
+        }
     }
 
     fn own_id(&self) -> Value {
