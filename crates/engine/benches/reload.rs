@@ -85,7 +85,9 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--test");
+    // `cargo bench` passes `--bench`; under `cargo test` run a smoke test.
+    let quick =
+        !std::env::args().any(|a| a == "--bench") || std::env::args().any(|a| a == "--test");
     if std::env::args().any(|a| a == "--list") {
         return;
     }
