@@ -1,0 +1,371 @@
+//! proptest strategies for random policy sets and sessions. The alphabet
+//! of servers, tools, identities, argument names and values is small and
+//! shared between the rules and the calls, so that rules match often and
+//! every corner of the three-valued reading is reached: absent arguments,
+//! null, wrong types, numbers a decimal cannot hold, backslashes in globs.
+
+use crate::case::Step;
+use proptest::collection::vec;
+use proptest::option;
+use proptest::prelude::*;
+use proptest::sample::select;
+use warden_engine::ToolAnnotations;
+use warden_lang::ast::RuleKind;
+
+/// A generated rule; its name is `r<index>`.
+#[derive(Debug, Clone)]
+pub struct GenRule {
+    pub kind: RuleKind,
+    pub servers: Option<Vec<&'static str>>,
+    pub tools: Option<Vec<&'static str>>,
+    pub when: Option<GenExpr>,
+    /// `None`: no `mode` clause; `Some(true)`: `mode shadow`.
+    pub shadow: Option<bool>,
+    pub max: u64,
+    pub window: &'static str,
+    pub scope: &'static str,
+}
+
+/// A condition, printed with parentheses around every compound part.
+#[derive(Debug, Clone)]
+pub enum GenExpr {
+    Atom(String),
+    Not(Box<GenExpr>),
+    And(Vec<GenExpr>),
+    Or(Vec<GenExpr>),
+}
+
+impl GenExpr {
+    fn text(&self) -> String {
+        let part = |e: &GenExpr| match e {
+            GenExpr::Atom(a) => a.clone(),
+            other => format!("({})", other.text()),
+        };
+        match self {
+            GenExpr::Atom(a) => a.clone(),
+            GenExpr::Not(e) => format!("not {}", part(e)),
+            GenExpr::And(es) => es.iter().map(part).collect::<Vec<_>>().join(" and "),
+            GenExpr::Or(es) => es.iter().map(part).collect::<Vec<_>>().join(" or "),
+        }
+    }
+}
+
+/// A generated case: a policy set and a session of calls.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub default_allow: bool,
+    pub rules: Vec<GenRule>,
+    pub steps: Vec<Step>,
+}
+
+impl Case {
+    /// The .policy text of the set.
+    pub fn policy(&self) -> String {
+        let mut out = format!(
+            "default {}\n",
+            if self.default_allow { "allow" } else { "deny" }
+        );
+        let list = |ps: &[&str]| {
+            let quoted: Vec<String> = ps.iter().map(|p| format!("\"{p}\"")).collect();
+            if quoted.len() == 1 {
+                quoted[0].clone()
+            } else {
+                format!("[{}]", quoted.join(", "))
+            }
+        };
+        for (i, r) in self.rules.iter().enumerate() {
+            out.push_str(&format!("\n{} r{i} {{\n", r.kind.keyword()));
+            if let Some(s) = &r.servers {
+                out.push_str(&format!("  server {}\n", list(s)));
+            }
+            if let Some(t) = &r.tools {
+                out.push_str(&format!("  tool {}\n", list(t)));
+            }
+            if let Some(w) = &r.when {
+                out.push_str(&format!("  when {}\n", w.text()));
+            }
+            match r.kind {
+                RuleKind::CapConsecutive => {
+                    out.push_str(&format!("  max {} per {}\n", r.max, r.scope))
+                }
+                RuleKind::RateLimit => out.push_str(&format!(
+                    "  max {} per {} per {}\n",
+                    r.max, r.window, r.scope
+                )),
+                _ => {}
+            }
+            match r.shadow {
+                Some(true) => out.push_str("  mode shadow\n"),
+                Some(false) => out.push_str("  mode enforce\n"),
+                None => {}
+            }
+            out.push_str("}\n");
+        }
+        out
+    }
+}
+
+const SERVERS: &[&str] = &["lims", "genomics", "lab-a", "lab-\\x", "other"];
+/// As written between the quotes of a policy: `lab-\\*` there is the
+/// glob `lab-\*`, which matches the server `lab-\x`.
+const SERVER_PATTERNS: &[&str] = &["lims", "genomics", "lab-*", "lab-\\\\*", "*", "*s"];
+const TOOLS: &[&str] = &["get_sample", "delete_sample", "list_runs", "start_run"];
+const TOOL_PATTERNS: &[&str] = &[
+    "get_sample",
+    "delete_sample",
+    "start_run",
+    "get_*",
+    "*_sample",
+    "*run*",
+    "*",
+];
+const USERS: &[&str] = &["ada", "bob", "svc-ci", "o\"k\\"];
+const GROUPS: &[&str] = &["admins", "lab", "a \"b\""];
+const AGENTS: &[&str] = &["claude", "codex"];
+const MODELS: &[&str] = &["claude-3", "gpt"];
+/// Names identity tests compare with: every user, agent and model.
+const NAMES: &[&str] = &[
+    "ada", "bob", "svc-ci", "o\"k\\", "claude", "codex", "claude-3",
+];
+const NAME_GLOBS: &[&str] = &["svc-*", "claude*", "*a*", "*"];
+const ARG_PATHS: &[&str] = &[
+    "args.a",
+    "args.b",
+    "args.n",
+    "args.o.x",
+    "args.\"k y\"",
+    "args.items.\"0\"",
+    "args.\"p/q~r\"",
+];
+/// Literals as written in a policy (`"a\\b"` is the string `a\b`).
+const STRINGS: &[&str] = &["\"x\"", "\"qc\"", "\"\"", "\"a\\\\b\""];
+const NUMBERS: &[&str] = &[
+    "0",
+    "1",
+    "5",
+    "-1",
+    "2.5",
+    "1000",
+    "0.0001",
+    "922337203685477",
+];
+const BOOLS: &[&str] = &["true", "false"];
+const ARG_GLOBS: &[&str] = &["\"x*\"", "\"*\"", "\"a\\\\*\"", "\"*c\""];
+/// JSON argument values: each type, null, numbers a decimal cannot hold
+/// (five decimals, out of range), equal numbers written differently.
+const JSON_VALUES: &[&str] = &[
+    "\"x\"",
+    "\"qc\"",
+    "\"\"",
+    "\"a\\\\b\"",
+    "\"xyz\"",
+    "0",
+    "1",
+    "5",
+    "-1",
+    "2.5",
+    "1000",
+    "1000.0",
+    "0.0001",
+    "0.00001",
+    "1e300",
+    "100000000000000000",
+    "922337203685477",
+    "922337203685478",
+    "-0.0",
+    "2.5E-2",
+    "true",
+    "false",
+    "null",
+    "{}",
+    "[]",
+];
+
+/// A policy string literal: `"` and `\\` escaped.
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn atom() -> impl Strategy<Value = String> {
+    let literal = prop_oneof![select(STRINGS), select(NUMBERS), select(BOOLS)];
+    let list = prop_oneof![
+        vec(select(STRINGS), 1..3),
+        vec(select(NUMBERS), 1..3),
+        vec(select(BOOLS), 1..3),
+    ];
+    let identity = select(&["user", "agent", "model"][..]);
+    let quoted_name = select(NAMES).prop_map(quote);
+    prop_oneof![
+        1 => select(&["true", "false", "via agent"][..]).prop_map(str::to_string),
+        1 => select(&["lims", "genomics"][..]).prop_map(|s| format!("via server \"{s}\"")),
+        1 => select(&["read_only", "destructive", "idempotent", "open_world"][..])
+            .prop_map(|f| format!("tool.{f}")),
+        1 => select(GROUPS).prop_map(|g| format!("user in group {}", quote(g))),
+        2 => select(ARG_PATHS).prop_map(|p| format!("{p} exists")),
+        2 => (identity.clone(), select(&["==", "!="][..]), quoted_name.clone())
+            .prop_map(|(s, op, n)| format!("{s} {op} {n}")),
+        1 => (identity.clone(), vec(quoted_name, 1..3))
+            .prop_map(|(s, ns)| format!("{s} in [{}]", ns.join(", "))),
+        1 => (identity, select(NAME_GLOBS)).prop_map(|(s, g)| format!("{s} matches \"{g}\"")),
+        3 => (select(ARG_PATHS), select(&["==", "!="][..]), literal)
+            .prop_map(|(p, op, l)| format!("{p} {op} {l}")),
+        3 => (select(ARG_PATHS), select(&["<", "<=", ">", ">="][..]), select(NUMBERS))
+            .prop_map(|(p, op, n)| format!("{p} {op} {n}")),
+        1 => (select(ARG_PATHS), list).prop_map(|(p, l)| format!("{p} in [{}]", l.join(", "))),
+        1 => (select(ARG_PATHS), select(ARG_GLOBS)).prop_map(|(p, g)| format!("{p} matches {g}")),
+    ]
+}
+
+fn expr() -> impl Strategy<Value = GenExpr> {
+    atom()
+        .prop_map(GenExpr::Atom)
+        .prop_recursive(3, 12, 3, |inner| {
+            prop_oneof![
+                inner.clone().prop_map(|e| GenExpr::Not(Box::new(e))),
+                vec(inner.clone(), 2..4).prop_map(GenExpr::And),
+                vec(inner, 2..4).prop_map(GenExpr::Or),
+            ]
+        })
+}
+
+fn rule() -> impl Strategy<Value = GenRule> {
+    let kind = prop_oneof![
+        3 => Just(RuleKind::Allow),
+        2 => Just(RuleKind::Deny),
+        2 => Just(RuleKind::RequireConfirm),
+        2 => Just(RuleKind::CapConsecutive),
+        2 => Just(RuleKind::RateLimit),
+    ];
+    (
+        kind,
+        option::weighted(0.5, vec(select(SERVER_PATTERNS), 1..3)),
+        option::weighted(0.7, vec(select(TOOL_PATTERNS), 1..3)),
+        option::weighted(0.75, expr()),
+        select(&[None, None, None, Some(false), Some(true)][..]),
+        1u64..=3,
+        select(&["30s", "1m", "2m", "1h"][..]),
+        select(&["session", "user", "agent"][..]),
+    )
+        .prop_map(
+            |(kind, servers, tools, when, shadow, max, window, scope)| GenRule {
+                kind,
+                servers,
+                tools,
+                when,
+                shadow,
+                max,
+                window,
+                scope,
+            },
+        )
+}
+
+/// Arguments: each known key absent or holding a value from the pool;
+/// `o` and `items` are sometimes an object or array holding one.
+fn arguments() -> impl Strategy<Value = String> {
+    let value = || select(JSON_VALUES);
+    (
+        option::of(value()),
+        option::of(value()),
+        option::of(value()),
+        option::of((any::<bool>(), value())),
+        option::of(value()),
+        option::of((any::<bool>(), value())),
+        option::of(value()),
+    )
+        .prop_map(|(a, b, n, o, ky, items, pq)| {
+            let mut fields = Vec::new();
+            for (key, v) in [("a", a), ("b", b), ("n", n), ("k y", ky), ("p/q~r", pq)] {
+                if let Some(v) = v {
+                    fields.push(format!("\"{key}\": {v}"));
+                }
+            }
+            if let Some((nested, v)) = o {
+                fields.push(if nested {
+                    format!("\"o\": {{\"x\": {v}}}")
+                } else {
+                    format!("\"o\": {v}")
+                });
+            }
+            if let Some((nested, v)) = items {
+                fields.push(if nested {
+                    format!("\"items\": [{v}]")
+                } else {
+                    format!("\"items\": {v}")
+                });
+            }
+            format!("{{{}}}", fields.join(", "))
+        })
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let annotations = (
+        option::of(any::<bool>()),
+        option::of(any::<bool>()),
+        option::of(any::<bool>()),
+        option::of(any::<bool>()),
+    )
+        .prop_map(|(r, d, i, o)| ToolAnnotations {
+            read_only_hint: r,
+            destructive_hint: d,
+            idempotent_hint: i,
+            open_world_hint: o,
+        });
+    let who = (
+        select(USERS),
+        vec(select(GROUPS), 0..3),
+        option::of(select(AGENTS)),
+        option::of(select(MODELS)),
+        select(&["s1", "s2"][..]),
+        any::<bool>(),
+        option::of(select(&["lims", "genomics"][..])),
+    );
+    let what = (
+        select(SERVERS),
+        select(TOOLS),
+        annotations,
+        arguments(),
+        select(&[0u64, 0, 0, 0, 1, 10, 30, 59, 60, 61, 3600][..]),
+        option::weighted(
+            0.15,
+            vec(select(&["r0", "r1", "r2", "r3", "nope"][..]), 1..3),
+        ),
+        proptest::bool::weighted(0.7),
+    );
+    (who, what).prop_map(
+        |(
+            (user, groups, agent, model, session, via_agent, via_server),
+            (server, tool, annotations, args, advance_secs, confirmed, accept),
+        )| Step {
+            advance_secs,
+            server: server.into(),
+            tool: tool.into(),
+            user: user.into(),
+            groups: groups.into_iter().map(String::from).collect(),
+            agent: agent.map(String::from),
+            model: model.map(String::from),
+            session: session.into(),
+            via_agent,
+            via_server: via_server.map(String::from),
+            annotations,
+            args,
+            confirmed: confirmed
+                .unwrap_or_default()
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            accept,
+        },
+    )
+}
+
+/// A policy set of 1 to 8 rules and a session of 1 to 12 calls.
+pub fn case() -> impl Strategy<Value = Case> {
+    (any::<bool>(), vec(rule(), 1..=8), vec(step(), 1..=12)).prop_map(
+        |(default_allow, rules, steps)| Case {
+            default_allow,
+            rules,
+            steps,
+        },
+    )
+}
