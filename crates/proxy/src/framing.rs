@@ -88,6 +88,9 @@ pub(crate) async fn write_lines<W: AsyncWrite + Unpin, T: AsRef<str>>(
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     while let Some(line) = rx.recv().await {
+        if line.as_ref().is_empty() {
+            continue;
+        }
         buf.clear();
         buf.extend_from_slice(line.as_ref().as_bytes());
         buf.push(b'\n');

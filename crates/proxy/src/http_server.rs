@@ -35,6 +35,19 @@
 //! stream if one is open, else to the oldest open POST stream, else it is
 //! buffered (the last [`MAX_BUFFERED`]) until a GET stream opens.
 //!
+//! Resumption (SEP-1699, sessions only): a request's SSE stream starts with
+//! a priming event (id `<stream>-0`, empty data, `retry`), its events have
+//! ids `<stream>-<n>`, and the last events of recent streams are kept; a
+//! GET with `Last-Event-ID` gets what that stream sent after the event and
+//! then the rest of it until its response. When an HTTP upstream closes a
+//! request's stream before answering (polling), warden resumes it upstream
+//! and closes the client's stream the same way, keeping what comes for the
+//! client to resume. 2026-07-28 streams are not resumable; there the first
+//! message decides the answer's form: a response the upstream gave as one
+//! JSON message goes back as one, with the upstream's HTTP status (for a
+//! command upstream, SEP-2575's status for the error code), else an SSE
+//! stream; a client closing that stream cancels the request.
+//!
 //! # Security
 //!
 //! An `Origin` header, when present, must be a loopback origin
@@ -52,6 +65,7 @@ use crate::jsonrpc::{self, Kind, id_key};
 use crate::relay::{Hints, Outgoing, Relay, RequestHints};
 use crate::upstream;
 use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -130,20 +144,54 @@ struct Sent {
     text: String,
     /// A response, which ends the stream.
     response: bool,
-    /// The HTTP status to answer with when the response is the only
+    /// HTTP status to answer with when the response is the only
     /// message: the upstream's, or derived from the error for a 2026-07-28
     /// request whose upstream is no HTTP server.
     status: Option<u16>,
+    /// The SSE event id (resumable streams).
+    event_id: Option<String>,
 }
 
-impl Sent {
-    fn message(text: String) -> Self {
-        Sent {
-            text,
-            response: false,
-            status: None,
+/// How long a client should wait before resuming a stream (`retry:`).
+const SSE_RETRY: Duration = Duration::from_millis(1000);
+/// Events kept per resumable stream, and streams kept per session.
+const REPLAY_EVENTS: usize = 64;
+const REPLAY_STREAMS: usize = 64;
+
+/// What a resumable stream sent, for a client resuming it with
+/// `Last-Event-ID` (`<stream>-<n>`, n counting from 1; 0 is the priming
+/// event).
+#[derive(Default)]
+struct Replay {
+    events: VecDeque<(u64, String, bool)>,
+}
+
+/// Numbers one event of a resumable stream and keeps it for resumption.
+fn stamp(
+    replay: &mut HashMap<u64, Replay>,
+    order: &mut VecDeque<u64>,
+    p: &mut PostStream,
+    text: &str,
+    response: bool,
+) -> Option<String> {
+    if !p.resumable {
+        return None;
+    }
+    p.events += 1;
+    let r = replay.entry(p.seq).or_insert_with(|| {
+        order.push_back(p.seq);
+        Replay::default()
+    });
+    if r.events.len() >= REPLAY_EVENTS {
+        r.events.pop_front();
+    }
+    r.events.push_back((p.events, text.to_string(), response));
+    while order.len() > REPLAY_STREAMS {
+        if let Some(old) = order.pop_front() {
+            replay.remove(&old);
         }
     }
+    Some(format!("{}-{}", p.seq, p.events))
 }
 
 /// A request's POST stream.
@@ -158,6 +206,14 @@ struct PostStream {
     /// Derive the HTTP status of an error answer from its code (SEP-2575's
     /// mapping): a 2026-07-28 request whose upstream is a command.
     derive_status: bool,
+    /// Its events have ids and are kept for `Last-Event-ID` (a session's
+    /// SSE stream; 2026-07-28 streams are not resumable).
+    resumable: bool,
+    /// Events sent so far.
+    events: u64,
+    /// warden closed the client's stream because the upstream closed its
+    /// own before answering: what comes is kept for the client to resume.
+    detached: bool,
 }
 
 #[derive(Default)]
@@ -173,6 +229,9 @@ struct Routes {
     sessionless: bool,
     /// The relay's per-request transport facts.
     hints: Hints,
+    /// Resumable streams' recent events, by stream number.
+    replay: HashMap<u64, Replay>,
+    replay_order: VecDeque<u64>,
 }
 
 /// The HTTP status SEP-2575 gives a 2026-07-28 error answer: 400 for a
@@ -239,6 +298,16 @@ impl Routes {
 
     fn route(&mut self, out: Outgoing) {
         let key = out.related.as_ref().map(id_key);
+        if out.detach {
+            if let Some(p) = key.and_then(|k| self.posts.get_mut(&k))
+                && p.resumable
+            {
+                // Dropping the sender ends the client's stream.
+                p.tx = mpsc::unbounded_channel().0;
+                p.detached = true;
+            }
+            return;
+        }
         if out.response {
             let hint = key.as_ref().and_then(|k| {
                 self.hints
@@ -246,7 +315,7 @@ impl Routes {
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(k)
             });
-            let Some(p) = key.and_then(|k| self.remove_post(&k)) else {
+            let Some(mut p) = key.and_then(|k| self.remove_post(&k)) else {
                 tracing::debug!("a response for a request without an open stream was dropped");
                 return;
             };
@@ -257,7 +326,7 @@ impl Routes {
                     None
                 }
             });
-            let text = match p.client_id {
+            let text = match p.client_id.take() {
                 Some(id) => match serde_json::from_str::<Value>(&out.text) {
                     Ok(mut v) => {
                         v["id"] = id;
@@ -267,10 +336,18 @@ impl Routes {
                 },
                 None => out.text,
             };
+            let event_id = stamp(
+                &mut self.replay,
+                &mut self.replay_order,
+                &mut p,
+                &text,
+                true,
+            );
             let sent = Sent {
                 text,
                 response: true,
                 status,
+                event_id,
             };
             if p.tx.send(sent).is_err() {
                 tracing::debug!("the client closed the stream before its response");
@@ -288,13 +365,21 @@ impl Routes {
                 .and_then(|t| self.progress.get(&t).cloned());
         }
         if let Some(k) = target {
-            match self.posts.get(&k) {
+            match self.posts.get_mut(&k) {
                 Some(p) if !p.json_only => {
                     if let (Some(client_id), Some(mine)) = (&p.client_id, &out.related) {
                         text = restore_subscription_id(text, mine, client_id);
                     }
-                    match p.tx.send(Sent::message(text)) {
+                    let event_id = stamp(&mut self.replay, &mut self.replay_order, p, &text, false);
+                    let sent = Sent {
+                        text,
+                        response: false,
+                        status: None,
+                        event_id,
+                    };
+                    match p.tx.send(sent) {
                         Ok(()) => return,
+                        Err(_) if p.detached => return,
                         Err(e) => text = e.0.text,
                     }
                 }
@@ -316,14 +401,25 @@ impl Routes {
                 }
             }
         }
-        let mut open: Vec<(&String, &PostStream)> = self
+        let mut open: Vec<(u64, String)> = self
             .posts
             .iter()
             .filter(|(_, p)| !p.json_only && !p.tx.is_closed())
+            .map(|(k, p)| (p.seq, k.clone()))
             .collect();
-        open.sort_by_key(|(_, p)| p.seq);
-        for (_, p) in open {
-            match p.tx.send(Sent::message(text)) {
+        open.sort();
+        for (_, k) in open {
+            let Some(p) = self.posts.get_mut(&k) else {
+                continue;
+            };
+            let event_id = stamp(&mut self.replay, &mut self.replay_order, p, &text, false);
+            let sent = Sent {
+                text,
+                response: false,
+                status: None,
+                event_id,
+            };
+            match p.tx.send(sent) {
                 Ok(()) => return,
                 Err(e) => text = e.0.text,
             }
@@ -623,21 +719,56 @@ fn is_stateless(headers: &HeaderMap, msg: &Value) -> bool {
             .is_some_and(|v| v >= STATELESS_PROTOCOL)
 }
 
-fn sse_event(text: String) -> Event {
-    Event::default().event("message").data(text)
+/// One SSE event: `event: message`, the id and `retry` when given, the
+/// data (one `data:` line per line; an empty line for empty data, as a
+/// priming event has).
+fn sse_bytes(id: Option<&str>, retry: Option<Duration>, data: &str) -> Bytes {
+    let mut out = String::with_capacity(data.len() + 48);
+    out.push_str("event: message\n");
+    if let Some(id) = id {
+        out.push_str("id: ");
+        out.push_str(id);
+        out.push('\n');
+    }
+    if let Some(r) = retry {
+        out.push_str(&format!("retry: {}\n", r.as_millis()));
+    }
+    for line in data.split('\n') {
+        out.push_str("data: ");
+        out.push_str(line.strip_suffix('\r').unwrap_or(line));
+        out.push('\n');
+    }
+    out.push('\n');
+    Bytes::from(out)
 }
 
+fn sse_event(sent: &Sent) -> Bytes {
+    sse_bytes(sent.event_id.as_deref(), None, &sent.text)
+}
+
+/// How often an idle SSE stream gets a comment, so intermediaries keep it.
+const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// A request's SSE stream: the priming event of stream `priming` (an id and
+/// empty data, with `retry`), `first`, then what comes until the response.
 fn sse_response(
-    first: Sent,
+    first: Option<Sent>,
     rx: mpsc::UnboundedReceiver<Sent>,
     withdraw: Option<Withdraw>,
+    priming: Option<u64>,
 ) -> Response {
-    let done = first.response;
+    let done = first.as_ref().is_some_and(|f| f.response);
     let mut withdraw = withdraw;
     if done && let Some(w) = withdraw.as_mut() {
         w.answered = true;
     }
-    let head = futures::stream::iter([Ok::<_, Infallible>(sse_event(first.text))]);
+    let prime = priming.map(|n| sse_bytes(Some(&format!("{n}-0")), Some(SSE_RETRY), ""));
+    let head = futures::stream::iter(
+        prime
+            .into_iter()
+            .chain(first.as_ref().map(sse_event))
+            .map(Ok::<_, Infallible>),
+    );
     let rest = futures::stream::unfold(
         (rx, withdraw, done),
         |(mut rx, mut withdraw, done)| async move {
@@ -647,25 +778,45 @@ fn sse_response(
                 }
                 return None;
             }
-            let sent = rx.recv().await?;
+            let sent = tokio::select! {
+                sent = rx.recv() => sent?,
+                () = tokio::time::sleep(SSE_KEEP_ALIVE) => {
+                    return Some((Ok(Bytes::from_static(b":\n\n")), (rx, withdraw, false)));
+                }
+            };
             if sent.response
                 && let Some(w) = withdraw.as_mut()
             {
                 w.answered = true;
             }
             let done = sent.response;
-            Some((Ok(sse_event(sent.text)), (rx, withdraw, done)))
+            Some((Ok(sse_event(&sent)), (rx, withdraw, done)))
         },
     );
-    Sse::new(futures::StreamExt::chain(head, rest))
-        .keep_alive(KeepAlive::default())
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (
+                header::HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            ),
+        ],
+        Body::from_stream(futures::StreamExt::chain(head, rest)),
+    )
         .into_response()
 }
 
 fn get_sse_response(rx: mpsc::UnboundedReceiver<String>) -> Response {
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         let text = rx.recv().await?;
-        Some((Ok::<_, Infallible>(sse_event(text)), rx))
+        Some((
+            Ok::<_, Infallible>(Event::default().event("message").data(text)),
+            rx,
+        ))
     });
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
@@ -781,6 +932,7 @@ async fn post(
         (id_key(&id), None, bytes.to_vec())
     };
     let progress_token = msg.pointer("/params/_meta/progressToken").map(id_key);
+    let stream_no;
     {
         let mut r = lock(&session.routes);
         if r.posts.get(&key).is_some_and(|p| !p.tx.is_closed()) {
@@ -793,6 +945,7 @@ async fn post(
         }
         r.seq += 1;
         let seq = r.seq;
+        stream_no = seq;
         if let Some(t) = &progress_token {
             r.progress.insert(t.clone(), key.clone());
         }
@@ -805,6 +958,9 @@ async fn post(
                 client_id,
                 progress_token,
                 derive_status: stateless && matches!(srv.cfg.upstream, Upstream::Command(_)),
+                resumable: !stateless && !json_only,
+                events: 0,
+                detached: false,
             },
         );
         if stateless {
@@ -826,6 +982,16 @@ async fn post(
         }
     }
     session.relay.on_client_frame(Frame::Line(line)).await;
+    if !stateless && !json_only {
+        // A session's stream opens at once with its priming event.
+        let mut resp = sse_response(None, rx, None, Some(stream_no));
+        if let Some(s) = new_session
+            && let Ok(v) = HeaderValue::from_str(&s)
+        {
+            resp.headers_mut().insert(SESSION_HEADER, v);
+        }
+        return resp;
+    }
     // The first message decides the form of the answer: a response the
     // upstream gave as a single JSON message goes back the same way, with
     // its HTTP status; anything else opens an SSE stream.
@@ -860,7 +1026,7 @@ async fn post(
             key: key.clone(),
             answered: false,
         });
-        sse_response(first, rx, withdraw)
+        sse_response(Some(first), rx, withdraw, None)
     };
     if let Some(s) = new_session
         && let Ok(v) = HeaderValue::from_str(&s)
@@ -938,6 +1104,9 @@ async fn get_stream(State(srv): State<Arc<Server>>, uri: Uri, headers: HeaderMap
         Ok(s) => s,
         Err(r) => return *r,
     };
+    if let Some(resumed) = resume_stream(&session, &headers) {
+        return resumed;
+    }
     let (tx, rx) = mpsc::unbounded_channel();
     {
         let mut r = lock(&session.routes);
@@ -948,6 +1117,41 @@ async fn get_stream(State(srv): State<Arc<Server>>, uri: Uri, headers: HeaderMap
         r.get = Some(tx);
     }
     get_sse_response(rx)
+}
+
+/// A GET with `Last-Event-ID` naming a request's stream: what the stream
+/// sent after that event, then (while the request is in flight) what comes
+/// until its response. `None` when the id names no stream kept here.
+fn resume_stream(session: &Session, headers: &HeaderMap) -> Option<Response> {
+    let last = headers.get("last-event-id")?.to_str().ok()?;
+    let (stream, n) = last.split_once('-')?;
+    let (stream, n): (u64, u64) = (stream.parse().ok()?, n.parse().ok()?);
+    let mut r = lock(&session.routes);
+    let kept = r.replay.get(&stream);
+    let in_flight = r.posts.values().any(|p| p.seq == stream);
+    if kept.is_none() && !in_flight {
+        return None;
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut ended = false;
+    for (m, text, response) in kept
+        .into_iter()
+        .flat_map(|k| k.events.iter())
+        .filter(|e| e.0 > n)
+    {
+        ended |= *response;
+        let _ = tx.send(Sent {
+            text: text.clone(),
+            response: *response,
+            status: None,
+            event_id: Some(format!("{stream}-{m}")),
+        });
+    }
+    if !ended && let Some(p) = r.posts.values_mut().find(|p| p.seq == stream) {
+        p.tx = tx;
+        p.detached = false;
+    }
+    Some(sse_response(None, rx, None, None))
 }
 
 async fn delete_session(State(srv): State<Arc<Server>>, uri: Uri, headers: HeaderMap) -> Response {
@@ -1021,6 +1225,49 @@ mod tests {
     }
 
     #[test]
+    fn a_detached_stream_keeps_its_events_for_resumption() {
+        let mut r = Routes::default();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        r.posts.insert(
+            "1".into(),
+            PostStream {
+                tx,
+                seq: 3,
+                json_only: false,
+                client_id: None,
+                progress_token: None,
+                derive_status: false,
+                resumable: true,
+                events: 0,
+                detached: false,
+            },
+        );
+        r.route(out("progress", Some(json!(1)), false));
+        assert_eq!(rx.try_recv().unwrap().event_id.as_deref(), Some("3-1"));
+        r.route(Outgoing {
+            detach: true,
+            ..out("", Some(json!(1)), false)
+        });
+        assert!(rx.try_recv().is_err(), "the client's stream ended");
+        r.route(out("later", Some(json!(1)), false));
+        r.route(out("answer", Some(json!(1)), true));
+        assert!(r.buffered.is_empty() && r.get.is_none(), "nothing spilled");
+        let kept: Vec<_> = r.replay[&3]
+            .events
+            .iter()
+            .map(|e| (e.0, e.1.as_str(), e.2))
+            .collect();
+        assert_eq!(
+            kept,
+            vec![
+                (1, "progress", false),
+                (2, "later", false),
+                (3, "answer", true)
+            ]
+        );
+    }
+
+    #[test]
     fn loopback_hosts() {
         for ok in [
             "localhost",
@@ -1041,6 +1288,7 @@ mod tests {
             text: text.to_string(),
             related,
             response,
+            detach: false,
         }
     }
 
@@ -1061,6 +1309,9 @@ mod tests {
                     client_id: None,
                     progress_token: None,
                     derive_status: false,
+                    resumable: false,
+                    events: 0,
+                    detached: false,
                 },
             );
         }

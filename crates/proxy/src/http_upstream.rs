@@ -367,9 +367,20 @@ impl Conn {
             .unwrap_or("")
             .to_ascii_lowercase();
         if content_type.starts_with("text/event-stream") {
-            let answered = self
-                .read_sse(resp, request_id.as_ref(), is_init, &mut None)
+            let mut last = Some((None, None));
+            let mut answered = self
+                .read_sse(resp, request_id.as_ref(), is_init, &mut last)
                 .await;
+            // A stream closed before the response, with an event id to
+            // resume from (SEP-1699 polling): resume it with GET and
+            // Last-Event-ID, and close the client's stream alike.
+            if let (Some(id), Some((Some(_), _))) = (&request_id, &last)
+                && !answered
+                && !self.failed.is_cancelled()
+            {
+                self.relay.upstream_stream_broke(id).await;
+                answered = self.resume(id, &mut last).await;
+            }
             if let Some(id) = request_id
                 && !answered
                 && !self.failed.is_cancelled()
@@ -533,6 +544,11 @@ impl Conn {
                     SseEvent::TooLarge { len, head } => self.feed_too_large(len, head).await,
                 }
             }
+            if answered {
+                // The response ends a request's stream; a resumed GET
+                // stream may stay open.
+                break;
+            }
             if let Some(l) = last_event {
                 l.0 = parser.last_id.clone();
                 l.1 = parser.retry_ms;
@@ -543,6 +559,58 @@ impl Conn {
             l.1 = parser.retry_ms;
         }
         answered
+    }
+
+    /// Resumes the response stream of request `id` after the server closed
+    /// it: GET with `Last-Event-ID`, the first time at once, then after the
+    /// server's `retry` (at most 5 s), up to 5 times. Returns whether the
+    /// response came.
+    async fn resume(&self, id: &Value, last: &mut Option<(Option<String>, Option<u64>)>) -> bool {
+        for attempt in 0..5u32 {
+            if attempt > 0 {
+                let retry = last.as_ref().and_then(|l| l.1).unwrap_or(1000).min(5000);
+                tokio::time::sleep(Duration::from_millis(retry)).await;
+            }
+            let Some(event_id) = last.as_ref().and_then(|l| l.0.clone()) else {
+                return false;
+            };
+            let mut headers = self.session_headers(None);
+            headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+            let Ok(v) = HeaderValue::from_str(&event_id) else {
+                return false;
+            };
+            headers.insert(LAST_EVENT_ID_HEADER, v);
+            let resp = match self
+                .up
+                .client
+                .request(Method::GET, self.up.url.clone())
+                .headers(headers)
+                .send()
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!("resuming a response stream failed: {}", error_chain(&e));
+                    continue;
+                }
+            };
+            let is_sse = resp
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|c| c.to_ascii_lowercase().starts_with("text/event-stream"));
+            if !resp.status().is_success() || !is_sse {
+                tracing::debug!(
+                    "the upstream refused to resume a response stream (HTTP {})",
+                    resp.status()
+                );
+                return false;
+            }
+            if self.read_sse(resp, Some(id), false, last).await {
+                return true;
+            }
+        }
+        false
     }
 
     /// The GET stream for server-initiated messages, reopened when it ends

@@ -92,6 +92,12 @@ pub(crate) struct Outgoing {
     pub(crate) related: Option<Value>,
     /// Whether the message is a response (else a request or notification).
     pub(crate) response: bool,
+    /// No message (empty `text`): an HTTP upstream closed the stream of the
+    /// request `related` before answering and warden is resuming it; the
+    /// HTTP server closes the client's stream of that request the same way
+    /// (the client resumes it with `Last-Event-ID`). Writers of plain
+    /// JSON-RPC lines skip it.
+    pub(crate) detach: bool,
 }
 
 impl AsRef<str> for Outgoing {
@@ -299,6 +305,22 @@ impl Relay {
         hints.get(&id_key(&related)).map(|h| h.headers.clone())
     }
 
+    /// An HTTP upstream closed the SSE stream of the upstream request
+    /// `up_id` before answering it, and warden resumes it: the client's
+    /// stream of the request it serves is closed the same way.
+    pub(crate) async fn upstream_stream_broke(&self, up_id: &Value) {
+        let Some(related) = self.related_of(up_id) else {
+            return;
+        };
+        let out = Outgoing {
+            text: String::new(),
+            related: Some(related),
+            response: false,
+            detach: true,
+        };
+        let _ = self.to_client.send(out).await;
+    }
+
     /// Records the HTTP status an HTTP upstream answered the upstream
     /// request `up_id` with (a single JSON-RPC message), for the client
     /// request it serves.
@@ -343,6 +365,7 @@ impl Relay {
             text: msg.to_string(),
             related,
             response,
+            detach: false,
         };
         if self.to_client.send(out).await.is_err() {
             tracing::debug!("client output closed; message dropped");
