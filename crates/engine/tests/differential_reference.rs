@@ -17,9 +17,11 @@
 //! rate windows (on a manual clock) recomputed from the history of
 //! forwarded calls, and shadow rules that never decide.
 //!
-//! Seed and size. 10,000 cases from the fixed ChaCha seed [`SEED`] in every
-//! `cargo test`; more with `WARDEN_DIFF_CASES`, and another seed with
-//! `WARDEN_DIFF_SEED` (any text, hashed into the seed):
+//! Seed and size. 10,000 cases in every `cargo test`, in two shards of
+//! 5,000 (two tests, so two threads) from the fixed ChaCha seed [`SEED`]
+//! with its last byte set to the shard number (0 and 1). More cases with
+//! `WARDEN_DIFF_CASES` (the total), another seed with `WARDEN_DIFF_SEED`
+//! (any text, hashed into the seed):
 //!
 //! ```text
 //! WARDEN_DIFF_CASES=200000 cargo test -p warden-engine --release \
@@ -86,12 +88,30 @@ struct Reach {
     shadow: u32,
 }
 
+/// The cases are split into [`SHARDS`] tests, which the test harness runs
+/// on parallel threads: the run takes half the wall time on two cores.
+const SHARDS: u32 = 2;
+
 #[test]
-fn engine_decides_as_the_reference() {
-    let cases = std::env::var("WARDEN_DIFF_CASES")
+fn engine_decides_as_the_reference_shard_1() {
+    differential_shard(0);
+}
+
+#[test]
+fn engine_decides_as_the_reference_shard_2() {
+    differential_shard(1);
+}
+
+/// Runs this shard's share of the cases, from the seed with its last byte
+/// set to the shard's number.
+fn differential_shard(shard: u32) {
+    let total: u32 = std::env::var("WARDEN_DIFF_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(DEFAULT_CASES);
+    let cases = total.div_ceil(SHARDS);
+    let mut seed = seed();
+    seed[31] = shard as u8;
     let config = Config {
         cases,
         // Every generated set is meant to compile; a few may not.
@@ -100,7 +120,7 @@ fn engine_decides_as_the_reference() {
         ..Config::default()
     };
     let mut runner =
-        TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed()));
+        TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &seed));
     let reach = RefCell::new(Reach::default());
     let result = runner.run(&generate::case(), |case| {
         let policy = case.policy();
@@ -161,7 +181,7 @@ fn engine_decides_as_the_reference() {
         Err(e) => panic!("the differential run could not complete: {e}"),
     }
     let r = reach.into_inner();
-    eprintln!("differential: {r:?}");
+    eprintln!("differential, shard {} of {SHARDS}: {r:?}", shard + 1);
     // Shrinking re-runs cases, so at least `cases` were counted.
     assert!(r.cases >= cases, "{r:?}");
     assert!(

@@ -127,7 +127,8 @@ const MODELS: &[&str] = &["claude-3", "gpt"];
 const NAMES: &[&str] = &[
     "ada", "bob", "svc-ci", "o\"k\\", "claude", "codex", "claude-3",
 ];
-const NAME_GLOBS: &[&str] = &["svc-*", "claude*", "*a*", "*"];
+/// Raw globs (quoted when printed); the last matches the user `o"k\`.
+const NAME_GLOBS: &[&str] = &["svc-*", "claude*", "*a*", "*", "o\"k\\*"];
 const ARG_PATHS: &[&str] = &[
     "args.a",
     "args.b",
@@ -206,7 +207,7 @@ fn atom() -> impl Strategy<Value = String> {
             .prop_map(|(s, op, n)| format!("{s} {op} {n}")),
         1 => (identity.clone(), vec(quoted_name, 1..3))
             .prop_map(|(s, ns)| format!("{s} in [{}]", ns.join(", "))),
-        1 => (identity, select(NAME_GLOBS)).prop_map(|(s, g)| format!("{s} matches \"{g}\"")),
+        1 => (identity, select(NAME_GLOBS)).prop_map(|(s, g)| format!("{s} matches {}", quote(g))),
         3 => (select(ARG_PATHS), select(&["==", "!="][..]), literal)
             .prop_map(|(p, op, l)| format!("{p} {op} {l}")),
         3 => (select(ARG_PATHS), select(&["<", "<=", ">", ">="][..]), select(NUMBERS))
