@@ -14,14 +14,28 @@
 // per-check results of a direct run with the pinned suite and server (so a
 // broken harness cannot make every target agree on failing everything). With
 // CONFORMANCE_UPDATE_EXPECTED=1 the file is (re)written instead.
+//
+// --skip FILE: scenarios (one per line; `#` starts a comment) that are shown
+// but not compared: their verdict is `skip`, and they never make the exit
+// status 1. .ci/conformance uses it for warden-stdio on scenarios its stdio
+// upstream cannot serve (see tests/conformance/README.md).
 import fs from 'node:fs';
 import path from 'node:path';
 
 let argv = process.argv.slice(2);
 let expectFile = null;
-if (argv[0] === '--expect') {
-  expectFile = argv[1];
-  argv = argv.slice(2);
+const skip = new Set();
+for (;;) {
+  if (argv[0] === '--expect') {
+    expectFile = argv[1];
+    argv = argv.slice(2);
+  } else if (argv[0] === '--skip') {
+    for (const line of fs.readFileSync(argv[1], 'utf8').split('\n')) {
+      const name = line.replace(/#.*/, '').trim();
+      if (name) skip.add(name);
+    }
+    argv = argv.slice(2);
+  } else break;
 }
 const [root, profile, ...targets] = argv;
 if (!root || !profile || targets.length < 1) {
@@ -84,6 +98,10 @@ for (const s of scenarios) {
     if (i === 0) return;
     if (signature(r.get(s)) !== sigRef) diffTargets.push(i);
   });
+  if (skip.has(s)) {
+    rows.push([s, ...cells, diffTargets.length ? 'skip (differs)' : 'skip']);
+    continue;
+  }
   if (diffTargets.length) differing++;
   rows.push([s, ...cells, diffTargets.length ? 'DIFF' : 'same']);
   for (const i of diffTargets) {
@@ -128,7 +146,8 @@ targets.forEach((t, i) => console.log(`  ${t.padEnd(widths[0])}  ${totals[i]}`))
 console.log(
   differing
     ? `profile ${profile}: ${differing} scenario(s) differ from ${targets[0]}`
-    : `profile ${profile}: all targets agree with ${targets[0]} on every check`
+    : `profile ${profile}: ${targets.slice(1).join(', ')} agree(s) with ${targets[0]} on every compared check` +
+      (skip.size ? ` (${rows.filter((r) => r.at(-1).startsWith('skip')).length} scenario(s) not compared)` : '')
 );
 if (details.length) {
   console.log(`\n-- differing checks (profile ${profile})`);
