@@ -169,10 +169,15 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
         }
     };
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One session on stdio: a single-threaded runtime saves the cross-thread
+    // wake-ups of a work-stealing one on every message (measured in
+    // crates/demo/benches/roundtrip.rs). HTTP serves many sessions at once.
+    let mut builder = if listen.is_none() {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -484,5 +484,10 @@ pub async fn serve_http(
         config,
     );
     let app = axum::Router::new().nest_service("/mcp", service);
+    // Without TCP_NODELAY the end of each response stream waits for the
+    // client's delayed ACK (~40 ms a call).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app).await.map_err(BoxError::from)
 }

@@ -510,6 +510,11 @@ pub async fn serve_http_until(
                 .delete(delete_session),
         )
         .with_state(Arc::clone(&server));
+    // Without TCP_NODELAY a stream's small last write (an SSE event, the
+    // chunked terminator) waits for the peer's delayed ACK: ~40 ms a call.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await
