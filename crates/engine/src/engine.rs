@@ -316,7 +316,7 @@ impl Engine {
         } else {
             forbids.sort_unstable();
             let reasons: Vec<String> = forbids.iter().map(|(_, id)| id.to_string()).collect();
-            self.denial_outcome(bundle, call, &reasons, &frees_in)
+            self.denial_outcome(bundle, call, &reasons, !permits.is_empty(), &frees_in)
         };
 
         shadow_hits.sort_unstable();
@@ -366,6 +366,7 @@ impl Engine {
         bundle: &PolicyBundle,
         call: &CallContext,
         reasons: &[String],
+        granted: bool,
         frees_in: &HashMap<&str, Duration>,
     ) -> Outcome {
         let hits: Vec<(&CompiledRule, RuleHit)> = reasons
@@ -376,7 +377,10 @@ impl Engine {
                 (rule, hit(rule, call))
             })
             .collect();
-        if hits.is_empty() {
+        // With nothing granting the call, a confirmation would not help
+        // either: the person's yes would meet "no rule allows it".
+        let only_confirms = hits.iter().all(|(r, _)| r.kind == RuleKind::RequireConfirm);
+        if hits.is_empty() || (only_confirms && !granted) {
             return Outcome::Deny(plain_denial(
                 format!(
                     "`{}` on `{}` was not called: no policy rule allows it",
@@ -385,7 +389,7 @@ impl Engine {
                 "do not retry; tell the person what you wanted to do, so that they can do it or ask for access",
             ));
         }
-        if hits.iter().all(|(r, _)| r.kind == RuleKind::RequireConfirm) {
+        if only_confirms {
             let rules: Vec<RuleHit> = hits.into_iter().map(|(_, h)| h).collect();
             let message = rules
                 .iter()

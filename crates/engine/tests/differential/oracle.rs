@@ -198,8 +198,13 @@ impl Policy {
             .all(|(r, _)| r.kind == RuleKind::RequireConfirm)
         {
             // engine.md: "A call is Confirm only when every refusing rule
-            // is a require-confirm".
-            Verdict::Confirm(ids(&refusals))
+            // is a require-confirm" and something grants it; with nothing
+            // granting it a yes would not help.
+            if permits.is_empty() {
+                Verdict::Deny(Vec::new(), Retry::Never)
+            } else {
+                Verdict::Confirm(ids(&refusals))
+            }
         } else {
             // Otherwise the other refusals decide alone (a yes would not
             // help); a deny wins over a cap, a cap over a rate, and of
