@@ -583,6 +583,8 @@ async fn provenance_reaches_an_http_upstream_in_meta_and_headers_and_cannot_be_s
     let r = post(call)
         .header("mcp-session-id", &sid)
         .header("warden-user", "mallory")
+        .header("authorization", "Bearer the-clients-own-token")
+        .header("cookie", "session=the-clients")
         .send()
         .await?;
     let msgs = messages(r).await?;
@@ -625,6 +627,9 @@ async fn provenance_reaches_an_http_upstream_in_meta_and_headers_and_cannot_be_s
             .or_else(|| Some(prov["policy_version"].to_string()))
     );
     assert_eq!(headers.get_all("warden-user").iter().count(), 1);
+    // No token passthrough: the client's credentials stay with warden.
+    assert!(headers.get("authorization").is_none(), "{headers:?}");
+    assert!(headers.get("cookie").is_none(), "{headers:?}");
     // The upstream's session id and protocol version travel on later requests.
     assert_eq!(h("mcp-session-id").as_deref(), Some("up-1"));
     assert_eq!(h("mcp-protocol-version").as_deref(), Some("2025-11-25"));
