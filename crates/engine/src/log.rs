@@ -166,6 +166,18 @@ impl DecisionLog {
                 None,
             ),
         };
+        // A reason may quote a redacted argument (`{args.token}`): scrub
+        // the redacted values from every text the line carries.
+        let secrets = redacted_values(&call.arguments, &self.redact);
+        let reason = reason.map(|r| scrub(r, &secrets));
+        let shadow: Vec<ShadowFinding> = decided
+            .shadow
+            .iter()
+            .map(|f| ShadowFinding {
+                message: scrub(&f.message, &secrets),
+                ..f.clone()
+            })
+            .collect();
         let record = Line {
             time: rfc3339(SystemTime::now()),
             decision_id: &decided.id,
@@ -187,9 +199,9 @@ impl DecisionLog {
             arguments: redact(&call.arguments, &self.redact),
             confirmed: &call.confirmed,
             rules,
-            reason,
+            reason: reason.as_deref(),
             retry,
-            shadow: &decided.shadow,
+            shadow: &shadow,
             latency_us: u64::try_from(decided.latency.as_micros()).unwrap_or(u64::MAX),
             upstream,
         };
@@ -263,6 +275,53 @@ fn redact(value: &Value, keys: &[String]) -> Value {
         Value::Array(items) => Value::Array(items.iter().map(|v| redact(v, keys)).collect()),
         other => other.clone(),
     }
+}
+
+/// The textual forms of every value under a redacted key (strings, and
+/// numbers and booleans as JSON prints them, at any depth), longest first
+/// so that a value containing another is scrubbed whole. Values shorter
+/// than two characters are left alone: scrubbing every `1` would make
+/// reasons unreadable without protecting anything a secret needs.
+fn redacted_values(value: &Value, keys: &[String]) -> Vec<String> {
+    fn leaves(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) => out.push(s.clone()),
+            Value::Number(n) => out.push(n.to_string()),
+            Value::Bool(b) => out.push(b.to_string()),
+            Value::Array(items) => items.iter().for_each(|i| leaves(i, out)),
+            Value::Object(map) => map.values().for_each(|i| leaves(i, out)),
+            Value::Null => {}
+        }
+    }
+    fn walk(v: &Value, keys: &[String], out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    if keys.contains(&k.to_lowercase()) {
+                        leaves(v, out);
+                    } else {
+                        walk(v, keys, out);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, keys, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if !keys.is_empty() {
+        walk(value, keys, &mut out);
+    }
+    out.retain(|s| s.chars().count() >= 2);
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
+}
+
+fn scrub(text: &str, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .fold(text.to_string(), |t, s| t.replace(s.as_str(), REDACTED))
 }
 
 /// `time` as RFC 3339 in UTC with milliseconds, e.g.
@@ -408,6 +467,47 @@ deny shadow-no-secrets {
                 "items": [{"token": REDACTED}, {"other": {"password": REDACTED}}]
             })
         );
+    }
+
+    #[test]
+    fn a_reason_quoting_a_redacted_argument_is_scrubbed() {
+        let mut s = Sources::new();
+        s.add(
+            "t.policy",
+            r#"default allow
+deny no-tokens {
+  tool "login"
+  when args.token exists
+  reason "refusing login with token {args.token} for {args.user}"
+}
+deny audit-tokens {
+  tool "login"
+  when args.token exists
+  mode shadow
+  reason "would refuse {args.token}"
+}
+"#,
+        );
+        let set = compile_policy_set(&s).expect("compiles").policy_set;
+        let e = Engine::new(
+            PolicyBundle::new(set, "v1".into()),
+            EngineOptions::default(),
+        );
+        let c = call("login", json!({"token": "s3cr3t-t0ken", "user": "bob"}));
+        let d = e.decide(&c);
+        let log = DecisionLog::to_writer(io::sink()).redacting(["token"]);
+        let line = log.line(&c, &d, None).unwrap();
+        assert!(!line.contains("s3cr3t-t0ken"), "{line}");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            v["reason"],
+            format!("`login` was not called: refusing login with token {REDACTED} for bob")
+        );
+        assert_eq!(
+            v["shadow"][0]["message"],
+            format!("would refuse {REDACTED}")
+        );
+        assert_eq!(v["arguments"]["token"], REDACTED);
     }
 
     /// A writer that fails every write, or only flushes.
