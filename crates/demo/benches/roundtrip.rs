@@ -21,21 +21,31 @@ use std::time::{Duration, Instant};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Client = RunningService<RoleClient, ()>;
 
-const WARMUP: usize = 300;
+fn warmup() -> usize {
+    if bench_mode() { 300 } else { 3 }
+}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `cargo bench` passes `--bench`; `cargo test --all-targets` runs this
+/// binary without it, and then it is a smoke test: a few calls on each path
+/// through the debug binary that the same `cargo test` built.
+fn bench_mode() -> bool {
+    std::env::args().any(|a| a == "--bench")
 }
 
 fn warden_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("WARDEN_BIN") {
         return PathBuf::from(p);
     }
-    let release = repo().join("target/release/warden");
-    if release.exists() {
-        return release;
+    let profile = if bench_mode() { "release" } else { "debug" };
+    let bin = repo().join("target").join(profile).join("warden");
+    if bin.exists() {
+        return bin;
     }
-    eprintln!("no target/release/warden: run `cargo build --release` first (or set WARDEN_BIN)");
+    eprintln!("no target/{profile}/warden: run `cargo build --release` first (or set WARDEN_BIN)");
     std::process::exit(2);
 }
 
@@ -103,14 +113,14 @@ async fn measure(client: &Client, calls: usize) -> Result<Vec<Duration>, BoxErro
             .unwrap_or_default(),
     );
     let mut times = Vec::with_capacity(calls);
-    for i in 0..WARMUP + calls {
+    for i in 0..warmup() + calls {
         let started = Instant::now();
         let result = client.call_tool(params.clone()).await?;
         let took = started.elapsed();
         if result.is_error == Some(true) {
             return Err(format!("get_sample failed: {result:?}").into());
         }
-        if i >= WARMUP {
+        if i >= warmup() {
             times.push(took);
         }
     }
@@ -147,11 +157,10 @@ fn signed_us(a: Duration, b: Duration) -> String {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), BoxError> {
-    // `cargo bench` passes `--bench`; nothing else is understood.
     let calls: usize = std::env::var("ROUNDTRIP_CALLS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3000);
+        .unwrap_or(if bench_mode() { 3000 } else { 10 });
     let bin = warden_bin();
     let policies = repo().join("policies/genomics.policy");
     let policies = policies.to_string_lossy().into_owned();
@@ -242,7 +251,8 @@ async fn main() -> Result<(), BoxError> {
     client.cancel().await?;
 
     println!(
-        "tools/call round trip, {calls} calls after {WARMUP} warm-up, binary {}",
+        "tools/call round trip, {calls} calls after {} warm-up, binary {}",
+        warmup(),
         bin.display()
     );
     println!("| path | p50 | p99 | mean |");
