@@ -27,6 +27,7 @@ mod lint;
 mod proxy_cmd;
 mod sarif;
 mod test_cmd;
+mod verify_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -120,6 +121,11 @@ enum Command {
     /// A raw JSON-RPC MCP server on stdio for the proxy's tests.
     #[command(hide = true)]
     ProxyTestUpstream,
+    /// Verify a provenance token from `warden proxy --signing-key`: print its
+    /// claims, or why it is not valid.
+    ///
+    /// Exit codes: 0 valid, 1 invalid, 2 bad usage (unreadable key).
+    Verify(verify_cmd::VerifyArgs),
     /// Format .policy files canonically, in place.
     Fmt {
         /// Files or directories.
@@ -165,6 +171,7 @@ pub fn run() -> i32 {
             format,
         } => eval_cmd::run(&policies, &request, format),
         Command::Test { paths } => test_cmd::run(paths),
+        Command::Verify(args) => verify_cmd::run(args),
         Command::Proxy(args) => proxy_cmd::run(*args),
         Command::Demo {
             policies,

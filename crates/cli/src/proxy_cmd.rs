@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use warden_engine::{
-    DEFAULT_DEBOUNCE, DecisionLog, Engine, EngineOptions, PolicyReloader, ReloadEvent, load_bundle,
+    DEFAULT_DEBOUNCE, DecisionLog, Engine, EngineOptions, PolicyReloader, ReloadEvent, SqliteState,
+    StateBackend, load_bundle,
 };
 use warden_proxy::{DEFAULT_MAX_MESSAGE_BYTES, ProxyConfig, Upstream, UpstreamCommand};
 
@@ -58,6 +59,28 @@ pub(crate) struct ProxyArgs {
     /// Seconds to wait for the person to answer a confirmation.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     confirm_timeout: u64,
+    /// Seconds to wait for the upstream's answer to a call (or any request
+    /// sent on the client's behalf), counted from the request or its last
+    /// progress notification; then the client gets an error and the
+    /// upstream a cancellation. 0: wait forever.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    call_timeout: u64,
+    /// Sign each forwarded call's provenance with this ed25519 private key
+    /// (PKCS#8 PEM): a short-lived token in `_meta` and, toward an HTTP
+    /// upstream, the Warden-Provenance-Token header (`warden verify` checks it).
+    #[arg(long, value_name = "FILE")]
+    signing_key: Option<PathBuf>,
+    /// Keep cap and rate state in this SQLite file (created if missing), so
+    /// that a restart resets no per-user or per-agent cap or rate; several
+    /// warden processes may share it. Default: in memory.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// Milliseconds of quiet after a change to the policy files before they
+    /// are reloaded: an editor's save or a ConfigMap swap is several events.
+    /// Files written in place (not renamed into place) need enough of it to
+    /// be complete when read; a bad read keeps the last good set anyway.
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_DEBOUNCE.as_millis() as u64)]
+    reload_debounce: u64,
     /// The largest message accepted from either side, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
     max_message_bytes: usize,
@@ -127,6 +150,16 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
             return exit::FAILURE;
         }
     };
+    let signer = match &args.signing_key {
+        None => None,
+        Some(path) => match warden_proxy::provenance_token::Signer::load(path) {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                eprint!("{}", crate::lint::render_report(&e));
+                return exit::USAGE;
+            }
+        },
+    };
     let log = match &args.audit_log {
         Some(path) => match DecisionLog::open(path) {
             Ok(l) => l,
@@ -138,15 +171,29 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
         None => DecisionLog::to_writer(std::io::stderr()),
     };
     let log = Arc::new(log.redacting(&args.redact));
-    let engine = Arc::new(Engine::new(bundle, EngineOptions::default()));
+    let mut options = EngineOptions::default();
+    if let Some(path) = &args.state {
+        // Opened up front so that a bad file stops warden with a reason
+        // rather than denying every capped call.
+        match SqliteState::open(path, options.state_limits, Arc::clone(&options.clock)) {
+            Ok(s) => options.state = StateBackend::Store(Arc::new(s)),
+            Err(e) => {
+                eprint!("{}", crate::lint::render_report(&e));
+                return exit::USAGE;
+            }
+        }
+    }
+    let engine = Arc::new(Engine::new(bundle, options));
 
     let mut cfg = ProxyConfig::new(upstream, args.user.clone().unwrap_or_else(os_user));
     cfg.server_name = args.name.clone();
     cfg.groups = args.groups.clone();
     cfg.model = args.model.clone();
     cfg.confirm_timeout = Duration::from_secs(args.confirm_timeout);
+    cfg.call_timeout = Duration::from_secs(args.call_timeout);
     cfg.max_message_bytes = args.max_message_bytes;
     cfg.allowed_origins = args.allow_origins.clone();
+    cfg.provenance_signer = signer;
 
     let (reloads_tx, reloads_rx) = mpsc::unbounded_channel();
     let reloader = Arc::new(PolicyReloader::new(&args.policies, Arc::clone(&engine)));
@@ -160,7 +207,9 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
             eprintln!("warden: watching the policies failed: {message}")
         }
     });
-    let _watch = match Arc::clone(&reloader).watch(DEFAULT_DEBOUNCE, Some(on_reload)) {
+    let _watch = match Arc::clone(&reloader)
+        .watch(Duration::from_millis(args.reload_debounce), Some(on_reload))
+    {
         Ok(w) => Some(w),
         Err(e) => {
             // Deciding goes on with the policies loaded; only changes are missed.

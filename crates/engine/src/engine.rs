@@ -8,7 +8,9 @@ use crate::args::{ArgLimits, check_arg_limits, project_args};
 use crate::call::CallContext;
 use crate::index::{CachedEntities, MAX_CACHED_ENTITY_SETS, PolicyBundle, Slice, annotation_bits};
 use crate::message::{human_duration, render_reason};
-use crate::state::{CallState, Clock, LimitSpec, ScopeKey, StateLimits, SystemClock};
+use crate::state::{
+    Clock, LimitSpec, ScopeKey, StateBackend, StateError, StateGate, StateLimits, SystemClock,
+};
 use arc_swap::ArcSwap;
 use cedar_policy::{
     AuthorizationError, Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid,
@@ -120,6 +122,8 @@ pub struct EngineOptions {
     pub arg_limits: ArgLimits,
     pub state_limits: StateLimits,
     pub clock: Arc<dyn Clock>,
+    /// Where caps and rates keep their state (default: memory).
+    pub state: StateBackend,
 }
 
 impl Default for EngineOptions {
@@ -128,6 +132,7 @@ impl Default for EngineOptions {
             arg_limits: ArgLimits::default(),
             state_limits: StateLimits::default(),
             clock: Arc::new(SystemClock),
+            state: StateBackend::Memory,
         }
     }
 }
@@ -137,7 +142,7 @@ impl Default for EngineOptions {
 #[derive(Debug)]
 pub struct Engine {
     policies: ArcSwap<PolicyBundle>,
-    state: CallState,
+    state: StateGate,
     arg_limits: ArgLimits,
     authorizer: Authorizer,
     next_id: AtomicU64,
@@ -151,7 +156,7 @@ impl Engine {
             .unwrap_or_default();
         Engine {
             policies: ArcSwap::from_pointee(bundle),
-            state: CallState::new(options.state_limits, options.clock),
+            state: StateGate::new(options.state.open(options.state_limits, options.clock)),
             arg_limits: options.arg_limits,
             authorizer: Authorizer::new(),
             next_id: AtomicU64::new(1),
@@ -200,7 +205,22 @@ impl Engine {
     /// Counts a call that was forwarded upstream: its caps' streaks grow,
     /// other caps' streaks in its scopes end, its rates record it. A call
     /// the person confirmed ends every streak in its scopes.
+    ///
+    /// If the state store cannot be written, the call is kept and written
+    /// before the next counter read; until that succeeds, calls that need
+    /// a counter in the call's scopes are denied ("state store
+    /// unavailable"). [`Engine::try_record_forwarded`] also says why.
     pub fn record_forwarded(&self, call: &CallContext, decided: &Decided) {
+        let _ = self.try_record_forwarded(call, decided);
+    }
+
+    /// [`Engine::record_forwarded`], returning the store's error when the
+    /// call could not be recorded yet (it is kept and retried all the same).
+    pub fn try_record_forwarded(
+        &self,
+        call: &CallContext,
+        decided: &Decided,
+    ) -> Result<(), StateError> {
         let keys = [Scope::Session, Scope::User, Scope::Agent].map(|s| scope_key(call, s));
         let matched: Vec<(&str, LimitSpec)> = decided
             .counts_for
@@ -208,7 +228,7 @@ impl Engine {
             .map(|(id, s)| (id.as_str(), *s))
             .collect();
         self.state
-            .record_forwarded(&keys, &matched, !call.confirmed.is_empty());
+            .record_forwarded(&keys, &matched, !call.confirmed.is_empty())
     }
 
     fn evaluate(
@@ -236,18 +256,25 @@ impl Engine {
 
         let mut counters = Vec::new();
         let mut frees_in: HashMap<&str, Duration> = HashMap::new();
+        let mut unavailable: HashMap<&str, StateError> = HashMap::new();
         for &i in &slice.limited {
             let rule = &bundle.rules()[i];
             let spec = limit_spec(rule);
             // No count (state unavailable): leave the counter out, which
             // the compiled policy reads as "limit reached".
-            if let Some(c) = self
+            match self
                 .state
                 .count(&rule.id, &spec, &scope_key(call, spec.scope))
             {
-                counters.push((rule.id.clone(), c.count));
-                if let Some(d) = c.frees_in {
-                    frees_in.insert(rule.id.as_str(), d);
+                Ok(Some(c)) => {
+                    counters.push((rule.id.clone(), c.count));
+                    if let Some(d) = c.frees_in {
+                        frees_in.insert(rule.id.as_str(), d);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    unavailable.insert(rule.id.as_str(), e);
                 }
             }
         }
@@ -316,7 +343,9 @@ impl Engine {
         } else {
             forbids.sort_unstable();
             let reasons: Vec<String> = forbids.iter().map(|(_, id)| id.to_string()).collect();
-            self.denial_outcome(bundle, call, &reasons, !permits.is_empty(), &frees_in)
+            let outcome =
+                self.denial_outcome(bundle, call, &reasons, !permits.is_empty(), &frees_in);
+            store_unavailable(outcome, call, &unavailable)
         };
 
         shadow_hits.sort_unstable();
@@ -475,6 +504,32 @@ fn role(bundle: &PolicyBundle, id: &str) -> Option<Role> {
         Mode::Shadow => Role::Shadow(i),
         _ => Role::Enforced(i),
     })
+}
+
+/// A denial by a cap or rate whose counter the store could not supply
+/// says so, rather than "limit reached": the agent is not at fault.
+fn store_unavailable(
+    outcome: Outcome,
+    call: &CallContext,
+    unavailable: &HashMap<&str, StateError>,
+) -> Outcome {
+    let Outcome::Deny(mut denial) = outcome else {
+        return outcome;
+    };
+    let Some(error) = denial
+        .rules
+        .iter()
+        .find_map(|h| unavailable.get(h.rule.as_str()))
+    else {
+        return Outcome::Deny(denial);
+    };
+    denial.reason = format!(
+        "`{}` was not called: state store unavailable: {error}",
+        call.tool
+    );
+    denial.retry = Retry::Never;
+    denial.instead = "report this to the platform team; it is not caused by the agent".to_string();
+    Outcome::Deny(denial)
 }
 
 fn plain_denial(reason: String, instead: &str) -> Denial {

@@ -12,6 +12,7 @@ pub mod index;
 pub mod log;
 pub mod message;
 pub mod reload;
+pub mod sqlite;
 pub mod state;
 pub mod store;
 
@@ -24,4 +25,6 @@ pub use log::{DecisionLog, LogError, UpstreamOutcome};
 pub use reload::{
     DEFAULT_DEBOUNCE, OnReload, PolicyReloader, ReloadEvent, WatchError, WatchHandle,
 };
+pub use sqlite::SqliteState;
+pub use state::{StateBackend, StateError, StateStore};
 pub use store::{LoadError, PolicyStatus, load_bundle};

@@ -2,19 +2,38 @@
 //! each cap and the recent calls of each rate limit, keyed by the scope's
 //! value (a session id, a user, an agent). Only forwarded calls count.
 //!
+//! Where it lives is a [`StateStore`]: [`CallState`] in memory (the
+//! default), or [`crate::sqlite::SqliteState`] in a SQLite file that
+//! survives restarts and is shared by several warden processes. The engine
+//! picks one from [`StateBackend`].
+//!
 //! Memory is bounded: idle entries expire, rate windows keep at most `max`
 //! timestamps, and past `max_keys` tracked scopes no new scope is tracked;
 //! the engine then supplies no counter for it, which the compiled policies
-//! read as "limit reached" (fail closed).
+//! read as "limit reached" (fail closed). A store that cannot be read or
+//! written fails closed the same way (see [`StateGate`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use warden_lang::ast::Scope;
 
 /// A source of time, so that tests can move it.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> Instant;
+    /// Wall-clock time in milliseconds since the Unix epoch, for state kept
+    /// across restarts (an `Instant` means nothing to another process).
+    fn unix_millis(&self) -> i64 {
+        unix_millis(SystemTime::now())
+    }
+}
+
+fn unix_millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -30,6 +49,7 @@ impl Clock for SystemClock {
 #[derive(Debug)]
 pub struct ManualClock {
     start: Instant,
+    start_unix_millis: i64,
     offset: Mutex<Duration>,
 }
 
@@ -37,6 +57,7 @@ impl Default for ManualClock {
     fn default() -> Self {
         ManualClock {
             start: Instant::now(),
+            start_unix_millis: unix_millis(SystemTime::now()),
             offset: Mutex::new(Duration::ZERO),
         }
     }
@@ -51,6 +72,240 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Instant {
         self.start + *self.offset.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn unix_millis(&self) -> i64 {
+        let offset = *self.offset.lock().unwrap_or_else(|p| p.into_inner());
+        self.start_unix_millis
+            .saturating_add(i64::try_from(offset.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
+/// Why caps and rates could not read or write their state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
+pub enum StateError {
+    /// The store could not be opened (or its schema set up).
+    #[error("cannot open the state file `{path}`: {message}")]
+    #[diagnostic(
+        code(warden::state::open),
+        help(
+            "give a file that is a warden state database (SQLite) or does not exist yet, in a directory warden may write to"
+        )
+    )]
+    Open { path: PathBuf, message: String },
+    /// Reading or writing the store failed.
+    #[error("{0}")]
+    #[diagnostic(
+        code(warden::state::io),
+        help(
+            "check the state file, its disk and its permissions; calls that need a counter are denied meanwhile"
+        )
+    )]
+    Store(String),
+    /// A forwarded call could not be recorded, and still cannot.
+    #[error("an earlier forwarded call in this scope could not be recorded ({0})")]
+    #[diagnostic(
+        code(warden::state::unrecorded),
+        help(
+            "check the state file; calls that need a counter in that scope are denied until it can be written"
+        )
+    )]
+    Unrecorded(String),
+}
+
+/// Where caps and rates keep their state.
+pub trait StateStore: Send + Sync + std::fmt::Debug {
+    /// The current count of `rule` in `key` before this call. `Ok(None)`:
+    /// the scope cannot be tracked (a full table), read as "limit
+    /// reached"; `Err`: the store cannot be read, which denies too.
+    fn count(
+        &self,
+        rule: &str,
+        spec: &LimitSpec,
+        key: &ScopeKey,
+    ) -> Result<Option<Count>, StateError>;
+
+    /// Records a forwarded call, all of it or nothing. `matched` are the cap
+    /// and rate rules whose counting policy matched it. In every scope of
+    /// the call, streaks of caps it did not match end; a call the person
+    /// confirmed ends all streaks; matched caps and rates count it.
+    fn record_forwarded(
+        &self,
+        keys: &[ScopeKey],
+        matched: &[(&str, LimitSpec)],
+        confirmed: bool,
+    ) -> Result<(), StateError>;
+}
+
+/// Which [`StateStore`] an engine uses (`EngineOptions::state`).
+#[derive(Debug, Clone, Default)]
+pub enum StateBackend {
+    /// In memory: lost when the process ends.
+    #[default]
+    Memory,
+    /// A SQLite file, created if missing. If it cannot be opened, every
+    /// call that needs a counter is denied ("state store unavailable").
+    Sqlite(PathBuf),
+    /// A store opened by the caller (e.g. a [`crate::sqlite::SqliteState`]
+    /// opened up front to report a bad file before serving).
+    Store(Arc<dyn StateStore>),
+}
+
+impl StateBackend {
+    /// Opens the store. Never fails: a store that cannot be opened becomes
+    /// one that refuses every read and write, so the engine fails closed.
+    pub fn open(&self, limits: StateLimits, clock: Arc<dyn Clock>) -> Arc<dyn StateStore> {
+        match self {
+            StateBackend::Memory => Arc::new(CallState::new(limits, clock)),
+            StateBackend::Sqlite(path) => {
+                match crate::sqlite::SqliteState::open(path, limits, clock) {
+                    Ok(s) => Arc::new(s),
+                    Err(e) => Arc::new(Unavailable(e)),
+                }
+            }
+            StateBackend::Store(s) => Arc::clone(s),
+        }
+    }
+}
+
+/// A store that could not be opened: every read and write fails with why.
+#[derive(Debug)]
+struct Unavailable(StateError);
+
+impl StateStore for Unavailable {
+    fn count(&self, _: &str, _: &LimitSpec, _: &ScopeKey) -> Result<Option<Count>, StateError> {
+        Err(self.0.clone())
+    }
+    fn record_forwarded(
+        &self,
+        _: &[ScopeKey],
+        _: &[(&str, LimitSpec)],
+        _: bool,
+    ) -> Result<(), StateError> {
+        Err(self.0.clone())
+    }
+}
+
+/// Most forwarded calls kept for a later retry while the store cannot be
+/// written. Past this, counts were lost: every counter read fails until
+/// the process restarts.
+pub const MAX_UNRECORDED: usize = 4096;
+
+#[derive(Debug)]
+struct PendingWrite {
+    keys: Vec<ScopeKey>,
+    matched: Vec<(String, LimitSpec)>,
+    confirmed: bool,
+}
+
+#[derive(Debug, Default)]
+struct Unrecorded {
+    writes: VecDeque<PendingWrite>,
+    /// Writes were dropped (the queue was full): no count can be trusted.
+    lost: bool,
+    last_error: String,
+}
+
+/// The engine's view of its store. A forwarded call that cannot be
+/// recorded is kept and retried before the next counter read; while it
+/// still cannot be written, counters of its scopes are not supplied (the
+/// next decision there denies, "state store unavailable"). So the
+/// transport's `record_forwarded` can stay infallible without letting a
+/// failed write bypass a cap.
+#[derive(Debug)]
+pub(crate) struct StateGate {
+    store: Arc<dyn StateStore>,
+    dirty: AtomicBool,
+    unrecorded: Mutex<Unrecorded>,
+}
+
+impl StateGate {
+    pub(crate) fn new(store: Arc<dyn StateStore>) -> Self {
+        StateGate {
+            store,
+            dirty: AtomicBool::new(false),
+            unrecorded: Mutex::new(Unrecorded::default()),
+        }
+    }
+
+    pub(crate) fn count(
+        &self,
+        rule: &str,
+        spec: &LimitSpec,
+        key: &ScopeKey,
+    ) -> Result<Option<Count>, StateError> {
+        if self.dirty.load(Ordering::Acquire) {
+            let mut u = self
+                .unrecorded
+                .lock()
+                .map_err(|_| StateError::Store("the state lock is poisoned".into()))?;
+            self.flush(&mut u);
+            if u.lost {
+                return Err(StateError::Unrecorded(format!(
+                    "more than {MAX_UNRECORDED} calls could not be recorded: {}",
+                    u.last_error
+                )));
+            }
+            if u.writes.iter().any(|w| w.keys.contains(key)) {
+                return Err(StateError::Unrecorded(u.last_error.clone()));
+            }
+        }
+        self.store.count(rule, spec, key)
+    }
+
+    /// Records now, or keeps the write for a retry and returns why not.
+    pub(crate) fn record_forwarded(
+        &self,
+        keys: &[ScopeKey],
+        matched: &[(&str, LimitSpec)],
+        confirmed: bool,
+    ) -> Result<(), StateError> {
+        let mut u = self
+            .unrecorded
+            .lock()
+            .map_err(|_| StateError::Store("the state lock is poisoned".into()))?;
+        // Earlier unrecorded writes go first, so the order of calls holds.
+        if u.writes.is_empty() {
+            match self.store.record_forwarded(keys, matched, confirmed) {
+                Ok(()) => return Ok(()),
+                Err(e) => u.last_error = e.to_string(),
+            }
+        }
+        if u.writes.len() >= MAX_UNRECORDED {
+            u.lost = true;
+        } else {
+            u.writes.push_back(PendingWrite {
+                keys: keys.to_vec(),
+                matched: matched.iter().map(|(id, s)| (id.to_string(), *s)).collect(),
+                confirmed,
+            });
+        }
+        self.dirty.store(true, Ordering::Release);
+        self.flush(&mut u);
+        if u.writes.is_empty() && !u.lost {
+            Ok(())
+        } else {
+            Err(StateError::Unrecorded(u.last_error.clone()))
+        }
+    }
+
+    /// Retries unrecorded writes in order, up to the first that fails.
+    fn flush(&self, u: &mut Unrecorded) {
+        while let Some(w) = u.writes.front() {
+            let matched: Vec<(&str, LimitSpec)> =
+                w.matched.iter().map(|(id, s)| (id.as_str(), *s)).collect();
+            match self.store.record_forwarded(&w.keys, &matched, w.confirmed) {
+                Ok(()) => {
+                    u.writes.pop_front();
+                }
+                Err(e) => {
+                    u.last_error = e.to_string();
+                    return;
+                }
+            }
+        }
+        if !u.lost {
+            self.dirty.store(false, Ordering::Release);
+        }
     }
 }
 
@@ -228,6 +483,33 @@ impl CallState {
     /// Number of scope values tracked (for status and tests).
     pub fn tracked_scopes(&self) -> usize {
         self.scopes.lock().map(|s| s.len()).unwrap_or(0)
+    }
+}
+
+impl StateStore for CallState {
+    fn count(
+        &self,
+        rule: &str,
+        spec: &LimitSpec,
+        key: &ScopeKey,
+    ) -> Result<Option<Count>, StateError> {
+        if self.scopes.is_poisoned() {
+            return Err(StateError::Store("the state lock is poisoned".into()));
+        }
+        Ok(CallState::count(self, rule, spec, key))
+    }
+
+    fn record_forwarded(
+        &self,
+        keys: &[ScopeKey],
+        matched: &[(&str, LimitSpec)],
+        confirmed: bool,
+    ) -> Result<(), StateError> {
+        if self.scopes.is_poisoned() {
+            return Err(StateError::Store("the state lock is poisoned".into()));
+        }
+        CallState::record_forwarded(self, keys, matched, confirmed);
+        Ok(())
     }
 }
 

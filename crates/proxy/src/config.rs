@@ -8,6 +8,8 @@ use std::time::Duration;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Default `--confirm-timeout`.
 pub const DEFAULT_CONFIRM_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default `--call-timeout`: ten minutes.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The upstream MCP server as a command to run (stdio transport).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +80,13 @@ pub struct ProxyConfig {
     pub model: Option<String>,
     /// How long to wait for the person's answer to a confirmation.
     pub confirm_timeout: Duration,
+    /// How long a request sent upstream for the client (a governed
+    /// `tools/call` or a relayed request) may go without an answer, counted
+    /// from the request or from its last progress notification. Then the
+    /// client gets an error and the upstream `notifications/cancelled`.
+    /// Zero: no limit. `subscriptions/listen` and `tasks/result`, which
+    /// wait by design, have none.
+    pub call_timeout: Duration,
     /// The largest message accepted from either side, in bytes.
     pub max_message_bytes: usize,
     /// First delay before restarting a crashed upstream; doubles per crash.
@@ -93,6 +102,9 @@ pub struct ProxyConfig {
     /// Serving Streamable HTTP: a session without requests for this long
     /// is ended (its upstream stopped).
     pub session_idle_timeout: Duration,
+    /// Signs a provenance token onto every forwarded call
+    /// (`--signing-key`); see [`crate::provenance_token`].
+    pub provenance_signer: Option<std::sync::Arc<crate::provenance_token::Signer>>,
 }
 
 impl ProxyConfig {
@@ -105,12 +117,14 @@ impl ProxyConfig {
             groups: Vec::new(),
             model: None,
             confirm_timeout: DEFAULT_CONFIRM_TIMEOUT,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             restart_initial: Duration::from_millis(250),
             restart_max: Duration::from_secs(10),
             internal_timeout: Duration::from_secs(30),
             allowed_origins: Vec::new(),
             session_idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT,
+            provenance_signer: None,
         }
     }
 }

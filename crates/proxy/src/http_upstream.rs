@@ -39,6 +39,7 @@
 //! | `Warden-Session`        | warden's session id                    |
 //! | `Warden-Decision-Id`    | the decision's id in the decision log  |
 //! | `Warden-Policy-Version` | the policy version that decided        |
+//! | `Warden-Provenance-Token` | with `--signing-key`: the signed token ([`crate::provenance_token`]) |
 //!
 //! A value that cannot travel as a plain header value (non-ASCII, control
 //! characters, surrounding blanks) is sent as `=?base64?<base64>?=`, the
@@ -50,6 +51,7 @@ use crate::config::ProxyError;
 use crate::framing::{Frame, OVERSIZE_HEAD};
 use crate::govern::PROVENANCE_KEY;
 use crate::jsonrpc::{self, Kind};
+use crate::provenance_token::{TOKEN_HEADER, TOKEN_META_KEY};
 use crate::relay::Relay;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
@@ -816,6 +818,14 @@ fn provenance_headers(h: &mut HeaderMap, msg: &Value) {
         if let Ok(v) = HeaderValue::from_str(&header_text(&text)) {
             h.insert(HeaderName::from_static(header), v);
         }
+    }
+    // The signed token (with --signing-key) is base64url text already.
+    if let Some(token) = jsonrpc::meta(msg)
+        .and_then(|m| m.get(TOKEN_META_KEY))
+        .and_then(Value::as_str)
+        && let Ok(v) = HeaderValue::from_str(token)
+    {
+        h.insert(HeaderName::from_static(TOKEN_HEADER), v);
     }
 }
 

@@ -70,6 +70,7 @@ pub mod govern;
 mod http_server;
 pub mod http_upstream;
 pub mod jsonrpc;
+pub mod provenance_token;
 mod relay;
 #[doc(hidden)]
 pub mod testkit;

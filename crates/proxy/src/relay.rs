@@ -19,6 +19,7 @@ use crate::govern::{
     self, CONFIRM_INPUT_KEY, PROVENANCE_KEY, RESERVED_META_PREFIX, ToolInfo, ToolView,
 };
 use crate::jsonrpc::{self, Kind, OWN_ID_PREFIX, id_key};
+use crate::provenance_token::TOKEN_META_KEY;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +45,9 @@ const MRTR_CONFIRM_TTL: Duration = Duration::from_secs(600);
 const MAX_PENDING_CONFIRMS: usize = 1024;
 /// Most pages of tools/list warden reads to learn annotations.
 const MAX_TOOL_PAGES: usize = 100;
+/// Requests that wait by design (a 2026-07-28 subscription stream, a
+/// task's result): no call timeout.
+const LONG_WAITS: [&str; 2] = ["subscriptions/listen", "tasks/result"];
 
 /// Where the upstream connection stands.
 enum Link {
@@ -80,6 +84,67 @@ struct UpPending {
     /// The client request this one serves, for routing what the upstream
     /// sends about it (HTTP: on the request's own stream).
     related: Option<Value>,
+    /// When warden stops waiting (`call_timeout`); moved on by each
+    /// progress notification for the request. `None`: no limit (warden's
+    /// own requests, which have theirs, and long waits).
+    deadline: Option<Instant>,
+    /// The request's `progressToken` ([`id_key`]).
+    progress: Option<String>,
+    /// A relayed request's timer task, stopped when the entry goes.
+    timer: Option<Timer>,
+    /// Tells this entry from a later one with the same id (its timer's).
+    seq: u64,
+}
+
+impl UpPending {
+    fn new(epoch: u64, wait: UpWait, related: Option<Value>) -> Self {
+        UpPending {
+            epoch,
+            wait,
+            related,
+            deadline: None,
+            progress: None,
+            timer: None,
+            seq: 0,
+        }
+    }
+}
+
+/// Aborts a relayed request's timeout task when dropped (the request was
+/// answered, failed or cancelled); `disarm` when the task itself ends it.
+struct Timer(Option<tokio::task::AbortHandle>);
+
+impl Timer {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.abort();
+        }
+    }
+}
+
+/// What a relayed request's timer found when it woke.
+enum Expiry {
+    /// Answered (or otherwise gone): nothing to do.
+    Gone,
+    /// Progress moved the deadline.
+    Later(Instant),
+    /// Timed out: the entry, removed.
+    Expired(Value),
+}
+
+/// How long `d` is, for messages: whole seconds when it is a whole number.
+fn secs(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        d.as_secs().to_string()
+    } else {
+        format!("{:.1}", d.as_secs_f64())
+    }
 }
 
 /// One message for the client, with the id of the client request it
@@ -204,6 +269,8 @@ pub(crate) struct Relay {
     decide_lock: tokio::sync::Mutex<()>,
     fetch_lock: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
+    /// Numbers relayed requests' timers.
+    next_seq: AtomicU64,
     /// Becomes true once the first upstream instance is up or has failed,
     /// so the client is not read before there is a link to relay to.
     link_settled: tokio::sync::watch::Sender<bool>,
@@ -284,6 +351,7 @@ impl Relay {
             decide_lock: tokio::sync::Mutex::new(()),
             fetch_lock: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
+            next_seq: AtomicU64::new(1),
             link_settled: tokio::sync::watch::Sender::new(false),
             hints: Hints::default(),
         })
@@ -551,14 +619,8 @@ impl Relay {
             let Some((sender, epoch)) = Self::up_sender(&st, recovering_ok) else {
                 return Err("the upstream server is not available".into());
             };
-            st.up_pending.insert(
-                key.clone(),
-                UpPending {
-                    epoch,
-                    wait: UpWait::Own(tx),
-                    related: None,
-                },
-            );
+            st.up_pending
+                .insert(key.clone(), UpPending::new(epoch, UpWait::Own(tx), None));
             sender
         };
         let msg = jsonrpc::request(id.clone(), method, params);
@@ -659,6 +721,99 @@ impl Relay {
                 None,
             ))
             .await;
+        }
+    }
+
+    // ---- the call timeout --------------------------------------------------
+
+    /// When a request of `method` sent upstream now stops being waited for.
+    fn call_deadline(&self, method: &str) -> Option<Instant> {
+        if self.cfg.call_timeout.is_zero() || LONG_WAITS.contains(&method) {
+            return None;
+        }
+        Some(Instant::now() + self.cfg.call_timeout)
+    }
+
+    /// A relayed request's timer woke: is the request still waiting, and
+    /// until when? Removes it when its time is up.
+    fn expire(&self, key: &str, seq: u64) -> Expiry {
+        let mut st = lock(&self.st);
+        let deadline = match st.up_pending.get(key) {
+            Some(p) if p.seq == seq => p.deadline,
+            _ => return Expiry::Gone,
+        };
+        if let Some(at) = deadline
+            && at > Instant::now()
+        {
+            return Expiry::Later(at);
+        }
+        let Some(mut p) = st.up_pending.remove(key) else {
+            return Expiry::Gone;
+        };
+        if let Some(t) = p.timer.as_mut() {
+            t.disarm();
+        }
+        match p.wait {
+            UpWait::Forward { client_id, .. } => {
+                st.client_reqs.remove(&id_key(&client_id));
+                Expiry::Expired(client_id)
+            }
+            UpWait::Own(_) => Expiry::Gone,
+        }
+    }
+
+    /// The error a request gets when the upstream did not answer in time.
+    fn timeout_error(&self, client_id: Value) -> Value {
+        let server = self.server_name();
+        let n = secs(self.cfg.call_timeout);
+        jsonrpc::error(
+            client_id,
+            jsonrpc::UPSTREAM_UNAVAILABLE,
+            format!(
+                "upstream MCP server `{server}` did not answer within {n} s (--call-timeout); warden stopped waiting and asked it to cancel the request. The request may or may not have taken effect."
+            ),
+            Some(
+                json!({"warden/upstream": {"state": "timed_out", "server": server,
+                "timeout_s": self.cfg.call_timeout.as_secs_f64()}}),
+            ),
+        )
+    }
+
+    /// Tells the upstream to stop working on a request warden gave up on.
+    async fn cancel_up(&self, up_id: Value) {
+        let reason = format!(
+            "warden: no answer within {} s (--call-timeout)",
+            secs(self.cfg.call_timeout)
+        );
+        self.notify_up(jsonrpc::notification(
+            "notifications/cancelled",
+            Some(json!({"requestId": up_id, "reason": reason})),
+        ))
+        .await;
+    }
+
+    /// A relayed request timed out: the client gets the error, the
+    /// upstream a cancellation.
+    async fn relayed_timed_out(&self, key: &str, client_id: Value) {
+        tracing::warn!("upstream did not answer request {client_id} in time; cancelled");
+        self.send_client(self.timeout_error(client_id)).await;
+        if let Ok(up_id) = serde_json::from_str::<Value>(key) {
+            self.cancel_up(up_id).await;
+        }
+    }
+
+    /// The upstream reported progress on a request: its timeout starts
+    /// again.
+    fn progress_seen(&self, msg: &Value) {
+        let Some(token) = msg.pointer("/params/progressToken").map(id_key) else {
+            return;
+        };
+        let mut st = lock(&self.st);
+        let next = Instant::now() + self.cfg.call_timeout;
+        for p in st.up_pending.values_mut() {
+            if p.progress.as_deref() == Some(token.as_str()) && p.deadline.is_some() {
+                p.deadline = Some(next);
+            }
         }
     }
 
@@ -838,7 +993,7 @@ impl Relay {
         }
     }
 
-    async fn relay_request(&self, mut msg: Value, id: Value, method: &str) {
+    async fn relay_request(self: &Arc<Self>, mut msg: Value, id: Value, method: &str) {
         let kind = match method {
             "initialize" => {
                 let params = msg.get("params").cloned().unwrap_or(json!({}));
@@ -879,6 +1034,12 @@ impl Relay {
         let up_id = self.upstream_id(&id);
         let up_key = id_key(&up_id);
         let client_key = id_key(&id);
+        let deadline = self.call_deadline(method);
+        let mut timer = deadline.map(|at| {
+            let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+            let task = tokio::spawn(relayed_timer(Arc::downgrade(self), up_key.clone(), seq, at));
+            (seq, Timer(Some(task.abort_handle())))
+        });
         let sender = {
             let mut st = lock(&self.st);
             match Self::up_sender(&st, false) {
@@ -898,15 +1059,22 @@ impl Relay {
                     Err(duplicate_id(id.clone()))
                 }
                 Some((sender, epoch)) => {
+                    let (seq, timer) = timer.take().map_or((0, None), |(s, t)| (s, Some(t)));
                     st.up_pending.insert(
                         up_key.clone(),
                         UpPending {
-                            epoch,
-                            wait: UpWait::Forward {
-                                client_id: id.clone(),
-                                kind,
-                            },
-                            related: Some(id.clone()),
+                            deadline,
+                            progress: progress_token(&msg),
+                            timer,
+                            seq,
+                            ..UpPending::new(
+                                epoch,
+                                UpWait::Forward {
+                                    client_id: id.clone(),
+                                    kind,
+                                },
+                                Some(id.clone()),
+                            )
                         },
                     );
                     st.client_reqs.insert(
@@ -1149,6 +1317,7 @@ impl Relay {
                     "notifications/tools/list_changed" => {
                         lock(&self.st).tools.fresh = false;
                     }
+                    "notifications/progress" => self.progress_seen(&msg),
                     _ => {}
                 }
                 self.send_client_for(msg, related).await;
@@ -1742,8 +1911,42 @@ impl Relay {
                 .unwrap_or_default();
             return Some(self.refuse(client_id, call, decided, denial, info));
         }
+        let token = match &self.cfg.provenance_signer {
+            None => None,
+            Some(signer) => {
+                let args = msg.get("params").and_then(|p| p.get("arguments"));
+                match signer.sign_call(call, decided, args) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        // Fail closed: a call that should carry signed
+                        // provenance is not forwarded without it.
+                        drop(guard);
+                        let denial = Denial {
+                            rules: Vec::new(),
+                            reason: format!(
+                                "`{}` was not called: warden could not sign its provenance ({e})",
+                                call.tool
+                            ),
+                            retry: Retry::Never,
+                            instead: "tell the person; an operator must fix warden's --signing-key"
+                                .to_string(),
+                        };
+                        let info = lock(&self.st)
+                            .tools
+                            .tools
+                            .get(&call.tool)
+                            .copied()
+                            .unwrap_or_default();
+                        return Some(self.refuse(client_id, call, decided, denial, info));
+                    }
+                }
+            }
+        };
         if let Some(meta) = jsonrpc::meta_mut(&mut msg) {
             meta.insert(PROVENANCE_KEY.into(), govern::provenance(call, decided));
+            if let Some(token) = token {
+                meta.insert(TOKEN_META_KEY.into(), Value::String(token));
+            }
         }
         let up_id = self.upstream_id(client_id);
         let up_key = id_key(&up_id);
@@ -1757,9 +1960,9 @@ impl Relay {
                     st.up_pending.insert(
                         up_key.clone(),
                         UpPending {
-                            epoch,
-                            wait: UpWait::Own(tx),
-                            related: Some(client_id.clone()),
+                            deadline: self.call_deadline("tools/call"),
+                            progress: progress_token(&msg),
+                            ..UpPending::new(epoch, UpWait::Own(tx), Some(client_id.clone()))
                         },
                     );
                     Ok(sender)
@@ -1810,11 +2013,59 @@ impl Relay {
         self.engine.record_forwarded(call, decided);
         drop(guard);
 
-        let answer = tokio::select! {
-            r = rx => Some(r),
-            () = cancel.cancelled() => None,
+        let mut rx = rx;
+        let mut at = self.call_deadline("tools/call");
+        let answer = loop {
+            let timeout = async {
+                match at {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = &mut rx => break Waited::Answer(r),
+                () = cancel.cancelled() => break Waited::Cancelled,
+                () = timeout => {
+                    // Progress may have moved the deadline; an answer may
+                    // have come just now (then `rx` has it).
+                    let mut st = lock(&self.st);
+                    match st.up_pending.get(&up_key).map(|p| p.deadline) {
+                        Some(Some(next)) if next > Instant::now() => at = Some(next),
+                        Some(_) => {
+                            st.up_pending.remove(&up_key);
+                            drop(st);
+                            break Waited::TimedOut;
+                        }
+                        None => at = None,
+                    }
+                }
+            }
         };
         let duration_ms = started.elapsed().as_millis() as u64;
+        let answer = match answer {
+            Waited::Answer(a) => Some(a),
+            Waited::Cancelled => None,
+            Waited::TimedOut => {
+                tracing::warn!(
+                    "upstream did not answer `{}` call {client_id} in time; cancelled",
+                    call.tool
+                );
+                self.cancel_up(up_id).await;
+                self.audit(
+                    call,
+                    decided,
+                    Some(&UpstreamOutcome {
+                        ok: false,
+                        error: Some(format!(
+                            "timed out: no answer within {} s",
+                            secs(self.cfg.call_timeout)
+                        )),
+                        duration_ms,
+                    }),
+                );
+                return Some(self.timeout_error(client_id.clone()));
+            }
+        };
         let Some(answer) = answer else {
             lock(&self.st).up_pending.remove(&up_key);
             self.notify_up(jsonrpc::notification(
@@ -1875,6 +2126,14 @@ impl Relay {
 }
 
 const CONFIRM_STATE_PREFIX: &str = "warden-confirm:";
+
+/// How a forwarded call's wait for the upstream ended.
+enum Waited {
+    /// The answer, or why the link says there will be none.
+    Answer(Result<Result<Value, String>, oneshot::error::RecvError>),
+    Cancelled,
+    TimedOut,
+}
 
 /// The person's answer to a confirmation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1937,6 +2196,30 @@ fn outcome_of(resp: &Value, duration_ms: u64) -> UpstreamOutcome {
         ok: true,
         error: None,
         duration_ms,
+    }
+}
+
+/// The request's `progressToken` as an [`id_key`].
+fn progress_token(msg: &Value) -> Option<String> {
+    msg.pointer("/params/_meta/progressToken").map(id_key)
+}
+
+/// Waits out a relayed request's call timeout (moved on by progress), then
+/// answers it with the timeout error. Aborted when the request is answered.
+async fn relayed_timer(relay: std::sync::Weak<Relay>, key: String, seq: u64, mut at: Instant) {
+    loop {
+        tokio::time::sleep_until(at.into()).await;
+        let Some(relay) = relay.upgrade() else {
+            return;
+        };
+        match relay.expire(&key, seq) {
+            Expiry::Gone => return,
+            Expiry::Later(next) => at = next,
+            Expiry::Expired(client_id) => {
+                relay.relayed_timed_out(&key, client_id).await;
+                return;
+            }
+        }
     }
 }
 

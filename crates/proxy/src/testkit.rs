@@ -6,10 +6,15 @@
 //!
 //! Tools: `echo_meta` (returns its arguments and the request's `_meta`),
 //! `slow` (answers after `ms` milliseconds, with a progress notification
-//! first), `crash` (exits with status 3 without answering), `ask_client`
+//! first and then every `progress_every_ms` if given), `crash` (exits with status 3 without answering), `ask_client`
 //! (sends `elicitation/create` to the client and returns its answer),
-//! `wipe` (destructive; for hiding tests). Also `x/echo`, a custom method
-//! that returns its params, and `ping`.
+//! `wipe` (destructive; for hiding tests), and for the fault tests: `hang`
+//! (never answers), `garbage` (writes lines that are no JSON-RPC message,
+//! invalid UTF-8 among them, then answers), `huge` (answers with one line
+//! of `mb` MiB, default 50, and nothing else) and `cancellations` (the
+//! request ids of every `notifications/cancelled` received so far). Also
+//! `x/echo`, a custom method that returns its params, `x/hang`, one that is
+//! never answered, and `ping`.
 
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -19,6 +24,32 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 type Waiters = Arc<Mutex<HashMap<String, mpsc::Sender<Value>>>>;
+type Cancelled = Arc<Mutex<Vec<Value>>>;
+
+/// Writes raw bytes and a line break (what a broken server might write).
+fn send_raw(out: &Mutex<std::io::Stdout>, bytes: &[u8]) {
+    let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = out.write_all(bytes);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+/// Answers request `id` with one line of about `mb` MiB (a text result),
+/// written in pieces so the server itself never holds it.
+fn send_huge(out: &Mutex<std::io::Stdout>, id: &Value, mb: u64) {
+    let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+    let head =
+        format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":""#);
+    let _ = out.write_all(head.as_bytes());
+    let chunk = vec![b'x'; 1024 * 1024];
+    for _ in 0..mb {
+        if out.write_all(&chunk).is_err() {
+            return;
+        }
+    }
+    let _ = out.write_all(b"\"}]}}\n");
+    let _ = out.flush();
+}
 
 fn send(out: &Mutex<std::io::Stdout>, msg: &Value) {
     let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
@@ -58,6 +89,30 @@ fn tools() -> Value {
             "description": "Deletes everything.",
             "inputSchema": {"type": "object"},
             "annotations": {"readOnlyHint": false, "destructiveHint": true}
+        },
+        {
+            "name": "hang",
+            "description": "Never answers.",
+            "inputSchema": {"type": "object"},
+            "annotations": {"readOnlyHint": true, "destructiveHint": false}
+        },
+        {
+            "name": "garbage",
+            "description": "Writes lines that are no JSON-RPC message, then answers.",
+            "inputSchema": {"type": "object"},
+            "annotations": {"readOnlyHint": true, "destructiveHint": false}
+        },
+        {
+            "name": "huge",
+            "description": "Answers with one line of `mb` MiB (default 50).",
+            "inputSchema": {"type": "object", "properties": {"mb": {"type": "integer"}}},
+            "annotations": {"readOnlyHint": true, "destructiveHint": false}
+        },
+        {
+            "name": "cancellations",
+            "description": "The request ids of the notifications/cancelled received so far.",
+            "inputSchema": {"type": "object"},
+            "annotations": {"readOnlyHint": true, "destructiveHint": false}
         }
     ])
 }
@@ -75,6 +130,7 @@ fn call_tool(
     out: Arc<Mutex<std::io::Stdout>>,
     waiters: Waiters,
     next: Arc<Mutex<u64>>,
+    cancelled: Cancelled,
 ) {
     let name = params.get("name").and_then(Value::as_str).unwrap_or("");
     let args = params.get("arguments").cloned().unwrap_or(json!({}));
@@ -93,10 +149,53 @@ fn call_tool(
                 );
             }
             let ms = args.get("ms").and_then(Value::as_u64).unwrap_or(100);
-            std::thread::sleep(Duration::from_millis(ms));
+            let every = args.get("progress_every_ms").and_then(Value::as_u64);
+            match (params.pointer("/_meta/progressToken"), every) {
+                (Some(token), Some(every)) if every > 0 => {
+                    let end = std::time::Instant::now() + Duration::from_millis(ms);
+                    let mut n = 1;
+                    while std::time::Instant::now() < end {
+                        std::thread::sleep(
+                            Duration::from_millis(every)
+                                .min(end.saturating_duration_since(std::time::Instant::now())),
+                        );
+                        n += 1;
+                        send(
+                            &out,
+                            &json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                                "params": {"progressToken": token, "progress": n}}),
+                        );
+                    }
+                }
+                _ => std::thread::sleep(Duration::from_millis(ms)),
+            }
             text_result(json!({"slept_ms": ms}))
         }
         "crash" => std::process::exit(3),
+        "hang" => return,
+        "garbage" => {
+            for line in [
+                &b"this is not JSON"[..],
+                b"{\"jsonrpc\": \"2.0\", \"id\": 1, \"result\": ",
+                b"\xff\xfe\x00 invalid UTF-8 \xc3\x28",
+                b"[1, 2, 3]",
+                b"{\"jsonrpc\": \"2.0\"}",
+                b"{\"jsonrpc\": \"2.0\", \"id\": \"nobody-asked\", \"result\": {}}",
+                b"   ",
+            ] {
+                send_raw(&out, line);
+            }
+            text_result(json!({"garbage": "sent", "arguments": args}))
+        }
+        "huge" => {
+            let mb = args.get("mb").and_then(Value::as_u64).unwrap_or(50);
+            send_huge(&out, &id, mb);
+            return;
+        }
+        "cancellations" => {
+            let ids = cancelled.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            text_result(json!({"cancelled": ids}))
+        }
         "ask_client" => {
             let n = {
                 let mut n = next.lock().unwrap_or_else(|p| p.into_inner());
@@ -137,6 +236,7 @@ pub fn run_test_upstream() {
     let out = Arc::new(Mutex::new(std::io::stdout()));
     let waiters: Waiters = Arc::new(Mutex::new(HashMap::new()));
     let next = Arc::new(Mutex::new(0u64));
+    let cancelled: Cancelled = Arc::new(Mutex::new(Vec::new()));
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
@@ -185,9 +285,13 @@ pub fn run_test_upstream() {
                 );
             }
             (Some("tools/call"), Some(id)) => {
-                let (out, waiters, next) =
-                    (Arc::clone(&out), Arc::clone(&waiters), Arc::clone(&next));
-                std::thread::spawn(move || call_tool(id, params, out, waiters, next));
+                let (out, waiters, next, cancelled) = (
+                    Arc::clone(&out),
+                    Arc::clone(&waiters),
+                    Arc::clone(&next),
+                    Arc::clone(&cancelled),
+                );
+                std::thread::spawn(move || call_tool(id, params, out, waiters, next, cancelled));
             }
             (Some("ping"), Some(id)) => {
                 send(&out, &json!({"jsonrpc": "2.0", "id": id, "result": {}}));
@@ -198,11 +302,20 @@ pub fn run_test_upstream() {
                     &json!({"jsonrpc": "2.0", "id": id, "result": {"echo": params, "pid": std::process::id()}}),
                 );
             }
+            (Some("x/hang"), Some(_)) => {}
             (Some(m), Some(id)) => {
                 send(
                     &out,
                     &json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": format!("method not found: {m}")}}),
                 );
+            }
+            (Some("notifications/cancelled"), None) => {
+                if let Some(req) = params.get("requestId") {
+                    cancelled
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(req.clone());
+                }
             }
             (Some(_), None) | (None, None) => {}
         }
