@@ -312,6 +312,7 @@ fn build_call(f: CallFields) -> Result<CallContext, String> {
             groups: f.groups.unwrap_or_default(),
             agent: f.agent,
             model: f.model,
+            ..Identity::default()
         },
         session: f.session.unwrap_or_else(|| "test-session".into()),
         provenance: Provenance {

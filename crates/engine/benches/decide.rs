@@ -582,6 +582,7 @@ fn target_call() -> CallContext {
             groups: vec!["analysts".to_string(), "staff".to_string()],
             agent: Some("claude-code".to_string()),
             model: Some("claude-sonnet-4".to_string()),
+            ..Identity::default()
         },
         session: "sess-7f3a9c".to_string(),
         provenance: Provenance {

@@ -16,6 +16,32 @@ pub struct Identity {
     pub agent: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// Which of the attributes above warden verified (from a bearer token
+    /// it checked) rather than took as declared (by the operator's flags or
+    /// the client's `clientInfo`). Policies read it with `verified user`.
+    #[serde(default, skip_serializing_if = "Verified::is_none")]
+    pub verified: Verified,
+}
+
+/// Per identity attribute: true when warden verified it. All false (the
+/// default) means every attribute is declared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verified {
+    #[serde(default)]
+    pub user: bool,
+    #[serde(default)]
+    pub groups: bool,
+    #[serde(default)]
+    pub agent: bool,
+    #[serde(default)]
+    pub model: bool,
+}
+
+impl Verified {
+    /// Nothing verified.
+    pub fn is_none(&self) -> bool {
+        *self == Verified::default()
+    }
 }
 
 /// How the call arrived. On the agent path the proxy sets `via_agent` and

@@ -16,7 +16,7 @@ pub mod sqlite;
 pub mod state;
 pub mod store;
 
-pub use call::{CallContext, Identity, Provenance, ToolAnnotations};
+pub use call::{CallContext, Identity, Provenance, ToolAnnotations, Verified};
 pub use engine::{
     Confirmation, Decided, Denial, Engine, EngineOptions, Outcome, Retry, RuleHit, ShadowFinding,
 };

@@ -420,6 +420,7 @@ deny shadow-no-secrets {
                 groups: vec!["lab".into()],
                 agent: Some("claude-code".into()),
                 model: Some("claude-sonnet".into()),
+                ..Identity::default()
             },
             session: "s1".into(),
             provenance: Provenance {

@@ -41,6 +41,7 @@ fn agent_call(tool: &str, args: serde_json::Value) -> CallContext {
             groups: vec!["lab".into()],
             agent: Some("claude-code".into()),
             model: Some("claude-sonnet".into()),
+            ..Identity::default()
         },
         session: "s1".into(),
         provenance: Provenance {

@@ -236,6 +236,7 @@ fn random_call(rng: &mut Rng, set: &CompiledPolicySet, words: &[String]) -> Call
             groups: (0..rng.below(4)).map(|_| rng.pick(words)).collect(),
             agent: rng.chance(70).then(|| rng.pick(words)),
             model: rng.chance(60).then(|| rng.pick(words)),
+            ..Identity::default()
         },
         session: format!("s{}", rng.below(3)),
         provenance: Provenance {

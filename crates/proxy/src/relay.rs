@@ -1437,6 +1437,7 @@ impl Relay {
                 groups: self.cfg.groups.clone(),
                 agent: Some(agent.unwrap_or_else(|| "unknown".to_string())),
                 model: self.cfg.model.clone(),
+                ..Identity::default()
             },
             session: self.session_id.clone(),
             provenance: Provenance {

@@ -55,6 +55,7 @@ impl Step {
                 groups: self.groups.clone(),
                 agent: self.agent.clone(),
                 model: self.model.clone(),
+                ..Identity::default()
             },
             session: self.session.clone(),
             provenance: Provenance {
