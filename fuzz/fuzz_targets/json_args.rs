@@ -44,6 +44,7 @@ fuzz_target!(|data: &[u8]| {
             groups: vec!["lab".into()],
             agent: Some("claude-code".into()),
             model: Some("claude-sonnet".into()),
+            ..Identity::default()
         },
         session: "fuzz".into(),
         provenance: Provenance {
