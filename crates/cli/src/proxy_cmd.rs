@@ -70,6 +70,42 @@ pub(crate) struct ProxyArgs {
     /// upstream, the Warden-Provenance-Token header (`warden verify` checks it).
     #[arg(long, value_name = "FILE")]
     signing_key: Option<PathBuf>,
+    /// With --listen: every request needs a bearer JWT from this issuer
+    /// (its `iss`, exactly), and calls act for the token's user. Needs
+    /// --jwt-audience and --jwks or --jwt-key.
+    #[arg(long, value_name = "URL")]
+    jwt_issuer: Option<String>,
+    /// With --jwt-issuer: an accepted `aud` (repeatable). It must name
+    /// warden itself, e.g. its public MCP URL, never the upstream or
+    /// another service; the first is warden's resource name in its
+    /// /.well-known/oauth-protected-resource metadata.
+    #[arg(long = "jwt-audience", value_name = "AUD")]
+    jwt_audiences: Vec<String>,
+    /// With --jwt-issuer: the issuer's public keys as a JWKS JSON file
+    /// (what its jwks_uri serves); a token's `kid` picks the key.
+    #[arg(long, value_name = "FILE", conflicts_with = "jwt_keys")]
+    jwks: Option<PathBuf>,
+    /// With --jwt-issuer: a PEM public key of the issuer (repeatable):
+    /// RSA, EC P-256/P-384 or Ed25519.
+    #[arg(long = "jwt-key", value_name = "FILE")]
+    jwt_keys: Vec<PathBuf>,
+    /// The token claim naming the user [default: sub].
+    #[arg(long, value_name = "CLAIM")]
+    user_claim: Option<String>,
+    /// The token claim listing the user's groups, an array or a
+    /// space-separated string [default: groups]; absent: --group.
+    #[arg(long, value_name = "CLAIM")]
+    groups_claim: Option<String>,
+    /// The token claim naming the agent [default: azp, else client_id];
+    /// absent: the client's declared clientInfo.name.
+    #[arg(long, value_name = "CLAIM")]
+    agent_claim: Option<String>,
+    /// The token claim naming the model [default: none; --model].
+    #[arg(long, value_name = "CLAIM")]
+    model_claim: Option<String>,
+    /// Seconds of clock skew allowed on a token's `exp` and `nbf`.
+    #[arg(long, value_name = "SECONDS", default_value_t = warden_proxy::bearer::DEFAULT_LEEWAY_SECS)]
+    jwt_leeway: u64,
     /// Keep cap and rate state in this SQLite file (created if missing), so
     /// that a restart resets no per-user or per-agent cap or rate; several
     /// warden processes may share it. Default: in memory.
@@ -87,6 +123,63 @@ pub(crate) struct ProxyArgs {
     /// The upstream MCP server as a command (stdio), after `--`.
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<OsString>,
+}
+
+/// The bearer settings from the flags: `Ok(None)` when none is given, an
+/// error message (a usage error) when they are incomplete or given without
+/// `--listen`.
+fn bearer_settings(
+    args: &ProxyArgs,
+) -> Result<Option<warden_proxy::bearer::BearerSettings>, String> {
+    use warden_proxy::bearer::{BearerSettings, ClaimNames, KeySource};
+    let given = args.jwt_issuer.is_some()
+        || !args.jwt_audiences.is_empty()
+        || args.jwks.is_some()
+        || !args.jwt_keys.is_empty()
+        || args.user_claim.is_some()
+        || args.groups_claim.is_some()
+        || args.agent_claim.is_some()
+        || args.model_claim.is_some();
+    if !given {
+        return Ok(None);
+    }
+    if args.listen.is_none() {
+        return Err("bearer authentication (--jwt-issuer, --jwt-audience, --jwks, --jwt-key, --*-claim) needs --listen\n  help: on stdio the client is the process that launched warden; give its identity with --user and --group".into());
+    }
+    let Some(issuer) = args.jwt_issuer.clone() else {
+        return Err(
+            "bearer authentication needs --jwt-issuer URL (the `iss` of the tokens to accept)"
+                .into(),
+        );
+    };
+    if args.jwt_audiences.is_empty() {
+        return Err("bearer authentication needs --jwt-audience AUD\n  help: name warden itself (e.g. its public MCP URL), so that tokens minted for other services are refused".into());
+    }
+    let keys = match (&args.jwks, args.jwt_keys.is_empty()) {
+        (Some(path), true) => KeySource::Jwks(path.clone()),
+        (None, false) => KeySource::Pem(args.jwt_keys.clone()),
+        _ => {
+            return Err("bearer authentication needs the issuer's public keys: --jwks FILE or --jwt-key FILE".into());
+        }
+    };
+    let mut claims = ClaimNames::default();
+    if let Some(c) = &args.user_claim {
+        claims.user = c.clone();
+    }
+    if let Some(c) = &args.groups_claim {
+        claims.groups = c.clone();
+    }
+    if let Some(c) = &args.agent_claim {
+        claims.agent = vec![c.clone()];
+    }
+    claims.model = args.model_claim.clone();
+    Ok(Some(BearerSettings {
+        issuer,
+        audiences: args.jwt_audiences.clone(),
+        keys,
+        leeway_secs: args.jwt_leeway,
+        claims,
+    }))
 }
 
 /// The OS user warden runs as, for `--user`'s default.
@@ -138,6 +231,21 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
             l.clone()
         }
     });
+
+    let bearer = match bearer_settings(&args) {
+        Ok(None) => None,
+        Ok(Some(settings)) => match warden_proxy::bearer::Verifier::load(&settings) {
+            Ok(v) => Some(Arc::new(v)),
+            Err(e) => {
+                eprint!("{}", crate::lint::render_report(&e));
+                return exit::USAGE;
+            }
+        },
+        Err(message) => {
+            eprintln!("error: {message}");
+            return exit::USAGE;
+        }
+    };
 
     let bundle = match load_bundle(&args.policies) {
         Ok(b) => b,
@@ -194,6 +302,8 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
     cfg.max_message_bytes = args.max_message_bytes;
     cfg.allowed_origins = args.allow_origins.clone();
     cfg.provenance_signer = signer;
+    let authenticated = bearer.is_some();
+    cfg.bearer = bearer;
 
     let (reloads_tx, reloads_rx) = mpsc::unbounded_channel();
     let reloader = Arc::new(PolicyReloader::new(&args.policies, Arc::clone(&engine)));
@@ -243,7 +353,15 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
                 }
             })?;
             match listener.local_addr() {
-                Ok(a) => eprintln!("warden: MCP at http://{a}/mcp"),
+                Ok(a) => {
+                    if !a.ip().is_loopback() && !authenticated {
+                        eprintln!(
+                            "warning: warden listens on {a}, beyond loopback, without bearer authentication: anyone who can reach it acts as `{}`\n  help: add --jwt-issuer, --jwt-audience and --jwks (or --jwt-key), or put an authenticating proxy in front",
+                            cfg.user
+                        );
+                    }
+                    eprintln!("warden: MCP at http://{a}/mcp")
+                }
                 Err(_) => eprintln!("warden: MCP at http://{addr}/mcp"),
             }
             warden_proxy::serve_http(cfg, engine, log, reloads_rx, listener).await

@@ -105,6 +105,11 @@ pub struct ProxyConfig {
     /// Signs a provenance token onto every forwarded call
     /// (`--signing-key`); see [`crate::provenance_token`].
     pub provenance_signer: Option<std::sync::Arc<crate::provenance_token::Signer>>,
+    /// Serving Streamable HTTP: every request needs a bearer JWT this
+    /// verifies, and the identity of its calls comes from the token
+    /// (`--jwt-issuer`, `--jwt-audience`, `--jwks`/`--jwt-key`); see
+    /// [`crate::bearer`].
+    pub bearer: Option<std::sync::Arc<crate::bearer::Verifier>>,
 }
 
 impl ProxyConfig {
@@ -125,6 +130,7 @@ impl ProxyConfig {
             allowed_origins: Vec::new(),
             session_idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT,
             provenance_signer: None,
+            bearer: None,
         }
     }
 }

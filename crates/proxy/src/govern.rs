@@ -49,7 +49,7 @@ impl ToolInfo {
 
 /// The `_meta` provenance object of a forwarded call.
 pub fn provenance(call: &CallContext, decided: &Decided) -> Value {
-    json!({
+    let mut p = json!({
         "via_agent": call.provenance.via_agent,
         "server": call.server,
         "user": call.identity.user,
@@ -60,7 +60,13 @@ pub fn provenance(call: &CallContext, decided: &Decided) -> Value {
         "policy_version": decided.policy_version,
         "decision_id": decided.id,
         "confirmed": call.confirmed,
-    })
+    });
+    // Only when something was verified (a bearer token on HTTP): which
+    // identity attributes warden checked rather than took as declared.
+    if !call.identity.verified.is_none() {
+        p["verified"] = json!(call.identity.verified);
+    }
+    p
 }
 
 fn retry_value(retry: Retry) -> Value {

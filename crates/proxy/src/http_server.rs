@@ -56,9 +56,26 @@
 //! a loopback address the `Host` must be loopback too. Bodies are limited
 //! to `max_message_bytes`.
 //!
+//! # Bearer authentication
+//!
+//! With a [`crate::bearer::Verifier`] configured (`--jwt-issuer`, ...),
+//! every request to `/mcp` (POST, GET, DELETE) needs `Authorization:
+//! Bearer <JWT>`; without a valid one the answer is 401 with
+//! `WWW-Authenticate: Bearer realm="warden", error="invalid_token",
+//! error_description="<reason>", resource_metadata="<url>"` and a JSON-RPC
+//! error body giving the reason, and nothing reaches the relay or the
+//! upstream. The RFC 9728 protected resource metadata is served at
+//! `/.well-known/oauth-protected-resource` (and `.../mcp`): the resource
+//! is the first audience, the authorization server the issuer. A session
+//! belongs to the user of the token that initialized it: a request on it
+//! with another user's token gets 403. Each call's identity comes from the
+//! token of the request that carried it. The `Authorization` header is
+//! never passed upstream (the HTTP upstream link builds its own headers).
+//!
 //! On a policy reload every live session gets
 //! `notifications/tools/list_changed`.
 
+use crate::bearer::{AuthError, Caller};
 use crate::config::{ProxyConfig, ProxyError, Upstream};
 use crate::framing::Frame;
 use crate::jsonrpc::{self, Kind, id_key};
@@ -115,6 +132,9 @@ struct Server {
 /// One MCP session (or the shared sessionless relay).
 struct Session {
     id: Option<String>,
+    /// The user of the bearer token that initialized the session: only
+    /// tokens of that user may use it.
+    subject: Option<String>,
     relay: Arc<Relay>,
     routes: Arc<Mutex<Routes>>,
     shutdown: CancellationToken,
@@ -509,6 +529,14 @@ pub async fn serve_http_until(
                 .get(get_stream)
                 .delete(delete_session),
         )
+        .route(
+            RESOURCE_METADATA_PATH,
+            axum::routing::get(resource_metadata),
+        )
+        .route(
+            &format!("{RESOURCE_METADATA_PATH}/mcp"),
+            axum::routing::get(resource_metadata),
+        )
         .with_state(Arc::clone(&server));
     // Without TCP_NODELAY a stream's small last write (an SSE event, the
     // chunked terminator) waits for the peer's delayed ACK: ~40 ms a call.
@@ -543,7 +571,11 @@ impl Server {
 
     /// Starts a session: its relay, its upstream link and the task that
     /// routes the relay's output.
-    async fn new_session(&self, id: Option<String>) -> Result<Arc<Session>, ProxyError> {
+    async fn new_session(
+        &self,
+        id: Option<String>,
+        subject: Option<String>,
+    ) -> Result<Arc<Session>, ProxyError> {
         let start = upstream::start(&self.cfg)?;
         let (tx, mut rx) = mpsc::channel::<Outgoing>(1024);
         let relay_session = match &id {
@@ -577,6 +609,7 @@ impl Server {
         relay.wait_link_settled().await;
         Ok(Arc::new(Session {
             id,
+            subject,
             relay,
             routes,
             shutdown,
@@ -589,7 +622,7 @@ impl Server {
         if let Some(s) = slot.as_ref() {
             return Ok(Arc::clone(s));
         }
-        let s = self.new_session(None).await?;
+        let s = self.new_session(None, None).await?;
         *slot = Some(Arc::clone(&s));
         Ok(s)
     }
@@ -632,9 +665,37 @@ impl Server {
         Ok(())
     }
 
+    /// The bearer check: the caller a valid token names (`None` when no
+    /// bearer auth is configured), or the 401 refusing the request.
+    fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Arc<Caller>>, Box<Response>> {
+        let Some(verifier) = &self.cfg.bearer else {
+            return Ok(None);
+        };
+        let values = headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .map(HeaderValue::as_bytes);
+        match verifier.verify_header(values) {
+            Ok(caller) => Ok(Some(Arc::new(caller))),
+            Err(why) => {
+                tracing::info!("request refused: {why}");
+                Err(Box::new(unauthorized(
+                    &why,
+                    &metadata_url(verifier, headers),
+                )))
+            }
+        }
+    }
+
     /// The session a request names; the error response when it names none
-    /// or an unknown one.
-    fn session_of(&self, headers: &HeaderMap, id: Value) -> Result<Arc<Session>, Box<Response>> {
+    /// or an unknown one, or when it belongs to another user than the
+    /// request's bearer token names.
+    fn session_of(
+        &self,
+        headers: &HeaderMap,
+        id: Value,
+        caller: Option<&Caller>,
+    ) -> Result<Arc<Session>, Box<Response>> {
         let Some(sid) = headers.get(SESSION_HEADER) else {
             return Err(Box::new(rpc_error(
                 StatusCode::BAD_REQUEST,
@@ -646,6 +707,19 @@ impl Server {
         let sid = sid.to_str().unwrap_or("");
         match lock(&self.sessions).get(sid) {
             Some(s) => {
+                // Fail closed: a session opened with a token is usable only
+                // with a token of the same user.
+                if let Some(owner) = &s.subject
+                    && caller.is_none_or(|c| &c.user != owner)
+                {
+                    tracing::warn!("a request on another user's session was refused");
+                    return Err(Box::new(rpc_error(
+                        StatusCode::FORBIDDEN,
+                        id,
+                        jsonrpc::INVALID_REQUEST,
+                        "forbidden: this session belongs to another user; initialize a session of your own",
+                    )));
+                }
                 s.touch();
                 Ok(Arc::clone(s))
             }
@@ -657,6 +731,102 @@ impl Server {
             ))),
         }
     }
+}
+
+/// Where the RFC 9728 protected resource metadata is served.
+const RESOURCE_METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// The URL of the protected resource metadata for `WWW-Authenticate`: by
+/// RFC 9728, the resource's (the first audience's) origin, the well-known
+/// path and the resource's path; for an audience that is no URL, the
+/// request's Host.
+fn metadata_url(verifier: &crate::bearer::Verifier, headers: &HeaderMap) -> String {
+    if let Some(aud) = verifier.audiences().first()
+        && let Ok(url) = reqwest::Url::parse(aud)
+        && matches!(url.scheme(), "http" | "https")
+        && let Some(host) = url.host_str()
+    {
+        let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+        let path = url.path().trim_end_matches('/');
+        return format!(
+            "{}://{host}{port}{RESOURCE_METADATA_PATH}{path}",
+            url.scheme()
+        );
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}{RESOURCE_METADATA_PATH}/mcp")
+}
+
+/// A header parameter's quoted-string: no quotes, backslashes or
+/// characters a header cannot carry.
+fn quoted(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '"' | '\\' => '\'',
+            c if c == ' ' || c.is_ascii_graphic() => c,
+            _ => '?',
+        })
+        .collect()
+}
+
+/// The 401 for a refused bearer token: `WWW-Authenticate` (RFC 6750,
+/// with RFC 9728's `resource_metadata`) and a JSON-RPC error body, both
+/// giving the reason.
+fn unauthorized(why: &AuthError, metadata: &str) -> Response {
+    let reason = why.to_string();
+    let challenge = if matches!(why, AuthError::Missing) {
+        // RFC 6750: no error code when the request carried no credentials.
+        format!(
+            r#"Bearer realm="warden", error_description="{}", resource_metadata="{}""#,
+            quoted(&reason),
+            quoted(metadata)
+        )
+    } else {
+        format!(
+            r#"Bearer realm="warden", error="invalid_token", error_description="{}", resource_metadata="{}""#,
+            quoted(&reason),
+            quoted(metadata)
+        )
+    };
+    let body = jsonrpc::error(
+        Value::Null,
+        jsonrpc::INVALID_REQUEST,
+        format!("unauthorized: {reason}"),
+        Some(json!({"error": "invalid_token", "error_description": reason})),
+    )
+    .to_string();
+    let mut resp = (
+        StatusCode::UNAUTHORIZED,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    resp
+}
+
+/// RFC 9728 protected resource metadata: the resource (warden, named by
+/// the first audience) and the authorization server that issues its
+/// tokens. 404 without bearer auth.
+async fn resource_metadata(State(srv): State<Arc<Server>>) -> Response {
+    let Some(verifier) = &srv.cfg.bearer else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    axum::Json(json!({
+        "resource": verifier.audiences().first(),
+        "authorization_servers": [verifier.issuer()],
+        "bearer_methods_supported": ["header"],
+        "resource_name": "warden MCP proxy",
+    }))
+    .into_response()
 }
 
 /// Whether an Origin is a loopback one or explicitly allowed.
@@ -837,6 +1007,12 @@ async fn post(
     if let Err(r) = srv.check_origin(&headers, &uri) {
         return *r;
     }
+    // Before the body is read: an unauthenticated request costs nothing
+    // and reaches nothing.
+    let caller = match srv.authenticate(&headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
     let max = srv.cfg.max_message_bytes;
     let too_large = || {
         rpc_error(
@@ -897,7 +1073,8 @@ async fn post(
         && !headers.contains_key(SESSION_HEADER)
     {
         let sid = uuid::Uuid::new_v4().simple().to_string();
-        match srv.new_session(Some(sid.clone())).await {
+        let subject = caller.as_ref().map(|c| c.user.clone());
+        match srv.new_session(Some(sid.clone()), subject).await {
             Ok(s) => {
                 lock(&srv.sessions).insert(sid.clone(), Arc::clone(&s));
                 new_session = Some(sid);
@@ -906,7 +1083,7 @@ async fn post(
             Err(e) => return upstream_failed(request_id, &e),
         }
     } else {
-        match srv.session_of(&headers, request_id.clone()) {
+        match srv.session_of(&headers, request_id.clone(), caller.as_deref()) {
             Ok(s) => s,
             Err(r) => return *r,
         }
@@ -916,7 +1093,7 @@ async fn post(
     let Kind::Request { id, .. } = kind else {
         session
             .relay
-            .on_client_frame(Frame::Line(bytes.to_vec()))
+            .on_client_frame(Frame::Line(bytes.to_vec()), caller)
             .await;
         return StatusCode::ACCEPTED.into_response();
     };
@@ -986,7 +1163,10 @@ async fn post(
             );
         }
     }
-    session.relay.on_client_frame(Frame::Line(line)).await;
+    session
+        .relay
+        .on_client_frame(Frame::Line(line), caller)
+        .await;
     if !stateless && !json_only {
         // A session's stream opens at once with its priming event.
         let mut resp = sse_response(None, rx, None, Some(stream_no));
@@ -1073,7 +1253,7 @@ impl Drop for Withdraw {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 relay
-                    .on_client_frame(Frame::Line(cancel.to_string().into_bytes()))
+                    .on_client_frame(Frame::Line(cancel.to_string().into_bytes()), None)
                     .await;
             });
         }
@@ -1094,6 +1274,10 @@ async fn get_stream(State(srv): State<Arc<Server>>, uri: Uri, headers: HeaderMap
     if let Err(r) = srv.check_origin(&headers, &uri) {
         return *r;
     }
+    let caller = match srv.authenticate(&headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
     if is_stateless(&headers, &Value::Null) {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
@@ -1105,7 +1289,7 @@ async fn get_stream(State(srv): State<Arc<Server>>, uri: Uri, headers: HeaderMap
             "not acceptable: the GET stream is text/event-stream",
         );
     }
-    let session = match srv.session_of(&headers, Value::Null) {
+    let session = match srv.session_of(&headers, Value::Null, caller.as_deref()) {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -1163,7 +1347,11 @@ async fn delete_session(State(srv): State<Arc<Server>>, uri: Uri, headers: Heade
     if let Err(r) = srv.check_origin(&headers, &uri) {
         return *r;
     }
-    let session = match srv.session_of(&headers, Value::Null) {
+    let caller = match srv.authenticate(&headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let session = match srv.session_of(&headers, Value::Null, caller.as_deref()) {
         Ok(s) => s,
         Err(r) => return *r,
     };

@@ -62,6 +62,7 @@
 //! already been answered, so from then on warden refuses to forward calls
 //! (each refusal says why) until a write succeeds again.
 
+pub mod bearer;
 mod config;
 mod framing;
 #[doc(hidden)]

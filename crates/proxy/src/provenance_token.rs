@@ -22,7 +22,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use warden_engine::{CallContext, Decided};
+use warden_engine::{CallContext, Decided, Verified};
 
 /// The `_meta` key of the token on a forwarded `tools/call`.
 pub const TOKEN_META_KEY: &str = "io.warden/provenance-token";
@@ -62,6 +62,11 @@ pub struct Claims {
     /// The model behind the agent, if known.
     #[serde(default)]
     pub model: Option<String>,
+    /// Which of `user`, `groups`, `agent`, `model` warden verified (from
+    /// the client's bearer token) rather than took as declared. Tokens
+    /// signed before this claim existed parse as nothing verified.
+    #[serde(default)]
+    pub verified: Verified,
     /// Warden's session id.
     pub session: String,
     /// The call came from an agent (always true for calls through the proxy).
@@ -96,6 +101,7 @@ impl Claims {
             groups: call.identity.groups.clone(),
             agent: call.identity.agent.clone(),
             model: call.identity.model.clone(),
+            verified: call.identity.verified,
             session: call.session.clone(),
             via_agent: call.provenance.via_agent,
             iat,
@@ -217,6 +223,7 @@ impl Signer {
                 groups: Vec::new(),
                 agent: None,
                 model: None,
+                verified: Verified::default(),
                 session: String::new(),
                 via_agent: true,
                 iat: 0,
@@ -470,6 +477,10 @@ mod tests {
             groups: vec!["lab".into()],
             agent: Some("claude-code".into()),
             model: None,
+            verified: Verified {
+                user: true,
+                ..Verified::default()
+            },
             session: "s-1".into(),
             via_agent: true,
             iat,
@@ -517,6 +528,23 @@ mod tests {
         // The same arguments in another key order are the same call.
         let reordered = json!({"status": "done", "id": "S-1"});
         assert!(verify(&token, &key, &expect("update_sample", &reordered)).is_ok());
+    }
+
+    #[test]
+    fn a_token_signed_before_the_verified_claim_still_verifies_as_nothing_verified() {
+        let (signer, key) = keys();
+        let args = json!({});
+        let mut old = serde_json::to_value(claims(&args, now(), now() + 60)).expect("json");
+        old.as_object_mut().expect("object").remove("verified");
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
+            &old,
+            &signer.key,
+        )
+        .expect("sign");
+        let got = verify(&token, &key, &expect("update_sample", &args)).expect("valid");
+        assert!(got.verified.is_none(), "{got:?}");
+        assert_eq!(got.user, "alice");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! upstream counts its ids from the start again, and warden's own
 //! elicitation requests share that space.
 
+use crate::bearer::Caller;
 use crate::config::ProxyConfig;
 use crate::framing::{Frame, LineReader};
 use crate::govern::{
@@ -195,6 +196,8 @@ enum Fwd {
     ToolsList {
         agent: Option<String>,
         complete: bool,
+        /// Whom the list is for (a verified bearer token's identity).
+        caller: Option<Arc<Caller>>,
     },
 }
 
@@ -825,7 +828,7 @@ impl Relay {
         let mut reader = LineReader::new(input, self.cfg.max_message_bytes);
         loop {
             match reader.next().await {
-                Ok(Some(frame)) => self.on_client_frame(frame).await,
+                Ok(Some(frame)) => self.on_client_frame(frame, None).await,
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!("reading from the client failed: {e}");
@@ -837,8 +840,12 @@ impl Relay {
     }
 
     /// Handles one frame from the client (the Streamable HTTP server feeds
-    /// each POSTed message here).
-    pub(crate) async fn on_client_frame(self: &Arc<Self>, frame: Frame) {
+    /// each POSTed message here, with the identity its bearer token gave).
+    pub(crate) async fn on_client_frame(
+        self: &Arc<Self>,
+        frame: Frame,
+        caller: Option<Arc<Caller>>,
+    ) {
         match frame {
             Frame::TooLarge { len, head } => {
                 let id = jsonrpc::sniff_id(&head);
@@ -896,7 +903,7 @@ impl Relay {
                     }
                 };
                 match jsonrpc::classify(&msg) {
-                    Ok(kind) => self.on_client_message(msg, kind).await,
+                    Ok(kind) => self.on_client_message(msg, kind, caller).await,
                     Err(why) => {
                         let id = match msg.get("id") {
                             Some(id @ (Value::String(_) | Value::Number(_))) => id.clone(),
@@ -915,7 +922,12 @@ impl Relay {
         }
     }
 
-    async fn on_client_message(self: &Arc<Self>, mut msg: Value, kind: Kind) {
+    async fn on_client_message(
+        self: &Arc<Self>,
+        mut msg: Value,
+        kind: Kind,
+        caller: Option<Arc<Caller>>,
+    ) {
         match kind {
             Kind::Request { id, method } => {
                 jsonrpc::strip_meta_prefix(&mut msg, RESERVED_META_PREFIX);
@@ -941,9 +953,9 @@ impl Relay {
                         return;
                     }
                     let me = Arc::clone(self);
-                    self.spawn(async move { me.governed_call(msg, id, cancel).await });
+                    self.spawn(async move { me.governed_call(msg, id, cancel, caller).await });
                 } else {
-                    self.relay_request(msg, id, &method).await;
+                    self.relay_request(msg, id, &method, caller).await;
                 }
             }
             Kind::Notification { method } => {
@@ -993,7 +1005,13 @@ impl Relay {
         }
     }
 
-    async fn relay_request(self: &Arc<Self>, mut msg: Value, id: Value, method: &str) {
+    async fn relay_request(
+        self: &Arc<Self>,
+        mut msg: Value,
+        id: Value,
+        method: &str,
+        caller: Option<Arc<Caller>>,
+    ) {
         let kind = match method {
             "initialize" => {
                 let params = msg.get("params").cloned().unwrap_or(json!({}));
@@ -1012,6 +1030,7 @@ impl Relay {
                 Fwd::ToolsList {
                     agent: ctx.agent,
                     complete,
+                    caller,
                 }
             }
             "logging/setLevel" => {
@@ -1348,7 +1367,11 @@ impl Relay {
                     tools.insert("listChanged".into(), Value::Bool(true));
                 }
             }
-            Fwd::ToolsList { agent, complete } => {
+            Fwd::ToolsList {
+                agent,
+                complete,
+                caller,
+            } => {
                 let has_next = result.get("nextCursor").is_some_and(|c| !c.is_null());
                 let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) else {
                     return;
@@ -1370,7 +1393,7 @@ impl Relay {
                     st.tools.tools.extend(infos.iter().cloned());
                 }
                 let server = self.server_name();
-                let base = self.call_template(&server, agent.clone());
+                let base = self.call_template(&server, agent.clone(), caller.as_deref());
                 tools.retain_mut(|tool| {
                     let Some(name) = tool.get("name").and_then(Value::as_str) else {
                         return true;
@@ -1430,15 +1453,28 @@ impl Relay {
         }
     }
 
-    fn call_template(&self, server: &str, agent: Option<String>) -> CallContext {
-        CallContext {
-            identity: Identity {
+    /// A call's context before the tool is known. `caller`: the identity a
+    /// verified bearer token gave (HTTP); its attributes win over the
+    /// operator's flags and the client's declared agent.
+    fn call_template(
+        &self,
+        server: &str,
+        agent: Option<String>,
+        caller: Option<&Caller>,
+    ) -> CallContext {
+        let agent = Some(agent.unwrap_or_else(|| "unknown".to_string()));
+        let identity = match caller {
+            Some(c) => c.identity(&self.cfg.groups, self.cfg.model.as_deref(), agent),
+            None => Identity {
                 user: self.cfg.user.clone(),
                 groups: self.cfg.groups.clone(),
-                agent: Some(agent.unwrap_or_else(|| "unknown".to_string())),
+                agent,
                 model: self.cfg.model.clone(),
                 ..Identity::default()
             },
+        };
+        CallContext {
+            identity,
             session: self.session_id.clone(),
             provenance: Provenance {
                 via_agent: true,
@@ -1544,8 +1580,9 @@ impl Relay {
         msg: Value,
         client_id: Value,
         cancel: CancellationToken,
+        caller: Option<Arc<Caller>>,
     ) {
-        let reply = self.govern(msg, &client_id, &cancel).await;
+        let reply = self.govern(msg, &client_id, &cancel, caller).await;
         lock(&self.st).client_reqs.remove(&id_key(&client_id));
         if let Some(reply) = reply
             && !cancel.is_cancelled()
@@ -1561,7 +1598,18 @@ impl Relay {
         mut msg: Value,
         client_id: &Value,
         cancel: &CancellationToken,
+        caller: Option<Arc<Caller>>,
     ) -> Option<Value> {
+        // Fail closed: with bearer auth on, a call without a verified
+        // identity is never decided as the operator's user.
+        if self.cfg.bearer.is_some() && caller.is_none() {
+            return Some(jsonrpc::error(
+                client_id.clone(),
+                jsonrpc::INVALID_REQUEST,
+                "warden requires a verified bearer token for this call",
+                None,
+            ));
+        }
         let Some(params) = msg.get("params").and_then(Value::as_object) else {
             return Some(invalid_params(
                 client_id,
@@ -1623,7 +1671,7 @@ impl Relay {
         // After reading the tools: by then the upstream answered initialize
         // (and named itself) even when the client did not wait for it.
         let server = self.server_name();
-        let mut call = self.call_template(&server, ctx.agent.clone());
+        let mut call = self.call_template(&server, ctx.agent.clone(), caller.as_deref());
         call.tool = tool.clone();
         call.annotations = info.annotations;
         call.arguments = msg
