@@ -347,9 +347,12 @@ async fn calls_are_decided_for_the_tokens_user_and_marked_verified() -> TestResu
     let denial = rb["result"]["content"][0]["text"].as_str().unwrap_or("");
     assert!(denial.contains("echo_meta"), "{denial}");
 
-    // The decision log shows whom each call was decided for. (It does not
-    // show `identity.verified` yet: the engine's log line leaves it out.)
+    // The decision log shows whom each call was decided for, and that the
+    // user came from a checked token.
     let log = w.audit()?;
+    for l in &log {
+        assert_eq!(l["identity"]["verified"]["user"], json!(true), "{l:#}");
+    }
     let users: Vec<(String, String, String)> = log
         .iter()
         .map(|l| {

@@ -190,6 +190,7 @@ impl DecisionLog {
                 groups: &call.identity.groups,
                 agent: call.identity.agent.as_deref(),
                 model: call.identity.model.as_deref(),
+                verified: call.identity.verified,
             },
             session: &call.session,
             provenance: ProvenanceLine {
@@ -247,6 +248,10 @@ struct IdentityLine<'a> {
     agent: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     model: Option<&'a str>,
+    /// Which attributes warden verified (a checked bearer token); absent
+    /// when all are declared, so a reader tells the two apart per line.
+    #[serde(skip_serializing_if = "crate::call::Verified::is_none")]
+    verified: crate::call::Verified,
 }
 
 #[derive(Serialize)]
@@ -650,6 +655,10 @@ deny audit-tokens {
             assert_eq!(l["identity"]["groups"], json!(["lab"]));
             assert_eq!(l["identity"]["agent"], "claude-code");
             assert_eq!(l["identity"]["model"], "claude-sonnet");
+            assert!(
+                l["identity"].get("verified").is_none(),
+                "nothing verified, nothing said: {l}"
+            );
             assert_eq!(l["session"], "s1");
             assert_eq!(
                 l["provenance"],
