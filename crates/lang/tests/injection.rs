@@ -282,6 +282,8 @@ fn authorize(out: &CompileOutput, call: &Call) -> Response {
         "confirmed": [],
         "args": {"str": str_args, "num": {}, "bool": {}, "present": present},
         "counters": counters,
+        "verified": {"user": false, "groups": false, "agent": false, "model": false},
+        "agent_created": [],
     });
     let action = action();
     let context = Context::from_json_value(context, Some((schema, &action)))
