@@ -284,7 +284,12 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
         // Opened up front so that a bad file stops warden with a reason
         // rather than denying every capped call.
         match SqliteState::open(path, options.state_limits, Arc::clone(&options.clock)) {
-            Ok(s) => options.state = StateBackend::Store(Arc::new(s)),
+            Ok(s) => {
+                let s = Arc::new(s);
+                // Records agents create live in the same file as caps and rates.
+                options.records = warden_engine::RecordBackend::Store(s.clone());
+                options.state = StateBackend::Store(s);
+            }
             Err(e) => {
                 eprint!("{}", crate::lint::render_report(&e));
                 return exit::USAGE;

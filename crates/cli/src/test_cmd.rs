@@ -3,6 +3,9 @@
 //! so caps, rate limits and confirmations can be tested: allowed calls are
 //! forwarded (they count), a `confirm` answered `accept` is decided again
 //! with the person's yes, and `advance` moves a test clock forward.
+//! `agent_created` puts records in the engine's (in-memory) record store as
+//! if an agent had created them, and `result` is what an allowed call's
+//! tool returns, so that a declared creating tool stores its record.
 //! docs/engine.md describes the format.
 
 use crate::exit;
@@ -12,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use warden_engine::state::ManualClock;
 use warden_engine::{
-    CallContext, Decided, Engine, EngineOptions, Identity, Outcome, PolicyBundle, Provenance,
-    Retry, ToolAnnotations,
+    CallContext, Decided, Engine, EngineOptions, Identity, MemoryRecords, NewRecord, Outcome,
+    PolicyBundle, Provenance, RecordBackend, RecordStore, Retry, ToolAnnotations, Verified,
 };
 use warden_lang::{Sources, compile_policy_set};
 
@@ -31,6 +34,8 @@ struct CallFields {
     via_server: Option<String>,
     annotations: Option<ToolAnnotations>,
     args: Option<toml::Value>,
+    /// Identity attributes warden verified: `["user", "groups", "agent", "model"]`.
+    verified: Option<Vec<String>>,
 }
 
 impl CallFields {
@@ -47,6 +52,7 @@ impl CallFields {
             via_server: self.via_server.or_else(|| d.via_server.clone()),
             annotations: self.annotations.or(d.annotations),
             args: self.args.or_else(|| d.args.clone()),
+            verified: self.verified.or_else(|| d.verified.clone()),
         }
     }
 }
@@ -80,6 +86,7 @@ const CALL_KEYS: &[&str] = &[
     "via_server",
     "annotations",
     "args",
+    "verified",
 ];
 const CASE_KEYS: &[&str] = &[
     "name",
@@ -92,6 +99,8 @@ const CASE_KEYS: &[&str] = &[
     "repeat",
     "advance",
     "shadow",
+    "agent_created",
+    "result",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -118,6 +127,13 @@ struct Case {
     /// Shadow-mode rules that must report on this call.
     #[serde(default)]
     shadow: Vec<String>,
+    /// Record ids on the case's server that exist as created through the
+    /// agent path, from this case on (before its call is decided).
+    #[serde(default)]
+    agent_created: Vec<String>,
+    /// The `structuredContent` the tool returns if the call is allowed: a
+    /// tool a `records` declaration names stores the record it created.
+    result: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,6 +212,7 @@ fn load_engine(
     test_file: &Path,
     policies: &Option<Vec<String>>,
     clock: Arc<ManualClock>,
+    records: Arc<MemoryRecords>,
 ) -> Result<Engine, String> {
     let dir = test_file.parent().unwrap_or(Path::new("."));
     let targets: Vec<PathBuf> = match policies {
@@ -216,6 +233,7 @@ fn load_engine(
     })?;
     let options = EngineOptions {
         clock,
+        records: RecordBackend::Store(records),
         ..EngineOptions::default()
     };
     Ok(Engine::new(
@@ -230,7 +248,8 @@ fn run_file(path: &Path) -> Result<(usize, usize), String> {
     let file: TestFile =
         toml::from_str(&text).map_err(|e| format!("not a valid test file: {e}"))?;
     let clock = Arc::new(ManualClock::default());
-    let engine = load_engine(path, &file.policies, clock.clone())?;
+    let records = Arc::new(MemoryRecords::default());
+    let engine = load_engine(path, &file.policies, clock.clone(), Arc::clone(&records))?;
     outln!("{}", crate::files::display_path(path));
     let (mut passed, mut failed) = (0, 0);
     for (i, case) in file.cases.iter().enumerate() {
@@ -245,6 +264,20 @@ fn run_file(path: &Path) -> Result<(usize, usize), String> {
         }
         let call =
             build_call(case.call.clone().or(&file.defaults)).map_err(|e| format!("{name}: {e}"))?;
+        for id in &case.agent_created {
+            records
+                .insert(&NewRecord {
+                    server: call.server.clone(),
+                    id: id.clone(),
+                    kind: "test".into(),
+                    via_agent: true,
+                    agent: call.identity.agent.clone(),
+                    user: call.identity.user.clone(),
+                    session: call.session.clone(),
+                    created_at: 0,
+                })
+                .map_err(|e| format!("{name}: {e}"))?;
+        }
         let mut problem = None;
         for n in 0..case.repeat.unwrap_or(1) {
             if let Err(p) = run_case(&engine, case, &call) {
@@ -301,6 +334,24 @@ fn unknown_keys(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+fn verified(names: Vec<String>) -> Result<Verified, String> {
+    let mut v = Verified::default();
+    for n in names {
+        match n.as_str() {
+            "user" => v.user = true,
+            "groups" => v.groups = true,
+            "agent" => v.agent = true,
+            "model" => v.model = true,
+            other => {
+                return Err(format!(
+                    "`verified` lists `{other}`; it takes \"user\", \"groups\", \"agent\" and \"model\""
+                ));
+            }
+        }
+    }
+    Ok(v)
+}
+
 fn build_call(f: CallFields) -> Result<CallContext, String> {
     let args = match f.args {
         Some(v) => serde_json::to_value(v).map_err(|e| e.to_string())?,
@@ -312,7 +363,7 @@ fn build_call(f: CallFields) -> Result<CallContext, String> {
             groups: f.groups.unwrap_or_default(),
             agent: f.agent,
             model: f.model,
-            ..Identity::default()
+            verified: verified(f.verified.unwrap_or_default())?,
         },
         session: f.session.unwrap_or_else(|| "test-session".into()),
         provenance: Provenance {
@@ -334,7 +385,10 @@ fn run_case(engine: &Engine, case: &Case, call: &CallContext) -> Result<(), Stri
     let decided = engine.decide(call);
     check(case.expect, case, &decided)?;
     match (&decided.outcome, case.answer) {
-        (Outcome::Allow { .. }, _) => engine.record_forwarded(call, &decided),
+        (Outcome::Allow { .. }, _) => {
+            engine.record_forwarded(call, &decided);
+            forwarded_result(engine, case, call, &decided)?;
+        }
         (Outcome::Confirm(c), Some(Answer::Accept)) => {
             let mut confirmed = call.clone();
             confirmed.confirmed = c.rules.iter().map(|h| h.rule.clone()).collect();
@@ -348,11 +402,30 @@ fn run_case(engine: &Engine, case: &Case, call: &CallContext) -> Result<(), Stri
             }
             if again.is_allow() {
                 engine.record_forwarded(&confirmed, &again);
+                forwarded_result(engine, case, &confirmed, &again)?;
             }
         }
         _ => {}
     }
     Ok(())
+}
+
+/// Hands the case's `result` to the engine as the forwarded call's answer.
+fn forwarded_result(
+    engine: &Engine,
+    case: &Case,
+    call: &CallContext,
+    decided: &Decided,
+) -> Result<(), String> {
+    let Some(result) = &case.result else {
+        return Ok(());
+    };
+    let structured = serde_json::to_value(result).map_err(|e| e.to_string())?;
+    let result = serde_json::json!({ "content": [], "structuredContent": structured });
+    engine
+        .record_created(call, decided, &result)
+        .map(|_| ())
+        .map_err(|e| format!("the result's record was not stored: {e}"))
 }
 
 fn kind(d: &Decided) -> Expect {

@@ -1,6 +1,7 @@
 //! The decision API: [`Engine::decide`] turns a [`CallContext`] into
-//! Allow, Deny or Confirm (plus shadow findings), and
-//! [`Engine::record_forwarded`] counts a call that was forwarded. Every
+//! Allow, Deny or Confirm (plus shadow findings),
+//! [`Engine::record_forwarded`] counts a call that was forwarded, and
+//! [`Engine::record_created`] stores the records a forwarded call created. Every
 //! error on the way (bad arguments, an evaluation error, state that cannot
 //! be read) ends in Deny with a reason; nothing here can allow by accident.
 
@@ -8,6 +9,7 @@ use crate::args::{ArgLimits, check_arg_limits, project_args};
 use crate::call::CallContext;
 use crate::index::{CachedEntities, MAX_CACHED_ENTITY_SETS, PolicyBundle, Slice, annotation_bits};
 use crate::message::{human_duration, render_reason};
+use crate::records::{NewRecord, RecordBackend, RecordError, RecordStore, extract_id, id_of};
 use crate::state::{
     Clock, LimitSpec, ScopeKey, StateBackend, StateError, StateGate, StateLimits, SystemClock,
 };
@@ -124,6 +126,8 @@ pub struct EngineOptions {
     pub clock: Arc<dyn Clock>,
     /// Where caps and rates keep their state (default: memory).
     pub state: StateBackend,
+    /// Where records created through warden are kept (default: memory).
+    pub records: RecordBackend,
 }
 
 impl Default for EngineOptions {
@@ -133,6 +137,7 @@ impl Default for EngineOptions {
             state_limits: StateLimits::default(),
             clock: Arc::new(SystemClock),
             state: StateBackend::Memory,
+            records: RecordBackend::Memory,
         }
     }
 }
@@ -143,6 +148,8 @@ impl Default for EngineOptions {
 pub struct Engine {
     policies: ArcSwap<PolicyBundle>,
     state: StateGate,
+    records: Arc<dyn RecordStore>,
+    clock: Arc<dyn Clock>,
     arg_limits: ArgLimits,
     authorizer: Authorizer,
     next_id: AtomicU64,
@@ -156,7 +163,13 @@ impl Engine {
             .unwrap_or_default();
         Engine {
             policies: ArcSwap::from_pointee(bundle),
-            state: StateGate::new(options.state.open(options.state_limits, options.clock)),
+            state: StateGate::new(
+                options
+                    .state
+                    .open(options.state_limits, Arc::clone(&options.clock)),
+            ),
+            records: options.records.open(Arc::clone(&options.clock)),
+            clock: options.clock,
             arg_limits: options.arg_limits,
             authorizer: Authorizer::new(),
             next_id: AtomicU64::new(1),
@@ -231,6 +244,72 @@ impl Engine {
             .record_forwarded(&keys, &matched, !call.confirmed.is_empty())
     }
 
+    /// Stores the records a forwarded call created: when the call was
+    /// allowed, its result is not an error, and a `records` declaration of
+    /// the policies in force says its tool creates records on its server,
+    /// the id at the declared pointer (in `structuredContent`, or in the
+    /// JSON of the only text content) is stored with the call's server,
+    /// agent, user, session and the time. Returns the stored ids.
+    ///
+    /// An error means a record was created but not stored: it will not
+    /// count as agent-created (rules that let agents change only their own
+    /// records keep denying it), so the transport should log it.
+    pub fn record_created(
+        &self,
+        call: &CallContext,
+        decided: &Decided,
+        result: &serde_json::Value,
+    ) -> Result<Vec<String>, RecordError> {
+        if !decided.is_allow() || result.get("isError") == Some(&serde_json::Value::Bool(true)) {
+            return Ok(Vec::new());
+        }
+        let bundle = self.policies.load();
+        // The first declaration naming the tool decides its kind.
+        let Some((decl, pointer)) = bundle.compiled().records().iter().find_map(|d| {
+            d.id_pointer(&call.server, &call.tool)
+                .map(|pointer| (d, pointer))
+        }) else {
+            return Ok(Vec::new());
+        };
+        let id = extract_id(result, pointer).map_err(|why| RecordError::NoId {
+            tool: call.tool.clone(),
+            pointer: pointer.to_string(),
+            why,
+        })?;
+        self.records.insert(&NewRecord {
+            server: call.server.clone(),
+            id: id.clone(),
+            kind: decl.kind.clone(),
+            via_agent: call.provenance.via_agent,
+            agent: call.identity.agent.clone(),
+            user: call.identity.user.clone(),
+            session: call.session.clone(),
+            created_at: self.clock.unix_millis(),
+        })?;
+        Ok(vec![id])
+    }
+
+    /// The `created by agent` arguments of the slice whose value is the id
+    /// of an agent-created record on the call's server.
+    fn agent_created(&self, slice: &Slice, call: &CallContext) -> Result<Vec<String>, RecordError> {
+        let mut asked: Vec<(&str, String)> = Vec::new();
+        for ptr in &slice.created_args {
+            if let Some(id) = call.arguments.pointer(ptr).and_then(id_of) {
+                asked.push((ptr, id));
+            }
+        }
+        if asked.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = asked.iter().map(|(_, id)| id.clone()).collect();
+        let found = self.records.agent_created(&call.server, &ids)?;
+        Ok(asked
+            .into_iter()
+            .filter(|(_, id)| found.contains(id))
+            .map(|(ptr, _)| ptr.to_string())
+            .collect())
+    }
+
     fn evaluate(
         &self,
         bundle: &PolicyBundle,
@@ -253,6 +332,21 @@ impl Engine {
                 "report this to the platform team; it is not caused by the agent",
             ));
         }
+
+        let agent_created = match self.agent_created(&slice, call) {
+            Ok(found) => found,
+            Err(e) if slice.created_enforced => {
+                return Err(plain_denial(
+                    format!(
+                        "`{}` was not called: record store unavailable: {e}",
+                        call.tool
+                    ),
+                    "report this to the platform team; it is not caused by the agent",
+                ));
+            }
+            // Only shadow rules ask: they see no agent-created record.
+            Err(_) => Vec::new(),
+        };
 
         let mut counters = Vec::new();
         let mut frees_in: HashMap<&str, Duration> = HashMap::new();
@@ -279,15 +373,16 @@ impl Engine {
             }
         }
 
-        let (request, entities) = build_request(bundle, &slice, call, &counters).map_err(|e| {
-            plain_denial(
-                format!(
-                    "`{}` was not called: the call could not be evaluated ({e})",
-                    call.tool
-                ),
-                "report this to the platform team; it is not caused by the agent",
-            )
-        })?;
+        let (request, entities) = build_request(bundle, &slice, call, &counters, &agent_created)
+            .map_err(|e| {
+                plain_denial(
+                    format!(
+                        "`{}` was not called: the call could not be evaluated ({e})",
+                        call.tool
+                    ),
+                    "report this to the platform team; it is not caused by the agent",
+                )
+            })?;
 
         // One evaluation of every policy of the slice, all as permits (see
         // `Slice::evaluated`): Cedar reports each satisfied policy and each
@@ -698,6 +793,7 @@ fn build_request(
     slice: &Slice,
     call: &CallContext,
     counters: &[(String, u64)],
+    agent_created: &[String],
 ) -> Result<(Request, Arc<Entities>), String> {
     let user = uid(&USER_TYPE, &call.identity.user)?;
     let tool = slice.tool_uid.clone()?;
@@ -735,6 +831,37 @@ fn build_request(
             )
         }))
         .map_err(|e| e.to_string())?,
+    ));
+    let verified = &call.identity.verified;
+    pairs.push((
+        "verified".to_string(),
+        RestrictedExpression::new_record([
+            (
+                "user".to_string(),
+                RestrictedExpression::new_bool(verified.user),
+            ),
+            (
+                "groups".to_string(),
+                RestrictedExpression::new_bool(verified.groups),
+            ),
+            (
+                "agent".to_string(),
+                RestrictedExpression::new_bool(verified.agent),
+            ),
+            (
+                "model".to_string(),
+                RestrictedExpression::new_bool(verified.model),
+            ),
+        ])
+        .map_err(|e| e.to_string())?,
+    ));
+    pairs.push((
+        "agent_created".to_string(),
+        RestrictedExpression::new_set(
+            agent_created
+                .iter()
+                .map(|p| RestrictedExpression::new_string(p.clone())),
+        ),
     ));
     let optional = [
         ("via_server", &call.provenance.via_server),

@@ -42,6 +42,13 @@ pub struct Slice {
     pub limited: Vec<usize>,
     /// The arguments the slice's rules read.
     pub arg_fields: BTreeMap<String, BTreeSet<ArgType>>,
+    /// The arguments (JSON pointers) the slice's rules ask `created by
+    /// agent` about; the engine looks their values up before deciding.
+    pub created_args: BTreeSet<String>,
+    /// Whether an enforced rule of the slice asks `created by agent` (then
+    /// a record store that cannot answer denies the call; shadow rules
+    /// alone never change a decision).
+    pub created_enforced: bool,
     /// Set when a rule of the slice has no policy to evaluate (which only
     /// a bug can cause): every call of the slice is then denied.
     pub(crate) broken: Option<String>,
@@ -265,6 +272,8 @@ impl PolicyBundle {
             rules: Vec::new(),
             limited: Vec::new(),
             arg_fields: BTreeMap::new(),
+            created_args: BTreeSet::new(),
+            created_enforced: false,
             tool_uid: crate::engine::tool_uid(&tool_id),
             server: server.to_string(),
             tool: tool.to_string(),
@@ -308,6 +317,10 @@ impl PolicyBundle {
                         ));
                     }
                 }
+            }
+            if !rule.created_args.is_empty() {
+                slice.created_args.extend(rule.created_args.iter().cloned());
+                slice.created_enforced |= rule.mode != warden_lang::ast::Mode::Shadow;
             }
             for (ptr, types) in &rule.arg_fields {
                 slice

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod index;
 pub mod log;
 pub mod message;
+pub mod records;
 pub mod reload;
 pub mod sqlite;
 pub mod state;
@@ -22,6 +23,7 @@ pub use engine::{
 };
 pub use index::PolicyBundle;
 pub use log::{DecisionLog, LogError, UpstreamOutcome};
+pub use records::{MemoryRecords, NewRecord, RecordBackend, RecordError, RecordStore};
 pub use reload::{
     DEFAULT_DEBOUNCE, OnReload, PolicyReloader, ReloadEvent, WatchError, WatchHandle,
 };

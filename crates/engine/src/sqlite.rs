@@ -12,12 +12,20 @@
 //! share it: every read goes to the file (no cache), so each process sees
 //! the others' counts. A forwarded call is recorded in one transaction.
 //!
+//! It also holds the records created through warden (`records`: server,
+//! record id, kind, whether the agent path created it, creating agent,
+//! user, session, time; one row per (server, id)), as the
+//! [`crate::records::RecordStore`] behind `created by agent`. Records do
+//! not expire: a record an agent created stays its record.
+//!
 //! The schema is versioned (`PRAGMA user_version`) by [`MIGRATIONS`]; other
-//! state kept in the same file (records created by agents, say) adds a
-//! migration and uses [`SqliteState::with_connection`].
+//! state kept in the same file adds a migration and uses
+//! [`SqliteState::with_connection`].
 
+use crate::records::{NewRecord, RecordError, RecordStore};
 use crate::state::{Clock, Count, LimitSpec, ScopeKey, StateError, StateLimits, StateStore};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,7 +39,8 @@ const SWEEP_EVERY_MS: i64 = 60_000;
 
 /// The schema, one step per version: `MIGRATIONS[i]` takes the file from
 /// version `i` to `i + 1`. Append only; never edit a released step.
-pub const MIGRATIONS: &[&str] = &["
+pub const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE streaks (
         scope_kind TEXT NOT NULL,
         scope_value TEXT NOT NULL,
@@ -49,7 +58,21 @@ pub const MIGRATIONS: &[&str] = &["
     );
     CREATE INDEX rate_events_key ON rate_events (scope_kind, scope_value, rule_id, at);
     CREATE INDEX rate_events_at ON rate_events (at);
-"];
+",
+    "
+    CREATE TABLE records (
+        server TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        via_agent INTEGER NOT NULL,
+        agent TEXT,
+        user TEXT NOT NULL,
+        session TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (server, record_id)
+    ) WITHOUT ROWID;
+",
+];
 
 /// Cap and rate state in a SQLite file.
 #[derive(Debug)]
@@ -295,6 +318,50 @@ impl StateStore for SqliteState {
     }
 }
 
+impl RecordStore for SqliteState {
+    fn agent_created(&self, server: &str, ids: &[String]) -> Result<HashSet<String>, RecordError> {
+        self.with_connection(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT 1 FROM records WHERE server = ?1 AND record_id = ?2 AND via_agent = 1",
+            )?;
+            let mut found = HashSet::new();
+            for id in ids {
+                if stmt.exists(params![server, id])? {
+                    found.insert(id.clone());
+                }
+            }
+            Ok(found)
+        })
+        .map_err(|e| RecordError::Store(e.to_string()))
+    }
+
+    fn insert(&self, r: &NewRecord) -> Result<(), RecordError> {
+        self.with_connection(|conn| {
+            conn.prepare_cached(
+                "INSERT INTO records
+                   (server, record_id, kind, via_agent, agent, user, session, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (server, record_id) DO UPDATE SET
+                   kind = excluded.kind, via_agent = excluded.via_agent,
+                   agent = excluded.agent, user = excluded.user,
+                   session = excluded.session, created_at = excluded.created_at",
+            )?
+            .execute(params![
+                r.server,
+                r.id,
+                r.kind,
+                r.via_agent,
+                r.agent,
+                r.user,
+                r.session,
+                r.created_at
+            ])?;
+            Ok(())
+        })
+        .map_err(|e| RecordError::Store(e.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,6 +414,32 @@ mod tests {
         s.record_forwarded(&[key("b")], &[], false).unwrap();
         assert_eq!(rows(&s, "rate_events"), 0);
         assert_eq!(rows(&s, "streaks"), 0);
+    }
+
+    #[test]
+    fn records_survive_reopening_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let clock = Arc::new(ManualClock::default());
+        let s = SqliteState::open(&path, StateLimits::default(), clock.clone()).unwrap();
+        let record = |id: &str, via_agent| NewRecord {
+            server: "genomics".into(),
+            id: id.into(),
+            kind: "sample".into(),
+            via_agent,
+            agent: Some("claude-code".into()),
+            user: "alice".into(),
+            session: "s".into(),
+            created_at: 1,
+        };
+        s.insert(&record("S-1", true)).unwrap();
+        s.insert(&record("S-2", false)).unwrap();
+        drop(s);
+        let s = SqliteState::open(&path, StateLimits::default(), clock).unwrap();
+        let found = s
+            .agent_created("genomics", &["S-1".into(), "S-2".into()])
+            .unwrap();
+        assert_eq!(found, HashSet::from(["S-1".to_string()]));
     }
 
     #[test]

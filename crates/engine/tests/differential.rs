@@ -158,6 +158,25 @@ fn raw_request(set: &CompiledPolicySet, call: &CallContext) -> (Request, Entitie
             "counters".to_string(),
             RestrictedExpression::new_record(counters).unwrap(),
         ),
+        (
+            "verified".to_string(),
+            RestrictedExpression::new_record(
+                [
+                    ("user", call.identity.verified.user),
+                    ("groups", call.identity.verified.groups),
+                    ("agent", call.identity.verified.agent),
+                    ("model", call.identity.verified.model),
+                ]
+                .map(|(k, v)| (k.to_string(), RestrictedExpression::new_bool(v))),
+            )
+            .unwrap(),
+        ),
+        // The engine under test never stores a record (no tool result is
+        // handed to it), so no argument is an agent-created id.
+        (
+            "agent_created".to_string(),
+            RestrictedExpression::new_set(std::iter::empty()),
+        ),
     ];
     for (key, value) in [
         ("via_server", &call.provenance.via_server),

@@ -17,6 +17,7 @@ pub struct PolicyFile {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
     Default(DefaultDecl),
+    Records(RecordsDecl),
     Rule(Rule),
 }
 
@@ -24,6 +25,7 @@ impl Item {
     pub fn span(&self) -> Span {
         match self {
             Item::Default(d) => d.span,
+            Item::Records(r) => r.span,
             Item::Rule(r) => r.span,
         }
     }
@@ -49,6 +51,46 @@ impl Effect {
             Effect::Deny => "deny",
         }
     }
+}
+
+/// `records sample { server "genomics" created by tool "create_sample" at "/sample/id" }`:
+/// which tools create records of a kind, and where the new record's id is
+/// in the tool's result. The proxy stores what such calls create, so that
+/// `args.x created by agent` can tell records an agent made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordsDecl {
+    /// The record kind, e.g. `sample`.
+    pub name: Spanned<String>,
+    /// Clauses in the order the author wrote them.
+    pub clauses: Vec<RecordsClause>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordsClause {
+    /// `server "genomics"`: the servers whose tools these are (any if absent).
+    Server(PatternList),
+    /// `created by tool "create_sample" at "/sample/id"`
+    CreatedBy(CreatedBy),
+}
+
+impl RecordsClause {
+    pub fn span(&self) -> Span {
+        match self {
+            RecordsClause::Server(p) => p.span,
+            RecordsClause::CreatedBy(c) => c.span,
+        }
+    }
+}
+
+/// One creating tool and the RFC 6901 JSON pointer to the id in its
+/// result's `structuredContent`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreatedBy {
+    /// A tool name or glob.
+    pub tool: Spanned<String>,
+    pub pointer: Spanned<String>,
+    pub span: Span,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -283,12 +325,46 @@ pub enum Atom {
     InGroup(Spanned<String>),
     /// `args.sample_id exists`
     Exists(ArgPath),
+    /// `args.sample_id created by agent`: the argument's value is the id of
+    /// a record that a call on the agent path created on this server.
+    CreatedByAgent(ArgPath),
+    /// `verified user` and friends: warden verified that identity attribute
+    /// (a checked bearer token) rather than took it as declared.
+    Verified(VerifiedField),
     /// `subject <op> literal`
     Compare(Subject, Spanned<CmpOp>, Literal),
     /// `subject in [literal, ...]`
     In(Subject, Vec<Literal>),
     /// `subject matches "glob*"`
     Matches(Subject, Spanned<String>),
+}
+
+/// The identity attributes `verified` can ask about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VerifiedField {
+    User,
+    Groups,
+    Agent,
+    Model,
+}
+
+impl VerifiedField {
+    pub const ALL: [VerifiedField; 4] = [
+        VerifiedField::User,
+        VerifiedField::Groups,
+        VerifiedField::Agent,
+        VerifiedField::Model,
+    ];
+
+    /// The keyword, also the attribute of `context.verified` it reads.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            VerifiedField::User => "user",
+            VerifiedField::Groups => "groups",
+            VerifiedField::Agent => "agent",
+            VerifiedField::Model => "model",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

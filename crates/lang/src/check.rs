@@ -5,7 +5,7 @@
 
 use crate::ast::*;
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::glob::{glob_covers, tool_glob_problem};
+use crate::glob::{glob_covers, glob_matches, is_glob, tool_glob_problem};
 use crate::lints;
 use crate::source::{Sources, Span};
 use crate::template::parse_template;
@@ -77,6 +77,12 @@ fn check(files: &[PolicyFile], sources: &Sources, complete: bool) -> Diagnostics
     // Enforced unconditional denies seen so far, for the shadowing warning.
     let mut blanket_denies: Vec<(&Rule, RuleParts<'_>)> = Vec::new();
     let mut allows: Vec<&Rule> = Vec::new();
+    let mut record_kinds: HashMap<&str, Span> = HashMap::new();
+    // The server patterns of each records declaration (`None`: any server).
+    let mut record_servers: Vec<Option<&PatternList>> = Vec::new();
+    // Rules reading `created by agent`: their server patterns and the
+    // conditions' spans, checked against the declarations once all are seen.
+    let mut created_uses: Vec<(Option<&PatternList>, Vec<Span>)> = Vec::new();
 
     for file in files {
         for item in &file.items {
@@ -90,6 +96,18 @@ fn check(files: &[PolicyFile], sources: &Sources, complete: bool) -> Diagnostics
                     Some(_) => {}
                     None => default = Some(d),
                 },
+                Item::Records(decl) => {
+                    if let Some(first) = record_kinds.get(decl.name.node.as_str()) {
+                        diags.push(lints::duplicate_records_name(
+                            &decl.name.node,
+                            *first,
+                            decl.name.span,
+                        ));
+                    } else {
+                        record_kinds.insert(&decl.name.node, decl.name.span);
+                    }
+                    record_servers.push(check_records(decl, &mut diags));
+                }
                 Item::Rule(rule) => {
                     if let Some(first) = names.get(rule.name.node.as_str()) {
                         diags.push(lints::duplicate_rule_name(
@@ -102,6 +120,13 @@ fn check(files: &[PolicyFile], sources: &Sources, complete: bool) -> Diagnostics
                     }
                     let parts = RuleParts::of(rule, &mut diags);
                     check_rule(rule, &parts, sources, &mut diags);
+                    if let Some(when) = parts.when {
+                        let mut spans = Vec::new();
+                        created_by_spans(when, &mut spans);
+                        if !spans.is_empty() {
+                            created_uses.push((parts.server, spans));
+                        }
+                    }
 
                     if parts.mode() == Mode::Enforce {
                         if let Some((by, _)) =
@@ -121,6 +146,29 @@ fn check(files: &[PolicyFile], sources: &Sources, complete: bool) -> Diagnostics
                             allows.push(rule);
                         }
                     }
+                }
+            }
+        }
+    }
+
+    // With files missing, their declarations might cover the rule.
+    if complete {
+        for (servers, spans) in created_uses {
+            if !record_servers
+                .iter()
+                .any(|decl| servers_may_overlap(*decl, servers))
+            {
+                let which = match servers {
+                    None => "any server".to_string(),
+                    Some(list) => list
+                        .patterns
+                        .iter()
+                        .map(|p| format!("`{}`", p.node))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                };
+                for at in spans {
+                    diags.push(lints::records_not_declared(at, &which));
                 }
             }
         }
@@ -150,6 +198,92 @@ fn check(files: &[PolicyFile], sources: &Sources, complete: bool) -> Diagnostics
     let mut out = Diagnostics::new();
     out.extend(diags);
     out.resolve(sources)
+}
+
+/// Checks one records declaration; returns its server patterns.
+fn check_records<'a>(
+    decl: &'a RecordsDecl,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<&'a PatternList> {
+    let mut server: Option<&PatternList> = None;
+    let mut creators = 0;
+    for clause in &decl.clauses {
+        match clause {
+            RecordsClause::Server(list) => {
+                if let Some(first) = server {
+                    diags.push(lints::duplicate_records_clause(first.span, list.span));
+                    continue;
+                }
+                server = Some(list);
+                for p in list.patterns.iter().filter(|p| p.node.is_empty()) {
+                    diags.push(lints::empty_server_pattern(p.span));
+                }
+            }
+            RecordsClause::CreatedBy(c) => {
+                creators += 1;
+                if let Some(why) = tool_glob_problem(&c.tool.node) {
+                    diags.push(lints::glob_never_matches(c.tool.span, &c.tool.node, &why));
+                }
+                if let Some(why) = json_pointer_problem(&c.pointer.node) {
+                    diags.push(lints::invalid_json_pointer(
+                        c.pointer.span,
+                        &c.pointer.node,
+                        why,
+                    ));
+                }
+            }
+        }
+    }
+    if creators == 0 {
+        diags.push(lints::empty_records(decl.name.span, &decl.name.node));
+    }
+    server
+}
+
+/// Why `pointer` cannot locate a record id in a result, if it cannot.
+pub fn json_pointer_problem(pointer: &str) -> Option<&'static str> {
+    if pointer.is_empty() {
+        return Some("the empty pointer is the whole structuredContent, an object, never an id");
+    }
+    if !pointer.starts_with('/') {
+        return Some("a JSON pointer starts with `/`");
+    }
+    let mut chars = pointer.chars();
+    while let Some(c) = chars.next() {
+        if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
+            return Some("`~` must be followed by `0` (for `~`) or `1` (for `/`)");
+        }
+    }
+    None
+}
+
+/// The spans of the `created by agent` conditions in `expr`.
+fn created_by_spans(expr: &Expr, out: &mut Vec<Span>) {
+    match expr {
+        Expr::Or(v, _) | Expr::And(v, _) => v.iter().for_each(|e| created_by_spans(e, out)),
+        Expr::Not(e, _) => created_by_spans(e, out),
+        Expr::Atom(Atom::CreatedByAgent(_), span) => out.push(*span),
+        Expr::Atom(..) => {}
+    }
+}
+
+/// Whether a records declaration's servers and a rule's servers can name
+/// the same server. Two globs are taken to overlap: telling would need an
+/// intersection test, and a missed error is only a rule that never holds.
+fn servers_may_overlap(decl: Option<&PatternList>, rule: Option<&PatternList>) -> bool {
+    let (Some(decl), Some(rule)) = (decl, rule) else {
+        return true;
+    };
+    decl.patterns.iter().any(|d| {
+        rule.patterns
+            .iter()
+            .any(|r| match (is_glob(&d.node), is_glob(&r.node)) {
+                (false, false) => d.node == r.node,
+                (true, false) => glob_matches(&d.node, &r.node),
+                (false, true) => glob_matches(&r.node, &d.node),
+                (true, true) => true,
+            })
+    })
 }
 
 /// Whether an unconditional deny's matchers take in every call `later` can match.

@@ -107,6 +107,42 @@ pub struct CompiledRule {
     pub core_counting_cedar: Option<String>,
     /// The arguments this rule reads (a subset of the set's `arg_fields`).
     pub arg_fields: BTreeMap<String, BTreeSet<ArgType>>,
+    /// The arguments (JSON pointers) this rule asks `created by agent`
+    /// about: the engine looks their values up in the record store and
+    /// lists in `context.agent_created` those that are agent-created ids.
+    pub created_args: BTreeSet<String>,
+}
+
+/// A `records` declaration: which tools create records of a kind and where
+/// the new record's id is in their result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CompiledRecords {
+    /// The record kind, e.g. `sample`.
+    pub kind: String,
+    /// `file:line:col` of the kind's name.
+    pub location: String,
+    /// `None` means any server.
+    pub servers: Option<Vec<String>>,
+    /// (tool name or glob, RFC 6901 pointer into `structuredContent`).
+    pub creators: Vec<(String, String)>,
+}
+
+impl CompiledRecords {
+    /// The pointer to the id in the result of `tool` on `server`, if this
+    /// declaration says that tool creates records.
+    pub fn id_pointer(&self, server: &str, tool: &str) -> Option<&str> {
+        let server_ok = self
+            .servers
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|p| crate::glob::glob_matches(p, server)));
+        if !server_ok {
+            return None;
+        }
+        self.creators
+            .iter()
+            .find(|(t, _)| crate::glob::glob_matches(t, tool))
+            .map(|(_, p)| p.as_str())
+    }
 }
 
 /// A compiled, validated policy set.
@@ -120,9 +156,14 @@ pub struct CompiledPolicySet {
     shadow: PolicySet,
     counting: PolicySet,
     arg_fields: BTreeMap<String, BTreeSet<ArgType>>,
+    records: Vec<CompiledRecords>,
 }
 
 impl CompiledPolicySet {
+    /// The `records` declarations, in source order.
+    pub fn records(&self) -> &[CompiledRecords] {
+        &self.records
+    }
     pub fn default_effect(&self) -> Effect {
         self.default
     }
@@ -190,11 +231,13 @@ pub(crate) fn compile_files(
     let mut policies: Vec<(CPolicy, Span, String)> = Vec::new();
     let mut emitter = Emitter::default();
     let mut scratch = Vec::new();
+    let mut records = Vec::new();
 
     for file in files {
         for item in &file.items {
             match item {
                 Item::Default(d) => default = d.effect,
+                Item::Records(decl) => records.push(compile_records(decl, sources)),
                 Item::Rule(rule) => {
                     let parts = RuleParts::of(rule, &mut scratch);
                     let (compiled, policy, counting) = emitter.rule(rule, &parts, sources);
@@ -295,7 +338,30 @@ pub(crate) fn compile_files(
         shadow,
         counting,
         arg_fields: emitter.arg_fields,
+        records,
     })
+}
+
+fn compile_records(decl: &RecordsDecl, sources: &Sources) -> CompiledRecords {
+    let mut servers = None;
+    let mut creators = Vec::new();
+    for clause in &decl.clauses {
+        match clause {
+            RecordsClause::Server(list) => {
+                servers
+                    .get_or_insert_with(|| list.patterns.iter().map(|p| p.node.clone()).collect());
+            }
+            RecordsClause::CreatedBy(c) => {
+                creators.push((c.tool.node.clone(), c.pointer.node.clone()));
+            }
+        }
+    }
+    CompiledRecords {
+        kind: decl.name.node.clone(),
+        location: sources.location(decl.name.span),
+        servers,
+        creators,
+    }
 }
 
 fn compiler_bug(at: Option<Span>, message: String) -> Diagnostic {
@@ -324,6 +390,8 @@ struct Emitter {
     arg_fields: BTreeMap<String, BTreeSet<ArgType>>,
     /// The arguments read by the rule being emitted.
     rule_fields: BTreeMap<String, BTreeSet<ArgType>>,
+    /// The `created by agent` arguments of the rule being emitted.
+    rule_created: BTreeSet<String>,
     counters: Vec<String>,
 }
 
@@ -369,6 +437,7 @@ impl Emitter {
         let kind = rule.kind.node;
         let mode = parts.mode();
         self.rule_fields.clear();
+        self.rule_created.clear();
         let location = sources.location(rule.name.span);
         let limit = parts.limit.map(|l| CompiledLimit {
             max: l.max.node,
@@ -489,6 +558,7 @@ impl Emitter {
             core_cedar: core.to_cedar(),
             core_counting_cedar: core_counting.as_ref().map(CPolicy::to_cedar),
             arg_fields: std::mem::take(&mut self.rule_fields),
+            created_args: std::mem::take(&mut self.rule_created),
         };
         (compiled, policy, counting)
     }
@@ -532,6 +602,19 @@ impl Emitter {
                 let ptr = self.track(path, None);
                 Tri::definite(present(&ptr))
             }
+            // A required set the engine always supplies: no read to guard,
+            // nothing that can error. An absent argument, or one that is
+            // not a string or number, is simply not in it.
+            Atom::CreatedByAgent(path) => {
+                let ptr = path.json_pointer();
+                self.rule_created.insert(ptr.clone());
+                Tri::definite(
+                    context()
+                        .attr("agent_created")
+                        .method("contains", vec![CExpr::str(&ptr)]),
+                )
+            }
+            Atom::Verified(f) => Tri::definite(context().attr("verified").attr(f.keyword())),
             Atom::Compare(subject, op, lit) => self.compare(subject, op.node, &lit.value),
             Atom::In(subject, lits) => {
                 let parts: Vec<Tri> = lits
@@ -639,10 +722,12 @@ impl Emitter {
             let _ = write!(out, "\n    {}?: Long,", quote(id));
         }
         out.push_str("\n  };\n");
+        out.push_str("  // Which identity attributes warden verified (`verified user`).\n  type Verified = {\n    \"user\": Bool,\n    \"groups\": Bool,\n    \"agent\": Bool,\n    \"model\": Bool,\n  };\n");
         let _ = writeln!(out, "  action {} appliesTo {{", quote(ACTION_CALL_TOOL));
         out.push_str("    principal: [User],\n    resource: [Tool],\n    context: {\n");
         out.push_str("      \"via_agent\": Bool,\n      \"via_server\"?: String,\n      \"agent\"?: String,\n      \"model\"?: String,\n");
         out.push_str("      \"session\": String,\n      \"confirmed\": Set<String>,\n      \"args\": Args,\n      \"counters\": Counters,\n");
+        out.push_str("      \"verified\": Verified,\n      \"agent_created\": Set<String>,\n");
         out.push_str("    },\n  };\n}\n");
         out
     }

@@ -81,6 +81,14 @@ codes! {
     TypeMismatch = "type-mismatch", Error, "a comparison can never hold because of the types of its sides";
     /// A glob that no tool or server name can match.
     GlobNeverMatches = "glob-never-matches", Error, "a pattern can never match a name";
+    /// Two records declarations with the same kind name.
+    DuplicateRecordsName = "duplicate-records-name", Error, "record kinds are named once across the set";
+    /// A records declaration without a `created by` line.
+    EmptyRecords = "empty-records", Error, "a records declaration names at least one tool that creates records";
+    /// A record id pointer that is not an RFC 6901 JSON pointer.
+    InvalidJsonPointer = "invalid-json-pointer", Error, "where a record's id is must be an RFC 6901 JSON pointer such as `/sample/id`";
+    /// `created by agent` where no records declaration covers the rule's server.
+    RecordsNotDeclared = "records-not-declared", Error, "`created by agent` needs a records declaration for the rule's server";
     /// Emitted Cedar that does not parse or validate: a bug in warden.
     CompilerBug = "compiler-bug", Error, "the compiler produced Cedar that does not validate (a bug in warden)";
     /// A rule that an earlier unconditional deny makes pointless.

@@ -28,6 +28,7 @@ pub fn format_policy_file(file: &PolicyFile, text: &str) -> String {
                 p.trailing_comment(d.span.end);
                 p.out.push('\n');
             }
+            Item::Records(r) => p.records(r),
             Item::Rule(rule) => p.rule(rule),
         }
     }
@@ -112,6 +113,38 @@ impl Printer<'_> {
         self.leading_comments(rule.span.end.saturating_sub(1), 1);
         self.out.push('}');
         self.trailing_comment(rule.span.end);
+        self.out.push('\n');
+    }
+
+    fn records(&mut self, decl: &RecordsDecl) {
+        let _ = write!(self.out, "records {} {{", decl.name.node);
+        let brace_end = decl.name.span.end
+            + self.text[decl.name.span.end..decl.span.end]
+                .find('{')
+                .map_or(0, |i| i + 1);
+        self.trailing_comment(brace_end);
+        self.out.push('\n');
+        for clause in &decl.clauses {
+            self.leading_comments(clause.span().start, 1);
+            self.indent(1);
+            match clause {
+                RecordsClause::Server(list) => {
+                    self.out.push_str("server ");
+                    self.patterns(list);
+                }
+                RecordsClause::CreatedBy(c) => {
+                    self.out.push_str("created by tool ");
+                    write_string(&mut self.out, &c.tool.node);
+                    self.out.push_str(" at ");
+                    write_string(&mut self.out, &c.pointer.node);
+                }
+            }
+            self.trailing_comment(clause.span().end);
+            self.out.push('\n');
+        }
+        self.leading_comments(decl.span.end.saturating_sub(1), 1);
+        self.out.push('}');
+        self.trailing_comment(decl.span.end);
         self.out.push('\n');
     }
 
@@ -230,6 +263,14 @@ fn write_atom(out: &mut String, a: &Atom) {
         Atom::Exists(p) => {
             write_path(out, p);
             out.push_str(" exists");
+        }
+        Atom::CreatedByAgent(p) => {
+            write_path(out, p);
+            out.push_str(" created by agent");
+        }
+        Atom::Verified(f) => {
+            out.push_str("verified ");
+            out.push_str(f.keyword());
         }
         Atom::Compare(s, op, lit) => {
             write_subject(out, s);

@@ -34,7 +34,7 @@ pub mod parse;
 pub mod source;
 pub mod template;
 
-pub use compile::{ArgType, CompiledLimit, CompiledPolicySet, CompiledRule};
+pub use compile::{ArgType, CompiledLimit, CompiledPolicySet, CompiledRecords, CompiledRule};
 pub use diagnostic::{Code, Diagnostic, Diagnostics, Label, Location, Severity};
 pub use source::{FileId, SourceFile, Sources, Span};
 

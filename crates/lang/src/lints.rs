@@ -305,3 +305,50 @@ pub(crate) fn redundant_allow(rule: Span, name: &str, default: Span) -> Diagnost
     .with_note_at(default, "the set allows by default")
     .with_help("remove the rule, or switch the set to `default deny` so that allow rules matter")
 }
+
+pub(crate) fn duplicate_records_name(name: &str, first: Span, again: Span) -> Diagnostic {
+    Diagnostic::new(
+        Code::DuplicateRecordsName,
+        format!("record kind `{name}` is declared more than once"),
+    )
+    .with_label(again, "declared again here")
+    .with_note_at(first, format!("`{name}` first declared here"))
+    .with_help("list every tool that creates this kind in one declaration, one `created by tool` line each")
+}
+
+pub(crate) fn duplicate_records_clause(first: Span, again: Span) -> Diagnostic {
+    Diagnostic::new(
+        Code::DuplicateClause,
+        "`server` appears more than once in this records declaration",
+    )
+    .with_label(again, "second one")
+    .with_note_at(first, "first one")
+    .with_help("list every name in one clause: `server [\"a\", \"b-*\"]`")
+}
+
+pub(crate) fn empty_records(at: Span, name: &str) -> Diagnostic {
+    Diagnostic::new(
+        Code::EmptyRecords,
+        format!("records `{name}` names no tool that creates them"),
+    )
+    .with_label(at, "no `created by tool` line")
+    .with_help("add a line such as `created by tool \"create_sample\" at \"/sample/id\"`")
+}
+
+pub(crate) fn invalid_json_pointer(at: Span, pointer: &str, why: &str) -> Diagnostic {
+    Diagnostic::new(
+        Code::InvalidJsonPointer,
+        format!("`{pointer}` is not a JSON pointer to a record id"),
+    )
+    .with_label(at, why.to_string())
+    .with_help("write an RFC 6901 pointer into the result's structuredContent: `/sample/id` reads `{\"sample\": {\"id\": ...}}`; escape `~` as `~0` and `/` in a key as `~1`")
+}
+
+pub(crate) fn records_not_declared(at: Span, servers: &str) -> Diagnostic {
+    Diagnostic::new(
+        Code::RecordsNotDeclared,
+        format!("`created by agent` can never hold: no records declaration covers {servers}"),
+    )
+    .with_label(at, "no tool is known to create these records")
+    .with_help("declare the tool that creates them: `records sample { server \"genomics\" created by tool \"create_sample\" at \"/sample/id\" }`")
+}

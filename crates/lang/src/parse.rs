@@ -32,6 +32,7 @@ pub fn parse_file(file: FileId, text: &str) -> Result<PolicyFile, Vec<Diagnostic
     for pair in root.into_inner() {
         match pair.as_rule() {
             Rule::default_decl => items.push(Item::Default(b.default_decl(pair))),
+            Rule::records_decl => items.push(Item::Records(b.records(pair))),
             Rule::rule_decl => items.push(Item::Rule(b.rule(pair))),
             Rule::EOI => {}
             r => unreachable!("grammar: unexpected {r:?} in file"),
@@ -88,6 +89,43 @@ impl Builder {
         let clauses = inner.map(|c| self.clause(c)).collect();
         crate::ast::Rule {
             kind,
+            name,
+            clauses,
+            span,
+        }
+    }
+
+    fn records(&mut self, pair: Pair<'_, Rule>) -> RecordsDecl {
+        let span = self.span(&pair);
+        let mut inner = pair.into_inner().filter(|p| !is_keyword(p.as_rule()));
+        let name_pair = inner.next().expect("grammar: records name");
+        let name = Spanned::new(name_pair.as_str().to_string(), self.span(&name_pair));
+        let clauses = inner
+            .map(|c| {
+                let cspan = self.span(&c);
+                match c.as_rule() {
+                    Rule::server_clause => {
+                        let list = c
+                            .into_inner()
+                            .find(|p| p.as_rule() == Rule::pattern_list)
+                            .expect("grammar: patterns");
+                        RecordsClause::Server(self.pattern_list(list, cspan))
+                    }
+                    Rule::created_clause => {
+                        let mut strings = c.into_inner().filter(|p| p.as_rule() == Rule::string);
+                        let tool = self.string(strings.next().expect("grammar: tool"));
+                        let pointer = self.string(strings.next().expect("grammar: pointer"));
+                        RecordsClause::CreatedBy(CreatedBy {
+                            tool,
+                            pointer,
+                            span: cspan,
+                        })
+                    }
+                    r => unreachable!("grammar: unexpected records clause {r:?}"),
+                }
+            })
+            .collect();
+        RecordsDecl {
             name,
             clauses,
             span,
@@ -265,6 +303,16 @@ impl Builder {
             }
             Rule::in_group => Atom::InGroup(self.string(inner.next().expect("grammar"))),
             Rule::exists => Atom::Exists(self.arg_path(inner.next().expect("grammar"))),
+            Rule::created_by => Atom::CreatedByAgent(self.arg_path(inner.next().expect("grammar"))),
+            Rule::verified => {
+                let f = inner.next().expect("grammar: verified field");
+                Atom::Verified(match f.as_str() {
+                    "user" => VerifiedField::User,
+                    "groups" => VerifiedField::Groups,
+                    "agent" => VerifiedField::Agent,
+                    _ => VerifiedField::Model,
+                })
+            }
             Rule::comparison => {
                 let subject = self.subject(inner.next().expect("grammar: subject"));
                 let tail = inner.next().expect("grammar: tail");
@@ -431,6 +479,11 @@ fn is_keyword(r: Rule) -> bool {
             | Rule::kw_true
             | Rule::kw_false
             | Rule::kw_args
+            | Rule::kw_records
+            | Rule::kw_created
+            | Rule::kw_by
+            | Rule::kw_at
+            | Rule::kw_verified
     )
 }
 
@@ -592,7 +645,14 @@ fn describe_rule(r: Rule) -> Option<&'static str> {
         Rule::rule_decl | Rule::rule_kind => {
             "a rule (`allow`, `deny`, `require-confirm`, `cap-consecutive`, `rate-limit`)"
         }
-        Rule::rule_name => "a rule name",
+        Rule::rule_name => "a name",
+        Rule::records_decl | Rule::kw_records => "`records`",
+        Rule::created_clause | Rule::kw_created => "`created`",
+        Rule::kw_by => "`by`",
+        Rule::kw_at => "`at`",
+        Rule::created_by => "`created by agent`",
+        Rule::verified | Rule::kw_verified => "`verified`",
+        Rule::verified_field => "`user`, `groups`, `agent` or `model`",
         Rule::default_effect => "`allow` or `deny`",
         Rule::server_clause | Rule::kw_server => "`server`",
         Rule::tool_clause | Rule::kw_tool => "`tool`",

@@ -282,6 +282,8 @@ fn authorize(out: &CompileOutput, call: &Call) -> Response {
         "confirmed": [],
         "args": {"str": str_args, "num": {}, "bool": {}, "present": present},
         "counters": counters,
+        "verified": {"user": false, "groups": false, "agent": false, "model": false},
+        "agent_created": [],
     });
     let action = action();
     let context = Context::from_json_value(context, Some((schema, &action)))
@@ -585,5 +587,49 @@ fn rule_names_that_are_cedar_keywords_stay_names() {
         let r = authorize(&out, &reached);
         assert_eq!(r.decision(), Decision::Deny, "cap {name} is reached");
         assert_eq!(reasons(&r), ids(&[name]), "only {name} fires");
+    }
+}
+
+#[test]
+fn hostile_text_in_records_and_created_by_agent_changes_nothing() {
+    for (i, hostile) in HOSTILE.iter().enumerate() {
+        let h = policy_str(hostile);
+        let tool = policy_str(HOSTILE_TOOLS[i % HOSTILE_TOOLS.len()]);
+        // A pointer must start with `/` and escape `~`; the rest is hostile.
+        let ptr = policy_str(&pointer(hostile));
+        let text = format!(
+            "default allow\nrecords r {{\n  server {h}\n  created by tool {tool} at {ptr}\n}}\ndeny hostile {{\n  server {h}\n  when not args.{h} created by agent\n}}\n"
+        );
+        let out = compile(&text);
+        let ids: Vec<&str> = out
+            .policy_set
+            .rules()
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect();
+        assert_eq!(ids, ["hostile"], "{hostile:?}");
+        // The printed Cedar parses back to the default permit and one forbid.
+        let parsed = PolicySet::from_str(&out.policy_set.cedar_text())
+            .unwrap_or_else(|e| panic!("{hostile:?}: {e}"));
+        let effects: Vec<Effect> = parsed.policies().map(|p| p.effect()).collect();
+        assert_eq!(effects.len(), 2, "{hostile:?}");
+        assert_eq!(
+            effects.iter().filter(|e| **e == Effect::Forbid).count(),
+            1,
+            "{hostile:?}"
+        );
+        // The argument is named by its exact pointer, quoted once.
+        let rule = &out.policy_set.rules()[0];
+        assert_eq!(
+            rule.created_args.iter().collect::<Vec<_>>(),
+            [&pointer(hostile)],
+            "{hostile:?}"
+        );
+        let records = out.policy_set.records();
+        assert_eq!(records[0].creators[0].1, pointer(hostile));
+        assert_eq!(
+            records[0].servers.as_deref(),
+            Some(&[hostile.to_string()][..])
+        );
     }
 }

@@ -245,3 +245,39 @@ fn every_code_has_a_test_here() {
         );
     }
 }
+
+#[test]
+fn duplicate_records_name() {
+    check(
+        Code::DuplicateRecordsName,
+        "default deny\nrecords sample {\n  created by tool \"create_sample\" at \"/sample/id\"\n}\nrecords sample {\n  created by tool \"import_sample\" at \"/sample/id\"\n}\n",
+        "default deny\nrecords sample {\n  created by tool \"create_sample\" at \"/sample/id\"\n  created by tool \"import_sample\" at \"/sample/id\"\n}\n",
+    );
+}
+
+#[test]
+fn empty_records() {
+    check(
+        Code::EmptyRecords,
+        "default deny\nrecords sample {\n  server \"genomics\"\n}\n",
+        "default deny\nrecords sample {\n  server \"genomics\"\n  created by tool \"create_sample\" at \"/sample/id\"\n}\n",
+    );
+}
+
+#[test]
+fn invalid_json_pointer() {
+    check(
+        Code::InvalidJsonPointer,
+        "default deny\nrecords sample {\n  created by tool \"create_sample\" at \"sample.id\"\n}\n",
+        "default deny\nrecords sample {\n  created by tool \"create_sample\" at \"/sample/id\"\n}\n",
+    );
+}
+
+#[test]
+fn records_not_declared() {
+    check(
+        Code::RecordsNotDeclared,
+        "default deny\nrecords sample {\n  server \"genomics\"\n  created by tool \"create_sample\" at \"/sample/id\"\n}\nallow own {\n  server \"lab\"\n  when args.sample_id created by agent\n}\n",
+        "default deny\nrecords sample {\n  server \"genomics\"\n  created by tool \"create_sample\" at \"/sample/id\"\n}\nallow own {\n  server \"genomics\"\n  when args.sample_id created by agent\n}\n",
+    );
+}

@@ -70,6 +70,7 @@ fn strip_file(f: &PolicyFile) -> PolicyFile {
     for item in &mut f.items {
         match item {
             Item::Default(d) => d.span = S,
+            Item::Records(r) => strip_records(r),
             Item::Rule(r) => strip_rule(r),
         }
     }
@@ -77,6 +78,26 @@ fn strip_file(f: &PolicyFile) -> PolicyFile {
         c.span = S;
     }
     f
+}
+
+fn strip_records(r: &mut RecordsDecl) {
+    r.span = S;
+    r.name.span = S;
+    for c in &mut r.clauses {
+        match c {
+            RecordsClause::Server(p) => {
+                p.span = S;
+                for s in &mut p.patterns {
+                    s.span = S;
+                }
+            }
+            RecordsClause::CreatedBy(c) => {
+                c.span = S;
+                c.tool.span = S;
+                c.pointer.span = S;
+            }
+        }
+    }
 }
 
 fn strip_rule(r: &mut Rule) {
@@ -125,7 +146,8 @@ fn strip_expr(e: &mut Expr) {
 
 fn strip_atom(a: &mut Atom) {
     match a {
-        Atom::Bool(_) | Atom::ViaAgent | Atom::ToolFlag(_) => {}
+        Atom::Bool(_) | Atom::ViaAgent | Atom::ToolFlag(_) | Atom::Verified(_) => {}
+        Atom::CreatedByAgent(p) => p.span = S,
         Atom::ViaServer(s) | Atom::InGroup(s) => s.span = S,
         Atom::Exists(p) => p.span = S,
         Atom::Compare(subj, op, lit) => {
@@ -411,6 +433,8 @@ fn atom(valid: bool) -> BoxedStrategy<Atom> {
         1 => tool_flag().prop_map(Atom::ToolFlag),
         1 => any_string().prop_map(|s| Atom::InGroup(sp(s))),
         1 => arg_path().prop_map(Atom::Exists),
+        1 => arg_path().prop_map(Atom::CreatedByAgent),
+        1 => select(VerifiedField::ALL.to_vec()).prop_map(Atom::Verified),
         2 => compare,
         1 => in_list,
         1 => (subject(), any_string()).prop_map(|(s, g)| Atom::Matches(s, sp(g))),
@@ -503,8 +527,28 @@ fn any_clause() -> impl Strategy<Value = Clause> {
     ]
 }
 
+fn records_clause() -> impl Strategy<Value = RecordsClause> {
+    prop_oneof![
+        1 => pattern_list(any_string().boxed()).prop_map(RecordsClause::Server),
+        2 => (any_string(), any_string()).prop_map(|(tool, pointer)| {
+            RecordsClause::CreatedBy(CreatedBy {
+                tool: sp(tool),
+                pointer: sp(pointer),
+                span: S,
+            })
+        }),
+    ]
+}
+
 fn any_item() -> impl Strategy<Value = Item> {
     prop_oneof![
+        1 => (rule_name(), vec(records_clause(), 0..4)).prop_map(|(name, clauses)| {
+            Item::Records(RecordsDecl {
+                name: sp(name),
+                clauses,
+                span: S,
+            })
+        }),
         1 => select(vec![Effect::Allow, Effect::Deny])
             .prop_map(|effect| Item::Default(DefaultDecl { effect, span: S })),
         4 => (rule_kind(), rule_name(), vec(any_clause(), 0..6)).prop_map(|(kind, name, clauses)| {
@@ -626,7 +670,17 @@ fn valid_file() -> impl Strategy<Value = PolicyFile> {
     )
         .prop_map(|(effect, rules, restate_at)| {
             let default = || Item::Default(DefaultDecl { effect, span: S });
-            let mut items = vec![default()];
+            // Covers every server, so that `created by agent` is valid.
+            let records = Item::Records(RecordsDecl {
+                name: sp("sample".to_string()),
+                clauses: vec![RecordsClause::CreatedBy(CreatedBy {
+                    tool: sp("create_*".to_string()),
+                    pointer: sp("/sample/id".to_string()),
+                    span: S,
+                })],
+                span: S,
+            });
+            let mut items = vec![default(), records];
             for (i, mut r) in rules.into_iter().enumerate() {
                 r.name.node = format!("{}-{i}", r.name.node);
                 items.push(Item::Rule(r));
@@ -683,6 +737,7 @@ impl Messy {
                     m.ws();
                     m.out.push_str(d.effect.keyword());
                 }
+                Item::Records(r) => m.records(r),
                 Item::Rule(r) => m.rule(r),
             }
         }
@@ -726,6 +781,37 @@ impl Messy {
             return;
         }
         self.ws();
+    }
+
+    fn records(&mut self, r: &RecordsDecl) {
+        self.out.push_str("records");
+        self.ws();
+        self.out.push_str(&r.name.node);
+        self.opt_ws();
+        self.out.push('{');
+        for c in &r.clauses {
+            self.ws();
+            match c {
+                RecordsClause::Server(p) => {
+                    self.out.push_str("server");
+                    self.opt_ws();
+                    self.patterns(p);
+                }
+                RecordsClause::CreatedBy(c) => {
+                    for word in ["created", "by", "tool"] {
+                        self.out.push_str(word);
+                        self.ws();
+                    }
+                    self.string(&c.tool.node);
+                    self.ws();
+                    self.out.push_str("at");
+                    self.opt_ws();
+                    self.string(&c.pointer.node);
+                }
+            }
+        }
+        self.opt_ws();
+        self.out.push('}');
     }
 
     fn rule(&mut self, r: &Rule) {
@@ -900,6 +986,18 @@ impl Messy {
                 self.path(p);
                 self.ws();
                 self.out.push_str("exists");
+            }
+            Atom::CreatedByAgent(p) => {
+                self.path(p);
+                for word in ["created", "by", "agent"] {
+                    self.ws();
+                    self.out.push_str(word);
+                }
+            }
+            Atom::Verified(f) => {
+                self.out.push_str("verified");
+                self.ws();
+                self.out.push_str(f.keyword());
             }
             Atom::Compare(s, op, lit) => {
                 self.subject(s);

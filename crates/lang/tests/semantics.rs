@@ -123,6 +123,8 @@ fn decide(set: &CompiledPolicySet, call: &Call) -> (Decision, Vec<String>) {
         "confirmed": call.confirmed,
         "args": project_args(set, &call.args),
         "counters": call.counters.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "verified": {"user": false, "groups": false, "agent": false, "model": false},
+        "agent_created": [],
     });
     if let Some(v) = call.via_server {
         ctx["via_server"] = json!(v);

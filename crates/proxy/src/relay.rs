@@ -2135,7 +2135,18 @@ impl Relay {
         };
         let (reply, outcome) = match answer {
             Ok(Ok(mut resp)) => {
-                let outcome = outcome_of(&resp, duration_ms);
+                let mut outcome = outcome_of(&resp, duration_ms);
+                if outcome.ok
+                    && let Some(result) = resp.get("result")
+                {
+                    // Before the reply goes out, so that the agent's next
+                    // call already finds the record it created.
+                    if let Err(e) = self.engine.record_created(call, decided, result) {
+                        tracing::warn!("`{}`: {e}", call.tool);
+                        // The call succeeded; the log line says what was not kept.
+                        outcome.error = Some(format!("the created record was not stored: {e}"));
+                    }
+                }
                 resp["id"] = client_id.clone();
                 (resp, outcome)
             }

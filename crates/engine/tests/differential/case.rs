@@ -9,7 +9,7 @@ use std::time::Duration;
 use warden_engine::state::ManualClock;
 use warden_engine::{
     CallContext, Decided, Engine, EngineOptions, Identity, Outcome, PolicyBundle, Provenance,
-    ToolAnnotations,
+    ToolAnnotations, Verified,
 };
 use warden_lang::{Sources, compile_policy_set, parse_policy_set};
 
@@ -34,6 +34,9 @@ pub struct Step {
     pub via_agent: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via_server: Option<String>,
+    /// Identity attributes warden verified.
+    #[serde(default, skip_serializing_if = "Verified::is_none")]
+    pub verified: Verified,
     #[serde(default)]
     pub annotations: ToolAnnotations,
     /// The arguments as JSON text (TOML has no null).
@@ -55,7 +58,7 @@ impl Step {
                 groups: self.groups.clone(),
                 agent: self.agent.clone(),
                 model: self.model.clone(),
-                ..Identity::default()
+                verified: self.verified,
             },
             session: self.session.clone(),
             provenance: Provenance {

@@ -9,7 +9,7 @@ use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
 use proptest::sample::select;
-use warden_engine::ToolAnnotations;
+use warden_engine::{ToolAnnotations, Verified};
 use warden_lang::ast::RuleKind;
 
 /// A generated rule; its name is `r<index>`.
@@ -61,8 +61,10 @@ pub struct Case {
 impl Case {
     /// The .policy text of the set.
     pub fn policy(&self) -> String {
+        // Records are declared so that `created by agent` is valid; no
+        // creating call's result ever reaches the engine, so none exist.
         let mut out = format!(
-            "default {}\n",
+            "default {}\nrecords thing {{\n  created by tool \"create_*\" at \"/id\"\n}}\n",
             if self.default_allow { "allow" } else { "deny" }
         );
         let list = |ps: &[&str]| {
@@ -203,6 +205,8 @@ fn atom() -> impl Strategy<Value = String> {
             .prop_map(|f| format!("tool.{f}")),
         1 => select(GROUPS).prop_map(|g| format!("user in group {}", quote(g))),
         2 => select(ARG_PATHS).prop_map(|p| format!("{p} exists")),
+        1 => select(ARG_PATHS).prop_map(|p| format!("{p} created by agent")),
+        1 => select(&["user", "groups", "agent", "model"][..]).prop_map(|f| format!("verified {f}")),
         2 => (identity.clone(), select(&["==", "!="][..]), quoted_name.clone())
             .prop_map(|(s, op, n)| format!("{s} {op} {n}")),
         1 => (identity.clone(), vec(quoted_name, 1..3))
@@ -320,6 +324,14 @@ fn step() -> impl Strategy<Value = Step> {
         select(&["s1", "s2"][..]),
         any::<bool>(),
         option::of(select(&["lims", "genomics"][..])),
+        (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+            |(user, groups, agent, model)| Verified {
+                user,
+                groups,
+                agent,
+                model,
+            },
+        ),
     );
     let what = (
         select(SERVERS),
@@ -335,7 +347,7 @@ fn step() -> impl Strategy<Value = Step> {
     );
     (who, what).prop_map(
         |(
-            (user, groups, agent, model, session, via_agent, via_server),
+            (user, groups, agent, model, session, via_agent, via_server, verified),
             (server, tool, annotations, args, advance_secs, confirmed, accept),
         )| Step {
             advance_secs,
@@ -348,6 +360,7 @@ fn step() -> impl Strategy<Value = Step> {
             session: session.into(),
             via_agent,
             via_server: via_server.map(String::from),
+            verified,
             annotations,
             args,
             confirmed: confirmed

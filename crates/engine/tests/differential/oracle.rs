@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 use warden_engine::CallContext;
 use warden_lang::ast::{
     Atom, CmpOp, Effect, Expr, IdentityField, Item, Mode, PolicyFile, RuleKind, Scope, Subject,
-    ToolFlag, Value,
+    ToolFlag, Value, VerifiedField,
 };
 
 /// The three outcomes of a condition ("Arguments: the fail-closed reading").
@@ -113,6 +113,9 @@ impl Policy {
         for item in files.iter().flat_map(|f| &f.items) {
             match item {
                 Item::Default(d) => default = Some(d.effect),
+                // The harness never hands the engine a tool result, so no
+                // record is ever stored (see `CreatedByAgent` below).
+                Item::Records(_) => {}
                 Item::Rule(r) => {
                     let mut rule = Rule {
                         name: r.name.node.clone(),
@@ -342,6 +345,18 @@ fn atom_value(atom: &Atom, call: &CallContext) -> Tri {
             })
         }
         Atom::InGroup(g) => Tri::of(call.identity.groups.contains(&g.node)),
+        // Records exist only once a creating call's result was stored,
+        // which the harness never does: no argument is an agent-created id.
+        Atom::CreatedByAgent(_) => Tri::False,
+        Atom::Verified(field) => {
+            let v = &call.identity.verified;
+            Tri::of(match field {
+                VerifiedField::User => v.user,
+                VerifiedField::Groups => v.groups,
+                VerifiedField::Agent => v.agent,
+                VerifiedField::Model => v.model,
+            })
+        }
         // Never unknown; null counts as absent (engine.md).
         Atom::Exists(path) => Tri::of(argument(call, &path.segments).is_some()),
         Atom::Compare(subject, op, lit) => {

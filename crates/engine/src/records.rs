@@ -1,0 +1,267 @@
+//! Records created through warden: which record ids (per server) a call
+//! created, so that `args.x created by agent` can tell records an agent
+//! made from the others. Owns the [`RecordStore`] trait, its in-memory
+//! implementation ([`MemoryRecords`]), the [`RecordBackend`] choice, and the
+//! extraction of a new record's id from a tool result.
+//!
+//! The SQLite implementation lives with the cap and rate state in
+//! [`crate::sqlite::SqliteState`] (same file, its own table), so that
+//! `warden proxy --state FILE` keeps both across restarts.
+//!
+//! Fail closed: a store that cannot answer makes every decision that needs
+//! it a Deny ("record store unavailable"); a record that could not be
+//! stored is never agent-created, so rules that let agents change only
+//! their own records keep denying it.
+
+use crate::state::Clock;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// At most this many records are kept in memory; past it new ones are
+/// refused (and so never count as agent-created), keeping memory bounded.
+pub const MAX_MEMORY_RECORDS: usize = 1_000_000;
+
+/// A record a forwarded call created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRecord {
+    pub server: String,
+    pub id: String,
+    /// The record kind of the `records` declaration, e.g. `sample`.
+    pub kind: String,
+    /// Whether the creating call came through the agent path.
+    pub via_agent: bool,
+    pub agent: Option<String>,
+    pub user: String,
+    pub session: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+/// Why records could not be looked up or stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
+pub enum RecordError {
+    /// The store could not be opened.
+    #[error("cannot open the record store `{path}`: {message}")]
+    #[diagnostic(
+        code(warden::records::open),
+        help("give a file that is a warden state database (SQLite) or does not exist yet")
+    )]
+    Open { path: PathBuf, message: String },
+    /// Reading or writing the store failed.
+    #[error("{0}")]
+    #[diagnostic(
+        code(warden::records::io),
+        help(
+            "check the state file, its disk and its permissions; calls that ask `created by agent` are denied meanwhile"
+        )
+    )]
+    Store(String),
+    /// The result of a creating tool holds no usable id where the policy
+    /// says it is.
+    #[error("`{tool}` created a record, but its result has no id at `{pointer}`: {why}")]
+    #[diagnostic(
+        code(warden::records::no_id),
+        help(
+            "check the `created by tool ... at \"POINTER\"` line of the records declaration against what the tool returns"
+        )
+    )]
+    NoId {
+        tool: String,
+        pointer: String,
+        why: String,
+    },
+}
+
+/// Where created records are kept.
+pub trait RecordStore: Send + Sync + std::fmt::Debug {
+    /// Which of `ids` are records on `server` that a call on the agent
+    /// path created.
+    fn agent_created(&self, server: &str, ids: &[String]) -> Result<HashSet<String>, RecordError>;
+
+    /// Stores a created record; a record with the same server and id is
+    /// replaced (the newest creation wins).
+    fn insert(&self, record: &NewRecord) -> Result<(), RecordError>;
+}
+
+/// Which [`RecordStore`] an engine uses (`EngineOptions::records`).
+#[derive(Debug, Clone, Default)]
+pub enum RecordBackend {
+    /// In memory: lost when the process ends.
+    #[default]
+    Memory,
+    /// A warden state file (SQLite), created if missing. If it cannot be
+    /// opened, every decision that needs it is denied.
+    Sqlite(PathBuf),
+    /// A store opened by the caller (`warden proxy --state` passes the
+    /// [`crate::SqliteState`] that also holds caps and rates).
+    Store(Arc<dyn RecordStore>),
+}
+
+impl RecordBackend {
+    /// Opens the store. Never fails: a store that cannot be opened becomes
+    /// one that refuses every lookup and insert, so the engine fails closed.
+    pub fn open(&self, clock: Arc<dyn Clock>) -> Arc<dyn RecordStore> {
+        match self {
+            RecordBackend::Memory => Arc::new(MemoryRecords::default()),
+            RecordBackend::Sqlite(path) => {
+                match crate::sqlite::SqliteState::open(path, Default::default(), clock) {
+                    Ok(s) => Arc::new(s),
+                    Err(e) => Arc::new(Unavailable(RecordError::Open {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    })),
+                }
+            }
+            RecordBackend::Store(s) => Arc::clone(s),
+        }
+    }
+}
+
+/// A store that could not be opened.
+#[derive(Debug)]
+struct Unavailable(RecordError);
+
+impl RecordStore for Unavailable {
+    fn agent_created(&self, _: &str, _: &[String]) -> Result<HashSet<String>, RecordError> {
+        Err(self.0.clone())
+    }
+    fn insert(&self, _: &NewRecord) -> Result<(), RecordError> {
+        Err(self.0.clone())
+    }
+}
+
+/// Records in memory, keyed by (server, id).
+#[derive(Debug, Default)]
+pub struct MemoryRecords {
+    records: Mutex<HashMap<(String, String), NewRecord>>,
+}
+
+impl RecordStore for MemoryRecords {
+    fn agent_created(&self, server: &str, ids: &[String]) -> Result<HashSet<String>, RecordError> {
+        let records = self
+            .records
+            .lock()
+            .map_err(|_| RecordError::Store("the record lock is poisoned".into()))?;
+        Ok(ids
+            .iter()
+            .filter(|id| {
+                records
+                    .get(&(server.to_string(), (*id).clone()))
+                    .is_some_and(|r| r.via_agent)
+            })
+            .cloned()
+            .collect())
+    }
+
+    fn insert(&self, record: &NewRecord) -> Result<(), RecordError> {
+        let mut records = self
+            .records
+            .lock()
+            .map_err(|_| RecordError::Store("the record lock is poisoned".into()))?;
+        let key = (record.server.clone(), record.id.clone());
+        if records.len() >= MAX_MEMORY_RECORDS && !records.contains_key(&key) {
+            return Err(RecordError::Store(format!(
+                "the in-memory record store is full ({MAX_MEMORY_RECORDS} records); use a state file"
+            )));
+        }
+        records.insert(key, record.clone());
+        Ok(())
+    }
+}
+
+/// A JSON value as a record id: a string as is, a number as its JSON
+/// text; anything else is not an id.
+pub fn id_of(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The id at `pointer` in a `tools/call` result: in `structuredContent`,
+/// or, when that is missing, in the JSON of the result's only text content
+/// (servers written before structured content return their data that way).
+pub fn extract_id(result: &Value, pointer: &str) -> Result<String, String> {
+    let structured = match result.get("structuredContent") {
+        Some(v) => v.clone(),
+        None => {
+            let texts: Vec<&str> = result
+                .get("content")
+                .and_then(Value::as_array)
+                .map(|blocks| {
+                    blocks
+                        .iter()
+                        .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+                        .filter_map(|b| b.get("text").and_then(Value::as_str))
+                        .collect()
+                })
+                .unwrap_or_default();
+            match texts.as_slice() {
+                [one] => serde_json::from_str(one).map_err(|_| {
+                    "the result has no structuredContent and its text is not JSON".to_string()
+                })?,
+                _ => {
+                    return Err(
+                        "the result has no structuredContent and not exactly one text content"
+                            .to_string(),
+                    );
+                }
+            }
+        }
+    };
+    match structured.pointer(pointer) {
+        None => Err("nothing is there".to_string()),
+        Some(v) => {
+            id_of(v).ok_or_else(|| "the value there is not a string or a number".to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ids_come_from_structured_content_or_a_lone_json_text() {
+        let structured = json!({"structuredContent": {"sample": {"id": "S-1"}}, "content": []});
+        assert_eq!(extract_id(&structured, "/sample/id").unwrap(), "S-1");
+        let text = json!({"content": [{"type": "text", "text": "{\"sample\": {\"id\": 42}}"}]});
+        assert_eq!(extract_id(&text, "/sample/id").unwrap(), "42");
+        let two =
+            json!({"content": [{"type": "text", "text": "{}"}, {"type": "text", "text": "{}"}]});
+        assert!(extract_id(&two, "/sample/id").is_err());
+        let object = json!({"structuredContent": {"sample": {"id": {"x": 1}}}});
+        assert!(extract_id(&object, "/sample/id").is_err());
+    }
+
+    #[test]
+    fn only_agent_path_records_are_agent_created() {
+        let store = MemoryRecords::default();
+        let record = |id: &str, via_agent| NewRecord {
+            server: "genomics".into(),
+            id: id.into(),
+            kind: "sample".into(),
+            via_agent,
+            agent: None,
+            user: "alice".into(),
+            session: "s".into(),
+            created_at: 0,
+        };
+        store.insert(&record("S-1", true)).unwrap();
+        store.insert(&record("S-2", false)).unwrap();
+        let found = store
+            .agent_created("genomics", &["S-1".into(), "S-2".into(), "S-3".into()])
+            .unwrap();
+        assert_eq!(found, HashSet::from(["S-1".to_string()]));
+        assert!(
+            store
+                .agent_created("other", &["S-1".into()])
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
