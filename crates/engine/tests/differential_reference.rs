@@ -86,6 +86,9 @@ struct Reach {
     cap: u32,
     rate: u32,
     shadow: u32,
+    /// `created by agent` conditions found true (an argument naming a
+    /// record an agent-path call created earlier in the session).
+    created_by_agent: u32,
 }
 
 /// The cases are split into [`SHARDS`] tests, which the test harness runs
@@ -180,7 +183,8 @@ fn differential_shard(shard: u32) {
         }
         Err(e) => panic!("the differential run could not complete: {e}"),
     }
-    let r = reach.into_inner();
+    let mut r = reach.into_inner();
+    r.created_by_agent = oracle::CREATED_HITS.with(|n| n.get());
     eprintln!("differential, shard {} of {SHARDS}: {r:?}", shard + 1);
     // Shrinking re-runs cases, so at least `cases` were counted.
     assert!(r.cases >= cases, "{r:?}");
@@ -200,6 +204,7 @@ fn differential_shard(shard: u32) {
         ("cap denials", r.cap),
         ("rate denials", r.rate),
         ("shadow findings", r.shadow),
+        ("created by agent found true", r.created_by_agent),
     ] {
         assert!(n >= floor, "too few {what} ({n} < {floor}): {r:?}");
     }

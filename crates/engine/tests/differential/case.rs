@@ -165,9 +165,19 @@ pub fn run(policy: &str, steps: &[Step]) -> Result<Vec<StepRun>, String> {
         };
         if seen.agree() && decided.is_allow() {
             engine.record_forwarded(call, &decided);
+            // The upstream answers every call with `args.a` as `id`, so a
+            // declared creating tool creates the record its `a` names (and
+            // a call without `a` creates none: the engine finds no id).
+            let mut answer = serde_json::Map::new();
+            if let Some(a) = call.arguments.get("a") {
+                answer.insert("id".into(), a.clone());
+            }
+            let result = serde_json::json!({ "structuredContent": answer });
+            let _ = engine.record_created(call, &decided, &result);
             history.push(Forwarded {
                 call: call.clone(),
                 at: now,
+                result: Some(result),
             });
         }
         (decided, seen)

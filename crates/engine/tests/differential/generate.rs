@@ -61,8 +61,9 @@ pub struct Case {
 impl Case {
     /// The .policy text of the set.
     pub fn policy(&self) -> String {
-        // Records are declared so that `created by agent` is valid; no
-        // creating call's result ever reaches the engine, so none exist.
+        // `create_*` tools create records: the harness's upstream answers
+        // with the call's `args.a` as `id` (case.rs), so later calls whose
+        // arguments hold that value name an agent-created record.
         let mut out = format!(
             "default {}\nrecords thing {{\n  created by tool \"create_*\" at \"/id\"\n}}\n",
             if self.default_allow { "allow" } else { "deny" }
@@ -111,7 +112,13 @@ const SERVERS: &[&str] = &["lims", "genomics", "lab-a", "lab-\\x", "other"];
 /// As written between the quotes of a policy: `lab-\\*` there is the
 /// glob `lab-\*`, which matches the server `lab-\x`.
 const SERVER_PATTERNS: &[&str] = &["lims", "genomics", "lab-*", "lab-\\\\*", "*", "*s"];
-const TOOLS: &[&str] = &["get_sample", "delete_sample", "list_runs", "start_run"];
+const TOOLS: &[&str] = &[
+    "get_sample",
+    "delete_sample",
+    "list_runs",
+    "start_run",
+    "create_sample",
+];
 const TOOL_PATTERNS: &[&str] = &[
     "get_sample",
     "delete_sample",
@@ -119,6 +126,7 @@ const TOOL_PATTERNS: &[&str] = &[
     "get_*",
     "*_sample",
     "*run*",
+    "create_*",
     "*",
 ];
 const USERS: &[&str] = &["ada", "bob", "svc-ci", "o\"k\\"];
@@ -184,6 +192,10 @@ const JSON_VALUES: &[&str] = &[
     "[]",
 ];
 
+/// Record ids `a` and `b` are drawn from half of the time: a string, a
+/// number and a number written differently (a distinct id).
+const RECORD_IDS: &[&str] = &["\"S-1\"", "\"S-2\"", "7", "7.0"];
+
 /// A policy string literal: `"` and `\\` escaped.
 fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
@@ -205,7 +217,9 @@ fn atom() -> impl Strategy<Value = String> {
             .prop_map(|f| format!("tool.{f}")),
         1 => select(GROUPS).prop_map(|g| format!("user in group {}", quote(g))),
         2 => select(ARG_PATHS).prop_map(|p| format!("{p} exists")),
-        1 => select(ARG_PATHS).prop_map(|p| format!("{p} created by agent")),
+        // Mostly the arguments that hold record ids (see `arguments`).
+        2 => prop_oneof![2 => select(&["args.a", "args.b"][..]), 1 => select(ARG_PATHS)]
+            .prop_map(|p| format!("{p} created by agent")),
         1 => select(&["user", "groups", "agent", "model"][..]).prop_map(|f| format!("verified {f}")),
         2 => (identity.clone(), select(&["==", "!="][..]), quoted_name.clone())
             .prop_map(|(s, op, n)| format!("{s} {op} {n}")),
@@ -269,9 +283,12 @@ fn rule() -> impl Strategy<Value = GenRule> {
 /// `o` and `items` are sometimes an object or array holding one.
 fn arguments() -> impl Strategy<Value = String> {
     let value = || select(JSON_VALUES);
+    // `a` and `b` often hold one of a few record ids, so that a record a
+    // `create_*` call created (its id is its `a`) is named again later.
+    let id = || prop_oneof![1 => select(RECORD_IDS), 1 => select(JSON_VALUES)];
     (
-        option::of(value()),
-        option::of(value()),
+        option::of(id()),
+        option::of(id()),
         option::of(value()),
         option::of((any::<bool>(), value())),
         option::of(value()),
@@ -374,12 +391,49 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 /// A policy set of 1 to 8 rules and a session of 1 to 12 calls.
+///
+/// Some calls follow up an earlier `create_*` call: same server, and its
+/// `a` (the id it created) as their `a` and sometimes `b`, as an agent
+/// updating what it made would. Without this, a later call naming a
+/// created record on the same server is too rare to test `created by agent`.
 pub fn case() -> impl Strategy<Value = Case> {
-    (any::<bool>(), vec(rule(), 1..=8), vec(step(), 1..=12)).prop_map(
-        |(default_allow, rules, steps)| Case {
-            default_allow,
-            rules,
-            steps,
-        },
+    (
+        any::<bool>(),
+        vec(rule(), 1..=8),
+        vec(step(), 1..=12),
+        vec(
+            (proptest::bool::weighted(0.3), any::<usize>(), any::<bool>()),
+            12,
+        ),
     )
+        .prop_map(|(default_allow, rules, mut steps, links)| {
+            for i in 1..steps.len() {
+                let (follow, pick, also_b) = links[i];
+                let creators: Vec<usize> = (0..i)
+                    .filter(|&j| steps[j].tool.starts_with("create_"))
+                    .collect();
+                if !follow || creators.is_empty() {
+                    continue;
+                }
+                let j = creators[pick % creators.len()];
+                let created: serde_json::Value =
+                    serde_json::from_str(&steps[j].args).expect("generated arguments are JSON");
+                let Some(id) = created.get("a").cloned() else {
+                    continue;
+                };
+                let mut args: serde_json::Value =
+                    serde_json::from_str(&steps[i].args).expect("generated arguments are JSON");
+                args["a"] = id.clone();
+                if also_b {
+                    args["b"] = id;
+                }
+                steps[i].args = args.to_string();
+                steps[i].server = steps[j].server.clone();
+            }
+            Case {
+                default_allow,
+                rules,
+                steps,
+            }
+        })
 }

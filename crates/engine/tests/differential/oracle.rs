@@ -6,6 +6,7 @@
 //! every decision instead of being kept as counters.
 
 use serde_json::Value as Json;
+use std::collections::{HashMap, HashSet};
 use warden_engine::CallContext;
 use warden_lang::ast::{
     Atom, CmpOp, Effect, Expr, IdentityField, Item, Mode, PolicyFile, RuleKind, Scope, Subject,
@@ -63,18 +64,29 @@ pub struct Rule {
     pub limit: Option<(u64, Option<u64>, Scope)>,
 }
 
+/// A `records` declaration: the servers it covers (`None`: all) and its
+/// `created by` lines as (tool glob, JSON pointer), in written order.
+#[derive(Debug, Clone)]
+pub struct Records {
+    pub servers: Option<Vec<String>>,
+    pub creators: Vec<(String, String)>,
+}
+
 /// A checked policy set.
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub default: Effect,
     pub rules: Vec<Rule>,
+    pub records: Vec<Records>,
 }
 
-/// A call that was forwarded upstream, at a time in whole seconds.
+/// A call that was forwarded upstream, at a time in whole seconds, and
+/// the upstream's `tools/call` result, if it answered.
 #[derive(Debug, Clone)]
 pub struct Forwarded {
     pub call: CallContext,
     pub at: u64,
+    pub result: Option<Json>,
 }
 
 /// When retrying can succeed (docs/engine.md, `Denial::retry`).
@@ -110,12 +122,29 @@ impl Policy {
     pub fn from_ast(files: &[PolicyFile]) -> Policy {
         let mut default = None;
         let mut rules = Vec::new();
+        let mut records = Vec::new();
         for item in files.iter().flat_map(|f| &f.items) {
             match item {
                 Item::Default(d) => default = Some(d.effect),
-                // The harness never hands the engine a tool result, so no
-                // record is ever stored (see `CreatedByAgent` below).
-                Item::Records(_) => {}
+                Item::Records(decl) => {
+                    use warden_lang::ast::RecordsClause;
+                    let mut read = Records {
+                        servers: None,
+                        creators: Vec::new(),
+                    };
+                    for clause in &decl.clauses {
+                        match clause {
+                            RecordsClause::Server(p) => {
+                                read.servers =
+                                    Some(p.patterns.iter().map(|s| s.node.clone()).collect())
+                            }
+                            RecordsClause::CreatedBy(c) => read
+                                .creators
+                                .push((c.tool.node.clone(), c.pointer.node.clone())),
+                        }
+                    }
+                    records.push(read);
+                }
                 Item::Rule(r) => {
                     let mut rule = Rule {
                         name: r.name.node.clone(),
@@ -153,7 +182,49 @@ impl Policy {
         Policy {
             default: default.expect("a checked set has a default"),
             rules,
+            records,
         }
+    }
+
+    /// The ids on `server` whose record a call through the agent path
+    /// created, after the forwarded calls of `history`: each successful
+    /// result of a declared creating tool (the first declaration and line
+    /// naming the server and tool give the pointer into
+    /// `structuredContent`) tags its id with its creator's path; a later
+    /// creation of the same id replaces the tag.
+    pub fn agent_created(&self, history: &[Forwarded], server: &str) -> HashSet<String> {
+        let mut tags: HashMap<String, bool> = HashMap::new();
+        for f in history.iter().filter(|f| f.call.server == server) {
+            let Some(result) = &f.result else { continue };
+            if result.get("isError") == Some(&Json::Bool(true)) {
+                continue;
+            }
+            let pointer = self.records.iter().find_map(|r| {
+                let server_ok = r
+                    .servers
+                    .as_ref()
+                    .is_none_or(|ps| ps.iter().any(|p| glob(p, server)));
+                if !server_ok {
+                    return None;
+                }
+                r.creators
+                    .iter()
+                    .find(|(tool, _)| glob(tool, &f.call.tool))
+                    .map(|(_, p)| p.as_str())
+            });
+            let Some(pointer) = pointer else { continue };
+            if let Some(id) = result
+                .get("structuredContent")
+                .and_then(|c| c.pointer(pointer))
+                .and_then(id_text)
+            {
+                tags.insert(id, f.call.provenance.via_agent);
+            }
+        }
+        tags.into_iter()
+            .filter(|(_, a)| *a)
+            .map(|(id, _)| id)
+            .collect()
     }
 
     /// Decides `call` at time `now`, given every call forwarded before it.
@@ -165,11 +236,12 @@ impl Policy {
         // (rule, retry) of each enforced rule that refuses.
         let mut refusals: Vec<(&Rule, Option<Retry>)> = Vec::new();
         let mut shadow = Vec::new();
+        let created = self.agent_created(history, &call.server);
         for rule in &self.rules {
-            let refusal = self.refuses(rule, call, history, now);
+            let refusal = self.refuses(rule, call, &created, history, now);
             let applies = match rule.kind {
                 // An allow grants only on "definitely true".
-                RuleKind::Allow => self.reads(rule, call) == Tri::True,
+                RuleKind::Allow => self.reads(rule, call, &created) == Tri::True,
                 _ => refusal.is_some(),
             };
             if !applies {
@@ -233,11 +305,12 @@ impl Policy {
         &self,
         rule: &Rule,
         call: &CallContext,
+        created: &HashSet<String>,
         history: &[Forwarded],
         now: u64,
     ) -> Option<Option<Retry>> {
         // Restricting rules apply on "possibly true".
-        if !self.counts(rule, call) {
+        if !self.counts(rule, call, created) {
             return None;
         }
         match rule.kind {
@@ -254,9 +327,10 @@ impl Policy {
                 let window = window.expect("a checked rate has a window");
                 let mut times: Vec<u64> = history
                     .iter()
-                    .filter(|h| scope_value(&h.call, scope) == scope_value(call, scope))
-                    .filter(|h| now - h.at < window && self.counts(rule, &h.call))
-                    .map(|h| h.at)
+                    .enumerate()
+                    .filter(|(_, h)| scope_value(&h.call, scope) == scope_value(call, scope))
+                    .filter(|(i, h)| now - h.at < window && self.counted(rule, history, *i))
+                    .map(|(_, h)| h.at)
                     .collect();
                 times.sort();
                 let count = times.len() as u64;
@@ -278,20 +352,29 @@ impl Policy {
         let mine = scope_value(call, scope);
         history
             .iter()
+            .enumerate()
             .rev()
-            .filter(|h| scope_value(&h.call, scope) == mine)
-            .take_while(|h| h.call.confirmed.is_empty() && self.counts(rule, &h.call))
+            .filter(|(_, h)| scope_value(&h.call, scope) == mine)
+            .take_while(|(i, h)| h.call.confirmed.is_empty() && self.counted(rule, history, *i))
             .count() as u64
+    }
+
+    /// Whether the forwarded call `history[i]` counted towards a rule when
+    /// it was decided: with the records of the calls forwarded before it.
+    fn counted(&self, rule: &Rule, history: &[Forwarded], i: usize) -> bool {
+        let call = &history[i].call;
+        self.counts(rule, call, &self.agent_created(&history[..i], &call.server))
     }
 
     /// Whether a call counts towards (and so can be restricted by) a rule:
     /// its patterns match and its condition is possibly true.
-    fn counts(&self, rule: &Rule, call: &CallContext) -> bool {
-        self.reads(rule, call) != Tri::False
+    fn counts(&self, rule: &Rule, call: &CallContext, created: &HashSet<String>) -> bool {
+        self.reads(rule, call, created) != Tri::False
     }
 
-    /// A rule's `server`, `tool` and `when` clauses on a call.
-    fn reads(&self, rule: &Rule, call: &CallContext) -> Tri {
+    /// A rule's `server`, `tool` and `when` clauses on a call, given the
+    /// agent-created ids on its server.
+    fn reads(&self, rule: &Rule, call: &CallContext, created: &HashSet<String>) -> Tri {
         let listed = |patterns: &Option<Vec<String>>, name: &str| {
             patterns
                 .as_ref()
@@ -300,7 +383,9 @@ impl Policy {
         if !listed(&rule.servers, &call.server) || !listed(&rule.tools, &call.tool) {
             return Tri::False;
         }
-        rule.when.as_ref().map_or(Tri::True, |e| eval(e, call))
+        rule.when
+            .as_ref()
+            .map_or(Tri::True, |e| eval(e, call, created))
     }
 }
 
@@ -315,20 +400,20 @@ fn scope_value(call: &CallContext, scope: Scope) -> (u8, String) {
 }
 
 /// A condition on a call.
-pub fn eval(expr: &Expr, call: &CallContext) -> Tri {
+pub fn eval(expr: &Expr, call: &CallContext, created: &HashSet<String>) -> Tri {
     match expr {
         Expr::Or(items, _) => items
             .iter()
-            .fold(Tri::False, |acc, e| acc.or(eval(e, call))),
+            .fold(Tri::False, |acc, e| acc.or(eval(e, call, created))),
         Expr::And(items, _) => items
             .iter()
-            .fold(Tri::True, |acc, e| acc.and(eval(e, call))),
-        Expr::Not(e, _) => eval(e, call).not(),
-        Expr::Atom(atom, _) => atom_value(atom, call),
+            .fold(Tri::True, |acc, e| acc.and(eval(e, call, created))),
+        Expr::Not(e, _) => eval(e, call, created).not(),
+        Expr::Atom(atom, _) => atom_value(atom, call, created),
     }
 }
 
-fn atom_value(atom: &Atom, call: &CallContext) -> Tri {
+fn atom_value(atom: &Atom, call: &CallContext, created: &HashSet<String>) -> Tri {
     match atom {
         Atom::Bool(b) => Tri::of(*b),
         Atom::ViaAgent => Tri::of(call.provenance.via_agent),
@@ -345,9 +430,15 @@ fn atom_value(atom: &Atom, call: &CallContext) -> Tri {
             })
         }
         Atom::InGroup(g) => Tri::of(call.identity.groups.contains(&g.node)),
-        // Records exist only once a creating call's result was stored,
-        // which the harness never does: no argument is an agent-created id.
-        Atom::CreatedByAgent(_) => Tri::False,
+        // Never unknown: an argument that is absent, null or not a string
+        // or number is simply not an id.
+        Atom::CreatedByAgent(path) => {
+            let hit = argument(call, &path.segments)
+                .and_then(id_text)
+                .is_some_and(|id| created.contains(&id));
+            CREATED_HITS.with(|n| n.set(n.get() + u32::from(hit)));
+            Tri::of(hit)
+        }
         Atom::Verified(field) => {
             let v = &call.identity.verified;
             Tri::of(match field {
@@ -539,5 +630,21 @@ mod tests {
         assert!(!glob("a*b", "ba"));
         assert!(glob(r"a\*", r"a\xyz"));
         assert!(!glob(r"a\*", "ab"));
+    }
+}
+
+thread_local! {
+    /// How often a `created by agent` condition was true on this thread, so
+    /// the differential test can check that the generator reaches records.
+    pub static CREATED_HITS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// A JSON value as a record id (docs/language.md, "created by agent"): a
+/// string as is, a number as its JSON text.
+fn id_text(v: &Json) -> Option<String> {
+    match v {
+        Json::String(s) => Some(s.clone()),
+        Json::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
