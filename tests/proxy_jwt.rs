@@ -21,12 +21,13 @@ type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 const ISS: &str = "https://auth.example.com";
 const AUD: &str = "https://warden.example.com/mcp";
 
-/// echo_meta is for alice only; everything else is denied.
+/// echo_meta is for alice only, and only when a token proved she is alice;
+/// everything else is denied.
 const POLICY: &str = r#"default deny
 
 allow echo-for-alice {
   tool "echo_meta"
-  when user == "alice"
+  when user == "alice" and verified user
 }
 "#;
 
@@ -716,5 +717,107 @@ async fn listening_beyond_loopback_without_bearer_auth_warns() -> TestResult {
         "{text}"
     );
     let _ = child.start_kill();
+    Ok(())
+}
+
+/// On stdio the identity is the operator's word (`--identity FILE` or
+/// flags): a policy asking for `verified user` refuses a declared alice,
+/// while one reading only `user` takes her.
+#[test]
+fn a_declared_user_on_stdio_is_not_a_verified_one() -> TestResult {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir()?;
+    let policy = dir.path().join("p.policy");
+    std::fs::write(
+        &policy,
+        format!(
+            "{POLICY}\nallow wipe-for-declared-alice {{\n  tool \"wipe\"\n  when user == \"alice\"\n}}\n"
+        ),
+    )?;
+    let identity = dir.path().join("identity.toml");
+    std::fs::write(&identity, "user = \"alice\"\ngroups = [\"lab\"]\n")?;
+    let audit = dir.path().join("audit.jsonl");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .arg("proxy")
+        .arg("--policies")
+        .arg(&policy)
+        .arg("--identity")
+        .arg(&identity)
+        .arg("--audit-log")
+        .arg(&audit)
+        .args(["--", env!("CARGO_BIN_EXE_warden"), "proxy-test-upstream"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut stdin = child.stdin.take().ok_or("stdin")?;
+    let mut stdout = std::io::BufReader::new(child.stdout.take().ok_or("stdout")?);
+    let mut answer = |id: u64| -> Res<Value> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if stdout.read_line(&mut line)? == 0 {
+                return Err("warden closed stdout".into());
+            }
+            let v: Value = serde_json::from_str(&line)?;
+            if v["id"] == json!(id) && v.get("method").is_none() {
+                return Ok(v);
+            }
+        }
+    };
+    let send = |stdin: &mut std::process::ChildStdin, v: Value| -> Res<()> {
+        writeln!(stdin, "{v}")?;
+        stdin.flush()?;
+        Ok(())
+    };
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "stdio-client", "version": "1"}}}),
+    )?;
+    answer(1)?;
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )?;
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+               "params": {"name": "echo_meta", "arguments": {}}}),
+    )?;
+    let echo = answer(2)?;
+    assert_eq!(echo["result"]["isError"], json!(true), "{echo:#}");
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+               "params": {"name": "wipe", "arguments": {}}}),
+    )?;
+    let wipe = answer(3)?;
+    assert_ne!(wipe["result"]["isError"], json!(true), "{wipe:#}");
+    drop(stdin);
+    child.wait()?;
+
+    let log: Vec<Value> = std::fs::read_to_string(&audit)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(log.len(), 2, "{log:#?}");
+    for l in &log {
+        assert_eq!(l["identity"]["user"], "alice", "{l:#}");
+        assert_eq!(l["identity"]["groups"], json!(["lab"]), "{l:#}");
+        assert!(l["identity"].get("verified").is_none(), "declared: {l:#}");
+    }
+    assert_eq!(log[0]["decision"], "deny", "{:#}", log[0]);
+    assert_eq!(log[1]["decision"], "allow", "{:#}", log[1]);
+
+    // A file that is not an identity stops warden with the reason.
+    std::fs::write(&identity, "usr = \"alice\"\n")?;
+    let (code, err) = proxy_output(
+        dir.path(),
+        &["--identity", identity.to_str().ok_or("path")?],
+    )?;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("identity file"), "{err}");
     Ok(())
 }

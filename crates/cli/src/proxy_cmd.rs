@@ -56,6 +56,11 @@ pub(crate) struct ProxyArgs {
     /// The model behind the agent, if known.
     #[arg(long)]
     model: Option<String>,
+    /// A TOML file with the identity calls act for (`user`, `groups`,
+    /// `model`), for launchers that cannot pass flags per person; `--user`,
+    /// `--group` and `--model` override what it says. Declared, as flags are.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
     /// Seconds to wait for the person to answer a confirmation.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     confirm_timeout: u64,
@@ -182,6 +187,27 @@ fn bearer_settings(
     }))
 }
 
+/// `--identity FILE`: whom calls act for, as the operator declares it.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityFile {
+    user: Option<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    model: Option<String>,
+}
+
+fn read_identity_file(path: &std::path::Path) -> Result<IdentityFile, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the identity file `{}`: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| {
+        format!(
+            "the identity file `{}` is not valid: {e}\n  help: it holds `user = \"...\"`, `groups = [\"...\"]` and `model = \"...\"`, each optional",
+            path.display()
+        )
+    })
+}
+
 /// The OS user warden runs as, for `--user`'s default.
 fn os_user() -> String {
     ["USER", "LOGNAME", "USERNAME"]
@@ -298,10 +324,22 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
     }
     let engine = Arc::new(Engine::new(bundle, options));
 
-    let mut cfg = ProxyConfig::new(upstream, args.user.clone().unwrap_or_else(os_user));
+    let file = match args.identity.as_deref().map(read_identity_file).transpose() {
+        Ok(f) => f.unwrap_or_default(),
+        Err(message) => {
+            eprintln!("warden: {message}");
+            return exit::USAGE;
+        }
+    };
+    let user = args.user.clone().or(file.user).unwrap_or_else(os_user);
+    let mut cfg = ProxyConfig::new(upstream, user);
     cfg.server_name = args.name.clone();
-    cfg.groups = args.groups.clone();
-    cfg.model = args.model.clone();
+    cfg.groups = if args.groups.is_empty() {
+        file.groups
+    } else {
+        args.groups.clone()
+    };
+    cfg.model = args.model.clone().or(file.model);
     cfg.confirm_timeout = Duration::from_secs(args.confirm_timeout);
     cfg.call_timeout = Duration::from_secs(args.call_timeout);
     cfg.max_message_bytes = args.max_message_bytes;
