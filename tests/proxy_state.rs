@@ -1,0 +1,134 @@
+//! Cap state that neither a restart nor a new session resets, end to end:
+//! `warden proxy --state FILE` on stdio in front of `warden demo-server`,
+//! with a real rmcp client as the agent. A per-user cap reached in one
+//! warden process still holds in the next one on the same state file (a new
+//! process is also a new MCP session), holds for that user only, and ends as
+//! the language says: when the user calls another tool. The same run without
+//! `--state` shows what the file is for: a restart forgets the streak.
+
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::TokioChildProcess;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::Stdio;
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+type Client = RunningService<RoleClient, ()>;
+
+const POLICY: &str = r#"default allow
+
+cap-consecutive two-runs-in-a-row-per-user {
+  server "genomics"
+  tool "start_pipeline_run"
+  max 2 per user
+  reason "at most {limit} pipeline runs in a row per user"
+}
+"#;
+
+/// `warden proxy` on stdio for `user`, in front of the demo server, with
+/// `state` as its state file (or in memory), and a client connected to it.
+async fn warden(dir: &Path, user: &str, state: Option<&Path>) -> Res<Client> {
+    let policy = dir.join("cap.policy");
+    std::fs::write(&policy, POLICY)?;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden"));
+    cmd.arg("proxy")
+        .arg("--policies")
+        .arg(&policy)
+        .args(["--user", user]);
+    if let Some(state) = state {
+        cmd.arg("--state").arg(state);
+    }
+    cmd.args(["--", env!("CARGO_BIN_EXE_warden"), "demo-server"]);
+    let (transport, _) = TokioChildProcess::builder(cmd)
+        .stderr(Stdio::null())
+        .spawn()?;
+    Ok(().serve(transport).await?)
+}
+
+async fn call(client: &Client, tool: &str, args: Value) -> Res<CallToolResult> {
+    let params = CallToolRequestParams::new(tool.to_string())
+        .with_arguments(args.as_object().cloned().unwrap_or_default());
+    Ok(client.call_tool(params).await?)
+}
+
+async fn start_run(client: &Client) -> Res<CallToolResult> {
+    call(
+        client,
+        "start_pipeline_run",
+        json!({"sample_id": "S-0001", "pipeline": "qc"}),
+    )
+    .await
+}
+
+fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn assert_allowed(r: &CallToolResult, what: &str) {
+    assert_ne!(r.is_error, Some(true), "{what}: {}", text(r));
+}
+
+fn assert_capped(r: &CallToolResult, what: &str) {
+    assert_eq!(r.is_error, Some(true), "{what} was not denied: {}", text(r));
+    let t = text(r);
+    assert!(
+        t.contains("at most 2 pipeline runs in a row per user")
+            && t.contains("two-runs-in-a-row-per-user"),
+        "{what}: {t}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_per_user_cap_survives_a_restart_and_a_new_session_with_a_state_file() -> Res<()> {
+    let dir = tempfile::tempdir()?;
+    let state = dir.path().join("state.db");
+
+    let ada = warden(dir.path(), "ada", Some(&state)).await?;
+    assert_allowed(&start_run(&ada).await?, "ada's first run");
+    assert_allowed(&start_run(&ada).await?, "ada's second run");
+    assert_capped(&start_run(&ada).await?, "ada's third run in a row");
+    ada.cancel().await?;
+
+    // A new process: a new MCP session, the same user, the same file.
+    let ada = warden(dir.path(), "ada", Some(&state)).await?;
+    assert_capped(&start_run(&ada).await?, "ada's run after warden restarted");
+
+    // The cap is ada's, not everyone's.
+    let bob = warden(dir.path(), "bob", Some(&state)).await?;
+    assert_allowed(&start_run(&bob).await?, "bob's first run");
+    bob.cancel().await?;
+
+    // Another tool ends ada's streak, in the new process as in the old.
+    assert_allowed(
+        &call(&ada, "list_samples", json!({})).await?,
+        "listing samples",
+    );
+    assert_allowed(&start_run(&ada).await?, "ada's run after the streak ended");
+    ada.cancel().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_state_file_is_what_keeps_the_streak_across_a_restart() -> Res<()> {
+    let dir = tempfile::tempdir()?;
+    let ada = warden(dir.path(), "ada", None).await?;
+    assert_allowed(&start_run(&ada).await?, "first run");
+    assert_allowed(&start_run(&ada).await?, "second run");
+    assert_capped(&start_run(&ada).await?, "third run in a row");
+    ada.cancel().await?;
+
+    let ada = warden(dir.path(), "ada", None).await?;
+    assert_allowed(
+        &start_run(&ada).await?,
+        "a run after a restart with state in memory",
+    );
+    ada.cancel().await?;
+    Ok(())
+}
