@@ -132,3 +132,34 @@ async fn the_state_file_is_what_keeps_the_streak_across_a_restart() -> Res<()> {
     ada.cancel().await?;
     Ok(())
 }
+
+/// Started without `--state` on policies whose state outlives a session,
+/// warden says on stderr that a restart will forget it, and how to keep it;
+/// with `--state` it does not.
+#[test]
+fn warden_says_when_lasting_state_is_only_in_memory() -> Res<()> {
+    let dir = tempfile::tempdir()?;
+    let policy = dir.path().join("cap.policy");
+    std::fs::write(&policy, POLICY)?;
+    let stderr = |extra: &[&str]| -> Res<String> {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+            .arg("proxy")
+            .arg("--policies")
+            .arg(&policy)
+            .args(extra)
+            .args(["--", env!("CARGO_BIN_EXE_warden"), "demo-server"])
+            .stdin(Stdio::null())
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let warned = stderr(&[])?;
+    assert!(
+        warned.contains("per-user and per-agent caps and rates are kept in memory")
+            && warned.contains("--state FILE"),
+        "{warned}"
+    );
+    let state = dir.path().join("state.db");
+    let quiet = stderr(&["--state", state.to_str().ok_or("path")?])?;
+    assert!(!quiet.contains("kept in memory"), "{quiet}");
+    Ok(())
+}

@@ -187,6 +187,25 @@ fn bearer_settings(
     }))
 }
 
+/// What a policy set keeps that outlives a session, if anything: per-user
+/// and per-agent caps and rates, and records agents create.
+fn forgotten_on_restart(set: &warden_lang::CompiledPolicySet) -> Option<&'static str> {
+    use warden_lang::ast::Scope;
+    let lasting_limits = set.rules().iter().any(|r| {
+        r.limit
+            .as_ref()
+            .is_some_and(|l| matches!(l.scope, Scope::User | Scope::Agent))
+    });
+    match (lasting_limits, !set.records().is_empty()) {
+        (true, true) => {
+            Some("per-user and per-agent caps and rates, and the records agents created, are")
+        }
+        (true, false) => Some("per-user and per-agent caps and rates are"),
+        (false, true) => Some("the records agents created are"),
+        (false, false) => None,
+    }
+}
+
 /// `--identity FILE`: whom calls act for, as the operator declares it.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -284,6 +303,16 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
             return exit::FAILURE;
         }
     };
+    if args.state.is_none()
+        && let Some(what) = forgotten_on_restart(bundle.compiled())
+    {
+        // In memory is the default so that warden never writes a file the
+        // operator did not name; say what that costs when it costs something.
+        eprintln!(
+            "warden: {what} kept in memory: a restart of warden forgets them; \
+             `--state FILE` keeps them in a SQLite file"
+        );
+    }
     let signer = match &args.signing_key {
         None => None,
         Some(path) => match warden_proxy::provenance_token::Signer::load(path) {
