@@ -6,15 +6,18 @@
 //! the language says: when the user calls another tool. The same run without
 //! `--state` shows what the file is for: a restart forgets the streak.
 
+mod common;
+use common::{assert_allowed, call, text};
+
 use rmcp::ServiceExt;
-use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::model::CallToolResult;
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::TokioChildProcess;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::Path;
 use std::process::Stdio;
 
-type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+use common::Res;
 type Client = RunningService<RoleClient, ()>;
 
 const POLICY: &str = r#"default allow
@@ -47,12 +50,6 @@ async fn warden(dir: &Path, user: &str, state: Option<&Path>) -> Res<Client> {
     Ok(().serve(transport).await?)
 }
 
-async fn call(client: &Client, tool: &str, args: Value) -> Res<CallToolResult> {
-    let params = CallToolRequestParams::new(tool.to_string())
-        .with_arguments(args.as_object().cloned().unwrap_or_default());
-    Ok(client.call_tool(params).await?)
-}
-
 async fn start_run(client: &Client) -> Res<CallToolResult> {
     call(
         client,
@@ -60,19 +57,6 @@ async fn start_run(client: &Client) -> Res<CallToolResult> {
         json!({"sample_id": "S-0001", "pipeline": "qc"}),
     )
     .await
-}
-
-fn text(result: &CallToolResult) -> String {
-    result
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn assert_allowed(r: &CallToolResult, what: &str) {
-    assert_ne!(r.is_error, Some(true), "{what}: {}", text(r));
 }
 
 fn assert_capped(r: &CallToolResult, what: &str) {

@@ -5,6 +5,9 @@
 //! installed by `.ci/install-node`), or warden's raw test upstream where a
 //! test needs to see what the upstream received.
 
+mod common;
+use common::text;
+
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ElicitRequestParams,
     ElicitResult, ElicitationAction, Implementation, RequestMetaObject,
@@ -162,15 +165,6 @@ fn read_audit(path: &Path) -> Vec<Value> {
             .map(|l| serde_json::from_str(l).expect("each audit line is JSON"))
             .collect()
     }
-}
-
-fn text(result: &CallToolResult) -> String {
-    result
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// The machine-readable decision of a denial.

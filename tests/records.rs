@@ -5,8 +5,11 @@
 //! warden and may update it, may not update a seed sample, and both still
 //! hold after warden is stopped and started again on the same state file.
 
+mod common;
+use common::{assert_allowed, call, text};
+
 use rmcp::ServiceExt;
-use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::model::CallToolResult;
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::TokioChildProcess;
 use serde_json::{Value, json};
@@ -15,7 +18,7 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+use common::Res;
 
 /// Starts the demo server on a free loopback port; returns it and its URL.
 async fn demo_server() -> Res<(tokio::process::Child, String)> {
@@ -62,29 +65,6 @@ async fn warden(url: &str, state: &Path) -> Res<RunningService<RoleClient, ()>> 
         .stderr(Stdio::null())
         .spawn()?;
     Ok(().serve(transport).await?)
-}
-
-async fn call(
-    client: &RunningService<RoleClient, ()>,
-    tool: &str,
-    args: Value,
-) -> Res<CallToolResult> {
-    let params = CallToolRequestParams::new(tool.to_string())
-        .with_arguments(args.as_object().cloned().unwrap_or_default());
-    Ok(client.call_tool(params).await?)
-}
-
-fn text(result: &CallToolResult) -> String {
-    result
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn assert_allowed(r: &CallToolResult, what: &str) {
-    assert_ne!(r.is_error, Some(true), "{what}: {}", text(r));
 }
 
 fn assert_denied_by_rule(r: &CallToolResult, what: &str) {

@@ -1,0 +1,36 @@
+//! Helpers shared by the end-to-end tests that drive `warden proxy` with a
+//! real rmcp client: calling a tool and reading its result. Each test file
+//! uses some of them (`mod common;`).
+#![allow(dead_code)]
+
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::{RoleClient, RunningService, Service};
+use serde_json::Value;
+
+pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Calls `tool` with `args` (a JSON object) through `client`.
+pub async fn call<S: Service<RoleClient>>(
+    client: &RunningService<RoleClient, S>,
+    tool: &str,
+    args: Value,
+) -> Res<CallToolResult> {
+    let params = CallToolRequestParams::new(tool.to_string())
+        .with_arguments(args.as_object().cloned().unwrap_or_default());
+    Ok(client.call_tool(params).await?)
+}
+
+/// The text content of a tool result, one block per line.
+pub fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The call went through: its result is not a tool error.
+pub fn assert_allowed(r: &CallToolResult, what: &str) {
+    assert_ne!(r.is_error, Some(true), "{what}: {}", text(r));
+}
