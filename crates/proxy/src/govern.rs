@@ -12,6 +12,14 @@ use warden_lang::ast::{Mode, RuleKind};
 pub const PROVENANCE_KEY: &str = "io.warden/provenance";
 /// Client-sent `_meta` keys with this prefix are removed from every message.
 pub const RESERVED_META_PREFIX: &str = "io.warden/";
+/// Every prefix of warden's own `_meta` keys (lower case): client-sent
+/// keys starting with one, in any ASCII case, are removed from every
+/// message and every position (`params._meta`, `result._meta`).
+pub const RESERVED_META_PREFIXES: &[&str] = &[RESERVED_META_PREFIX, "warden/"];
+/// The methods whose handling warden changes. A client method that is one
+/// of these only in another case or spacing (`Tools/call`, `"tools/call "`)
+/// is refused, since a lenient upstream could take it for the real one.
+pub const GOVERNED_METHODS: &[&str] = &["tools/call", "tools/list", "initialize"];
 /// The key of the machine-readable decision in a denial's `_meta` and
 /// `structuredContent`.
 pub const DECISION_KEY: &str = "warden/decision";
@@ -143,17 +151,11 @@ pub fn as_denial(decided: &Decided, denial: Denial) -> Decided {
     d
 }
 
-/// The question put to the person for a confirmation.
-pub fn confirm_message(call: &CallContext, message: &str) -> String {
-    let mut args = serde_json::to_string(&call.arguments).unwrap_or_default();
-    if args.chars().count() > 500 {
-        args = args.chars().take(500).collect::<String>() + "…";
-    }
-    let agent = call.identity.agent.as_deref().unwrap_or("the agent");
-    format!(
-        "{message}\n\n{agent} wants to call `{}` on `{}` with {args}.\nAccept to allow this one call, decline to refuse it.",
-        call.tool, call.server
-    )
+/// The question put to the person for a confirmation; `decision_id` is
+/// the decision log's id of the call, where the whole call can be read.
+/// See [`crate::confirm_text`].
+pub fn confirm_message(call: &CallContext, message: &str, decision_id: &str) -> String {
+    crate::confirm_text::question(call, message, decision_id)
 }
 
 /// `elicitation/create` params for a confirmation: a form with no fields,
@@ -185,6 +187,15 @@ pub enum ToolView {
 /// - by no rule at all (nothing allows it) while no enforced `allow` rule
 ///   for the tool reads an argument (with other arguments none could
 ///   start to match).
+///
+/// "Reads an argument" counts every kind of argument read: comparisons,
+/// `exists`, `matches`, and `created by agent` (the engine's
+/// `created_args`), since with other arguments such a rule can match or
+/// stop matching. Notes say what the engine will do: a `require-confirm`
+/// rule that reads no argument and held for the probe needs the person for
+/// every call that is allowed (also when the probe itself was denied for
+/// want of an allow that reads arguments); one that reads arguments for
+/// some calls.
 pub fn tool_view(engine: &Engine, probe: &CallContext) -> ToolView {
     let decided = engine.decide(probe);
     let bundle = engine.policies();
@@ -201,7 +212,7 @@ pub fn tool_view(engine: &Engine, probe: &CallContext) -> ToolView {
         if d.rules.is_empty() {
             let args_could_allow = enforced
                 .iter()
-                .any(|r| r.kind == RuleKind::Allow && !r.arg_fields.is_empty());
+                .any(|r| r.kind == RuleKind::Allow && reads_args(r));
             if !args_could_allow {
                 return ToolView::Hidden { rule: None };
             }
@@ -211,28 +222,32 @@ pub fn tool_view(engine: &Engine, probe: &CallContext) -> ToolView {
                     .rules()
                     .iter()
                     .find(|r| r.id == h.rule)
-                    .is_some_and(|r| r.arg_fields.is_empty())
+                    .is_some_and(|r| !reads_args(r))
         }) {
             return ToolView::Hidden {
                 rule: Some(hit.rule.clone()),
             };
         }
     }
+    // Require-confirm rules whose conditions held for the probe, whatever
+    // its outcome (a probe without arguments is denied when the only allow
+    // reads an argument, yet every call that allow lets through asks).
     let confirms_now: Vec<&str> = match &decided.outcome {
         Outcome::Confirm(c) => c.rules.iter().map(|h| h.rule.as_str()).collect(),
         _ => Vec::new(),
     };
+    let held = |id: &str| confirms_now.contains(&id) || decided.restricting.iter().any(|r| r == id);
     let mut notes = Vec::new();
     for rule in &enforced {
         let id = &rule.id;
         match (rule.kind, rule.limit) {
             (RuleKind::RequireConfirm, _) => {
-                if confirms_now.contains(&id.as_str()) && rule.arg_fields.is_empty() {
-                    notes.push(format!("Needs the person's confirmation (rule `{id}`)."));
-                } else if !rule.arg_fields.is_empty() || confirms_now.contains(&id.as_str()) {
+                if reads_args(rule) {
                     notes.push(format!(
                         "Some calls need the person's confirmation (rule `{id}`)."
                     ));
+                } else if held(id) {
+                    notes.push(format!("Needs the person's confirmation (rule `{id}`)."));
                 }
             }
             (RuleKind::CapConsecutive, Some(l)) => notes.push(format!(
@@ -250,6 +265,12 @@ pub fn tool_view(engine: &Engine, probe: &CallContext) -> ToolView {
         }
     }
     ToolView::Shown { notes }
+}
+
+/// Whether a rule reads any argument of the call, `created by agent`
+/// included.
+fn reads_args(rule: &warden_lang::CompiledRule) -> bool {
+    !rule.arg_fields.is_empty() || !rule.created_args.is_empty()
 }
 
 /// Appends notes to a tool's description.

@@ -130,6 +130,75 @@ pub fn strip_meta_prefix(msg: &mut Value, prefix: &str) -> usize {
     removed
 }
 
+/// Whether a `_meta` key is one of warden's own: it starts with one of
+/// `prefixes`, compared without regard to ASCII case or leading spaces
+/// (`IO.WARDEN/provenance` is refused as `io.warden/provenance` is, in
+/// case a backend compares keys loosely).
+pub fn is_reserved_key(key: &str, prefixes: &[&str]) -> bool {
+    let key = key.trim_start().to_ascii_lowercase();
+    prefixes.iter().any(|p| key.starts_with(p))
+}
+
+/// Removes warden's reserved keys (see [`is_reserved_key`]) from every
+/// `_meta` a client message carries: `params._meta` of a request or
+/// notification, and `result._meta` and `error.data._meta` of a response
+/// (the client's answers to the upstream's sampling, elicitation or roots
+/// requests). Returns how many were removed; a `_meta` left empty is
+/// removed too.
+pub fn strip_reserved_meta(msg: &mut Value, prefixes: &[&str]) -> usize {
+    let Some(obj) = msg.as_object_mut() else {
+        return 0;
+    };
+    let mut removed = 0;
+    for holder in ["params", "result"] {
+        if let Some(h) = obj.get_mut(holder).and_then(Value::as_object_mut) {
+            removed += strip_in(h, prefixes);
+        }
+    }
+    if let Some(data) = obj
+        .get_mut("error")
+        .and_then(|e| e.get_mut("data"))
+        .and_then(Value::as_object_mut)
+    {
+        removed += strip_in(data, prefixes);
+    }
+    removed
+}
+
+fn strip_in(holder: &mut Map<String, Value>, prefixes: &[&str]) -> usize {
+    let Some(meta) = holder.get_mut("_meta").and_then(Value::as_object_mut) else {
+        return 0;
+    };
+    let before = meta.len();
+    meta.retain(|k, _| !is_reserved_key(k, prefixes));
+    let removed = before - meta.len();
+    if removed > 0 && meta.is_empty() {
+        holder.remove("_meta");
+    }
+    removed
+}
+
+/// A method name as a lenient server might read it: without whitespace or
+/// control characters, in ASCII lower case.
+pub fn loose_method(method: &str) -> String {
+    method
+        .chars()
+        .filter(|c| !c.is_whitespace() && !c.is_control() && *c != '\u{feff}' && *c != '\u{200b}')
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
+/// The governed method `method` is a disguised spelling of (`Tools/call`,
+/// `"tools/call "`), if it is one: equal to one of `governed` once read
+/// loosely ([`loose_method`]) but not exactly.
+pub fn disguised<'a>(method: &str, governed: &[&'a str]) -> Option<&'a str> {
+    if governed.contains(&method) {
+        return None;
+    }
+    let loose = loose_method(method);
+    governed.iter().find(|g| **g == loose).copied()
+}
+
 /// Best effort: the top-level `id` of a message too large to decode, from
 /// its first bytes. Serializers write `jsonrpc` and `id` first, so this
 /// finds it in practice; `None` when it cannot tell.
@@ -214,6 +283,33 @@ mod tests {
         assert_eq!(m, json!({"params":{"name":"t"}}));
         let mut m = json!({"params":{"_meta":{"io.wardenx":1}}});
         assert_eq!(strip_meta_prefix(&mut m, "io.warden/"), 0);
+    }
+
+    #[test]
+    fn strips_reserved_keys_in_every_position_and_any_case() {
+        let p = ["io.warden/", "warden/"];
+        let mut m = json!({"id":1,"result":{"_meta":{"IO.WARDEN/provenance":{},"Warden/decision":1,"ok":2}}});
+        assert_eq!(strip_reserved_meta(&mut m, &p), 2);
+        assert_eq!(m, json!({"id":1,"result":{"_meta":{"ok":2}}}));
+        let mut m = json!({"method":"x","params":{"_meta":{" io.warden/x":1}}});
+        assert_eq!(strip_reserved_meta(&mut m, &p), 1);
+        assert_eq!(m, json!({"method":"x","params":{}}));
+        let mut m = json!({"id":1,"error":{"code":1,"message":"m","data":{"_meta":{"io.Warden/p":1}}}});
+        assert_eq!(strip_reserved_meta(&mut m, &p), 1);
+        let mut m = json!({"params":{"_meta":{"io.wardenx":1,"mywarden/x":1}}});
+        assert_eq!(strip_reserved_meta(&mut m, &p), 0);
+    }
+
+    #[test]
+    fn disguised_methods_are_recognised() {
+        let g = ["tools/call", "tools/list"];
+        assert_eq!(disguised("tools/call", &g), None);
+        assert_eq!(disguised("Tools/call", &g), Some("tools/call"));
+        assert_eq!(disguised("tools/call ", &g), Some("tools/call"));
+        assert_eq!(disguised(" TOOLS/LIST\t", &g), Some("tools/list"));
+        assert_eq!(disguised("tools/\u{200b}call", &g), Some("tools/call"));
+        assert_eq!(disguised("tools/callx", &g), None);
+        assert_eq!(disguised("resources/read", &g), None);
     }
 
     #[test]

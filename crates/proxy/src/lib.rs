@@ -64,6 +64,7 @@
 
 pub mod bearer;
 mod config;
+mod confirm_text;
 mod framing;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -73,6 +74,7 @@ pub mod http_upstream;
 pub mod jsonrpc;
 pub mod provenance_token;
 mod relay;
+mod raw;
 #[doc(hidden)]
 pub mod testkit;
 mod upstream;
