@@ -821,3 +821,83 @@ fn a_declared_user_on_stdio_is_not_a_verified_one() -> TestResult {
     assert!(err.contains("identity file"), "{err}");
     Ok(())
 }
+
+/// Issue 10, finding 26: `--jwt-leeway` is bounded (a usage error beyond
+/// 300 s, no wrap); every key of a multi-PEM `--jwt-key` file is trusted
+/// (a rotation file's new key works); a token with a `crit` header, or
+/// with `iss` as an array, is refused with 401.
+#[tokio::test]
+async fn finding_26_jwt_leeway_multi_pem_crit_and_issuer_array() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let old = IssuerKey::new("old")?;
+    let new = IssuerKey::new("new")?;
+    let rotation = dir.path().join("rotation.pem");
+    let pem = |k: &IssuerKey| k.sk.verifying_key().to_public_key_pem(LineEnding::LF);
+    std::fs::write(&rotation, format!("{}{}", pem(&old)?, pem(&new)?))?;
+    let rotation = rotation.to_str().ok_or("path")?;
+    let base = [
+        "--listen",
+        "127.0.0.1:0",
+        "--jwt-issuer",
+        ISS,
+        "--jwt-audience",
+        AUD,
+        "--jwt-key",
+        rotation,
+    ];
+    for leeway in ["301", "18446744073709551615", "-1"] {
+        let mut args = base.to_vec();
+        args.extend(["--jwt-leeway", leeway]);
+        let (code, err) = proxy_output(dir.path(), &args)?;
+        assert_eq!(code, Some(2), "--jwt-leeway {leeway}: {err}");
+    }
+
+    let policy = dir.path().join("test.policy");
+    std::fs::write(&policy, POLICY)?;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .arg("proxy")
+        .arg("--policies")
+        .arg(&policy)
+        .args(base)
+        .args(["--jwt-leeway", "300"])
+        .args(["--", env!("CARGO_BIN_EXE_warden"), "proxy-test-upstream"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let (url, _stderr) = listening_url(&mut child).await?;
+    let http = reqwest::Client::new();
+    let init = |token: String| {
+        http.post(&url)
+            .header("accept", "application/json")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {token}"))
+            .body(
+                json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                   "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                              "clientInfo": {"name": "a", "version": "1"}}})
+                .to_string(),
+            )
+            .send()
+    };
+    // Both keys of the rotation file are trusted.
+    for k in [&old, &new] {
+        let resp = init(k.token("alice", json!({}))?).await?;
+        assert_eq!(resp.status(), 200, "key {}: {}", k.kid, resp.text().await?);
+    }
+    // `iss` as an array holding the right issuer: refused.
+    let resp = init(new.token("alice", json!({"iss": [ISS]}))?).await?;
+    assert_eq!(resp.status(), 401);
+    assert!(resp.text().await?.contains("`iss`"));
+    // A critical extension warden does not understand: refused.
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.crit = Some(vec!["exp-ext".into()]);
+    let claims = json!({"iss": ISS, "aud": AUD, "sub": "alice", "iat": now(), "exp": now() + 600});
+    let crit = jsonwebtoken::encode(&header, &claims, &new.encoding)?;
+    let resp = init(crit).await?;
+    assert_eq!(resp.status(), 401);
+    assert!(resp.text().await?.contains("critical"));
+    let _ = child.start_kill();
+    Ok(())
+}

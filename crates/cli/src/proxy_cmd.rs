@@ -108,9 +108,28 @@ pub(crate) struct ProxyArgs {
     /// The token claim naming the model [default: none; --model].
     #[arg(long, value_name = "CLAIM")]
     model_claim: Option<String>,
-    /// Seconds of clock skew allowed on a token's `exp` and `nbf`.
-    #[arg(long, value_name = "SECONDS", default_value_t = warden_proxy::bearer::DEFAULT_LEEWAY_SECS)]
+    /// Seconds of clock skew allowed on a token's `exp` and `nbf`, at most
+    /// 300.
+    #[arg(long, value_name = "SECONDS", default_value_t = warden_proxy::bearer::DEFAULT_LEEWAY_SECS,
+          value_parser = clap::value_parser!(u64).range(0..=warden_proxy::bearer::MAX_LEEWAY_SECS))]
     jwt_leeway: u64,
+    /// With --listen: milliseconds a connection has to send a request's
+    /// headers before it is closed (slow clients cannot hold connections).
+    #[arg(long, value_name = "MS", requires = "listen",
+          default_value_t = warden_proxy::listener::DEFAULT_HEADER_READ_TIMEOUT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    header_read_timeout: u64,
+    /// With --listen: milliseconds a request has to send its body before it
+    /// is answered 408.
+    #[arg(long, value_name = "MS", requires = "listen",
+          default_value_t = warden_proxy::listener::DEFAULT_BODY_READ_TIMEOUT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    body_read_timeout: u64,
+    /// With --listen: connections served at once; more wait until one ends.
+    #[arg(long, value_name = "N", requires = "listen",
+          default_value_t = warden_proxy::listener::DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u64).range(1..=65_536).map(|n| n as usize))]
+    max_connections: usize,
     /// Keep cap and rate state in this SQLite file (created if missing), so
     /// that a restart resets no per-user or per-agent cap or rate; several
     /// warden processes may share it. Default: in memory.
@@ -373,6 +392,11 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
     cfg.call_timeout = Duration::from_secs(args.call_timeout);
     cfg.max_message_bytes = args.max_message_bytes;
     cfg.allowed_origins = args.allow_origins.clone();
+    cfg.listen_limits = warden_proxy::listener::ListenLimits {
+        header_read: Duration::from_millis(args.header_read_timeout),
+        body_read: Duration::from_millis(args.body_read_timeout),
+        max_connections: args.max_connections,
+    };
     cfg.provenance_signer = signer;
     let authenticated = bearer.is_some();
     cfg.bearer = bearer;

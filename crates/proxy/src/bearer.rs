@@ -21,6 +21,14 @@
 //!   `kid` (and keys without one, as PEM files are); an unknown `kid` is
 //!   its own error, so a key rotation problem reads as one.
 //! - `iss`, `aud` and `exp` are required; `nbf` is checked when present.
+//!   `iss` must be one string (RFC 7519 4.1.1 makes it a StringOrURI):
+//!   an array is refused, even one holding the right issuer.
+//! - A header with `crit` (RFC 7515 4.1.11) is refused: warden
+//!   understands no JWS extension, and the RFC says a token whose critical
+//!   extensions are not understood must be rejected.
+//! - The clock skew (`--jwt-leeway`) is at most [`MAX_LEEWAY_SECS`].
+//! - A PEM file may hold several public keys (a rotation file with the old
+//!   and the new key): every one of them is trusted.
 //!   The audience must name warden itself (its resource URL or id): a
 //!   token minted for another service is refused, and the client's token
 //!   is never passed upstream (the HTTP upstream link sends its own
@@ -37,6 +45,10 @@ use warden_engine::{Identity, Verified};
 
 /// Default clock skew allowed on `exp` and `nbf`, in seconds.
 pub const DEFAULT_LEEWAY_SECS: u64 = 30;
+/// The largest clock skew `--jwt-leeway` accepts, in seconds: five
+/// minutes, the usual bound for clock drift; a larger one would let an
+/// expired token live on for as long, and a huge one wrapped around.
+pub const MAX_LEEWAY_SECS: u64 = 300;
 
 /// Which claims carry the identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +160,8 @@ pub enum AuthError {
     MissingClaim(String),
     #[error("the token's `{0}` claim is not {1}")]
     BadClaim(String, &'static str),
+    #[error("the token's header lists critical extensions warden does not understand (`{0}`)")]
+    Critical(String),
 }
 
 /// The identity a verified token gives: `user` always; the others when
@@ -259,7 +273,7 @@ impl Verifier {
             KeySource::Pem(paths) => {
                 let mut keys = Vec::new();
                 for path in paths {
-                    keys.push(Self::pem_key(path, &read(path)?)?);
+                    keys.extend(Self::pem_keys(path, &read(path)?)?);
                 }
                 keys
             }
@@ -268,9 +282,21 @@ impl Verifier {
             issuer: settings.issuer.clone(),
             audiences: settings.audiences.clone(),
             keys,
-            leeway_secs: settings.leeway_secs,
+            // Bounded here too, for callers that skip the flag's parser.
+            leeway_secs: settings.leeway_secs.min(MAX_LEEWAY_SECS),
             claims: settings.claims.clone(),
         })
+    }
+
+    /// Every public key of a PEM file, in order: a file may hold several
+    /// (`-----BEGIN ...-----` to `-----END ...-----` each), as a key
+    /// rotation file holds the old and the new key.
+    fn pem_keys(path: &Path, text: &str) -> Result<Vec<Key>, KeyError> {
+        let blocks = pem_blocks(text);
+        if blocks.len() <= 1 {
+            return Ok(vec![Self::pem_key(path, text)?]);
+        }
+        blocks.iter().map(|b| Self::pem_key(path, b)).collect()
     }
 
     fn jwks_keys(path: &Path, text: &str) -> Result<Vec<Key>, KeyError> {
@@ -390,6 +416,11 @@ impl Verifier {
         }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| AuthError::Malformed(malformed_reason(e.kind())))?;
+        // RFC 7515 4.1.11: extensions listed in `crit` must be understood,
+        // and warden understands none (an empty list is invalid too).
+        if let Some(crit) = &header.crit {
+            return Err(AuthError::Critical(crit.join("`, `")));
+        }
         let alg_name = format!("{:?}", header.alg);
         let by_kid: Vec<&Key> = self
             .keys
@@ -418,7 +449,14 @@ impl Verifier {
             v.validate_nbf = true;
             v.leeway = self.leeway_secs;
             match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &v) {
-                Ok(data) => return self.caller(&data.claims),
+                Ok(data) => {
+                    // jsonwebtoken accepts an array `iss` whose members are
+                    // all expected; RFC 7519 makes `iss` one StringOrURI.
+                    if !matches!(data.claims.get("iss"), Some(Value::String(_))) {
+                        return Err(AuthError::BadClaim("iss".into(), "a string"));
+                    }
+                    return self.caller(&data.claims);
+                }
                 // Another key may have signed it.
                 Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => {}
                 Err(e) => {
@@ -521,6 +559,27 @@ impl Verifier {
             model,
         })
     }
+}
+
+/// The PEM blocks of a text (each from its `-----BEGIN` line through its
+/// `-----END ...-----` line); empty when there is none.
+fn pem_blocks(text: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with("-----BEGIN ") {
+            current = Some(String::new());
+        }
+        if let Some(b) = current.as_mut() {
+            b.push_str(t);
+            b.push('\n');
+            if t.starts_with("-----END ") {
+                blocks.extend(current.take());
+            }
+        }
+    }
+    blocks
 }
 
 fn malformed_reason(kind: &ErrorKind) -> String {
@@ -882,5 +941,77 @@ mod tests {
         std::fs::write(&junk, "hello").unwrap();
         assert!(load(KeySource::Pem(vec![junk.clone()])).contains("no usable public key"));
         assert!(load(KeySource::Jwks(junk)).contains("is not a JWKS document"));
+    }
+
+    #[test]
+    fn finding_26_a_crit_header_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = pair(11);
+        let v = verifier_pem(dir.path(), &[&k], ClaimNames::default());
+        let mut h = Header::new(Algorithm::EdDSA);
+        h.crit = Some(vec!["https://example.com/must-understand".into()]);
+        let t = encode(&h, &good_claims(), &k.encoding).unwrap();
+        assert_eq!(
+            v.verify(&t),
+            Err(AuthError::Critical(
+                "https://example.com/must-understand".into()
+            ))
+        );
+        // The same token without `crit` passes: the refusal is the header's.
+        assert!(v.verify(&sign(&k, &good_claims(), None)).is_ok());
+    }
+
+    #[test]
+    fn finding_26_an_issuer_array_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = pair(12);
+        let v = verifier_pem(dir.path(), &[&k], ClaimNames::default());
+        let t = sign(&k, &with(good_claims(), json!({"iss": [ISS]})), None);
+        assert_eq!(
+            v.verify(&t),
+            Err(AuthError::BadClaim("iss".into(), "a string"))
+        );
+    }
+
+    #[test]
+    fn finding_26_every_key_of_a_multi_pem_file_is_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = pair(13);
+        let new = pair(14);
+        let path = dir.path().join("rotation.pem");
+        std::fs::write(&path, format!("{}\n{}", old.public_pem, new.public_pem)).unwrap();
+        let v = Verifier::load(&BearerSettings {
+            issuer: ISS.into(),
+            audiences: vec![AUD.into()],
+            keys: KeySource::Pem(vec![path]),
+            leeway_secs: 5,
+            claims: ClaimNames::default(),
+        })
+        .unwrap();
+        assert!(v.verify(&sign(&old, &good_claims(), None)).is_ok());
+        assert!(v.verify(&sign(&new, &good_claims(), None)).is_ok());
+        assert_eq!(
+            v.verify(&sign(&pair(15), &good_claims(), None)),
+            Err(AuthError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn finding_26_the_leeway_is_bounded_without_wrapping() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = pair(16);
+        let path = dir.path().join("k.pem");
+        std::fs::write(&path, &k.public_pem).unwrap();
+        let v = Verifier::load(&BearerSettings {
+            issuer: ISS.into(),
+            audiences: vec![AUD.into()],
+            keys: KeySource::Pem(vec![path]),
+            leeway_secs: u64::MAX,
+            claims: ClaimNames::default(),
+        })
+        .unwrap();
+        // Expired an hour ago: past any bounded leeway.
+        let t = sign(&k, &with(good_claims(), json!({"exp": now() - 3600})), None);
+        assert_eq!(v.verify(&t), Err(AuthError::Expired));
     }
 }

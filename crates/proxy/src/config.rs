@@ -110,6 +110,9 @@ pub struct ProxyConfig {
     /// (`--jwt-issuer`, `--jwt-audience`, `--jwks`/`--jwt-key`); see
     /// [`crate::bearer`].
     pub bearer: Option<std::sync::Arc<crate::bearer::Verifier>>,
+    /// Serving Streamable HTTP: header and body read timeouts and the
+    /// connection limit ([`crate::listener`]).
+    pub listen_limits: crate::listener::ListenLimits,
 }
 
 impl ProxyConfig {
@@ -131,6 +134,7 @@ impl ProxyConfig {
             session_idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT,
             provenance_signer: None,
             bearer: None,
+            listen_limits: crate::listener::ListenLimits::default(),
         }
     }
 }

@@ -12,10 +12,18 @@
 //! session (its relay closes, its upstream stops), and so does
 //! `session_idle_timeout` without requests and without open streams; a
 //! client dropping a stream does not. Requests of protocol 2026-07-28
-//! (`MCP-Protocol-Version: 2026-07-28`, or the version in the request's
-//! `_meta`) have no session: they share one sessionless relay, made on
-//! first use, and their ids are made unique per POST (restored in the
-//! response) because different clients use the same ids.
+//! (`MCP-Protocol-Version: 2026-07-28` and the same version in the
+//! request's `_meta`) have no session: they share one sessionless relay,
+//! made on first use, and are kept apart by [`crate::sessionless`]: both
+//! versions required and equal, standard headers matching the body, a
+//! random id and progress token per POST (restored toward the client),
+//! cancellations and answers accepted only from the request's own bearer
+//! principal.
+//!
+//! A session's client cancelling a request whose stream is open gets it
+//! answered at once with a -32800 error: every request is answered exactly
+//! once. The listener's own limits (header and body read timeouts, a
+//! connection cap) are [`crate::listener`]'s.
 //!
 //! # Messages
 //!
@@ -80,6 +88,7 @@ use crate::config::{ProxyConfig, ProxyError, Upstream};
 use crate::framing::Frame;
 use crate::jsonrpc::{self, Kind, id_key};
 use crate::relay::{Hints, Outgoing, Relay, RequestHints};
+use crate::sessionless::{self, Owner, is_stateless};
 use crate::upstream;
 use axum::body::Body;
 use axum::body::Bytes;
@@ -90,7 +99,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -101,19 +109,19 @@ use warden_engine::{DecisionLog, Engine};
 /// Messages kept for a session's GET stream while none is open.
 pub const MAX_BUFFERED: usize = 256;
 const SESSION_HEADER: &str = "mcp-session-id";
-const PROTOCOL_HEADER: &str = "mcp-protocol-version";
-const PROTOCOL_VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
-const STATELESS_PROTOCOL: &str = "2026-07-28";
 /// The JSON-RPC code of warden's "no such session" answer.
 const SESSION_NOT_FOUND: i64 = -32001;
 const METHOD_NOT_FOUND: i64 = -32601;
 /// 2026-07-28 error codes (SEP-2243, SEP-2575).
-const HEADER_MISMATCH: i64 = -32020;
+const HEADER_MISMATCH: i64 = crate::sessionless::HEADER_MISMATCH;
 const MISSING_CLIENT_CAPABILITY: i64 = -32021;
 const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
-/// The standard request headers a client's 2026-07-28 request carries on to
-/// an HTTP upstream as it sent them.
-const PASSED_HEADERS: [&str; 3] = [PROTOCOL_HEADER, "mcp-method", "mcp-name"];
+/// The error a request the client cancelled is answered with, so that
+/// every request gets exactly one answer (LSP's `RequestCancelled`).
+const REQUEST_CANCELLED: i64 = -32800;
+/// Most questions (requests sent on a sessionless request's stream) kept
+/// waiting for their answer.
+const MAX_ASKED: usize = 1024;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -126,7 +134,6 @@ struct Server {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     sessionless: tokio::sync::Mutex<Option<Arc<Session>>>,
     loopback_bind: bool,
-    next_id: AtomicU64,
 }
 
 /// One MCP session (or the shared sessionless relay).
@@ -223,6 +230,13 @@ struct PostStream {
     /// The id the client used, when warden replaced it (sessionless).
     client_id: Option<Value>,
     progress_token: Option<String>,
+    /// The progress token the client used, when warden replaced it
+    /// (sessionless): restored in the progress sent to this stream.
+    client_progress: Option<Value>,
+    /// Who may act on this request from another POST (sessionless; see
+    /// [`Owner`]); `None` for a session's request (its session is its
+    /// owner).
+    owner: Option<Owner>,
     /// Derive the HTTP status of an error answer from its code (SEP-2575's
     /// mapping): a 2026-07-28 request whose upstream is a command.
     derive_status: bool,
@@ -252,6 +266,10 @@ struct Routes {
     /// Resumable streams' recent events, by stream number.
     replay: HashMap<u64, Replay>,
     replay_order: VecDeque<u64>,
+    /// Sessionless: the requests (questions) sent on a request's stream
+    /// that wait for the client's answer, by id ([`id_key`]), with whom
+    /// the answer must come from and when they were asked.
+    asked: HashMap<String, (Owner, Instant)>,
 }
 
 /// The HTTP status SEP-2575 gives a 2026-07-28 error answer: 400 for a
@@ -299,6 +317,37 @@ fn restore_subscription_id(text: String, mine: &Value, client_id: &Value) -> Str
             v.to_string()
         }
         _ => text,
+    }
+}
+
+/// The id of a request (a message with a method and an id), if `text` is
+/// one.
+fn request_id_of(text: &str) -> Option<Value> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    match jsonrpc::classify(&v).ok()? {
+        Kind::Request { id, .. } => Some(id),
+        _ => None,
+    }
+}
+
+/// Puts the client's own progress token back into a progress notification
+/// for a request whose token warden replaced.
+fn restore_progress_token(text: String, client_token: &Value) -> String {
+    if !text.contains("notifications/progress") {
+        return text;
+    }
+    let Ok(mut v) = serde_json::from_str::<Value>(&text) else {
+        return text;
+    };
+    if v.get("method").and_then(Value::as_str) != Some("notifications/progress") {
+        return text;
+    }
+    match v.pointer_mut("/params/progressToken") {
+        Some(t) => {
+            *t = client_token.clone();
+            v.to_string()
+        }
+        None => text,
     }
 }
 
@@ -389,6 +438,21 @@ impl Routes {
                 Some(p) if !p.json_only => {
                     if let (Some(client_id), Some(mine)) = (&p.client_id, &out.related) {
                         text = restore_subscription_id(text, mine, client_id);
+                    }
+                    if let Some(token) = &p.client_progress {
+                        text = restore_progress_token(text, token);
+                    }
+                    if let Some(owner) = &p.owner
+                        && let Some(id) = request_id_of(&text)
+                    {
+                        let now = Instant::now();
+                        if self.asked.len() >= MAX_ASKED {
+                            let cutoff = now.checked_sub(Duration::from_secs(600)).unwrap_or(now);
+                            self.asked.retain(|_, (_, at)| *at > cutoff);
+                        }
+                        if self.asked.len() < MAX_ASKED {
+                            self.asked.insert(id_key(&id), (owner.clone(), now));
+                        }
                     }
                     let event_id = stamp(&mut self.replay, &mut self.replay_order, p, &text, false);
                     let sent = Sent {
@@ -488,7 +552,6 @@ pub async fn serve_http_until(
         sessions: Mutex::new(HashMap::new()),
         sessionless: tokio::sync::Mutex::new(None),
         loopback_bind: addr.ip().is_loopback(),
-        next_id: AtomicU64::new(1),
     });
 
     let reload_server = Arc::clone(&server);
@@ -538,23 +601,28 @@ pub async fn serve_http_until(
             axum::routing::get(resource_metadata),
         )
         .with_state(Arc::clone(&server));
-    // Without TCP_NODELAY a stream's small last write (an SSE event, the
-    // chunked terminator) waits for the peer's delayed ACK: ~40 ms a call.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
+    // The listener's own limits: header and body timeouts, a connection
+    // cap (crate::listener).
+    let stopping = CancellationToken::new();
+    let trigger = stopping.clone();
+    let stopper = tokio::spawn(async move {
+        stop.await;
+        trigger.cancel();
     });
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
-        .map_err(|e| ProxyError::Listen {
-            addr: addr.to_string(),
-            message: e.to_string(),
-        });
+    let limits = server.cfg.listen_limits;
+    let mut conns = crate::listener::serve(listener, app, limits, stopping).await;
+    stopper.abort();
+    let result = Ok(());
     reloads.abort();
     reaper.abort();
     for s in server.live_sessions().await {
         s.close().await;
     }
+    // Connections end once their streams do (the sessions just closed).
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
     // Let the upstream links end their sessions (DELETE) or children exit.
     tokio::time::sleep(Duration::from_millis(200)).await;
     result
@@ -882,18 +950,6 @@ fn accepts(headers: &HeaderMap, mime: &str) -> bool {
         })
 }
 
-fn is_stateless(headers: &HeaderMap, msg: &Value) -> bool {
-    let header = headers
-        .get(PROTOCOL_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v >= STATELESS_PROTOCOL);
-    header
-        || jsonrpc::meta(msg)
-            .and_then(|m| m.get(PROTOCOL_VERSION_META))
-            .and_then(Value::as_str)
-            .is_some_and(|v| v >= STATELESS_PROTOCOL)
-}
-
 /// One SSE event: `event: message`, the id and `retry` when given, the
 /// data (one `data:` line per line; an empty line for empty data, as a
 /// priming event has).
@@ -1029,8 +1085,22 @@ async fn post(
     if declared.is_some_and(|n| n > max) {
         return too_large();
     }
-    let Ok(bytes) = axum::body::to_bytes(body, max).await else {
-        return too_large();
+    // A body trickled in slowly holds a connection: it gets a deadline.
+    let limit = srv.cfg.listen_limits.body_read;
+    let bytes = match tokio::time::timeout(limit, axum::body::to_bytes(body, max)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => return too_large(),
+        Err(_) => {
+            return rpc_error(
+                StatusCode::REQUEST_TIMEOUT,
+                Value::Null,
+                jsonrpc::INVALID_REQUEST,
+                format!(
+                    "request timeout: the body did not arrive within {} ms (--body-read-timeout)",
+                    limit.as_millis()
+                ),
+            );
+        }
     };
     let mut msg: Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
@@ -1063,6 +1133,15 @@ async fn post(
         Kind::Request { id, .. } => id.clone(),
         _ => Value::Null,
     };
+    // A sessionless message is one in both the header and `_meta`, and its
+    // standard headers say what its body says (crate::sessionless).
+    if stateless
+        && let Err(r) = sessionless::check_versions(&headers, &msg, &kind)
+            .and_then(|()| sessionless::check_standard_headers(&headers, &msg))
+    {
+        tracing::info!("sessionless request refused: {}", r.message);
+        return rpc_error(StatusCode::BAD_REQUEST, request_id, r.code, r.message);
+    }
     let mut new_session = None;
     let session = if stateless {
         match srv.sessionless().await {
@@ -1091,6 +1170,14 @@ async fn post(
     session.touch();
 
     let Kind::Request { id, .. } = kind else {
+        if let Some(refused) = before_relay(&session, &kind, &msg, stateless, caller.as_deref()) {
+            return refused;
+        }
+        if stateless && matches!(&kind, Kind::Notification { method } if method == "notifications/cancelled") {
+            // Handled (or dropped) above: a sessionless cancellation never
+            // reaches the shared relay by the client's id.
+            return StatusCode::ACCEPTED.into_response();
+        }
         session
             .relay
             .on_client_frame(Frame::Line(bytes.to_vec()), caller)
@@ -1101,10 +1188,15 @@ async fn post(
     // A request: its stream first, then the relay.
     let json_only = !accepts(&headers, "text/event-stream");
     let (tx, rx) = mpsc::unbounded_channel();
+    // Sessionless: the request reaches the shared relay under an id and a
+    // progress token drawn for it, which no other caller can name.
+    let mut client_progress = None;
     let (key, client_id, line) = if stateless {
-        let n = srv.next_id.fetch_add(1, Ordering::Relaxed);
-        let mine = json!(format!("http:{n}"));
+        let mine = sessionless::fresh_id();
         msg["id"] = mine.clone();
+        if let Some(t) = msg.pointer_mut("/params/_meta/progressToken") {
+            client_progress = Some(std::mem::replace(t, sessionless::fresh_progress_token()));
+        }
         (
             id_key(&mine),
             Some(id.clone()),
@@ -1113,6 +1205,7 @@ async fn post(
     } else {
         (id_key(&id), None, bytes.to_vec())
     };
+    let owner = stateless.then(|| Owner::of(caller.as_deref()));
     let progress_token = msg.pointer("/params/_meta/progressToken").map(id_key);
     let stream_no;
     {
@@ -1139,6 +1232,8 @@ async fn post(
                 json_only,
                 client_id,
                 progress_token,
+                client_progress,
+                owner,
                 derive_status: stateless && matches!(srv.cfg.upstream, Upstream::Command(_)),
                 resumable: !stateless && !json_only,
                 events: 0,
@@ -1146,21 +1241,12 @@ async fn post(
             },
         );
         if stateless {
-            let passed = PASSED_HEADERS
-                .iter()
-                .flat_map(|name| {
-                    headers.get_all(*name).iter().filter_map(move |v| {
-                        v.to_str().ok().map(|v| (name.to_string(), v.to_string()))
-                    })
-                })
-                .collect();
-            r.hints.lock().unwrap_or_else(|p| p.into_inner()).insert(
-                key.clone(),
-                RequestHints {
-                    headers: passed,
-                    status: None,
-                },
-            );
+            // No client header goes upstream: the HTTP upstream link sets
+            // `Mcp-Method`/`Mcp-Name` from the body warden decided.
+            r.hints
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.clone(), RequestHints { status: None });
         }
     }
     session
@@ -1219,6 +1305,95 @@ async fn post(
         resp.headers_mut().insert(SESSION_HEADER, v);
     }
     resp
+}
+
+/// What the HTTP server does with a client's notification or response
+/// before the relay sees it; `Some` answers the POST instead.
+///
+/// - A cancellation (`notifications/cancelled`) in a session: the request
+///   it names, while its stream is open, is answered at once with a
+///   `-32800` error, so every request gets exactly one answer (a later
+///   answer from the relay finds no stream and is dropped). Sessionless: it
+///   acts only on a request of the same bearer principal, found by the
+///   client's own id; anything else is dropped (without bearer auth a
+///   sessionless request is cancelled by closing its stream).
+/// - A sessionless response: accepted only for a question asked on a
+///   stream of the same bearer principal; the check consumes nothing when
+///   it fails.
+fn before_relay(
+    session: &Arc<Session>,
+    kind: &Kind,
+    msg: &Value,
+    stateless: bool,
+    caller: Option<&Caller>,
+) -> Option<Response> {
+    match kind {
+        Kind::Notification { method } if method == "notifications/cancelled" => {
+            let named = msg.pointer("/params/requestId")?;
+            let mut r = lock(&session.routes);
+            let key = if stateless {
+                r.posts
+                    .iter()
+                    .find(|(_, p)| {
+                        p.client_id.as_ref() == Some(named)
+                            && p.owner.as_ref().is_some_and(|o| o.admits(caller))
+                    })
+                    .map(|(k, _)| k.clone())
+            } else {
+                Some(id_key(named)).filter(|k| r.posts.contains_key(k))
+            };
+            let Some(key) = key else {
+                if stateless {
+                    tracing::info!("a sessionless cancellation naming no request of its caller was dropped");
+                }
+                return None;
+            };
+            let mine: Value = serde_json::from_str(&key).unwrap_or(Value::Null);
+            r.route(Outgoing {
+                text: jsonrpc::error(
+                    mine.clone(),
+                    REQUEST_CANCELLED,
+                    "request cancelled: the client cancelled it; warden stopped waiting (a call already forwarded upstream may still have taken effect)",
+                    None,
+                )
+                .to_string(),
+                related: Some(mine.clone()),
+                response: true,
+                detach: false,
+            });
+            drop(r);
+            if stateless {
+                let relay = Arc::clone(&session.relay);
+                let cancel = jsonrpc::notification(
+                    "notifications/cancelled",
+                    Some(json!({"requestId": mine, "reason": "the client cancelled the request"})),
+                );
+                tokio::spawn(async move {
+                    relay
+                        .on_client_frame(Frame::Line(cancel.to_string().into_bytes()), None)
+                        .await;
+                });
+            }
+            None
+        }
+        Kind::Response { id } if stateless => {
+            let mut r = lock(&session.routes);
+            let k = id_key(id);
+            let admitted = r.asked.get(&k).is_some_and(|(o, _)| o.admits(caller));
+            if !admitted {
+                tracing::warn!("a sessionless answer to a question not asked of its caller was refused");
+                return Some(rpc_error(
+                    StatusCode::FORBIDDEN,
+                    Value::Null,
+                    jsonrpc::INVALID_REQUEST,
+                    "forbidden: this answers no question warden asked this caller (sessionless answers need the bearer token of the request the question was asked on)",
+                ));
+            }
+            r.asked.remove(&k);
+            None
+        }
+        _ => None,
+    }
 }
 
 /// A 2026-07-28 request's stream: when the client closes it before the
@@ -1429,6 +1604,8 @@ mod tests {
                 json_only: false,
                 client_id: None,
                 progress_token: None,
+                client_progress: None,
+                owner: None,
                 derive_status: false,
                 resumable: true,
                 events: 0,
@@ -1501,6 +1678,8 @@ mod tests {
                     json_only: false,
                     client_id: None,
                     progress_token: None,
+                    client_progress: None,
+                    owner: None,
                     derive_status: false,
                     resumable: false,
                     events: 0,

@@ -244,24 +244,10 @@ impl Conn {
         {
             standard_headers(&mut headers, method, msg.get("params"));
         }
-        // A client request that came over HTTP goes on with the standard
-        // headers the client sent, as it sent them: the upstream validates
-        // them against the body as it would without warden in between.
-        if let Some(id) = &request_id
-            && let Some(sent) = self.relay.client_headers(id)
-        {
-            for name in [PROTOCOL_HEADER, "mcp-method", "mcp-name"] {
-                headers.remove(name);
-            }
-            for (name, value) in sent {
-                if let (Ok(n), Ok(v)) = (
-                    HeaderName::from_bytes(name.as_bytes()),
-                    HeaderValue::from_str(&value),
-                ) {
-                    headers.append(n, v);
-                }
-            }
-        }
+        // No header the client sent to warden goes on: `Mcp-Method` and
+        // `Mcp-Name` are set above from the body warden decided, so a
+        // backend routing by header runs what was decided (a client's
+        // header contradicting its body is refused by the HTTP server).
         if method == Some("tools/call") {
             provenance_headers(&mut headers, &msg);
         }

@@ -72,8 +72,10 @@ pub mod govern;
 mod http_server;
 pub mod http_upstream;
 pub mod jsonrpc;
+pub mod listener;
 pub mod provenance_token;
 mod relay;
+mod sessionless;
 mod raw;
 #[doc(hidden)]
 pub mod testkit;

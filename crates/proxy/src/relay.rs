@@ -174,14 +174,13 @@ impl AsRef<str> for Outgoing {
 
 /// What the Streamable HTTP transport knows about one client request that
 /// the JSON-RPC message does not carry, keyed by the request's id as the
-/// relay sees it ([`id_key`]): the standard headers the client sent (passed
-/// on to an HTTP upstream as they came, so the upstream validates them
-/// against the body as it would without warden) and the HTTP status the
-/// upstream answered it with (carried back to the client). Only the HTTP
-/// server adds entries; it removes each when the request is answered.
+/// relay sees it ([`id_key`]): the HTTP status the upstream answered it
+/// with (carried back to the client). No header the client sent is kept:
+/// toward an HTTP upstream warden sets the standard headers from the body
+/// it decided. Only the HTTP server adds entries; it removes each when the
+/// request is answered.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RequestHints {
-    pub(crate) headers: Vec<(String, String)>,
     pub(crate) status: Option<u16>,
 }
 
@@ -224,6 +223,9 @@ struct PendingConfirm {
     /// The call's params as first sent (the retry's are not trusted).
     params: Value,
     expires: Instant,
+    /// The bearer principal it was asked of (`None` without bearer auth:
+    /// then the unguessable `requestState` alone names the asker).
+    owner: Option<String>,
 }
 
 #[derive(Default)]
@@ -366,14 +368,6 @@ impl Relay {
             .up_pending
             .get(&id_key(up_id))
             .and_then(|p| p.related.clone())
-    }
-
-    /// The standard headers the client sent with the request that the
-    /// upstream request `up_id` serves, when it came over HTTP with them.
-    pub(crate) fn client_headers(&self, up_id: &Value) -> Option<Vec<(String, String)>> {
-        let related = self.related_of(up_id)?;
-        let hints = self.hints.lock().unwrap_or_else(|p| p.into_inner());
-        hints.get(&id_key(&related)).map(|h| h.headers.clone())
     }
 
     /// An HTTP upstream closed the SSE stream of the upstream request
@@ -1634,7 +1628,24 @@ impl Relay {
             && let Some(state) = params.get("requestState").and_then(Value::as_str)
             && state.starts_with(CONFIRM_STATE_PREFIX)
         {
-            let pending = lock(&self.st).confirms.remove(state);
+            // Checked before it is taken: a retry for another call, another
+            // caller or after expiry consumes nothing (finding 12).
+            let owner = caller.as_ref().map(|c| c.user.clone());
+            let arguments = params.get("arguments").cloned().unwrap_or(json!({}));
+            let pending = {
+                let mut st = lock(&self.st);
+                let matches = st.confirms.get(state).is_some_and(|p| {
+                    p.expires > Instant::now()
+                        && p.tool == tool
+                        && p.owner == owner
+                        && arguments == p.arguments
+                });
+                if matches {
+                    st.confirms.remove(state)
+                } else {
+                    None
+                }
+            };
             let answer = params
                 .get("inputResponses")
                 .and_then(|r| r.get(CONFIRM_INPUT_KEY))
@@ -1642,11 +1653,7 @@ impl Relay {
                 .and_then(Value::as_str)
                 .map(str::to_string);
             match pending {
-                Some(p)
-                    if p.expires > Instant::now()
-                        && p.tool == tool
-                        && params.get("arguments").cloned().unwrap_or(json!({})) == p.arguments =>
-                {
+                Some(p) => {
                     // Forward the call as first decided, with any state of
                     // the upstream's own it carried then.
                     let mut original = p.params;
@@ -1727,6 +1734,7 @@ impl Relay {
                 &decided,
                 &confirmation.message,
                 &msg,
+                caller.as_ref().map(|c| c.user.clone()),
             ));
         } else {
             let question = govern::confirm_message(&call, &confirmation.message);
@@ -1883,13 +1891,12 @@ impl Relay {
         decided: &Decided,
         message: &str,
         msg: &Value,
+        owner: Option<String>,
     ) -> Value {
         self.audit(call, decided, None);
-        let handle = format!(
-            "{CONFIRM_STATE_PREFIX}{}-{}",
-            self.session_id,
-            self.next_id.fetch_add(1, Ordering::Relaxed)
-        );
+        // Random, not a counter: the handle is what the asker holds, and no
+        // other caller may name it.
+        let handle = format!("{CONFIRM_STATE_PREFIX}{}", uuid::Uuid::new_v4().simple());
         let mut params = msg.get("params").cloned().unwrap_or(json!({}));
         if let Some(p) = params.as_object_mut() {
             p.remove("_meta");
@@ -1910,6 +1917,7 @@ impl Relay {
                     arguments: call.arguments.clone(),
                     params,
                     expires: now + MRTR_CONFIRM_TTL,
+                    owner,
                 },
             );
         }

@@ -1,0 +1,131 @@
+//! The Streamable HTTP listener's own defences, below MCP and below bearer
+//! authentication: how long a connection may take to send its request
+//! headers and its body, and how many connections are served at once.
+//!
+//! Without these, a client that opens connections and never finishes its
+//! headers holds a file descriptor and a task each for as long as it likes:
+//! a few hundred such connections exhaust the process's descriptors
+//! (`accept error: Too many open files`) and lock every real client out,
+//! before a token is ever looked at.
+//!
+//! - Headers: hyper's `header_read_timeout` ([`ListenLimits::header_read`],
+//!   `--header-read-timeout`); a connection that has not sent a whole
+//!   request head in time is closed. It also applies to an idle keep-alive
+//!   connection waiting for its next request.
+//! - Body: the POST handler reads a body within
+//!   [`ListenLimits::body_read`] (`--body-read-timeout`), else answers 408.
+//! - Connections: at most [`ListenLimits::max_connections`]
+//!   (`--max-connections`) are served at once. At the limit warden stops
+//!   accepting; new connections wait in the kernel's backlog until a served
+//!   one ends (by the timeouts above, if it is a slow one), so a real client
+//!   is delayed by at most about one header timeout per full round of slow
+//!   connections, never locked out. The limit stays far below the usual
+//!   descriptor limit, which leaves descriptors for upstream processes and
+//!   the state file; an accept error (such as running out of descriptors
+//!   anyway) is logged and retried after a pause instead of spinning.
+
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Default time a client has to send a request's headers.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a client has to send a request's body.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default number of connections served at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// Pause after a failed accept (the error is usually a lack of
+/// descriptors, which only a closing connection cures).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The listener's limits (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenLimits {
+    /// A connection that has not sent a whole request head within this is
+    /// closed.
+    pub header_read: Duration,
+    /// A request whose body has not arrived within this is answered 408.
+    pub body_read: Duration,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for ListenLimits {
+    fn default() -> Self {
+        ListenLimits {
+            header_read: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read: DEFAULT_BODY_READ_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// Accepts and serves connections with `app` until `stop` is cancelled;
+/// then asks every open connection to end after its current exchange and
+/// returns them, for the caller to wait on once it has ended its sessions
+/// (whose open streams would otherwise keep connections alive).
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: ListenLimits,
+    stop: CancellationToken,
+) -> JoinSet<()> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut conns = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&permits).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = stop.cancelled() => break,
+        };
+        let tcp = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    tracing::warn!("accept error: {e}; retrying");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = stop.cancelled() => break,
+        };
+        while conns.try_join_next().is_some() {}
+        // Without TCP_NODELAY a stream's small last write (an SSE event,
+        // the chunked terminator) waits for the peer's delayed ACK: ~40 ms
+        // a call.
+        let _ = tcp.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let stop = stop.clone();
+        let header_read = limits.header_read;
+        conns.spawn(async move {
+            let _permit = permit;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_read);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+            tokio::pin!(conn);
+            let mut stopping = false;
+            loop {
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            tracing::debug!("connection ended: {e}");
+                        }
+                        break;
+                    }
+                    () = stop.cancelled(), if !stopping => {
+                        stopping = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+        });
+    }
+    conns
+}
