@@ -354,12 +354,8 @@ async fn finding_12_a_reused_progress_token_gets_no_one_elses_progress() -> Test
         m
     };
     // The victim: progress every 50 ms for 2 s (progress 2, 3, ...).
-    let victim = post_modern(
-        &http,
-        &warden.url,
-        &with_token(1, json!({"ms": 2000, "progress_every_ms": 50})),
-        &[],
-    );
+    let victim_call = with_token(1, json!({"ms": 2000, "progress_every_ms": 50}));
+    let victim = post_modern(&http, &warden.url, &victim_call, &[]);
     let attacker = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         // Its own call reports one progress (progress 1 of 2) only.
@@ -402,12 +398,8 @@ async fn finding_12_a_reused_progress_token_gets_no_one_elses_progress() -> Test
 async fn finding_05_sessionless_clients_cannot_cancel_each_others_requests() -> TestResult {
     let warden = Warden::start("default allow\n", &[], None).await?;
     let http = http()?;
-    let victim = post_modern(
-        &http,
-        &warden.url,
-        &modern_call(json!(7), "slow", json!({"ms": 1500})),
-        &[],
-    );
+    let victim_call = modern_call(json!(7), "slow", json!({"ms": 1500}));
+    let victim = post_modern(&http, &warden.url, &victim_call, &[]);
     let attacker = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         for id in (0..50)
@@ -590,7 +582,7 @@ async fn finding_08_client_mcp_headers_that_contradict_the_body_never_reach_the_
 -> TestResult {
     let (upstream, seen) = recording_upstream().await?;
     let policy = "default allow\n\ndeny no-deletes {\n  tool \"delete_sample\"\n  reason \"no\"\n}\n";
-    let warden = Warden::start(policy, &[], Some(&upstream)).await?;
+    let warden = Warden::start(policy, &["--name", "samples"], Some(&upstream)).await?;
     let http = http()?;
     let call = modern_call(json!(1), "list_samples", json!({}));
     for lie in [

@@ -127,9 +127,9 @@ pub(crate) struct ProxyArgs {
     body_read_timeout: u64,
     /// With --listen: connections served at once; more wait until one ends.
     #[arg(long, value_name = "N", requires = "listen",
-          default_value_t = warden_proxy::listener::DEFAULT_MAX_CONNECTIONS,
-          value_parser = clap::value_parser!(u64).range(1..=65_536).map(|n| n as usize))]
-    max_connections: usize,
+          default_value_t = warden_proxy::listener::DEFAULT_MAX_CONNECTIONS as u64,
+          value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    max_connections: u64,
     /// Keep cap and rate state in this SQLite file (created if missing), so
     /// that a restart resets no per-user or per-agent cap or rate; several
     /// warden processes may share it. Default: in memory.
@@ -395,7 +395,7 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
     cfg.listen_limits = warden_proxy::listener::ListenLimits {
         header_read: Duration::from_millis(args.header_read_timeout),
         body_read: Duration::from_millis(args.body_read_timeout),
-        max_connections: args.max_connections,
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
     };
     cfg.provenance_signer = signer;
     let authenticated = bearer.is_some();
