@@ -14,7 +14,11 @@
 //! of `mb` MiB, default 50, and nothing else) and `cancellations` (the
 //! request ids of every `notifications/cancelled` received so far). Also
 //! `x/echo`, a custom method that returns its params, `x/hang`, one that is
-//! never answered, and `ping`.
+//! never answered, and `ping`. For the byte-level tests: `x/received`
+//! returns every line the server read so far, exactly as read, and
+//! `x/raw` (and the tool `raw`) answers with the text of its `line`
+//! argument, `$ID` replaced by the request's id (so a test can make it
+//! answer with `1e400` or a big integer).
 
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -109,6 +113,12 @@ fn tools() -> Value {
             "annotations": {"readOnlyHint": true, "destructiveHint": false}
         },
         {
+            "name": "raw",
+            "description": "Answers with the text of `line`, `$ID` replaced by the request id.",
+            "inputSchema": {"type": "object"},
+            "annotations": {"readOnlyHint": true, "destructiveHint": false}
+        },
+        {
             "name": "cancellations",
             "description": "The request ids of the notifications/cancelled received so far.",
             "inputSchema": {"type": "object"},
@@ -192,6 +202,11 @@ fn call_tool(
             send_huge(&out, &id, mb);
             return;
         }
+        "raw" => {
+            let line = args.get("line").and_then(Value::as_str).unwrap_or("{}");
+            send_raw(&out, line.replace("$ID", &id.to_string()).as_bytes());
+            return;
+        }
         "cancellations" => {
             let ids = cancelled.lock().unwrap_or_else(|p| p.into_inner()).clone();
             text_result(json!({"cancelled": ids}))
@@ -237,9 +252,11 @@ pub fn run_test_upstream() {
     let waiters: Waiters = Arc::new(Mutex::new(HashMap::new()));
     let next = Arc::new(Mutex::new(0u64));
     let cancelled: Cancelled = Arc::new(Mutex::new(Vec::new()));
+    let mut received: Vec<String> = Vec::new();
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
+        received.push(line.clone());
         let Ok(msg) = serde_json::from_str::<Value>(&line) else {
             send(
                 &out,
@@ -303,6 +320,16 @@ pub fn run_test_upstream() {
                 );
             }
             (Some("x/hang"), Some(_)) => {}
+            (Some("x/received"), Some(id)) => {
+                send(
+                    &out,
+                    &json!({"jsonrpc": "2.0", "id": id, "result": {"lines": received}}),
+                );
+            }
+            (Some("x/raw"), Some(id)) => {
+                let line = params.get("line").and_then(Value::as_str).unwrap_or("{}");
+                send_raw(&out, line.replace("$ID", &id.to_string()).as_bytes());
+            }
             (Some(m), Some(id)) => {
                 send(
                     &out,

@@ -42,12 +42,17 @@ impl Relay {
 
     /// The server a call is for. Without `--name` it is the name the
     /// upstream gave itself; while the client's initialize is on its way,
-    /// the call waits for the answer (bounded by `internal_timeout`).
-    /// `None`: no name, and none coming (the client sent no initialize, the
-    /// upstream named no server, or it did not answer).
-    pub(super) async fn attributed_server(&self) -> Option<String> {
+    /// the call waits for the answer (bounded by `internal_timeout`). A
+    /// 2026-07-28 request (`msg`) has no initialize of the client's, so
+    /// warden initializes the upstream itself to learn its name. `None`: no
+    /// name, and none coming (a pre-2026-07-28 client sent no initialize,
+    /// the upstream named no server, or it did not answer).
+    pub(super) async fn attributed_server(&self, msg: &Value) -> Option<String> {
         if let Some(n) = &self.cfg.server_name {
             return Some(n.clone());
+        }
+        if self.req_ctx(msg).stateless {
+            return self.learn_server_name().await;
         }
         let deadline = Instant::now() + self.cfg.internal_timeout;
         let mut named = self.named.subscribe();
@@ -78,6 +83,36 @@ impl Relay {
             // only a backstop.
             let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), named.changed()).await;
         }
+    }
+
+    /// Initializes the upstream on warden's own behalf (once; concurrent
+    /// calls wait for the first) and keeps the `serverInfo.name` it gives.
+    pub(super) async fn learn_server_name(&self) -> Option<String> {
+        let _one_at_a_time = self.fetch_lock.lock().await;
+        if let Some(n) = lock(&self.st).server_info_name.clone() {
+            return Some(n);
+        }
+        let params = json!({
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "warden", "version": env!("CARGO_PKG_VERSION")},
+        });
+        let resp = match self.own_request("initialize", params, false).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("cannot learn the upstream's name: {e}");
+                return None;
+            }
+        };
+        let name = resp
+            .pointer("/result/serverInfo/name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.trim().is_empty())?
+            .to_string();
+        self.notify_up(jsonrpc::notification("notifications/initialized", None))
+            .await;
+        let mut st = lock(&self.st);
+        Some(st.server_info_name.get_or_insert(name).clone())
     }
 
     /// The error for a call no server name can be given to.
