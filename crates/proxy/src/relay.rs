@@ -17,10 +17,12 @@ use crate::bearer::Caller;
 use crate::config::ProxyConfig;
 use crate::framing::{Frame, LineReader};
 use crate::govern::{
-    self, CONFIRM_INPUT_KEY, PROVENANCE_KEY, RESERVED_META_PREFIX, ToolInfo, ToolView,
+    self, CONFIRM_INPUT_KEY, GOVERNED_METHODS, PROVENANCE_KEY, RESERVED_META_PREFIXES, ToolInfo,
+    ToolView,
 };
 use crate::jsonrpc::{self, Kind, OWN_ID_PREFIX, id_key};
 use crate::provenance_token::TOKEN_META_KEY;
+use crate::raw::Message;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,7 +78,7 @@ enum UpWait {
     Forward { client_id: Value, kind: Fwd },
     /// Warden's own request, or a governed call: the answer (the whole
     /// response message) or the reason there will be none.
-    Own(oneshot::Sender<Result<Value, String>>),
+    Own(oneshot::Sender<Result<Message, String>>),
 }
 
 struct UpPending {
@@ -281,6 +283,9 @@ pub(crate) struct Relay {
     link_settled: tokio::sync::watch::Sender<bool>,
     /// Transport facts per client request (Streamable HTTP serving).
     pub(crate) hints: Hints,
+    /// Bumped when an answer to the client's initialize arrives (or the
+    /// link fails), so a call waiting for the server's name looks again.
+    named: tokio::sync::watch::Sender<u64>,
 }
 
 /// The per-request view of who calls and what the client can do.
@@ -359,6 +364,7 @@ impl Relay {
             next_seq: AtomicU64::new(1),
             link_settled: tokio::sync::watch::Sender::new(false),
             hints: Hints::default(),
+            named: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -417,11 +423,12 @@ impl Relay {
             .unwrap_or_else(|| self.cfg.upstream.default_name())
     }
 
-    async fn send_client(&self, msg: Value) {
+    async fn send_client(&self, msg: impl Into<Message>) {
         self.send_client_for(msg, None).await;
     }
 
-    async fn send_client_for(&self, msg: Value, related: Option<Value>) {
+    async fn send_client_for(&self, msg: impl Into<Message>, related: Option<Value>) {
+        let msg: Message = msg.into();
         let (related, response) = match jsonrpc::classify(&msg) {
             Ok(Kind::Response { id }) => (Some(id), true),
             _ => (related, false),
@@ -522,6 +529,7 @@ impl Relay {
             (failed, down)
         };
         self.link_settled.send_replace(true);
+        self.named.send_modify(|n| *n += 1);
         let message = format!(
             "upstream MCP server `{server}` {reason} before answering; warden is restarting it. The request may or may not have taken effect."
         );
@@ -593,7 +601,8 @@ impl Relay {
     }
 
     /// Sends a notification upstream if it is up; dropped otherwise.
-    async fn notify_up(&self, msg: Value) {
+    async fn notify_up(&self, msg: impl Into<Message>) {
+        let msg: Message = msg.into();
         let tx = Self::up_sender(&lock(&self.st), false);
         if let Some((tx, _)) = tx {
             let _ = tx.send(msg.to_string()).await;
@@ -626,7 +635,7 @@ impl Relay {
             return Err("the upstream server is not available".into());
         }
         match tokio::time::timeout(self.cfg.internal_timeout, rx).await {
-            Ok(Ok(r)) => r,
+            Ok(Ok(r)) => r.map(Message::into_value),
             Ok(Err(_)) => Err("the upstream server went away".into()),
             Err(_) => {
                 lock(&self.st).up_pending.remove(&key);
@@ -882,17 +891,13 @@ impl Relay {
                 .await;
             }
             Frame::Line(bytes) => {
-                let msg: Value = match serde_json::from_slice(&bytes) {
-                    Ok(v) => v,
+                let msg = match serde_json::from_slice::<Value>(&bytes) {
+                    Ok(v) => match String::from_utf8(bytes) {
+                        Ok(text) => Message::decoded(v, text.into()),
+                        Err(_) => Message::from(v),
+                    },
                     Err(e) => {
-                        tracing::warn!("client sent invalid JSON: {e}");
-                        self.send_client(jsonrpc::error(
-                            Value::Null,
-                            jsonrpc::PARSE_ERROR,
-                            format!("parse error: {e}"),
-                            None,
-                        ))
-                        .await;
+                        self.client_unreadable(&bytes, e).await;
                         return;
                     }
                 };
@@ -918,13 +923,20 @@ impl Relay {
 
     async fn on_client_message(
         self: &Arc<Self>,
-        mut msg: Value,
+        mut msg: Message,
         kind: Kind,
         caller: Option<Arc<Caller>>,
     ) {
+        // Warden's own keys, in any case and any position, never come
+        // from a client (finding 14).
+        jsonrpc::strip_reserved_meta(&mut msg, RESERVED_META_PREFIXES);
         match kind {
             Kind::Request { id, method } => {
-                jsonrpc::strip_meta_prefix(&mut msg, RESERVED_META_PREFIX);
+                if let Some(governed) = jsonrpc::disguised(&method, GOVERNED_METHODS) {
+                    self.send_client(disguised_method(id, &method, governed))
+                        .await;
+                    return;
+                }
                 if method == "tools/call" {
                     let key = id_key(&id);
                     let cancel = CancellationToken::new();
@@ -953,7 +965,10 @@ impl Relay {
                 }
             }
             Kind::Notification { method } => {
-                jsonrpc::strip_meta_prefix(&mut msg, RESERVED_META_PREFIX);
+                if method == "tools/call" || jsonrpc::disguised(&method, GOVERNED_METHODS).is_some() {
+                    self.drop_governed_notification(&msg, &method, caller.as_deref());
+                    return;
+                }
                 match method.as_str() {
                     "notifications/cancelled" => self.client_cancelled(msg).await,
                     "notifications/initialized" => {
@@ -971,7 +986,7 @@ impl Relay {
                         self.reply_up(epoch, msg).await;
                     }
                     Some(DownPending::Own(tx)) => {
-                        let _ = tx.send(msg);
+                        let _ = tx.send(msg.into_value());
                     }
                     None => tracing::debug!("client answered unknown request {id}; dropped"),
                 }
@@ -981,7 +996,8 @@ impl Relay {
 
     /// Sends the client's answer to the upstream that asked, if that
     /// upstream is still the one running.
-    async fn reply_up(&self, epoch: u64, msg: Value) {
+    async fn reply_up(&self, epoch: u64, msg: impl Into<Message>) {
+        let msg: Message = msg.into();
         let tx = Self::up_sender(&lock(&self.st), true);
         match tx {
             Some((tx, g)) if g == epoch => {
@@ -1001,7 +1017,7 @@ impl Relay {
 
     async fn relay_request(
         self: &Arc<Self>,
-        mut msg: Value,
+        mut msg: Message,
         id: Value,
         method: &str,
         caller: Option<Arc<Caller>>,
@@ -1020,6 +1036,11 @@ impl Relay {
             }
             "tools/list" => {
                 let ctx = self.req_ctx(&msg);
+                // A 2026-07-28 client never initializes: learn the name the
+                // view is decided under first (finding 3).
+                if ctx.stateless && self.known_server_name().is_none() {
+                    let _ = self.learn_server_name().await;
+                }
                 let complete = msg.pointer("/params/cursor").is_none();
                 Fwd::ToolsList {
                     agent: ctx.agent,
@@ -1120,7 +1141,7 @@ impl Relay {
         }
     }
 
-    async fn client_cancelled(&self, mut msg: Value) {
+    async fn client_cancelled(&self, mut msg: Message) {
         let Some(req_id) = msg.pointer("/params/requestId").cloned() else {
             return;
         };
@@ -1223,19 +1244,20 @@ impl Relay {
                             jsonrpc::INTERNAL_ERROR,
                             message,
                             None,
-                        )));
+                        )
+                        .into()));
                     }
                     None => {}
                 }
             }
             Frame::Line(bytes) => {
-                let msg: Value = match serde_json::from_slice(&bytes) {
-                    Ok(v) => v,
+                let msg = match serde_json::from_slice::<Value>(&bytes) {
+                    Ok(v) => match String::from_utf8(bytes) {
+                        Ok(text) => Message::decoded(v, text.into()),
+                        Err(_) => Message::from(v),
+                    },
                     Err(e) => {
-                        tracing::warn!(
-                            "upstream sent invalid JSON ({e}): {}",
-                            clip(&String::from_utf8_lossy(&bytes), 200)
-                        );
+                        self.upstream_unreadable(&bytes, e).await;
                         return;
                     }
                 };
@@ -1258,7 +1280,7 @@ impl Relay {
     async fn on_upstream_message(
         &self,
         epoch: u64,
-        mut msg: Value,
+        mut msg: Message,
         kind: Kind,
         related: Option<Value>,
     ) {
@@ -1279,6 +1301,9 @@ impl Relay {
                 match pending.map(|p| p.wait) {
                     Some(UpWait::Forward { client_id, kind }) => {
                         self.post_process(&mut msg, &kind);
+                        if matches!(kind, Fwd::Initialize) {
+                            self.named.send_modify(|n| *n += 1);
+                        }
                         msg["id"] = client_id;
                         self.send_client(msg).await;
                     }
@@ -1348,7 +1373,11 @@ impl Relay {
         match kind {
             Fwd::Plain => {}
             Fwd::Initialize => {
-                if let Some(name) = result.pointer("/serverInfo/name").and_then(Value::as_str) {
+                if let Some(name) = result
+                    .pointer("/serverInfo/name")
+                    .and_then(Value::as_str)
+                    .filter(|n| !n.trim().is_empty())
+                {
                     let mut st = lock(&self.st);
                     if st.server_info_name.is_none() {
                         st.server_info_name = Some(name.to_string());
@@ -1386,7 +1415,15 @@ impl Relay {
                     }
                     st.tools.tools.extend(infos.iter().cloned());
                 }
-                let server = self.server_name();
+                // No call to an unnamed server is decided (finding 3), so
+                // none of its tools can be used.
+                let Some(server) = self.known_server_name() else {
+                    tracing::warn!(
+                        "tools/list answered before the upstream named itself and without --name; every tool hidden"
+                    );
+                    tools.clear();
+                    return;
+                };
                 let base = self.call_template(&server, agent.clone(), caller.as_deref());
                 tools.retain_mut(|tool| {
                     let Some(name) = tool.get("name").and_then(Value::as_str) else {
@@ -1557,8 +1594,13 @@ impl Relay {
 
     /// Writes a decision to the log. A failed write marks the log broken
     /// (calls are refused until a write succeeds again).
+    /// With an upstream outcome, the line appended after the write-ahead
+    /// decision line of a forwarded call.
     fn audit(&self, call: &CallContext, decided: &Decided, upstream: Option<&UpstreamOutcome>) {
-        let result = self.log.write(call, decided, upstream);
+        let result = match upstream {
+            Some(outcome) => self.log.write_outcome(decided, outcome),
+            None => self.log.write(call, decided, None),
+        };
         let mut st = lock(&self.st);
         match result {
             Ok(()) => st.audit_broken = None,
@@ -1571,7 +1613,7 @@ impl Relay {
 
     async fn governed_call(
         self: Arc<Self>,
-        msg: Value,
+        msg: Message,
         client_id: Value,
         cancel: CancellationToken,
         caller: Option<Arc<Caller>>,
@@ -1589,36 +1631,38 @@ impl Relay {
     /// the client, or `None` when the client cancelled the call.
     async fn govern(
         &self,
-        mut msg: Value,
+        mut msg: Message,
         client_id: &Value,
         cancel: &CancellationToken,
         caller: Option<Arc<Caller>>,
-    ) -> Option<Value> {
+    ) -> Option<Message> {
         // Fail closed: with bearer auth on, a call without a verified
         // identity is never decided as the operator's user.
         if self.cfg.bearer.is_some() && caller.is_none() {
-            return Some(jsonrpc::error(
-                client_id.clone(),
-                jsonrpc::INVALID_REQUEST,
-                "warden requires a verified bearer token for this call",
-                None,
-            ));
+            return Some(
+                jsonrpc::error(
+                    client_id.clone(),
+                    jsonrpc::INVALID_REQUEST,
+                    "warden requires a verified bearer token for this call",
+                    None,
+                )
+                .into(),
+            );
         }
         let Some(params) = msg.get("params").and_then(Value::as_object) else {
-            return Some(invalid_params(
-                client_id,
-                "tools/call needs params with a tool `name`",
-            ));
+            return Some(invalid_params(client_id, "tools/call needs params with a tool `name`").into());
         };
         let Some(tool) = params
             .get("name")
             .and_then(Value::as_str)
             .map(str::to_string)
         else {
-            return Some(invalid_params(
-                client_id,
-                "tools/call needs a tool `name` (a string)",
-            ));
+            return Some(invalid_params(client_id, "tools/call needs a tool `name` (a string)").into());
+        };
+        // The server the call is for must be known before anything else
+        // (finding 3): never a guess from the command's file name.
+        let Some(server) = self.attributed_server(&msg).await else {
+            return Some(self.unattributed(client_id).into());
         };
         let ctx = self.req_ctx(&msg);
 
@@ -1669,15 +1713,12 @@ impl Relay {
                         jsonrpc::INVALID_PARAMS,
                         "warden does not know this confirmation (it expired, was answered, or is for another call); call the tool again",
                         None,
-                    ));
+                    ).into());
                 }
             }
         }
 
         let info = self.tool_info(&tool, &ctx).await;
-        // After reading the tools: by then the upstream answered initialize
-        // (and named itself) even when the client did not wait for it.
-        let server = self.server_name();
         let mut call = self.call_template(&server, ctx.agent.clone(), caller.as_deref());
         call.tool = tool.clone();
         call.annotations = info.annotations;
@@ -1697,7 +1738,7 @@ impl Relay {
             Outcome::Deny(d) => {
                 drop(guard);
                 self.audit(&call, &decided, None);
-                return Some(self.deny_reply(client_id, &decided, d, info));
+                return Some(self.deny_reply(client_id, &decided, d, info).into());
             }
             Outcome::Confirm(c) => c.clone(),
         };
@@ -1726,18 +1767,21 @@ impl Relay {
                 retry: Retry::Never,
                 instead: "ask the person to make this call themselves, or to use an MCP client that supports elicitation so warden can ask them".to_string(),
             };
-            return Some(self.refuse(client_id, &call, &decided, denial, info));
+            return Some(self.refuse(client_id, &call, &decided, denial, info).into());
         } else if ctx.stateless {
-            return Some(self.ask_stateless(
-                client_id,
-                &call,
-                &decided,
-                &confirmation.message,
-                &msg,
-                caller.as_ref().map(|c| c.user.clone()),
-            ));
+            return Some(
+                self.ask_stateless(
+                    client_id,
+                    &call,
+                    &decided,
+                    &confirmation.message,
+                    &msg,
+                    caller.as_ref().map(|c| c.user.clone()),
+                )
+                    .into(),
+            );
         } else {
-            let question = govern::confirm_message(&call, &confirmation.message);
+            let question = govern::confirm_message(&call, &confirmation.message, &decided.id);
             self.ask_person(question, client_id, cancel).await
         };
 
@@ -1753,7 +1797,7 @@ impl Relay {
                     Outcome::Deny(d) => {
                         drop(guard);
                         self.audit(&call, &decided, None);
-                        Some(self.deny_reply(client_id, &decided, d, info))
+                        Some(self.deny_reply(client_id, &decided, d, info).into())
                     }
                     Outcome::Confirm(c) => {
                         drop(guard);
@@ -1766,7 +1810,7 @@ impl Relay {
                             retry: Retry::Never,
                             instead: "report this to the platform team; the policies ask for a confirmation warden cannot record".to_string(),
                         };
-                        Some(self.refuse(client_id, &call, &decided, denial, info))
+                        Some(self.refuse(client_id, &call, &decided, denial, info).into())
                     }
                 };
             }
@@ -1808,7 +1852,7 @@ impl Relay {
             retry: Retry::Never,
             instead,
         };
-        Some(self.refuse(client_id, &call, &decided, denial, info))
+        Some(self.refuse(client_id, &call, &decided, denial, info).into())
     }
 
     /// Logs and answers a denial the proxy made of a decision.
@@ -1921,7 +1965,7 @@ impl Relay {
                 },
             );
         }
-        let question = govern::confirm_message(call, message);
+        let question = govern::confirm_message(call, message, &decided.id);
         jsonrpc::result(
             client_id.clone(),
             json!({
@@ -1942,12 +1986,12 @@ impl Relay {
     async fn forward(
         &self,
         guard: tokio::sync::MutexGuard<'_, ()>,
-        mut msg: Value,
+        mut msg: Message,
         client_id: &Value,
         call: &CallContext,
         decided: &Decided,
         cancel: &CancellationToken,
-    ) -> Option<Value> {
+    ) -> Option<Message> {
         let broken = lock(&self.st).audit_broken.clone();
         if let Some(why) = broken {
             drop(guard);
@@ -1966,7 +2010,7 @@ impl Relay {
                 .get(&call.tool)
                 .copied()
                 .unwrap_or_default();
-            return Some(self.refuse(client_id, call, decided, denial, info));
+            return Some(self.refuse(client_id, call, decided, denial, info).into());
         }
         let token = match &self.cfg.provenance_signer {
             None => None,
@@ -1994,7 +2038,7 @@ impl Relay {
                             .get(&call.tool)
                             .copied()
                             .unwrap_or_default();
-                        return Some(self.refuse(client_id, call, decided, denial, info));
+                        return Some(self.refuse(client_id, call, decided, denial, info).into());
                     }
                 }
             }
@@ -2004,6 +2048,29 @@ impl Relay {
             if let Some(token) = token {
                 meta.insert(TOKEN_META_KEY.into(), Value::String(token));
             }
+        }
+        // Write-ahead: the decision is in the log before the call can go
+        // upstream; a log that cannot take it refuses the call.
+        if let Err(e) = self.log.write_decision(call, decided) {
+            drop(guard);
+            tracing::error!("decision {} was not logged: {e}", decided.id);
+            lock(&self.st).audit_broken = Some(e.to_string());
+            let denial = Denial {
+                rules: Vec::new(),
+                reason: format!(
+                    "`{}` was not called: warden cannot write its decision log ({e}) and does not forward calls it cannot record",
+                    call.tool
+                ),
+                retry: Retry::Never,
+                instead: "tell the person; an operator must fix the decision log before agents can call tools".to_string(),
+            };
+            let info = lock(&self.st)
+                .tools
+                .tools
+                .get(&call.tool)
+                .copied()
+                .unwrap_or_default();
+            return Some(self.refuse(client_id, call, decided, denial, info).into());
         }
         let up_id = self.upstream_id(client_id);
         let up_key = id_key(&up_id);
@@ -2046,7 +2113,7 @@ impl Relay {
                         duration_ms: 0,
                     }),
                 );
-                return Some(reply);
+                return Some(reply.into());
             }
         };
         if sender.send(msg.to_string()).await.is_err() {
@@ -2065,7 +2132,7 @@ impl Relay {
                     duration_ms: 0,
                 }),
             );
-            return Some(reply);
+            return Some(reply.into());
         }
         self.engine.record_forwarded(call, decided);
         drop(guard);
@@ -2120,7 +2187,7 @@ impl Relay {
                         duration_ms,
                     }),
                 );
-                return Some(self.timeout_error(client_id.clone()));
+                return Some(self.timeout_error(client_id.clone()).into());
             }
         };
         let Some(answer) = answer else {
@@ -2164,7 +2231,8 @@ impl Relay {
                     jsonrpc::UPSTREAM_UNAVAILABLE,
                     why.clone(),
                     None,
-                ),
+                )
+                .into(),
                 UpstreamOutcome {
                     ok: false,
                     error: Some(why),
@@ -2179,7 +2247,8 @@ impl Relay {
                         jsonrpc::UPSTREAM_UNAVAILABLE,
                         why.clone(),
                         None,
-                    ),
+                    )
+                    .into(),
                     UpstreamOutcome {
                         ok: false,
                         error: Some(why),
@@ -2195,10 +2264,13 @@ impl Relay {
 
 const CONFIRM_STATE_PREFIX: &str = "warden-confirm:";
 
+mod intake;
+use intake::disguised_method;
+
 /// How a forwarded call's wait for the upstream ended.
 enum Waited {
     /// The answer, or why the link says there will be none.
-    Answer(Result<Result<Value, String>, oneshot::error::RecvError>),
+    Answer(Result<Result<Message, String>, oneshot::error::RecvError>),
     Cancelled,
     TimedOut,
 }
