@@ -29,3 +29,79 @@ fn the_demo_shows_allow_deny_confirmation_and_cap_and_logs_every_call() {
         );
     }
 }
+
+/// Keys of the decision log line that differ from run to run: the time,
+/// ids, the latency, and the policy version (a hash that covers the path
+/// of the demo's temporary policy file).
+const VARIABLE_KEYS: [&str; 5] = [
+    "time",
+    "decision_id",
+    "policy_version",
+    "session",
+    "latency_us",
+];
+
+/// A transcript line as compared: a JSON line with its variable values
+/// blanked, any other line as it is (without trailing spaces).
+fn comparable(line: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(line) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            for key in VARIABLE_KEYS {
+                if map.contains_key(key) {
+                    map.insert(key.into(), serde_json::Value::Null);
+                }
+            }
+            serde_json::Value::Object(map).to_string()
+        }
+        _ => line.trim_end().to_string(),
+    }
+}
+
+/// The first ```text block after the `## Try it` heading of README.md.
+fn readme_transcript() -> String {
+    let readme = include_str!("../README.md");
+    let section = readme
+        .split_once("\n## Try it\n")
+        .expect("README has a `## Try it` section")
+        .1;
+    let block = section
+        .split_once("```text\n")
+        .expect("`## Try it` has a ```text block")
+        .1;
+    block
+        .split_once("\n```")
+        .expect("the ```text block is closed")
+        .0
+        .to_string()
+}
+
+#[test]
+fn finding_21_the_readme_transcript_is_what_warden_demo_prints() {
+    let out = Command::cargo_bin("warden")
+        .expect("warden binary")
+        .arg("demo")
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .expect("warden demo runs");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let printed: Vec<String> = stdout.trim_end().lines().map(comparable).collect();
+    let readme_text = readme_transcript();
+    let readme: Vec<String> = readme_text.lines().map(comparable).collect();
+    for (i, (r, p)) in readme.iter().zip(&printed).enumerate() {
+        assert_eq!(
+            r,
+            p,
+            "README.md's demo transcript differs from `warden demo` at line {}; \
+             paste the real output into README.md (## Try it):\n{stdout}",
+            i + 1
+        );
+    }
+    assert_eq!(
+        readme.len(),
+        printed.len(),
+        "README.md's demo transcript has {} lines, `warden demo` printed {}:\n{stdout}",
+        readme.len(),
+        printed.len()
+    );
+}

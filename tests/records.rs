@@ -4,6 +4,9 @@
 //! real rmcp client as the agent. The agent creates a sample through
 //! warden and may update it, may not update a seed sample, and both still
 //! hold after warden is stopped and started again on the same state file.
+//! Records are per kind: through warden in front of its raw test server,
+//! whose tools answer with their arguments (so the test picks the ids), a
+//! note with id 1 does not make sample 1 the agent's (finding 4).
 
 mod common;
 use common::{assert_allowed, call, text};
@@ -135,5 +138,72 @@ async fn agents_update_only_samples_an_agent_created_across_a_restart() -> Res<(
     .await?;
     assert_denied_by_rule(&seed, "updating seed sample S-0001 after a restart");
     client.cancel().await?;
+    Ok(())
+}
+
+/// The test server's `echo_meta` stands for a notes tool and `wipe` for a
+/// samples tool (each answers with its arguments, so the ids are the
+/// test's); `slow` stands for updating a sample.
+const KINDS_POLICY: &str = r#"default allow
+
+records note {
+  created by tool "echo_meta" at "/arguments/note_id"
+}
+
+records sample {
+  created by tool "wipe" at "/arguments/sample_id"
+}
+
+deny agents-change-only-their-samples {
+  tool "slow"
+  when via agent and not args.sample_id created by agent as sample
+  reason "sample {args.sample_id} was not created by an agent"
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn finding_04_a_note_id_does_not_make_the_sample_with_that_id_changeable() -> Res<()> {
+    let dir = tempfile::tempdir()?;
+    let policy = dir.path().join("kinds.policy");
+    std::fs::write(&policy, KINDS_POLICY)?;
+    for state in [None, Some(dir.path().join("state.db"))] {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden"));
+        cmd.arg("proxy")
+            .arg("--policies")
+            .arg(&policy)
+            .args(["--name", "lab", "--user", "ada"]);
+        if let Some(state) = &state {
+            cmd.arg("--state").arg(state);
+        }
+        cmd.arg("--")
+            .arg(env!("CARGO_BIN_EXE_warden"))
+            .arg("proxy-test-upstream");
+        let (transport, _) = TokioChildProcess::builder(cmd)
+            .stderr(Stdio::null())
+            .spawn()?;
+        let client = ().serve(transport).await?;
+        let what = if state.is_some() { "with --state" } else { "in memory" };
+
+        let note = call(&client, "echo_meta", json!({"note_id": 1})).await?;
+        assert_allowed(&note, "creating note 1");
+        let update = call(&client, "slow", json!({"sample_id": 1, "ms": 0})).await?;
+        assert_eq!(
+            update.is_error,
+            Some(true),
+            "{what}: note 1 made sample 1 changeable: {}",
+            text(&update)
+        );
+        assert!(
+            text(&update).contains("sample 1 was not created by an agent"),
+            "{what}: {}",
+            text(&update)
+        );
+
+        let sample = call(&client, "wipe", json!({"sample_id": 1})).await?;
+        assert_allowed(&sample, "creating sample 1");
+        let update = call(&client, "slow", json!({"sample_id": 1, "ms": 0})).await?;
+        assert_allowed(&update, &format!("{what}: changing the agent's sample 1"));
+        client.cancel().await?;
+    }
     Ok(())
 }

@@ -115,13 +115,22 @@ async fn play(policies: Option<PathBuf>, keep_log: Option<PathBuf>) -> Result<()
             (p, "policies/genomics.policy (built in)".to_string())
         }
     };
-    let log_path = keep_log.unwrap_or_else(|| scratch.0.join("decisions.jsonl"));
+    // The temporary log's path changes with every run; the README's
+    // transcript is compared with this output (tests/demo.rs), so say
+    // what it is rather than where.
+    let (log_path, log_shown) = match keep_log {
+        Some(p) => (p.clone(), p.display().to_string()),
+        None => (
+            scratch.0.join("decisions.jsonl"),
+            "a temporary file, removed at the end (keep it with --audit-log FILE)".to_string(),
+        ),
+    };
     let warden = std::env::current_exe()?;
 
     outln!("warden demo: an AI agent works on a genomics platform through warden");
     outln!("  policy:   {shown}");
     outln!("  upstream: the demo genomics MCP server (warden demo-server), on stdio");
-    outln!("  audit:    {}", log_path.display());
+    outln!("  audit:    {log_shown}");
     outln!();
 
     let mut command = tokio::process::Command::new(&warden);

@@ -246,11 +246,28 @@ fn read_identity_file(path: &std::path::Path) -> Result<IdentityFile, String> {
     })
 }
 
-/// The OS user warden runs as, for `--user`'s default.
+/// The OS user warden runs as, for `--user`'s default: the name of the
+/// process's real uid in the user database, or the uid as a number when
+/// it has no entry (a container's arbitrary uid). `$USER` and `$LOGNAME`
+/// are not read: they are unset under cron, systemd and `docker exec`,
+/// and whoever starts the process can set them to anything, while the uid
+/// is what the OS itself says.
+#[cfg(unix)]
 fn os_user() -> String {
-    ["USER", "LOGNAME", "USERNAME"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    use nix::unistd::{Uid, User};
+    let uid = Uid::current();
+    match User::from_uid(uid) {
+        Ok(Some(user)) if !user.name.is_empty() => user.name,
+        _ => uid.to_string(),
+    }
+}
+
+/// The OS user warden runs as, for `--user`'s default (no uids here).
+#[cfg(not(unix))]
+fn os_user() -> String {
+    std::env::var("USERNAME")
+        .ok()
+        .filter(|v| !v.is_empty())
         .unwrap_or_else(|| "unknown".to_string())
 }
 

@@ -103,6 +103,43 @@ const CASE_KEYS: &[&str] = &[
     "result",
 ];
 
+/// One entry of a case's `agent_created`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum CreatedRecord {
+    Id(String),
+    Of { kind: String, id: String },
+}
+
+impl CreatedRecord {
+    /// (kind, id); a bare id takes the only kind declared for `server`.
+    fn resolve(&self, engine: &Engine, server: &str) -> Result<(String, String), String> {
+        match self {
+            CreatedRecord::Of { kind, id } => Ok((kind.clone(), id.clone())),
+            CreatedRecord::Id(id) => {
+                let bundle = engine.policies();
+                let kinds: Vec<&str> = bundle
+                    .compiled()
+                    .records()
+                    .iter()
+                    .filter(|d| d.covers_server(server))
+                    .map(|d| d.kind.as_str())
+                    .collect();
+                match kinds.as_slice() {
+                    [one] => Ok((one.to_string(), id.clone())),
+                    [] => Err(format!(
+                        "`agent_created` names `{id}`, but no records declaration covers server `{server}`"
+                    )),
+                    _ => Err(format!(
+                        "`agent_created` names `{id}`, but server `{server}` has several record kinds ({}); write {{ kind = \"...\", id = \"{id}\" }}",
+                        kinds.join(", ")
+                    )),
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct Case {
     name: Option<String>,
@@ -127,10 +164,12 @@ struct Case {
     /// Shadow-mode rules that must report on this call.
     #[serde(default)]
     shadow: Vec<String>,
-    /// Record ids on the case's server that exist as created through the
-    /// agent path, from this case on (before its call is decided).
+    /// Records on the case's server that exist as created through the
+    /// agent path, from this case on (before its call is decided): an id,
+    /// of the only record kind declared for the server, or
+    /// `{ kind = "note", id = "1" }`.
     #[serde(default)]
-    agent_created: Vec<String>,
+    agent_created: Vec<CreatedRecord>,
     /// The `structuredContent` the tool returns if the call is allowed: a
     /// tool a `records` declaration names stores the record it created.
     result: Option<toml::Value>,
@@ -264,12 +303,15 @@ fn run_file(path: &Path) -> Result<(usize, usize), String> {
         }
         let call =
             build_call(case.call.clone().or(&file.defaults)).map_err(|e| format!("{name}: {e}"))?;
-        for id in &case.agent_created {
+        for created in &case.agent_created {
+            let (kind, id) = created
+                .resolve(&engine, &call.server)
+                .map_err(|e| format!("{name}: {e}"))?;
             records
                 .insert(&NewRecord {
                     server: call.server.clone(),
-                    id: id.clone(),
-                    kind: "test".into(),
+                    id,
+                    kind,
                     via_agent: true,
                     agent: call.identity.agent.clone(),
                     user: call.identity.user.clone(),

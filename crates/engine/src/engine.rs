@@ -19,13 +19,13 @@ use cedar_policy::{
     Request, RestrictedExpression,
 };
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
-use warden_lang::CompiledRule;
+use warden_lang::{CompiledRule, CreatedArg};
 use warden_lang::ast::{Mode, RuleKind, Scope};
 use warden_lang::compile::{COUNTING_SUFFIX, DEFAULT_POLICY_ID};
 
@@ -249,7 +249,10 @@ impl Engine {
     /// the policies in force says its tool creates records on its server,
     /// the id at the declared pointer (in `structuredContent`, or in the
     /// JSON of the only text content) is stored with the call's server,
-    /// agent, user, session and the time. Returns the stored ids.
+    /// the declaration's kind, agent, user, session and the time. Returns
+    /// the ids newly stored: an id already stored under that server and
+    /// kind keeps its first creator (a get-or-create tool answering with a
+    /// person's record does not make it the agent's), and is not returned.
     ///
     /// An error means a record was created but not stored: it will not
     /// count as agent-created (rules that let agents change only their own
@@ -276,7 +279,7 @@ impl Engine {
             pointer: pointer.to_string(),
             why,
         })?;
-        self.records.insert(&NewRecord {
+        let stored = self.records.insert(&NewRecord {
             server: call.server.clone(),
             id: id.clone(),
             kind: decl.kind.clone(),
@@ -286,28 +289,31 @@ impl Engine {
             session: call.session.clone(),
             created_at: self.clock.unix_millis(),
         })?;
-        Ok(vec![id])
+        Ok(if stored { vec![id] } else { Vec::new() })
     }
 
-    /// The `created by agent` arguments of the slice whose value is the id
-    /// of an agent-created record on the call's server.
+    /// The `created by agent` questions of the slice whose argument is the
+    /// id of an agent-created record of the asked kind on the call's
+    /// server, as the keys `context.agent_created` holds.
     fn agent_created(&self, slice: &Slice, call: &CallContext) -> Result<Vec<String>, RecordError> {
-        let mut asked: Vec<(&str, String)> = Vec::new();
-        for ptr in &slice.created_args {
-            if let Some(id) = call.arguments.pointer(ptr).and_then(id_of) {
-                asked.push((ptr, id));
+        // One store lookup per kind, with every id asked about under it.
+        let mut asked: BTreeMap<&str, Vec<(&CreatedArg, String)>> = BTreeMap::new();
+        for arg in &slice.created_args {
+            if let Some(id) = call.arguments.pointer(&arg.pointer).and_then(id_of) {
+                asked.entry(arg.kind.as_str()).or_default().push((arg, id));
             }
         }
-        if asked.is_empty() {
-            return Ok(Vec::new());
+        let mut yes = Vec::new();
+        for (kind, args) in asked {
+            let ids: Vec<String> = args.iter().map(|(_, id)| id.clone()).collect();
+            let found = self.records.agent_created(&call.server, kind, &ids)?;
+            yes.extend(
+                args.into_iter()
+                    .filter(|(_, id)| found.contains(id))
+                    .map(|(arg, _)| arg.key()),
+            );
         }
-        let ids: Vec<String> = asked.iter().map(|(_, id)| id.clone()).collect();
-        let found = self.records.agent_created(&call.server, &ids)?;
-        Ok(asked
-            .into_iter()
-            .filter(|(_, id)| found.contains(id))
-            .map(|(ptr, _)| ptr.to_string())
-            .collect())
+        Ok(yes)
     }
 
     fn evaluate(

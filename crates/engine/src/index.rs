@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, OnceLock, RwLock};
 use warden_lang::compile::{COUNTING_SUFFIX, DEFAULT_POLICY_ID};
 use warden_lang::glob::glob_matches;
-use warden_lang::{ArgType, CompiledPolicySet, CompiledRule};
+use warden_lang::{ArgType, CompiledPolicySet, CompiledRule, CreatedArg};
 
 /// Most distinct (server, tool) slices cached; an agent calling ever new
 /// tool names cannot grow memory past this.
@@ -42,9 +42,10 @@ pub struct Slice {
     pub limited: Vec<usize>,
     /// The arguments the slice's rules read.
     pub arg_fields: BTreeMap<String, BTreeSet<ArgType>>,
-    /// The arguments (JSON pointers) the slice's rules ask `created by
-    /// agent` about; the engine looks their values up before deciding.
-    pub created_args: BTreeSet<String>,
+    /// The arguments the slice's rules ask `created by agent` about, with
+    /// the record kind each asks for; the engine looks their values up
+    /// (server, kind, id) before deciding.
+    pub created_args: BTreeSet<CreatedArg>,
     /// Whether an enforced rule of the slice asks `created by agent` (then
     /// a record store that cannot answer denies the call; shadow rules
     /// alone never change a decision).

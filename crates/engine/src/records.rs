@@ -1,6 +1,6 @@
-//! Records created through warden: which record ids (per server) a call
-//! created, so that `args.x created by agent` can tell records an agent
-//! made from the others. Owns the [`RecordStore`] trait, its in-memory
+//! Records created through warden: which record ids (per server and
+//! record kind) a call created, so that `args.x created by agent as KIND`
+//! can tell records an agent made from the others. Owns the [`RecordStore`] trait, its in-memory
 //! implementation ([`MemoryRecords`]), the [`RecordBackend`] choice, and the
 //! extraction of a new record's id from a tool result.
 //!
@@ -12,6 +12,11 @@
 //! it a Deny ("record store unavailable"); a record that could not be
 //! stored is never agent-created, so rules that let agents change only
 //! their own records keep denying it.
+//!
+//! First writer wins: a record already stored keeps its creator. warden
+//! knows only the creations it relayed; an id a person created outside
+//! warden is unknown here, so if an agent's get-or-create then returns
+//! it, it is stored as the agent's (see docs/identity.md).
 
 use crate::state::Clock;
 use serde_json::Value;
@@ -74,15 +79,25 @@ pub enum RecordError {
     },
 }
 
-/// Where created records are kept.
+/// Where created records are kept, keyed by (server, kind, id): ids are
+/// unique only within a kind, so an agent-created note 1 says nothing
+/// about sample 1.
 pub trait RecordStore: Send + Sync + std::fmt::Debug {
-    /// Which of `ids` are records on `server` that a call on the agent
-    /// path created.
-    fn agent_created(&self, server: &str, ids: &[String]) -> Result<HashSet<String>, RecordError>;
+    /// Which of `ids` are records of `kind` on `server` that a call on the
+    /// agent path created.
+    fn agent_created(
+        &self,
+        server: &str,
+        kind: &str,
+        ids: &[String],
+    ) -> Result<HashSet<String>, RecordError>;
 
-    /// Stores a created record; a record with the same server and id is
-    /// replaced (the newest creation wins).
-    fn insert(&self, record: &NewRecord) -> Result<(), RecordError>;
+    /// Stores a created record unless one with the same server, kind and
+    /// id is stored already: the first creation wins, atomically. A tool
+    /// that answers with an existing id (get-or-create) did not create it,
+    /// and must not make a person's record the agent's. Returns whether
+    /// the record was stored (`false`: it was known already).
+    fn insert(&self, record: &NewRecord) -> Result<bool, RecordError>;
 }
 
 /// Which [`RecordStore`] an engine uses (`EngineOptions::records`).
@@ -124,22 +139,30 @@ impl RecordBackend {
 struct Unavailable(RecordError);
 
 impl RecordStore for Unavailable {
-    fn agent_created(&self, _: &str, _: &[String]) -> Result<HashSet<String>, RecordError> {
+    fn agent_created(&self, _: &str, _: &str, _: &[String]) -> Result<HashSet<String>, RecordError> {
         Err(self.0.clone())
     }
-    fn insert(&self, _: &NewRecord) -> Result<(), RecordError> {
+    fn insert(&self, _: &NewRecord) -> Result<bool, RecordError> {
         Err(self.0.clone())
     }
 }
 
-/// Records in memory, keyed by (server, id).
+/// (server, kind, id): what identifies a record.
+type RecordKey = (String, String, String);
+
+/// Records in memory, keyed by (server, kind, id).
 #[derive(Debug, Default)]
 pub struct MemoryRecords {
-    records: Mutex<HashMap<(String, String), NewRecord>>,
+    records: Mutex<HashMap<RecordKey, NewRecord>>,
 }
 
 impl RecordStore for MemoryRecords {
-    fn agent_created(&self, server: &str, ids: &[String]) -> Result<HashSet<String>, RecordError> {
+    fn agent_created(
+        &self,
+        server: &str,
+        kind: &str,
+        ids: &[String],
+    ) -> Result<HashSet<String>, RecordError> {
         let records = self
             .records
             .lock()
@@ -148,26 +171,33 @@ impl RecordStore for MemoryRecords {
             .iter()
             .filter(|id| {
                 records
-                    .get(&(server.to_string(), (*id).clone()))
+                    .get(&(server.to_string(), kind.to_string(), (*id).clone()))
                     .is_some_and(|r| r.via_agent)
             })
             .cloned()
             .collect())
     }
 
-    fn insert(&self, record: &NewRecord) -> Result<(), RecordError> {
+    fn insert(&self, record: &NewRecord) -> Result<bool, RecordError> {
         let mut records = self
             .records
             .lock()
             .map_err(|_| RecordError::Store("the record lock is poisoned".into()))?;
-        let key = (record.server.clone(), record.id.clone());
-        if records.len() >= MAX_MEMORY_RECORDS && !records.contains_key(&key) {
+        let key = (
+            record.server.clone(),
+            record.kind.clone(),
+            record.id.clone(),
+        );
+        if records.contains_key(&key) {
+            return Ok(false);
+        }
+        if records.len() >= MAX_MEMORY_RECORDS {
             return Err(RecordError::Store(format!(
                 "the in-memory record store is full ({MAX_MEMORY_RECORDS} records); use a state file"
             )));
         }
         records.insert(key, record.clone());
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -251,17 +281,54 @@ mod tests {
             session: "s".into(),
             created_at: 0,
         };
-        store.insert(&record("S-1", true)).unwrap();
-        store.insert(&record("S-2", false)).unwrap();
+        assert!(store.insert(&record("S-1", true)).unwrap());
+        assert!(store.insert(&record("S-2", false)).unwrap());
         let found = store
-            .agent_created("genomics", &["S-1".into(), "S-2".into(), "S-3".into()])
+            .agent_created(
+                "genomics",
+                "sample",
+                &["S-1".into(), "S-2".into(), "S-3".into()],
+            )
             .unwrap();
         assert_eq!(found, HashSet::from(["S-1".to_string()]));
         assert!(
             store
-                .agent_created("other", &["S-1".into()])
+                .agent_created("other", "sample", &["S-1".into()])
                 .unwrap()
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn finding_04_the_first_creation_wins_and_kinds_do_not_mix() {
+        let store = MemoryRecords::default();
+        let record = |kind: &str, id: &str, via_agent| NewRecord {
+            server: "genomics".into(),
+            id: id.into(),
+            kind: kind.into(),
+            via_agent,
+            agent: None,
+            user: "alice".into(),
+            session: "s".into(),
+            created_at: 0,
+        };
+        assert!(store.insert(&record("note", "1", true)).unwrap());
+        assert!(
+            store
+                .agent_created("genomics", "sample", &["1".into()])
+                .unwrap()
+                .is_empty(),
+            "note 1 made sample 1 agent-created"
+        );
+        assert!(store.insert(&record("sample", "5", false)).unwrap());
+        // A get-or-create answering with the person's sample 5.
+        assert!(!store.insert(&record("sample", "5", true)).unwrap());
+        assert!(
+            store
+                .agent_created("genomics", "sample", &["5".into()])
+                .unwrap()
+                .is_empty(),
+            "a second creation re-marked the person's sample"
         );
     }
 }

@@ -13,10 +13,10 @@
 //! the others' counts. A forwarded call is recorded in one transaction.
 //!
 //! It also holds the records created through warden (`records`: server,
-//! record id, kind, whether the agent path created it, creating agent,
-//! user, session, time; one row per (server, id)), as the
-//! [`crate::records::RecordStore`] behind `created by agent`. Records do
-//! not expire: a record an agent created stays its record.
+//! kind, record id, whether the agent path created it, creating agent,
+//! user, session, time; one row per (server, kind, id), the first creation
+//! kept), as the [`crate::records::RecordStore`] behind `created by agent`.
+//! Records do not expire: a record an agent created stays its record.
 //!
 //! The schema is versioned (`PRAGMA user_version`) by [`MIGRATIONS`]; other
 //! state kept in the same file adds a migration and uses
@@ -71,6 +71,25 @@ pub const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         PRIMARY KEY (server, record_id)
     ) WITHOUT ROWID;
+",
+    // Records keyed by kind as well: ids are unique only within a kind
+    // (note 1 is not sample 1). Rows keep the kind they were stored with.
+    "
+    CREATE TABLE records_by_kind (
+        server TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        via_agent INTEGER NOT NULL,
+        agent TEXT,
+        user TEXT NOT NULL,
+        session TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (server, kind, record_id)
+    ) WITHOUT ROWID;
+    INSERT INTO records_by_kind
+        SELECT server, kind, record_id, via_agent, agent, user, session, created_at FROM records;
+    DROP TABLE records;
+    ALTER TABLE records_by_kind RENAME TO records;
 ",
 ];
 
@@ -319,14 +338,20 @@ impl StateStore for SqliteState {
 }
 
 impl RecordStore for SqliteState {
-    fn agent_created(&self, server: &str, ids: &[String]) -> Result<HashSet<String>, RecordError> {
+    fn agent_created(
+        &self,
+        server: &str,
+        kind: &str,
+        ids: &[String],
+    ) -> Result<HashSet<String>, RecordError> {
         self.with_connection(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT 1 FROM records WHERE server = ?1 AND record_id = ?2 AND via_agent = 1",
+                "SELECT 1 FROM records
+                 WHERE server = ?1 AND kind = ?2 AND record_id = ?3 AND via_agent = 1",
             )?;
             let mut found = HashSet::new();
             for id in ids {
-                if stmt.exists(params![server, id])? {
+                if stmt.exists(params![server, kind, id])? {
                     found.insert(id.clone());
                 }
             }
@@ -335,18 +360,20 @@ impl RecordStore for SqliteState {
         .map_err(|e| RecordError::Store(e.to_string()))
     }
 
-    fn insert(&self, r: &NewRecord) -> Result<(), RecordError> {
+    fn insert(&self, r: &NewRecord) -> Result<bool, RecordError> {
+        // First writer wins: a get-or-create tool answering with an id
+        // already stored (say, one a person created through warden) must
+        // not re-mark it as the agent's. One statement, so two processes
+        // on the file cannot both "create" the same record.
         self.with_connection(|conn| {
-            conn.prepare_cached(
-                "INSERT INTO records
-                   (server, record_id, kind, via_agent, agent, user, session, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (server, record_id) DO UPDATE SET
-                   kind = excluded.kind, via_agent = excluded.via_agent,
-                   agent = excluded.agent, user = excluded.user,
-                   session = excluded.session, created_at = excluded.created_at",
-            )?
-            .execute(params![
+            let stored = conn
+                .prepare_cached(
+                    "INSERT INTO records
+                   (server, kind, record_id, via_agent, agent, user, session, created_at)
+                 VALUES (?1, ?3, ?2, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (server, kind, record_id) DO NOTHING",
+                )?
+                .execute(params![
                 r.server,
                 r.id,
                 r.kind,
@@ -356,7 +383,7 @@ impl RecordStore for SqliteState {
                 r.session,
                 r.created_at
             ])?;
-            Ok(())
+            Ok(stored == 1)
         })
         .map_err(|e| RecordError::Store(e.to_string()))
     }
@@ -432,12 +459,50 @@ mod tests {
             session: "s".into(),
             created_at: 1,
         };
-        s.insert(&record("S-1", true)).unwrap();
-        s.insert(&record("S-2", false)).unwrap();
+        assert!(s.insert(&record("S-1", true)).unwrap());
+        assert!(s.insert(&record("S-2", false)).unwrap());
         drop(s);
         let s = SqliteState::open(&path, StateLimits::default(), clock).unwrap();
         let found = s
-            .agent_created("genomics", &["S-1".into(), "S-2".into()])
+            .agent_created("genomics", "sample", &["S-1".into(), "S-2".into()])
+            .unwrap();
+        assert_eq!(found, HashSet::from(["S-1".to_string()]));
+        // Finding 4: the first creation is kept, and kinds do not mix.
+        assert!(!s.insert(&record("S-2", true)).unwrap());
+        let found = s
+            .agent_created("genomics", "sample", &["S-2".into()])
+            .unwrap();
+        assert!(found.is_empty(), "a second creation re-marked S-2");
+        assert!(
+            s.agent_created("genomics", "note", &["S-1".into()])
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_version_2_records_table_is_migrated_with_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let c = Connection::open(&path).unwrap();
+        for step in &MIGRATIONS[..2] {
+            c.execute_batch(step).unwrap();
+        }
+        c.pragma_update(None, "user_version", 2).unwrap();
+        c.execute(
+            "INSERT INTO records VALUES ('genomics', 'S-1', 'sample', 1, NULL, 'ada', 's', 1)",
+            [],
+        )
+        .unwrap();
+        drop(c);
+        let s = SqliteState::open(
+            &path,
+            StateLimits::default(),
+            Arc::new(ManualClock::default()),
+        )
+        .unwrap();
+        let found = s
+            .agent_created("genomics", "sample", &["S-1".into()])
             .unwrap();
         assert_eq!(found, HashSet::from(["S-1".to_string()]));
     }

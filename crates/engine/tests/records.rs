@@ -3,6 +3,8 @@
 //! id, an agent may then change that record and no other, the record
 //! survives a policy swap and (in a state file) a new engine, a store that
 //! cannot answer denies, and `verified ...` reads the identity's flags.
+//! Records are kept per kind (a note and a sample may share an id), and a
+//! record already stored keeps its first creator (finding 4 of issue 10).
 
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -19,10 +21,14 @@ records sample {
   server "genomics"
   created by tool "create_sample" at "/sample/id"
 }
+records note {
+  server "genomics"
+  created by tool "create_note" at "/note/id"
+}
 deny agents-update-only-their-samples {
   server "genomics"
   tool "update_sample"
-  when via agent and not args.sample_id created by agent
+  when via agent and not args.sample_id created by agent as sample
   reason "sample {args.sample_id} was not created by an agent"
 }
 deny unverified-users-never-export {
@@ -185,10 +191,10 @@ fn records_survive_a_policy_swap_and_a_new_engine_on_the_state_file() {
 struct Broken;
 
 impl RecordStore for Broken {
-    fn agent_created(&self, _: &str, _: &[String]) -> Result<HashSet<String>, RecordError> {
+    fn agent_created(&self, _: &str, _: &str, _: &[String]) -> Result<HashSet<String>, RecordError> {
         Err(RecordError::Store("disk I/O error".into()))
     }
-    fn insert(&self, _: &NewRecord) -> Result<(), RecordError> {
+    fn insert(&self, _: &NewRecord) -> Result<bool, RecordError> {
         Err(RecordError::Store("disk I/O error".into()))
     }
 }
@@ -235,4 +241,62 @@ fn verified_reads_the_identity_flags() {
         ..Verified::default()
     };
     assert!(e.decide(&c).is_allow());
+}
+
+/// Creates a note through `e` as a notes tool would answer.
+fn create_note(e: &Engine, id: Value) -> Vec<String> {
+    let c = call("create_note", json!({"text": "t"}), true);
+    let d = e.decide(&c);
+    assert!(d.is_allow());
+    let result = json!({"structuredContent": {"note": {"id": id}}});
+    e.record_created(&c, &d, &result).expect("stored")
+}
+
+fn each_backend(test: impl Fn(Engine)) {
+    test(engine(RecordBackend::Memory));
+    let dir = tempfile::tempdir().unwrap();
+    test(engine(RecordBackend::Sqlite(dir.path().join("state.db"))));
+}
+
+#[test]
+fn finding_04_a_note_an_agent_created_does_not_make_the_sample_with_its_id_updatable() {
+    each_backend(|e| {
+        assert_eq!(create_note(&e, json!(1)), vec!["1".to_string()]);
+        let o = update(&e, json!(1));
+        assert!(denied_by_rule(&o), "note 1 made sample 1 updatable: {o:?}");
+        assert!(denied_by_rule(&update(&e, json!("1"))));
+        // The sample kind still works on its own ids.
+        create(&e, "1", true);
+        assert!(matches!(update(&e, json!(1)), Outcome::Allow { .. }));
+    });
+}
+
+#[test]
+fn finding_04_a_get_or_create_answering_an_existing_id_keeps_its_first_creator() {
+    each_backend(|e| {
+        // A person creates S-0005 through warden (not on the agent path).
+        assert_eq!(create(&e, "S-0005", false), vec!["S-0005".to_string()]);
+        // The agent's get-or-create answers with the same id: nothing new
+        // is stored, and the sample stays the person's.
+        assert!(create(&e, "S-0005", true).is_empty());
+        let o = update(&e, json!("S-0005"));
+        assert!(denied_by_rule(&o), "re-marked as agent-created: {o:?}");
+        // And an agent's own sample stays the agent's when a person's call
+        // later answers with its id.
+        create(&e, "S-0006", true);
+        assert!(create(&e, "S-0006", false).is_empty());
+        assert!(matches!(update(&e, json!("S-0006")), Outcome::Allow { .. }));
+    });
+}
+
+#[test]
+fn finding_04_two_engines_on_one_state_file_keep_the_first_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let people = engine(RecordBackend::Sqlite(path.clone()));
+    let agents = engine(RecordBackend::Sqlite(path));
+    create(&people, "S-0007", false);
+    assert!(create(&agents, "S-0007", true).is_empty());
+    assert!(denied_by_rule(&update(&agents, json!("S-0007"))));
+    assert!(denied_by_rule(&update(&people, json!("S-0007"))));
 }
