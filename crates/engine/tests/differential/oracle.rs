@@ -191,7 +191,9 @@ impl Policy {
     /// result of a declared creating tool (the first declaration and line
     /// naming the server and tool give the pointer into
     /// `structuredContent`) tags its id with its creator's path; a later
-    /// creation of the same id replaces the tag.
+    /// creation of the same id keeps the first tag (the first creation
+    /// wins). The generated sets declare one kind, so (server, id) is the
+    /// record's key here.
     pub fn agent_created(&self, history: &[Forwarded], server: &str) -> HashSet<String> {
         let mut tags: HashMap<String, bool> = HashMap::new();
         for f in history.iter().filter(|f| f.call.server == server) {
@@ -218,7 +220,7 @@ impl Policy {
                 .and_then(|c| c.pointer(pointer))
                 .and_then(id_text)
             {
-                tags.insert(id, f.call.provenance.via_agent);
+                tags.entry(id).or_insert(f.call.provenance.via_agent);
             }
         }
         tags.into_iter()
@@ -432,7 +434,7 @@ fn atom_value(atom: &Atom, call: &CallContext, created: &HashSet<String>) -> Tri
         Atom::InGroup(g) => Tri::of(call.identity.groups.contains(&g.node)),
         // Never unknown: an argument that is absent, null or not a string
         // or number is simply not an id.
-        Atom::CreatedByAgent(path) => {
+        Atom::CreatedByAgent(path, _) => {
             let hit = argument(call, &path.segments)
                 .and_then(id_text)
                 .is_some_and(|id| created.contains(&id));
