@@ -212,7 +212,11 @@ fn forwarded(audit: &[Value], tool: &str) -> usize {
     audit
         .iter()
         .filter(|l| l["tool"] == tool)
-        .filter(|l| l["decision_id"].as_str().is_some_and(|d| reached.contains(d)))
+        .filter(|l| {
+            l["decision_id"]
+                .as_str()
+                .is_some_and(|d| reached.contains(d))
+        })
         .count()
 }
 
@@ -252,7 +256,11 @@ async fn finding_01_a_sessionless_request_never_falls_back_to_another_clients_se
                 let accept = json!({"jsonrpc": "2.0", "id": format!("warden:{n}"),
                                     "result": {"action": "accept", "content": {}}});
                 let resp = post_modern(&http, &warden.url, &accept, &[]).await?;
-                assert_eq!(resp.status(), 403, "an answer to a question not asked of it");
+                assert_eq!(
+                    resp.status(),
+                    403,
+                    "an answer to a question not asked of it"
+                );
             }
             Ok::<_, Error>(())
         }
@@ -321,15 +329,28 @@ async fn finding_12_a_wrong_confirmation_retry_consumes_nothing() -> TestResult 
         m
     };
     // Another caller's guesses: other arguments, other states.
-    let resp = post_modern(&http, &warden.url, &retry(json!({"all": false}), &state), &[]).await?;
+    let resp = post_modern(
+        &http,
+        &warden.url,
+        &retry(json!({"all": false}), &state),
+        &[],
+    )
+    .await?;
     let wrong = messages(resp).await?.pop().ok_or("no answer")?;
     assert_eq!(error_code(&wrong), Some(-32602), "{wrong:#}");
     for guess in ["warden-confirm:0", &format!("{state}x")] {
-        let resp = post_modern(&http, &warden.url, &retry(json!({"all": true}), guess), &[]).await?;
+        let resp =
+            post_modern(&http, &warden.url, &retry(json!({"all": true}), guess), &[]).await?;
         assert_eq!(error_code(&messages(resp).await?[0]), Some(-32602));
     }
     // The asker's own retry still works.
-    let resp = post_modern(&http, &warden.url, &retry(json!({"all": true}), &state), &[]).await?;
+    let resp = post_modern(
+        &http,
+        &warden.url,
+        &retry(json!({"all": true}), &state),
+        &[],
+    )
+    .await?;
     let done = messages(resp).await?.pop().ok_or("no answer")?;
     assert_eq!(done["id"], 2, "{done:#}");
     assert_eq!(
@@ -359,13 +380,11 @@ async fn finding_12_a_reused_progress_token_gets_no_one_elses_progress() -> Test
     let attacker = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         // Its own call reports one progress (progress 1 of 2) only.
-        let resp = post_modern(&http, &warden.url, &with_token(1, json!({"ms": 1000})), &[]).await?;
+        let resp =
+            post_modern(&http, &warden.url, &with_token(1, json!({"ms": 1000})), &[]).await?;
         messages(resp).await
     };
-    let (victim, attacker) = tokio::join!(
-        async { messages(victim.await?).await },
-        attacker
-    );
+    let (victim, attacker) = tokio::join!(async { messages(victim.await?).await }, attacker);
     let (victim, attacker) = (victim?, attacker?);
     let progress = |msgs: &[Value]| -> Vec<Value> {
         msgs.iter()
@@ -581,7 +600,8 @@ async fn recording_upstream() -> Result<(String, Seen), Error> {
 async fn finding_08_client_mcp_headers_that_contradict_the_body_never_reach_the_upstream()
 -> TestResult {
     let (upstream, seen) = recording_upstream().await?;
-    let policy = "default allow\n\ndeny no-deletes {\n  tool \"delete_sample\"\n  reason \"no\"\n}\n";
+    let policy =
+        "default allow\n\ndeny no-deletes {\n  tool \"delete_sample\"\n  reason \"no\"\n}\n";
     let warden = Warden::start(policy, &["--name", "samples"], Some(&upstream)).await?;
     let http = http()?;
     let call = modern_call(json!(1), "list_samples", json!({}));
@@ -717,4 +737,116 @@ fn finding_10_listener_limits_are_bounded_flags() {
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
     }
     let _ = PathBuf::new();
+}
+
+// ---- findings 1 and 5 with bearer auth ----------------------------------
+
+/// An Ed25519 issuer key for bearer tokens (its public half as a PEM).
+struct Issuer {
+    encoding: jsonwebtoken::EncodingKey,
+    public_pem: String,
+}
+
+impl Issuer {
+    fn new() -> Result<Issuer, Error> {
+        use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey, spki::der::pem::LineEnding};
+        let sk = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+        let pem = sk.to_pkcs8_pem(LineEnding::LF)?;
+        Ok(Issuer {
+            encoding: jsonwebtoken::EncodingKey::from_ed_pem(pem.as_bytes())?,
+            public_pem: sk.verifying_key().to_public_key_pem(LineEnding::LF)?,
+        })
+    }
+
+    fn token(&self, sub: &str) -> Result<String, Error> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let claims = json!({"iss": "https://auth.example.com", "aud": "warden", "sub": sub,
+                            "iat": now, "exp": now + 600});
+        Ok(jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
+            &claims,
+            &self.encoding,
+        )?)
+    }
+}
+
+/// With bearer auth, a sessionless request can be cancelled from another
+/// POST, but only with a token of the user who sent it: bob's
+/// cancellation naming alice's id is dropped, alice's own is answered.
+#[tokio::test]
+async fn finding_05_with_bearer_auth_only_the_requests_own_user_cancels_it() -> TestResult {
+    let issuer = Issuer::new()?;
+    let keys = tempfile::tempdir()?;
+    let pem = keys.path().join("issuer.pem");
+    std::fs::write(&pem, &issuer.public_pem)?;
+    let pem = pem.display().to_string();
+    let warden = Warden::start(
+        "default allow\n",
+        &[
+            "--jwt-issuer",
+            "https://auth.example.com",
+            "--jwt-audience",
+            "warden",
+            "--jwt-key",
+            &pem,
+        ],
+        None,
+    )
+    .await?;
+    let http = http()?;
+    let (alice, bob) = (
+        format!("Bearer {}", issuer.token("alice")?),
+        format!("Bearer {}", issuer.token("bob")?),
+    );
+    let cancel = |id: u64| {
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+               "params": {"requestId": id, "reason": "hostile"}})
+    };
+    let first = modern_call(json!(9), "slow", json!({"ms": 1500}));
+    let second = modern_call(json!(10), "hang", json!({}));
+    let (first, second, cancels) = tokio::join!(
+        async {
+            messages(post_modern(&http, &warden.url, &first, &[("authorization", &alice)]).await?)
+                .await
+        },
+        async {
+            messages(post_modern(&http, &warden.url, &second, &[("authorization", &alice)]).await?)
+                .await
+        },
+        async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            for id in [9, 10] {
+                let r = post_modern(&http, &warden.url, &cancel(id), &[("authorization", &bob)])
+                    .await?;
+                assert_eq!(r.status(), 202);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let r = post_modern(
+                &http,
+                &warden.url,
+                &cancel(10),
+                &[("authorization", &alice)],
+            )
+            .await?;
+            assert_eq!(r.status(), 202);
+            Ok::<_, Error>(())
+        }
+    );
+    cancels?;
+    let first = first?.pop().ok_or("no answer")?;
+    assert_eq!(first["id"], 9);
+    assert_eq!(
+        first["result"]["structuredContent"]["slept_ms"], 1500,
+        "bob could not cancel alice's call: {first:#}"
+    );
+    let second = second?.pop().ok_or("no answer")?;
+    assert_eq!(second["id"], 10);
+    assert_eq!(
+        error_code(&second),
+        Some(-32800),
+        "alice cancelled hers: {second:#}"
+    );
+    Ok(())
 }

@@ -612,7 +612,6 @@ pub async fn serve_http_until(
     let limits = server.cfg.listen_limits;
     let mut conns = crate::listener::serve(listener, app, limits, stopping).await;
     stopper.abort();
-    let result = Ok(());
     reloads.abort();
     reaper.abort();
     for s in server.live_sessions().await {
@@ -625,7 +624,7 @@ pub async fn serve_http_until(
     .await;
     // Let the upstream links end their sessions (DELETE) or children exit.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    result
+    Ok(())
 }
 
 impl Server {
@@ -1173,7 +1172,9 @@ async fn post(
         if let Some(refused) = before_relay(&session, &kind, &msg, stateless, caller.as_deref()) {
             return refused;
         }
-        if stateless && matches!(&kind, Kind::Notification { method } if method == "notifications/cancelled") {
+        if stateless
+            && matches!(&kind, Kind::Notification { method } if method == "notifications/cancelled")
+        {
             // Handled (or dropped) above: a sessionless cancellation never
             // reaches the shared relay by the client's id.
             return StatusCode::ACCEPTED.into_response();
@@ -1344,7 +1345,9 @@ fn before_relay(
             };
             let Some(key) = key else {
                 if stateless {
-                    tracing::info!("a sessionless cancellation naming no request of its caller was dropped");
+                    tracing::info!(
+                        "a sessionless cancellation naming no request of its caller was dropped"
+                    );
                 }
                 return None;
             };
@@ -1381,7 +1384,9 @@ fn before_relay(
             let k = id_key(id);
             let admitted = r.asked.get(&k).is_some_and(|(o, _)| o.admits(caller));
             if !admitted {
-                tracing::warn!("a sessionless answer to a question not asked of its caller was refused");
+                tracing::warn!(
+                    "a sessionless answer to a question not asked of its caller was refused"
+                );
                 return Some(rpc_error(
                     StatusCode::FORBIDDEN,
                     Value::Null,

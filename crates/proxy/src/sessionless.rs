@@ -215,7 +215,9 @@ pub(crate) fn check_standard_headers(
     {
         return Err(Refusal::new(
             HEADER_MISMATCH,
-            format!("header mismatch: `Mcp-Method: {h}` does not match the body's method `{method}`"),
+            format!(
+                "header mismatch: `Mcp-Method: {h}` does not match the body's method `{method}`"
+            ),
         ));
     }
     let Some(raw) = single(headers, "mcp-name")? else {
