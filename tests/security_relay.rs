@@ -266,7 +266,10 @@ async fn finding_06_an_undecodable_upstream_answer_is_answered_at_once() -> Test
     }
     let audit = w.audit();
     assert_eq!(w.decisions().len(), 2, "{audit:#?}");
-    let failed = audit.iter().filter(|l| l["upstream"]["ok"] == false).count();
+    let failed = audit
+        .iter()
+        .filter(|l| l["upstream"]["ok"] == false)
+        .count();
     assert_eq!(failed, 2, "both outcomes are logged as failed: {audit:#?}");
     Ok(())
 }
@@ -290,11 +293,7 @@ async fn finding_09_tools_call_notification_is_dropped_and_logged() -> TestResul
         (5, "Tools/list"),
     ] {
         let r = w
-            .request(
-                json!(id),
-                method,
-                json!({"name": "wipe", "arguments": {}}),
-            )
+            .request(json!(id), method, json!({"name": "wipe", "arguments": {}}))
             .await?;
         assert_eq!(r["error"]["code"], -32601, "{method:?}: {r:#}");
     }
@@ -310,7 +309,11 @@ async fn finding_09_tools_call_notification_is_dropped_and_logged() -> TestResul
     // upstream) are logged as denied; the refused requests were never
     // decided.
     let audit = w.decisions();
-    assert_eq!(audit.len(), 2, "the tools/call notifications are logged: {audit:#?}");
+    assert_eq!(
+        audit.len(),
+        2,
+        "the tools/call notifications are logged: {audit:#?}"
+    );
     for line in &audit {
         assert_eq!(line["decision"], "deny", "{line:#}");
         assert_eq!(line["tool"], "wipe", "{line:#}");
@@ -357,7 +360,11 @@ async fn finding_14_reserved_meta_keys_are_stripped_from_every_client_message() 
             json!({"_meta": {"Io.Warden/provenance": {"user": "root"}, "vendor/x": 1}}),
         )
         .await?;
-    assert_eq!(echoed["result"]["echo"]["_meta"], json!({"vendor/x": 1}), "{echoed:#}");
+    assert_eq!(
+        echoed["result"]["echo"]["_meta"],
+        json!({"vendor/x": 1}),
+        "{echoed:#}"
+    );
 
     // A governed call: only warden's own provenance arrives.
     let called = w
@@ -369,7 +376,10 @@ async fn finding_14_reserved_meta_keys_are_stripped_from_every_client_message() 
         )
         .await?;
     let meta = &called["result"]["structuredContent"]["meta"];
-    let keys: Vec<&String> = meta.as_object().map(|m| m.keys().collect()).unwrap_or_default();
+    let keys: Vec<&String> = meta
+        .as_object()
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
     assert_eq!(keys, vec!["io.warden/provenance"], "{meta:#}");
     assert_ne!(meta["io.warden/provenance"]["user"], "mallory", "{meta:#}");
     Ok(())
@@ -445,7 +455,9 @@ async fn finding_23_the_confirmation_question_cannot_be_faked_or_cut_silently() 
     };
     let question = ask["params"]["message"].as_str().unwrap_or_default();
     assert!(
-        question.lines().all(|l| !l.trim_start().starts_with("warden:")),
+        question
+            .lines()
+            .all(|l| !l.trim_start().starts_with("warden:")),
         "{question}"
     );
     assert!(
@@ -489,7 +501,9 @@ async fn finding_17_a_decision_log_that_cannot_be_written_forwards_nothing() -> 
             )
             .await?;
         assert_eq!(r["result"]["isError"], true, "call {id}: {r:#}");
-        let text = r["result"]["content"][0]["text"].as_str().unwrap_or_default();
+        let text = r["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default();
         assert!(text.contains("decision log"), "{text}");
     }
     let lines = w.received(3).await?;

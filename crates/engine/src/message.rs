@@ -20,7 +20,9 @@ pub fn render_reason(rule: &CompiledRule, call: &CallContext) -> Option<String> 
     for part in &template.parts {
         match part {
             TemplatePart::Text(t) => out.push_str(t),
-            TemplatePart::Placeholder(Placeholder::Arg(path)) => out.push_str(&arg_text(path, call)),
+            TemplatePart::Placeholder(Placeholder::Arg(path)) => {
+                out.push_str(&arg_text(path, call))
+            }
             TemplatePart::Placeholder(p) => {
                 out.push_str(&escape_text(&clip(&value_of(p, rule, call))))
             }

@@ -288,3 +288,153 @@ pub fn annotate_description(tool: &mut Value, notes: &[String]) {
     };
     obj.insert("description".into(), Value::String(text));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warden_engine::{EngineOptions, Identity, PolicyBundle, Provenance};
+
+    fn engine(policy: &str) -> Engine {
+        let mut sources = warden_lang::Sources::new();
+        sources.add("t.policy", policy);
+        let out = warden_lang::compile_policy_set(&sources)
+            .unwrap_or_else(|d| panic!("policy does not compile: {d:?}"));
+        Engine::new(
+            PolicyBundle::new(out.policy_set, "v".into()),
+            EngineOptions::default(),
+        )
+    }
+
+    fn probe(tool: &str) -> CallContext {
+        CallContext {
+            identity: Identity {
+                user: "u".into(),
+                agent: Some("a".into()),
+                ..Identity::default()
+            },
+            session: "s".into(),
+            provenance: Provenance {
+                via_agent: true,
+                via_server: Some("srv".into()),
+            },
+            server: "srv".into(),
+            tool: tool.into(),
+            arguments: json!({}),
+            ..CallContext::default()
+        }
+    }
+
+    fn view(policy: &str) -> ToolView {
+        tool_view(&engine(policy), &probe("t"))
+    }
+
+    const RECORDS: &str = r#"
+records sample {
+  created by tool "create" at "/id"
+}
+"#;
+
+    #[test]
+    fn finding_19_a_tool_an_argument_read_can_allow_is_never_hidden() {
+        // One allow per kind of argument read; with other arguments than
+        // the probe's each can allow the call.
+        for (kind, cond) in [
+            ("string comparison", r#"args.x == "s""#),
+            ("number comparison", "args.n > 3"),
+            ("boolean", "args.b == true"),
+            ("exists", "args.x exists"),
+            ("matches", r#"args.x matches "a*""#),
+            ("in a list", r#"args.x in ["a", "b"]"#),
+            ("created by agent", "args.id created by agent as sample"),
+            (
+                "negated created by agent",
+                "not args.id created by agent as sample",
+            ),
+        ] {
+            let policy =
+                format!("default deny\n{RECORDS}\nallow r {{\n  tool \"t\"\n  when {cond}\n}}\n");
+            assert!(
+                matches!(view(&policy), ToolView::Shown { .. }),
+                "{kind}: an allow reading an argument hides the tool:\n{policy}"
+            );
+        }
+    }
+
+    #[test]
+    fn finding_19_a_deny_reading_created_by_agent_does_not_hide() {
+        // The genomics case: update only samples an agent created.
+        let policy = format!(
+            "default allow\n{RECORDS}\ndeny d {{\n  tool \"t\"\n  when not args.id created by agent as sample\n}}\n"
+        );
+        assert!(matches!(view(&policy), ToolView::Shown { .. }));
+    }
+
+    #[test]
+    fn hiding_stays_for_calls_that_cannot_be_allowed() {
+        assert!(matches!(
+            view("default deny\nallow r {\n  tool \"other\"\n}\n"),
+            ToolView::Hidden { rule: None }
+        ));
+        assert_eq!(
+            view("default allow\ndeny d {\n  tool \"t\"\n  when via agent\n}\n"),
+            ToolView::Hidden {
+                rule: Some("d".into())
+            }
+        );
+    }
+
+    fn notes(policy: &str) -> Vec<String> {
+        match view(policy) {
+            ToolView::Shown { notes } => notes,
+            hidden => panic!("hidden: {hidden:?}\n{policy}"),
+        }
+    }
+
+    #[test]
+    fn finding_27_confirmation_notes_match_the_engine_per_combination() {
+        let needs = "Needs the person's confirmation (rule `c`).".to_string();
+        let some = "Some calls need the person's confirmation (rule `c`).".to_string();
+        let allow_plain = "allow a {\n  tool \"t\"\n}\n";
+        let allow_args = "allow a {\n  tool \"t\"\n  when args.repo == \"r\"\n}\n";
+        let confirm_plain = "require-confirm c {\n  tool \"t\"\n  when via agent\n}\n";
+        let confirm_args = "require-confirm c {\n  tool \"t\"\n  when args.force == true\n}\n";
+        let confirm_other_agent =
+            "require-confirm c {\n  tool \"t\"\n  when agent == \"someone-else\"\n}\n";
+        for (what, policy, want) in [
+            (
+                "allow, confirm",
+                format!("default deny\n{allow_plain}{confirm_plain}"),
+                vec![needs.clone()],
+            ),
+            // Finding 27: the allow reads an argument, the probe is denied,
+            // yet every call the allow lets through asks.
+            (
+                "allow(args), confirm",
+                format!("default deny\n{allow_args}{confirm_plain}"),
+                vec![needs.clone()],
+            ),
+            (
+                "allow, confirm(args)",
+                format!("default deny\n{allow_plain}{confirm_args}"),
+                vec![some.clone()],
+            ),
+            (
+                "allow(args), confirm(args)",
+                format!("default deny\n{allow_args}{confirm_args}"),
+                vec![some.clone()],
+            ),
+            (
+                "default allow, confirm",
+                format!("default allow\n{confirm_plain}"),
+                vec![needs.clone()],
+            ),
+            (
+                "confirm for another agent",
+                format!("default deny\n{allow_args}{confirm_other_agent}"),
+                vec![],
+            ),
+        ] {
+            assert_eq!(notes(&policy), want, "{what}:\n{policy}");
+        }
+    }
+}

@@ -294,7 +294,8 @@ mod tests {
         let mut m = json!({"method":"x","params":{"_meta":{" io.warden/x":1}}});
         assert_eq!(strip_reserved_meta(&mut m, &p), 1);
         assert_eq!(m, json!({"method":"x","params":{}}));
-        let mut m = json!({"id":1,"error":{"code":1,"message":"m","data":{"_meta":{"io.Warden/p":1}}}});
+        let mut m =
+            json!({"id":1,"error":{"code":1,"message":"m","data":{"_meta":{"io.Warden/p":1}}}});
         assert_eq!(strip_reserved_meta(&mut m, &p), 1);
         let mut m = json!({"params":{"_meta":{"io.wardenx":1,"mywarden/x":1}}});
         assert_eq!(strip_reserved_meta(&mut m, &p), 0);

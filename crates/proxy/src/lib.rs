@@ -74,9 +74,9 @@ pub mod http_upstream;
 pub mod jsonrpc;
 pub mod listener;
 pub mod provenance_token;
+mod raw;
 mod relay;
 mod sessionless;
-mod raw;
 #[doc(hidden)]
 pub mod testkit;
 mod upstream;

@@ -234,7 +234,8 @@ mod tests {
 
     #[test]
     fn only_changed_members_are_written_anew() {
-        let raw = r#"{"jsonrpc":"2.0","id":"warden:1","result":{"n":123456789012345678901234567890}}"#;
+        let raw =
+            r#"{"jsonrpc":"2.0","id":"warden:1","result":{"n":123456789012345678901234567890}}"#;
         let out = relayed(raw, |v| v["id"] = json!(7));
         assert_eq!(
             out,
@@ -266,7 +267,8 @@ mod tests {
     #[test]
     fn an_envelope_reads_what_serde_json_cannot() {
         let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
-        let text = format!(r#"{{"jsonrpc":"2.0","id":"warden:3","result":{{"x":1e400,"deep":{deep}}}}}"#);
+        let text =
+            format!(r#"{{"jsonrpc":"2.0","id":"warden:3","result":{{"x":1e400,"deep":{deep}}}}}"#);
         assert!(serde_json::from_str::<Value>(&text).is_err());
         let e = envelope(&text).expect("an object");
         assert_eq!(e.id(), Some(json!("warden:3")));

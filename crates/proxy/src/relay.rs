@@ -965,7 +965,8 @@ impl Relay {
                 }
             }
             Kind::Notification { method } => {
-                if method == "tools/call" || jsonrpc::disguised(&method, GOVERNED_METHODS).is_some() {
+                if method == "tools/call" || jsonrpc::disguised(&method, GOVERNED_METHODS).is_some()
+                {
                     self.drop_governed_notification(&msg, &method, caller.as_deref());
                     return;
                 }
@@ -1650,14 +1651,18 @@ impl Relay {
             );
         }
         let Some(params) = msg.get("params").and_then(Value::as_object) else {
-            return Some(invalid_params(client_id, "tools/call needs params with a tool `name`").into());
+            return Some(
+                invalid_params(client_id, "tools/call needs params with a tool `name`").into(),
+            );
         };
         let Some(tool) = params
             .get("name")
             .and_then(Value::as_str)
             .map(str::to_string)
         else {
-            return Some(invalid_params(client_id, "tools/call needs a tool `name` (a string)").into());
+            return Some(
+                invalid_params(client_id, "tools/call needs a tool `name` (a string)").into(),
+            );
         };
         // The server the call is for must be known before anything else
         // (finding 3): never a guess from the command's file name.
@@ -1778,7 +1783,7 @@ impl Relay {
                     &msg,
                     caller.as_ref().map(|c| c.user.clone()),
                 )
-                    .into(),
+                .into(),
             );
         } else {
             let question = govern::confirm_message(&call, &confirmation.message, &decided.id);

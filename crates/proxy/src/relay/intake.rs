@@ -81,7 +81,8 @@ impl Relay {
             }
             // The watch is bumped when the answer comes; the short wait is
             // only a backstop.
-            let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), named.changed()).await;
+            let _ =
+                tokio::time::timeout(left.min(Duration::from_millis(100)), named.changed()).await;
         }
     }
 
@@ -238,7 +239,9 @@ impl Relay {
             return;
         };
         let Some(id) = env.id() else {
-            tracing::warn!("upstream sent an answer warden cannot decode ({e}), without a usable id; dropped");
+            tracing::warn!(
+                "upstream sent an answer warden cannot decode ({e}), without a usable id; dropped"
+            );
             return;
         };
         tracing::warn!("upstream answered request {id} with JSON warden cannot decode ({e})");
@@ -273,9 +276,13 @@ impl Relay {
                 }
             }
             Some(UpWait::Own(tx)) => {
-                let _ = tx.send(Ok(
-                    jsonrpc::error(id, jsonrpc::INTERNAL_ERROR, message, Some(data)).into(),
-                ));
+                let _ = tx.send(Ok(jsonrpc::error(
+                    id,
+                    jsonrpc::INTERNAL_ERROR,
+                    message,
+                    Some(data),
+                )
+                .into()));
             }
             None => tracing::debug!("nobody waits for request {id}; dropped"),
         }
