@@ -515,3 +515,57 @@ async fn finding_17_a_decision_log_that_cannot_be_written_forwards_nothing() -> 
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn finding_03_a_2026_07_28_call_is_decided_under_the_name_the_upstream_gives() -> TestResult {
+    // No initialize in 2026-07-28 and no --name: warden initializes the
+    // upstream itself and decides under its serverInfo.name, never under
+    // the command's file name ("warden").
+    let policy = r#"
+default deny
+
+allow the-command-name {
+  server "warden"
+}
+
+allow the-real-server {
+  server "proxy-test-upstream"
+  tool "echo_meta"
+}
+"#;
+    let mut w = Wire::start(policy, None, &[]).await?;
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "stateless-agent", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {},
+    });
+    let wipe = w
+        .request(
+            json!(1),
+            "tools/call",
+            json!({"name": "wipe", "arguments": {}, "_meta": meta}),
+        )
+        .await?;
+    assert_eq!(wipe["result"]["isError"], true, "{wipe:#}");
+    let echo = w
+        .request(
+            json!(2),
+            "tools/call",
+            json!({"name": "echo_meta", "arguments": {}, "_meta": meta}),
+        )
+        .await?;
+    assert_eq!(
+        echo["result"]["structuredContent"]["meta"]["io.warden/provenance"]["server"],
+        "proxy-test-upstream",
+        "{echo:#}"
+    );
+    let decisions = w.decisions();
+    assert!(
+        !decisions.is_empty()
+            && decisions
+                .iter()
+                .all(|l| l["server"] == "proxy-test-upstream"),
+        "{decisions:#?}"
+    );
+    Ok(())
+}
