@@ -19,8 +19,9 @@ pub struct UpstreamCommand {
 }
 
 impl UpstreamCommand {
-    /// The program's file stem: the server name when neither `--name` nor
-    /// the upstream's `serverInfo.name` gives one.
+    /// The program's file stem, for messages and logs about an upstream
+    /// that has not named itself. Never the server name a call is decided
+    /// under (see [`ProxyConfig::server_name`]).
     pub fn file_stem(&self) -> String {
         Path::new(&self.program)
             .file_stem()
@@ -40,9 +41,9 @@ pub enum Upstream {
 }
 
 impl Upstream {
-    /// The server name when neither `--name` nor the upstream's
-    /// `serverInfo.name` gives one: the command's file stem, or the URL's
-    /// host.
+    /// What messages and logs call an upstream that has not named itself:
+    /// the command's file stem, or the URL's host. Never the server name a
+    /// call is decided under.
     pub fn default_name(&self) -> String {
         match self {
             Upstream::Command(c) => c.file_stem(),
@@ -69,8 +70,9 @@ pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 pub struct ProxyConfig {
     pub upstream: Upstream,
     /// The upstream's name in policies (`--name`). When `None`, the
-    /// upstream's `serverInfo.name` from its first initialize answer, else
-    /// the command's file stem (the URL's host for an HTTP upstream).
+    /// upstream's `serverInfo.name` from its first initialize answer (the
+    /// client's, or for 2026-07-28 clients warden's own); a call that
+    /// cannot be attributed to a named server is refused.
     pub server_name: Option<String>,
     /// Whom calls act for (`--user`).
     pub user: String,

@@ -19,7 +19,8 @@
 //! - **Transparency.** rmcp's typed models drop fields they do not know
 //!   (tool fields added in 2025-11-25, vendor extensions, future methods)
 //!   and negotiate protocol versions themselves. A relay passes every
-//!   message it does not govern byte-for-byte in meaning: initialize and
+//!   message it does not govern byte for byte (the text it came as; see
+//!   `raw`): initialize and
 //!   capabilities, lists and reads, subscriptions, completions, logging,
 //!   progress, cancellation, ping, list_changed, server-to-client requests
 //!   (sampling, elicitation, roots), unknown methods and fields, and any
@@ -31,8 +32,11 @@
 //!   call could use are hidden, notes added to those needing confirmation or
 //!   limited) and the initialize result (`capabilities.tools.listChanged`
 //!   is set, because warden sends `notifications/tools/list_changed` when
-//!   policies change). Client-sent `_meta` keys under `io.warden/` are
-//!   removed from every message, so an agent cannot spoof provenance.
+//!   policies change). Client-sent `_meta` keys under `io.warden/` or
+//!   `warden/`, in any case, are removed from every message and position,
+//!   so an agent cannot spoof provenance. A method that is a governed one
+//!   in another case or spacing is refused, and a `tools/call` notification
+//!   dropped and logged (`relay::intake`).
 //! - **Ids.** Client request ids go upstream unchanged (anything referring
 //!   to them stays valid); warden's own requests use ids prefixed
 //!   `warden:`, and a client id with that prefix is remapped. Requests from
@@ -44,7 +48,9 @@
 //! - Invalid JSON from the client is answered with -32700, a message that is
 //!   no JSON-RPC message with -32600, a message over `max_message_bytes`
 //!   with -32600 (skipped without being held in memory); the session goes
-//!   on. Invalid messages from the upstream are logged and dropped.
+//!   on. Invalid messages from the upstream are logged and dropped; an
+//!   answer that is JSON serde_json will not decode (`1e400`, deep nesting)
+//!   is relayed as it came, or answered with an error at once.
 //! - When the upstream exits, every request in flight to it gets an error
 //!   (code -32001), and so does every new request until it is back; it is
 //!   restarted with exponential backoff (250 ms doubling to 10 s) and the

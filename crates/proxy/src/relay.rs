@@ -1,8 +1,12 @@
 //! The relay: one client session, one upstream connection, JSON-RPC
-//! messages passed as `serde_json::Value` both ways. Only `tools/call`
-//! (governed), the `tools/list` result (filtered and annotated) and the
-//! `initialize` result (`tools.listChanged` advertised) are changed; every
-//! other message goes through as it came, with its unknown fields.
+//! messages passed both ways as `raw::Message` (the decoded value and the
+//! text it came as, so unchanged parts go out byte for byte). Only
+//! `tools/call` (governed), the `tools/list` result (filtered and
+//! annotated) and the `initialize` result (`tools.listChanged` advertised)
+//! are changed; every other message goes through as it came, with its
+//! unknown fields. What is refused at intake (disguised methods,
+//! `tools/call` notifications, unnamed servers, undecodable JSON) is in
+//! `relay::intake`.
 //!
 //! Ids. The client's request ids go upstream unchanged, so anything that
 //! refers to them (cancellation, the 2026-07-28 `subscriptionId`) stays
