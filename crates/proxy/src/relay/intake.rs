@@ -118,6 +118,14 @@ impl Relay {
 
     /// The error for a call no server name can be given to.
     pub(super) fn unattributed(&self, client_id: &Value) -> Value {
+        {
+            // An upstream that is down could not be asked: say that, not
+            // that it has no name.
+            let st = lock(&self.st);
+            if !matches!(st.link, super::Link::Up { .. }) {
+                return self.unavailable(client_id.clone(), &st);
+            }
+        }
         tracing::warn!(
             "tools/call {client_id} refused: the upstream has not named itself and warden runs without --name"
         );
