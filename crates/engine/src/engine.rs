@@ -25,13 +25,13 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
-use warden_lang::{CompiledRule, CreatedArg};
 use warden_lang::ast::{Mode, RuleKind, Scope};
 use warden_lang::compile::{COUNTING_SUFFIX, DEFAULT_POLICY_ID};
 
 /// One rule behind a decision, with its message for the agent and person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RuleHit {
+use warden_lang::{CompiledRule, CreatedArg};
     pub rule: String,
     pub kind: RuleKind,
     pub message: String,

@@ -139,7 +139,12 @@ impl RecordBackend {
 struct Unavailable(RecordError);
 
 impl RecordStore for Unavailable {
-    fn agent_created(&self, _: &str, _: &str, _: &[String]) -> Result<HashSet<String>, RecordError> {
+    fn agent_created(
+        &self,
+        _: &str,
+        _: &str,
+        _: &[String],
+    ) -> Result<HashSet<String>, RecordError> {
         Err(self.0.clone())
     }
     fn insert(&self, _: &NewRecord) -> Result<bool, RecordError> {

@@ -374,15 +374,15 @@ impl RecordStore for SqliteState {
                  ON CONFLICT (server, kind, record_id) DO NOTHING",
                 )?
                 .execute(params![
-                r.server,
-                r.id,
-                r.kind,
-                r.via_agent,
-                r.agent,
-                r.user,
-                r.session,
-                r.created_at
-            ])?;
+                    r.server,
+                    r.id,
+                    r.kind,
+                    r.via_agent,
+                    r.agent,
+                    r.user,
+                    r.session,
+                    r.created_at
+                ])?;
             Ok(stored == 1)
         })
         .map_err(|e| RecordError::Store(e.to_string()))

@@ -191,7 +191,12 @@ fn records_survive_a_policy_swap_and_a_new_engine_on_the_state_file() {
 struct Broken;
 
 impl RecordStore for Broken {
-    fn agent_created(&self, _: &str, _: &str, _: &[String]) -> Result<HashSet<String>, RecordError> {
+    fn agent_created(
+        &self,
+        _: &str,
+        _: &str,
+        _: &[String],
+    ) -> Result<HashSet<String>, RecordError> {
         Err(RecordError::Store("disk I/O error".into()))
     }
     fn insert(&self, _: &NewRecord) -> Result<bool, RecordError> {
