@@ -325,9 +325,11 @@ pub enum Atom {
     InGroup(Spanned<String>),
     /// `args.sample_id exists`
     Exists(ArgPath),
-    /// `args.sample_id created by agent`: the argument's value is the id of
-    /// a record that a call on the agent path created on this server.
-    CreatedByAgent(ArgPath),
+    /// `args.sample_id created by agent [as sample]`: the argument's value
+    /// is the id of a record of that kind that a call on the agent path
+    /// created on this server. Without `as`, the kind is the only one
+    /// declared for the rule's servers (see `record_kind`).
+    CreatedByAgent(ArgPath, Option<Spanned<String>>),
     /// `verified user` and friends: warden verified that identity attribute
     /// (a checked bearer token) rather than took it as declared.
     Verified(VerifiedField),

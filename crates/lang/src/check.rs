@@ -5,8 +5,9 @@
 
 use crate::ast::*;
 use crate::diagnostic::{Diagnostic, Diagnostics};
-use crate::glob::{glob_covers, glob_matches, is_glob, tool_glob_problem};
+use crate::glob::{glob_covers, tool_glob_problem};
 use crate::lints;
+use crate::record_kind::{self, KindChoice, KindDecl};
 use crate::source::{Sources, Span};
 use crate::template::parse_template;
 use std::collections::HashMap;
@@ -78,11 +79,11 @@ fn check(files: &[PolicyFile], sources: &Sources, complete: bool) -> Diagnostics
     let mut blanket_denies: Vec<(&Rule, RuleParts<'_>)> = Vec::new();
     let mut allows: Vec<&Rule> = Vec::new();
     let mut record_kinds: HashMap<&str, Span> = HashMap::new();
-    // The server patterns of each records declaration (`None`: any server).
-    let mut record_servers: Vec<Option<&PatternList>> = Vec::new();
+    // Each records declaration's kind and server patterns.
+    let mut record_decls: Vec<KindDecl<'_>> = Vec::new();
     // Rules reading `created by agent`: their server patterns and the
-    // conditions' spans, checked against the declarations once all are seen.
-    let mut created_uses: Vec<(Option<&PatternList>, Vec<Span>)> = Vec::new();
+    // conditions, resolved to a kind once every declaration is seen.
+    let mut created_uses: Vec<(Option<&PatternList>, Vec<CreatedUse<'_>>)> = Vec::new();
 
     for file in files {
         for item in &file.items {
@@ -106,7 +107,10 @@ fn check(files: &[PolicyFile], sources: &Sources, complete: bool) -> Diagnostics
                     } else {
                         record_kinds.insert(&decl.name.node, decl.name.span);
                     }
-                    record_servers.push(check_records(decl, &mut diags));
+                    record_decls.push(KindDecl {
+                        kind: &decl.name.node,
+                        servers: check_records(decl, &mut diags),
+                    });
                 }
                 Item::Rule(rule) => {
                     if let Some(first) = names.get(rule.name.node.as_str()) {
@@ -121,10 +125,10 @@ fn check(files: &[PolicyFile], sources: &Sources, complete: bool) -> Diagnostics
                     let parts = RuleParts::of(rule, &mut diags);
                     check_rule(rule, &parts, sources, &mut diags);
                     if let Some(when) = parts.when {
-                        let mut spans = Vec::new();
-                        created_by_spans(when, &mut spans);
-                        if !spans.is_empty() {
-                            created_uses.push((parts.server, spans));
+                        let mut uses = Vec::new();
+                        created_by_uses(when, &mut uses);
+                        if !uses.is_empty() {
+                            created_uses.push((parts.server, uses));
                         }
                     }
 
@@ -153,22 +157,38 @@ fn check(files: &[PolicyFile], sources: &Sources, complete: bool) -> Diagnostics
 
     // With files missing, their declarations might cover the rule.
     if complete {
-        for (servers, spans) in created_uses {
-            if !record_servers
-                .iter()
-                .any(|decl| servers_may_overlap(*decl, servers))
-            {
-                let which = match servers {
-                    None => "any server".to_string(),
-                    Some(list) => list
-                        .patterns
-                        .iter()
-                        .map(|p| format!("`{}`", p.node))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                };
-                for at in spans {
-                    diags.push(lints::records_not_declared(at, &which));
+        for (servers, uses) in created_uses {
+            let which = match servers {
+                None => "any server".to_string(),
+                Some(list) => list
+                    .patterns
+                    .iter()
+                    .map(|p| format!("`{}`", p.node))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            for (at, named) in uses {
+                let name = named.map(|n| n.node.as_str());
+                match record_kind::resolve(&record_decls, servers, name) {
+                    KindChoice::Named(_) => {}
+                    KindChoice::Inferred(kind) => {
+                        diags.push(lints::inferred_record_kind(at, kind, &which))
+                    }
+                    KindChoice::Ambiguous(kinds) => {
+                        diags.push(lints::ambiguous_record_kind(at, &kinds, &which))
+                    }
+                    KindChoice::Unknown => {
+                        let declared: Vec<&str> = record_decls.iter().map(|d| d.kind).collect();
+                        let n = named.expect("a named kind");
+                        diags.push(lints::unknown_record_kind(n.span, &n.node, &declared))
+                    }
+                    KindChoice::NotForServers => {
+                        let n = named.expect("a named kind");
+                        diags.push(lints::records_not_declared_for_kind(
+                            n.span, &n.node, &which,
+                        ))
+                    }
+                    KindChoice::NoneDeclared => diags.push(lints::records_not_declared(at, &which)),
                 }
             }
         }
@@ -257,33 +277,27 @@ pub fn json_pointer_problem(pointer: &str) -> Option<&'static str> {
     None
 }
 
-/// The spans of the `created by agent` conditions in `expr`.
-fn created_by_spans(expr: &Expr, out: &mut Vec<Span>) {
+/// Whether `expr` holds only when `verified agent` does: it is that test,
+/// or a part of a top-level `and` is.
+fn requires_verified_agent(expr: &Expr) -> bool {
     match expr {
-        Expr::Or(v, _) | Expr::And(v, _) => v.iter().for_each(|e| created_by_spans(e, out)),
-        Expr::Not(e, _) => created_by_spans(e, out),
-        Expr::Atom(Atom::CreatedByAgent(_), span) => out.push(*span),
-        Expr::Atom(..) => {}
+        Expr::Atom(Atom::Verified(VerifiedField::Agent), _) => true,
+        Expr::And(parts, _) => parts.iter().any(requires_verified_agent),
+        _ => false,
     }
 }
 
-/// Whether a records declaration's servers and a rule's servers can name
-/// the same server. Two globs are taken to overlap: telling would need an
-/// intersection test, and a missed error is only a rule that never holds.
-fn servers_may_overlap(decl: Option<&PatternList>, rule: Option<&PatternList>) -> bool {
-    let (Some(decl), Some(rule)) = (decl, rule) else {
-        return true;
-    };
-    decl.patterns.iter().any(|d| {
-        rule.patterns
-            .iter()
-            .any(|r| match (is_glob(&d.node), is_glob(&r.node)) {
-                (false, false) => d.node == r.node,
-                (true, false) => glob_matches(&d.node, &r.node),
-                (false, true) => glob_matches(&r.node, &d.node),
-                (true, true) => true,
-            })
-    })
+/// A `created by agent` condition: its span and the kind it names, if any.
+type CreatedUse<'a> = (Span, Option<&'a Spanned<String>>);
+
+/// The `created by agent` conditions in `expr`.
+fn created_by_uses<'a>(expr: &'a Expr, out: &mut Vec<CreatedUse<'a>>) {
+    match expr {
+        Expr::Or(v, _) | Expr::And(v, _) => v.iter().for_each(|e| created_by_uses(e, out)),
+        Expr::Not(e, _) => created_by_uses(e, out),
+        Expr::Atom(Atom::CreatedByAgent(_, kind), span) => out.push((*span, kind.as_ref())),
+        Expr::Atom(..) => {}
+    }
 }
 
 /// Whether an unconditional deny's matchers take in every call `later` can match.
@@ -322,6 +336,18 @@ fn check_rule(rule: &Rule, parts: &RuleParts<'_>, sources: &Sources, diags: &mut
                     "cap"
                 };
                 diags.push(lints::zero_limit(limit.max.span, what));
+            }
+            // The agent's name is the client's word unless a bearer token
+            // names it: a `per agent` count on it is reset by reconnecting
+            // under another name (finding 13).
+            if limit.scope.node == Scope::Agent && !parts.when.is_some_and(requires_verified_agent)
+            {
+                let what = if kind == RuleKind::RateLimit {
+                    "rate limit"
+                } else {
+                    "cap"
+                };
+                diags.push(lints::unverified_agent_limit(limit.scope.span, what));
             }
             match (kind, limit.window.as_ref()) {
                 (RuleKind::CapConsecutive, Some(w)) => diags.push(lints::window_on_cap(w.span)),

@@ -20,6 +20,7 @@ use crate::ast::*;
 use crate::cedar::{ACTION_CALL_TOOL, BinOp, CEffect, CExpr, CPolicy, NAMESPACE, Var, quote};
 use crate::check::RuleParts;
 use crate::diagnostic::{Code, Diagnostic, Diagnostics};
+use crate::record_kind::{self, KindDecl};
 use crate::source::{Sources, Span};
 use crate::template::{Template, parse_template};
 use cedar_policy::{Policy, PolicyId, PolicySet, Schema, ValidationMode, Validator};
@@ -107,10 +108,29 @@ pub struct CompiledRule {
     pub core_counting_cedar: Option<String>,
     /// The arguments this rule reads (a subset of the set's `arg_fields`).
     pub arg_fields: BTreeMap<String, BTreeSet<ArgType>>,
-    /// The arguments (JSON pointers) this rule asks `created by agent`
-    /// about: the engine looks their values up in the record store and
-    /// lists in `context.agent_created` those that are agent-created ids.
-    pub created_args: BTreeSet<String>,
+    /// The arguments this rule asks `created by agent` about, each with
+    /// its record kind: the engine looks their values up in the record
+    /// store under (server, kind, id) and lists in `context.agent_created`
+    /// the [`CreatedArg::key`] of those that are agent-created ids.
+    pub created_args: BTreeSet<CreatedArg>,
+}
+
+/// One `created by agent` question: is the argument at `pointer` the id of
+/// a record of `kind` that a call on the agent path created?
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct CreatedArg {
+    /// The record kind, resolved from `as KIND` or inferred.
+    pub kind: String,
+    /// The argument's RFC 6901 pointer, e.g. `/sample_id`.
+    pub pointer: String,
+}
+
+impl CreatedArg {
+    /// The element of `context.agent_created` meaning "yes": `kind:pointer`
+    /// (a kind name holds no `:`, so the pair reads back unambiguously).
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.kind, self.pointer)
+    }
 }
 
 /// A `records` declaration: which tools create records of a kind and where
@@ -128,14 +148,17 @@ pub struct CompiledRecords {
 }
 
 impl CompiledRecords {
+    /// Whether this declaration keeps records of `server`.
+    pub fn covers_server(&self, server: &str) -> bool {
+        self.servers
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|p| crate::glob::glob_matches(p, server)))
+    }
+
     /// The pointer to the id in the result of `tool` on `server`, if this
     /// declaration says that tool creates records.
     pub fn id_pointer(&self, server: &str, tool: &str) -> Option<&str> {
-        let server_ok = self
-            .servers
-            .as_ref()
-            .is_none_or(|list| list.iter().any(|p| crate::glob::glob_matches(p, server)));
-        if !server_ok {
+        if !self.covers_server(server) {
             return None;
         }
         self.creators
@@ -232,6 +255,16 @@ pub(crate) fn compile_files(
     let mut emitter = Emitter::default();
     let mut scratch = Vec::new();
     let mut records = Vec::new();
+    // Every declaration first: a rule's `created by agent` may resolve to
+    // a kind declared further down or in another file.
+    emitter.record_decls = files
+        .iter()
+        .flat_map(|f| &f.items)
+        .filter_map(|item| match item {
+            Item::Records(decl) => Some(decl.clone()),
+            _ => None,
+        })
+        .collect();
 
     for file in files {
         for item in &file.items {
@@ -391,7 +424,11 @@ struct Emitter {
     /// The arguments read by the rule being emitted.
     rule_fields: BTreeMap<String, BTreeSet<ArgType>>,
     /// The `created by agent` arguments of the rule being emitted.
-    rule_created: BTreeSet<String>,
+    rule_created: BTreeSet<CreatedArg>,
+    /// Every records declaration of the set, to resolve record kinds.
+    record_decls: Vec<RecordsDecl>,
+    /// The `server` clause of the rule being emitted.
+    rule_server: Option<PatternList>,
     counters: Vec<String>,
 }
 
@@ -438,6 +475,7 @@ impl Emitter {
         let mode = parts.mode();
         self.rule_fields.clear();
         self.rule_created.clear();
+        self.rule_server = parts.server.cloned();
         let location = sources.location(rule.name.span);
         let limit = parts.limit.map(|l| CompiledLimit {
             max: l.max.node,
@@ -605,14 +643,36 @@ impl Emitter {
             // A required set the engine always supplies: no read to guard,
             // nothing that can error. An absent argument, or one that is
             // not a string or number, is simply not in it.
-            Atom::CreatedByAgent(path) => {
-                let ptr = path.json_pointer();
-                self.rule_created.insert(ptr.clone());
-                Tri::definite(
-                    context()
-                        .attr("agent_created")
-                        .method("contains", vec![CExpr::str(&ptr)]),
+            // The element names the kind too: an agent-created note with id
+            // 1 says nothing about sample 1.
+            Atom::CreatedByAgent(path, named) => {
+                let decls: Vec<KindDecl<'_>> = self.record_decls.iter().map(KindDecl::of).collect();
+                let kind = record_kind::resolve(
+                    &decls,
+                    self.rule_server.as_ref(),
+                    named.as_ref().map(|n| n.node.as_str()),
                 )
+                .kind()
+                .map(str::to_string);
+                match kind {
+                    Some(kind) => {
+                        let arg = CreatedArg {
+                            kind,
+                            pointer: path.json_pointer(),
+                        };
+                        let key = arg.key();
+                        self.rule_created.insert(arg);
+                        Tri::definite(
+                            context()
+                                .attr("agent_created")
+                                .method("contains", vec![CExpr::str(&key)]),
+                        )
+                    }
+                    // The checker rejects a condition without a kind, so
+                    // this is never emitted; were it, no id would count as
+                    // agent-created.
+                    None => Tri::definite(CExpr::Bool(false)),
+                }
             }
             Atom::Verified(f) => Tri::definite(context().attr("verified").attr(f.keyword())),
             Atom::Compare(subject, op, lit) => self.compare(subject, op.node, &lit.value),

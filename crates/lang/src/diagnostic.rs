@@ -89,12 +89,20 @@ codes! {
     InvalidJsonPointer = "invalid-json-pointer", Error, "where a record's id is must be an RFC 6901 JSON pointer such as `/sample/id`";
     /// `created by agent` where no records declaration covers the rule's server.
     RecordsNotDeclared = "records-not-declared", Error, "`created by agent` needs a records declaration for the rule's server";
+    /// `created by agent as KIND` where no records declaration has that kind.
+    UnknownRecordKind = "unknown-record-kind", Error, "`created by agent as KIND` names a kind that a records declaration declares";
+    /// `created by agent` without `as KIND` where several kinds could be meant.
+    AmbiguousRecordKind = "ambiguous-record-kind", Error, "`created by agent` must name its record kind when several are declared for the rule's servers";
     /// Emitted Cedar that does not parse or validate: a bug in warden.
     CompilerBug = "compiler-bug", Error, "the compiler produced Cedar that does not validate (a bug in warden)";
     /// A rule that an earlier unconditional deny makes pointless.
     ShadowedRule = "shadowed-rule", Warning, "an earlier unconditional deny already decides every call this rule matches";
     /// An allow rule under `default allow`.
     RedundantAllow = "redundant-allow", Warning, "under `default allow` an allow rule changes nothing";
+    /// `created by agent` without `as KIND`, read as the only kind declared for the rule's servers.
+    InferredRecordKind = "inferred-record-kind", Warning, "`created by agent` without `as KIND` takes the only record kind declared for the rule's servers";
+    /// A `per agent` cap or rate whose rule does not require `verified agent`.
+    UnverifiedAgentLimit = "unverified-agent-limit", Warning, "a `per agent` limit on a declared agent name is evaded by reconnecting under another name";
 }
 
 impl fmt::Display for Code {

@@ -264,9 +264,13 @@ fn write_atom(out: &mut String, a: &Atom) {
             write_path(out, p);
             out.push_str(" exists");
         }
-        Atom::CreatedByAgent(p) => {
+        Atom::CreatedByAgent(p, kind) => {
             write_path(out, p);
             out.push_str(" created by agent");
+            if let Some(k) = kind {
+                out.push_str(" as ");
+                out.push_str(&k.node);
+            }
         }
         Atom::Verified(f) => {
             out.push_str("verified ");

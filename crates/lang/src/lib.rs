@@ -31,10 +31,13 @@ pub mod fmt;
 pub mod glob;
 pub mod lints;
 pub mod parse;
+mod record_kind;
 pub mod source;
 pub mod template;
 
-pub use compile::{ArgType, CompiledLimit, CompiledPolicySet, CompiledRecords, CompiledRule};
+pub use compile::{
+    ArgType, CompiledLimit, CompiledPolicySet, CompiledRecords, CompiledRule, CreatedArg,
+};
 pub use diagnostic::{Code, Diagnostic, Diagnostics, Label, Location, Severity};
 pub use source::{FileId, SourceFile, Sources, Span};
 

@@ -352,3 +352,64 @@ pub(crate) fn records_not_declared(at: Span, servers: &str) -> Diagnostic {
     .with_label(at, "no tool is known to create these records")
     .with_help("declare the tool that creates them: `records sample { server \"genomics\" created by tool \"create_sample\" at \"/sample/id\" }`")
 }
+pub(crate) fn unverified_agent_limit(at: Span, kind: &str) -> Diagnostic {
+    Diagnostic::new(
+        Code::UnverifiedAgentLimit,
+        format!("this {kind} counts per agent, but the rule does not require `verified agent`"),
+    )
+    .with_label(at, "counted per agent name, which the client declares")
+    .with_help("a client that reconnects with another `clientInfo.name` counts from zero: limit `per user` or `per session` instead, or add `and verified agent` to `when` (then only calls whose agent a bearer token names are counted, so keep a per-user rule for the others)")
+}
+
+pub(crate) fn inferred_record_kind(at: Span, kind: &str, servers: &str) -> Diagnostic {
+    Diagnostic::new(
+        Code::InferredRecordKind,
+        format!("`created by agent` is read as `created by agent as {kind}`, the only record kind declared for {servers}"),
+    )
+    .with_label(at, format!("asks about `{kind}` ids"))
+    .with_help(format!("write `created by agent as {kind}` to say so; a second records declaration for these servers would otherwise make the condition ambiguous"))
+}
+
+pub(crate) fn ambiguous_record_kind(at: Span, kinds: &[&str], servers: &str) -> Diagnostic {
+    let list = kinds
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Diagnostic::new(
+        Code::AmbiguousRecordKind,
+        format!("`created by agent` could ask about any of {list}: each is declared for {servers}"),
+    )
+    .with_label(at, "which kind of record is this id?")
+    .with_help(format!("ids are only unique within a kind (note 1 is not sample 1): name it, e.g. `created by agent as {}`", kinds[0]))
+}
+
+pub(crate) fn unknown_record_kind(at: Span, kind: &str, declared: &[&str]) -> Diagnostic {
+    let help = if declared.is_empty() {
+        format!(
+            "declare it: `records {kind} {{ server \"...\" created by tool \"...\" at \"/id\" }}`"
+        )
+    } else {
+        let list = declared
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("the declared kinds are {list}")
+    };
+    Diagnostic::new(
+        Code::UnknownRecordKind,
+        format!("no records declaration is named `{kind}`"),
+    )
+    .with_label(at, "not a declared record kind")
+    .with_help(help)
+}
+
+pub(crate) fn records_not_declared_for_kind(at: Span, kind: &str, servers: &str) -> Diagnostic {
+    Diagnostic::new(
+        Code::RecordsNotDeclared,
+        format!("`created by agent as {kind}` can never hold: records `{kind}` are not declared for {servers}"),
+    )
+    .with_label(at, "kept for other servers")
+    .with_help(format!("add the rule's server to the `server` line of `records {kind}`, or name the kind declared for it"))
+}

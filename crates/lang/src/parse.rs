@@ -303,7 +303,13 @@ impl Builder {
             }
             Rule::in_group => Atom::InGroup(self.string(inner.next().expect("grammar"))),
             Rule::exists => Atom::Exists(self.arg_path(inner.next().expect("grammar"))),
-            Rule::created_by => Atom::CreatedByAgent(self.arg_path(inner.next().expect("grammar"))),
+            Rule::created_by => {
+                let path = self.arg_path(inner.next().expect("grammar"));
+                let kind = inner
+                    .next()
+                    .map(|k| Spanned::new(k.as_str().to_string(), self.span(&k)));
+                Atom::CreatedByAgent(path, kind)
+            }
             Rule::verified => {
                 let f = inner.next().expect("grammar: verified field");
                 Atom::Verified(match f.as_str() {
@@ -483,6 +489,7 @@ fn is_keyword(r: Rule) -> bool {
             | Rule::kw_created
             | Rule::kw_by
             | Rule::kw_at
+            | Rule::kw_as
             | Rule::kw_verified
     )
 }
@@ -650,6 +657,7 @@ fn describe_rule(r: Rule) -> Option<&'static str> {
         Rule::created_clause | Rule::kw_created => "`created`",
         Rule::kw_by => "`by`",
         Rule::kw_at => "`at`",
+        Rule::kw_as => "`as`",
         Rule::created_by => "`created by agent`",
         Rule::verified | Rule::kw_verified => "`verified`",
         Rule::verified_field => "`user`, `groups`, `agent` or `model`",

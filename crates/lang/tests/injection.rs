@@ -621,8 +621,11 @@ fn hostile_text_in_records_and_created_by_agent_changes_nothing() {
         // The argument is named by its exact pointer, quoted once.
         let rule = &out.policy_set.rules()[0];
         assert_eq!(
-            rule.created_args.iter().collect::<Vec<_>>(),
-            [&pointer(hostile)],
+            rule.created_args
+                .iter()
+                .map(|a| (a.kind.as_str(), a.pointer.as_str()))
+                .collect::<Vec<_>>(),
+            [("r", pointer(hostile).as_str())],
             "{hostile:?}"
         );
         let records = out.policy_set.records();

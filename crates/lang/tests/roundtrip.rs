@@ -147,7 +147,12 @@ fn strip_expr(e: &mut Expr) {
 fn strip_atom(a: &mut Atom) {
     match a {
         Atom::Bool(_) | Atom::ViaAgent | Atom::ToolFlag(_) | Atom::Verified(_) => {}
-        Atom::CreatedByAgent(p) => p.span = S,
+        Atom::CreatedByAgent(p, kind) => {
+            p.span = S;
+            if let Some(k) = kind {
+                k.span = S;
+            }
+        }
         Atom::ViaServer(s) | Atom::InGroup(s) => s.span = S,
         Atom::Exists(p) => p.span = S,
         Atom::Compare(subj, op, lit) => {
@@ -433,7 +438,9 @@ fn atom(valid: bool) -> BoxedStrategy<Atom> {
         1 => tool_flag().prop_map(Atom::ToolFlag),
         1 => any_string().prop_map(|s| Atom::InGroup(sp(s))),
         1 => arg_path().prop_map(Atom::Exists),
-        1 => arg_path().prop_map(Atom::CreatedByAgent),
+        // `sample` is the kind the valid sets declare for every server.
+        1 => (arg_path(), proptest::option::of(Just("sample".to_string())))
+            .prop_map(|(p, kind)| Atom::CreatedByAgent(p, kind.map(sp))),
         1 => select(VerifiedField::ALL.to_vec()).prop_map(Atom::Verified),
         2 => compare,
         1 => in_list,
@@ -987,7 +994,7 @@ impl Messy {
                 self.ws();
                 self.out.push_str("exists");
             }
-            Atom::CreatedByAgent(p) => {
+            Atom::CreatedByAgent(p, kind) => {
                 self.path(p);
                 for word in ["created", "by", "agent"] {
                     self.ws();
@@ -999,6 +1006,12 @@ impl Messy {
                 self.ws();
                 self.out.push_str(f.keyword());
             }
+                if let Some(k) = kind {
+                    for word in ["as", k.node.as_str()] {
+                        self.ws();
+                        self.out.push_str(word);
+                    }
+                }
             Atom::Compare(s, op, lit) => {
                 self.subject(s);
                 self.opt_ws();
