@@ -182,7 +182,11 @@ async fn finding_04_a_note_id_does_not_make_the_sample_with_that_id_changeable()
             .stderr(Stdio::null())
             .spawn()?;
         let client = ().serve(transport).await?;
-        let what = if state.is_some() { "with --state" } else { "in memory" };
+        let what = if state.is_some() {
+            "with --state"
+        } else {
+            "in memory"
+        };
 
         let note = call(&client, "echo_meta", json!({"note_id": 1})).await?;
         assert_allowed(&note, "creating note 1");

@@ -333,9 +333,12 @@ fn summarize_log(path: &Path) {
         return;
     };
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    // Outcome lines (appended after a forwarded call's decision line)
+    // are not decisions.
     let lines: Vec<Value> = text
         .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l.get("decision").is_some())
         .collect();
     for line in &lines {
         let d = line["decision"].as_str().unwrap_or("?").to_string();
