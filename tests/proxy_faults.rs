@@ -197,13 +197,16 @@ fn is_response(m: &Value) -> bool {
 }
 
 fn read_audit(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line is no JSON ({e}): {l}"))
-        })
-        .collect()
+    merge_outcomes(
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("audit line is no JSON ({e}): {l}"))
+            })
+            .collect(),
+    )
 }
 
 fn error_code(r: &Value) -> i64 {
@@ -1100,4 +1103,24 @@ async fn a_policy_reload_every_10_ms_under_load_fails_no_call_and_mixes_no_sets(
         warden.reloads.load(Ordering::Relaxed)
     );
     Ok(())
+}
+
+/// One line per call: the decision log writes a forwarded call's upstream
+/// outcome as a line of its own after the decision (write-ahead); it is
+/// folded into its decision line here.
+fn merge_outcomes(lines: Vec<Value>) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    for l in lines {
+        if l["event"] == "outcome"
+            && let Some(d) = out
+                .iter_mut()
+                .rev()
+                .find(|d| d["decision_id"] == l["decision_id"])
+        {
+            d["upstream"] = l["upstream"].clone();
+            continue;
+        }
+        out.push(l);
+    }
+    out
 }

@@ -238,10 +238,11 @@ impl Warden {
 
     fn audit(&self) -> Res<Vec<Value>> {
         let text = std::fs::read_to_string(self.dir.join("audit.jsonl")).unwrap_or_default();
-        Ok(text
-            .lines()
-            .map(serde_json::from_str)
-            .collect::<Result<_, _>>()?)
+        Ok(merge_outcomes(
+            text.lines()
+                .map(serde_json::from_str)
+                .collect::<Result<_, _>>()?,
+        ))
     }
 
     /// Every message the upstreams received, in order.
@@ -820,6 +821,26 @@ fn a_declared_user_on_stdio_is_not_a_verified_one() -> TestResult {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("identity file"), "{err}");
     Ok(())
+}
+
+/// One line per call: the decision log writes a forwarded call's upstream
+/// outcome as a line of its own after the decision (write-ahead); it is
+/// folded into its decision line here.
+fn merge_outcomes(lines: Vec<Value>) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    for l in lines {
+        if l["event"] == "outcome"
+            && let Some(d) = out
+                .iter_mut()
+                .rev()
+                .find(|d| d["decision_id"] == l["decision_id"])
+        {
+            d["upstream"] = l["upstream"].clone();
+            continue;
+        }
+        out.push(l);
+    }
+    out
 }
 
 /// Issue 10, finding 26: `--jwt-leeway` is bounded (a usage error beyond

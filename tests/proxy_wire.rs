@@ -122,11 +122,13 @@ impl Wire {
     }
 
     fn audit(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
-            .collect()
+        merge_outcomes(
+            std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
+                .collect(),
+        )
     }
 }
 
@@ -389,4 +391,24 @@ async fn a_confirmation_the_person_does_not_answer_times_out_as_a_denial() -> Te
         .unwrap_or("");
     assert!(reason.contains("did not answer"), "{reason}");
     Ok(())
+}
+
+/// One line per call: the decision log writes a forwarded call's upstream
+/// outcome as a line of its own after the decision (write-ahead); it is
+/// folded into its decision line here.
+fn merge_outcomes(lines: Vec<Value>) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    for l in lines {
+        if l["event"] == "outcome"
+            && let Some(d) = out
+                .iter_mut()
+                .rev()
+                .find(|d| d["decision_id"] == l["decision_id"])
+        {
+            d["upstream"] = l["upstream"].clone();
+            continue;
+        }
+        out.push(l);
+    }
+    out
 }

@@ -1,33 +1,22 @@
 //! Finding and reading .policy files: a path is a file, or a directory
-//! whose .policy files (recursively, in sorted order) form one set.
+//! whose .policy files (recursively, in sorted order) form one set, found
+//! by the engine's walk.
 
 use std::path::{Path, PathBuf};
 use warden_lang::Sources;
 
-/// The .policy files a path stands for, sorted so output is stable.
+/// The .policy files a path stands for, sorted so output is stable: the
+/// engine's walk ([`warden_engine::store::walk_policy_files`]), so lint
+/// reads exactly the set the proxy loads (links followed, each directory
+/// and file once, loops skipped, ConfigMap `..` entries skipped).
 pub(crate) fn policy_files(path: &Path) -> Result<Vec<PathBuf>, String> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    if meta.is_file() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let mut out = Vec::new();
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries =
-            std::fs::read_dir(&dir).map_err(|e| format!("cannot list `{}`: {e}", dir.display()))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| format!("cannot list `{}`: {e}", dir.display()))?;
-            let p = entry.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|e| e == "policy") {
-                out.push(p);
-            }
+    warden_engine::store::walk_policy_files(path).map_err(|(at, e)| {
+        if at == path {
+            format!("cannot read `{}`: {e}", at.display())
+        } else {
+            format!("cannot list `{}`: {e}", at.display())
         }
-    }
-    out.sort();
-    Ok(out)
+    })
 }
 
 /// Reads files into a source set, naming each by the path as given.

@@ -426,6 +426,15 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
             let _ = reloads_tx.send(());
         }
         ReloadEvent::Failed { message, .. } => eprintln!("warden: {message}"),
+        ReloadEvent::RulesRemoved { version, removed } => eprintln!(
+            "warden: warning: the policies reloaded as version {version} no longer have {} rule(s) that were in force: {}",
+            removed.len(),
+            removed
+                .iter()
+                .map(|r| format!("`{r}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         ReloadEvent::WatchError { message } => {
             eprintln!("warden: watching the policies failed: {message}")
         }

@@ -1,17 +1,21 @@
 //! The decision API: [`Engine::decide`] turns a [`CallContext`] into
-//! Allow, Deny or Confirm (plus shadow findings),
-//! [`Engine::record_forwarded`] counts a call that was forwarded, and
+//! Allow, Deny or Confirm (plus shadow findings) and, for an Allow that
+//! counts towards caps or rates, holds its slots (checked and taken in one
+//! atomic step of the store, so concurrent calls cannot overshoot);
+//! [`Engine::record_forwarded`] commits them once the call was forwarded
+//! (a [`Decided`] dropped without that releases them), and
 //! [`Engine::record_created`] stores the records a forwarded call created. Every
 //! error on the way (bad arguments, an evaluation error, state that cannot
 //! be read) ends in Deny with a reason; nothing here can allow by accident.
 
-use crate::args::{ArgLimits, check_arg_limits, project_args};
+use crate::args::{ArgLimits, ArgProblem, check_arg_limits, project_args};
 use crate::call::CallContext;
+use crate::gate::{HoldGuard, StateGate};
 use crate::index::{CachedEntities, MAX_CACHED_ENTITY_SETS, PolicyBundle, Slice, annotation_bits};
 use crate::message::{human_duration, render_reason};
 use crate::records::{NewRecord, RecordBackend, RecordError, RecordStore, extract_id, id_of};
 use crate::state::{
-    Clock, LimitSpec, ScopeKey, StateBackend, StateError, StateGate, StateLimits, SystemClock,
+    Clock, Hold, LimitSpec, Reserved, ScopeKey, StateBackend, StateError, StateLimits, SystemClock,
 };
 use arc_swap::ArcSwap;
 use cedar_policy::{
@@ -27,11 +31,11 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 use warden_lang::ast::{Mode, RuleKind, Scope};
 use warden_lang::compile::{COUNTING_SUFFIX, DEFAULT_POLICY_ID};
+use warden_lang::{CompiledRule, CreatedArg};
 
 /// One rule behind a decision, with its message for the agent and person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RuleHit {
-use warden_lang::{CompiledRule, CreatedArg};
     pub rule: String,
     pub kind: RuleKind,
     pub message: String,
@@ -47,7 +51,8 @@ pub enum Retry {
     Never,
     /// A rate limit frees a slot after this long.
     AfterSeconds { seconds: u64 },
-    /// A cap lifts once the streak ends (another call, or a confirmed one).
+    /// A cap lifts once the streak ends: a forwarded call in the same scope
+    /// that the cap does not count (a call to a tool it does not limit).
     AfterStreakEnds,
 }
 
@@ -103,9 +108,17 @@ pub struct Decided {
     /// Time spent deciding.
     #[serde(rename = "latency_us", serialize_with = "micros")]
     pub latency: Duration,
-    /// Cap and rate rules this call counts towards if forwarded.
+    /// The slots this allowed call holds until it is forwarded (committed
+    /// by [`Engine::record_forwarded`]) or every copy of the decision is
+    /// dropped (released).
     #[serde(skip)]
-    pub(crate) counts_for: Vec<(String, LimitSpec)>,
+    pub(crate) hold: Option<Arc<HoldGuard>>,
+    /// The enforced rules other than `allow` (deny, require-confirm, caps,
+    /// rates) whose conditions held for the call, whatever the outcome:
+    /// the proxy's tools/list notes read it (a require-confirm rule whose
+    /// note must show although the probe was denied for want of an allow).
+    #[serde(skip)]
+    pub restricting: Vec<String>,
 }
 
 fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -147,7 +160,7 @@ impl Default for EngineOptions {
 #[derive(Debug)]
 pub struct Engine {
     policies: ArcSwap<PolicyBundle>,
-    state: StateGate,
+    state: Arc<StateGate>,
     records: Arc<dyn RecordStore>,
     clock: Arc<dyn Clock>,
     arg_limits: ArgLimits,
@@ -163,11 +176,11 @@ impl Engine {
             .unwrap_or_default();
         Engine {
             policies: ArcSwap::from_pointee(bundle),
-            state: StateGate::new(
+            state: Arc::new(StateGate::new(
                 options
                     .state
                     .open(options.state_limits, Arc::clone(&options.clock)),
-            ),
+            )),
             records: options.records.open(Arc::clone(&options.clock)),
             clock: options.clock,
             arg_limits: options.arg_limits,
@@ -189,16 +202,80 @@ impl Engine {
         self.policies.store(Arc::new(bundle));
     }
 
-    /// Decides one call.
+    /// Decides one call. An Allow that counts towards caps or rates holds
+    /// one slot of each: the store checks again that each is below its
+    /// maximum and takes them together; when another call took the last
+    /// slot in between, the call is decided again (and then denied by the
+    /// limit, with the limit's own reason).
     pub fn decide(&self, call: &CallContext) -> Decided {
         let start = Instant::now();
         let bundle = self.policies.load_full();
         let mut counts_for = Vec::new();
-        let (outcome, shadow) = match self.evaluate(&bundle, call, &mut counts_for) {
-            Ok(r) => r,
-            Err(denial) => {
-                counts_for.clear();
-                (Outcome::Deny(denial), Vec::new())
+        let mut restricting = Vec::new();
+        let mut hold = None;
+        let mut attempts = 0;
+        let (outcome, shadow) = loop {
+            counts_for.clear();
+            restricting.clear();
+            let (outcome, shadow) =
+                match self.evaluate(&bundle, call, &mut counts_for, &mut restricting) {
+                    Ok(r) => r,
+                    Err(denial) => {
+                        counts_for.clear();
+                        break (Outcome::Deny(denial), Vec::new());
+                    }
+                };
+            if !matches!(outcome, Outcome::Allow { .. }) {
+                break (outcome, shadow);
+            }
+            let wanted = Hold {
+                keys: scope_keys(call).to_vec(),
+                matched: counts_for.clone(),
+                confirmed: !call.confirmed.is_empty(),
+            };
+            if wanted.slots().next().is_none() {
+                break (outcome, shadow);
+            }
+            let denied = |reason: String, instead: &str| {
+                (Outcome::Deny(plain_denial(reason, instead)), shadow.clone())
+            };
+            match self.state.reserve(&wanted) {
+                Ok(Reserved::Held(id)) => {
+                    hold = Some(Arc::new(HoldGuard::new(
+                        Arc::clone(&self.state),
+                        id,
+                        wanted,
+                    )));
+                    break (outcome, shadow);
+                }
+                Ok(Reserved::Full { .. }) if attempts < MAX_RESERVE_ATTEMPTS => attempts += 1,
+                Ok(Reserved::Full { rule }) => {
+                    break denied(
+                        format!(
+                            "`{}` was not called: calls decided at the same time kept taking the last slots of rule `{rule}`",
+                            call.tool
+                        ),
+                        "call again once; if the limit is reached, the answer says so and when it frees",
+                    );
+                }
+                Ok(Reserved::Untracked(why)) => {
+                    break denied(
+                        format!(
+                            "`{}` was not called: warden's own bound on the limits it tracks was reached ({why}); no policy rule's limit was reached",
+                            call.tool
+                        ),
+                        "tell the person; an operator can raise warden's state bounds, and idle limits free room as they expire",
+                    );
+                }
+                Err(e) => {
+                    break denied(
+                        format!(
+                            "`{}` was not called: state store unavailable: {e}",
+                            call.tool
+                        ),
+                        "report this to the platform team; it is not caused by the agent",
+                    );
+                }
             }
         };
         Decided {
@@ -211,13 +288,18 @@ impl Engine {
             outcome,
             shadow,
             latency: start.elapsed(),
-            counts_for,
+            hold,
+            restricting,
         }
     }
 
-    /// Counts a call that was forwarded upstream: its caps' streaks grow,
-    /// other caps' streaks in its scopes end, its rates record it. A call
-    /// the person confirmed ends every streak in its scopes.
+    /// Counts a call that was forwarded upstream by committing the slots
+    /// its decision holds: its caps' streaks grow, other caps' streaks in
+    /// its scopes end, its rates record it. A call the person confirmed
+    /// ends every streak in its scopes. A call that counts for nothing only
+    /// ends streaks, without waiting for a busy store (the end is then kept
+    /// and applied before the next use of those scopes), and touches no
+    /// store at all when the policies have no cap.
     ///
     /// If the state store cannot be written, the call is kept and written
     /// before the next counter read; until that succeeds, calls that need
@@ -234,14 +316,28 @@ impl Engine {
         call: &CallContext,
         decided: &Decided,
     ) -> Result<(), StateError> {
-        let keys = [Scope::Session, Scope::User, Scope::Agent].map(|s| scope_key(call, s));
-        let matched: Vec<(&str, LimitSpec)> = decided
-            .counts_for
-            .iter()
-            .map(|(id, s)| (id.as_str(), *s))
+        if let Some(hold) = &decided.hold {
+            return hold.commit();
+        }
+        if !decided.is_allow() {
+            return Ok(());
+        }
+        // No slot held: nothing counts it, so it only ends streaks, in the
+        // scopes some cap of the set in force counts per.
+        let bundle = self.policies.load();
+        let keys: Vec<ScopeKey> = scope_keys(call)
+            .into_iter()
+            .filter(|k| {
+                bundle.rules().iter().any(|r| {
+                    r.kind == RuleKind::CapConsecutive
+                        && r.limit.is_some_and(|l| l.scope == k.scope)
+                })
+            })
             .collect();
-        self.state
-            .record_forwarded(&keys, &matched, !call.confirmed.is_empty())
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.state.end_streaks(&keys)
     }
 
     /// Stores the records a forwarded call created: when the call was
@@ -321,11 +417,18 @@ impl Engine {
         bundle: &PolicyBundle,
         call: &CallContext,
         counts_for: &mut Vec<(String, LimitSpec)>,
+        restricting: &mut Vec<String>,
     ) -> Result<(Outcome, Vec<ShadowFinding>), Denial> {
         if let Err(problem) = check_arg_limits(&call.arguments, &self.arg_limits) {
+            let instead = match problem {
+                ArgProblem::NotAnObject => {
+                    "send the arguments as a JSON object of named values (`{}` for none)"
+                }
+                _ => "send smaller, flatter arguments",
+            };
             return Err(plain_denial(
                 format!("`{}` was not called: {problem}", call.tool),
-                "send smaller, flatter arguments",
+                instead,
             ));
         }
         let slice = bundle.slice(&call.server, &call.tool);
@@ -372,7 +475,14 @@ impl Engine {
                         frees_in.insert(rule.id.as_str(), d);
                     }
                 }
-                Ok(None) => {}
+                // The store cannot track the scope: warden's bound, which
+                // the denial must not present as the rule's limit.
+                Ok(None) => {
+                    unavailable.insert(
+                        rule.id.as_str(),
+                        StateError::Store("its table of tracked scopes is full".into()),
+                    );
+                }
                 Err(e) => {
                     unavailable.insert(rule.id.as_str(), e);
                 }
@@ -436,6 +546,7 @@ impl Engine {
             ));
         }
 
+        restricting.extend(forbids.iter().map(|(_, id)| id.to_string()));
         let outcome = if forbids.is_empty() && !permits.is_empty() {
             permits.sort_unstable();
             Outcome::Allow {
@@ -542,16 +653,39 @@ impl Engine {
                 "do not retry; tell the person what you wanted to do, so that they can do it another way".to_string(),
             )
         } else if kinds.contains(&RuleKind::CapConsecutive) {
+            // Only a forwarded call the cap does not count ends the streak:
+            // while the cap holds, the person is not asked about calls it
+            // counts, so a confirmation cannot end it from here.
+            let scopes: Vec<&str> = rules
+                .iter()
+                .filter(|h| h.kind == RuleKind::CapConsecutive)
+                .filter_map(|h| bundle.rule_index(&h.rule))
+                .filter_map(|i| bundle.rules()[i].limit.map(|l| l.scope.keyword()))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
             (
                 Retry::AfterStreakEnds,
-                "stop and check the results of the previous calls with the person; the streak ends with a call to another tool or a call the person confirms".to_string(),
+                format!(
+                    "stop and check the results of the previous calls with the person; the streak ends when a call to a tool this limit does not count is made in the same {}",
+                    scopes.join(" and ")
+                ),
             )
         } else {
+            // A window full of calls still in flight (held, no event yet)
+            // frees a whole window after they are recorded.
             let wait = rules
                 .iter()
-                .filter_map(|h| frees_in.get(h.rule.as_str()))
+                .filter_map(|h| {
+                    frees_in.get(h.rule.as_str()).copied().or_else(|| {
+                        let i = bundle.rule_index(&h.rule)?;
+                        bundle.rules()[i]
+                            .limit?
+                            .window_secs
+                            .map(Duration::from_secs)
+                    })
+                })
                 .max()
-                .copied()
                 .unwrap_or(Duration::ZERO);
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             (
@@ -640,6 +774,15 @@ fn plain_denial(reason: String, instead: &str) -> Denial {
         retry: Retry::Never,
         instead: instead.to_string(),
     }
+}
+
+/// How often a decision is taken again when its slots were taken by calls
+/// deciding at the same time.
+const MAX_RESERVE_ATTEMPTS: usize = 8;
+
+/// The call's value for each scope (session, user, agent).
+fn scope_keys(call: &CallContext) -> [ScopeKey; 3] {
+    [Scope::Session, Scope::User, Scope::Agent].map(|s| scope_key(call, s))
 }
 
 fn limit_spec(rule: &CompiledRule) -> LimitSpec {

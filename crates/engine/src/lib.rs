@@ -1,19 +1,24 @@
 //! `warden-engine`: the evaluator. It knows policies, identities and
 //! state, and nothing of MCP transports. A transport builds a
-//! [`CallContext`], asks [`Engine::decide`], forwards only on Allow, then
-//! calls [`Engine::record_forwarded`] so caps and rates count the call.
+//! [`CallContext`], asks [`Engine::decide`] (which reserves the call's
+//! slots of caps and rates), forwards only on Allow, then calls
+//! [`Engine::record_forwarded`] to commit them; a decision dropped without
+//! that releases them.
 //!
 //! Fail closed: every error while deciding is a Deny with a reason.
 
 pub mod args;
 pub mod call;
 pub mod engine;
+pub mod gate;
 pub mod index;
 pub mod log;
+pub mod memory;
 pub mod message;
 pub mod records;
 pub mod reload;
 pub mod sqlite;
+pub mod sqlite_limits;
 pub mod state;
 pub mod store;
 

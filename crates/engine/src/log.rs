@@ -4,6 +4,15 @@
 //! policy version and why, what shadow rules would have done, and (filled
 //! in by the proxy) how the upstream call went.
 //!
+//! It is a write-ahead log for forwarded calls: the decision line is
+//! written and flushed ([`DecisionLog::write_decision`]) before the call
+//! goes upstream, and a caller that gets an error does not forward it;
+//! how the upstream call went is appended afterwards as a second, shorter
+//! line ([`DecisionLog::write_outcome`]: `"event": "outcome"`, the same
+//! `decision_id`, `upstream`). A call warden never forwarded has one line.
+//! Flushed means handed to the operating system (`write` returned): the
+//! line survives warden crashing, not the machine losing power.
+//!
 //! An audit log that loses lines quietly is worse than none, so every
 //! write and flush error is returned to the caller as a [`LogError`]; what
 //! to do then (refuse calls, alert) is the caller's decision. Arguments are
@@ -122,7 +131,38 @@ impl DecisionLog {
         decided: &Decided,
         upstream: Option<&UpstreamOutcome>,
     ) -> Result<(), LogError> {
-        let mut line = self.line(call, decided, upstream)?;
+        let line = self.line(call, decided, upstream)?;
+        self.append(line)
+    }
+
+    /// The write-ahead line of a call about to be forwarded (or of any
+    /// decision): flushed before this returns. On an error the caller
+    /// must not forward the call.
+    pub fn write_decision(&self, call: &CallContext, decided: &Decided) -> Result<(), LogError> {
+        self.write(call, decided, None)
+    }
+
+    /// Appends how a forwarded call went upstream, as a line of its own
+    /// naming the decision (`{"time", "decision_id", "event": "outcome",
+    /// "upstream"}`).
+    pub fn write_outcome(
+        &self,
+        decided: &Decided,
+        upstream: &UpstreamOutcome,
+    ) -> Result<(), LogError> {
+        let line = serde_json::to_string(&OutcomeLine {
+            time: rfc3339(SystemTime::now()),
+            decision_id: &decided.id,
+            event: "outcome",
+            upstream,
+        })
+        .map_err(|e| LogError::Encode {
+            message: e.to_string(),
+        })?;
+        self.append(line)
+    }
+
+    fn append(&self, mut line: String) -> Result<(), LogError> {
         line.push('\n');
         let mut sink = lock_sink(&self.out);
         let Sink { writer, torn } = &mut *sink;
@@ -210,6 +250,14 @@ impl DecisionLog {
             message: e.to_string(),
         })
     }
+}
+
+#[derive(Serialize)]
+struct OutcomeLine<'a> {
+    time: String,
+    decision_id: &'a str,
+    event: &'static str,
+    upstream: &'a UpstreamOutcome,
 }
 
 #[derive(Serialize)]
@@ -709,6 +757,49 @@ deny audit-tokens {
 
         // The reopened log has no redaction configured.
         assert_eq!(lines[4]["arguments"]["API_KEY"], "k1");
+    }
+
+    #[test]
+    fn finding_17_the_decision_is_written_ahead_and_the_outcome_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.jsonl");
+        let log = DecisionLog::open(&path).unwrap();
+        let e = engine();
+        let c = call("read_file", json!({"path": "/data"}));
+        let d = e.decide(&c);
+        log.write_decision(&c, &d).unwrap();
+        // Before the call goes upstream the decision is already in the file.
+        let ahead = std::fs::read_to_string(&path).unwrap();
+        let line: Value = serde_json::from_str(ahead.trim()).unwrap();
+        assert_eq!(line["decision"], "allow");
+        assert!(line.get("upstream").is_none(), "{line}");
+        let outcome = UpstreamOutcome {
+            ok: true,
+            error: None,
+            duration_ms: 7,
+        };
+        log.write_outcome(&d, &outcome).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1]["event"], "outcome");
+        assert_eq!(lines[1]["decision_id"], d.id.as_str());
+        assert_eq!(lines[1]["upstream"]["ok"], true);
+    }
+
+    #[test]
+    fn finding_17_a_log_that_cannot_be_written_returns_the_error() {
+        if !Path::new("/dev/full").exists() {
+            return;
+        }
+        let log = DecisionLog::open(Path::new("/dev/full")).unwrap();
+        let e = engine();
+        let c = call("read_file", json!({}));
+        let err = log.write_decision(&c, &e.decide(&c)).unwrap_err();
+        assert!(matches!(err, LogError::Write { .. }), "{err}");
     }
 
     #[test]

@@ -14,6 +14,15 @@
 //! compares its version hash; only a changed hash compiles and swaps. So
 //! correctness does not hang on interpreting event kinds, and reading the
 //! policies (which itself emits access events) cannot start a reload loop.
+//!
+//! A file caught mid-save must not drop its rules, even for a moment: a
+//! non-atomic save first truncates the file. So a reload that finds any
+//! policy file empty (nothing but whitespace) fails like one that does not
+//! compile, and the last good set stays in force until the file has
+//! content again; to remove a file's rules, delete the file. A reload that
+//! succeeds but leaves out rules the set in force had is reported as
+//! [`ReloadEvent::RulesRemoved`] (after `Reloaded`), which the CLI prints
+//! as a warning naming them.
 
 use crate::engine::Engine;
 use crate::index::PolicyBundle;
@@ -40,6 +49,12 @@ pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(100);
 pub enum ReloadEvent {
     /// A new set is in force.
     Reloaded { version: String, rules: usize },
+    /// The set just put in force lacks rules the previous one had (their
+    /// ids); reported after `Reloaded`, so that a removal is never quiet.
+    RulesRemoved {
+        version: String,
+        removed: Vec<String>,
+    },
     /// The policies on disk could not be loaded; `keeping` is the version
     /// still in force. `message` is one line, and says so.
     Failed { message: String, keeping: String },
@@ -89,6 +104,7 @@ enum Attempt {
     Reloaded {
         version: String,
         rules: usize,
+        removed: Vec<String>,
     },
     /// `fresh` is false when this exact failure was already reported.
     Failed {
@@ -204,9 +220,23 @@ impl PolicyReloader {
                 fresh: false,
             };
         }
+        if let Some((_, empty)) = sources.iter().find(|(_, f)| f.text().trim().is_empty()) {
+            let error = LoadError::Io {
+                path: PathBuf::from(empty.name()),
+                message: "the file is empty (perhaps caught mid-save); the last good set stays in force until it has content again (delete the file to remove its rules)".into(),
+            };
+            return self.failed(&mut failure, version, error);
+        }
         match compile_policy_set(&sources) {
             Ok(out) => {
                 let rules = out.policy_set.rules().len();
+                let old = self.engine.policies();
+                let removed: Vec<String> = old
+                    .rules()
+                    .iter()
+                    .filter(|r| !out.policy_set.rules().iter().any(|n| n.id == r.id))
+                    .map(|r| r.id.clone())
+                    .collect();
                 self.engine
                     .swap_policies(PolicyBundle::new(out.policy_set, version.clone()));
                 *failure = None;
@@ -216,7 +246,11 @@ impl PolicyReloader {
                 status.rules = rules;
                 status.last_error = None;
                 status.reloads += 1;
-                Attempt::Reloaded { version, rules }
+                Attempt::Reloaded {
+                    version,
+                    rules,
+                    removed,
+                }
             }
             Err(diagnostics) => {
                 let error = LoadError::Invalid {
@@ -256,9 +290,22 @@ impl PolicyReloader {
 
     /// One watched check: reloads if needed and reports what is news.
     fn check_and_report(&self, on_reload: Option<&Report>) {
+        let mut removal = None;
         let event = match self.attempt() {
             Attempt::Unchanged | Attempt::Failed { fresh: false, .. } => return,
-            Attempt::Reloaded { version, rules } => ReloadEvent::Reloaded { version, rules },
+            Attempt::Reloaded {
+                version,
+                rules,
+                removed,
+            } => {
+                if !removed.is_empty() {
+                    removal = Some(ReloadEvent::RulesRemoved {
+                        version: version.clone(),
+                        removed,
+                    });
+                }
+                ReloadEvent::Reloaded { version, rules }
+            }
             Attempt::Failed { .. } => {
                 let status = self.status();
                 ReloadEvent::Failed {
@@ -269,6 +316,9 @@ impl PolicyReloader {
         };
         if let Some(report) = on_reload {
             report(&event);
+            if let Some(removal) = removal {
+                report(&removal);
+            }
         }
     }
 

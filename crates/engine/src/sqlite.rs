@@ -2,15 +2,18 @@
 //! restart of warden nor a second warden process on the same file resets a
 //! cap or a rate limit.
 //!
-//! The file holds two tables: `streaks` (scope kind, scope value, rule id,
-//! count, last seen) and `rate_events` (scope kind, scope value, rule id,
-//! time), with the bounds of the memory store: a window keeps at most `max`
-//! events, and rows idle for `StateLimits::idle_ttl` are deleted. Times are
-//! milliseconds since the Unix epoch from the engine's [`Clock`].
+//! The file holds `streaks` (scope kind, scope value, rule id, count, last
+//! seen), `rate_events` (scope kind, scope value, rule id, time) and
+//! `holds` (the slots of decided calls not yet forwarded), with the bounds
+//! of the memory store: a window keeps at most `max` events, and rows idle
+//! for `StateLimits::idle_ttl` are deleted. Times are store time, which a
+//! wall-clock step cannot move (see [`crate::sqlite_limits`], which also
+//! holds the counting itself).
 //!
 //! The file runs in WAL mode with a busy timeout, so several processes can
 //! share it: every read goes to the file (no cache), so each process sees
-//! the others' counts. A forwarded call is recorded in one transaction.
+//! the others' counts. A reservation checks and holds its slots in one
+//! immediate transaction; a forwarded call is recorded in one.
 //!
 //! It also holds the records created through warden (`records`: server,
 //! kind, record id, whether the agent path created it, creating agent,
@@ -23,19 +26,23 @@
 //! [`SqliteState::with_connection`].
 
 use crate::records::{NewRecord, RecordError, RecordStore};
-use crate::state::{Clock, Count, LimitSpec, ScopeKey, StateError, StateLimits, StateStore};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use crate::state::{Clock, StateError, StateLimits};
+use rusqlite::{Connection, TransactionBehavior, params};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long a statement waits for another process's write to finish.
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Writes take microseconds, so this only runs out on a file another
+/// program keeps locked: then capped calls are denied after this long
+/// ("state store unavailable: database is locked"), and calls that need
+/// no counter do not wait at all.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Idle rows are swept at most this often (milliseconds).
-const SWEEP_EVERY_MS: i64 = 60_000;
+pub(crate) const SWEEP_EVERY_MS: i64 = 60_000;
 
 /// The schema, one step per version: `MIGRATIONS[i]` takes the file from
 /// version `i` to `i + 1`. Append only; never edit a released step.
@@ -72,6 +79,23 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (server, record_id)
     ) WITHOUT ROWID;
 ",
+    // Slots held by decided calls not yet forwarded, and the store clock
+    // per machine boot (see crate::sqlite_limits).
+    "
+    CREATE TABLE holds (
+        hold_id INTEGER NOT NULL,
+        scope_kind TEXT NOT NULL,
+        scope_value TEXT NOT NULL,
+        rule_id TEXT NOT NULL,
+        at INTEGER NOT NULL
+    );
+    CREATE INDEX holds_key ON holds (scope_kind, scope_value, rule_id, at);
+    CREATE INDEX holds_id ON holds (hold_id);
+    CREATE TABLE clock (
+        boot_id TEXT PRIMARY KEY,
+        offset INTEGER NOT NULL
+    ) WITHOUT ROWID;
+",
     // Records keyed by kind as well: ids are unique only within a kind
     // (note 1 is not sample 1). Rows keep the kind they were stored with.
     "
@@ -96,14 +120,17 @@ pub const MIGRATIONS: &[&str] = &[
 /// Cap and rate state in a SQLite file.
 #[derive(Debug)]
 pub struct SqliteState {
-    conn: Mutex<Connection>,
+    pub(crate) conn: Mutex<Connection>,
     path: PathBuf,
-    limits: StateLimits,
-    clock: Arc<dyn Clock>,
-    last_sweep: AtomicI64,
+    pub(crate) limits: StateLimits,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) last_sweep: AtomicI64,
+    /// Store time when the file was opened, and the monotonic instant
+    /// then: see [`crate::sqlite_limits`] for how it is kept.
+    pub(crate) epoch: (i64, std::time::Instant),
 }
 
-fn store_error(e: rusqlite::Error) -> StateError {
+pub(crate) fn store_error(e: rusqlite::Error) -> StateError {
     StateError::Store(e.to_string())
 }
 
@@ -135,12 +162,17 @@ impl SqliteState {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| open_error(e.to_string()))?;
         migrate(&mut conn).map_err(open_error)?;
+        let epoch = (
+            crate::sqlite_limits::store_time_at_open(&mut conn, &*clock).map_err(open_error)?,
+            clock.now(),
+        );
         Ok(SqliteState {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
             limits,
             clock,
             last_sweep: AtomicI64::new(i64::MIN),
+            epoch,
         })
     }
 
@@ -184,157 +216,6 @@ fn migrate(conn: &mut Connection) -> Result<(), String> {
     tx.pragma_update(None, "user_version", known)
         .map_err(|e| e.to_string())?;
     tx.commit().map_err(|e| e.to_string())
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-impl StateStore for SqliteState {
-    fn count(
-        &self,
-        rule: &str,
-        spec: &LimitSpec,
-        key: &ScopeKey,
-    ) -> Result<Option<Count>, StateError> {
-        let now = self.clock.unix_millis();
-        let kind = key.scope.keyword();
-        self.with_connection(|conn| {
-            Ok(Some(match spec.window {
-                None => {
-                    let count: Option<i64> = conn
-                        .prepare_cached(
-                            "SELECT count FROM streaks
-                             WHERE scope_kind = ?1 AND scope_value = ?2 AND rule_id = ?3",
-                        )?
-                        .query_row(params![kind, key.value, rule], |r| r.get(0))
-                        .optional()?;
-                    Count {
-                        count: count.map_or(0, |c| u64::try_from(c).unwrap_or(0)),
-                        frees_in: None,
-                    }
-                }
-                Some(window) => {
-                    let window = millis(window);
-                    // An event leaves the window `window` after it was
-                    // recorded, as in memory.
-                    let (count, oldest): (i64, Option<i64>) = conn
-                        .prepare_cached(
-                            "SELECT count(*), min(at) FROM rate_events
-                             WHERE scope_kind = ?1 AND scope_value = ?2 AND rule_id = ?3
-                               AND at > ?4",
-                        )?
-                        .query_row(
-                            params![kind, key.value, rule, now.saturating_sub(window)],
-                            |r| Ok((r.get(0)?, r.get(1)?)),
-                        )?;
-                    Count {
-                        count: u64::try_from(count).unwrap_or(0),
-                        frees_in: oldest.map(|t| {
-                            let left = window.saturating_sub(now.saturating_sub(t)).max(0);
-                            Duration::from_millis(u64::try_from(left).unwrap_or(0))
-                        }),
-                    }
-                }
-            }))
-        })
-    }
-
-    fn record_forwarded(
-        &self,
-        keys: &[ScopeKey],
-        matched: &[(&str, LimitSpec)],
-        confirmed: bool,
-    ) -> Result<(), StateError> {
-        let now = self.clock.unix_millis();
-        let ttl = millis(self.limits.idle_ttl);
-        let sweep = now.saturating_sub(self.last_sweep.load(Ordering::Relaxed)) >= SWEEP_EVERY_MS;
-        self.with_connection(|conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for key in keys {
-                let kind = key.scope.keyword();
-                let caps_here: Vec<&str> = matched
-                    .iter()
-                    .filter(|(_, s)| s.scope == key.scope && s.window.is_none())
-                    .map(|(id, _)| *id)
-                    .collect();
-                // Streaks of caps this call does not count for end; a
-                // confirmed call ends them all and starts none.
-                let existing: Vec<String> = tx
-                    .prepare_cached(
-                        "SELECT rule_id FROM streaks WHERE scope_kind = ?1 AND scope_value = ?2",
-                    )?
-                    .query_map(params![kind, key.value], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?;
-                for id in existing {
-                    if confirmed || !caps_here.contains(&id.as_str()) {
-                        tx.prepare_cached(
-                            "DELETE FROM streaks
-                             WHERE scope_kind = ?1 AND scope_value = ?2 AND rule_id = ?3",
-                        )?
-                        .execute(params![kind, key.value, id])?;
-                    }
-                }
-                if !confirmed {
-                    for id in &caps_here {
-                        tx.prepare_cached(
-                            "INSERT INTO streaks (scope_kind, scope_value, rule_id, count, last_seen)
-                             VALUES (?1, ?2, ?3, 1, ?4)
-                             ON CONFLICT (scope_kind, scope_value, rule_id)
-                             DO UPDATE SET count = count + 1, last_seen = excluded.last_seen",
-                        )?
-                        .execute(params![kind, key.value, id, now])?;
-                    }
-                }
-                for (id, spec) in matched.iter().filter(|(_, s)| s.scope == key.scope) {
-                    let Some(window) = spec.window else { continue };
-                    tx.prepare_cached(
-                        "DELETE FROM rate_events
-                         WHERE scope_kind = ?1 AND scope_value = ?2 AND rule_id = ?3 AND at <= ?4",
-                    )?
-                    .execute(params![
-                        kind,
-                        key.value,
-                        id,
-                        now.saturating_sub(millis(window))
-                    ])?;
-                    tx.prepare_cached(
-                        "INSERT INTO rate_events (scope_kind, scope_value, rule_id, at)
-                         VALUES (?1, ?2, ?3, ?4)",
-                    )?
-                    .execute(params![kind, key.value, id, now])?;
-                    // Beyond `max` the oldest no longer decides anything.
-                    let keep = i64::try_from(spec.max.max(1)).unwrap_or(i64::MAX);
-                    tx.prepare_cached(
-                        "DELETE FROM rate_events WHERE rowid IN (
-                             SELECT rowid FROM rate_events
-                             WHERE scope_kind = ?1 AND scope_value = ?2 AND rule_id = ?3
-                             ORDER BY at DESC, rowid DESC LIMIT -1 OFFSET ?4)",
-                    )?
-                    .execute(params![kind, key.value, id, keep])?;
-                }
-            }
-            if sweep {
-                // Idle rows expire as in memory: a streak not counted for
-                // `idle_ttl`, a rate whose newest event is that old.
-                let cutoff = now.saturating_sub(ttl);
-                tx.prepare_cached("DELETE FROM streaks WHERE last_seen <= ?1")?
-                    .execute(params![cutoff])?;
-                tx.prepare_cached(
-                    "DELETE FROM rate_events
-                     WHERE (scope_kind, scope_value, rule_id) IN (
-                         SELECT scope_kind, scope_value, rule_id FROM rate_events
-                         GROUP BY scope_kind, scope_value, rule_id HAVING max(at) <= ?1)",
-                )?
-                .execute(params![cutoff])?;
-            }
-            tx.commit()
-        })?;
-        if sweep {
-            self.last_sweep.store(now, Ordering::Relaxed);
-        }
-        Ok(())
-    }
 }
 
 impl RecordStore for SqliteState {
@@ -392,7 +273,7 @@ impl RecordStore for SqliteState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::ManualClock;
+    use crate::state::{Hold, LimitSpec, ManualClock, Reserved, ScopeKey, StateStore};
     use warden_lang::ast::Scope;
 
     fn key(v: &str) -> ScopeKey {
@@ -419,26 +300,45 @@ mod tests {
         .unwrap()
     }
 
+    /// Reserves and commits a call, as the engine does for a forwarded one.
+    fn forward(s: &SqliteState, keys: &[ScopeKey], matched: &[(&str, LimitSpec)]) {
+        let hold = Hold {
+            keys: keys.to_vec(),
+            matched: matched.iter().map(|(r, l)| (r.to_string(), *l)).collect(),
+            confirmed: false,
+        };
+        match s.reserve(&hold).unwrap() {
+            Reserved::Held(id) => s.commit(id, &hold).unwrap(),
+            other => panic!("not held: {other:?}"),
+        }
+    }
+
     #[test]
     fn windows_keep_at_most_max_events_and_idle_rows_expire() {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::default());
         let limits = StateLimits {
             idle_ttl: Duration::from_secs(3600),
-            max_keys: 10,
+            ..StateLimits::default()
         };
         let s = SqliteState::open(&dir.path().join("s.db"), limits, clock.clone()).unwrap();
-        for _ in 0..5 {
-            s.record_forwarded(&[key("a")], &[("rate", RATE), ("cap", CAP)], false)
-                .unwrap();
+        let cap = LimitSpec { max: 9, ..CAP };
+        let rate = LimitSpec { max: 2, ..RATE };
+        for _ in 0..2 {
+            forward(&s, &[key("a")], &[("rate", rate), ("cap", cap)]);
+        }
+        // The rate is full; the cap alone still counts.
+        for _ in 0..3 {
+            forward(&s, &[key("a")], &[("cap", cap)]);
         }
         assert_eq!(rows(&s, "rate_events"), 2, "at most max events per window");
-        assert_eq!(s.count("cap", &CAP, &key("a")).unwrap().unwrap().count, 5);
-        let c = s.count("rate", &RATE, &key("a")).unwrap().unwrap();
+        assert_eq!(rows(&s, "holds"), 0, "committed holds are gone");
+        assert_eq!(s.count("cap", &cap, &key("a")).unwrap().unwrap().count, 5);
+        let c = s.count("rate", &rate, &key("a")).unwrap().unwrap();
         assert_eq!((c.count, c.frees_in), (2, Some(Duration::from_secs(60))));
         clock.advance(Duration::from_secs(3601));
         // Another scope's call sweeps the idle ones.
-        s.record_forwarded(&[key("b")], &[], false).unwrap();
+        forward(&s, &[key("b")], &[]);
         assert_eq!(rows(&s, "rate_events"), 0);
         assert_eq!(rows(&s, "streaks"), 0);
     }

@@ -1,33 +1,71 @@
-//! Per-scope state that caps and rate limits need: the current streak of
-//! each cap and the recent calls of each rate limit, keyed by the scope's
-//! value (a session id, a user, an agent). Only forwarded calls count.
+//! The state caps and rate limits need, and the contract of the stores
+//! that keep it: the current streak of each cap and the recent calls of
+//! each rate limit, keyed by the scope's value (a session id, a user, an
+//! agent). Only forwarded calls count.
 //!
-//! Where it lives is a [`StateStore`]: [`CallState`] in memory (the
-//! default), or [`crate::sqlite::SqliteState`] in a SQLite file that
-//! survives restarts and is shared by several warden processes. The engine
-//! picks one from [`StateBackend`].
+//! A limit is **reserved** when the call is decided and **committed** when
+//! it is forwarded ([`StateStore::reserve`], [`StateStore::commit`],
+//! [`StateStore::release`]): the store checks and takes the slot in one
+//! atomic step, so calls deciding at the same time (other sessions, other
+//! warden processes on one file) never overshoot a limit. A held slot counts
+//! as used until it is committed or released. The contract is one a shared
+//! store (Redis with a script, Postgres with a transaction) can implement
+//! as well as memory and SQLite do.
 //!
-//! Memory is bounded: idle entries expire, rate windows keep at most `max`
-//! timestamps, and past `max_keys` tracked scopes no new scope is tracked;
-//! the engine then supplies no counter for it, which the compiled policies
-//! read as "limit reached" (fail closed). A store that cannot be read or
-//! written fails closed the same way (see [`StateGate`]).
+//! Where the state lives is a [`StateStore`]: [`CallState`] in memory (the
+//! default, [`crate::memory`]), or [`crate::sqlite::SqliteState`] in a
+//! SQLite file that survives restarts and is shared by several warden
+//! processes. The engine picks one from [`StateBackend`] and reaches it
+//! through [`crate::gate::StateGate`], which keeps writes that failed.
+//!
+//! Memory is bounded: a scope holding no live count takes no room, idle
+//! entries expire, rate windows keep at most `max` timestamps, and past
+//! `max_keys` tracked scopes no new scope is tracked; the engine then
+//! denies and says that warden's own limit, not the rule's, was reached.
 
-use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use warden_lang::ast::Scope;
 
+pub use crate::memory::CallState;
+
 /// A source of time, so that tests can move it.
 pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Monotonic time: rate windows and idle expiry within a process are
+    /// measured with it, so a step of the wall clock changes nothing.
     fn now(&self) -> Instant;
-    /// Wall-clock time in milliseconds since the Unix epoch, for state kept
-    /// across restarts (an `Instant` means nothing to another process).
+    /// Wall-clock time in milliseconds since the Unix epoch, for what a
+    /// person reads (the creation time of a record).
     fn unix_millis(&self) -> i64 {
         unix_millis(SystemTime::now())
     }
+    /// A clock shared by every process of this machine since it booted
+    /// (its boot id and milliseconds since boot), read once when a state
+    /// file is opened. State shared by processes is timed with it, so that
+    /// neither a wall-clock step nor a restart resets a window. `None`
+    /// where the system does not say (then the wall clock is used).
+    fn boot(&self) -> Option<BootTime> {
+        boot_time()
+    }
+}
+
+/// The machine's boot and the time since it, as [`Clock::boot`] gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootTime {
+    pub id: String,
+    pub millis: i64,
+}
+
+/// Linux: `/proc/sys/kernel/random/boot_id` and `/proc/uptime`.
+fn boot_time() -> Option<BootTime> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let uptime = std::fs::read_to_string("/proc/uptime").ok()?;
+    let secs: f64 = uptime.split_whitespace().next()?.parse().ok()?;
+    Some(BootTime {
+        id: id.trim().to_string(),
+        millis: (secs * 1000.0) as i64,
+    })
 }
 
 fn unix_millis(t: SystemTime) -> i64 {
@@ -46,11 +84,14 @@ impl Clock for SystemClock {
 }
 
 /// A clock that moves only when told (for tests and `warden test`).
+/// [`ManualClock::advance`] moves time; [`ManualClock::step_wall`] moves
+/// only the wall clock, as an NTP step or a VM resume does.
 #[derive(Debug)]
 pub struct ManualClock {
     start: Instant,
     start_unix_millis: i64,
     offset: Mutex<Duration>,
+    wall_step: Mutex<i64>,
 }
 
 impl Default for ManualClock {
@@ -59,6 +100,7 @@ impl Default for ManualClock {
             start: Instant::now(),
             start_unix_millis: unix_millis(SystemTime::now()),
             offset: Mutex::new(Duration::ZERO),
+            wall_step: Mutex::new(0),
         }
     }
 }
@@ -67,6 +109,17 @@ impl ManualClock {
     pub fn advance(&self, by: Duration) {
         *self.offset.lock().unwrap_or_else(|p| p.into_inner()) += by;
     }
+
+    /// Steps the wall clock (forward for a positive `millis`) without any
+    /// time passing.
+    pub fn step_wall(&self, millis: i64) {
+        *self.wall_step.lock().unwrap_or_else(|p| p.into_inner()) += millis;
+    }
+
+    fn offset_millis(&self) -> i64 {
+        let offset = *self.offset.lock().unwrap_or_else(|p| p.into_inner());
+        i64::try_from(offset.as_millis()).unwrap_or(i64::MAX)
+    }
 }
 
 impl Clock for ManualClock {
@@ -74,9 +127,18 @@ impl Clock for ManualClock {
         self.start + *self.offset.lock().unwrap_or_else(|p| p.into_inner())
     }
     fn unix_millis(&self) -> i64 {
-        let offset = *self.offset.lock().unwrap_or_else(|p| p.into_inner());
+        let step = *self.wall_step.lock().unwrap_or_else(|p| p.into_inner());
         self.start_unix_millis
-            .saturating_add(i64::try_from(offset.as_millis()).unwrap_or(i64::MAX))
+            .saturating_add(self.offset_millis())
+            .saturating_add(step)
+    }
+    /// One "boot" per clock: engines sharing the clock are processes of
+    /// one machine.
+    fn boot(&self) -> Option<BootTime> {
+        Some(BootTime {
+            id: format!("manual-{}", self.start_unix_millis),
+            millis: 1_000_000 + self.offset_millis(),
+        })
     }
 }
 
@@ -101,7 +163,8 @@ pub enum StateError {
         )
     )]
     Store(String),
-    /// A forwarded call could not be recorded, and still cannot.
+    /// A forwarded call (or a released hold) could not be recorded, and
+    /// still cannot.
     #[error("an earlier forwarded call in this scope could not be recorded ({0})")]
     #[diagnostic(
         code(warden::state::unrecorded),
@@ -110,13 +173,28 @@ pub enum StateError {
         )
     )]
     Unrecorded(String),
+    /// The store is locked by another writer and the caller chose not to
+    /// wait ([`StateStore::end_streaks`] with `wait` false).
+    #[error("the state store is busy")]
+    #[diagnostic(
+        code(warden::state::busy),
+        help("another process holds the state file's lock; the write is kept and retried")
+    )]
+    Busy,
 }
 
 /// Where caps and rates keep their state.
+///
+/// Counting is split in three steps so that a limit is exact under any
+/// concurrency: [`StateStore::count`] reads (committed calls plus held
+/// slots), [`StateStore::reserve`] checks again and takes the slots
+/// atomically (or reports the limit full, and the engine decides again),
+/// then the transport forwards and the engine [`StateStore::commit`]s, or
+/// the call goes nowhere and the engine [`StateStore::release`]s.
 pub trait StateStore: Send + Sync + std::fmt::Debug {
-    /// The current count of `rule` in `key` before this call. `Ok(None)`:
-    /// the scope cannot be tracked (a full table), read as "limit
-    /// reached"; `Err`: the store cannot be read, which denies too.
+    /// The current count of `rule` in `key` before this call, held slots
+    /// included. `Ok(None)`: the scope cannot be tracked (a full table);
+    /// `Err`: the store cannot be read. Both deny.
     fn count(
         &self,
         rule: &str,
@@ -124,16 +202,72 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
         key: &ScopeKey,
     ) -> Result<Option<Count>, StateError>;
 
-    /// Records a forwarded call, all of it or nothing. `matched` are the cap
-    /// and rate rules whose counting policy matched it. In every scope of
-    /// the call, streaks of caps it did not match end; a call the person
-    /// confirmed ends all streaks; matched caps and rates count it.
-    fn record_forwarded(
-        &self,
-        keys: &[ScopeKey],
-        matched: &[(&str, LimitSpec)],
-        confirmed: bool,
-    ) -> Result<(), StateError>;
+    /// Takes one slot of every limit in `hold.slots()`, all or none, if
+    /// each still has `count < max`; otherwise takes nothing and names
+    /// the first full one.
+    fn reserve(&self, hold: &Hold) -> Result<Reserved, StateError>;
+
+    /// The held call was forwarded: its slots become counted calls. In
+    /// every scope of the call, streaks of caps it did not match end; a
+    /// call the person confirmed ends all streaks; matched caps and rates
+    /// count it. Committing a hold the store no longer has (it expired)
+    /// still records the call.
+    fn commit(&self, id: HoldId, hold: &Hold) -> Result<(), StateError>;
+
+    /// The held call was not forwarded: its slots are freed.
+    fn release(&self, id: HoldId, hold: &Hold) -> Result<(), StateError>;
+
+    /// A forwarded call that counts for no limit: every streak in `keys`
+    /// ends. With `wait` false the store may refuse at once
+    /// ([`StateError::Busy`]) rather than wait for a lock; the engine
+    /// then keeps the write and applies it before the next read of those
+    /// scopes, so a call that needs no counter never waits on the store.
+    fn end_streaks(&self, keys: &[ScopeKey], wait: bool) -> Result<(), StateError>;
+}
+
+/// The id of a hold, unique within its store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HoldId(pub u64);
+
+/// What a decided call counts towards, to be held until it is forwarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// The call's scope values (session, user, agent).
+    pub keys: Vec<ScopeKey>,
+    /// The cap and rate rules whose counting policy matched the call.
+    pub matched: Vec<(String, LimitSpec)>,
+    /// The person confirmed it: it ends every streak and starts none.
+    pub confirmed: bool,
+}
+
+impl Hold {
+    /// The (rule, limit, scope value) slots the call takes: every matched
+    /// rate, and every matched cap unless the call was confirmed (a
+    /// confirmed call is in no streak).
+    pub fn slots(&self) -> impl Iterator<Item = (&str, &LimitSpec, &ScopeKey)> {
+        self.matched
+            .iter()
+            .filter(move |(_, s)| s.window.is_some() || !self.confirmed)
+            .filter_map(move |(id, s)| {
+                self.keys
+                    .iter()
+                    .find(|k| k.scope == s.scope)
+                    .map(|k| (id.as_str(), s, k))
+            })
+    }
+}
+
+/// The answer of [`StateStore::reserve`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reserved {
+    Held(HoldId),
+    /// This rule's limit was reached since the count was read.
+    Full {
+        rule: String,
+    },
+    /// The store tracks as many scopes as it may: warden's own bound,
+    /// said in words ("it holds live caps and rates for at most ...").
+    Untracked(String),
 }
 
 /// Which [`StateStore`] an engine uses (`EngineOptions::state`).
@@ -175,137 +309,17 @@ impl StateStore for Unavailable {
     fn count(&self, _: &str, _: &LimitSpec, _: &ScopeKey) -> Result<Option<Count>, StateError> {
         Err(self.0.clone())
     }
-    fn record_forwarded(
-        &self,
-        _: &[ScopeKey],
-        _: &[(&str, LimitSpec)],
-        _: bool,
-    ) -> Result<(), StateError> {
+    fn reserve(&self, _: &Hold) -> Result<Reserved, StateError> {
         Err(self.0.clone())
     }
-}
-
-/// Most forwarded calls kept for a later retry while the store cannot be
-/// written. Past this, counts were lost: every counter read fails until
-/// the process restarts.
-pub const MAX_UNRECORDED: usize = 4096;
-
-#[derive(Debug)]
-struct PendingWrite {
-    keys: Vec<ScopeKey>,
-    matched: Vec<(String, LimitSpec)>,
-    confirmed: bool,
-}
-
-#[derive(Debug, Default)]
-struct Unrecorded {
-    writes: VecDeque<PendingWrite>,
-    /// Writes were dropped (the queue was full): no count can be trusted.
-    lost: bool,
-    last_error: String,
-}
-
-/// The engine's view of its store. A forwarded call that cannot be
-/// recorded is kept and retried before the next counter read; while it
-/// still cannot be written, counters of its scopes are not supplied (the
-/// next decision there denies, "state store unavailable"). So the
-/// transport's `record_forwarded` can stay infallible without letting a
-/// failed write bypass a cap.
-#[derive(Debug)]
-pub(crate) struct StateGate {
-    store: Arc<dyn StateStore>,
-    dirty: AtomicBool,
-    unrecorded: Mutex<Unrecorded>,
-}
-
-impl StateGate {
-    pub(crate) fn new(store: Arc<dyn StateStore>) -> Self {
-        StateGate {
-            store,
-            dirty: AtomicBool::new(false),
-            unrecorded: Mutex::new(Unrecorded::default()),
-        }
+    fn commit(&self, _: HoldId, _: &Hold) -> Result<(), StateError> {
+        Err(self.0.clone())
     }
-
-    pub(crate) fn count(
-        &self,
-        rule: &str,
-        spec: &LimitSpec,
-        key: &ScopeKey,
-    ) -> Result<Option<Count>, StateError> {
-        if self.dirty.load(Ordering::Acquire) {
-            let mut u = self
-                .unrecorded
-                .lock()
-                .map_err(|_| StateError::Store("the state lock is poisoned".into()))?;
-            self.flush(&mut u);
-            if u.lost {
-                return Err(StateError::Unrecorded(format!(
-                    "more than {MAX_UNRECORDED} calls could not be recorded: {}",
-                    u.last_error
-                )));
-            }
-            if u.writes.iter().any(|w| w.keys.contains(key)) {
-                return Err(StateError::Unrecorded(u.last_error.clone()));
-            }
-        }
-        self.store.count(rule, spec, key)
+    fn release(&self, _: HoldId, _: &Hold) -> Result<(), StateError> {
+        Err(self.0.clone())
     }
-
-    /// Records now, or keeps the write for a retry and returns why not.
-    pub(crate) fn record_forwarded(
-        &self,
-        keys: &[ScopeKey],
-        matched: &[(&str, LimitSpec)],
-        confirmed: bool,
-    ) -> Result<(), StateError> {
-        let mut u = self
-            .unrecorded
-            .lock()
-            .map_err(|_| StateError::Store("the state lock is poisoned".into()))?;
-        // Earlier unrecorded writes go first, so the order of calls holds.
-        if u.writes.is_empty() {
-            match self.store.record_forwarded(keys, matched, confirmed) {
-                Ok(()) => return Ok(()),
-                Err(e) => u.last_error = e.to_string(),
-            }
-        }
-        if u.writes.len() >= MAX_UNRECORDED {
-            u.lost = true;
-        } else {
-            u.writes.push_back(PendingWrite {
-                keys: keys.to_vec(),
-                matched: matched.iter().map(|(id, s)| (id.to_string(), *s)).collect(),
-                confirmed,
-            });
-        }
-        self.dirty.store(true, Ordering::Release);
-        self.flush(&mut u);
-        if u.writes.is_empty() && !u.lost {
-            Ok(())
-        } else {
-            Err(StateError::Unrecorded(u.last_error.clone()))
-        }
-    }
-
-    /// Retries unrecorded writes in order, up to the first that fails.
-    fn flush(&self, u: &mut Unrecorded) {
-        while let Some(w) = u.writes.front() {
-            let matched: Vec<(&str, LimitSpec)> =
-                w.matched.iter().map(|(id, s)| (id.as_str(), *s)).collect();
-            match self.store.record_forwarded(&w.keys, &matched, w.confirmed) {
-                Ok(()) => {
-                    u.writes.pop_front();
-                }
-                Err(e) => {
-                    u.last_error = e.to_string();
-                    return;
-                }
-            }
-        }
-        if !u.lost {
-            self.dirty.store(false, Ordering::Release);
-        }
+    fn end_streaks(&self, _: &[ScopeKey], _: bool) -> Result<(), StateError> {
+        Err(self.0.clone())
     }
 }
 
@@ -329,8 +343,12 @@ pub struct LimitSpec {
 pub struct StateLimits {
     /// Streaks and windows untouched this long are forgotten.
     pub idle_ttl: Duration,
-    /// Most scope values tracked at once.
+    /// Most scope values holding live counts at once (memory).
     pub max_keys: usize,
+    /// Most session and agent scope values one user's calls may hold at
+    /// once (memory), so that client-declared names (a new agent name per
+    /// call) cannot fill the table other callers need.
+    pub max_keys_per_user: usize,
 }
 
 impl Default for StateLimits {
@@ -338,26 +356,9 @@ impl Default for StateLimits {
         StateLimits {
             idle_ttl: Duration::from_secs(24 * 3600),
             max_keys: 100_000,
+            max_keys_per_user: 1_000,
         }
     }
-}
-
-#[derive(Debug, Default)]
-struct ScopeState {
-    /// Cap rule id → consecutive matching forwarded calls.
-    streaks: HashMap<String, u64>,
-    /// Rate rule id → times of recent matching forwarded calls, oldest first.
-    windows: HashMap<String, VecDeque<Instant>>,
-    last_used: Option<Instant>,
-}
-
-/// Streaks and rate windows of every scope. Survives policy reloads: it is
-/// keyed by rule id, so a rule keeps its count as long as its name stays.
-#[derive(Debug)]
-pub struct CallState {
-    scopes: Mutex<HashMap<ScopeKey, ScopeState>>,
-    limits: StateLimits,
-    clock: std::sync::Arc<dyn Clock>,
 }
 
 /// A counter for one rule, and for a rate how long until it drops.
@@ -365,232 +366,4 @@ pub struct CallState {
 pub struct Count {
     pub count: u64,
     pub frees_in: Option<Duration>,
-}
-
-impl CallState {
-    pub fn new(limits: StateLimits, clock: std::sync::Arc<dyn Clock>) -> Self {
-        CallState {
-            scopes: Mutex::new(HashMap::new()),
-            limits,
-            clock,
-        }
-    }
-
-    pub fn now(&self) -> Instant {
-        self.clock.now()
-    }
-
-    /// The current count of `rule` in `key`, or `None` when the state is
-    /// unavailable (lock poisoned, or the scope could not be tracked).
-    pub fn count(&self, rule: &str, spec: &LimitSpec, key: &ScopeKey) -> Option<Count> {
-        let now = self.clock.now();
-        let mut scopes = self.scopes.lock().ok()?;
-        let untracked = !scopes.contains_key(key) && scopes.len() >= self.limits.max_keys;
-        if untracked {
-            Self::sweep(&mut scopes, now, self.limits.idle_ttl);
-            if scopes.len() >= self.limits.max_keys {
-                return None;
-            }
-        }
-        let Some(state) = scopes.get_mut(key) else {
-            return Some(Count {
-                count: 0,
-                frees_in: None,
-            });
-        };
-        Some(match spec.window {
-            None => Count {
-                count: state.streaks.get(rule).copied().unwrap_or(0),
-                frees_in: None,
-            },
-            Some(window) => {
-                let times = state.windows.entry(rule.to_string()).or_default();
-                while times
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= window)
-                {
-                    times.pop_front();
-                }
-                Count {
-                    count: times.len() as u64,
-                    frees_in: times
-                        .front()
-                        .map(|t| window.saturating_sub(now.duration_since(*t))),
-                }
-            }
-        })
-    }
-
-    /// Records a forwarded call. `matched` are the cap and rate rules whose
-    /// counting policy matched it. In every scope of the call, streaks of
-    /// caps it did not match end; a call the person confirmed ends all
-    /// streaks; matched caps and rates count it.
-    pub fn record_forwarded(
-        &self,
-        keys: &[ScopeKey],
-        matched: &[(&str, LimitSpec)],
-        confirmed: bool,
-    ) {
-        let now = self.clock.now();
-        let Ok(mut scopes) = self.scopes.lock() else {
-            return;
-        };
-        if scopes.len() + keys.len() > self.limits.max_keys {
-            Self::sweep(&mut scopes, now, self.limits.idle_ttl);
-        }
-        for key in keys {
-            if !scopes.contains_key(key) && scopes.len() >= self.limits.max_keys {
-                continue;
-            }
-            let state = scopes.entry(key.clone()).or_default();
-            state.last_used = Some(now);
-            let caps_here: Vec<&str> = matched
-                .iter()
-                .filter(|(_, s)| s.scope == key.scope && s.window.is_none())
-                .map(|(id, _)| *id)
-                .collect();
-            state
-                .streaks
-                .retain(|id, _| !confirmed && caps_here.contains(&id.as_str()));
-            if !confirmed {
-                for id in caps_here {
-                    *state.streaks.entry(id.to_string()).or_insert(0) += 1;
-                }
-            }
-            for (id, spec) in matched.iter().filter(|(_, s)| s.scope == key.scope) {
-                if let Some(window) = spec.window {
-                    let times = state.windows.entry(id.to_string()).or_default();
-                    while times
-                        .front()
-                        .is_some_and(|t| now.duration_since(*t) >= window)
-                    {
-                        times.pop_front();
-                    }
-                    times.push_back(now);
-                    // Beyond `max` the oldest no longer decides anything.
-                    while times.len() as u64 > spec.max.max(1) {
-                        times.pop_front();
-                    }
-                }
-            }
-        }
-    }
-
-    fn sweep(scopes: &mut HashMap<ScopeKey, ScopeState>, now: Instant, ttl: Duration) {
-        scopes.retain(|_, s| s.last_used.is_some_and(|t| now.duration_since(t) < ttl));
-    }
-
-    /// Number of scope values tracked (for status and tests).
-    pub fn tracked_scopes(&self) -> usize {
-        self.scopes.lock().map(|s| s.len()).unwrap_or(0)
-    }
-}
-
-impl StateStore for CallState {
-    fn count(
-        &self,
-        rule: &str,
-        spec: &LimitSpec,
-        key: &ScopeKey,
-    ) -> Result<Option<Count>, StateError> {
-        if self.scopes.is_poisoned() {
-            return Err(StateError::Store("the state lock is poisoned".into()));
-        }
-        Ok(CallState::count(self, rule, spec, key))
-    }
-
-    fn record_forwarded(
-        &self,
-        keys: &[ScopeKey],
-        matched: &[(&str, LimitSpec)],
-        confirmed: bool,
-    ) -> Result<(), StateError> {
-        if self.scopes.is_poisoned() {
-            return Err(StateError::Store("the state lock is poisoned".into()));
-        }
-        CallState::record_forwarded(self, keys, matched, confirmed);
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Arc;
-
-    fn key(v: &str) -> ScopeKey {
-        ScopeKey {
-            scope: Scope::Session,
-            value: v.to_string(),
-        }
-    }
-    const CAP: LimitSpec = LimitSpec {
-        max: 3,
-        window: None,
-        scope: Scope::Session,
-    };
-    const RATE: LimitSpec = LimitSpec {
-        max: 2,
-        window: Some(Duration::from_secs(60)),
-        scope: Scope::Session,
-    };
-
-    #[test]
-    fn streaks_count_and_end() {
-        let s = CallState::new(StateLimits::default(), Arc::new(SystemClock));
-        let k = [key("s1")];
-        s.record_forwarded(&k, &[("cap", CAP)], false);
-        s.record_forwarded(&k, &[("cap", CAP)], false);
-        assert_eq!(s.count("cap", &CAP, &k[0]).unwrap().count, 2);
-        // Another session is separate.
-        assert_eq!(s.count("cap", &CAP, &key("s2")).unwrap().count, 0);
-        // A non-matching call ends the streak.
-        s.record_forwarded(&k, &[], false);
-        assert_eq!(s.count("cap", &CAP, &k[0]).unwrap().count, 0);
-        s.record_forwarded(&k, &[("cap", CAP)], false);
-        // A confirmed call ends it too.
-        s.record_forwarded(&k, &[("cap", CAP)], true);
-        assert_eq!(s.count("cap", &CAP, &k[0]).unwrap().count, 0);
-    }
-
-    #[test]
-    fn rate_windows_slide() {
-        let clock = Arc::new(ManualClock::default());
-        let s = CallState::new(StateLimits::default(), clock.clone());
-        let k = [key("s1")];
-        s.record_forwarded(&k, &[("rate", RATE)], false);
-        clock.advance(Duration::from_secs(30));
-        s.record_forwarded(&k, &[("rate", RATE)], false);
-        let c = s.count("rate", &RATE, &k[0]).unwrap();
-        assert_eq!(c.count, 2);
-        assert_eq!(c.frees_in, Some(Duration::from_secs(30)));
-        clock.advance(Duration::from_secs(31));
-        assert_eq!(s.count("rate", &RATE, &k[0]).unwrap().count, 1);
-    }
-
-    #[test]
-    fn memory_is_bounded_and_overflow_fails_closed() {
-        let clock = Arc::new(ManualClock::default());
-        let limits = StateLimits {
-            idle_ttl: Duration::from_secs(10),
-            max_keys: 2,
-        };
-        let s = CallState::new(limits, clock.clone());
-        s.record_forwarded(&[key("a")], &[("cap", CAP)], false);
-        s.record_forwarded(&[key("b")], &[("cap", CAP)], false);
-        s.record_forwarded(&[key("c")], &[("cap", CAP)], false);
-        assert_eq!(s.tracked_scopes(), 2);
-        assert_eq!(
-            s.count("cap", &CAP, &key("c")),
-            None,
-            "untrackable scope has no counter"
-        );
-        clock.advance(Duration::from_secs(11));
-        assert_eq!(
-            s.count("cap", &CAP, &key("c")).map(|c| c.count),
-            Some(0),
-            "idle scopes expired"
-        );
-        assert_eq!(s.tracked_scopes(), 0);
-    }
 }

@@ -4,6 +4,7 @@
 
 use crate::index::PolicyBundle;
 use serde::Serialize;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use warden_lang::{Diagnostics, Sources, compile_policy_set};
 
@@ -22,37 +23,12 @@ pub enum LoadError {
 }
 
 /// The .policy files a path stands for (a file, or a directory's files
-/// recursively), sorted.
+/// recursively), sorted. See [`walk_policy_files`].
 pub fn policy_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
-    let io = |e: std::io::Error| LoadError::Io {
+    let out = walk_policy_files(path).map_err(|(_, e)| LoadError::Io {
         path: path.to_path_buf(),
         message: e.to_string(),
-    };
-    let meta = std::fs::metadata(path).map_err(io)?;
-    if meta.is_file() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let mut out = Vec::new();
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).map_err(io)? {
-            let p = entry.map_err(io)?.path();
-            // Kubernetes ConfigMaps hold the real files under `..data` and
-            // timestamped `..2024_...` directories; the top-level names are
-            // links to them. Reading the links only avoids loading a set twice.
-            let hidden = p
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(".."));
-            if p.is_dir() {
-                if !hidden {
-                    stack.push(p);
-                }
-            } else if p.extension().is_some_and(|e| e == "policy") && !hidden {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
+    })?;
     if out.is_empty() {
         return Err(LoadError::Io {
             path: path.to_path_buf(),
@@ -60,6 +36,77 @@ pub fn policy_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
         });
     }
     Ok(out)
+}
+
+/// Most directory levels below the root a walk descends.
+pub const MAX_WALK_DEPTH: usize = 64;
+
+/// The one directory walk behind reload, `warden lint` and every command
+/// that reads a set: a file stands for itself; a directory for its
+/// `.policy` files, recursively, sorted. It may be empty. On an error,
+/// the path that could not be read.
+///
+/// Symbolic links are followed (Kubernetes ConfigMaps are links to files
+/// under a `..data` link to a directory), but every directory and file is
+/// visited once, known by its device and inode: a link back to an
+/// ancestor (`self -> .`, `loop -> ..`) is skipped, so a walk always
+/// ends, and a file reached twice (`cur -> .`) is read once, under its
+/// first name in sorted order. Names starting with `..` (ConfigMap's
+/// `..data` and timestamped directories) are skipped: the top-level links
+/// already name each file once. Deeper than [`MAX_WALK_DEPTH`] levels
+/// nothing more is read.
+pub fn walk_policy_files(path: &Path) -> Result<Vec<PathBuf>, (PathBuf, std::io::Error)> {
+    let meta = std::fs::metadata(path).map_err(|e| (path.to_path_buf(), e))?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut dirs_seen = HashSet::from([file_id(path, &meta)]);
+    let mut found = Vec::new();
+    let mut stack = vec![(path.to_path_buf(), 0usize)];
+    while let Some((dir, depth)) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| (dir.clone(), e))? {
+            let p = entry.map_err(|e| (dir.clone(), e))?.path();
+            if p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".."))
+            {
+                continue;
+            }
+            // Follows a link; a dangling one is no policy file.
+            let Ok(meta) = std::fs::metadata(&p) else {
+                continue;
+            };
+            if meta.is_dir() {
+                if depth < MAX_WALK_DEPTH && dirs_seen.insert(file_id(&p, &meta)) {
+                    stack.push((p, depth + 1));
+                }
+            } else if p.extension().is_some_and(|e| e == "policy") {
+                found.push((p.clone(), file_id(&p, &meta)));
+            }
+        }
+    }
+    found.sort();
+    let mut files_seen = HashSet::new();
+    Ok(found
+        .into_iter()
+        .filter(|(_, id)| files_seen.insert(id.clone()))
+        .map(|(p, _)| p)
+        .collect())
+}
+
+/// What a file or directory is, whatever the path that reached it.
+#[cfg(unix)]
+fn file_id(_: &Path, meta: &std::fs::Metadata) -> (u64, u64, PathBuf) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino(), PathBuf::new())
+}
+
+#[cfg(not(unix))]
+fn file_id(path: &Path, _: &std::fs::Metadata) -> (u64, u64, PathBuf) {
+    (
+        0,
+        0,
+        std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+    )
 }
 
 /// Reads the files of a path into sources, and a version hash over names

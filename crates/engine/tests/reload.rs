@@ -307,3 +307,81 @@ fn reading_the_policies_does_not_wake_the_watcher() {
         "reads (access events) do not even make the watcher look"
     );
 }
+
+#[test]
+fn finding_11_a_file_truncated_mid_save_keeps_the_last_good_set_and_removals_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.policy"), V1).unwrap();
+    let rules = dir.path().join("rules.policy");
+    std::fs::write(&rules, V2.replace("default allow\n", "")).unwrap();
+    let engine = engine_from(dir.path());
+    let reloader = Arc::new(PolicyReloader::new(dir.path(), engine.clone()));
+    assert!(!allows_delete(&engine));
+    let v = engine.policies().version().to_string();
+
+    // The first state of a non-atomic save: the file is empty.
+    std::fs::write(&rules, "").unwrap();
+    let err = reloader.reload_now().unwrap_err();
+    assert!(err.to_string().contains("rules.policy"), "{err}");
+    assert!(
+        reloader
+            .status()
+            .last_error
+            .is_some_and(|e| e.contains("empty")),
+        "{:?}",
+        reloader.status()
+    );
+    assert_eq!(engine.policies().version(), v, "the last good set stays");
+    assert!(!allows_delete(&engine), "its rules still decide");
+
+    // The save completes: the set is back.
+    std::fs::write(&rules, V2.replace("default allow\n", "")).unwrap();
+    assert!(!reloader.reload_now().unwrap(), "the same set as before");
+    assert_eq!(reloader.status().last_error, None);
+
+    // Rules removed on purpose (the file deleted) are reported loudly.
+    let (events, on_reload) = recorder();
+    let handle = reloader.clone().watch(DEBOUNCE, on_reload).unwrap();
+    std::fs::remove_file(&rules).unwrap();
+    eventually("the removal", || {
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, ReloadEvent::RulesRemoved { removed, .. } if removed == &["no-deletes".to_string()]))
+    });
+    assert!(allows_delete(&engine));
+    drop(handle);
+}
+
+#[test]
+fn finding_24_symlink_loops_end_and_a_directory_linked_twice_is_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pol = dir.path().join("pol");
+    std::fs::create_dir_all(pol.join("sub")).unwrap();
+    std::fs::write(pol.join("a.policy"), V1).unwrap();
+    std::fs::write(pol.join("sub/b.policy"), V2.replace("default allow\n", "")).unwrap();
+    std::os::unix::fs::symlink(&pol, pol.join("self")).unwrap();
+    std::os::unix::fs::symlink(".", pol.join("cur")).unwrap();
+    std::os::unix::fs::symlink("..", pol.join("sub/up")).unwrap();
+    std::os::unix::fs::symlink("missing", pol.join("dangling.policy")).unwrap();
+
+    let files = warden_engine::store::walk_policy_files(&pol).unwrap();
+    assert_eq!(files, vec![pol.join("a.policy"), pol.join("sub/b.policy")]);
+    // The set loads (no duplicate rules) and reloads.
+    let engine = engine_from(&pol);
+    assert!(!allows_delete(&engine));
+    let reloader = PolicyReloader::new(&pol, engine.clone());
+    assert!(!reloader.reload_now().unwrap());
+
+    // A ConfigMap's `..data` link to a directory still works.
+    let cm = dir.path().join("cm");
+    std::fs::create_dir_all(cm.join("..2026_01_01")).unwrap();
+    std::fs::write(cm.join("..2026_01_01/x.policy"), V1).unwrap();
+    std::os::unix::fs::symlink("..2026_01_01", cm.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/x.policy", cm.join("x.policy")).unwrap();
+    assert_eq!(
+        warden_engine::store::walk_policy_files(&cm).unwrap(),
+        vec![cm.join("x.policy")]
+    );
+}

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use warden_engine::state::{Count, LimitSpec, ManualClock, ScopeKey, StateLimits, StateStore};
+use warden_engine::state::{
+    Count, Hold, HoldId, LimitSpec, ManualClock, Reserved, ScopeKey, StateLimits, StateStore,
+};
 use warden_engine::{
     CallContext, Engine, EngineOptions, Identity, Outcome, PolicyBundle, Retry, SqliteState,
     StateBackend, StateError,
@@ -234,16 +236,29 @@ impl StateStore for Flaky {
     ) -> Result<Option<Count>, StateError> {
         self.inner.count(rule, spec, key)
     }
-    fn record_forwarded(
-        &self,
-        keys: &[ScopeKey],
-        matched: &[(&str, LimitSpec)],
-        confirmed: bool,
-    ) -> Result<(), StateError> {
+    fn reserve(&self, hold: &Hold) -> Result<Reserved, StateError> {
+        self.inner.reserve(hold)
+    }
+    fn commit(&self, id: HoldId, hold: &Hold) -> Result<(), StateError> {
+        self.fail()?;
+        self.inner.commit(id, hold)
+    }
+    fn release(&self, id: HoldId, hold: &Hold) -> Result<(), StateError> {
+        self.fail()?;
+        self.inner.release(id, hold)
+    }
+    fn end_streaks(&self, keys: &[ScopeKey], wait: bool) -> Result<(), StateError> {
+        self.fail()?;
+        self.inner.end_streaks(keys, wait)
+    }
+}
+
+impl Flaky {
+    fn fail(&self) -> Result<(), StateError> {
         if self.writes_fail.load(Ordering::SeqCst) {
             return Err(StateError::Store("disk I/O error".into()));
         }
-        self.inner.record_forwarded(keys, matched, confirmed)
+        Ok(())
     }
 }
 
