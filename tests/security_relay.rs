@@ -569,3 +569,118 @@ allow the-real-server {
     );
     Ok(())
 }
+
+/// `warden proxy --listen` in front of the raw test server; the MCP URL.
+async fn listen(dir: &std::path::Path) -> Result<(Child, String), Error> {
+    let policy = dir.join("test.policy");
+    std::fs::write(&policy, POLICY)?;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .arg("proxy")
+        .arg("--policies")
+        .arg(&policy)
+        .arg("--audit-log")
+        .arg(dir.join("audit.jsonl"))
+        .args(["--listen", "127.0.0.1:0", "--"])
+        .arg(env!("CARGO_BIN_EXE_warden"))
+        .arg("proxy-test-upstream")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = BufReader::new(child.stderr.take().ok_or("no stderr")?).lines();
+    let url = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .map_err(|_| "warden did not say where it listens")??
+            .ok_or("warden exited before listening")?;
+        if let Some(url) = line.strip_prefix("warden: MCP at ") {
+            break url.trim().to_string();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, url))
+}
+
+#[tokio::test]
+async fn finding_16_numbers_reach_the_other_side_byte_for_byte_over_http() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (_child, url) = listen(dir.path()).await?;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let post = |body: String, session: Option<String>| {
+        let mut req = http
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json");
+        if let Some(s) = session {
+            req = req
+                .header("mcp-session-id", s)
+                .header("mcp-protocol-version", "2025-06-18");
+        }
+        req.body(body).send()
+    };
+    let init = post(
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+               "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                          "clientInfo": {"name": "http-agent", "version": "1"}}})
+        .to_string(),
+        None,
+    )
+    .await?;
+    let session = init
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("no session id")?
+        .to_string();
+    init.text().await?;
+    post(
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string(),
+        Some(session.clone()),
+    )
+    .await?;
+
+    let big = "123456789012345678901234567890";
+    let dec = "0.1000000000000000000000000001";
+    let args = format!(r#"{{"big":{big},"list":[{dec},-0,1.50]}}"#);
+    let body = post(
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo_meta","arguments":{args}}}}}"#
+        ),
+        Some(session.clone()),
+    )
+    .await?
+    .text()
+    .await?;
+    assert!(body.contains("\"id\":1"), "{body}");
+    let received = post(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "x/received"}).to_string(),
+        Some(session.clone()),
+    )
+    .await?
+    .text()
+    .await?;
+    assert!(
+        received.contains(
+            &serde_json::to_string(&format!(r#""arguments":{args}"#))?[1..]
+                .trim_end_matches('"')
+                .to_string()
+        ),
+        "arguments changed in transit: {received}"
+    );
+
+    let answer = format!(r#"{{"jsonrpc":"2.0","id":$ID,"result":{{"big":{big},"dec":{dec}}}}}"#);
+    let body = post(
+        json!({"jsonrpc": "2.0", "id": 3, "method": "x/raw", "params": {"line": answer}})
+            .to_string(),
+        Some(session.clone()),
+    )
+    .await?
+    .text()
+    .await?;
+    assert!(body.contains(&answer.replace("$ID", "3")), "{body}");
+    Ok(())
+}

@@ -314,7 +314,8 @@ fn restore_subscription_id(text: String, mine: &Value, client_id: &Value) -> Str
                 Value::String(s) => Value::String(s.clone()),
                 other => Value::String(other.to_string()),
             };
-            v.to_string()
+            // Only the id changes; the rest goes out as it came (finding 16).
+            crate::raw::rewrite(&text, &v)
         }
         _ => text,
     }
@@ -345,7 +346,7 @@ fn restore_progress_token(text: String, client_token: &Value) -> String {
     match v.pointer_mut("/params/progressToken") {
         Some(t) => {
             *t = client_token.clone();
-            v.to_string()
+            crate::raw::rewrite(&text, &v)
         }
         None => text,
     }
@@ -399,7 +400,7 @@ impl Routes {
                 Some(id) => match serde_json::from_str::<Value>(&out.text) {
                     Ok(mut v) => {
                         v["id"] = id;
-                        v.to_string()
+                        crate::raw::rewrite(&out.text, &v)
                     }
                     Err(_) => out.text,
                 },

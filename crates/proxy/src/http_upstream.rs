@@ -334,7 +334,12 @@ impl Conn {
             {
                 self.relay.note_upstream_status(&id, status.as_u16());
                 v["id"] = id;
-                self.feed(v.to_string().into_bytes(), None, false).await;
+                // Only the id changes (finding 16).
+                let text = match std::str::from_utf8(&body) {
+                    Ok(t) => crate::raw::rewrite(t, &v),
+                    Err(_) => v.to_string(),
+                };
+                self.feed(text.into_bytes(), None, false).await;
                 return;
             }
             self.answer_for(
@@ -436,8 +441,10 @@ impl Conn {
                 }
                 continue;
             }
-            // Complete messages so far.
-            let mut it = serde_json::Deserializer::from_slice(&buf).into_iter::<Value>();
+            // Complete messages so far, each fed as the text it came as
+            // (finding 16: not re-serialised from a `Value`).
+            let mut it = serde_json::Deserializer::from_slice(&buf)
+                .into_iter::<Box<serde_json::value::RawValue>>();
             let mut done = 0usize;
             let mut messages = Vec::new();
             while let Some(Ok(v)) = it.next() {
@@ -448,8 +455,19 @@ impl Conn {
                 buf.drain(..done);
             }
             for v in messages {
+                let text = v.get().as_bytes();
                 if let Some(id) = request_id
-                    && response_id_of(&v).as_ref() == Some(id)
+                    && response_id(text)
+                        .or_else(|| {
+                            // JSON serde_json will not decode (finding 6).
+                            std::str::from_utf8(text)
+                                .ok()
+                                .and_then(crate::raw::envelope)
+                                .filter(crate::raw::Envelope::is_response)
+                                .and_then(|e| e.id())
+                        })
+                        .as_ref()
+                        == Some(id)
                 {
                     if fed == 0 {
                         self.relay.note_upstream_status(id, status.as_u16());
@@ -457,8 +475,7 @@ impl Conn {
                     answered = true;
                 }
                 fed += 1;
-                self.feed(v.to_string().into_bytes(), request_id, is_init)
-                    .await;
+                self.feed(text.to_vec(), request_id, is_init).await;
             }
             if buf.len() > max {
                 let len = buf.len();
@@ -843,13 +860,6 @@ fn base64(bytes: &[u8]) -> String {
         }
     }
     out
-}
-
-fn response_id_of(v: &Value) -> Option<Value> {
-    match jsonrpc::classify(v) {
-        Ok(Kind::Response { id }) => Some(id),
-        _ => None,
-    }
 }
 
 fn response_id(data: &[u8]) -> Option<Value> {

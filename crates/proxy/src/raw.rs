@@ -81,6 +81,15 @@ impl fmt::Display for Message {
     }
 }
 
+/// `value` (decoded from `text` and then changed) as text, with every
+/// unchanged part as it was in `text`: for transports that rewrite one
+/// member (an id, a progress token) of a message they pass on.
+pub(crate) fn rewrite(text: &str, value: &Value) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    write_preserving(text, value, &mut out);
+    out
+}
+
 /// Writes `value` to `out`, reusing `raw` (the text of the JSON value
 /// `value` was decoded from, before it was changed) wherever the two still
 /// agree: a part whose text decodes to what `value` holds there is copied
