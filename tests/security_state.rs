@@ -195,9 +195,12 @@ async fn finding_17_a_decision_log_that_cannot_be_written_lets_no_call_upstream(
         .spawn()?;
     let mut stdin = child.stdin.take().ok_or("no stdin")?;
     let mut out = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
-    send(&mut stdin, json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
                 "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                           "clientInfo": {"name": "t", "version": "1"}}}))
+                           "clientInfo": {"name": "t", "version": "1"}}}),
+    )
     .await?;
     send(
         &mut stdin,
@@ -205,8 +208,11 @@ async fn finding_17_a_decision_log_that_cannot_be_written_lets_no_call_upstream(
     )
     .await?;
     for id in 2..5 {
-        send(&mut stdin, json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-                    "params": {"name": "echo_meta", "arguments": {"n": id}}}))
+        send(
+            &mut stdin,
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                    "params": {"name": "echo_meta", "arguments": {"n": id}}}),
+        )
         .await?;
     }
     let mut answers = Vec::new();
@@ -223,7 +229,9 @@ async fn finding_17_a_decision_log_that_cannot_be_written_lets_no_call_upstream(
     for a in &answers {
         assert_eq!(a["result"]["isError"], true, "refused: {a:#}");
         assert!(
-            a["result"].to_string().contains("cannot write its decision log"),
+            a["result"]
+                .to_string()
+                .contains("cannot write its decision log"),
             "{a:#}"
         );
     }

@@ -115,7 +115,11 @@ fn finding_02_parallel_sessions_get_exactly_the_limit_in_memory() {
             Arc::new(ManualClock::default()),
             StateLimits::default(),
         ));
-        assert_eq!(race(&[e.clone()], tool, 16), 3, "{tool}: exactly the limit");
+        assert_eq!(
+            race(std::slice::from_ref(&e), tool, 16),
+            3,
+            "{tool}: exactly the limit"
+        );
         let d = e.decide(&call("late", "alice", "claude", tool));
         assert!(reason(&d.outcome).contains("at most 3"), "{tool}");
         // Another user is not affected.
