@@ -232,6 +232,15 @@ impl Engine {
                 keys: scope_keys(call).to_vec(),
                 matched: counts_for.clone(),
                 confirmed: !call.confirmed.is_empty(),
+                unchecked: counts_for
+                    .iter()
+                    .filter(|(id, _)| {
+                        bundle
+                            .rule_index(id)
+                            .is_some_and(|i| bundle.rules()[i].mode == Mode::Shadow)
+                    })
+                    .map(|(id, _)| id.clone())
+                    .collect(),
             };
             if wanted.slots().next().is_none() {
                 break (outcome, shadow);

@@ -252,6 +252,9 @@ impl StateStore for CallState {
         let now = self.clock.now();
         let mut inner = self.lock()?;
         for (rule, spec, key) in hold.slots() {
+            if hold.unchecked.iter().any(|r| r == rule) {
+                continue;
+            }
             if let Some(state) = inner.scopes.get_mut(key) {
                 let used = state.committed(rule, spec, now).count
                     + state.held.get(rule).copied().unwrap_or(0);
@@ -408,6 +411,7 @@ mod tests {
             ],
             matched: matched.iter().map(|(r, s)| (r.to_string(), *s)).collect(),
             confirmed,
+            unchecked: Vec::new(),
         }
     }
 

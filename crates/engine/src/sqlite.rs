@@ -306,6 +306,7 @@ mod tests {
             keys: keys.to_vec(),
             matched: matched.iter().map(|(r, l)| (r.to_string(), *l)).collect(),
             confirmed: false,
+            unchecked: Vec::new(),
         };
         match s.reserve(&hold).unwrap() {
             Reserved::Held(id) => s.commit(id, &hold).unwrap(),

@@ -287,6 +287,9 @@ impl StateStore for SqliteState {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(store_error)?;
         for (rule, spec, key) in hold.slots() {
+            if hold.unchecked.iter().any(|r| r == rule) {
+                continue;
+            }
             if Self::used(&tx, rule, spec, key, now)
                 .map_err(store_error)?
                 .count

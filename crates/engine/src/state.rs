@@ -238,6 +238,10 @@ pub struct Hold {
     pub matched: Vec<(String, LimitSpec)>,
     /// The person confirmed it: it ends every streak and starts none.
     pub confirmed: bool,
+    /// Rules of `matched` in shadow mode: they count the call (so their
+    /// findings stay accurate) but never refuse it, so `reserve` takes
+    /// their slots without checking `max`.
+    pub unchecked: Vec<String>,
 }
 
 impl Hold {
