@@ -88,7 +88,9 @@ fn retry_text(retry: Retry) -> String {
             "retrying can succeed after {} ({seconds} s)",
             human_duration(seconds.max(1))
         ),
-        Retry::AfterStreakEnds => "retrying can succeed once the streak ends: after a call to another tool, or a call the person confirms".to_string(),
+        // Not "a call the person confirms": while the cap holds, a call it
+        // counts is refused before anyone is asked (finding 20).
+        Retry::AfterStreakEnds => "retrying can succeed once the streak ends: after a call to a tool this limit does not count".to_string(),
     }
 }
 
