@@ -241,3 +241,43 @@ async fn finding_17_a_decision_log_that_cannot_be_written_lets_no_call_upstream(
     );
     Ok(())
 }
+
+#[test]
+fn finding_24_lint_ends_on_a_symlink_loop_and_reads_each_file_once() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let pol = dir.path().join("pol");
+    std::fs::create_dir(&pol)?;
+    std::fs::write(
+        pol.join("a.policy"),
+        "default deny\n\nallow reads {\n  tool \"read_*\"\n}\n",
+    )?;
+    std::os::unix::fs::symlink(&pol, pol.join("self"))?;
+    std::os::unix::fs::symlink(".", pol.join("cur"))?;
+    let mut child = std::process::Command::new(WARDEN)
+        .arg("lint")
+        .arg(&pol)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = std::time::Instant::now() + READ_TIMEOUT;
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill()?;
+            return Err("warden lint walked the loop forever".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Read once: a second copy of `reads` would be a duplicate rule.
+    assert!(status.success(), "{text}");
+    assert!(!text.contains("duplicate"), "{text}");
+    Ok(())
+}
