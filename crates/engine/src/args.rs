@@ -1,9 +1,14 @@
 //! JSON arguments to Cedar values, per the contract of the compiled set
 //! (`context.args` in `warden_lang::compile`): every argument a rule reads
-//! lands in the record of its JSON type (`str`, `num`, `bool`) and in
-//! `present` unless it is null. A number is a Cedar `decimal` when exactly
-//! representable (at most 4 decimals, within range); otherwise it is
-//! present but unreadable, which restricting rules treat as a match.
+//! is in `present`, and lands in the record of its JSON type (`str`, `num`,
+//! `bool`). A number is a Cedar `decimal` when exactly representable (at
+//! most 4 decimals, within range); otherwise it is present but unreadable,
+//! which restricting rules treat as a match. `null` is present, of no type,
+//! and also listed in `null`: an upstream may read it as "absent" or as a
+//! value, so every test on it is unknown (`exists` included). A string read
+//! as a path (`under`) lands in `path` in normal form and in `ipath`
+//! case-folded ([`warden_lang::paths`]) when it normalises; otherwise it
+//! is unknown too.
 //!
 //! Arguments larger or deeper than [`ArgLimits`] are refused before any
 //! work is done on them.
@@ -103,13 +108,25 @@ pub fn project_args(
     let mut str_ = Vec::new();
     let mut num = Vec::new();
     let mut bool_ = Vec::new();
+    let mut path = Vec::new();
+    let mut ipath = Vec::new();
     let mut present = Vec::new();
+    let mut null = Vec::new();
     for (ptr, types) in fields {
         let Some(v) = args.pointer(ptr) else { continue };
+        present.push(RestrictedExpression::new_string(ptr.clone()));
         if v.is_null() {
+            null.push(RestrictedExpression::new_string(ptr.clone()));
             continue;
         }
-        present.push(RestrictedExpression::new_string(ptr.clone()));
+        if let Value::String(s) = v
+            && types.contains(&ArgType::Path)
+            && let Some(normal) = warden_lang::paths::normalize_path(s)
+        {
+            let folded = warden_lang::paths::fold_case(&normal);
+            path.push((ptr.clone(), RestrictedExpression::new_string(normal)));
+            ipath.push((ptr.clone(), RestrictedExpression::new_string(folded)));
+        }
         match v {
             Value::String(s) if types.contains(&ArgType::Str) => {
                 str_.push((ptr.clone(), RestrictedExpression::new_string(s.clone())))
@@ -132,10 +149,13 @@ pub fn project_args(
         ("str".to_string(), record(str_)),
         ("num".to_string(), record(num)),
         ("bool".to_string(), record(bool_)),
+        ("path".to_string(), record(path)),
+        (ArgType::FOLDED_PATH_RECORD.to_string(), record(ipath)),
         (
             "present".to_string(),
             RestrictedExpression::new_set(present),
         ),
+        ("null".to_string(), RestrictedExpression::new_set(null)),
     ])
 }
 

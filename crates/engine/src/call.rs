@@ -55,7 +55,8 @@ pub struct Provenance {
 }
 
 /// A tool's MCP annotations as the upstream reports them; absent hints take
-/// the MCP specification's defaults (see [`ToolAnnotations::resolved`]).
+/// the MCP specification's defaults, and a read-only tool is neither
+/// destructive nor non-idempotent (see [`ToolAnnotations::resolved`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ToolAnnotations {
@@ -79,14 +80,19 @@ pub struct ResolvedAnnotations {
 }
 
 impl ToolAnnotations {
-    /// MCP (2025-06-18 and later): readOnlyHint defaults to false,
-    /// destructiveHint to true, idempotentHint to false, openWorldHint to
-    /// true. These are also the cautious readings.
+    /// The MCP meaning (schema 2025-03-26 through 2025-11-25): readOnlyHint
+    /// defaults to false, destructiveHint to true, idempotentHint to false,
+    /// openWorldHint to true, and destructiveHint and idempotentHint are
+    /// "meaningful only when readOnlyHint == false". A read-only tool
+    /// changes nothing, so it is not destructive and calling it again has
+    /// no further effect (it is idempotent), whatever those two hints say.
+    /// Every absent hint takes the cautious reading.
     pub fn resolved(self) -> ResolvedAnnotations {
+        let read_only = self.read_only_hint.unwrap_or(false);
         ResolvedAnnotations {
-            read_only: self.read_only_hint.unwrap_or(false),
-            destructive: self.destructive_hint.unwrap_or(true),
-            idempotent: self.idempotent_hint.unwrap_or(false),
+            read_only,
+            destructive: !read_only && self.destructive_hint.unwrap_or(true),
+            idempotent: read_only || self.idempotent_hint.unwrap_or(false),
             open_world: self.open_world_hint.unwrap_or(true),
         }
     }
@@ -114,4 +120,42 @@ pub struct CallContext {
 
 fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(Default::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hints(ro: Option<bool>, de: Option<bool>, id: Option<bool>) -> ResolvedAnnotations {
+        ToolAnnotations {
+            read_only_hint: ro,
+            destructive_hint: de,
+            idempotent_hint: id,
+            open_world_hint: None,
+        }
+        .resolved()
+    }
+
+    /// Every combination of the three related hints, as docs/language.md
+    /// tabulates them.
+    #[test]
+    fn finding_28_annotations_follow_the_mcp_schema() {
+        let all = [None, Some(false), Some(true)];
+        for de in all {
+            for id in all {
+                let r = hints(Some(true), de, id);
+                assert!(
+                    r.read_only && !r.destructive && r.idempotent,
+                    "{de:?} {id:?}"
+                );
+                for ro in [None, Some(false)] {
+                    let r = hints(ro, de, id);
+                    assert!(!r.read_only);
+                    assert_eq!(r.destructive, de.unwrap_or(true), "{ro:?} {de:?}");
+                    assert_eq!(r.idempotent, id.unwrap_or(false), "{ro:?} {id:?}");
+                }
+            }
+        }
+        assert!(hints(None, None, None).open_world);
+    }
 }

@@ -339,6 +339,9 @@ pub enum Atom {
     In(Subject, Vec<Literal>),
     /// `subject matches "glob*"`
     Matches(Subject, Spanned<String>),
+    /// `args.path under "/restricted"`: the argument, normalised as an
+    /// absolute path ([`crate::paths`]), is the prefix or inside it.
+    Under(ArgPath, Spanned<String>),
 }
 
 /// The identity attributes `verified` can ask about.

@@ -434,6 +434,8 @@ fn check_rule(rule: &Rule, parts: &RuleParts<'_>, sources: &Sources, diags: &mut
 
     if let Some(when) = parts.when {
         check_expr(when, diags);
+        crate::rule_lints::check_hint_defaults(kind, when, diags);
+        crate::rule_lints::check_paths(when, diags);
     }
 }
 

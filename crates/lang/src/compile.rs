@@ -46,6 +46,10 @@ pub enum ArgType {
     Num,
     /// `context.args.bool`, Cedar `Bool`.
     Bool,
+    /// `context.args.path` (the normal form, [`crate::paths`]) and
+    /// `context.args.ipath` (that form case-folded), Cedar `String`: a
+    /// string that normalises; others count as unknown.
+    Path,
 }
 
 impl ArgType {
@@ -54,11 +58,14 @@ impl ArgType {
             ArgType::Str => "str",
             ArgType::Num => "num",
             ArgType::Bool => "bool",
+            ArgType::Path => "path",
         }
     }
+    /// The record of case-folded paths, beside [`ArgType::Path`]'s.
+    pub const FOLDED_PATH_RECORD: &'static str = "ipath";
     fn cedar_type(self) -> &'static str {
         match self {
-            ArgType::Str => "String",
+            ArgType::Str | ArgType::Path => "String",
             ArgType::Num => "decimal",
             ArgType::Bool => "Bool",
         }
@@ -636,9 +643,18 @@ impl Emitter {
                 CExpr::Var(Var::Principal),
                 CExpr::Entity("Group", g.node.clone()),
             )),
+            // `null` is unknown: an upstream may take it as absent or as a
+            // value, so restrictions fire on it and allows do not grant.
             Atom::Exists(path) => {
                 let ptr = self.track(path, None);
-                Tri::definite(present(&ptr))
+                let null = context()
+                    .attr("args")
+                    .attr("null")
+                    .method("contains", vec![CExpr::str(&ptr)]);
+                Tri {
+                    t: CExpr::and(vec![present(&ptr), CExpr::not(null)]),
+                    p: present(&ptr),
+                }
             }
             // A required set the engine always supplies: no read to guard,
             // nothing that can error. An absent argument, or one that is
@@ -684,6 +700,21 @@ impl Emitter {
                 Tri {
                     t: CExpr::or(parts.iter().map(|p| p.t.clone()).collect()),
                     p: CExpr::or(parts.into_iter().map(|p| p.p).collect()),
+                }
+            }
+            Atom::Under(path, prefix) => {
+                let ptr = self.track(path, Some(ArgType::Path));
+                // The checker refuses a prefix that does not normalise.
+                let exact = crate::paths::normalize_path(&prefix.node).unwrap_or_default();
+                let folded = crate::paths::fold_case(&exact);
+                let t = under(args_record(ArgType::Path), &ptr, &exact);
+                let folded_record = context().attr("args").attr(ArgType::FOLDED_PATH_RECORD);
+                Tri {
+                    p: CExpr::or(vec![
+                        under(folded_record, &ptr, &folded),
+                        wrong_type(&ptr, ArgType::Path),
+                    ]),
+                    t,
                 }
             }
             Atom::Matches(subject, glob) => match subject {
@@ -769,14 +800,21 @@ impl Emitter {
         out.push_str("  // (absent hints take the MCP spec's defaults).\n");
         out.push_str("  entity Tool = {\n    \"name\": String,\n    \"server\": String,\n    \"read_only\": Bool,\n    \"destructive\": Bool,\n    \"idempotent\": Bool,\n    \"open_world\": Bool,\n  };\n");
         out.push_str("  // The arguments rules read, by JSON pointer and type.\n  type Args = {\n");
-        for ty in [ArgType::Str, ArgType::Num, ArgType::Bool] {
-            let _ = write!(out, "    {}: {{", quote(ty.record()));
+        let records_in_schema = [
+            (ArgType::Str, ArgType::Str.record()),
+            (ArgType::Num, ArgType::Num.record()),
+            (ArgType::Bool, ArgType::Bool.record()),
+            (ArgType::Path, ArgType::Path.record()),
+            (ArgType::Path, ArgType::FOLDED_PATH_RECORD),
+        ];
+        for (ty, name) in records_in_schema {
+            let _ = write!(out, "    {}: {{", quote(name));
             for ptr in records.get(&ty).map(Vec::as_slice).unwrap_or_default() {
                 let _ = write!(out, "\n      {}?: {},", quote(ptr), ty.cedar_type());
             }
             out.push_str("\n    },\n");
         }
-        out.push_str("    \"present\": Set<String>,\n  };\n");
+        out.push_str("    \"present\": Set<String>,\n    \"null\": Set<String>,\n  };\n");
         out.push_str("  // Per cap or rate rule: matching calls counted so far in its scope.\n  type Counters = {");
         for id in &self.counters {
             let _ = write!(out, "\n    {}?: Long,", quote(id));
@@ -795,6 +833,21 @@ impl Emitter {
 
 fn args_record(ty: ArgType) -> CExpr {
     context().attr("args").attr(ty.record())
+}
+
+/// `record[ptr]` is `prefix` or below it, whole segments only: equal, or
+/// `like "<prefix>/*"`. The prefix is in normal form and holds no `*`.
+fn under(record: CExpr, ptr: &str, prefix: &str) -> CExpr {
+    let value = record.clone().attr(ptr);
+    let inside = if prefix == "/" {
+        CExpr::Bool(true)
+    } else {
+        CExpr::or(vec![
+            CExpr::bin(BinOp::Eq, value.clone(), CExpr::str(prefix)),
+            CExpr::Like(Box::new(value), format!("{prefix}/*")),
+        ])
+    };
+    CExpr::and(vec![record.has(ptr), inside])
 }
 
 fn present(ptr: &str) -> CExpr {

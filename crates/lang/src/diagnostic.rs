@@ -93,16 +93,26 @@ codes! {
     UnknownRecordKind = "unknown-record-kind", Error, "`created by agent as KIND` names a kind that a records declaration declares";
     /// `created by agent` without `as KIND` where several kinds could be meant.
     AmbiguousRecordKind = "ambiguous-record-kind", Error, "`created by agent` must name its record kind when several are declared for the rule's servers";
+    /// A condition nested deeper than the parser accepts.
+    NestingTooDeep = "nesting-too-deep", Error, "a condition nests `(` and `not` at most 32 levels deep";
+    /// A condition with more tests than the parser accepts.
+    ConditionTooLarge = "condition-too-large", Error, "a condition holds at most 512 tests";
+    /// `args.x under "..."` with a prefix that is not an absolute, normal path.
+    InvalidPathPrefix = "invalid-path-prefix", Error, "`under` takes an absolute path without `*`, `\\`, `%XX` escapes, control characters or `..` above the root";
     /// Emitted Cedar that does not parse or validate: a bug in warden.
     CompilerBug = "compiler-bug", Error, "the compiler produced Cedar that does not validate (a bug in warden)";
     /// A rule that an earlier unconditional deny makes pointless.
     ShadowedRule = "shadowed-rule", Warning, "an earlier unconditional deny already decides every call this rule matches";
     /// An allow rule under `default allow`.
     RedundantAllow = "redundant-allow", Warning, "under `default allow` an allow rule changes nothing";
+    /// `args.x matches "/some/*"`: a glob on a path, which `..`, `//` or case bypass.
+    PathGlob = "path-glob", Warning, "a `matches` pattern that looks like a path is bypassed by `//`, `.`, `..` and case; use `under`";
     /// `created by agent` without `as KIND`, read as the only kind declared for the rule's servers.
     InferredRecordKind = "inferred-record-kind", Warning, "`created by agent` without `as KIND` takes the only record kind declared for the rule's servers";
     /// A `per agent` cap or rate whose rule does not require `verified agent`.
     UnverifiedAgentLimit = "unverified-agent-limit", Warning, "a `per agent` limit on a declared agent name is evaded by reconnecting under another name";
+    /// A tool-flag test whose result on a tool without that hint comes from a default that lets calls through.
+    HintDefault = "hint-default", Warning, "a rule on a tool annotation lets through tools that do not declare the hint";
 }
 
 impl fmt::Display for Code {
@@ -223,6 +233,31 @@ impl Diagnostic {
             .map(|r| r.resolve(sources))
             .collect();
         self
+    }
+
+    /// Rewrites the message, help and label texts (crate::terminal).
+    pub(crate) fn map_texts(&mut self, f: impl Fn(&str) -> String) {
+        self.message = f(&self.message);
+        self.help = self.help.as_deref().map(&f);
+        for l in &mut self.labels {
+            l.text = l.text.as_deref().map(&f);
+        }
+    }
+
+    /// Moves every label's offsets (crate::terminal).
+    pub(crate) fn map_spans(&mut self, f: impl Fn(usize) -> usize) {
+        for l in &mut self.labels {
+            l.span.start = f(l.span.start);
+            l.span.end = f(l.span.end);
+        }
+    }
+
+    pub(crate) fn map_related(&mut self, f: impl Fn(&Diagnostic) -> Diagnostic) {
+        self.related = self.related.iter().map(f).collect();
+    }
+
+    pub(crate) fn source_mut(&mut self) -> Option<&mut miette::NamedSource<Arc<str>>> {
+        self.source.as_mut()
     }
 
     pub fn code(&self) -> Code {

@@ -297,6 +297,11 @@ fn write_atom(out: &mut String, a: &Atom) {
             out.push_str(" matches ");
             write_string(out, &g.node);
         }
+        Atom::Under(p, prefix) => {
+            write_path(out, p);
+            out.push_str(" under ");
+            write_string(out, &prefix.node);
+        }
     }
 }
 

@@ -29,11 +29,15 @@ pub mod compile;
 pub mod diagnostic;
 pub mod fmt;
 pub mod glob;
+pub mod limits;
 pub mod lints;
 pub mod parse;
+pub mod paths;
 mod record_kind;
+pub mod rule_lints;
 pub mod source;
 pub mod template;
+pub mod terminal;
 
 pub use compile::{
     ArgType, CompiledLimit, CompiledPolicySet, CompiledRecords, CompiledRule, CreatedArg,

@@ -352,6 +352,74 @@ pub(crate) fn records_not_declared(at: Span, servers: &str) -> Diagnostic {
     .with_label(at, "no tool is known to create these records")
     .with_help("declare the tool that creates them: `records sample { server \"genomics\" created by tool \"create_sample\" at \"/sample/id\" }`")
 }
+
+pub(crate) fn nesting_too_deep(at: Span) -> Diagnostic {
+    Diagnostic::new(
+        Code::NestingTooDeep,
+        format!(
+            "this condition nests deeper than {} levels",
+            crate::limits::MAX_NESTING
+        ),
+    )
+    .with_label(at, "one level too many")
+    .with_help("each `(` and each `not` opens a level; flatten the condition (`not not x` is `x`, and `(a and (b and c))` is `a and b and c`) or split it into several rules")
+}
+
+pub(crate) fn condition_too_large(at: Span) -> Diagnostic {
+    Diagnostic::new(
+        Code::ConditionTooLarge,
+        format!(
+            "this condition holds more than {} tests",
+            crate::limits::MAX_TERMS
+        ),
+    )
+    .with_label(at, "the first test over the limit")
+    .with_help("split the condition into several rules, or match names with a glob (`matches \"prefix-*\"`) instead of listing each one")
+}
+
+pub(crate) fn invalid_path_prefix(at: Span, prefix: &str, why: &str) -> Diagnostic {
+    Diagnostic::new(
+        Code::InvalidPathPrefix,
+        format!("`{prefix}` cannot be the prefix of `under`"),
+    )
+    .with_label(at, why.to_string())
+    .with_help("write an absolute path, such as `under \"/restricted\"`; it needs no `*`, as `under` covers everything below the path")
+}
+
+pub(crate) fn path_glob(at: Span, pattern: &str, prefix: &str) -> Diagnostic {
+    Diagnostic::new(
+        Code::PathGlob,
+        format!("`matches \"{pattern}\"` compares the text of a path, not the path"),
+    )
+    .with_label(at, "`//`, `/./`, `/x/../` and other letter case get past this")
+    .with_help(format!(
+        "write `under \"{prefix}\"`: warden normalises the argument before comparing, and a path it cannot normalise counts as inside"
+    ))
+}
+
+pub(crate) fn hint_default(
+    at: Span,
+    flag: &str,
+    annotation: &str,
+    default: bool,
+    kind: &str,
+) -> Diagnostic {
+    let effect = if kind == "allow" {
+        "grants every tool that does not declare it"
+    } else {
+        "never applies to a tool that does not declare it"
+    };
+    Diagnostic::new(
+        Code::HintDefault,
+        format!("`tool.{flag}` here {effect}"),
+    )
+    .with_label(
+        at,
+        format!("a tool without `{annotation}` reads as {default}, the MCP default"),
+    )
+    .with_help("annotations are the server's word and most servers omit some; say what you mean for unannotated tools, e.g. `deny` on the dangerous reading (`tool.destructive`, `not tool.read_only`) rather than `allow` on the harmless one")
+}
+
 pub(crate) fn unverified_agent_limit(at: Span, kind: &str) -> Diagnostic {
     Diagnostic::new(
         Code::UnverifiedAgentLimit,

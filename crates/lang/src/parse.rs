@@ -19,6 +19,11 @@ struct PolicyParser;
 /// are all collected.
 pub fn parse_file(file: FileId, text: &str) -> Result<PolicyFile, Vec<Diagnostic>> {
     pest::set_error_detail(true);
+    // Pest recurses once per parenthesis level: refuse absurd nesting
+    // before it runs (see crate::limits).
+    if let Some(at) = crate::limits::paren_depth_problem(text) {
+        return Err(vec![lints::nesting_too_deep(Span::new(file, at, at + 1))]);
+    }
     let mut pairs = match PolicyParser::parse(Rule::file, text) {
         Ok(p) => p,
         Err(e) => return Err(vec![syntax_error(file, text, &e)]),
@@ -26,6 +31,7 @@ pub fn parse_file(file: FileId, text: &str) -> Result<PolicyFile, Vec<Diagnostic
     let mut b = Builder {
         file,
         errors: Vec::new(),
+        terms: 0,
     };
     let root = pairs.next().expect("grammar: file is the root");
     let mut items = Vec::new();
@@ -51,6 +57,8 @@ pub fn parse_file(file: FileId, text: &str) -> Result<PolicyFile, Vec<Diagnostic
 struct Builder {
     file: FileId,
     errors: Vec<Diagnostic>,
+    /// Tests seen so far in the condition being built (crate::limits).
+    terms: usize,
 }
 
 impl Builder {
@@ -145,7 +153,10 @@ impl Builder {
                     Clause::Tool(list)
                 }
             }
-            Rule::when_clause => Clause::When(self.expr(inner.next().expect("grammar: expr"))),
+            Rule::when_clause => {
+                self.terms = 0;
+                Clause::When(self.expr(inner.next().expect("grammar: expr"), 0))
+            }
             Rule::reason_clause => Clause::Reason(self.string(inner.next().expect("grammar: str"))),
             Rule::mode_clause => {
                 let m = inner.next().expect("grammar: mode");
@@ -243,45 +254,83 @@ impl Builder {
         }
     }
 
-    fn expr(&mut self, pair: Pair<'_, Rule>) -> Expr {
+    /// `depth` counts the `(` and `not` levels around `pair`; past
+    /// [`crate::limits::MAX_NESTING`] a placeholder stands in (an error is
+    /// reported), so no deeper tree is ever built.
+    fn expr(&mut self, pair: Pair<'_, Rule>, depth: usize) -> Expr {
         let mut span = self.span(&pair);
         span.end = expr_end(&pair);
+        // The recursive path stays in small functions with plain loops:
+        // every frame on it counts against a small stack (crate::limits),
+        // so the leaves and the error paths live out of line.
         match pair.as_rule() {
-            Rule::expr => {
-                let parts: Vec<Expr> = pair
-                    .into_inner()
-                    .filter(|p| p.as_rule() != Rule::kw_or)
-                    .map(|p| self.expr(p))
-                    .collect();
-                nary(parts, span, true)
-            }
-            Rule::and_expr => {
-                let parts: Vec<Expr> = pair
-                    .into_inner()
-                    .filter(|p| p.as_rule() != Rule::kw_and)
-                    .map(|p| self.expr(p))
-                    .collect();
-                nary(parts, span, false)
-            }
-            Rule::unary => {
-                let mut nots = Vec::new();
-                let mut operand = None;
-                for p in pair.into_inner() {
-                    if p.as_rule() == Rule::not_op {
-                        nots.push(self.span(&p));
-                    } else {
-                        operand = Some(self.expr(p));
-                    }
-                }
-                let mut e = operand.expect("grammar: unary has an operand");
-                for not_span in nots.into_iter().rev() {
-                    let s = not_span.to(e.span());
-                    e = Expr::Not(Box::new(e), s);
-                }
-                e
-            }
-            _ => Expr::Atom(self.atom(pair), span),
+            Rule::expr | Rule::and_expr => self.nary_expr(pair, depth, span),
+            Rule::unary => self.unary(pair, depth, span),
+            _ => self.leaf(pair, span),
         }
+    }
+
+    fn nary_expr(&mut self, pair: Pair<'_, Rule>, depth: usize, span: Span) -> Expr {
+        let is_or = pair.as_rule() == Rule::expr;
+        let mut parts = Vec::new();
+        for p in pair.into_inner() {
+            if !matches!(p.as_rule(), Rule::kw_or | Rule::kw_and) {
+                parts.push(self.expr(p, depth));
+            }
+        }
+        nary(parts, span, is_or)
+    }
+
+    fn unary(&mut self, pair: Pair<'_, Rule>, depth: usize, span: Span) -> Expr {
+        let mut nots = Vec::new();
+        let mut operand = None;
+        for p in pair.into_inner() {
+            if p.as_rule() == Rule::not_op {
+                if depth + nots.len() == crate::limits::MAX_NESTING {
+                    return self.too_deep(self.span(&p), span);
+                }
+                nots.push(self.span(&p));
+            } else if p.as_rule() == Rule::expr {
+                // A parenthesised condition: one level deeper.
+                let inner = depth + nots.len() + 1;
+                if inner > crate::limits::MAX_NESTING {
+                    let at = self.span(&p);
+                    let open = Span::new(self.file, at.start.saturating_sub(1), at.start);
+                    return self.too_deep(open, span);
+                }
+                operand = Some(self.expr(p, inner));
+            } else {
+                operand = Some(self.expr(p, depth + nots.len()));
+            }
+        }
+        let mut e = operand.expect("grammar: unary has an operand");
+        for not_span in nots.into_iter().rev() {
+            let s = not_span.to(e.span());
+            e = Expr::Not(Box::new(e), s);
+        }
+        e
+    }
+
+    /// Reports nesting past the limit; a placeholder stands in for the
+    /// part not built (the file is refused anyway).
+    #[inline(never)]
+    fn too_deep(&mut self, at: Span, span: Span) -> Expr {
+        self.errors.push(lints::nesting_too_deep(at));
+        Expr::Atom(Atom::Bool(false), span)
+    }
+
+    #[inline(never)]
+    fn leaf(&mut self, pair: Pair<'_, Rule>, span: Span) -> Expr {
+        let atom = self.atom(pair);
+        let before = self.terms;
+        self.terms += match &atom {
+            Atom::In(_, lits) => lits.len().max(1),
+            _ => 1,
+        };
+        if before <= crate::limits::MAX_TERMS && self.terms > crate::limits::MAX_TERMS {
+            self.errors.push(lints::condition_too_large(span));
+        }
+        Expr::Atom(atom, span)
     }
 
     fn atom(&mut self, pair: Pair<'_, Rule>) -> Atom {
@@ -303,6 +352,10 @@ impl Builder {
             }
             Rule::in_group => Atom::InGroup(self.string(inner.next().expect("grammar"))),
             Rule::exists => Atom::Exists(self.arg_path(inner.next().expect("grammar"))),
+            Rule::under => {
+                let path = self.arg_path(inner.next().expect("grammar: path"));
+                Atom::Under(path, self.string(inner.next().expect("grammar: prefix")))
+            }
             Rule::created_by => {
                 let path = self.arg_path(inner.next().expect("grammar"));
                 let kind = inner
@@ -479,6 +532,7 @@ fn is_keyword(r: Rule) -> bool {
             | Rule::kw_group
             | Rule::kw_exists
             | Rule::kw_matches
+            | Rule::kw_under
             | Rule::kw_and
             | Rule::kw_or
             | Rule::kw_not
@@ -687,6 +741,7 @@ fn describe_rule(r: Rule) -> Option<&'static str> {
         Rule::cmp_tail | Rule::cmp_op => "a comparison (`==`, `!=`, `<`, `<=`, `>`, `>=`)",
         Rule::in_tail | Rule::kw_in => "`in`",
         Rule::matches_tail | Rule::kw_matches => "`matches`",
+        Rule::under | Rule::kw_under => "`under`",
         Rule::number => "a number",
         Rule::integer => "a whole number",
         Rule::string => "a string",

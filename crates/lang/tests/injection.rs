@@ -280,7 +280,7 @@ fn authorize(out: &CompileOutput, call: &Call) -> Response {
         "model": call.model,
         "session": "s-1",
         "confirmed": [],
-        "args": {"str": str_args, "num": {}, "bool": {}, "present": present},
+        "args": {"str": str_args, "num": {}, "bool": {}, "path": {}, "ipath": {}, "present": present, "null": []},
         "counters": counters,
         "verified": {"user": false, "groups": false, "agent": false, "model": false},
         "agent_created": [],

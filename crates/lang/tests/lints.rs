@@ -278,6 +278,119 @@ fn records_not_declared() {
     check(
         Code::RecordsNotDeclared,
         "default deny\nrecords sample {\n  server \"genomics\"\n  created by tool \"create_sample\" at \"/sample/id\"\n}\nallow own {\n  server \"lab\"\n  when args.sample_id created by agent\n}\n",
-        "default deny\nrecords sample {\n  server \"genomics\"\n  created by tool \"create_sample\" at \"/sample/id\"\n}\nallow own {\n  server \"genomics\"\n  when args.sample_id created by agent\n}\n",
+        "default deny\nrecords sample {\n  server \"genomics\"\n  created by tool \"create_sample\" at \"/sample/id\"\n}\nallow own {\n  server \"genomics\"\n  when args.sample_id created by agent as sample\n}\n",
+    );
+}
+
+const SAMPLES_AND_NOTES: &str = "default deny\nrecords sample {\n  server \"genomics\"\n  created by tool \"create_sample\" at \"/sample/id\"\n}\nrecords note {\n  created by tool \"create_note\" at \"/note/id\"\n}\n";
+
+#[test]
+fn finding_04_ambiguous_record_kind() {
+    check(
+        Code::AmbiguousRecordKind,
+        &format!(
+            "{SAMPLES_AND_NOTES}allow own {{\n  server \"genomics\"\n  when args.sample_id created by agent\n}}\n"
+        ),
+        &format!(
+            "{SAMPLES_AND_NOTES}allow own {{\n  server \"genomics\"\n  when args.sample_id created by agent as sample\n}}\n"
+        ),
+    );
+}
+
+#[test]
+fn finding_04_unknown_record_kind() {
+    check(
+        Code::UnknownRecordKind,
+        &format!(
+            "{SAMPLES_AND_NOTES}allow own {{\n  server \"genomics\"\n  when args.sample_id created by agent as smaple\n}}\n"
+        ),
+        &format!(
+            "{SAMPLES_AND_NOTES}allow own {{\n  server \"genomics\"\n  when args.sample_id created by agent as sample\n}}\n"
+        ),
+    );
+}
+
+#[test]
+fn finding_04_inferred_record_kind() {
+    check(
+        Code::InferredRecordKind,
+        &format!(
+            "{SAMPLES_AND_NOTES}allow own {{\n  server \"lab\"\n  when args.note_id created by agent\n}}\n"
+        ),
+        &format!(
+            "{SAMPLES_AND_NOTES}allow own {{\n  server \"lab\"\n  when args.note_id created by agent as note\n}}\n"
+        ),
+    );
+}
+
+#[test]
+fn finding_13_unverified_agent_limit() {
+    check(
+        Code::UnverifiedAgentLimit,
+        "default allow\ncap-consecutive writes-per-agent {\n  tool \"update_*\"\n  when via agent\n  max 5 per agent\n}\n",
+        "default allow\ncap-consecutive writes-per-agent {\n  tool \"update_*\"\n  when via agent and verified agent\n  max 5 per agent\n}\n",
+    );
+}
+
+#[test]
+fn finding_22_nesting_too_deep() {
+    let deep = format!(
+        "default allow\ndeny x {{\n  when {}via agent{}\n}}\n",
+        "(".repeat(40),
+        ")".repeat(40)
+    );
+    let shallow = format!(
+        "default allow\ndeny x {{\n  when {}via agent{}\n}}\n",
+        "(".repeat(8),
+        ")".repeat(8)
+    );
+    check(Code::NestingTooDeep, &deep, &shallow);
+}
+
+#[test]
+fn finding_22_too_many_nots_count_as_nesting() {
+    let text = format!(
+        "default allow\ndeny x {{\n  when {}via agent\n}}\n",
+        "not ".repeat(40)
+    );
+    let diags = lint_policy_set(&common::sources("nots.policy", &text));
+    assert_eq!(common::codes(&diags), ["nesting-too-deep"]);
+}
+
+#[test]
+fn finding_22_condition_too_large() {
+    let big = vec!["via agent"; 600].join("\n    or ");
+    let small = vec!["via agent"; 20].join(" or ");
+    check(
+        Code::ConditionTooLarge,
+        &format!("default allow\ndeny x {{\n  when {big}\n}}\n"),
+        &format!("default allow\ndeny x {{\n  when {small}\n}}\n"),
+    );
+}
+
+#[test]
+fn finding_18_invalid_path_prefix() {
+    check(
+        Code::InvalidPathPrefix,
+        "default allow\ndeny x {\n  when args.path under \"restricted/*\"\n}\n",
+        "default allow\ndeny x {\n  when args.path under \"/restricted\"\n}\n",
+    );
+}
+
+#[test]
+fn finding_18_path_glob() {
+    check(
+        Code::PathGlob,
+        "default allow\ndeny x {\n  when args.path matches \"/restricted/*\"\n}\n",
+        "default allow\ndeny x {\n  when args.path under \"/restricted\" or args.name matches \"tmp-*\"\n}\n",
+    );
+}
+
+#[test]
+fn finding_28_hint_default() {
+    check(
+        Code::HintDefault,
+        "default deny\nallow harmless {\n  when not tool.destructive or tool.open_world\n}\n",
+        "default deny\nallow harmless {\n  when tool.read_only\n}\ndeny dangerous {\n  when tool.destructive and not tool.read_only or not tool.idempotent\n}\n",
     );
 }

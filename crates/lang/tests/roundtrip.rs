@@ -170,6 +170,10 @@ fn strip_atom(a: &mut Atom) {
             strip_subject(subj);
             g.span = S;
         }
+        Atom::Under(p, prefix) => {
+            p.span = S;
+            prefix.span = S;
+        }
     }
 }
 
@@ -445,6 +449,8 @@ fn atom(valid: bool) -> BoxedStrategy<Atom> {
         2 => compare,
         1 => in_list,
         1 => (subject(), any_string()).prop_map(|(s, g)| Atom::Matches(s, sp(g))),
+        1 => (arg_path(), select(vec!["/", "/restricted", "/data/raw"]))
+            .prop_map(|(p, prefix)| Atom::Under(p, sp(prefix.to_string()))),
     ]
     .boxed()
 }
@@ -1000,18 +1006,18 @@ impl Messy {
                     self.ws();
                     self.out.push_str(word);
                 }
-            }
-            Atom::Verified(f) => {
-                self.out.push_str("verified");
-                self.ws();
-                self.out.push_str(f.keyword());
-            }
                 if let Some(k) = kind {
                     for word in ["as", k.node.as_str()] {
                         self.ws();
                         self.out.push_str(word);
                     }
                 }
+            }
+            Atom::Verified(f) => {
+                self.out.push_str("verified");
+                self.ws();
+                self.out.push_str(f.keyword());
+            }
             Atom::Compare(s, op, lit) => {
                 self.subject(s);
                 self.opt_ws();
@@ -1045,6 +1051,13 @@ impl Messy {
                 self.out.push_str("matches");
                 self.opt_ws();
                 self.string(&g.node);
+            }
+            Atom::Under(p, prefix) => {
+                self.path(p);
+                self.ws();
+                self.out.push_str("under");
+                self.opt_ws();
+                self.string(&prefix.node);
             }
         }
     }

@@ -63,13 +63,23 @@ impl Default for Call {
 /// type only; numbers become decimals when exactly representable.
 fn project_args(set: &CompiledPolicySet, args: &Value) -> Value {
     let (mut str_, mut num, mut bool_) = (json!({}), json!({}), json!({}));
+    let (mut path, mut ipath) = (json!({}), json!({}));
     let mut present = BTreeSet::new();
+    let mut nulls = BTreeSet::new();
     for (ptr, types) in set.arg_fields() {
         let Some(v) = args.pointer(ptr) else { continue };
+        present.insert(ptr.clone());
         if v.is_null() {
+            nulls.insert(ptr.clone());
             continue;
         }
-        present.insert(ptr.clone());
+        if let Value::String(s) = v
+            && types.contains(&ArgType::Path)
+            && let Some(normal) = warden_lang::paths::normalize_path(s)
+        {
+            ipath[ptr] = json!(warden_lang::paths::fold_case(&normal));
+            path[ptr] = json!(normal);
+        }
         match v {
             Value::String(s) if types.contains(&ArgType::Str) => str_[ptr] = json!(s),
             Value::Bool(b) if types.contains(&ArgType::Bool) => bool_[ptr] = json!(b),
@@ -85,7 +95,8 @@ fn project_args(set: &CompiledPolicySet, args: &Value) -> Value {
             _ => {}
         }
     }
-    json!({"str": str_, "num": num, "bool": bool_, "present": present})
+    json!({"str": str_, "num": num, "bool": bool_, "path": path, "ipath": ipath,
+           "present": present, "null": nulls})
 }
 
 /// Decides a call against the enforced policies; returns the decision and
@@ -219,16 +230,37 @@ fn an_absent_argument_makes_a_comparison_false() {
         )
         .is_empty()
     );
-    assert!(
-        denied_by(
-            &set,
-            &Call {
-                args: json!({"count": null}),
-                ..Call::default()
-            }
-        )
-        .is_empty()
-    );
+}
+
+/// Finding 15: `null` was read as absent, so `deny ... when args.include_pii
+/// exists` let `{"include_pii": null}` through. Null is now present and of
+/// no type: unknown to every test, so restrictions fire and allows do not
+/// grant.
+#[test]
+fn finding_15_null_argument_is_unknown_to_exists_and_comparisons() {
+    let denies = |policy: &str, args: Value| {
+        let call = Call {
+            args,
+            ..Call::default()
+        };
+        decide(&compile(policy), &call).0 == Decision::Deny
+    };
+    let deny_exists = "default allow\ndeny pii {\n  when args.include_pii exists\n}\n";
+    assert!(denies(deny_exists, json!({"include_pii": null})));
+    assert!(denies(deny_exists, json!({"include_pii": false})));
+    assert!(!denies(deny_exists, json!({})));
+    let deny_missing = "default allow\ndeny no-ticket {\n  when not args.ticket exists\n}\n";
+    assert!(denies(deny_missing, json!({"ticket": null})));
+    assert!(denies(deny_missing, json!({})));
+    assert!(!denies(deny_missing, json!({"ticket": "T-1"})));
+    // Comparisons: null is unknown, as a mistyped value is.
+    assert!(denies(DENY_COUNT, json!({"count": null})));
+    let allow_exists = "default deny\nallow with-ticket {\n  when args.ticket exists\n}\n";
+    assert!(denies(allow_exists, json!({"ticket": null})));
+    assert!(!denies(allow_exists, json!({"ticket": "T-1"})));
+    let allow_missing = "default deny\nallow no-pii {\n  when not args.include_pii exists\n}\n";
+    assert!(denies(allow_missing, json!({"include_pii": null})));
+    assert!(!denies(allow_missing, json!({})));
 }
 
 #[test]
@@ -621,4 +653,65 @@ fn counting_policies_say_which_calls_count() {
     assert_eq!(ids, ["r/match"]);
     let r = set.rule("r").expect("rule");
     assert_eq!(r.limit.and_then(|l| l.window_secs), Some(3600));
+}
+
+/// Finding 18: `args.path matches "/restricted/*"` was bypassed by
+/// `//restricted/x`, `/./restricted/x`, `/data/../restricted/x` and
+/// `/RESTRICTED/x`. `under` compares the normalised path segment-wise; a
+/// value that cannot be normalised counts as inside for a restriction and
+/// as outside for an allow; letter case restricts but never grants.
+#[test]
+fn finding_18_under_normalises_paths_and_fails_closed() {
+    let deny =
+        compile("default allow\ndeny restricted {\n  when args.path under \"/restricted\"\n}\n");
+    let allow = compile("default deny\nallow data {\n  when args.path under \"/data\"\n}\n");
+    let denied = |set: &CompiledPolicySet, path: Value| {
+        let call = Call {
+            args: json!({ "path": path }),
+            ..Call::default()
+        };
+        decide(set, &call).0 == Decision::Deny
+    };
+    for inside in [
+        json!("/restricted"),
+        json!("/restricted/x"),
+        json!("//restricted/x"),
+        json!("/./restricted/x"),
+        json!("/data/../restricted/x"),
+        json!("/RESTRICTED/x"),
+        json!("/restricted/"),
+        // Cannot be normalised: inside for a restriction.
+        json!("/../restricted/x"),
+        json!("restricted/x"),
+        json!("/data\\..\\restricted"),
+        json!("/%72estricted/x"),
+        json!("/restricted\u{0}/x"),
+        json!(7),
+        json!(null),
+        json!(["/restricted/x"]),
+    ] {
+        assert!(denied(&deny, inside.clone()), "{inside} must be denied");
+        assert!(
+            denied(&allow, inside.clone()),
+            "{inside} must not be granted"
+        );
+    }
+    for outside in [
+        "/data/x",
+        "/restricted-2/x",
+        "/srv/restricted/x",
+        "/data/./raw//x",
+    ] {
+        assert!(
+            !denied(&deny, json!(outside)),
+            "{outside} is outside /restricted"
+        );
+    }
+    assert!(!denied(&allow, json!("/data/raw/x")));
+    assert!(!denied(&allow, json!("/tmp/../data//x")));
+    // Case never grants: on a case-sensitive file system `/DATA` is another directory.
+    assert!(denied(&allow, json!("/DATA/x")));
+    assert!(denied(&allow, json!("/data/../etc/passwd")));
+    let absent = Call::default();
+    assert_eq!(decide(&deny, &absent).0, Decision::Allow);
 }

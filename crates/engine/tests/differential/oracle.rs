@@ -422,12 +422,15 @@ fn atom_value(atom: &Atom, call: &CallContext, created: &HashSet<String>) -> Tri
         // Compared exactly, not a glob; false when no server is known.
         Atom::ViaServer(name) => Tri::of(call.provenance.via_server.as_deref() == Some(&name.node)),
         Atom::ToolFlag(flag) => {
-            // MCP defaults for a hint the server does not give.
+            // MCP defaults for a hint the server does not give; destructive
+            // and idempotent mean something only when not read-only (a
+            // read-only tool is neither destructive nor non-idempotent).
             let a = &call.annotations;
+            let read_only = a.read_only_hint.unwrap_or(false);
             Tri::of(match flag {
-                ToolFlag::ReadOnly => a.read_only_hint.unwrap_or(false),
-                ToolFlag::Destructive => a.destructive_hint.unwrap_or(true),
-                ToolFlag::Idempotent => a.idempotent_hint.unwrap_or(false),
+                ToolFlag::ReadOnly => read_only,
+                ToolFlag::Destructive => !read_only && a.destructive_hint.unwrap_or(true),
+                ToolFlag::Idempotent => read_only || a.idempotent_hint.unwrap_or(false),
                 ToolFlag::OpenWorld => a.open_world_hint.unwrap_or(true),
             })
         }
@@ -450,8 +453,12 @@ fn atom_value(atom: &Atom, call: &CallContext, created: &HashSet<String>) -> Tri
                 VerifiedField::Model => v.model,
             })
         }
-        // Never unknown; null counts as absent (engine.md).
-        Atom::Exists(path) => Tri::of(argument(call, &path.segments).is_some()),
+        // Null is unknown: present, of no type (engine.md).
+        Atom::Exists(path) => match argument_or_null(call, &path.segments) {
+            None => Tri::False,
+            Some(Json::Null) => Tri::Unknown,
+            Some(_) => Tri::True,
+        },
         Atom::Compare(subject, op, lit) => {
             compare(subject_value(subject, call), op.node, &lit.value)
         }
@@ -467,14 +474,36 @@ fn atom_value(atom: &Atom, call: &CallContext, created: &HashSet<String>) -> Tri
             Some(Json::String(s)) => Tri::of(glob(&pattern.node, &s)),
             Some(_) => Tri::Unknown,
         },
+        // docs/language.md "Paths": exact case decides "true", folded case
+        // "possibly"; a value that does not normalise is unknown.
+        Atom::Under(path, prefix) => match argument_or_null(call, &path.segments) {
+            None => Tri::False,
+            Some(Json::String(s)) => match warden_lang::paths::normalize_path(s) {
+                None => Tri::Unknown,
+                Some(normal) => {
+                    use warden_lang::paths::{fold_case, is_under};
+                    let want = warden_lang::paths::normalize_path(&prefix.node)
+                        .expect("a checked prefix normalises");
+                    if is_under(&normal, &want) {
+                        Tri::True
+                    } else if is_under(&fold_case(&normal), &fold_case(&want)) {
+                        Tri::Unknown
+                    } else {
+                        Tri::False
+                    }
+                }
+            },
+            Some(_) => Tri::Unknown,
+        },
     }
 }
 
 /// What a subject stands for in a call, as JSON; `None` when absent (an
-/// argument the call lacks or that is null, an agent or model not known).
+/// argument the call lacks, an agent or model not known; a null argument is `Some(Null)`).
 fn subject_value(subject: &Subject, call: &CallContext) -> Option<Json> {
     match subject {
-        Subject::Arg(path) => argument(call, &path.segments).cloned(),
+        // Null is present and of no type: every comparison on it is unknown.
+        Subject::Arg(path) => argument_or_null(call, &path.segments).cloned(),
         Subject::Identity(field) => match field.node {
             IdentityField::User => Some(call.identity.user.clone()),
             IdentityField::Agent => call.identity.agent.clone(),
@@ -522,6 +551,11 @@ fn compare(value: Option<Json>, op: CmpOp, lit: &Value) -> Tri {
 /// The argument at a path of object keys and array indexes, unless it is
 /// absent or null.
 fn argument<'a>(call: &'a CallContext, segments: &[String]) -> Option<&'a Json> {
+    argument_or_null(call, segments).filter(|v| !v.is_null())
+}
+
+/// The argument at a path, `null` included; `None` when absent.
+fn argument_or_null<'a>(call: &'a CallContext, segments: &[String]) -> Option<&'a Json> {
     let mut at = &call.arguments;
     for seg in segments {
         at = match at {
@@ -536,7 +570,7 @@ fn argument<'a>(call: &'a CallContext, segments: &[String]) -> Option<&'a Json> 
             _ => return None,
         };
     }
-    (!at.is_null()).then_some(at)
+    Some(at)
 }
 
 /// A number as a Cedar `decimal` in units of 10^-4, when exactly
