@@ -374,3 +374,125 @@ fn eval_shows_the_decision_and_uses_cedar_exit_codes() {
         .code(1);
     assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("is not a call request"));
 }
+
+/// Finding 18: `args.path matches "/restricted/*"` in the baseline was
+/// bypassed by other spellings of the same path. Through `warden test`
+/// (the baseline now says `under "/restricted"`), each spelling is denied
+/// by `no-bulk-exports`, and a path outside is not.
+#[test]
+fn finding_18_restricted_path_spellings_are_denied_by_under() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo("policies/baseline.policy"),
+        dir.path().join("baseline.policy"),
+    )
+    .unwrap();
+    let mut cases = String::from(
+        "policies = [\"baseline.policy\"]\n\n[defaults]\nserver = \"lims\"\nuser = \"ada\"\nagent = \"claude-code\"\nvia_agent = true\nvia_server = \"lims\"\nannotations = { readOnlyHint = true, openWorldHint = false }\n",
+    );
+    for path in [
+        "//restricted/x",
+        "/./restricted/x",
+        "/data/../restricted/x",
+        "/RESTRICTED/x",
+        "/../restricted/x",
+    ] {
+        cases.push_str(&format!(
+            "\n[[case]]\nname = \"{path} is denied\"\ntool = \"export_rows\"\nargs = {{ path = \"{path}\" }}\nexpect = \"deny\"\nrules = [\"no-bulk-exports\"]\n"
+        ));
+    }
+    cases.push_str("\n[[case]]\nname = \"/data/restricted/x is outside\"\ntool = \"export_rows\"\nargs = { path = \"/data/restricted/x\" }\nexpect = \"allow\"\n");
+    std::fs::write(dir.path().join("paths.test.toml"), cases).unwrap();
+    let out = warden().arg("test").arg(dir.path()).assert().code(0);
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    assert!(
+        stdout.trim_end().ends_with("6 passed, 0 failed"),
+        "{stdout}"
+    );
+}
+
+/// Finding 28: a tool declaring `readOnlyHint: true` and no
+/// `destructiveHint` was `tool.destructive` (the default applied although
+/// the spec makes destructiveHint meaningless for read-only tools), so
+/// `deny ... when tool.destructive` refused every read.
+#[test]
+fn finding_28_read_only_tool_without_destructive_hint_is_not_destructive() {
+    let (dir, policy) =
+        temp_policy("default allow\ndeny destructive {\n  when tool.destructive\n}\n");
+    let req = dir.path().join("req.json");
+    let call = |annotations: serde_json::Value| {
+        std::fs::write(
+            &req,
+            serde_json::json!({
+                "identity": {"user": "alice"},
+                "session": "s1",
+                "server": "filesystem",
+                "tool": "read_file",
+                "annotations": annotations,
+                "arguments": {"path": "/tmp/x"}
+            })
+            .to_string(),
+        )
+        .unwrap();
+        warden()
+            .args(["eval", "--policies"])
+            .arg(&policy)
+            .arg("--request")
+            .arg(&req)
+            .assert()
+            .get_output()
+            .status
+            .code()
+    };
+    assert_eq!(call(serde_json::json!({"readOnlyHint": true})), Some(0));
+    assert_eq!(
+        call(serde_json::json!({"readOnlyHint": true, "destructiveHint": true})),
+        Some(0)
+    );
+    assert_eq!(call(serde_json::json!({})), Some(2));
+    assert_eq!(call(serde_json::json!({"readOnlyHint": false})), Some(2));
+}
+
+/// Finding 26: `warden lint` printed control characters from a policy as
+/// they were, so `tool "\u{1b}[2J..."` cleared the reviewer's screen. Every
+/// control character (escaped in the string or raw in the file) is shown
+/// as its escape, in the message and in the quoted source.
+#[test]
+fn finding_26_lint_never_prints_control_characters_from_a_policy() {
+    let (_dir, path) = temp_policy(
+        "default allow\ndeny x {\n  tool \"\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\"\n}\ndeny y {\n  tool \"raw\u{1b}[31m\u{9b}2J\"\n}\n",
+    );
+    let out = warden().arg("lint").arg(&path).assert().code(1);
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).to_string();
+    for c in stdout.chars() {
+        assert!(
+            !c.is_control() || c == '\n',
+            "control character {:?} printed:\n{stdout}",
+            c
+        );
+    }
+    assert!(stdout.contains("\\u{1b}[2J"), "{stdout}");
+    assert!(stdout.contains("raw\\u{1b}[31m\\u{9b}2J"), "{stdout}");
+}
+
+/// Finding 26: SARIF `artifactLocation.uri` held file names as they were,
+/// so `#`, `%` and spaces broke the URI.
+#[test]
+fn finding_26_sarif_artifact_uris_are_percent_encoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("odd dir#1");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(sub.join("100% sure.policy"), "deny x {\n  tool \"a\"\n}\n").unwrap();
+    let out = warden()
+        .current_dir(dir.path())
+        .args(["lint", "--format", "sarif", "odd dir#1"])
+        .assert()
+        .code(1);
+    let v: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let uri =
+        v["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    assert_eq!(uri, "odd%20dir%231/100%25%20sure.policy");
+}

@@ -73,12 +73,14 @@ fn handler() -> miette::GraphicalReportHandler {
     miette::GraphicalReportHandler::new_themed(theme).with_width(100)
 }
 
-/// Renders diagnostics the way `warden lint` shows them to a person.
+/// Renders diagnostics the way `warden lint` shows them to a person. No
+/// control character from a policy reaches the terminal: each is printed
+/// as its escape, `\u{1b}` (warden_lang::terminal).
 pub fn render_human(diags: &[Diagnostic]) -> String {
     let handler = handler();
     let mut out = String::new();
     for d in diags {
-        let _ = handler.render_report(&mut out, d);
+        let _ = handler.render_report(&mut out, &d.escaped_for_terminal());
         out.push('\n');
     }
     out

@@ -2,10 +2,42 @@
 //! code scanning reads to show findings inline on pull requests.
 
 use crate::lint::LintedSet;
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde_json::{Value, json};
 use warden_lang::{Code, Diagnostic, Severity};
 
 const SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
+
+/// What a path segment of a URI reference may not hold as it is (RFC
+/// 3986: everything but unreserved characters and sub-delims); non-ASCII
+/// is always encoded.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// A file name as the relative URI SARIF's `artifactLocation.uri` is:
+/// each `/`-separated segment percent-encoded (`a b#1.policy` is
+/// `a%20b%231.policy`), so viewers do not cut it at `#` or read `%` as
+/// an escape.
+pub(crate) fn file_uri(file: &str) -> String {
+    file.split('/')
+        .map(|seg| utf8_percent_encode(seg, SEGMENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
 
 fn level(s: Severity) -> &'static str {
     match s {
@@ -18,7 +50,7 @@ fn location(d: &Diagnostic) -> Option<Value> {
     let loc = d.location()?;
     Some(json!({
         "physicalLocation": {
-            "artifactLocation": { "uri": loc.file, "uriBaseId": "%SRCROOT%" },
+            "artifactLocation": { "uri": file_uri(&loc.file), "uriBaseId": "%SRCROOT%" },
             "region": {
                 "startLine": loc.line,
                 "startColumn": loc.column,
@@ -67,7 +99,7 @@ pub(crate) fn to_sarif(sets: &[LintedSet]) -> Value {
                     let loc = d.location()?;
                     Some(json!({
                         "physicalLocation": {
-                            "artifactLocation": { "uri": loc.file, "uriBaseId": "%SRCROOT%" },
+                            "artifactLocation": { "uri": file_uri(&loc.file), "uriBaseId": "%SRCROOT%" },
                             "region": { "charOffset": l.span().start, "charLength": l.span().len() }
                         },
                         "message": { "text": l.text().unwrap_or_default() }
@@ -99,4 +131,16 @@ pub(crate) fn to_sarif(sets: &[LintedSet]) -> Value {
             "results": results,
         }]
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_uri;
+
+    #[test]
+    fn finding_26_sarif_uris_are_percent_encoded() {
+        assert_eq!(file_uri("policies/base.policy"), "policies/base.policy");
+        assert_eq!(file_uri("pol/a b#1%.policy"), "pol/a%20b%231%25.policy");
+        assert_eq!(file_uri("pol/ü?.policy"), "pol/%C3%BC%3F.policy");
+    }
 }
