@@ -496,3 +496,78 @@ fn finding_26_sarif_artifact_uris_are_percent_encoded() {
             .to_string();
     assert_eq!(uri, "odd%20dir%231/100%25%20sure.policy");
 }
+
+/// Finding 22, end to end: a policy with 600 nested parentheses, saved
+/// into the directory a running `warden proxy` watches, was parsed on the
+/// notify debouncer's small stack and aborted the whole process (exit
+/// 134). Now the reload fails with the limit, the proxy keeps running on
+/// the last good set, and a later good save still reloads.
+#[test]
+fn finding_22_deep_policy_on_reload_keeps_the_proxy_running() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command as Std, Stdio};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let pol = dir.path().join("pol");
+    std::fs::create_dir(&pol).unwrap();
+    std::fs::write(pol.join("base.policy"), "default allow\n").unwrap();
+    let warden_bin = env!("CARGO_BIN_EXE_warden");
+    let mut child = Std::new(warden_bin)
+        .arg("proxy")
+        .arg("--policies")
+        .arg(&pol)
+        .args(["--reload-debounce", "20", "--listen", "127.0.0.1:0", "--"])
+        .arg(warden_bin)
+        .arg("proxy-test-upstream")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |what: &str, pred: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+                if pred(&line) {
+                    return line;
+                }
+                seen.push(line);
+            }
+        }
+        panic!("no {what} within 30 s; stderr: {seen:#?}");
+    };
+    // The watcher is set up before the listener says where it is.
+    wait_for("the listener", &|l| l.starts_with("warden: MCP at "));
+    let deep = format!(
+        "deny deep {{\n  when {}via agent{}\n}}\n",
+        "(".repeat(600),
+        ")".repeat(600)
+    );
+    std::fs::write(pol.join("deep.policy"), deep).unwrap();
+    let failed = wait_for("reload failure", &|l| l.contains("nests deeper than"));
+    assert!(failed.starts_with("warden:"), "{failed}");
+    assert!(child.try_wait().unwrap().is_none(), "warden exited");
+    std::fs::write(
+        pol.join("deep.policy"),
+        "deny shallow {\n  when ((via agent))\n}\n",
+    )
+    .unwrap();
+    wait_for("a reload of the fixed file", &|l| {
+        l.starts_with("warden: policies reloaded")
+    });
+    assert!(child.try_wait().unwrap().is_none(), "warden exited");
+    child.kill().unwrap();
+    let _ = child.wait();
+}
