@@ -208,6 +208,18 @@ impl Engine {
     /// slot in between, the call is decided again (and then denied by the
     /// limit, with the limit's own reason).
     pub fn decide(&self, call: &CallContext) -> Decided {
+        self.decide_with(call, true)
+    }
+
+    /// Decides as [`Engine::decide`] does, against the same counts, but
+    /// holds no slot: for what will never be forwarded (a `tools/list`
+    /// view probing each tool, a logged notification, `warden eval`). A
+    /// preview never takes a slot a real call needs.
+    pub fn preview(&self, call: &CallContext) -> Decided {
+        self.decide_with(call, false)
+    }
+
+    fn decide_with(&self, call: &CallContext, reserve: bool) -> Decided {
         let start = Instant::now();
         let bundle = self.policies.load_full();
         let mut counts_for = Vec::new();
@@ -225,7 +237,7 @@ impl Engine {
                         break (Outcome::Deny(denial), Vec::new());
                     }
                 };
-            if !matches!(outcome, Outcome::Allow { .. }) {
+            if !reserve || !matches!(outcome, Outcome::Allow { .. }) {
                 break (outcome, shadow);
             }
             let wanted = Hold {

@@ -193,12 +193,14 @@ impl StateGate {
 }
 
 impl Drop for StateGate {
-    /// Best effort: what is kept is written before the engine goes, so a
-    /// state file does not keep streaks this process saw end.
+    /// Best effort, never waiting on a lock: deferred ends of streaks are
+    /// written before the engine goes, so a state file does not keep
+    /// streaks this process saw end. (Kept failed writes are not retried:
+    /// a store that failed them may block.)
     fn drop(&mut self) {
-        if self.dirty.load(Ordering::Acquire) {
-            let mut kept = lock(&self.kept);
-            let _ = self.flush(&mut kept, &[]);
+        let ends: Vec<ScopeKey> = lock(&self.deferred).drain().collect();
+        if !ends.is_empty() {
+            let _ = self.store.end_streaks(&ends, false);
         }
     }
 }

@@ -397,3 +397,22 @@ fn finding_07_declared_names_cannot_fill_the_table_and_warden_says_it_is_its_own
     let d = e.decide(&call("fresh", "alice", "claude", "agent_run"));
     assert!(d.is_allow(), "{:?}", d.outcome);
 }
+
+#[test]
+fn finding_02_a_preview_holds_no_slot() {
+    let e = engine(
+        StateBackend::Memory,
+        Arc::new(ManualClock::default()),
+        StateLimits::default(),
+    );
+    let c = call("s1", "alice", "claude", "export");
+    // A tools/list view probes the tool, again and again, as a preview.
+    let previews: Vec<_> = (0..5).map(|_| e.preview(&c)).collect();
+    assert!(previews.iter().all(|d| d.is_allow()));
+    for _ in 0..3 {
+        let d = e.decide(&c);
+        assert!(d.is_allow(), "{:?}", d.outcome);
+        e.record_forwarded(&c, &d);
+    }
+    assert!(!e.decide(&c).is_allow());
+}

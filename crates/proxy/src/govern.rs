@@ -199,7 +199,8 @@ pub enum ToolView {
 /// want of an allow that reads arguments); one that reads arguments for
 /// some calls.
 pub fn tool_view(engine: &Engine, probe: &CallContext) -> ToolView {
-    let decided = engine.decide(probe);
+    // A preview: probing a tool must not hold a slot a real call needs.
+    let decided = engine.preview(probe);
     let bundle = engine.policies();
     let slice = bundle.slice(&probe.server, &probe.tool);
     let enforced: Vec<_> = slice

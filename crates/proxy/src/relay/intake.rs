@@ -169,7 +169,8 @@ impl Relay {
             .pointer("/params/arguments")
             .cloned()
             .unwrap_or_else(|| json!({}));
-        let decided = self.engine.decide(&call);
+        // Never forwarded, so it holds no slot of a cap or rate.
+        let decided = self.engine.preview(&call);
         let denial = Denial {
             rules: Vec::new(),
             reason: format!(
