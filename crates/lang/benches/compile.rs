@@ -23,7 +23,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::Duration;
-use warden_lang::{Severity, Sources, compile_policy_set, lint_policy_set, parse_policy_set};
+use warden_lang::{Code, Severity, Sources, compile_policy_set, lint_policy_set, parse_policy_set};
 
 /// SplitMix64: tiny, deterministic, good enough to pick from lists.
 struct Rng(u64);
@@ -189,7 +189,7 @@ const STR_VALUES: &[&str] = &[
     "ops",
 ];
 const MATCH_GLOBS: &[&str] = &[
-    "/restricted/*",
+    "restricted-*",
     "*.secret",
     "prod-*",
     "tmp/*",
@@ -384,12 +384,16 @@ fn generate(rules: usize) -> String {
         }
         match kind {
             "cap-consecutive" => {
-                let scope = rng.pick(&["session", "user", "agent"]);
+                // Not `agent`: a per-agent limit without `verified agent`
+                // is a warning (unverified-agent-limit).
+                let scope = rng.pick(&["session", "user"]);
                 let _ = writeln!(out, "  max {} per {scope}", 1 + rng.below(20));
             }
             "rate-limit" => {
                 let window = rng.pick(&["30s", "1m", "10m", "1h", "6h", "1d", "7d"]);
-                let scope = rng.pick(&["session", "user", "agent"]);
+                // Not `agent`: a per-agent limit without `verified agent`
+                // is a warning (unverified-agent-limit).
+                let scope = rng.pick(&["session", "user"]);
                 let _ = writeln!(out, "  max {} per {window} per {scope}", 1 + rng.below(500));
             }
             _ => {}
@@ -434,8 +438,12 @@ fn assert_lints_clean(sources: &Sources, rules: usize) {
         !diags.has_errors(),
         "generated {rules}-rule set has errors: {shown:#?}"
     );
+    // hint-default is a note on the polarity of a tool-flag test, which
+    // the generator picks at random; every other warning is a defect.
     assert!(
-        diags.iter().all(|d| d.severity() != Severity::Warning),
+        diags
+            .iter()
+            .all(|d| d.severity() != Severity::Warning || d.code() == Code::HintDefault),
         "generated {rules}-rule set has warnings: {shown:#?}"
     );
     let out = compile_policy_set(sources).expect("compiles");
