@@ -237,8 +237,8 @@ async fn finding_01_a_sessionless_request_never_falls_back_to_another_clients_se
         "params": {"protocolVersion": MODERN, "capabilities": {"elicitation": {}},
                    "clientInfo": {"name": "attacker", "version": "1"}}});
     let resp = post_modern(&http, &warden.url, &init, &[]).await?;
-    assert_eq!(resp.status(), 400, "no session to initialize");
-    assert_eq!(error_code(&messages(resp).await?[0]), Some(-32600));
+    assert_eq!(resp.status(), 404, "no session to initialize (SEP-2575)");
+    assert_eq!(error_code(&messages(resp).await?[0]), Some(-32601));
 
     // The victim's call without the `_meta` version: refused, never asked.
     let victim = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",

@@ -15,6 +15,15 @@
 // broken harness cannot make every target agree on failing everything). With
 // CONFORMANCE_UPDATE_EXPECTED=1 the file is (re)written instead.
 //
+// --stricter FILE: checks (`SCENARIO CHECK-KEY` per line, the key being
+// the check id with `#N` for its Nth instance, as in the expected files; a
+// `#` at the start of a line or after a space starts a comment) that a
+// compared target must pass even where the reference fails: requirements
+// warden enforces itself in front of an upstream that does not (issue 10,
+// finding 8: contradicting Mcp-Method / Mcp-Name headers are refused before
+// they reach the upstream). Such a check never counts as
+// a difference when the target passes it, and always does when it does not.
+//
 // --skip FILE: scenarios (one per line; `#` starts a comment) that are shown
 // but not compared: their verdict is `skip`, and they never make the exit
 // status 1. .ci/conformance uses it for warden-stdio on scenarios its stdio
@@ -25,9 +34,18 @@ import path from 'node:path';
 let argv = process.argv.slice(2);
 let expectFile = null;
 const skip = new Set();
+const stricter = new Set();
 for (;;) {
   if (argv[0] === '--expect') {
     expectFile = argv[1];
+    argv = argv.slice(2);
+  } else if (argv[0] === '--stricter') {
+    for (const line of fs.readFileSync(argv[1], 'utf8').split('\n')) {
+      // `#` starts a comment only at the start or after a space: keys
+      // hold `#N`.
+      const words = line.replace(/(^|\s)#.*/, '').trim().split(/\s+/);
+      if (words.length === 2) stricter.add(`${words[0]} ${words[1]}`);
+    }
     argv = argv.slice(2);
   } else if (argv[0] === '--skip') {
     for (const line of fs.readFileSync(argv[1], 'utf8').split('\n')) {
@@ -85,6 +103,21 @@ function signature(checks) {
   if (!checks) return null;
   return JSON.stringify(keyed(checks).map(({ key, check }) => [key, check.status]));
 }
+// A compared target's signature, with each --stricter check read as the
+// reference's status when the target passes it (and as a failure to be
+// stricter when it does not).
+function comparedSignature(scenario, checks, ref) {
+  if (!checks) return null;
+  const refStatus = new Map(keyed(ref ?? []).map(({ key, check }) => [key, check.status]));
+  return JSON.stringify(
+    keyed(checks).map(({ key, check }) => {
+      if (!stricter.has(`${scenario} ${key}`)) return [key, check.status];
+      return [key, check.status === 'SUCCESS' ? refStatus.get(key) : 'NOT-STRICTER'];
+    })
+  );
+}
+const stricterHeld = (scenario, key, check) =>
+  stricter.has(`${scenario} ${key}`) && check.status === 'SUCCESS';
 
 const rows = [];
 const details = [];
@@ -96,7 +129,7 @@ for (const s of scenarios) {
   const diffTargets = [];
   results.forEach((r, i) => {
     if (i === 0) return;
-    if (signature(r.get(s)) !== sigRef) diffTargets.push(i);
+    if (comparedSignature(s, r.get(s), ref) !== sigRef) diffTargets.push(i);
   });
   if (skip.has(s)) {
     rows.push([s, ...cells, diffTargets.length ? 'skip (differs)' : 'skip']);
@@ -112,7 +145,7 @@ for (const s of scenarios) {
     for (const k of keys) {
       const a = refMap.get(k);
       const b = gotMap.get(k);
-      if (a?.status === b?.status) continue;
+      if (a?.status === b?.status || (b && stricterHeld(s, k, b))) continue;
       details.push({
         scenario: s,
         target: targets[i],

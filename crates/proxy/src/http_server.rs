@@ -111,7 +111,7 @@ pub const MAX_BUFFERED: usize = 256;
 const SESSION_HEADER: &str = "mcp-session-id";
 /// The JSON-RPC code of warden's "no such session" answer.
 const SESSION_NOT_FOUND: i64 = -32001;
-const METHOD_NOT_FOUND: i64 = -32601;
+use crate::jsonrpc::METHOD_NOT_FOUND;
 /// 2026-07-28 error codes (SEP-2243, SEP-2575).
 const HEADER_MISMATCH: i64 = crate::sessionless::HEADER_MISMATCH;
 const MISSING_CLIENT_CAPABILITY: i64 = -32021;
@@ -1140,7 +1140,12 @@ async fn post(
             .and_then(|()| sessionless::check_standard_headers(&headers, &msg))
     {
         tracing::info!("sessionless request refused: {}", r.message);
-        return rpc_error(StatusCode::BAD_REQUEST, request_id, r.code, r.message);
+        let status = if r.code == METHOD_NOT_FOUND {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        return rpc_error(status, request_id, r.code, r.message);
     }
     let mut new_session = None;
     let session = if stateless {

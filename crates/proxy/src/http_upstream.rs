@@ -177,16 +177,23 @@ impl Conn {
     /// Headers every request of this session carries.
     fn session_headers(&self, msg: Option<&Value>) -> HeaderMap {
         let mut h = HeaderMap::new();
-        if let Some(s) = locked(&self.session)
-            && let Ok(v) = HeaderValue::from_str(&s)
-        {
-            h.insert(SESSION_HEADER, v);
-        }
         let from_meta = msg
             .and_then(jsonrpc::meta)
             .and_then(|m| m.get(PROTOCOL_VERSION_META))
             .and_then(Value::as_str)
             .map(str::to_string);
+        // A 2026-07-28 message has no session: the one warden's own
+        // initialize opened (to learn the upstream's name) must not go with
+        // it, or the upstream reads it as a session-era request.
+        let sessionless = from_meta
+            .as_deref()
+            .is_some_and(|p| p >= STANDARD_HEADERS_PROTOCOL);
+        if !sessionless
+            && let Some(s) = locked(&self.session)
+            && let Ok(v) = HeaderValue::from_str(&s)
+        {
+            h.insert(SESSION_HEADER, v);
+        }
         if let Some(p) = from_meta.or_else(|| locked(&self.protocol))
             && let Ok(v) = HeaderValue::from_str(&p)
         {

@@ -8,6 +8,8 @@ use serde_json::{Map, Value, json};
 pub const PARSE_ERROR: i64 = -32700;
 /// JSON-RPC's "not a valid request object" code.
 pub const INVALID_REQUEST: i64 = -32600;
+/// JSON-RPC's "method not found" code.
+pub const METHOD_NOT_FOUND: i64 = -32601;
 /// JSON-RPC's "invalid method parameters" code.
 pub const INVALID_PARAMS: i64 = -32602;
 /// JSON-RPC's "internal error" code.

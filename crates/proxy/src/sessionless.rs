@@ -16,7 +16,8 @@
 //!   says. So a request is never decided with another client's
 //!   `initialize` (agent name, elicitation support): there is no such
 //!   fallback to reach. An `initialize` carrying a 2026-07-28 header is
-//!   refused: it would set up a session that does not exist.
+//!   refused as the removed method it is there (404, -32601, as SEP-2575
+//!   says): it would set up a session that does not exist.
 //! - [`check_standard_headers`]: `Mcp-Method` and `Mcp-Name` (SEP-2243),
 //!   when sent, must match the body (one value each); else 400 with
 //!   -32020. Warden never passes them on: toward an HTTP upstream it sets
@@ -118,10 +119,12 @@ pub(crate) fn check_versions(
         return Ok(());
     };
     if method == "initialize" {
+        // SEP-2575: `initialize` is a removed method in 2026-07-28, answered
+        // as an unknown method (404, -32601), never a session to join.
         return Err(Refusal::new(
-            jsonrpc::INVALID_REQUEST,
+            jsonrpc::METHOD_NOT_FOUND,
             format!(
-                "invalid request: `initialize` with `MCP-Protocol-Version: {}` starts no session; send it without that header to start a session, or send 2026-07-28 requests (`server/discover`, ...) without initializing",
+                "method not found: `initialize` with `MCP-Protocol-Version: {}` starts no session; send it without that header to start a session, or send 2026-07-28 requests (`server/discover`, ...) without initializing",
                 header.unwrap_or(STATELESS_PROTOCOL)
             ),
         ));
