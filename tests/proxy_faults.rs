@@ -16,6 +16,8 @@
 //! No test asserts speed. Reads wait at most [`READ_TIMEOUT`], so a lost
 //! answer fails the test instead of hanging it.
 
+mod common;
+
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -197,7 +199,7 @@ fn is_response(m: &Value) -> bool {
 }
 
 fn read_audit(path: &Path) -> Vec<Value> {
-    merge_outcomes(
+    common::merge_outcomes(
         std::fs::read_to_string(path)
             .unwrap_or_default()
             .lines()
@@ -1103,24 +1105,4 @@ async fn a_policy_reload_every_10_ms_under_load_fails_no_call_and_mixes_no_sets(
         warden.reloads.load(Ordering::Relaxed)
     );
     Ok(())
-}
-
-/// One line per call: the decision log writes a forwarded call's upstream
-/// outcome as a line of its own after the decision (write-ahead); it is
-/// folded into its decision line here.
-fn merge_outcomes(lines: Vec<Value>) -> Vec<Value> {
-    let mut out: Vec<Value> = Vec::new();
-    for l in lines {
-        if l["event"] == "outcome"
-            && let Some(d) = out
-                .iter_mut()
-                .rev()
-                .find(|d| d["decision_id"] == l["decision_id"])
-        {
-            d["upstream"] = l["upstream"].clone();
-            continue;
-        }
-        out.push(l);
-    }
-    out
 }

@@ -5,6 +5,8 @@
 //! received), driven with raw HTTP. Keys are generated and tokens signed in
 //! the test.
 
+mod common;
+
 use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey, spki::der::pem::LineEnding};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
@@ -238,7 +240,7 @@ impl Warden {
 
     fn audit(&self) -> Res<Vec<Value>> {
         let text = std::fs::read_to_string(self.dir.join("audit.jsonl")).unwrap_or_default();
-        Ok(merge_outcomes(
+        Ok(common::merge_outcomes(
             text.lines()
                 .map(serde_json::from_str)
                 .collect::<Result<_, _>>()?,
@@ -799,7 +801,7 @@ fn a_declared_user_on_stdio_is_not_a_verified_one() -> TestResult {
     drop(stdin);
     child.wait()?;
 
-    let log: Vec<Value> = merge_outcomes(
+    let log: Vec<Value> = common::merge_outcomes(
         std::fs::read_to_string(&audit)?
             .lines()
             .map(serde_json::from_str)
@@ -823,26 +825,6 @@ fn a_declared_user_on_stdio_is_not_a_verified_one() -> TestResult {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("identity file"), "{err}");
     Ok(())
-}
-
-/// One line per call: the decision log writes a forwarded call's upstream
-/// outcome as a line of its own after the decision (write-ahead); it is
-/// folded into its decision line here.
-fn merge_outcomes(lines: Vec<Value>) -> Vec<Value> {
-    let mut out: Vec<Value> = Vec::new();
-    for l in lines {
-        if l["event"] == "outcome"
-            && let Some(d) = out
-                .iter_mut()
-                .rev()
-                .find(|d| d["decision_id"] == l["decision_id"])
-        {
-            d["upstream"] = l["upstream"].clone();
-            continue;
-        }
-        out.push(l);
-    }
-    out
 }
 
 /// Issue 10, finding 26: `--jwt-leeway` is bounded (a usage error beyond

@@ -159,7 +159,7 @@ impl Proxy {
 /// The decision log's lines.
 fn read_audit(path: &Path) -> Vec<Value> {
     {
-        merge_outcomes(
+        common::merge_outcomes(
             std::fs::read_to_string(path)
                 .unwrap_or_default()
                 .lines()
@@ -400,24 +400,4 @@ async fn provenance_from_the_client_is_stripped_and_warden_sets_its_own() -> Tes
         "{seen:#}"
     );
     Ok(())
-}
-
-/// One line per call: the decision log writes a forwarded call's upstream
-/// outcome as a line of its own after the decision (write-ahead); it is
-/// folded into its decision line here.
-fn merge_outcomes(lines: Vec<Value>) -> Vec<Value> {
-    let mut out: Vec<Value> = Vec::new();
-    for l in lines {
-        if l["event"] == "outcome"
-            && let Some(d) = out
-                .iter_mut()
-                .rev()
-                .find(|d| d["decision_id"] == l["decision_id"])
-        {
-            d["upstream"] = l["upstream"].clone();
-            continue;
-        }
-        out.push(l);
-    }
-    out
 }

@@ -4,6 +4,8 @@
 //! upstream is warden's raw test server (`warden proxy-test-upstream`),
 //! which can crash on request and echoes what it received.
 
+mod common;
+
 use serde_json::{Value, json};
 use std::process::Stdio;
 use std::time::Duration;
@@ -122,7 +124,7 @@ impl Wire {
     }
 
     fn audit(&self) -> Vec<Value> {
-        merge_outcomes(
+        common::merge_outcomes(
             std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
                 .unwrap_or_default()
                 .lines()
@@ -391,24 +393,4 @@ async fn a_confirmation_the_person_does_not_answer_times_out_as_a_denial() -> Te
         .unwrap_or("");
     assert!(reason.contains("did not answer"), "{reason}");
     Ok(())
-}
-
-/// One line per call: the decision log writes a forwarded call's upstream
-/// outcome as a line of its own after the decision (write-ahead); it is
-/// folded into its decision line here.
-fn merge_outcomes(lines: Vec<Value>) -> Vec<Value> {
-    let mut out: Vec<Value> = Vec::new();
-    for l in lines {
-        if l["event"] == "outcome"
-            && let Some(d) = out
-                .iter_mut()
-                .rev()
-                .find(|d| d["decision_id"] == l["decision_id"])
-        {
-            d["upstream"] = l["upstream"].clone();
-            continue;
-        }
-        out.push(l);
-    }
-    out
 }

@@ -34,3 +34,23 @@ pub fn text(result: &CallToolResult) -> String {
 pub fn assert_allowed(r: &CallToolResult, what: &str) {
     assert_ne!(r.is_error, Some(true), "{what}: {}", text(r));
 }
+
+/// Folds each outcome line of the decision log (written after the call,
+/// behind its write-ahead decision line) into its decision line, so a test
+/// sees one line per decided call.
+pub fn merge_outcomes(lines: Vec<Value>) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    for l in lines {
+        if l["event"] == "outcome"
+            && let Some(d) = out
+                .iter_mut()
+                .rev()
+                .find(|d| d["decision_id"] == l["decision_id"])
+        {
+            d["upstream"] = l["upstream"].clone();
+            continue;
+        }
+        out.push(l);
+    }
+    out
+}
