@@ -1865,6 +1865,48 @@ impl Relay {
     }
 
     /// Logs and answers a denial the proxy made of a decision.
+    /// Refuses a call for a reason of warden's own (not a rule's): the
+    /// same call would be refused again until an operator acts.
+    fn refuse_by_warden(
+        &self,
+        client_id: &Value,
+        call: &CallContext,
+        decided: &Decided,
+        reason: String,
+        instead: &str,
+    ) -> Message {
+        let denial = Denial {
+            rules: Vec::new(),
+            reason,
+            retry: Retry::Never,
+            instead: instead.to_string(),
+        };
+        let info = lock(&self.st)
+            .tools
+            .tools
+            .get(&call.tool)
+            .copied()
+            .unwrap_or_default();
+        self.refuse(client_id, call, decided, denial, info).into()
+    }
+
+    /// Refuses a call because its decision cannot be logged (`why`).
+    fn refuse_unlogged(
+        &self,
+        client_id: &Value,
+        call: &CallContext,
+        decided: &Decided,
+        why: &str,
+    ) -> Message {
+        let reason = format!(
+            "`{}` was not called: warden cannot write its decision log ({why}) and does not forward calls it cannot record",
+            call.tool
+        );
+        let instead =
+            "tell the person; an operator must fix the decision log before agents can call tools";
+        self.refuse_by_warden(client_id, call, decided, reason, instead)
+    }
+
     fn refuse(
         &self,
         client_id: &Value,
@@ -2004,22 +2046,7 @@ impl Relay {
         let broken = lock(&self.st).audit_broken.clone();
         if let Some(why) = broken {
             drop(guard);
-            let denial = Denial {
-                rules: Vec::new(),
-                reason: format!(
-                    "`{}` was not called: warden cannot write its decision log ({why}) and does not forward calls it cannot record",
-                    call.tool
-                ),
-                retry: Retry::Never,
-                instead: "tell the person; an operator must fix the decision log before agents can call tools".to_string(),
-            };
-            let info = lock(&self.st)
-                .tools
-                .tools
-                .get(&call.tool)
-                .copied()
-                .unwrap_or_default();
-            return Some(self.refuse(client_id, call, decided, denial, info).into());
+            return Some(self.refuse_unlogged(client_id, call, decided, &why));
         }
         let token = match &self.cfg.provenance_signer {
             None => None,
@@ -2031,23 +2058,15 @@ impl Relay {
                         // Fail closed: a call that should carry signed
                         // provenance is not forwarded without it.
                         drop(guard);
-                        let denial = Denial {
-                            rules: Vec::new(),
-                            reason: format!(
-                                "`{}` was not called: warden could not sign its provenance ({e})",
-                                call.tool
-                            ),
-                            retry: Retry::Never,
-                            instead: "tell the person; an operator must fix warden's --signing-key"
-                                .to_string(),
-                        };
-                        let info = lock(&self.st)
-                            .tools
-                            .tools
-                            .get(&call.tool)
-                            .copied()
-                            .unwrap_or_default();
-                        return Some(self.refuse(client_id, call, decided, denial, info).into());
+                        let reason = format!(
+                            "`{}` was not called: warden could not sign its provenance ({e})",
+                            call.tool
+                        );
+                        let instead =
+                            "tell the person; an operator must fix warden's --signing-key";
+                        return Some(
+                            self.refuse_by_warden(client_id, call, decided, reason, instead),
+                        );
                     }
                 }
             }
@@ -2064,22 +2083,7 @@ impl Relay {
             drop(guard);
             tracing::error!("decision {} was not logged: {e}", decided.id);
             lock(&self.st).audit_broken = Some(e.to_string());
-            let denial = Denial {
-                rules: Vec::new(),
-                reason: format!(
-                    "`{}` was not called: warden cannot write its decision log ({e}) and does not forward calls it cannot record",
-                    call.tool
-                ),
-                retry: Retry::Never,
-                instead: "tell the person; an operator must fix the decision log before agents can call tools".to_string(),
-            };
-            let info = lock(&self.st)
-                .tools
-                .tools
-                .get(&call.tool)
-                .copied()
-                .unwrap_or_default();
-            return Some(self.refuse(client_id, call, decided, denial, info).into());
+            return Some(self.refuse_unlogged(client_id, call, decided, &e.to_string()));
         }
         let up_id = self.upstream_id(client_id);
         let up_key = id_key(&up_id);
