@@ -196,6 +196,28 @@ impl Relay {
         {
             let pending = lock(&self.st).down_pending.remove(&id_key(&id));
             match pending {
+                // Warden cannot strip its reserved `_meta` keys from text it
+                // cannot decode: an answer that might hold one (or hide one
+                // behind a `\u` escape) is refused, not relayed (finding 14).
+                Some(DownPending::Forward { up_id, epoch }) if may_hold_reserved_key(bytes) => {
+                    tracing::warn!(
+                        "the client's undecodable answer may carry a reserved `_meta` key; refused"
+                    );
+                    let refusal = jsonrpc::error(
+                        up_id,
+                        jsonrpc::PARSE_ERROR,
+                        "the client's answer could not be decoded by warden and was not relayed"
+                            .to_string(),
+                        None,
+                    );
+                    let tx = Self::up_sender(&lock(&self.st), true);
+                    if let Some((tx, g)) = tx
+                        && g == epoch
+                    {
+                        let _ = tx.send(refusal.to_string()).await;
+                    }
+                    return;
+                }
                 Some(DownPending::Forward { up_id, epoch }) => {
                     let text = env.with_id(&up_id);
                     let tx = Self::up_sender(&lock(&self.st), true);
@@ -294,6 +316,39 @@ impl Relay {
                 .into()));
             }
             None => tracing::debug!("nobody waits for request {id}; dropped"),
+        }
+    }
+}
+
+/// Whether undecoded message text could hold one of warden's reserved
+/// `_meta` keys: a prefix in any ASCII case, or any `\u` escape (which
+/// could spell one).
+fn may_hold_reserved_key(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes).to_ascii_lowercase();
+    text.contains("\\u")
+        || crate::govern::RESERVED_META_PREFIXES
+            .iter()
+            .any(|p| text.contains(&p.to_ascii_lowercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_hold_reserved_key;
+
+    #[test]
+    fn finding_14_undecodable_answers_that_may_hold_a_reserved_key_are_caught() {
+        let deep = format!("{}1e400{}", "[".repeat(200), "]".repeat(200));
+        assert!(
+            !may_hold_reserved_key(deep.as_bytes()),
+            "plain deep JSON passes"
+        );
+        for hostile in [
+            r#"{"result":{"_meta":{"io.warden/provenance":{}},"n":1e400}}"#,
+            r#"{"result":{"_meta":{"IO.WARDEN/provenance":{}},"n":1e400}}"#,
+            r#"{"result":{"_meta":{"Warden/decision":{}},"n":1e400}}"#,
+            r#"{"result":{"_meta":{"io.w\u0061rden/provenance":{}},"n":1e400}}"#,
+        ] {
+            assert!(may_hold_reserved_key(hostile.as_bytes()), "{hostile}");
         }
     }
 }
