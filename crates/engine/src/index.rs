@@ -275,7 +275,7 @@ impl PolicyBundle {
             arg_fields: BTreeMap::new(),
             created_args: BTreeSet::new(),
             created_enforced: false,
-            tool_uid: crate::engine::tool_uid(&tool_id),
+            tool_uid: crate::cedar_request::tool_uid(&tool_id),
             server: server.to_string(),
             tool: tool.to_string(),
             tool_entities: Default::default(),

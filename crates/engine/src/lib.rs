@@ -9,6 +9,7 @@
 
 pub mod args;
 pub mod call;
+mod cedar_request;
 pub mod engine;
 pub mod gate;
 pub mod index;
