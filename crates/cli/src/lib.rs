@@ -19,6 +19,7 @@ macro_rules! outln {
     }};
 }
 
+mod check_cmd;
 mod demo_cmd;
 mod eval_cmd;
 mod files;
@@ -26,6 +27,7 @@ mod fmt_cmd;
 mod lint;
 mod proxy_cmd;
 mod sarif;
+mod serve_cmd;
 mod test_cmd;
 mod verify_cmd;
 
@@ -101,6 +103,14 @@ enum Command {
     /// Without --listen it serves MCP on stdio, for MCP clients that launch
     /// servers as commands (Claude Desktop, Claude Code, Cursor).
     Proxy(Box<proxy_cmd::ProxyArgs>),
+    /// Run warden as the agent gateway for several MCP servers, from a config file.
+    ///
+    /// Serves each server at /servers/<name>/mcp and all of them, federated, at /mcp.
+    Serve(serve_cmd::ServeArgs),
+    /// Validate a `warden serve` config file (and what it names) without starting anything.
+    ///
+    /// Exit codes: 0 valid, 1 invalid, 2 bad usage (unreadable file).
+    Check(check_cmd::CheckArgs),
     /// See warden at work: a scripted agent session through the proxy, with the
     /// bundled demo genomics MCP server and policies/genomics.policy.
     Demo {
@@ -173,6 +183,8 @@ pub fn run() -> i32 {
         Command::Test { paths } => test_cmd::run(paths),
         Command::Verify(args) => verify_cmd::run(args),
         Command::Proxy(args) => proxy_cmd::run(*args),
+        Command::Serve(args) => serve_cmd::run(args),
+        Command::Check(args) => check_cmd::run(args),
         Command::Demo {
             policies,
             audit_log,

@@ -71,9 +71,12 @@
 pub mod bearer;
 mod config;
 mod confirm_text;
+mod endpoint;
+mod federate;
 mod framing;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gateway;
 pub mod govern;
 mod http_server;
 pub mod http_upstream;
@@ -85,6 +88,7 @@ mod relay;
 mod sessionless;
 #[doc(hidden)]
 pub mod testkit;
+pub mod tls;
 mod upstream;
 
 pub use config::{

@@ -1,0 +1,1 @@
+//! What the client transports talk to (placeholder; being written).

@@ -1,0 +1,1 @@
+//! The `warden serve` configuration file (placeholder; being written).

@@ -1,0 +1,1 @@
+//! TLS for the HTTP listener (placeholder; being written).
