@@ -26,6 +26,7 @@ mod files;
 mod fmt_cmd;
 mod lint;
 mod proxy_cmd;
+mod runtime;
 mod sarif;
 mod serve_cmd;
 mod test_cmd;

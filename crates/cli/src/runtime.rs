@@ -1,0 +1,199 @@
+//! What `warden proxy` and `warden serve` load the same way before serving:
+//! the policies (and what a restart would forget), the engine with its
+//! state store, the decision log, the provenance signer, the policy watcher
+//! with its messages, and the OS user. Each failure is printed here and
+//! returned as the exit code to stop with.
+
+use crate::exit;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use warden_engine::{
+    DecisionLog, Engine, EngineOptions, PolicyBundle, PolicyReloader, ReloadEvent, SqliteState,
+    StateBackend, WatchHandle, load_bundle,
+};
+
+/// Loads the policy set, printing its diagnostics when it does not load.
+pub(crate) fn load_policies(path: &Path) -> Result<PolicyBundle, i32> {
+    load_bundle(path).map_err(|e| {
+        eprint!("{}", crate::lint::render_report(&e));
+        if let warden_engine::LoadError::Invalid { diagnostics, .. } = &e {
+            let diags: Vec<_> = diagnostics.iter().cloned().collect();
+            eprint!("{}", crate::lint::render_human(&diags));
+        }
+        exit::FAILURE
+    })
+}
+
+/// What a policy set keeps that outlives a session, if anything: per-user
+/// and per-agent caps and rates, and records agents create.
+pub(crate) fn forgotten_on_restart(set: &warden_lang::CompiledPolicySet) -> Option<&'static str> {
+    use warden_lang::ast::Scope;
+    let lasting_limits = set.rules().iter().any(|r| {
+        r.limit
+            .as_ref()
+            .is_some_and(|l| matches!(l.scope, Scope::User | Scope::Agent))
+    });
+    match (lasting_limits, !set.records().is_empty()) {
+        (true, true) => {
+            Some("per-user and per-agent caps and rates, and the records agents created, are")
+        }
+        (true, false) => Some("per-user and per-agent caps and rates are"),
+        (false, true) => Some("the records agents created are"),
+        (false, false) => None,
+    }
+}
+
+/// The engine over `bundle`, with caps, rates and records in the SQLite
+/// file `state` when given (opened now, so that a bad file stops warden
+/// with a reason rather than denying every capped call), else in memory;
+/// `state_hint` is how the operator names that file (`--state FILE`,
+/// `state = "..."`) in the note about what memory forgets.
+pub(crate) fn open_engine(
+    bundle: PolicyBundle,
+    state: Option<&Path>,
+    state_hint: &str,
+) -> Result<Arc<Engine>, i32> {
+    if state.is_none()
+        && let Some(what) = forgotten_on_restart(bundle.compiled())
+    {
+        // In memory is the default so that warden never writes a file the
+        // operator did not name; say what that costs when it costs something.
+        eprintln!(
+            "warden: {what} kept in memory: a restart of warden forgets them; \
+             {state_hint} keeps them in a SQLite file"
+        );
+    }
+    let mut options = EngineOptions::default();
+    if let Some(path) = state {
+        match SqliteState::open(path, options.state_limits, Arc::clone(&options.clock)) {
+            Ok(s) => {
+                let s = Arc::new(s);
+                // Records agents create live in the same file as caps and rates.
+                options.records = warden_engine::RecordBackend::Store(s.clone());
+                options.state = StateBackend::Store(s);
+            }
+            Err(e) => {
+                eprint!("{}", crate::lint::render_report(&e));
+                return Err(exit::USAGE);
+            }
+        }
+    }
+    Ok(Arc::new(Engine::new(bundle, options)))
+}
+
+/// The decision log: `path`, or standard error.
+pub(crate) fn open_log(path: Option<&Path>, redact: &[String]) -> Result<Arc<DecisionLog>, i32> {
+    let log = match path {
+        Some(path) => DecisionLog::open(path).map_err(|e| {
+            eprint!("{}", crate::lint::render_report(&e));
+            exit::USAGE
+        })?,
+        None => DecisionLog::to_writer(std::io::stderr()),
+    };
+    Ok(Arc::new(log.redacting(redact)))
+}
+
+/// The provenance signer from an ed25519 PKCS#8 PEM file, if one is given.
+pub(crate) fn load_signer(
+    path: Option<&PathBuf>,
+) -> Result<Option<Arc<warden_proxy::provenance_token::Signer>>, i32> {
+    match path {
+        None => Ok(None),
+        Some(path) => warden_proxy::provenance_token::Signer::load(path)
+            .map(|s| Some(Arc::new(s)))
+            .map_err(|e| {
+                eprint!("{}", crate::lint::render_report(&e));
+                exit::USAGE
+            }),
+    }
+}
+
+/// Watches the policy path; each reload that changed the set sends one
+/// message on the returned channel (sessions then tell their clients to
+/// list tools again). A path that cannot be watched is reported and
+/// deciding goes on with the policies loaded.
+pub(crate) fn watch_policies(
+    path: &Path,
+    engine: &Arc<Engine>,
+    debounce: Duration,
+) -> (mpsc::UnboundedReceiver<()>, Option<WatchHandle>) {
+    let (reloads_tx, reloads_rx) = mpsc::unbounded_channel();
+    let reloader = Arc::new(PolicyReloader::new(path, Arc::clone(engine)));
+    let on_reload = Box::new(move |event: &ReloadEvent| match event {
+        ReloadEvent::Reloaded { version, rules } => {
+            eprintln!("warden: policies reloaded: version {version}, {rules} rules");
+            let _ = reloads_tx.send(());
+        }
+        ReloadEvent::Failed { message, .. } => eprintln!("warden: {message}"),
+        ReloadEvent::RulesRemoved { version, removed } => eprintln!(
+            "warden: warning: the policies reloaded as version {version} no longer have {} rule(s) that were in force: {}",
+            removed.len(),
+            removed
+                .iter()
+                .map(|r| format!("`{r}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        ReloadEvent::WatchError { message } => {
+            eprintln!("warden: watching the policies failed: {message}")
+        }
+    });
+    let watch = match reloader.watch(debounce, Some(on_reload)) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            eprint!("{}", crate::lint::render_report(&e));
+            None
+        }
+    };
+    (reloads_rx, watch)
+}
+
+/// The OS user warden runs as, for the default identity: the name of the
+/// process's real uid in the user database, or the uid as a number when
+/// it has no entry (a container's arbitrary uid). `$USER` and `$LOGNAME`
+/// are not read: they are unset under cron, systemd and `docker exec`,
+/// and whoever starts the process can set them to anything, while the uid
+/// is what the OS itself says.
+#[cfg(unix)]
+pub(crate) fn os_user() -> String {
+    use nix::unistd::{Uid, User};
+    let uid = Uid::current();
+    match User::from_uid(uid) {
+        Ok(Some(user)) if !user.name.is_empty() => user.name,
+        _ => uid.to_string(),
+    }
+}
+
+/// The OS user warden runs as, for the default identity (no uids here).
+#[cfg(not(unix))]
+pub(crate) fn os_user() -> String {
+    std::env::var("USERNAME")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C): what stops a server.
+pub(crate) async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
