@@ -11,7 +11,13 @@
 //! - Headers: hyper's `header_read_timeout` ([`ListenLimits::header_read`],
 //!   `--header-read-timeout`); a connection that has not sent a whole
 //!   request head in time is closed. It also applies to an idle keep-alive
-//!   connection waiting for its next request.
+//!   connection waiting for its next request. The first request's head is
+//!   due that long after the accept, whatever hyper's timer says, so behind
+//!   TLS the handshake counts against it: a client that connects and never
+//!   handshakes, or handshakes slowly and then dawdles, is closed in time.
+//! - TLS ([`serve_with_tls`], config from [`crate::tls`]): each connection
+//!   does its handshake in its own task; one that fails (plain HTTP sent
+//!   to the TLS port, an unknown protocol) closes that connection only.
 //! - Body: the POST handler reads a body within
 //!   [`ListenLimits::body_read`] (`--body-read-timeout`), else answers 408.
 //! - Connections: at most [`ListenLimits::max_connections`]
@@ -24,11 +30,14 @@
 //!   the state file; an accept error (such as running out of descriptors
 //!   anyway) is logged and retried after a pause instead of spinning.
 
+use hyper_util::rt::TokioIo;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Default time a client has to send a request's headers.
@@ -73,6 +82,21 @@ pub(crate) async fn serve(
     limits: ListenLimits,
     stop: CancellationToken,
 ) -> JoinSet<()> {
+    serve_with_tls(listener, app, limits, None, stop).await
+}
+
+/// [`serve`], over TLS when `tls` is given (see [`crate::tls`]): each
+/// accepted connection does its handshake first, within the header-read
+/// timeout. A failed or timed-out handshake closes that connection only
+/// (logged at debug); the listener goes on.
+pub async fn serve_with_tls(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: ListenLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    stop: CancellationToken,
+) -> JoinSet<()> {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut conns = JoinSet::new();
     loop {
@@ -99,33 +123,89 @@ pub(crate) async fn serve(
         // the chunked terminator) waits for the peer's delayed ACK: ~40 ms
         // a call.
         let _ = tcp.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        // The first request head is due this long after the accept, the
+        // handshake included (hyper's own timer starts only once it reads,
+        // which behind TLS is after the handshake).
+        let head_due = Instant::now() + limits.header_read;
+        let app = app.clone();
         let stop = stop.clone();
         let header_read = limits.header_read;
+        let acceptor = acceptor.clone();
         conns.spawn(async move {
             let _permit = permit;
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_read);
-            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
-            tokio::pin!(conn);
-            let mut stopping = false;
-            loop {
-                tokio::select! {
-                    r = conn.as_mut() => {
-                        if let Err(e) = r {
-                            tracing::debug!("connection ended: {e}");
-                        }
-                        break;
-                    }
-                    () = stop.cancelled(), if !stopping => {
-                        stopping = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
+            match acceptor {
+                None => serve_connection(TokioIo::new(tcp), app, header_read, head_due, stop).await,
+                Some(acceptor) => {
+                    let tls = tokio::select! {
+                        r = tokio::time::timeout_at(head_due, acceptor.accept(tcp)) => match r {
+                            Ok(Ok(tls)) => tls,
+                            Ok(Err(e)) => {
+                                tracing::debug!("TLS handshake failed: {e}");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!("TLS handshake not done within the header-read timeout");
+                                return;
+                            }
+                        },
+                        () = stop.cancelled() => return,
+                    };
+                    serve_connection(TokioIo::new(tls), app, header_read, head_due, stop).await;
                 }
             }
         });
     }
     conns
+}
+
+/// Serves HTTP/1.1 on one connection until it ends, or is closed because
+/// its first request head has not arrived by `head_due`; on `stop`, ends
+/// it after its current exchange.
+async fn serve_connection<I>(
+    io: I,
+    app: axum::Router,
+    header_read: Duration,
+    head_due: Instant,
+    stop: CancellationToken,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    // Hyper calls the service once a request head is complete: the sign
+    // that the first head arrived in time.
+    let head_seen = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&head_seen);
+    let app = hyper_util::service::TowerToHyperService::new(app);
+    let service = hyper::service::service_fn(move |req| {
+        seen.store(true, Ordering::Relaxed);
+        hyper::service::Service::call(&app, req)
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read);
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut stopping = false;
+    let mut watching_head = true;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!("connection ended: {e}");
+                }
+                break;
+            }
+            () = stop.cancelled(), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = tokio::time::sleep_until(head_due), if watching_head => {
+                if !head_seen.load(Ordering::Relaxed) {
+                    tracing::debug!("connection closed: no request head within the header-read timeout");
+                    break;
+                }
+                watching_head = false;
+            }
+        }
+    }
 }
