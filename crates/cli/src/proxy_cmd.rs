@@ -293,10 +293,9 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
             return exit::USAGE;
         }
         (Some(url), None) => Upstream::Url(url.clone()),
-        (None, Some((program, rest))) => Upstream::Command(UpstreamCommand {
-            program: program.clone(),
-            args: rest.to_vec(),
-        }),
+        (None, Some((program, rest))) => {
+            Upstream::Command(UpstreamCommand::new(program.clone(), rest.iter().cloned()))
+        }
         (None, None) => {
             eprintln!(
                 "error: no upstream MCP server: give `--upstream URL` or a command after `--`\n  help: e.g. `warden proxy --policies policies/ -- npx -y @modelcontextprotocol/server-everything`"

@@ -1,7 +1,8 @@
 //! The proxy's settings and errors.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Default `--max-message-bytes`: 4 MiB, as rmcp's HTTP server.
@@ -12,13 +13,33 @@ pub const DEFAULT_CONFIRM_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The upstream MCP server as a command to run (stdio transport).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct UpstreamCommand {
     pub program: OsString,
     pub args: Vec<OsString>,
+    /// Environment variables the child gets on top of warden's own
+    /// environment (a name warden has too takes the value given here).
+    /// Often secrets (a token for the server), so `Debug` shows only the
+    /// names.
+    pub env: Vec<(OsString, OsString)>,
+    /// The child's working directory; `None`: warden's.
+    pub cwd: Option<PathBuf>,
 }
 
 impl UpstreamCommand {
+    /// `program` with `args`, warden's environment and working directory.
+    pub fn new<A>(program: impl Into<OsString>, args: impl IntoIterator<Item = A>) -> Self
+    where
+        A: Into<OsString>,
+    {
+        UpstreamCommand {
+            program: program.into(),
+            args: args.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+            cwd: None,
+        }
+    }
+
     /// The program's file stem, for messages and logs about an upstream
     /// that has not named itself. Never the server name a call is decided
     /// under (see [`ProxyConfig::server_name`]).
@@ -56,6 +77,36 @@ impl Upstream {
     }
 }
 
+impl fmt::Debug for UpstreamCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let UpstreamCommand {
+            program,
+            args,
+            env,
+            cwd,
+        } = self;
+        f.debug_struct("UpstreamCommand")
+            .field("program", program)
+            .field("args", args)
+            .field("env", &Redacted(env))
+            .field("cwd", cwd)
+            .finish()
+    }
+}
+
+/// Name/value pairs shown as `{name: "<redacted>", ...}`: environment
+/// variables and headers often carry credentials, and a `Debug` print
+/// (a log line, a panic message) must not leak them.
+struct Redacted<'a, K>(&'a [(K, K)]);
+
+impl<K: fmt::Debug> fmt::Debug for Redacted<'_, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, _)| (k, "<redacted>")))
+            .finish()
+    }
+}
+
 impl From<UpstreamCommand> for Upstream {
     fn from(c: UpstreamCommand) -> Self {
         Upstream::Command(c)
@@ -66,9 +117,16 @@ impl From<UpstreamCommand> for Upstream {
 pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// Everything one proxy run needs besides the engine and the decision log.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProxyConfig {
     pub upstream: Upstream,
+    /// A URL upstream: headers sent on every request to it besides those
+    /// warden sets itself, e.g. `("Authorization", "Bearer ...")`. A name
+    /// warden sets (`Mcp-*`, `Warden-*`, `Content-Type`, `Accept`, ...) is
+    /// refused when the upstream starts; check names earlier with
+    /// [`crate::http_upstream::check_upstream_header`]. Ignored for a
+    /// command upstream. `Debug` shows only the names.
+    pub upstream_headers: Vec<(String, String)>,
     /// The upstream's name in policies (`--name`). When `None`, the
     /// upstream's `serverInfo.name` from its first initialize answer (the
     /// client's, or for 2026-07-28 clients warden's own); a call that
@@ -122,6 +180,7 @@ impl ProxyConfig {
     pub fn new(upstream: impl Into<Upstream>, user: impl Into<String>) -> Self {
         ProxyConfig {
             upstream: upstream.into(),
+            upstream_headers: Vec::new(),
             server_name: None,
             user: user.into(),
             groups: Vec::new(),
@@ -141,6 +200,50 @@ impl ProxyConfig {
     }
 }
 
+impl fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Destructured without `..`: a new field must be added here too.
+        let ProxyConfig {
+            upstream,
+            upstream_headers,
+            server_name,
+            user,
+            groups,
+            model,
+            confirm_timeout,
+            call_timeout,
+            max_message_bytes,
+            restart_initial,
+            restart_max,
+            internal_timeout,
+            allowed_origins,
+            session_idle_timeout,
+            provenance_signer,
+            bearer,
+            listen_limits,
+        } = self;
+        f.debug_struct("ProxyConfig")
+            .field("upstream", upstream)
+            .field("upstream_headers", &Redacted(upstream_headers))
+            .field("server_name", server_name)
+            .field("user", user)
+            .field("groups", groups)
+            .field("model", model)
+            .field("confirm_timeout", confirm_timeout)
+            .field("call_timeout", call_timeout)
+            .field("max_message_bytes", max_message_bytes)
+            .field("restart_initial", restart_initial)
+            .field("restart_max", restart_max)
+            .field("internal_timeout", internal_timeout)
+            .field("allowed_origins", allowed_origins)
+            .field("session_idle_timeout", session_idle_timeout)
+            .field("provenance_signer", provenance_signer)
+            .field("bearer", bearer)
+            .field("listen_limits", listen_limits)
+            .finish()
+    }
+}
+
 /// Why the proxy could not run.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ProxyError {
@@ -156,6 +259,11 @@ pub enum ProxyError {
         "give the upstream's Streamable HTTP endpoint, e.g. `--upstream http://127.0.0.1:8080/mcp`"
     ))]
     Url { url: String, message: String },
+    #[error("the upstream header `{name}` is not usable: {message}")]
+    #[diagnostic(help(
+        "give headers warden does not set itself, e.g. `Authorization`, with values of printable ASCII"
+    ))]
+    Header { name: String, message: String },
     #[error("cannot listen on `{addr}`: {message}")]
     #[diagnostic(help(
         "give --listen as HOST:PORT, e.g. `--listen 127.0.0.1:8931`, on a free port"

@@ -83,15 +83,115 @@ pub const PROVENANCE_HEADERS: [(&str, &str); 7] = [
     ("policy_version", "warden-policy-version"),
 ];
 
-/// The endpoint and the HTTP client used for it.
+/// Headers warden sets itself on upstream requests (or that frame the
+/// request), which configured headers must not name.
+const RESERVED_HEADERS: [&str; 13] = [
+    "accept",
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "host",
+    LAST_EVENT_ID_HEADER,
+];
+
+/// Whether `name` may be configured as an extra header on every request
+/// to an HTTP upstream (`headers` in the gateway config). Refused, so a
+/// configured header can never override what warden sets: the MCP headers
+/// (any `Mcp-*`: `Mcp-Session-Id`, `MCP-Protocol-Version`, `Mcp-Method`,
+/// `Mcp-Name` and those to come), warden's provenance headers (any
+/// `Warden-*`), `Content-Type`, `Accept`, `Last-Event-ID`, `Host` and the
+/// headers that frame the body or the connection. Names compare without
+/// case. The error is a lowercase sentence naming the header.
+pub fn check_upstream_header(name: &str) -> Result<(), String> {
+    if HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Err(format!(
+            "`{name}` is not a valid HTTP header name (letters, digits and `-`, no spaces)"
+        ));
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower.starts_with("mcp-") {
+        return Err(format!(
+            "`{name}` is an MCP transport header, which warden sets itself"
+        ));
+    }
+    if lower.starts_with("warden-") {
+        return Err(format!(
+            "`{name}` is a warden provenance header, which warden sets itself"
+        ));
+    }
+    if RESERVED_HEADERS.contains(&lower.as_str()) {
+        return Err(format!(
+            "`{name}` is set by warden (or its HTTP client) on every upstream request"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `value` can be sent as the value of a configured upstream
+/// header: printable ASCII (spaces and tabs inside), no surrounding blanks
+/// (a server would strip them, so the header would not say what was
+/// configured). The error names no part of the value, which may be a
+/// secret.
+pub fn check_upstream_header_value(value: &str) -> Result<(), String> {
+    if value.starts_with([' ', '\t']) || value.ends_with([' ', '\t']) {
+        return Err("the value starts or ends with a blank".to_string());
+    }
+    // HeaderValue takes bytes above 0x7f (obs-text), which servers read
+    // in differing charsets: only ASCII is sent as configured.
+    if !value.is_ascii() || HeaderValue::from_str(value).is_err() {
+        return Err(
+            "the value has a character that cannot travel in an HTTP header (only printable ASCII)"
+                .to_string(),
+        );
+    }
+    Ok(())
+}
+
+/// The endpoint, the HTTP client used for it and the configured headers
+/// every request carries.
 #[derive(Clone)]
 pub(crate) struct HttpUpstream {
     url: reqwest::Url,
     client: reqwest::Client,
+    headers: HeaderMap,
 }
 
-/// Checks the URL and builds the client.
-pub(crate) fn prepare(url: &str) -> Result<HttpUpstream, ProxyError> {
+/// The configured headers as a map, each checked; a name given twice
+/// (in any case) is refused rather than one silently winning.
+fn configured_headers(headers: &[(String, String)]) -> Result<HeaderMap, ProxyError> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let bad = |message: String| ProxyError::Header {
+            name: name.clone(),
+            message,
+        };
+        check_upstream_header(name).map_err(bad)?;
+        check_upstream_header_value(value).map_err(bad)?;
+        let (Ok(n), Ok(mut v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) else {
+            return Err(bad("it cannot be sent".to_string()));
+        };
+        // Kept out of any `Debug` print (reqwest's, a log line).
+        v.set_sensitive(true);
+        if map.insert(n, v).is_some() {
+            return Err(bad("it is given more than once".to_string()));
+        }
+    }
+    Ok(map)
+}
+
+/// Checks the URL and the headers and builds the client.
+pub(crate) fn prepare(url: &str, headers: &[(String, String)]) -> Result<HttpUpstream, ProxyError> {
+    let headers = configured_headers(headers)?;
     let bad = |message: String| ProxyError::Url {
         url: url.to_string(),
         message,
@@ -110,6 +210,7 @@ pub(crate) fn prepare(url: &str) -> Result<HttpUpstream, ProxyError> {
     Ok(HttpUpstream {
         url: parsed,
         client,
+        headers,
     })
 }
 
@@ -174,9 +275,10 @@ impl Conn {
         self.relay.cfg.max_message_bytes
     }
 
-    /// Headers every request of this session carries.
+    /// Headers every request of this session carries: the configured
+    /// ones (which name none warden sets), then the session's.
     fn session_headers(&self, msg: Option<&Value>) -> HeaderMap {
-        let mut h = HeaderMap::new();
+        let mut h = self.up.headers.clone();
         let from_meta = msg
             .and_then(jsonrpc::meta)
             .and_then(|m| m.get(PROTOCOL_VERSION_META))
@@ -1097,6 +1199,190 @@ mod tests {
                 data: b"{}".to_vec()
             }
         );
+    }
+
+    #[test]
+    fn configured_headers_cannot_name_what_warden_sets() {
+        for name in [
+            "Mcp-Session-Id",
+            "MCP-Protocol-Version",
+            "mcp-method",
+            "Mcp-Name",
+            "Mcp-Param-Region",
+            "Content-Type",
+            "ACCEPT",
+            "Last-Event-ID",
+            "Warden-User",
+            "warden-provenance-token",
+            "Content-Length",
+            "Transfer-Encoding",
+            "Host",
+        ] {
+            let err = check_upstream_header(name).expect_err(name);
+            assert!(err.contains(&format!("`{name}`")), "{err}");
+            let e = prepare("http://127.0.0.1:1/mcp", &[(name.into(), "x".into())])
+                .err()
+                .unwrap_or_else(|| panic!("{name} accepted"));
+            assert!(matches!(e, ProxyError::Header { .. }), "{e}");
+        }
+        for name in ["", "Bad Name", "a:b", "x\n"] {
+            assert!(check_upstream_header(name).is_err(), "{name:?}");
+        }
+        for name in ["Authorization", "X-Tenant", "User-Agent", "Cookie"] {
+            assert_eq!(check_upstream_header(name), Ok(()), "{name}");
+        }
+        for value in [
+            " Bearer x",
+            "Bearer x\t",
+            "a\r\nX-Evil: 1",
+            "José",
+            "a\u{7f}",
+        ] {
+            let err = check_upstream_header_value(value).expect_err(value);
+            assert!(
+                !err.contains(value.trim()),
+                "the value is not echoed: {err}"
+            );
+        }
+        assert_eq!(check_upstream_header_value("Bearer a b\tc"), Ok(()));
+        let twice = [
+            ("Authorization".to_string(), "a".to_string()),
+            ("authorization".to_string(), "b".to_string()),
+        ];
+        let e = prepare("http://127.0.0.1:1/mcp", &twice)
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("more than once"), "{e}");
+    }
+
+    /// A Streamable HTTP server that records the method and headers of
+    /// every request and answers initialize, notifications and tools/list.
+    async fn recording_server() -> (String, Arc<Mutex<Vec<(String, axum::http::HeaderMap)>>>) {
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::response::IntoResponse;
+        type Seen = Arc<Mutex<Vec<(String, HeaderMap)>>>;
+        let seen: Seen = Arc::default();
+        let (s1, s2, s3) = (seen.clone(), seen.clone(), seen.clone());
+        let app = axum::Router::new().route(
+            "/mcp",
+            axum::routing::post(move |headers: HeaderMap, body: String| async move {
+                s1.lock().unwrap().push(("POST".into(), headers));
+                let msg: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                let Some(id) = msg
+                    .get("id")
+                    .cloned()
+                    .filter(|_| msg.get("method").is_some())
+                else {
+                    return StatusCode::ACCEPTED.into_response();
+                };
+                let result = match msg["method"].as_str().unwrap_or("") {
+                    "initialize" => serde_json::json!({"protocolVersion": "2025-11-25",
+                        "capabilities": {"tools": {}},
+                        "serverInfo": {"name": "recorder", "version": "1"}}),
+                    "tools/list" => serde_json::json!({"tools": []}),
+                    _ => serde_json::json!({}),
+                };
+                (
+                    [
+                        ("content-type", "application/json"),
+                        ("mcp-session-id", "up-1"),
+                    ],
+                    serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string(),
+                )
+                    .into_response()
+            })
+            .get(move |headers: HeaderMap| async move {
+                s2.lock().unwrap().push(("GET".into(), headers));
+                StatusCode::METHOD_NOT_ALLOWED
+            })
+            .delete(move |headers: HeaderMap| async move {
+                s3.lock().unwrap().push(("DELETE".into(), headers));
+                StatusCode::OK
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let addr = listener.local_addr().expect("bound");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (format!("http://{addr}/mcp"), seen)
+    }
+
+    #[tokio::test]
+    async fn every_request_to_the_upstream_carries_the_configured_headers() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let (url, seen) = recording_server().await;
+        let mut cfg = crate::ProxyConfig::new(crate::Upstream::Url(url), "alice");
+        cfg.upstream_headers = vec![
+            ("Authorization".into(), "Bearer up-t0ken".into()),
+            ("X-Tenant".into(), "lab".into()),
+        ];
+        let mut sources = warden_lang::Sources::new();
+        sources.add("t.policy", "default deny\n");
+        let compiled = warden_lang::compile_policy_set(&sources).expect("compiles");
+        let engine = Arc::new(warden_engine::Engine::new(
+            warden_engine::PolicyBundle::new(compiled.policy_set, "v".into()),
+            warden_engine::EngineOptions::default(),
+        ));
+        let log = Arc::new(warden_engine::DecisionLog::to_writer(std::io::sink()));
+        let (_reload, reloads) = mpsc::unbounded_channel();
+        let (client, proxy_side) = tokio::io::duplex(1 << 16);
+        let (proxy_in, proxy_out) = tokio::io::split(proxy_side);
+        let session = tokio::spawn(crate::serve(cfg, engine, log, reloads, proxy_in, proxy_out));
+        let (client_in, mut client_out) = tokio::io::split(client);
+        let mut lines = tokio::io::BufReader::new(client_in).lines();
+        for msg in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+        ] {
+            client_out.write_all(msg.as_bytes()).await.expect("written");
+            client_out.write_all(b"\n").await.expect("written");
+        }
+        let answered = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let v: Value = serde_json::from_str(&line).expect("JSON");
+                if v["id"] == 2 {
+                    return v;
+                }
+            }
+            panic!("the proxy closed before answering tools/list");
+        })
+        .await
+        .expect("tools/list answered in time");
+        assert!(answered.get("result").is_some(), "{answered}");
+        drop(client_out);
+        drop(lines);
+        tokio::time::timeout(Duration::from_secs(10), session)
+            .await
+            .expect("the session ends")
+            .expect("no panic")
+            .expect("no error");
+        let seen = seen.lock().unwrap();
+        let methods: Vec<&str> = seen.iter().map(|(m, _)| m.as_str()).collect();
+        assert!(
+            methods.iter().filter(|m| **m == "POST").count() >= 3 && methods.contains(&"DELETE"),
+            "initialize, initialized and tools/list POSTed and the session deleted: {methods:?}"
+        );
+        for (method, headers) in seen.iter() {
+            assert_eq!(headers["authorization"], "Bearer up-t0ken", "{method}");
+            assert_eq!(headers["x-tenant"], "lab", "{method}");
+            assert_eq!(
+                headers.get_all("authorization").iter().count(),
+                1,
+                "{method}"
+            );
+        }
+        // Warden's own headers still go as warden sets them.
+        let (_, tools_list) = seen
+            .iter()
+            .filter(|(m, _)| m == "POST")
+            .nth(2)
+            .expect("third POST");
+        assert_eq!(tools_list["mcp-session-id"], "up-1");
+        assert_eq!(tools_list["content-type"], "application/json");
     }
 
     #[test]

@@ -34,7 +34,10 @@ pub(crate) enum Start {
 pub(crate) fn start(cfg: &ProxyConfig) -> Result<Start, ProxyError> {
     match &cfg.upstream {
         Upstream::Command(c) => Ok(Start::Child(spawn(c)?, c.clone())),
-        Upstream::Url(u) => Ok(Start::Http(http_upstream::prepare(u)?)),
+        Upstream::Url(u) => Ok(Start::Http(http_upstream::prepare(
+            u,
+            &cfg.upstream_headers,
+        )?)),
     }
 }
 
@@ -46,20 +49,34 @@ pub(crate) async fn supervise(relay: Arc<Relay>, start: Start, shutdown: Cancell
     }
 }
 
-/// Starts the upstream command with piped stdin/stdout; its stderr is
+/// Starts the upstream command with piped stdin/stdout, in its working
+/// directory and with its extra environment variables; its stderr is
 /// warden's (so its logs reach wherever warden's go).
 fn spawn(cmd: &UpstreamCommand) -> Result<Child, ProxyError> {
-    Command::new(&cmd.program)
+    let failed = |message: String| ProxyError::Spawn {
+        program: cmd.program.to_string_lossy().into_owned(),
+        message,
+    };
+    let mut command = Command::new(&cmd.program);
+    command
         .args(&cmd.args)
+        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| ProxyError::Spawn {
-            program: cmd.program.to_string_lossy().into_owned(),
-            message: e.to_string(),
-        })
+        .kill_on_drop(true);
+    if let Some(dir) = &cmd.cwd {
+        // A missing directory fails the spawn with the same "not found" as
+        // a missing program; say which it is.
+        if !dir.is_dir() {
+            return Err(failed(format!(
+                "its working directory `{}` is not a directory",
+                dir.display()
+            )));
+        }
+        command.current_dir(dir);
+    }
+    command.spawn().map_err(|e| failed(e.to_string()))
 }
 
 /// Runs the upstream command until `shutdown`, restarting it when it exits.
@@ -195,4 +212,74 @@ async fn run_instance(
         }
     };
     reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// What `sh -c script` writes to its stdout, run as an upstream.
+    async fn output_of(cmd: &UpstreamCommand) -> String {
+        let mut child = spawn(cmd).unwrap_or_else(|e| panic!("spawn failed: {e}"));
+        drop(child.stdin.take());
+        let mut out = String::new();
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        stdout.read_to_string(&mut out).await.expect("readable");
+        let _ = child.wait().await;
+        out
+    }
+
+    #[tokio::test]
+    async fn the_child_gets_its_extra_environment_and_working_directory() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let dir = dir.path().canonicalize().expect("canonical");
+        let mut cmd = UpstreamCommand::new(
+            "sh",
+            [
+                "-c",
+                r#"printf '%s|%s|%s' "$WARDEN_T_TOKEN" "$(pwd -P)" "${PATH:+has-path}""#,
+            ],
+        );
+        cmd.env = vec![("WARDEN_T_TOKEN".into(), "s3cret value".into())];
+        cmd.cwd = Some(dir.clone());
+        assert_eq!(
+            output_of(&cmd).await,
+            format!("s3cret value|{}|has-path", dir.display()),
+            "the extra variable is added to warden's environment (PATH kept) and the child runs in cwd"
+        );
+        // Without them: warden's environment and directory.
+        let plain = UpstreamCommand::new(
+            "sh",
+            ["-c", r#"printf '%s|%s' "$WARDEN_T_TOKEN" "$(pwd -P)""#],
+        );
+        let here = std::env::current_dir()
+            .expect("cwd")
+            .canonicalize()
+            .expect("canonical");
+        assert_eq!(output_of(&plain).await, format!("|{}", here.display()));
+    }
+
+    #[test]
+    fn a_missing_working_directory_is_named_in_the_error() {
+        let mut cmd = UpstreamCommand::new("sh", ["-c", "true"]);
+        cmd.cwd = Some("/nonexistent/warden-test-dir".into());
+        let err = spawn(&cmd).expect_err("must not start");
+        assert!(
+            err.to_string()
+                .contains("working directory `/nonexistent/warden-test-dir`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn debug_output_does_not_show_environment_values() {
+        let mut cmd = UpstreamCommand::new("srv", ["--stdio"]);
+        cmd.env = vec![("TOKEN".into(), "hunter2".into())];
+        let shown = format!("{cmd:?}");
+        assert!(
+            shown.contains("TOKEN") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+    }
 }

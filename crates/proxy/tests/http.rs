@@ -840,10 +840,10 @@ async fn start_warden_on_command() -> Result<(Warden, std::path::PathBuf), BoxEr
     let engine = Arc::new(Engine::new(bundle, EngineOptions::default()));
     let log = LogBuf::default();
     let decisions = Arc::new(DecisionLog::to_writer(log.clone()));
-    let cmd = warden_proxy::UpstreamCommand {
-        program: env!("CARGO_BIN_EXE_warden-test-upstream").into(),
-        args: Vec::new(),
-    };
+    let cmd = warden_proxy::UpstreamCommand::new(
+        env!("CARGO_BIN_EXE_warden-test-upstream"),
+        Vec::<String>::new(),
+    );
     let cfg = ProxyConfig::new(cmd, "alice");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
