@@ -1,1 +1,0 @@
-//! The `warden serve` configuration file (placeholder; being written).

@@ -1,0 +1,512 @@
+//! The config file's top level and its sections other than `[[server]]`
+//! (`server.rs`): each key read, checked and defaulted, every problem
+//! collected; then either a [`GatewayConfig`] or a [`ConfigError`].
+
+use super::error::{ConfigError, Problem};
+use super::reader::{Cx, Str, Table};
+use super::{DEFAULT_SEPARATOR, GatewayConfig, IdentityDefaults, Limits, TlsFiles, server};
+use crate::bearer::{BearerSettings, ClaimNames, DEFAULT_LEEWAY_SECS, KeySource, MAX_LEEWAY_SECS};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use toml::de::DeTable;
+
+/// The longest duration any key takes (longer ones are surely a typo, and
+/// deadlines that far away overflow some clocks).
+pub(super) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+const HOUR: Duration = Duration::from_secs(3600);
+
+const TOP: &[&str] = &[
+    "listen",
+    "policies",
+    "decision_log",
+    "redact",
+    "state",
+    "signing_key",
+    "allow_origins",
+    "reload_debounce",
+    "identity",
+    "tls",
+    "auth",
+    "limits",
+    "federation",
+    "server",
+];
+const IDENTITY: &[&str] = &["user", "groups", "model"];
+const TLS: &[&str] = &["cert", "key"];
+const AUTH: &[&str] = &[
+    "issuer",
+    "audiences",
+    "jwks",
+    "keys",
+    "user_claim",
+    "groups_claim",
+    "agent_claim",
+    "model_claim",
+    "leeway",
+];
+const LIMITS: &[&str] = &[
+    "max_message_bytes",
+    "confirm_timeout",
+    "call_timeout",
+    "session_idle_timeout",
+    "header_read_timeout",
+    "body_read_timeout",
+    "max_connections",
+    "drain_timeout",
+];
+const FEDERATION: &[&str] = &["separator"];
+
+/// Where a key belongs, for the help of an unknown key that is known
+/// elsewhere (TOML puts every key below a `[section]` line into that
+/// section, so a top-level key written late lands in the wrong table).
+pub(super) fn elsewhere(key: &str) -> Option<&'static str> {
+    if key == "call_timeout" {
+        return Some("`[limits]` or a `[[server]]`");
+    }
+    let places: [(&[&str], &str); 7] = [
+        (
+            TOP,
+            "the top level: keys below a `[section]` line belong to that section, so move it above the first one",
+        ),
+        (IDENTITY, "`[identity]`"),
+        (TLS, "`[tls]`"),
+        (AUTH, "`[auth]`"),
+        (LIMITS, "`[limits]`"),
+        (FEDERATION, "`[federation]`"),
+        (server::KEYS, "a `[[server]]`"),
+    ];
+    places
+        .iter()
+        .find(|(keys, _)| keys.contains(&key))
+        .map(|(_, place)| *place)
+}
+
+pub(super) fn parse(
+    file: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<GatewayConfig, ConfigError> {
+    let path = file.display().to_string();
+    let (doc, syntax) = DeTable::parse_recoverable(text);
+    if !syntax.is_empty() {
+        let problems = syntax
+            .iter()
+            .map(|e| {
+                let span = e.span().unwrap_or(0..0);
+                Problem::error(span, format!("invalid TOML: {}", e.message().trim_end()), "here")
+                    .with_help("see https://toml.io for the syntax; strings are quoted, sections are `[name]` lines")
+            })
+            .collect();
+        return Err(invalid(path, text, problems));
+    }
+    let mut cx = Cx::new(env, text);
+    let root = Table::root(&doc);
+    root.check_keys(&mut cx, TOP, elsewhere);
+    let dir = file.parent().unwrap_or(Path::new("")).to_path_buf();
+    let resolve = |s: Str| resolve(&dir, &s.value);
+
+    let listen = root
+        .require(
+            &mut cx,
+            "listen",
+            "add e.g. `listen = \"127.0.0.1:8080\"` at the top of the file",
+        )
+        .then(|| listen(&mut cx, &root))
+        .flatten();
+    let policies = root
+        .require(&mut cx, "policies", "add e.g. `policies = \"policies\"` (a .policy file or a directory of them) at the top of the file")
+        .then(|| root.nonempty(&mut cx, "policies"))
+        .flatten()
+        .map(resolve);
+    let decision_log = root.nonempty(&mut cx, "decision_log").map(resolve);
+    let state = root.nonempty(&mut cx, "state").map(resolve);
+    let signing_key = root.nonempty(&mut cx, "signing_key").map(resolve);
+    let redact = values(root.strings(&mut cx, "redact"));
+    let allow_origins = origins(&mut cx, &root);
+    let reload_debounce = root
+        .duration(&mut cx, "reload_debounce", HOUR)
+        .unwrap_or(warden_engine::DEFAULT_DEBOUNCE);
+    let identity = identity(&mut cx, &root);
+    let tls = tls(&mut cx, &root, &dir);
+    let auth = auth(&mut cx, &root, &dir);
+    let limits = limits(&mut cx, &root);
+    let separator = separator(&mut cx, &root);
+    let servers = server::servers(
+        &mut cx,
+        &root,
+        &dir,
+        separator.as_deref(),
+        limits.call_timeout,
+    );
+
+    let problems = std::mem::take(&mut cx.problems);
+    match (listen, policies, separator) {
+        (Some(listen), Some(policies), Some(separator)) if problems.is_empty() => {
+            Ok(GatewayConfig {
+                file: file.to_path_buf(),
+                text: Arc::from(text),
+                listen,
+                policies,
+                decision_log,
+                redact,
+                state,
+                signing_key,
+                allow_origins,
+                reload_debounce,
+                identity,
+                tls,
+                auth,
+                limits,
+                separator,
+                servers,
+            })
+        }
+        _ if problems.is_empty() => Err(invalid(
+            path,
+            text,
+            vec![Problem::error(0..0, "the config could not be read", "here")],
+        )),
+        _ => Err(invalid(path, text, problems)),
+    }
+}
+
+fn invalid(path: String, text: &str, mut problems: Vec<Problem>) -> ConfigError {
+    problems.sort_by_key(|p| (p.span.start, p.span.end));
+    for p in &mut problems {
+        p.locate(text);
+    }
+    ConfigError::Invalid {
+        src: miette::NamedSource::new(path.clone(), Arc::from(text)),
+        path,
+        problems,
+    }
+}
+
+/// The span of a key's value in `text`: `key`, `section.key`, or with an
+/// index into an array of tables, `server.0.command`.
+pub(super) fn span_of(text: &str, key: &str) -> Option<Range<usize>> {
+    let doc = DeTable::parse(text).ok()?;
+    let mut value: Option<&toml::Spanned<toml::de::DeValue<'_>>> = None;
+    for part in key.split('.') {
+        let next = match value.map(|v| v.get_ref()) {
+            None => doc.get_ref().get(part),
+            Some(toml::de::DeValue::Table(t)) => t.get(part),
+            Some(toml::de::DeValue::Array(a)) => a.get(part.parse::<usize>().ok()?),
+            Some(_) => None,
+        };
+        value = Some(next?);
+    }
+    value.map(|v| v.span())
+}
+
+/// A path from the file, relative to the file's directory.
+pub(super) fn resolve(dir: &Path, s: &str) -> PathBuf {
+    let p = Path::new(s);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        dir.join(p)
+    }
+}
+
+fn values(strings: Option<Vec<Str>>) -> Vec<String> {
+    strings
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| s.value)
+        .collect()
+}
+
+fn listen(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Option<String> {
+    // A bare port, as in `warden proxy --listen 8080`, may be a number.
+    if root.kind("listen") == Some("integer") {
+        let n = root.integer(cx, "listen", 0..=65535)?;
+        return Some(format!("127.0.0.1:{n}"));
+    }
+    let s = root.nonempty(cx, "listen")?;
+    let v = s.value.trim();
+    if let Ok(port) = v.parse::<u16>() {
+        return Some(format!("127.0.0.1:{port}"));
+    }
+    let host_port = v.rsplit_once(':').is_some_and(|(host, port)| {
+        port.parse::<u16>().is_ok()
+            && !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    });
+    if v.parse::<SocketAddr>().is_ok() || host_port {
+        return Some(v.to_string());
+    }
+    cx.push(
+        Problem::error(s.span, format!("`listen` is not HOST:PORT: `{v}`"), "not HOST:PORT").with_help(
+            "e.g. `listen = \"127.0.0.1:8080\"`, `\"0.0.0.0:8080\"`, `\"[::1]:8080\"`, or a bare port `\"8080\"` (binds 127.0.0.1)",
+        ),
+    );
+    None
+}
+
+fn origins(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in root.strings(cx, "allow_origins").unwrap_or_default() {
+        let ok = reqwest::Url::parse(s.value.trim()).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some()
+                && u.username().is_empty()
+                && u.password().is_none()
+                && u.path() == "/"
+                && u.query().is_none()
+                && u.fragment().is_none()
+        });
+        if ok {
+            out.push(s.value);
+        } else {
+            cx.push(
+                Problem::error(s.span, format!("`{}` is not an origin", s.value), "not an origin")
+                    .with_help("an origin is `scheme://host[:port]` with no path, as browsers send it, e.g. `https://app.example.com`"),
+            );
+        }
+    }
+    out
+}
+
+fn identity(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> IdentityDefaults {
+    let Some(t) = root.table(cx, "identity", "`[identity]`") else {
+        return IdentityDefaults::default();
+    };
+    t.check_keys(cx, IDENTITY, elsewhere);
+    let groups = t.strings(cx, "groups").unwrap_or_default();
+    for g in &groups {
+        if g.value.is_empty() {
+            cx.push(Problem::error(
+                g.span.clone(),
+                "an empty group name",
+                "empty",
+            ));
+        }
+    }
+    IdentityDefaults {
+        user: t.nonempty(cx, "user").map(|s| s.value),
+        groups: groups.into_iter().map(|s| s.value).collect(),
+        model: t.nonempty(cx, "model").map(|s| s.value),
+    }
+}
+
+fn tls(cx: &mut Cx<'_>, root: &Table<'_, '_>, dir: &Path) -> Option<TlsFiles> {
+    let t = root.table(cx, "tls", "`[tls]`")?;
+    t.check_keys(cx, TLS, elsewhere);
+    let cert = t
+        .require(
+            cx,
+            "cert",
+            "add `cert = \"tls/cert.pem\"`: the certificate chain, PEM",
+        )
+        .then(|| t.nonempty(cx, "cert"))
+        .flatten();
+    let key = t
+        .require(
+            cx,
+            "key",
+            "add `key = \"tls/key.pem\"`: the private key, PEM (PKCS#8, RSA or SEC1)",
+        )
+        .then(|| t.nonempty(cx, "key"))
+        .flatten();
+    Some(TlsFiles {
+        cert: resolve(dir, &cert?.value),
+        key: resolve(dir, &key?.value),
+    })
+}
+
+fn auth(cx: &mut Cx<'_>, root: &Table<'_, '_>, dir: &Path) -> Option<BearerSettings> {
+    let t = root.table(cx, "auth", "`[auth]`")?;
+    t.check_keys(cx, AUTH, elsewhere);
+    let issuer = t
+        .require(
+            cx,
+            "issuer",
+            "add `issuer = \"https://id.example.com\"`: the `iss` of the tokens to accept",
+        )
+        .then(|| t.nonempty(cx, "issuer"))
+        .flatten();
+    let audiences = t
+        .require(cx, "audiences", "add `audiences = [\"https://warden.example.com/mcp\"]`: names of warden itself, so that tokens minted for other services are refused")
+        .then(|| t.strings(cx, "audiences"))
+        .flatten();
+    if let Some(a) = &audiences {
+        if a.is_empty() {
+            cx.push(
+                Problem::error(
+                    t.value_span("audiences").unwrap_or(t.start()),
+                    "`audiences` is empty",
+                    "empty",
+                )
+                .with_help("name warden itself, e.g. its public MCP URL"),
+            );
+        }
+        for s in a.iter().filter(|s| s.value.is_empty()) {
+            cx.push(Problem::error(s.span.clone(), "an empty audience", "empty"));
+        }
+    }
+    let keys_help = "give the issuer's public keys one way: `jwks = \"jwks.json\"` (a saved JWKS) or `keys = [\"issuer-key.pem\"]` (PEM public keys)";
+    let keys = match (t.has("jwks"), t.has("keys")) {
+        (true, true) => {
+            cx.push(
+                Problem::error(
+                    t.key_span("keys").unwrap_or(t.start()),
+                    "`[auth]` has both `jwks` and `keys`",
+                    "second key source",
+                )
+                .with_help(keys_help),
+            );
+            None
+        }
+        (false, false) => {
+            cx.push(
+                Problem::error(
+                    t.start(),
+                    "`[auth]` has neither `jwks` nor `keys`",
+                    "no key source",
+                )
+                .with_help(keys_help),
+            );
+            None
+        }
+        (true, false) => t
+            .nonempty(cx, "jwks")
+            .map(|s| KeySource::Jwks(resolve(dir, &s.value))),
+        (false, true) => match t.strings(cx, "keys") {
+            Some(k) if k.is_empty() => {
+                cx.push(
+                    Problem::error(
+                        t.value_span("keys").unwrap_or(t.start()),
+                        "`keys` is empty",
+                        "empty",
+                    )
+                    .with_help(keys_help),
+                );
+                None
+            }
+            Some(k) => Some(KeySource::Pem(
+                k.iter().map(|s| resolve(dir, &s.value)).collect(),
+            )),
+            None => None,
+        },
+    };
+    let mut claims = ClaimNames::default();
+    if let Some(c) = t.nonempty(cx, "user_claim") {
+        claims.user = c.value;
+    }
+    if let Some(c) = t.nonempty(cx, "groups_claim") {
+        claims.groups = c.value;
+    }
+    if let Some(c) = t.nonempty(cx, "agent_claim") {
+        claims.agent = vec![c.value];
+    }
+    claims.model = t.nonempty(cx, "model_claim").map(|c| c.value);
+    let leeway = t.duration(cx, "leeway", Duration::from_secs(MAX_LEEWAY_SECS));
+    let leeway_secs = match leeway {
+        Some(d) if d.subsec_nanos() != 0 => {
+            cx.push(
+                Problem::error(
+                    t.value_span("leeway").unwrap_or(t.start()),
+                    "`leeway` is not whole seconds",
+                    "not whole seconds",
+                )
+                .with_help("tokens count time in seconds: give e.g. `leeway = \"60s\"`"),
+            );
+            DEFAULT_LEEWAY_SECS
+        }
+        Some(d) => d.as_secs(),
+        None => DEFAULT_LEEWAY_SECS,
+    };
+    Some(BearerSettings {
+        issuer: issuer?.value,
+        audiences: values(audiences),
+        keys: keys?,
+        leeway_secs,
+        claims,
+    })
+}
+
+fn limits(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Limits {
+    let mut l = Limits::default();
+    let Some(t) = root.table(cx, "limits", "`[limits]`") else {
+        return l;
+    };
+    t.check_keys(cx, LIMITS, elsewhere);
+    if let Some(n) = t.integer(cx, "max_message_bytes", 1024..=1 << 30) {
+        l.max_message_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    let positive = |cx: &mut Cx<'_>, key: &str, max: Duration| {
+        let d = t.duration(cx, key, max)?;
+        if d.is_zero() {
+            cx.push(
+                Problem::error(
+                    t.value_span(key).unwrap_or(t.start()),
+                    format!("`{key}` is zero"),
+                    "zero",
+                )
+                .with_help(format!(
+                    "give a duration above zero, e.g. `{key} = \"30s\"`"
+                )),
+            );
+            return None;
+        }
+        Some(d)
+    };
+    if let Some(d) = positive(cx, "confirm_timeout", MAX_DURATION) {
+        l.confirm_timeout = d;
+    }
+    if let Some(d) = t.duration(cx, "call_timeout", MAX_DURATION) {
+        l.call_timeout = d;
+    }
+    if let Some(d) = positive(cx, "session_idle_timeout", MAX_DURATION) {
+        l.session_idle_timeout = d;
+    }
+    if let Some(d) = positive(cx, "header_read_timeout", HOUR) {
+        l.listen.header_read = d;
+    }
+    if let Some(d) = positive(cx, "body_read_timeout", HOUR) {
+        l.listen.body_read = d;
+    }
+    if let Some(n) = t.integer(cx, "max_connections", 1..=65_536) {
+        l.listen.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    if let Some(d) = t.duration(cx, "drain_timeout", HOUR) {
+        l.drain_timeout = d;
+    }
+    l
+}
+
+/// `[federation].separator`; `None` when it is not usable (then server
+/// names are not checked against it).
+fn separator(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Option<String> {
+    let Some(t) = root.table(cx, "federation", "`[federation]`") else {
+        return (!root.has("federation")).then(|| DEFAULT_SEPARATOR.to_string());
+    };
+    t.check_keys(cx, FEDERATION, elsewhere);
+    if !t.has("separator") {
+        return Some(DEFAULT_SEPARATOR.to_string());
+    }
+    let s = t.string(cx, "separator")?;
+    let help = "the separator goes between a server's name and a tool's on /mcp (`genomics__run_query`): give a short run of visible characters, e.g. `\"__\"` or `\".\"`";
+    if s.value.is_empty() {
+        cx.push(Problem::error(s.span, "`separator` is empty", "empty").with_help(help));
+        return None;
+    }
+    if s.value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        cx.push(
+            Problem::error(
+                s.span,
+                "`separator` contains whitespace or a control character",
+                "whitespace",
+            )
+            .with_help(help),
+        );
+        return None;
+    }
+    Some(s.value)
+}
