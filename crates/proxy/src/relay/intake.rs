@@ -4,7 +4,8 @@
 //! server (finding 3), and messages that are JSON but that serde_json will
 //! not decode (a number like `1e400`, nesting deeper than 128; finding 6).
 
-use super::{DownPending, Fwd, Outgoing, Relay, UpWait, lock};
+use super::pending::{DownPending, Fwd, UpPending, UpWait};
+use super::{Outgoing, Relay, lock};
 use crate::bearer::Caller;
 use crate::govern;
 use crate::jsonrpc::{self, id_key};
@@ -62,16 +63,7 @@ impl Relay {
                 if let Some(n) = &st.server_info_name {
                     return Some(n.clone());
                 }
-                let initializing = st.up_pending.values().any(|p| {
-                    matches!(
-                        &p.wait,
-                        UpWait::Forward {
-                            kind: Fwd::Initialize,
-                            ..
-                        }
-                    )
-                });
-                if !initializing {
+                if !st.pending.initializing() {
                     return None;
                 }
             }
@@ -194,7 +186,7 @@ impl Relay {
             && env.is_response()
             && let Some(id) = env.id()
         {
-            let pending = lock(&self.st).down_pending.remove(&id_key(&id));
+            let pending = lock(&self.st).pending.take_down(&id_key(&id));
             match pending {
                 // Warden cannot strip its reserved `_meta` keys from text it
                 // cannot decode: an answer that might hold one (or hide one
@@ -276,15 +268,15 @@ impl Relay {
             return;
         };
         tracing::warn!("upstream answered request {id} with JSON warden cannot decode ({e})");
-        let pending = lock(&self.st).up_pending.remove(&id_key(&id));
+        let pending = lock(&self.st).pending.remove_up(&id_key(&id));
         let server = self.server_name();
         let message = format!(
             "the answer of upstream MCP server `{server}` could not be decoded by warden ({e}); it was not relayed. The request may have taken effect."
         );
         let data = json!({"warden/upstream": {"state": "undecodable", "server": server}});
-        match pending.map(|p| p.wait) {
+        match pending.map(UpPending::into_wait) {
             Some(UpWait::Forward { client_id, kind }) => {
-                lock(&self.st).client_reqs.remove(&id_key(&client_id));
+                lock(&self.st).pending.remove_client(&id_key(&client_id));
                 if matches!(kind, Fwd::Plain) {
                     let out = Outgoing {
                         text: env.with_id(&client_id),

@@ -1,0 +1,224 @@
+//! The relay's tool catalog: what warden knows of the upstream's tools
+//! (their annotations, from tools/list), whether that is the whole current
+//! list ([`ToolCache`], reached only through its methods), the pages of
+//! tools/list warden reads itself when a call names a tool it has not seen
+//! listed, and the view of a tools/list answer the client gets: tools no
+//! rule lets the caller use are hidden, the rest annotated.
+
+use super::context::ReqCtx;
+use super::{Relay, lock};
+use crate::bearer::Caller;
+use crate::govern::{self, ToolInfo, ToolView};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// Most pages of tools/list warden reads to learn annotations.
+const MAX_TOOL_PAGES: usize = 100;
+
+#[derive(Default)]
+pub(super) struct ToolCache {
+    tools: HashMap<String, ToolInfo>,
+    /// The whole list was read since the last `list_changed`.
+    fresh: bool,
+}
+
+impl ToolCache {
+    /// What the cache says of `name` when it holds the whole current list
+    /// (a tool it does not hold then has no annotations); `None` when the
+    /// list must be read first.
+    pub(super) fn fresh_info(&self, name: &str) -> Option<ToolInfo> {
+        self.fresh.then(|| self.get(name))
+    }
+
+    /// What the cache holds of `name`, fresh or not.
+    pub(super) fn get(&self, name: &str) -> ToolInfo {
+        self.tools.get(name).copied().unwrap_or_default()
+    }
+
+    /// The list may have changed (the upstream said so, or restarted).
+    pub(super) fn stale(&mut self) {
+        self.fresh = false;
+    }
+
+    /// One page of a tools/list answer the client asked for; `whole`: it
+    /// is the whole list (no cursor asked, no next one), which replaces
+    /// what the cache held.
+    pub(super) fn learn_page(&mut self, infos: Vec<(String, ToolInfo)>, whole: bool) {
+        if whole {
+            self.tools.clear();
+            self.fresh = true;
+        }
+        self.tools.extend(infos);
+    }
+
+    /// The whole list, as warden read it itself.
+    fn replace(&mut self, all: HashMap<String, ToolInfo>) {
+        self.tools = all;
+        self.fresh = true;
+    }
+}
+
+impl Relay {
+    /// The tool's annotations, reading tools/list first if the tool was
+    /// never listed or the list changed since.
+    pub(super) async fn tool_info(&self, name: &str, ctx: &ReqCtx) -> ToolInfo {
+        if let Some(info) = lock(&self.st).tools.fresh_info(name) {
+            return info;
+        }
+        let _one_at_a_time = self.fetch_lock.lock().await;
+        if let Some(info) = lock(&self.st).tools.fresh_info(name) {
+            return info;
+        }
+        if let Err(e) = self.fetch_tools(ctx).await {
+            tracing::warn!("cannot read the upstream's tools/list for annotations: {e}");
+        }
+        lock(&self.st).tools.get(name)
+    }
+
+    async fn fetch_tools(&self, ctx: &ReqCtx) -> Result<(), String> {
+        let mut all = HashMap::new();
+        let mut cursor: Option<Value> = None;
+        for _ in 0..MAX_TOOL_PAGES {
+            let mut params = Map::new();
+            if let Some(c) = cursor.take() {
+                params.insert("cursor".into(), c);
+            }
+            if !ctx.mcp_meta.is_empty() {
+                params.insert("_meta".into(), Value::Object(ctx.mcp_meta.clone()));
+            }
+            let resp = self
+                .own_request("tools/list", Value::Object(params), false)
+                .await?;
+            let Some(result) = resp.get("result") else {
+                return Err(format!(
+                    "tools/list failed: {}",
+                    resp.get("error").cloned().unwrap_or(Value::Null)
+                ));
+            };
+            for t in result
+                .get("tools")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(name) = t.get("name").and_then(Value::as_str) {
+                    all.insert(name.to_string(), ToolInfo::from_tool(t));
+                }
+            }
+            match result.get("nextCursor") {
+                Some(c @ Value::String(_)) => cursor = Some(c.clone()),
+                _ => break,
+            }
+        }
+        lock(&self.st).tools.replace(all);
+        Ok(())
+    }
+
+    /// The client's view of a tools/list `result` (a page when `complete`
+    /// is false: the client asked with a cursor): what it lists goes into
+    /// the cache, then the tools `caller` (as `agent`) may not use are
+    /// removed and the others annotated.
+    pub(super) fn view_tools_list(
+        &self,
+        result: &mut Value,
+        agent: Option<String>,
+        complete: bool,
+        caller: Option<&Caller>,
+    ) {
+        let has_next = result.get("nextCursor").is_some_and(|c| !c.is_null());
+        let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) else {
+            return;
+        };
+        let infos: Vec<(String, ToolInfo)> = tools
+            .iter()
+            .filter_map(|t| {
+                let name = t.get("name")?.as_str()?.to_string();
+                Some((name, ToolInfo::from_tool(t)))
+            })
+            .collect();
+        lock(&self.st)
+            .tools
+            .learn_page(infos, complete && !has_next);
+        // No call to an unnamed server is decided (finding 3), so
+        // none of its tools can be used.
+        let Some(server) = self.known_server_name() else {
+            tracing::warn!(
+                "tools/list answered before the upstream named itself and without --name; every tool hidden"
+            );
+            tools.clear();
+            return;
+        };
+        let base = self.call_template(&server, agent, caller);
+        tools.retain_mut(|tool| {
+            let Some(name) = tool.get("name").and_then(Value::as_str) else {
+                return true;
+            };
+            let mut probe = base.clone();
+            probe.tool = name.to_string();
+            probe.annotations = ToolInfo::from_tool(tool).annotations;
+            match govern::tool_view(&self.engine, &probe) {
+                ToolView::Hidden { rule } => {
+                    tracing::debug!(
+                        "tool `{name}` hidden from the agent ({})",
+                        rule.as_deref().unwrap_or("no rule allows it")
+                    );
+                    false
+                }
+                ToolView::Shown { notes } => {
+                    govern::annotate_description(tool, &notes);
+                    true
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ToolCache;
+    use crate::govern::ToolInfo;
+    use serde_json::json;
+
+    fn info(read_only: bool) -> ToolInfo {
+        ToolInfo::from_tool(&json!({"name": "t", "annotations": {"readOnlyHint": read_only}}))
+    }
+
+    #[test]
+    fn a_page_is_not_the_whole_list() {
+        let mut cache = ToolCache::default();
+        assert_eq!(cache.fresh_info("a"), None, "an empty cache must be read");
+        cache.learn_page(vec![("a".into(), info(true))], false);
+        assert_eq!(
+            cache.fresh_info("a"),
+            None,
+            "one page does not make it fresh"
+        );
+        assert_eq!(cache.get("a"), info(true), "but what it listed is kept");
+    }
+
+    #[test]
+    fn the_whole_list_replaces_what_was_held_until_it_changes() {
+        let mut cache = ToolCache::default();
+        cache.learn_page(vec![("old".into(), info(true))], false);
+        cache.learn_page(vec![("a".into(), info(true))], true);
+        assert_eq!(cache.fresh_info("a"), Some(info(true)));
+        assert_eq!(
+            cache.fresh_info("old"),
+            Some(ToolInfo::default()),
+            "a tool the whole list lacks has no annotations, and needs no read"
+        );
+        assert_ne!(info(true), ToolInfo::default(), "the test tells them apart");
+        cache.stale();
+        assert_eq!(cache.fresh_info("a"), None, "list_changed: read again");
+        assert_eq!(cache.get("a"), info(true));
+    }
+
+    #[test]
+    fn warden_s_own_read_replaces_the_list() {
+        let mut cache = ToolCache::default();
+        cache.learn_page(vec![("old".into(), info(true))], false);
+        cache.replace([("new".to_string(), info(false))].into_iter().collect());
+        assert_eq!(cache.fresh_info("new"), Some(info(false)));
+        assert_eq!(cache.get("old"), ToolInfo::default());
+    }
+}

@@ -1,0 +1,366 @@
+//! A governed `tools/call`, in phases: resolve (who calls which tool of
+//! which server; a 2026-07-28 retry answering warden's confirmation), the
+//! call's context (with the tool's annotations from the catalog), decide
+//! under the decide lock (an allowed call goes to `relay::forward`, a
+//! denied one is logged and answered), ask the person when a rule wants a
+//! confirmation (`relay::confirm`), and carry the answer out: decided again
+//! with the confirmation, or refused saying why.
+
+use super::confirm::Answer;
+use super::context::ReqCtx;
+use super::{Relay, lock};
+use crate::bearer::Caller;
+use crate::govern::{self, ToolInfo};
+use crate::jsonrpc::{self, id_key};
+use crate::raw::Message;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use warden_engine::{CallContext, Confirmation, Decided, Denial, Outcome, Retry};
+
+/// What a call is, once resolved.
+struct Resolved {
+    tool: String,
+    server: String,
+    ctx: ReqCtx,
+    /// A 2026-07-28 retry's answer to warden's confirmation.
+    confirmed_answer: Option<String>,
+}
+
+/// One governed call as its phases see it.
+struct Governed<'a> {
+    client_id: &'a Value,
+    cancel: &'a CancellationToken,
+    caller: Option<Arc<Caller>>,
+    ctx: ReqCtx,
+    call: CallContext,
+    info: ToolInfo,
+}
+
+/// What one decision left to do.
+enum Decision {
+    /// Carried out (forwarded, or denied and logged): the answer, `None`
+    /// when the client cancelled the call.
+    Done(Option<Message>),
+    /// A rule wants the person's confirmation.
+    Confirm(Box<ToConfirm>),
+}
+
+/// A call a rule wants the person to confirm.
+struct ToConfirm {
+    msg: Message,
+    decided: Decided,
+    confirmation: Confirmation,
+}
+
+impl Relay {
+    pub(super) async fn governed_call(
+        self: Arc<Self>,
+        msg: Message,
+        client_id: Value,
+        cancel: CancellationToken,
+        caller: Option<Arc<Caller>>,
+    ) {
+        let reply = self.govern(msg, &client_id, &cancel, caller).await;
+        lock(&self.st).pending.remove_client(&id_key(&client_id));
+        if let Some(reply) = reply
+            && !cancel.is_cancelled()
+        {
+            self.send_client(reply).await;
+        }
+    }
+
+    /// Decides a tools/call and carries the decision out; the answer for
+    /// the client, or `None` when the client cancelled the call.
+    async fn govern(
+        &self,
+        mut msg: Message,
+        client_id: &Value,
+        cancel: &CancellationToken,
+        caller: Option<Arc<Caller>>,
+    ) -> Option<Message> {
+        let resolved = match self.resolve(&mut msg, client_id, caller.as_deref()).await {
+            Ok(r) => r,
+            Err(reply) => return Some(reply),
+        };
+        let (call, info) = self.call_of(&msg, &resolved, caller.as_deref()).await;
+        let mut g = Governed {
+            client_id,
+            cancel,
+            caller,
+            ctx: resolved.ctx,
+            call,
+            info,
+        };
+        let (msg, decided, confirmation) = match self.decide(msg, &g).await {
+            Decision::Done(reply) => return reply,
+            Decision::Confirm(c) => {
+                let ToConfirm {
+                    msg,
+                    decided,
+                    confirmation,
+                } = *c;
+                (msg, decided, confirmation)
+            }
+        };
+        let answer = match self
+            .ask(resolved.confirmed_answer, &msg, &g, &decided, &confirmation)
+            .await
+        {
+            Ok(a) => a,
+            Err(reply) => return Some(reply),
+        };
+        self.carry_out(answer, msg, &mut g, &decided, &confirmation)
+            .await
+    }
+
+    /// Phase 1: the tool and the server the call is for, and who calls.
+    /// A 2026-07-28 retry that answers warden's confirmation gets its
+    /// params as first decided (in `msg`).
+    async fn resolve(
+        &self,
+        msg: &mut Message,
+        client_id: &Value,
+        caller: Option<&Caller>,
+    ) -> Result<Resolved, Message> {
+        // Fail closed: with bearer auth on, a call without a verified
+        // identity is never decided as the operator's user.
+        if self.cfg.bearer.is_some() && caller.is_none() {
+            return Err(jsonrpc::error(
+                client_id.clone(),
+                jsonrpc::INVALID_REQUEST,
+                "warden requires a verified bearer token for this call",
+                None,
+            )
+            .into());
+        }
+        let Some(params) = msg.get("params").and_then(Value::as_object) else {
+            return Err(
+                invalid_params(client_id, "tools/call needs params with a tool `name`").into(),
+            );
+        };
+        let Some(tool) = params
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
+            return Err(
+                invalid_params(client_id, "tools/call needs a tool `name` (a string)").into(),
+            );
+        };
+        // The server the call is for must be known before anything else
+        // (finding 3): never a guess from the command's file name.
+        let Some(server) = self.attributed_server(msg).await else {
+            return Err(self.unattributed(client_id).into());
+        };
+        let ctx = self.req_ctx(msg);
+
+        // A 2026-07-28 retry that answers warden's own confirmation.
+        let mut confirmed_answer = None;
+        if ctx.stateless
+            && let Some((original, answer)) =
+                self.confirmed_retry(params, &tool, caller, client_id)?
+        {
+            msg["params"] = original;
+            confirmed_answer = Some(answer);
+        }
+        Ok(Resolved {
+            tool,
+            server,
+            ctx,
+            confirmed_answer,
+        })
+    }
+
+    /// Phase 2: the context the call is decided in, and what the catalog
+    /// knows of its tool.
+    async fn call_of(
+        &self,
+        msg: &Value,
+        r: &Resolved,
+        caller: Option<&Caller>,
+    ) -> (CallContext, ToolInfo) {
+        let info = self.tool_info(&r.tool, &r.ctx).await;
+        let mut call = self.call_template(&r.server, r.ctx.agent.clone(), caller);
+        call.tool = r.tool.clone();
+        call.annotations = info.annotations;
+        call.arguments = msg
+            .pointer("/params/arguments")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        (call, info)
+    }
+
+    /// Phase 3: decides the call under the decide lock; an allowed call is
+    /// forwarded (the lock held until it counts), a denied one logged and
+    /// answered.
+    async fn decide(&self, msg: Message, g: &Governed<'_>) -> Decision {
+        let guard = self.decide_lock.lock().await;
+        let decided = self.engine.decide(&g.call);
+        let confirmation = match &decided.outcome {
+            Outcome::Allow { .. } => {
+                return Decision::Done(
+                    self.forward(guard, msg, g.client_id, &g.call, &decided, g.cancel)
+                        .await,
+                );
+            }
+            Outcome::Deny(d) => {
+                drop(guard);
+                self.audit(&g.call, &decided, None);
+                return Decision::Done(Some(
+                    self.deny_reply(g.client_id, &decided, d, g.info).into(),
+                ));
+            }
+            Outcome::Confirm(c) => c.clone(),
+        };
+        drop(guard);
+        Decision::Confirm(Box::new(ToConfirm {
+            msg,
+            decided,
+            confirmation,
+        }))
+    }
+
+    /// Phase 4: the person's answer to the confirmation. `Err`: the answer
+    /// for the client instead (it cannot ask; or, 2026-07-28, the
+    /// `input_required` result that asks).
+    async fn ask(
+        &self,
+        confirmed_answer: Option<String>,
+        msg: &Message,
+        g: &Governed<'_>,
+        decided: &Decided,
+        confirmation: &Confirmation,
+    ) -> Result<Answer, Message> {
+        let tool = &g.call.tool;
+        if let Some(a) = confirmed_answer {
+            Ok(Answer::of_retry(&a))
+        } else if !g.ctx.elicitation_form {
+            let denial = Denial {
+                rules: confirmation.rules.clone(),
+                reason: format!(
+                    "`{tool}` was not called: it requires the person's confirmation (rule {}: {}), and this MCP client cannot ask for it (it did not declare the elicitation capability)",
+                    rules_text(confirmation),
+                    confirmation.message
+                ),
+                retry: Retry::Never,
+                instead: "ask the person to make this call themselves, or to use an MCP client that supports elicitation so warden can ask them".to_string(),
+            };
+            Err(self
+                .refuse(g.client_id, &g.call, decided, denial, g.info)
+                .into())
+        } else if g.ctx.stateless {
+            Err(self
+                .ask_stateless(
+                    g.client_id,
+                    &g.call,
+                    decided,
+                    &confirmation.message,
+                    msg,
+                    g.caller.as_ref().map(|c| c.user.clone()),
+                )
+                .into())
+        } else {
+            let question = govern::confirm_message(&g.call, &confirmation.message, &decided.id);
+            Ok(self.ask_person(question, g.client_id, g.cancel).await)
+        }
+    }
+
+    /// Phase 5: carries the person's answer out. A yes decides the call
+    /// again with the confirmation given; anything else refuses it, saying
+    /// what the person did (nothing is answered when the client cancelled).
+    async fn carry_out(
+        &self,
+        answer: Answer,
+        msg: Message,
+        g: &mut Governed<'_>,
+        decided: &Decided,
+        confirmation: &Confirmation,
+    ) -> Option<Message> {
+        let tool = g.call.tool.clone();
+        let rules_text = rules_text(confirmation);
+        let (reason, instead) = match answer {
+            Answer::Accept => {
+                g.call.confirmed = confirmation.rules.iter().map(|h| h.rule.clone()).collect();
+                return match self.decide(msg, g).await {
+                    Decision::Done(reply) => reply,
+                    Decision::Confirm(again) => {
+                        let ToConfirm {
+                            decided,
+                            confirmation: c,
+                            ..
+                        } = *again;
+                        let denial = Denial {
+                            rules: c.rules.clone(),
+                            reason: format!(
+                                "`{tool}` was not called: it still needs a confirmation after the person gave one ({})",
+                                c.message
+                            ),
+                            retry: Retry::Never,
+                            instead: "report this to the platform team; the policies ask for a confirmation warden cannot record".to_string(),
+                        };
+                        Some(
+                            self.refuse(g.client_id, &g.call, &decided, denial, g.info)
+                                .into(),
+                        )
+                    }
+                };
+            }
+            Answer::Decline => (
+                format!("the person declined the confirmation (rule {rules_text}: {})", confirmation.message),
+                "do not retry; ask the person what they want instead".to_string(),
+            ),
+            Answer::Cancel => (
+                format!("the person dismissed the confirmation (rule {rules_text}: {})", confirmation.message),
+                "do not retry unless the person asks you to".to_string(),
+            ),
+            Answer::TimedOut => (
+                format!(
+                    "the person did not answer the confirmation within {} s (rule {rules_text}: {})",
+                    self.cfg.confirm_timeout.as_secs(),
+                    confirmation.message
+                ),
+                "ask the person in the conversation whether to go ahead, then call again so they can confirm".to_string(),
+            ),
+            Answer::Failed(why) => (
+                format!("the confirmation could not be asked ({why}; rule {rules_text}: {})", confirmation.message),
+                "ask the person to make this call themselves".to_string(),
+            ),
+            Answer::CallCancelled => {
+                let denial = Denial {
+                    rules: confirmation.rules.clone(),
+                    reason: format!("`{tool}` was not called: the client cancelled the call while the person was asked"),
+                    retry: Retry::Never,
+                    instead: String::new(),
+                };
+                let d = govern::as_denial(decided, denial);
+                self.audit(&g.call, &d, None);
+                return None;
+            }
+        };
+        let denial = Denial {
+            rules: confirmation.rules.clone(),
+            reason: format!("`{tool}` was not called: {reason}"),
+            retry: Retry::Never,
+            instead,
+        };
+        Some(
+            self.refuse(g.client_id, &g.call, decided, denial, g.info)
+                .into(),
+        )
+    }
+}
+
+/// The rules that want a confirmation, for messages: "`a`, `b`".
+fn rules_text(confirmation: &Confirmation) -> String {
+    confirmation
+        .rules
+        .iter()
+        .map(|h| format!("`{}`", h.rule))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn invalid_params(id: &Value, message: &str) -> Value {
+    jsonrpc::error(id.clone(), jsonrpc::INVALID_PARAMS, message, None)
+}
