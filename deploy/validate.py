@@ -29,6 +29,10 @@ DEPLOY = pathlib.Path(__file__).resolve().parent
 REPO = DEPLOY.parent
 K8S = DEPLOY / "kubernetes"
 
+# After drain_timeout, warden gives open connections up to 5 s to close
+# before it exits (crates/proxy/src/gateway/serve.rs).
+CLOSE_WAIT = 5
+
 # What the ConfigMap's warden.toml adds to deploy/warden.toml.
 TLS_TABLE = """
 # Kubernetes only (deploy/validate.py appends this table to deploy/warden.toml
@@ -126,9 +130,9 @@ def main() -> int:
         pre_stop = int(cmd[1]) if cmd[0] == "sleep" else 0
     grace = pod["terminationGracePeriodSeconds"]
     check(
-        grace > pre_stop + drain,
+        grace > pre_stop + drain + CLOSE_WAIT,
         f"terminationGracePeriodSeconds {grace} must exceed preStop {pre_stop}s "
-        f"+ drain_timeout {drain}s",
+        f"+ drain_timeout {drain}s + {CLOSE_WAIT}s",
     )
     uid = re.search(r"ARG WARDEN_UID=(\d+)", (REPO / "Dockerfile").read_text())
     check(
@@ -177,7 +181,10 @@ def main() -> int:
         "compose must mount the signing key where the config reads it",
     )
     grace_compose = duration_seconds(svc["stop_grace_period"])
-    check(grace_compose > drain, "compose stop_grace_period must exceed drain_timeout")
+    check(
+        grace_compose > drain + CLOSE_WAIT,
+        f"compose stop_grace_period must exceed drain_timeout + {CLOSE_WAIT}s",
+    )
     check("LIMS_TOKEN" in svc["environment"], "compose must set LIMS_TOKEN")
 
     if shutil.which("kubernetes-validate"):
