@@ -70,14 +70,15 @@ impl Federation {
     ) {
         let targets = {
             let st = lock(&self.st);
-            st.members
-                .iter()
-                .filter(|(_, m)| {
-                    m.capabilities
+            st.ordered_members()
+                .into_iter()
+                .filter(|n| {
+                    st.members[n]
+                        .capabilities
                         .as_ref()
                         .is_none_or(|c| c.get("logging").is_some())
                 })
-                .map(|(n, _)| (n.clone(), None))
+                .map(|n| (n, None))
                 .collect()
         };
         self.start_fan(text, msg, id, FanKind::SetLevel, targets, caller)
@@ -95,14 +96,15 @@ impl Federation {
         let targets: Vec<(String, Option<String>)> = match msg.pointer("/params/cursor") {
             None | Some(Value::Null) => {
                 let st = lock(&self.st);
-                st.members
-                    .iter()
-                    .filter(|(_, m)| {
-                        m.capabilities
+                st.ordered_members()
+                    .into_iter()
+                    .filter(|n| {
+                        st.members[n]
+                            .capabilities
                             .as_ref()
                             .is_none_or(|c| c.get(kind.capability()).is_some())
                     })
-                    .map(|(n, _)| (n.clone(), None))
+                    .map(|n| (n, None))
                     .collect()
             }
             Some(c) => match c.as_str().and_then(Cursors::decode) {

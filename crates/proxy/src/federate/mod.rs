@@ -37,6 +37,8 @@ mod fanout;
 pub(crate) mod merge;
 pub(crate) mod names;
 mod routes;
+#[cfg(test)]
+mod tests;
 
 use crate::bearer::Caller;
 use crate::config::ProxyError;
@@ -114,9 +116,15 @@ impl FederationFactory {
             .map(|o| o.name.clone())
             .collect();
         if changed.is_empty() && removed.is_empty() {
+            let order: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
+            for fed in self.live() {
+                lock(&fed.st).order = order.clone();
+            }
             return;
         }
+        let order: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
         for fed in self.live() {
+            lock(&fed.st).order = order.clone();
             for name in &removed {
                 fed.remove_member(name, "it was removed from the configuration")
                     .await;
@@ -149,7 +157,10 @@ impl EndpointFactory for FederationFactory {
                 fan_timeout: self.fan_timeout,
                 to_client,
                 hints: Hints::default(),
-                st: Mutex::new(State::default()),
+                st: Mutex::new(State {
+                    order: defs.iter().map(|d| d.name.clone()).collect(),
+                    ..State::default()
+                }),
             });
             let opened =
                 futures::future::join_all(defs.iter().map(|d| d.factory.open(label.clone()))).await;
@@ -208,6 +219,8 @@ pub(crate) struct Federation {
 #[derive(Default)]
 struct State {
     members: BTreeMap<String, Member>,
+    /// The servers in config order: lists and initialize merge in it.
+    order: Vec<String>,
     /// Servers whose member could not be started, with why.
     failed: HashMap<String, String>,
     /// Requests sent to members, by the federation's own id.
@@ -221,6 +234,16 @@ struct State {
     /// The client's initialize request, replayed to members added later.
     initialize: Option<Value>,
     initialized: bool,
+}
+
+impl State {
+    /// The members' names in config order (a member the order does not
+    /// know yet comes last).
+    fn ordered_members(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.members.keys().cloned().collect();
+        names.sort_by_key(|n| self.order.iter().position(|o| o == n).unwrap_or(usize::MAX));
+        names
+    }
 }
 
 impl Federation {
@@ -326,8 +349,9 @@ impl Federation {
         }
     }
 
+    /// The members' names, in config order.
     fn member_names(&self) -> Vec<String> {
-        lock(&self.st).members.keys().cloned().collect()
+        lock(&self.st).ordered_members()
     }
 }
 

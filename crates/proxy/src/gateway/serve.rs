@@ -130,11 +130,17 @@ impl Gateway {
         })
     }
 
+    /// The federation's members, in config order.
     fn members(&self) -> Vec<MemberDef> {
-        self.routes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
+        let order: Vec<String> = lock(&self.config)
+            .servers
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
+        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+        order
+            .iter()
+            .filter_map(|name| routes.get(name))
             .map(|r| MemberDef {
                 name: r.server.name.clone(),
                 factory: Arc::clone(&r.factory) as Arc<dyn EndpointFactory>,
