@@ -1,8 +1,16 @@
 //! Proxy latency: the round trip of one `tools/call` (the demo server's
 //! `get_sample`, allowed by policies/genomics.policy) made directly to the
-//! demo server and through `warden proxy`, over stdio and over Streamable
-//! HTTP, with real processes and a real MCP client (rmcp). Prints p50, p99
-//! and mean per path, and warden's added latency.
+//! demo server, through `warden proxy` and through the `warden serve`
+//! gateway, over stdio and over Streamable HTTP, with real processes and a
+//! real MCP client (rmcp). Prints p50, p99 and mean per path, warden's
+//! added latency, the gateway's p50 and p99 over `warden proxy --listen`'s,
+//! and the load average before and after.
+//!
+//! The gateway rows (`/servers/genomics/mcp` and the federated `/mcp`,
+//! where the tool is `genomics__get_sample`) sit in front of the same HTTP
+//! demo upstream as the `warden proxy --listen --upstream` row, and these
+//! three paths are measured interleaved (blocks of calls in turn), so a
+//! change in the machine's load falls on all three alike.
 //!
 //! Needs a built `warden` binary: `cargo build --release`, then
 //! `cargo bench -p warden-demo --bench roundtrip`. `WARDEN_BIN` overrides
@@ -63,11 +71,17 @@ struct Background {
 
 impl Background {
     fn spawn(bin: &Path, args: &[String]) -> Result<Self, BoxError> {
+        Self::spawn_logged(bin, args, Stdio::null())
+    }
+
+    /// With its standard error going to `stderr` (a file, to show when the
+    /// process does not come up).
+    fn spawn_logged(bin: &Path, args: &[String], stderr: Stdio) -> Result<Self, BoxError> {
         let child = tokio::process::Command::new(bin)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()?;
         Ok(Background { _child: child })
@@ -97,35 +111,117 @@ async fn stdio_client(bin: &Path, args: &[String]) -> Result<Client, BoxError> {
 }
 
 async fn http_client(port: u16) -> Result<Client, BoxError> {
+    http_client_at(port, "/mcp").await
+}
+
+async fn http_client_at(port: u16, path: &str) -> Result<Client, BoxError> {
     wait_for_port(port).await?;
     let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(format!("http://127.0.0.1:{port}/mcp")),
+        StreamableHttpClientTransportConfig::with_uri(format!("http://127.0.0.1:{port}{path}")),
     );
     Ok(().serve(transport).await?)
 }
 
-/// Round-trip times of `calls` sequential `get_sample` calls, after a warm-up.
-async fn measure(client: &Client, calls: usize) -> Result<Vec<Duration>, BoxError> {
-    let params = CallToolRequestParams::new("get_sample").with_arguments(
+fn get_sample(tool: &str) -> CallToolRequestParams {
+    CallToolRequestParams::new(tool.to_string()).with_arguments(
         json!({"sample_id": "S-0001"})
             .as_object()
             .cloned()
             .unwrap_or_default(),
-    );
+    )
+}
+
+/// One timed call; an error result (a denial, a broken route) stops the bench.
+async fn timed_call(client: &Client, params: &CallToolRequestParams) -> Result<Duration, BoxError> {
+    let started = Instant::now();
+    let result = client.call_tool(params.clone()).await?;
+    let took = started.elapsed();
+    if result.is_error == Some(true) {
+        return Err(format!("{} failed: {result:?}", params.name).into());
+    }
+    Ok(took)
+}
+
+/// Round-trip times of `calls` sequential `get_sample` calls, after a warm-up.
+async fn measure(client: &Client, calls: usize) -> Result<Vec<Duration>, BoxError> {
+    let params = get_sample("get_sample");
     let mut times = Vec::with_capacity(calls);
     for i in 0..warmup() + calls {
-        let started = Instant::now();
-        let result = client.call_tool(params.clone()).await?;
-        let took = started.elapsed();
-        if result.is_error == Some(true) {
-            return Err(format!("get_sample failed: {result:?}").into());
-        }
+        let took = timed_call(client, &params).await?;
         if i >= warmup() {
             times.push(took);
         }
     }
     times.sort();
     Ok(times)
+}
+
+/// Calls per turn when paths are measured interleaved: long enough that a
+/// path runs warm, short enough that a minute of load lands on every path.
+const BLOCK: usize = 100;
+
+/// Like [`measure`] for several paths at once (client, tool name): each
+/// warms up, then they take turns, `BLOCK` calls each, until every path
+/// has `calls` timed calls. Sorted times per path, in the order given.
+async fn measure_interleaved(
+    paths: &[(&Client, &str)],
+    calls: usize,
+) -> Result<Vec<Vec<Duration>>, BoxError> {
+    let params: Vec<_> = paths.iter().map(|(_, tool)| get_sample(tool)).collect();
+    for ((client, _), p) in paths.iter().zip(&params) {
+        for _ in 0..warmup() {
+            timed_call(client, p).await?;
+        }
+    }
+    let mut times = vec![Vec::with_capacity(calls); paths.len()];
+    while times[0].len() < calls {
+        let n = BLOCK.min(calls - times[0].len());
+        for (((client, _), p), t) in paths.iter().zip(&params).zip(&mut times) {
+            for _ in 0..n {
+                t.push(timed_call(client, p).await?);
+            }
+        }
+    }
+    for t in &mut times {
+        t.sort();
+    }
+    Ok(times)
+}
+
+/// The 1, 5 and 15 minute load averages (Linux), or "?" elsewhere.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The `warden serve` config: the one demo upstream as server `genomics`,
+/// the proxy rows' policies, decisions to a file as the proxy rows do.
+fn gateway_config(listen: u16, policies: &str, decision_log: &str, upstream: u16) -> String {
+    let q = |s: &str| toml_string(s);
+    format!(
+        "listen = \"127.0.0.1:{listen}\"\npolicies = {}\ndecision_log = {}\n\n\
+         [[server]]\nname = \"genomics\"\nurl = \"http://127.0.0.1:{upstream}/mcp\"\n",
+        q(policies),
+        q(decision_log),
+    )
+}
+
+/// A TOML basic string (a path may hold a backslash or a quote), with
+/// `${` escaped as the config reader wants (`$${`), so no path is expanded.
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.replace("${", "$${").chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 struct Row {
@@ -170,6 +266,7 @@ async fn main() -> Result<(), BoxError> {
     let exe = bin.to_string_lossy().into_owned();
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
 
+    let load_before = load_average();
     let mut rows = Vec::new();
 
     let client = stdio_client(&bin, &s(&["demo-server"])).await?;
@@ -220,12 +317,53 @@ async fn main() -> Result<(), BoxError> {
             &format!("http://127.0.0.1:{up}/mcp"),
         ]),
     )?;
-    let client = http_client(front).await?;
-    rows.push(row(
+
+    let gateway = free_port();
+    let config = dir.join("warden.toml");
+    let serve_log = dir.join("serve-decisions.jsonl");
+    std::fs::write(
+        &config,
+        gateway_config(gateway, &policies, &serve_log.to_string_lossy(), up),
+    )?;
+    let serve_err = dir.join("serve.stderr");
+    let _serve = Background::spawn_logged(
+        &bin,
+        &s(&["serve", "--config", &config.to_string_lossy()]),
+        std::fs::File::create(&serve_err)?.into(),
+    )?;
+    let serve_failed = |e: BoxError| -> BoxError {
+        let stderr = std::fs::read_to_string(&serve_err).unwrap_or_default();
+        format!("warden serve: {e}\n{stderr}").into()
+    };
+
+    // The proxy and the two gateway routes, interleaved (see the module doc).
+    let proxied = http_client(front).await?;
+    let routed = http_client_at(gateway, "/servers/genomics/mcp")
+        .await
+        .map_err(serve_failed)?;
+    let federated = http_client_at(gateway, "/mcp")
+        .await
+        .map_err(serve_failed)?;
+    let mut times = measure_interleaved(
+        &[
+            (&proxied, "get_sample"),
+            (&routed, "get_sample"),
+            (&federated, "genomics__get_sample"),
+        ],
+        calls,
+    )
+    .await?
+    .into_iter();
+    for path in [
         "HTTP, through warden (HTTP upstream)",
-        &measure(&client, calls).await?,
-    ));
-    client.cancel().await?;
+        "HTTP, warden serve /servers/genomics/mcp",
+        "HTTP, warden serve /mcp (federated)",
+    ] {
+        rows.push(row(path, &times.next().ok_or("a path without times")?));
+    }
+    for client in [proxied, routed, federated] {
+        client.cancel().await?;
+    }
 
     let front2 = free_port();
     let _proxy2 = Background::spawn(
@@ -250,11 +388,14 @@ async fn main() -> Result<(), BoxError> {
     ));
     client.cancel().await?;
 
+    let load_after = load_average();
+
     println!(
         "tools/call round trip, {calls} calls after {} warm-up, binary {}",
         warmup(),
         bin.display()
     );
+    println!("load average before {load_before}, after {load_after}");
     println!("| path | p50 | p99 | mean |");
     println!("|---|---|---|---|");
     for r in &rows {
@@ -268,12 +409,30 @@ async fn main() -> Result<(), BoxError> {
     }
     println!();
     println!("warden's added latency:");
-    for (through, direct) in [(1, 0), (3, 2)] {
+    for (through, direct) in [(1, 0), (3, 2), (4, 2), (5, 2)] {
         println!(
             "  {}: p50 {}, p99 {}",
             rows[through].path,
             signed_us(rows[through].p50, rows[direct].p50),
             signed_us(rows[through].p99, rows[direct].p99)
+        );
+    }
+    println!();
+    println!(
+        "warden serve over warden proxy --listen (same HTTP upstream; target: p50 within 10%):"
+    );
+    let proxy = &rows[3];
+    for gw in &rows[4..6] {
+        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+        let p50 = ratio(gw.p50, proxy.p50);
+        println!(
+            "  {}: p50 {:.2}× ({}), p99 {:.2}× ({}){}",
+            gw.path,
+            p50,
+            signed_us(gw.p50, proxy.p50),
+            ratio(gw.p99, proxy.p99),
+            signed_us(gw.p99, proxy.p99),
+            if p50 <= 1.10 { "" } else { "  [over 10%]" }
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
