@@ -1,20 +1,17 @@
 //! `warden proxy`: loads the policies, opens the decision log, watches the
-//! policy path for changes and runs the MCP proxy, on stdio (what Claude
-//! Desktop, Claude Code and Cursor launch) or on Streamable HTTP
-//! (`--listen`). Also the hidden upstream commands the tests and the demo
-//! launch as children (`demo-server`, `proxy-test-upstream`).
+//! policy path for changes (all three through `runtime`, as `warden serve`
+//! does) and runs the MCP proxy, on stdio (what Claude Desktop, Claude Code
+//! and Cursor launch) or on Streamable HTTP (`--listen`). Also the hidden
+//! upstream commands the tests and the demo launch as children
+//! (`demo-server`, `proxy-test-upstream`).
 
-use crate::exit;
+use crate::{exit, runtime};
 use clap::Args;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
-use warden_engine::{
-    DEFAULT_DEBOUNCE, DecisionLog, Engine, EngineOptions, PolicyReloader, ReloadEvent, SqliteState,
-    StateBackend, load_bundle,
-};
+use warden_engine::DEFAULT_DEBOUNCE;
 use warden_proxy::{DEFAULT_MAX_MESSAGE_BYTES, ProxyConfig, Upstream, UpstreamCommand};
 
 /// `warden proxy` arguments.
@@ -206,25 +203,6 @@ fn bearer_settings(
     }))
 }
 
-/// What a policy set keeps that outlives a session, if anything: per-user
-/// and per-agent caps and rates, and records agents create.
-fn forgotten_on_restart(set: &warden_lang::CompiledPolicySet) -> Option<&'static str> {
-    use warden_lang::ast::Scope;
-    let lasting_limits = set.rules().iter().any(|r| {
-        r.limit
-            .as_ref()
-            .is_some_and(|l| matches!(l.scope, Scope::User | Scope::Agent))
-    });
-    match (lasting_limits, !set.records().is_empty()) {
-        (true, true) => {
-            Some("per-user and per-agent caps and rates, and the records agents created, are")
-        }
-        (true, false) => Some("per-user and per-agent caps and rates are"),
-        (false, true) => Some("the records agents created are"),
-        (false, false) => None,
-    }
-}
-
 /// `--identity FILE`: whom calls act for, as the operator declares it.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -244,31 +222,6 @@ fn read_identity_file(path: &std::path::Path) -> Result<IdentityFile, String> {
             path.display()
         )
     })
-}
-
-/// The OS user warden runs as, for `--user`'s default: the name of the
-/// process's real uid in the user database, or the uid as a number when
-/// it has no entry (a container's arbitrary uid). `$USER` and `$LOGNAME`
-/// are not read: they are unset under cron, systemd and `docker exec`,
-/// and whoever starts the process can set them to anything, while the uid
-/// is what the OS itself says.
-#[cfg(unix)]
-fn os_user() -> String {
-    use nix::unistd::{Uid, User};
-    let uid = Uid::current();
-    match User::from_uid(uid) {
-        Ok(Some(user)) if !user.name.is_empty() => user.name,
-        _ => uid.to_string(),
-    }
-}
-
-/// The OS user warden runs as, for `--user`'s default (no uids here).
-#[cfg(not(unix))]
-fn os_user() -> String {
-    std::env::var("USERNAME")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "unknown".to_string())
 }
 
 /// Sends warden's own logs (tracing) to standard error; `WARDEN_LOG` sets
@@ -327,66 +280,22 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
         }
     };
 
-    let bundle = match load_bundle(&args.policies) {
+    let bundle = match runtime::load_policies(&args.policies) {
         Ok(b) => b,
-        Err(e) => {
-            eprint!("{}", crate::lint::render_report(&e));
-            if let warden_engine::LoadError::Invalid { diagnostics, .. } = &e {
-                let diags: Vec<_> = diagnostics.iter().cloned().collect();
-                eprint!("{}", crate::lint::render_human(&diags));
-            }
-            return exit::FAILURE;
-        }
+        Err(code) => return code,
     };
-    if args.state.is_none()
-        && let Some(what) = forgotten_on_restart(bundle.compiled())
-    {
-        // In memory is the default so that warden never writes a file the
-        // operator did not name; say what that costs when it costs something.
-        eprintln!(
-            "warden: {what} kept in memory: a restart of warden forgets them; \
-             `--state FILE` keeps them in a SQLite file"
-        );
-    }
-    let signer = match &args.signing_key {
-        None => None,
-        Some(path) => match warden_proxy::provenance_token::Signer::load(path) {
-            Ok(s) => Some(Arc::new(s)),
-            Err(e) => {
-                eprint!("{}", crate::lint::render_report(&e));
-                return exit::USAGE;
-            }
-        },
+    let engine = match runtime::open_engine(bundle, args.state.as_deref(), "`--state FILE`") {
+        Ok(e) => e,
+        Err(code) => return code,
     };
-    let log = match &args.audit_log {
-        Some(path) => match DecisionLog::open(path) {
-            Ok(l) => l,
-            Err(e) => {
-                eprint!("{}", crate::lint::render_report(&e));
-                return exit::USAGE;
-            }
-        },
-        None => DecisionLog::to_writer(std::io::stderr()),
+    let signer = match runtime::load_signer(args.signing_key.as_ref()) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
-    let log = Arc::new(log.redacting(&args.redact));
-    let mut options = EngineOptions::default();
-    if let Some(path) = &args.state {
-        // Opened up front so that a bad file stops warden with a reason
-        // rather than denying every capped call.
-        match SqliteState::open(path, options.state_limits, Arc::clone(&options.clock)) {
-            Ok(s) => {
-                let s = Arc::new(s);
-                // Records agents create live in the same file as caps and rates.
-                options.records = warden_engine::RecordBackend::Store(s.clone());
-                options.state = StateBackend::Store(s);
-            }
-            Err(e) => {
-                eprint!("{}", crate::lint::render_report(&e));
-                return exit::USAGE;
-            }
-        }
-    }
-    let engine = Arc::new(Engine::new(bundle, options));
+    let log = match runtime::open_log(args.audit_log.as_deref(), &args.redact) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
 
     let file = match args.identity.as_deref().map(read_identity_file).transpose() {
         Ok(f) => f.unwrap_or_default(),
@@ -395,7 +304,11 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
             return exit::USAGE;
         }
     };
-    let user = args.user.clone().or(file.user).unwrap_or_else(os_user);
+    let user = args
+        .user
+        .clone()
+        .or(file.user)
+        .unwrap_or_else(runtime::os_user);
     let mut cfg = ProxyConfig::new(upstream, user);
     cfg.server_name = args.name.clone();
     cfg.groups = if args.groups.is_empty() {
@@ -417,37 +330,11 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
     let authenticated = bearer.is_some();
     cfg.bearer = bearer;
 
-    let (reloads_tx, reloads_rx) = mpsc::unbounded_channel();
-    let reloader = Arc::new(PolicyReloader::new(&args.policies, Arc::clone(&engine)));
-    let on_reload = Box::new(move |event: &ReloadEvent| match event {
-        ReloadEvent::Reloaded { version, rules } => {
-            eprintln!("warden: policies reloaded: version {version}, {rules} rules");
-            let _ = reloads_tx.send(());
-        }
-        ReloadEvent::Failed { message, .. } => eprintln!("warden: {message}"),
-        ReloadEvent::RulesRemoved { version, removed } => eprintln!(
-            "warden: warning: the policies reloaded as version {version} no longer have {} rule(s) that were in force: {}",
-            removed.len(),
-            removed
-                .iter()
-                .map(|r| format!("`{r}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        ReloadEvent::WatchError { message } => {
-            eprintln!("warden: watching the policies failed: {message}")
-        }
-    });
-    let _watch = match Arc::clone(&reloader)
-        .watch(Duration::from_millis(args.reload_debounce), Some(on_reload))
-    {
-        Ok(w) => Some(w),
-        Err(e) => {
-            // Deciding goes on with the policies loaded; only changes are missed.
-            eprint!("{}", crate::lint::render_report(&e));
-            None
-        }
-    };
+    let (reloads_rx, _watch) = runtime::watch_policies(
+        &args.policies,
+        &engine,
+        Duration::from_millis(args.reload_debounce),
+    );
 
     // One session on stdio: a single-threaded runtime saves the cross-thread
     // wake-ups of a work-stealing one on every message (measured in
