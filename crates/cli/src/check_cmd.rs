@@ -2,7 +2,9 @@
 //! without starting anything. First the file itself (every problem at once,
 //! from `warden_proxy::gateway::config`), then what `warden serve` loads
 //! before it starts: the policies compile, the bearer keys, the signing key
-//! and the TLS certificate and key load. A stdio server's command that is
+//! and the TLS certificate and key load, and nothing is asked for that this
+//! warden cannot run yet (`gateway::unsupported_settings`). A stdio
+//! server's command that is
 //! not found is a warning only: it may exist where and when warden runs.
 //!
 //! Exit codes: 0 valid (warnings allowed), 1 problems, 2 the file could not
@@ -39,36 +41,69 @@ pub(crate) fn run(args: CheckArgs) -> i32 {
         }
     };
 
-    let mut failures = 0;
+    // What serve loads before it starts, each failure shown at the key
+    // that names the file (the policy diagnostics follow, at their own
+    // files).
+    let mut errors = Vec::new();
+    let mut policy_diagnostics = Vec::new();
     let bundle = match warden_engine::load_bundle(&cfg.policies) {
         Ok(b) => Some(b),
         Err(e) => {
-            eprint!("{}", render_report(&e));
+            errors.push(at_key(&cfg, "policies", &e));
             if let warden_engine::LoadError::Invalid { diagnostics, .. } = &e {
-                let diags: Vec<_> = diagnostics.iter().cloned().collect();
-                eprint!("{}", crate::lint::render_human(&diags));
+                policy_diagnostics = diagnostics.iter().cloned().collect();
             }
-            failures += 1;
             None
         }
     };
     if let Some(auth) = &cfg.auth
         && let Err(e) = warden_proxy::bearer::Verifier::load(auth)
     {
-        eprint!("{}", render_report(&e));
-        failures += 1;
+        let key = match auth.keys {
+            warden_proxy::bearer::KeySource::Jwks(_) => "auth.jwks",
+            warden_proxy::bearer::KeySource::Pem(_) => "auth.keys",
+        };
+        errors.push(at_key(&cfg, key, &e));
     }
     if let Some(path) = &cfg.signing_key
         && let Err(e) = warden_proxy::provenance_token::Signer::load(path)
     {
-        eprint!("{}", render_report(&e));
-        failures += 1;
+        errors.push(at_key(&cfg, "signing_key", &e));
     }
     if let Some(tls) = &cfg.tls
         && let Err(e) = warden_proxy::tls::load_server_config(&tls.cert, &tls.key)
     {
-        eprint!("{}", render_report(&e));
-        failures += 1;
+        use warden_proxy::tls::TlsError;
+        let key = match e {
+            TlsError::ReadCert { .. }
+            | TlsError::CertPem { .. }
+            | TlsError::NoCertificate { .. } => "tls.cert",
+            _ => "tls.key",
+        };
+        errors.push(at_key(&cfg, key, &e));
+    }
+    let mut failures = errors.len();
+    // What the file asks for that this warden does not run yet: serve
+    // refuses it, so check does too.
+    let unsupported = warden_proxy::gateway::unsupported_settings(&cfg);
+    if let Some(findings) = &unsupported {
+        failures += findings.problems.len();
+    }
+    if let Some(findings) = &unsupported {
+        eprint!("{}", render_report(findings));
+    }
+    if !errors.is_empty() {
+        let failures = errors.len();
+        let title = format!(
+            "`{file}` names {failures} file{} that do{} not load",
+            if failures == 1 { "" } else { "s" },
+            if failures == 1 { "es" } else { "" }
+        );
+        eprint!(
+            "{}",
+            render_report(&cfg.findings(title, Severity::Error, errors))
+        );
+        eprint!("{}", crate::lint::render_human(&policy_diagnostics));
     }
 
     let warnings = warnings(&cfg);
@@ -95,18 +130,22 @@ pub(crate) fn run(args: CheckArgs) -> i32 {
             exit::OK
         }
         _ => {
-            eprintln!(
-                "warden: {file} is not usable: {failures} problem{} with what it names",
-                if failures == 1 { "" } else { "s" }
-            );
+            eprintln!("warden: {file} is not usable");
             exit::FAILURE
         }
     }
 }
 
+/// A load error as a problem at the config key that named the file.
+fn at_key(cfg: &GatewayConfig, key: &str, e: &dyn miette::Diagnostic) -> Problem {
+    let mut p = Problem::error(cfg.span_of(key), e.to_string(), "does not load");
+    p.help = e.help().map(|h| h.to_string());
+    p
+}
+
 /// What may go wrong when `warden serve` starts but need not: a command
-/// that is not found here, a working directory that does not exist, an
-/// unauthenticated listener beyond loopback.
+/// that is not found here, a working directory that does not exist, a
+/// listener beyond loopback without authentication or without TLS.
 fn warnings(cfg: &GatewayConfig) -> Vec<Problem> {
     let mut out = Vec::new();
     for (i, server) in cfg.servers.iter().enumerate() {
@@ -149,7 +188,21 @@ fn warnings(cfg: &GatewayConfig) -> Vec<Problem> {
             ));
         }
     }
-    if cfg.auth.is_none() && !loopback_host(&cfg.listen) {
+    let beyond_loopback = !loopback_host(&cfg.listen);
+    if beyond_loopback && cfg.auth.is_some() && cfg.tls.is_none() {
+        out.push(
+            Problem::warning(
+                cfg.span_of("listen"),
+                format!(
+                    "warden would listen on `{}`, beyond loopback, without TLS: tokens and calls cross the network in clear",
+                    cfg.listen
+                ),
+                "beyond loopback",
+            )
+            .with_help("add a `[tls]` section (cert, key), or terminate TLS in front of warden"),
+        );
+    }
+    if beyond_loopback && cfg.auth.is_none() {
         out.push(
             Problem::warning(
                 cfg.span_of("listen"),

@@ -71,12 +71,14 @@ pub(super) fn servers(
             }
         }
         let upstream = upstream(cx, &t, dir);
-        let headers = match &upstream {
-            Some(Upstream::Url(_)) => headers(cx, &t),
+        // Checked by the kind the keys say, even when the command or URL
+        // itself is bad, so that every problem shows at once.
+        let headers = match (t.has("command"), t.has("url")) {
+            (false, true) => headers(cx, &t),
             _ => Vec::new(),
         };
-        let instances = match &upstream {
-            Some(Upstream::Command(_)) => instances(cx, &t),
+        let instances = match (t.has("command"), t.has("url")) {
+            (true, false) => instances(cx, &t),
             _ => Instances::PerSession,
         };
         let call_timeout = t.duration(cx, "call_timeout", MAX_DURATION);
@@ -197,9 +199,9 @@ fn command(cx: &mut Cx<'_>, t: &Table<'_, '_>, dir: &Path) -> Option<UpstreamCom
         .nonempty(cx, "command")
         .filter(|p| no_nul(cx, p, "command"));
     let args = t.strings(cx, "args").unwrap_or_default();
-    let mut ok = args
-        .iter()
-        .fold(true, |ok, a| no_nul(cx, a, "argument") && ok);
+    // Every argument is checked (not only up to the first bad one).
+    let bad_args = args.iter().filter(|a| !no_nul(cx, a, "argument")).count();
+    let mut ok = bad_args == 0;
     let mut env = Vec::new();
     for (name, value) in t.string_map(cx, "env").unwrap_or_default() {
         if name.value.is_empty() || name.value.contains(['=', '\0']) {
@@ -266,48 +268,29 @@ fn url(cx: &mut Cx<'_>, t: &Table<'_, '_>) -> Option<String> {
     }
 }
 
-/// Whether warden sets this header toward an upstream itself (so a
-/// configured one would be overwritten or, worse, contradict it).
-fn reserved_header(lower: &str) -> bool {
-    lower.starts_with("mcp-")
-        || lower.starts_with("warden-")
-        || matches!(
-            lower,
-            "accept"
-                | "content-type"
-                | "content-length"
-                | "content-encoding"
-                | "transfer-encoding"
-                | "host"
-                | "connection"
-                | "keep-alive"
-                | "proxy-connection"
-                | "te"
-                | "trailer"
-                | "upgrade"
-                | "last-event-id"
-        )
-}
-
+/// `headers`, each checked as the HTTP upstream checks it when it starts
+/// (`crate::http_upstream::check_upstream_header`): a name warden sets
+/// itself would be overridden or, worse, contradict what warden decided.
 fn headers(cx: &mut Cx<'_>, t: &Table<'_, '_>) -> Vec<(String, String)> {
+    use crate::http_upstream::{check_upstream_header, check_upstream_header_value};
     let mut out: Vec<(String, String)> = Vec::new();
     for (name, value) in t.string_map(cx, "headers").unwrap_or_default() {
-        let lower = name.value.to_ascii_lowercase();
-        if reqwest::header::HeaderName::from_bytes(name.value.as_bytes()).is_err() {
-            cx.push(
-                Problem::error(
-                    name.span,
-                    format!("`{}` is not an HTTP header name", name.value.escape_debug()),
-                    "not a header name",
+        if let Err(message) = check_upstream_header(&name.value) {
+            let valid = reqwest::header::HeaderName::from_bytes(name.value.as_bytes()).is_ok();
+            let (label, help) = if valid {
+                (
+                    "set by warden",
+                    "warden sends `Mcp-*`, `Warden-*`, `Accept`, `Content-Type` and the connection headers from what it decided; configure others, e.g. `Authorization`",
                 )
-                .with_help(
+            } else {
+                (
+                    "not a header name",
                     "a header name is letters, digits and `-`, e.g. `Authorization` or `X-Api-Key`",
-                ),
-            );
-        } else if reserved_header(&lower) {
+                )
+            };
             cx.push(
-                Problem::error(name.span, format!("warden sets the header `{}` itself", name.value), "set by warden")
-                    .with_help("warden sends `Mcp-*`, `Warden-*`, `Accept`, `Content-Type` and the connection headers from what it decided; configure others, e.g. `Authorization`"),
+                Problem::error(name.span, message.escape_debug().to_string(), label)
+                    .with_help(help),
             );
         } else if out.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name.value)) {
             cx.push(
@@ -318,11 +301,15 @@ fn headers(cx: &mut Cx<'_>, t: &Table<'_, '_>) -> Vec<(String, String)> {
                 )
                 .with_help("header names ignore case: keep one"),
             );
-        } else if reqwest::header::HeaderValue::from_str(&value.value).is_err() {
-            // The value is not shown: headers carry credentials.
+        } else if let Err(message) = check_upstream_header_value(&value.value) {
+            // The message shows no part of the value: headers carry credentials.
             cx.push(
-                Problem::error(value.span, format!("the value of the header `{}` is not a valid header value", name.value), "not a header value")
-                    .with_help("a header value is printable text without line breaks; check what `${...}` expands to"),
+                Problem::error(
+                    value.span,
+                    format!("the value of the header `{}` is not usable: {message}", name.value),
+                    "not a header value",
+                )
+                .with_help("a header value is printable ASCII without line breaks or surrounding blanks; check what `${...}` expands to"),
             );
         } else {
             out.push((name.value, value.value));
