@@ -286,7 +286,7 @@ impl Federation {
                     let merged = merge_initialize(&inits);
                     if !merged.disagree.is_empty() {
                         tracing::warn!(
-                            "federated session {}: servers {} answered another protocol version than {}",
+                            "federated session {}: servers {} answered a newer protocol version; the session speaks {}, the oldest any server answered",
                             self.label,
                             merged.disagree.join(", "),
                             merged.result["protocolVersion"]

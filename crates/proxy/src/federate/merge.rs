@@ -172,15 +172,22 @@ pub(crate) struct ServerInit {
 }
 
 /// The one initialize result `/mcp` gives: the protocol version the
-/// servers agreed on with the client (the first server's when they differ;
-/// `disagree` says so), the union of their capabilities (list changes are
+/// servers agreed on with the client (the oldest they answered when they
+/// differ; `disagree` names the others), the union of their capabilities (list changes are
 /// always announced: warden sends them when policies or the set of servers
 /// change), warden as the server, and each server's instructions under its
 /// name.
 pub(crate) fn merge_initialize(inits: &[ServerInit]) -> MergedInit {
+    // One version for every server: the oldest any of them answered.
+    // Versions are dates, so they order as strings; a server that answered
+    // a newer one speaks the older one too (servers accept the versions
+    // before theirs), while one that answered an older one may know
+    // nothing newer.
     let version = inits
         .iter()
-        .find_map(|i| i.result.get("protocolVersion").cloned())
+        .filter_map(|i| i.result.get("protocolVersion").and_then(Value::as_str))
+        .min()
+        .map(|v| Value::String(v.to_string()))
         .unwrap_or(Value::Null);
     let disagree: Vec<String> = inits
         .iter()
@@ -370,8 +377,20 @@ mod tests {
             },
         ]);
         let r = &merged.result;
-        assert_eq!(r["protocolVersion"], "2025-06-18");
+        assert_eq!(r["protocolVersion"], "2025-06-18", "the oldest");
         assert_eq!(merged.disagree, vec!["b".to_string()]);
+        let newest_first = merge_initialize(&[
+            ServerInit {
+                server: "n".into(),
+                result: json!({"protocolVersion": "2026-07-28"}),
+            },
+            ServerInit {
+                server: "o".into(),
+                result: json!({"protocolVersion": "2025-11-25"}),
+            },
+        ]);
+        assert_eq!(newest_first.result["protocolVersion"], "2025-11-25");
+        assert_eq!(newest_first.disagree, vec!["n".to_string()]);
         assert_eq!(r["capabilities"]["tools"]["listChanged"], true);
         assert_eq!(r["capabilities"]["resources"]["subscribe"], true);
         assert_eq!(r["capabilities"]["prompts"]["listChanged"], true);

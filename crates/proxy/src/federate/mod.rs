@@ -151,8 +151,10 @@ impl EndpointFactory for FederationFactory {
         Box::pin(async move {
             let defs = lock(&self.members).clone();
             let (to_client, outgoing) = mpsc::channel::<Outgoing>(1024);
+            let shutdown = CancellationToken::new();
             let fed = Arc::new(Federation {
                 label: label.clone(),
+                shutdown: shutdown.clone(),
                 namer: self.namer.clone(),
                 fan_timeout: self.fan_timeout,
                 to_client,
@@ -179,15 +181,6 @@ impl EndpointFactory for FederationFactory {
                 }
             }
             lock(&self.live).push(Arc::downgrade(&fed));
-            let shutdown = CancellationToken::new();
-            let stop = shutdown.clone();
-            let weak = Arc::downgrade(&fed);
-            tokio::spawn(async move {
-                stop.cancelled().await;
-                if let Some(fed) = weak.upgrade() {
-                    fed.stop_members();
-                }
-            });
             Ok(OpenedEndpoint {
                 endpoint: fed,
                 outgoing,
@@ -209,6 +202,9 @@ struct Member {
 /// One federated client session.
 pub(crate) struct Federation {
     label: String,
+    /// Cancelled when the session ends: every member's link stops with it
+    /// (each member's own token is tied to it in `attach`).
+    shutdown: CancellationToken,
     namer: Namer,
     fan_timeout: Duration,
     to_client: mpsc::Sender<Outgoing>,
@@ -254,6 +250,16 @@ impl Federation {
             mut outgoing,
             shutdown,
         } = opened;
+        // The member's link ends with the session, even once the
+        // federation itself is gone (the session drops it when it closes).
+        let session_ended = self.shutdown.clone();
+        let member_ended = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = session_ended.cancelled() => member_ended.cancel(),
+                () = member_ended.cancelled() => {}
+            }
+        });
         {
             let mut st = lock(&self.st);
             st.failed.remove(name);
@@ -304,13 +310,6 @@ impl Federation {
         member.shutdown.cancel();
     }
 
-    /// Stops every member's upstream link (the session ended).
-    fn stop_members(&self) {
-        for m in lock(&self.st).members.values() {
-            m.shutdown.cancel();
-        }
-    }
-
     /// Tells the client that every list may have changed.
     async fn lists_changed(&self) {
         for method in [
@@ -352,6 +351,13 @@ impl Federation {
     /// The members' names, in config order.
     fn member_names(&self) -> Vec<String> {
         lock(&self.st).ordered_members()
+    }
+}
+
+impl Drop for Federation {
+    fn drop(&mut self) {
+        // Nothing can reach the members any more: stop their links.
+        self.shutdown.cancel();
     }
 }
 

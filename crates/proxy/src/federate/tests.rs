@@ -36,17 +36,23 @@ impl ClientEndpoint for FakeMember {
 
 /// Opens one fake member per session; the test holds its other ends.
 struct FakeFactory {
-    ends: Mutex<Vec<(UnboundedSender<Value>, Receiver<Outgoing>)>>,
+    ends: Mutex<
+        Vec<(
+            UnboundedSender<Value>,
+            Receiver<Outgoing>,
+            CancellationToken,
+        )>,
+    >,
 }
 
 impl EndpointFactory for FakeFactory {
     fn open(&self, _label: String) -> BoxFuture<'_, Result<OpenedEndpoint, ProxyError>> {
         Box::pin(async move {
-            let (got, outgoing) = lock(&self.ends).pop().expect("one session per fake");
+            let (got, outgoing, shutdown) = lock(&self.ends).pop().expect("one session per fake");
             Ok(OpenedEndpoint {
                 endpoint: Arc::new(FakeMember { got }),
                 outgoing,
-                shutdown: CancellationToken::new(),
+                shutdown,
             })
         })
     }
@@ -56,6 +62,8 @@ impl EndpointFactory for FakeFactory {
 struct Member {
     got: UnboundedReceiver<Value>,
     says: Sender<Outgoing>,
+    /// The token that stops this member's upstream link.
+    link: CancellationToken,
 }
 
 impl Member {
@@ -83,8 +91,9 @@ impl Member {
 fn fake(name: &str) -> (MemberDef, Member) {
     let (got_tx, got) = mpsc::unbounded_channel();
     let (says, outgoing) = mpsc::channel(64);
+    let link = CancellationToken::new();
     let factory = Arc::new(FakeFactory {
-        ends: Mutex::new(vec![(got_tx, outgoing)]),
+        ends: Mutex::new(vec![(got_tx, outgoing, link.clone())]),
     });
     (
         MemberDef {
@@ -92,7 +101,7 @@ fn fake(name: &str) -> (MemberDef, Member) {
             factory,
             generation: 1,
         },
-        Member { got, says },
+        Member { got, says, link },
     )
 }
 
@@ -100,6 +109,7 @@ struct Session {
     fed: Arc<dyn ClientEndpoint>,
     to_client: Receiver<Outgoing>,
     factory: FederationFactory,
+    shutdown: CancellationToken,
 }
 
 impl Session {
@@ -125,6 +135,7 @@ async fn session(members: Vec<MemberDef>, fan_timeout: Duration) -> Session {
         fed: opened.endpoint,
         to_client: opened.outgoing,
         factory,
+        shutdown: opened.shutdown,
     }
 }
 
@@ -422,4 +433,29 @@ async fn initialize_merges_and_is_replayed_to_a_server_added_later() {
     assert_eq!(replayed["method"], "initialize");
     assert_eq!(replayed["params"], init["params"]);
     assert_eq!(mb.next().await["method"], "notifications/initialized");
+}
+
+#[tokio::test]
+async fn ending_the_session_stops_every_members_link_even_once_it_is_dropped() {
+    let (a, ma) = fake("lims");
+    let (b, mb) = fake("genomics");
+    let s = session(vec![a, b], DEFAULT_FAN_TIMEOUT).await;
+    assert!(!ma.link.is_cancelled());
+    // The HTTP session drops its endpoint, then cancels the token it got.
+    let Session { fed, shutdown, .. } = s;
+    drop(fed);
+    shutdown.cancel();
+    for m in [&ma, &mb] {
+        tokio::time::timeout(Duration::from_secs(5), m.link.cancelled())
+            .await
+            .expect("the member's link was stopped");
+    }
+
+    // And a federation dropped without its token cancelled stops them too.
+    let (c, mc) = fake("results");
+    let s = session(vec![c], DEFAULT_FAN_TIMEOUT).await;
+    drop(s);
+    tokio::time::timeout(Duration::from_secs(5), mc.link.cancelled())
+        .await
+        .expect("dropping the federation stopped its member's link");
 }
