@@ -222,15 +222,52 @@ async fn a_config_edit_adds_and_removes_servers_while_a_session_is_open() -> Res
         &r,
         "get_sample on the genomics route opened before the edit",
     );
-    // (What the open federated session gets for the removed lims is the
-    // gateway's choice; shown, not asserted.)
+    // The open federated session's members follow the config (the
+    // federation adds and removes members in open sessions): its lists
+    // show everything and no lims, and a call to lims is refused.
+    let end = Instant::now() + SOON;
+    let tools = loop {
+        let tools: Vec<String> = federated
+            .list_all_tools()
+            .await?
+            .iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        if tools.contains(&"everything__echo".to_string()) || Instant::now() > end {
+            break tools;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(tools.contains(&"everything__echo".to_string()), "{tools:?}");
+    assert!(
+        tools.contains(&"genomics__get_sample".to_string()),
+        "{tools:?}"
+    );
+    assert!(!tools.iter().any(|t| t.starts_with("lims__")), "{tools:?}");
     let removed = call(
         &federated,
         "lims__get_sample",
         json!({"sample_id": "S-0001"}),
     )
     .await;
-    eprintln!("lims__get_sample on the old session after lims was removed: {removed:?}");
+    assert!(
+        removed
+            .as_ref()
+            .map(|r| r.is_error == Some(true))
+            .unwrap_or(true),
+        "lims__get_sample on the open session after lims was removed: {removed:?}"
+    );
+    assert_eq!(
+        text(
+            &call(
+                &federated,
+                "everything__echo",
+                json!({"message": "old session"})
+            )
+            .await?
+        ),
+        "Echo: old session"
+    );
 
     // The new server's route, and a new federated session, serve it.
     let every = gateway.rmcp("/servers/everything/mcp").await?;
@@ -303,7 +340,7 @@ async fn wait_initialize(gateway: &Gateway, path: &str, status: u16) -> Res<()> 
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn sigterm_lets_a_call_in_flight_finish_refuses_new_connections_and_exits_0() -> Res<()> {
+async fn sigterm_lets_a_call_in_flight_finish_refuses_new_sessions_and_exits_0() -> Res<()> {
     let mut gateway = Gateway::start("drain.toml", &[]).await?;
     let client = gateway.rmcp("/mcp").await?;
     let port = gateway.port;
@@ -315,33 +352,35 @@ async fn sigterm_lets_a_call_in_flight_finish_refuses_new_connections_and_exits_
             let signalled = Instant::now();
             gateway.signal("TERM")?;
             tokio::time::sleep(Duration::from_millis(500)).await;
+            // A new session is refused: the connection itself, or its
+            // initialize with 503 (both tell a load balancer to go
+            // elsewhere); a session opening would be a failure.
             let connect = tokio::time::timeout(
                 Duration::from_secs(5),
                 tokio::net::TcpStream::connect(("127.0.0.1", port)),
             )
             .await;
-            let refused = matches!(connect, Ok(Err(_)));
-            let healthz = if refused {
+            let new_session = if matches!(connect, Ok(Err(_))) {
                 None
             } else {
                 Some(
-                    gateway
-                        .get("/healthz")
+                    post_initialize(&gateway.url("/mcp"))
                         .await
-                        .map(|(s, _)| s)
                         .map_err(|e| e.to_string()),
                 )
             };
-            Ok::<_, Error>((signalled, refused, healthz))
+            Ok::<_, Error>((signalled, connect.is_ok(), new_session))
         }
     );
     let slow = slow.map_err(|_| "the call in flight was never answered")??;
     assert_allowed(&slow, "kit__slow in flight at SIGTERM");
     assert_eq!(slow.structured_content, Some(json!({"slept_ms": 4000})));
-    let (signalled, refused, healthz) = after_term?;
+    let (signalled, connected, new_session) = after_term?;
+    assert!(connected, "the connect attempt after SIGTERM hung for 5 s");
+    eprintln!("a new session after SIGTERM (None: connection refused): {new_session:?}");
     assert!(
-        refused,
-        "a new connection after SIGTERM was accepted (GET /healthz: {healthz:?})"
+        matches!(new_session, None | Some(Ok(503)) | Some(Err(_))),
+        "a new session after SIGTERM: initialize answered {new_session:?}"
     );
     drop(client);
     let status = gateway
@@ -361,5 +400,56 @@ async fn sigterm_lets_a_call_in_flight_finish_refuses_new_connections_and_exits_
         .ok_or("no decision line for slow")?;
     assert_eq!(line["server"], "kit");
     assert_eq!(line["upstream"]["ok"], true, "{line:#}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_session_leaves_no_upstream_process_behind() -> Res<()> {
+    let lims = DemoHttp::start().await?;
+    let gateway = Gateway::start("faults.toml", &[("LIMS_URL", &lims.url)]).await?;
+    for round in 0..3 {
+        let federated = gateway.rmcp("/mcp").await?;
+        let route = gateway.rmcp("/servers/kit/mcp").await?;
+        for server in ["kit", "kit2"] {
+            let r = call(
+                &federated,
+                &format!("{server}__echo_meta"),
+                json!({"round": round}),
+            )
+            .await?;
+            assert_allowed(&r, "echo_meta");
+        }
+        assert_allowed(&call(&route, "echo_meta", json!({})).await?, "kit route");
+        assert!(
+            !gateway.upstream_pids("kit").is_empty(),
+            "kit runs while its sessions are open"
+        );
+        // Closing the client ends its HTTP session (DELETE).
+        federated.cancel().await?;
+        route.cancel().await?;
+    }
+    // instances = "per-session": a session's upstream processes end with it.
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (kit, kit2) = (gateway.upstream_pids("kit"), gateway.upstream_pids("kit2"));
+        if kit.is_empty() && kit2.is_empty() {
+            break;
+        }
+        if Instant::now() > end {
+            let restarts: Vec<String> = gateway
+                .stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains("restart"))
+                .cloned()
+                .collect();
+            return Err(format!(
+                "15 s after every session closed, upstream processes still run: kit {kit:?}, kit2 {kit2:?}; warden said: {restarts:#?}"
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     Ok(())
 }
