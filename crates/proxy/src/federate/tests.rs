@@ -35,14 +35,16 @@ impl ClientEndpoint for FakeMember {
 }
 
 /// Opens one fake member per session; the test holds its other ends.
+/// What a fake member's session is opened with: where it records what it
+/// got, what it says, and its link's token.
+type FakeEnds = (
+    UnboundedSender<Value>,
+    Receiver<Outgoing>,
+    CancellationToken,
+);
+
 struct FakeFactory {
-    ends: Mutex<
-        Vec<(
-            UnboundedSender<Value>,
-            Receiver<Outgoing>,
-            CancellationToken,
-        )>,
-    >,
+    ends: Mutex<Vec<FakeEnds>>,
 }
 
 impl EndpointFactory for FakeFactory {
