@@ -89,7 +89,7 @@ pub(super) fn parse(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<GatewayConfig, ConfigError> {
-    let path = file.display().to_string();
+    let path = super::error::for_terminal(&file.display().to_string(), false);
     let (doc, syntax) = DeTable::parse_recoverable(text);
     if !syntax.is_empty() {
         let problems = syntax
@@ -176,10 +176,10 @@ pub(super) fn parse(
 fn invalid(path: String, text: &str, mut problems: Vec<Problem>) -> ConfigError {
     problems.sort_by_key(|p| (p.span.start, p.span.end));
     for p in &mut problems {
-        p.locate(text);
+        p.finish(text);
     }
     ConfigError::Invalid {
-        src: miette::NamedSource::new(path.clone(), Arc::from(text)),
+        src: miette::NamedSource::new(path.clone(), super::error::display_source(text)),
         path,
         problems,
     }

@@ -112,6 +112,15 @@ impl Problem {
         self.severity == Severity::Error
     }
 
+    /// Makes the problem ready to show: its line and column from the text,
+    /// and no control character in its message, label or help.
+    pub(super) fn finish(&mut self, text: &str) {
+        self.locate(text);
+        self.message = for_terminal(&self.message, false);
+        self.label = for_terminal(&self.label, false);
+        self.help = self.help.as_deref().map(|h| for_terminal(h, true));
+    }
+
     /// Fills in [`Problem::line`] and [`Problem::column`] from the text.
     pub(super) fn locate(&mut self, text: &str) {
         let start = self.span.start.min(text.len());
@@ -120,6 +129,46 @@ impl Problem {
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         self.column = before[line_start..].chars().count() + 1;
     }
+}
+
+/// `s` with every control character written as its escape (`\u{1b}`), so
+/// that nothing from the file (or from the environment it expands) can
+/// drive the terminal a message is shown on; `\n` stays when
+/// `keep_newlines` (help text is several lines on purpose).
+pub(super) fn for_terminal(s: &str, keep_newlines: bool) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() && !(keep_newlines && c == '\n') {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The file's text as miette shows it around a span: control characters
+/// other than line breaks and tabs replaced by `?`s of the same length in
+/// bytes (a span still points at the same text).
+pub(super) fn display_source(text: &str) -> Arc<str> {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Arc::from(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && !matches!(c, '\n' | '\r' | '\t') {
+            out.extend(std::iter::repeat_n('?', c.len_utf8()));
+        } else {
+            out.push(c);
+        }
+    }
+    Arc::from(out)
 }
 
 impl fmt::Display for Problem {

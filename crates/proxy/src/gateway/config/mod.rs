@@ -23,6 +23,7 @@ mod tests;
 pub use error::{ConfigError, Findings, Problem};
 
 use crate::{ProxyConfig, Upstream};
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,8 +34,9 @@ pub const DEFAULT_SEPARATOR: &str = "__";
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A checked `warden serve` configuration. Paths are resolved against the
-/// config file's directory; defaults are filled in.
-#[derive(Debug, Clone, PartialEq)]
+/// config file's directory; defaults are filled in. `Debug` leaves out the
+/// file's text and header values (they may hold secrets).
+#[derive(Clone, PartialEq)]
 pub struct GatewayConfig {
     /// The config file as given.
     pub file: PathBuf,
@@ -131,8 +133,9 @@ pub enum Instances {
     Shared,
 }
 
-/// One `[[server]]`.
-#[derive(Debug, Clone, PartialEq)]
+/// One `[[server]]`. `Debug` shows header names only (values are often
+/// credentials; the command's env is redacted by its own `Debug`).
+#[derive(Clone, PartialEq)]
 pub struct ServerConfig {
     /// `name`: what policies see (`via server "..."`) and the route
     /// `/servers/<name>/mcp`.
@@ -165,12 +168,81 @@ impl ServerConfig {
     }
 }
 
+impl fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Destructured without `..`: a new field must be added here too.
+        let GatewayConfig {
+            file,
+            text,
+            listen,
+            policies,
+            decision_log,
+            redact,
+            state,
+            signing_key,
+            allow_origins,
+            reload_debounce,
+            identity,
+            tls,
+            auth,
+            limits,
+            separator,
+            servers,
+        } = self;
+        f.debug_struct("GatewayConfig")
+            .field("file", file)
+            .field("text", &format_args!("<{} bytes>", text.len()))
+            .field("listen", listen)
+            .field("policies", policies)
+            .field("decision_log", decision_log)
+            .field("redact", redact)
+            .field("state", state)
+            .field("signing_key", signing_key)
+            .field("allow_origins", allow_origins)
+            .field("reload_debounce", reload_debounce)
+            .field("identity", identity)
+            .field("tls", tls)
+            .field("auth", auth)
+            .field("limits", limits)
+            .field("separator", separator)
+            .field("servers", servers)
+            .finish()
+    }
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ServerConfig {
+            name,
+            upstream,
+            headers,
+            instances,
+            call_timeout,
+            required,
+            span,
+        } = self;
+        let header_names: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, _)| (n.as_str(), "<redacted>"))
+            .collect();
+        f.debug_struct("ServerConfig")
+            .field("name", name)
+            .field("upstream", upstream)
+            .field("headers", &header_names)
+            .field("instances", instances)
+            .field("call_timeout", call_timeout)
+            .field("required", required)
+            .field("span", span)
+            .finish()
+    }
+}
+
 impl GatewayConfig {
     /// Reads and checks the file; every problem at once. `${VAR}` is looked
     /// up in warden's environment.
     pub fn load(path: &Path) -> Result<GatewayConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            path: path.display().to_string(),
+            path: error::for_terminal(&path.display().to_string(), false),
             message: e.to_string(),
         })?;
         let env = |name: &str| std::env::var_os(name).and_then(|v| v.into_string().ok());
@@ -198,12 +270,15 @@ impl GatewayConfig {
         mut problems: Vec<Problem>,
     ) -> Findings {
         for p in &mut problems {
-            p.locate(&self.text);
+            p.finish(&self.text);
         }
         Findings {
-            title: title.into(),
+            title: error::for_terminal(&title.into(), false),
             severity,
-            src: miette::NamedSource::new(self.file.display().to_string(), Arc::clone(&self.text)),
+            src: miette::NamedSource::new(
+                error::for_terminal(&self.file.display().to_string(), false),
+                error::display_source(&self.text),
+            ),
             problems,
         }
     }

@@ -18,6 +18,7 @@ pub(super) const KEYS: &[&str] = &[
     "args",
     "env",
     "cwd",
+    "inherit_env",
     "instances",
     "url",
     "headers",
@@ -25,7 +26,7 @@ pub(super) const KEYS: &[&str] = &[
     "required",
 ];
 /// Keys only a command server takes.
-const COMMAND_ONLY: &[&str] = &["args", "env", "cwd", "instances"];
+const COMMAND_ONLY: &[&str] = &["args", "env", "cwd", "inherit_env", "instances"];
 /// The longest server name: tool names on /mcp are `<server><sep><tool>`,
 /// and MCP clients expect tool names of at most 128 characters.
 const MAX_NAME: usize = 64;
@@ -224,6 +225,9 @@ fn command(cx: &mut Cx<'_>, t: &Table<'_, '_>, dir: &Path) -> Option<UpstreamCom
         }
     }
     let cwd = t.nonempty(cx, "cwd").map(|c| resolve(dir, &c.value));
+    // A gateway's environment holds every server's secrets: a child gets
+    // only what programs need, unless the operator says otherwise.
+    let inherit_env = t.boolean(cx, "inherit_env").unwrap_or(false);
     let program = program?.value;
     if !ok {
         return None;
@@ -240,6 +244,7 @@ fn command(cx: &mut Cx<'_>, t: &Table<'_, '_>, dir: &Path) -> Option<UpstreamCom
     let mut c = UpstreamCommand::new(program, args.into_iter().map(|a| a.value));
     c.env = env;
     c.cwd = cwd;
+    c.inherit_env = inherit_env;
     Some(c)
 }
 

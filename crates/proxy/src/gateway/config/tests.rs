@@ -688,3 +688,47 @@ fn span_of_finds_keys_for_later_messages() {
     let s = c.span_of("server.1.url");
     assert_eq!(&COMPLETE[s], "\"https://lims.example.com/mcp\"");
 }
+
+#[test]
+fn debug_output_shows_no_secret() {
+    let c = parse_env(
+        COMPLETE,
+        &[("GENOMICS_TOKEN", "g-secret"), ("LIMS_TOKEN", "l-secret")],
+    )
+    .unwrap();
+    let shown = format!("{c:?}");
+    assert!(shown.contains("Authorization"), "{shown}");
+    assert!(shown.contains("GENOMICS_TOKEN"), "{shown}");
+    assert!(!shown.contains("secret"), "{shown}");
+    // Nor the file's text, which may hold secrets written into it.
+    assert!(!shown.contains("${LIMS_TOKEN}"), "{shown}");
+}
+
+#[test]
+fn control_characters_never_reach_a_message_or_the_shown_source() {
+    // A raw ESC is not TOML: a syntax error, shown without the ESC.
+    let e = parse("listen = \"\u{1b}[31mred\"\n").unwrap_err();
+    let ConfigError::Invalid { src, problems, .. } = &e else {
+        panic!("{e:?}")
+    };
+    assert!(!src.inner().contains('\u{1b}'));
+    assert!(src.inner().contains("?[31mred"));
+    assert!(problems.iter().all(|p| !p.message.contains('\u{1b}')));
+    // An escape written as `\u001b` in a string (valid TOML) or coming
+    // from the environment is shown as its escape.
+    let p = one(&format!(
+        "listen = \"\\u001b[2J\"\npolicies = \"p\"\n{SERVER}"
+    ));
+    assert!(!p.message.contains('\u{1b}'), "{p:?}");
+    assert!(p.message.contains("\\u{1b}"), "{p:?}");
+    let e = parse_env(
+        &format!("listen = \"${{L}}\"\npolicies = \"p\"\n{SERVER}"),
+        &[("L", "\u{1b}]0;x\u{7}")],
+    )
+    .unwrap_err();
+    assert!(
+        e.problems()
+            .iter()
+            .all(|p| !p.message.chars().any(char::is_control))
+    );
+}
