@@ -35,8 +35,6 @@ pub(super) enum Link {
 }
 
 impl Relay {
-    /// A new upstream process is running; `recovering` while warden replays
-    /// the client's initialize to it.
     /// Waits until the first upstream instance is up (or failed to come
     /// up), so that a client's first message does not race its start.
     pub(crate) async fn wait_link_settled(&self) {
@@ -44,6 +42,8 @@ impl Relay {
         let _ = rx.wait_for(|settled| *settled).await;
     }
 
+    /// A new upstream process is running; `recovering` while warden replays
+    /// the client's initialize to it.
     pub(crate) fn link_started(&self, epoch: u64, tx: mpsc::Sender<String>, recovering: bool) {
         {
             let mut st = lock(&self.st);
