@@ -24,7 +24,20 @@ pub struct UpstreamCommand {
     pub env: Vec<(OsString, OsString)>,
     /// The child's working directory; `None`: warden's.
     pub cwd: Option<PathBuf>,
+    /// Whether the child gets warden's whole environment (`warden proxy`'s
+    /// way, true from [`UpstreamCommand::new`]). When false (`warden
+    /// serve`'s default, `inherit_env = false`), it gets only
+    /// [`PASSED_ENV`] from warden's environment plus [`UpstreamCommand::env`]:
+    /// a gateway's environment holds the other servers' secrets.
+    pub inherit_env: bool,
 }
+
+/// What a child started with `inherit_env = false` still gets from
+/// warden's environment: what programs need to run, nothing that names a
+/// secret.
+pub const PASSED_ENV: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "TERM",
+];
 
 impl UpstreamCommand {
     /// `program` with `args`, warden's environment and working directory.
@@ -37,6 +50,7 @@ impl UpstreamCommand {
             args: args.into_iter().map(Into::into).collect(),
             env: Vec::new(),
             cwd: None,
+            inherit_env: true,
         }
     }
 
@@ -84,12 +98,14 @@ impl fmt::Debug for UpstreamCommand {
             args,
             env,
             cwd,
+            inherit_env,
         } = self;
         f.debug_struct("UpstreamCommand")
             .field("program", program)
             .field("args", args)
             .field("env", &Redacted(env))
             .field("cwd", cwd)
+            .field("inherit_env", inherit_env)
             .finish()
     }
 }

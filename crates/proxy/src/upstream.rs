@@ -58,6 +58,14 @@ fn spawn(cmd: &UpstreamCommand) -> Result<Child, ProxyError> {
         message,
     };
     let mut command = Command::new(&cmd.program);
+    if !cmd.inherit_env {
+        command.env_clear();
+        for name in crate::config::PASSED_ENV {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
+        }
+    }
     command
         .args(&cmd.args)
         .envs(cmd.env.iter().map(|(k, v)| (k, v)))
@@ -258,6 +266,27 @@ mod tests {
             .canonicalize()
             .expect("canonical");
         assert_eq!(output_of(&plain).await, format!("|{}", here.display()));
+    }
+
+    #[tokio::test]
+    async fn without_inherit_env_the_child_gets_only_the_passed_variables_and_its_own() {
+        // Something warden's environment surely has that is not passed on.
+        // SAFETY-free: read, not set, so parallel tests are unaffected.
+        let (secret, _) = std::env::vars()
+            .find(|(k, _)| !crate::config::PASSED_ENV.contains(&k.as_str()) && k != "PWD")
+            .expect("the test process has some variable that is not passed");
+        let script =
+            format!(r#"printf '%s|%s|%s' "${{{secret}:+leaked}}" "${{PATH:+has-path}}" "$OWN""#);
+        let mut cmd = UpstreamCommand::new("sh", ["-c", script.as_str()]);
+        cmd.env = vec![("OWN".into(), "mine".into())];
+        cmd.inherit_env = false;
+        assert_eq!(
+            output_of(&cmd).await,
+            "|has-path|mine",
+            "`{secret}` must not reach the child"
+        );
+        cmd.inherit_env = true;
+        assert_eq!(output_of(&cmd).await, "leaked|has-path|mine");
     }
 
     #[test]
