@@ -242,6 +242,21 @@ async fn federated_mcp_namespaces_every_servers_tools_prompts_and_resources_for_
             .all(|l| !l["tool"].as_str().unwrap_or("").contains("__")),
         "{log:#?}"
     );
+    // One federated session is one session to every server (so `per
+    // session` limits count it whole), and the two clients' are two.
+    let session_of = |server: &str, tool: &str, agent: &str| {
+        log.iter()
+            .find(|l| l["server"] == server && l["tool"] == tool && l["identity"]["agent"] == agent)
+            .map(|l| l["session"].clone())
+            .ok_or(format!("no {server} {tool} line from {agent}: {log:#?}"))
+    };
+    let rust_echo = session_of("everything", "echo", "rmcp")?;
+    assert_eq!(session_of("genomics", "list_samples", "rmcp")?, rust_echo);
+    assert_eq!(session_of("lims", "get_sample", "rmcp")?, rust_echo);
+    assert_ne!(
+        session_of("everything", "echo", "gateway-ts-client")?,
+        rust_echo
+    );
     Ok(())
 }
 

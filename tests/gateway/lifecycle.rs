@@ -453,3 +453,54 @@ async fn a_closed_session_leaves_no_upstream_process_behind() -> Res<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_cuts_a_call_that_outlasts_the_drain_deadline_and_still_exits() -> Res<()> {
+    let mut gateway = Gateway::start("drain-short.toml", &[]).await?;
+    let client = gateway.rmcp("/mcp").await?;
+    let (slow, signalled) = tokio::join!(
+        tokio::time::timeout(SOON, call(&client, "kit__slow", json!({"ms": 60_000}))),
+        async {
+            gateway.wait_decision("kit", "slow").await?;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            gateway.signal("TERM")?;
+            Ok::<_, Error>(Instant::now())
+        }
+    );
+    let signalled = signalled?;
+    // The call is answered (an error) or its connection closes; it never
+    // waits out its 60 s.
+    let slow =
+        slow.map_err(|_| "the call was still open 30 s after SIGTERM (drain_timeout 2 s)")?;
+    assert!(
+        slow.as_ref()
+            .map(|r| r.is_error == Some(true))
+            .unwrap_or(true),
+        "a 60 s call 2 s into the drain came back as a success: {slow:?}"
+    );
+    drop(client);
+    let status = gateway.wait_exit(Duration::from_secs(20)).await?;
+    let took = signalled.elapsed();
+    assert!(
+        status.is_some(),
+        "warden serve still runs 20 s after SIGTERM with drain_timeout 2 s"
+    );
+    eprintln!("exit {status:?} {took:?} after SIGTERM; the call got {slow:?}");
+    // drain_timeout, then at most 5 s for connections to close (docs/proxy.md).
+    assert!(
+        took < Duration::from_secs(12),
+        "exit {took:?} after SIGTERM"
+    );
+    // The log says the call was forwarded and did not complete.
+    let log = gateway.decisions();
+    let line = log
+        .iter()
+        .find(|l| l["server"] == "kit" && l["tool"] == "slow")
+        .ok_or(format!("no decision line for kit slow: {log:#?}"))?;
+    assert_eq!(line["decision"], "allow", "{line:#}");
+    assert!(
+        line["upstream"].is_object() && line["upstream"]["ok"] != true,
+        "the cut call's outcome: {line:#}"
+    );
+    Ok(())
+}
