@@ -27,7 +27,7 @@ pub struct UpstreamCommand {
     /// Whether the child gets warden's whole environment (`warden proxy`'s
     /// way, true from [`UpstreamCommand::new`]). When false (`warden
     /// serve`'s default, `inherit_env = false`), it gets only
-    /// [`PASSED_ENV`] from warden's environment plus [`UpstreamCommand::env`]:
+    /// `PASSED_ENV` from warden's environment plus [`UpstreamCommand::env`]:
     /// a gateway's environment holds the other servers' secrets.
     pub inherit_env: bool,
 }

@@ -272,8 +272,17 @@ mod tests {
     async fn without_inherit_env_the_child_gets_only_the_passed_variables_and_its_own() {
         // Something warden's environment surely has that is not passed on.
         // SAFETY-free: read, not set, so parallel tests are unaffected.
+        // Non-empty (`:+` reads an empty one as unset), a name `sh` can
+        // expand, and none `sh` sets itself.
         let (secret, _) = std::env::vars()
-            .find(|(k, _)| !crate::config::PASSED_ENV.contains(&k.as_str()) && k != "PWD")
+            .find(|(k, v)| {
+                !crate::config::PASSED_ENV.contains(&k.as_str())
+                    && !["PWD", "OLDPWD", "_", "SHLVL", "IFS", "PPID", "OPTIND"]
+                        .contains(&k.as_str())
+                    && !v.is_empty()
+                    && k.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
             .expect("the test process has some variable that is not passed");
         let script =
             format!(r#"printf '%s|%s|%s' "${{{secret}:+leaked}}" "${{PATH:+has-path}}" "$OWN""#);
