@@ -312,9 +312,16 @@ impl<'a, 'i> Table<'a, 'i> {
         let mut out = Vec::with_capacity(items.len());
         for item in items.iter() {
             match item.get_ref() {
+                // toml spans a `[[key]]` section by its header only; the
+                // table runs to the end of its last value.
                 DeValue::Table(t) => out.push(Table {
                     entries: t,
-                    span: (item.span().start, item.span().end),
+                    span: (
+                        item.span().start,
+                        t.values()
+                            .map(|v| v.span().end)
+                            .fold(item.span().end, usize::max),
+                    ),
                     name,
                 }),
                 _ => cx.push(wrong_type(key, item, "a table", &help)),

@@ -69,10 +69,11 @@ fn the_minimal_file_parses_to_exactly_two_servers_with_defaults() {
         unreachable!()
     };
     assert_eq!(g.name, "genomics");
-    assert_eq!(
-        g.upstream,
-        Upstream::Command(UpstreamCommand::new("genomics-mcp", ["--stdio"]))
-    );
+    let mut want = UpstreamCommand::new("genomics-mcp", ["--stdio"]);
+    // warden serve's children do not get warden's whole environment
+    // unless the file says so.
+    want.inherit_env = false;
+    assert_eq!(g.upstream, Upstream::Command(want));
     assert_eq!(g.instances, Instances::PerSession);
     assert_eq!(l.name, "lims");
     assert_eq!(
@@ -84,13 +85,13 @@ fn the_minimal_file_parses_to_exactly_two_servers_with_defaults() {
         assert!(!s.required);
         assert!(s.headers.is_empty());
     }
-    // The span covers the table, header included.
+    // The span covers the table, from its header to its last value.
     let text = &MINIMAL[g.span.0..g.span.1];
     assert!(
-        text.starts_with("[[server]]") || text.contains("name = \"genomics\""),
+        text.starts_with("[[server]]") && text.contains("name = \"genomics\""),
         "{text:?}"
     );
-    assert!(!text.contains("lims"), "{text:?}");
+    assert!(text.ends_with("args = [\"--stdio\"]"), "{text:?}");
     assert_eq!(c.separator, "__");
     assert_eq!(c.limits, Limits::default());
     assert_eq!(c.reload_debounce, warden_engine::DEFAULT_DEBOUNCE);
@@ -148,6 +149,7 @@ command = "bin/genomics-mcp"
 args = ["--stdio"]
 env = { GENOMICS_TOKEN = "${GENOMICS_TOKEN}", MODE = "${MODE:-prod}" }
 cwd = "/srv/genomics"
+inherit_env = true
 instances = "shared"
 call_timeout = "0s"
 required = true
@@ -238,6 +240,7 @@ fn the_complete_example_sets_every_field() {
         ]
     );
     assert_eq!(cmd.cwd.as_deref(), Some(Path::new("/srv/genomics")));
+    assert!(cmd.inherit_env);
     assert_eq!(g.instances, Instances::Shared);
     assert_eq!(g.call_timeout, Duration::ZERO);
     assert!(g.required);
@@ -402,7 +405,7 @@ fn a_server_has_exactly_one_of_command_and_url() {
 #[test]
 fn keys_of_the_other_kind_of_server_are_refused() {
     let p = problems(&with(
-        "[[server]]\nname = \"u\"\nurl = \"http://h/mcp\"\nargs = []\nenv = {}\ncwd = \"/\"\ninstances = \"shared\"\n\
+        "[[server]]\nname = \"u\"\nurl = \"http://h/mcp\"\nargs = []\nenv = {}\ncwd = \"/\"\ninherit_env = true\ninstances = \"shared\"\n\
          [[server]]\nname = \"c\"\ncommand = \"c\"\nheaders = { X-A = \"1\" }\n",
     ));
     let msgs: Vec<_> = p.iter().map(|p| p.message.as_str()).collect();
@@ -412,6 +415,7 @@ fn keys_of_the_other_kind_of_server_are_refused() {
             "`args` is for `command` servers; this one has a `url`",
             "`env` is for `command` servers; this one has a `url`",
             "`cwd` is for `command` servers; this one has a `url`",
+            "`inherit_env` is for `command` servers; this one has a `url`",
             "`instances` is for `command` servers; this one has a `url`",
             "`headers` is for `url` servers; this one runs a `command`",
         ]
