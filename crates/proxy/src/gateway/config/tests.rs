@@ -477,6 +477,9 @@ fn durations_have_units_and_bounds() {
     )))
     .unwrap();
     assert_eq!(ok.limits.call_timeout, Duration::from_secs(5400));
+    // "0" is the one number that needs no unit (docs/config.md says so).
+    let ok = parse(&with(&format!("[limits]\ncall_timeout = \"0\"\n{SERVER}"))).unwrap();
+    assert_eq!(ok.limits.call_timeout, Duration::ZERO);
     let p = one(&with(&format!("[limits]\ncall_timeout = \"10\"\n{SERVER}")));
     assert!(
         p.message.starts_with("`call_timeout` is not a duration"),
