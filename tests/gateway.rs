@@ -9,14 +9,17 @@
 //! This file: the federated `/mcp` (namespaced tools, prompts, resources),
 //! per-server rules and the decision log, and the per-server routes.
 //! tests/gateway/lifecycle.rs: health and readiness, an upstream killed
-//! mid-call, a config edit, SIGTERM. The configs and the policy are in
-//! tests/gateway/.
+//! mid-call, a closed session's upstreams, a config edit, SIGTERM.
+//! tests/gateway/reload.rs: SIGHUP and a ConfigMap-style symlink swap.
+//! The configs and the policy are in tests/gateway/.
 
 mod common;
 #[path = "gateway/harness.rs"]
 mod harness;
 #[path = "gateway/lifecycle.rs"]
 mod lifecycle;
+#[path = "gateway/reload.rs"]
+mod reload;
 
 use common::{assert_allowed, call, text};
 use harness::{DemoHttp, Gateway, Res, post_initialize};

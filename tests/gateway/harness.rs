@@ -122,6 +122,7 @@ pub struct Gateway {
     pub pid: u32,
     pub port: u16,
     pub dir: tempfile::TempDir,
+    config: PathBuf,
     pub stderr: Arc<Mutex<Vec<String>>>,
 }
 
@@ -134,12 +135,22 @@ impl Gateway {
     pub async fn start(config: &str, vars: &[(&str, &str)]) -> Res<Gateway> {
         let dir = tempfile::tempdir()?;
         std::fs::copy(Path::new(HERE).join(config), dir.path().join("warden.toml"))?;
+        Gateway::start_in(dir, "warden.toml", vars).await
+    }
+
+    /// `warden serve --config DIR/config`, the test having laid out DIR.
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        config: &str,
+        vars: &[(&str, &str)],
+    ) -> Res<Gateway> {
+        let config = dir.path().join(config);
         let port = free_port()?;
         let tools = node_tools();
         let mut cmd = Command::new(WARDEN);
         cmd.arg("serve")
             .arg("--config")
-            .arg(dir.path().join("warden.toml"))
+            .arg(&config)
             .env("WARDEN_BIN", WARDEN)
             .env("GATEWAY_PORT", port.to_string())
             .env("GATEWAY_POLICIES", Path::new(HERE).join("policies"))
@@ -162,6 +173,7 @@ impl Gateway {
             pid,
             port,
             dir,
+            config,
             stderr,
         };
         gateway.wait_healthy().await?;
@@ -196,11 +208,11 @@ impl Gateway {
     }
 
     pub fn config_path(&self) -> PathBuf {
-        self.dir.path().join("warden.toml")
+        self.config.clone()
     }
 
-    /// Rewrites the config file in place (as an editor saving it) with
-    /// tests/gateway/`config`.
+    /// Rewrites the config file in place (as an editor saving it; through
+    /// a symlink, its target) with tests/gateway/`config`.
     pub fn rewrite_config(&self, config: &str) -> Res<()> {
         let text = std::fs::read_to_string(Path::new(HERE).join(config))?;
         std::fs::write(self.config_path(), text)?;
@@ -307,6 +319,22 @@ impl Gateway {
         }
     }
 
+    /// Polls a sessionless `initialize` POST at `path` until it answers
+    /// `status` (30 s at most).
+    pub async fn wait_initialize(&self, path: &str, status: u16) -> Res<()> {
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = post_initialize(&self.url(path)).await;
+            if matches!(got, Ok(s) if s == status) {
+                return Ok(());
+            }
+            if Instant::now() > end {
+                return Err(format!("{path} answered {got:?}, not {status}, for 30 s").into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub fn signal(&self, signal: &str) -> Res<()> {
         let status = std::process::Command::new("kill")
             .arg(format!("-{signal}"))
@@ -372,6 +400,11 @@ pub fn descendants(root: u32) -> Vec<u32> {
     }
     found.remove(0);
     found
+}
+
+/// The text of tests/gateway/`config`.
+pub fn config_text(config: &str) -> Res<String> {
+    Ok(std::fs::read_to_string(Path::new(HERE).join(config))?)
 }
 
 /// `kill -9` each of `pids`.

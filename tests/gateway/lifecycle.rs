@@ -197,8 +197,10 @@ async fn a_config_edit_adds_and_removes_servers_while_a_session_is_open() -> Res
     );
 
     gateway.rewrite_config("reload-after.toml")?;
-    wait_initialize(&gateway, "/servers/everything/mcp", 200).await?;
-    wait_initialize(&gateway, "/servers/lims/mcp", 404).await?;
+    gateway
+        .wait_initialize("/servers/everything/mcp", 200)
+        .await?;
+    gateway.wait_initialize("/servers/lims/mcp", 404).await?;
 
     // The open sessions' calls to the unchanged server keep working.
     let r = call(
@@ -320,23 +322,6 @@ async fn a_config_edit_adds_and_removes_servers_while_a_session_is_open() -> Res
         c.cancel().await?;
     }
     Ok(())
-}
-
-/// Polls a sessionless `initialize` POST at `path` until it answers `status`.
-async fn wait_initialize(gateway: &Gateway, path: &str, status: u16) -> Res<()> {
-    let end = Instant::now() + SOON;
-    loop {
-        let got = post_initialize(&gateway.url(path)).await;
-        if matches!(got, Ok(s) if s == status) {
-            return Ok(());
-        }
-        if Instant::now() > end {
-            return Err(
-                format!("{path} answered {got:?}, not {status}, 30 s after the edit").into(),
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
