@@ -115,7 +115,9 @@ async fn supervise_command(
         if let Some(child) = child {
             let started = Instant::now();
             let reason = run_instance(&relay, child, epoch, &shutdown).await;
-            if shutdown.is_cancelled() {
+            // The session ended (its client is gone): closing the upstream was
+            // warden's doing, not a crash to restart from.
+            if shutdown.is_cancelled() || relay.is_closed() {
                 return;
             }
             if started.elapsed() >= STABLE_AFTER {

@@ -135,7 +135,9 @@ pub(crate) async fn supervise(relay: Arc<Relay>, up: HttpUpstream, shutdown: Can
         epoch += 1;
         let started = Instant::now();
         let reason = run_instance(&relay, &up, epoch, &shutdown).await;
-        if shutdown.is_cancelled() {
+        // The session ended (its client is gone): closing the upstream was
+        // warden's doing, not a crash to restart from.
+        if shutdown.is_cancelled() || relay.is_closed() {
             return;
         }
         if started.elapsed() >= STABLE_AFTER {

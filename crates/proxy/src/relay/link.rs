@@ -42,6 +42,13 @@ impl Relay {
         let _ = rx.wait_for(|settled| *settled).await;
     }
 
+    /// Whether the client is gone (`client_gone` closed the link): an
+    /// upstream that ends now ended because warden closed it, and must not
+    /// be restarted for no one.
+    pub(crate) fn is_closed(&self) -> bool {
+        matches!(lock(&self.st).link, Link::Closed)
+    }
+
     /// A new upstream process is running; `recovering` while warden replays
     /// the client's initialize to it.
     pub(crate) fn link_started(&self, epoch: u64, tx: mpsc::Sender<String>, recovering: bool) {
