@@ -11,6 +11,7 @@
 //! tests/gateway/lifecycle.rs: health and readiness, an upstream killed
 //! mid-call, a closed session's upstreams, a config edit, SIGTERM.
 //! tests/gateway/reload.rs: SIGHUP and a ConfigMap-style symlink swap.
+//! tests/gateway/sessions.rs: concurrent calls, per-session limits.
 //! The configs and the policy are in tests/gateway/.
 
 mod common;
@@ -20,6 +21,8 @@ mod harness;
 mod lifecycle;
 #[path = "gateway/reload.rs"]
 mod reload;
+#[path = "gateway/sessions.rs"]
+mod sessions;
 
 use common::{assert_allowed, call, text};
 use harness::{DemoHttp, Gateway, Res, post_initialize};
