@@ -12,6 +12,7 @@
 //! mid-call, a closed session's upstreams, a config edit, SIGTERM.
 //! tests/gateway/reload.rs: SIGHUP and a ConfigMap-style symlink swap.
 //! tests/gateway/sessions.rs: concurrent calls, per-session limits.
+//! tests/gateway/unwell.rs: a silent and a broken server beside a healthy one.
 //! The configs and the policy are in tests/gateway/.
 
 mod common;
@@ -23,6 +24,8 @@ mod lifecycle;
 mod reload;
 #[path = "gateway/sessions.rs"]
 mod sessions;
+#[path = "gateway/unwell.rs"]
+mod unwell;
 
 use common::{assert_allowed, call, text};
 use harness::{DemoHttp, Gateway, Res, post_initialize};

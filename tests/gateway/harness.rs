@@ -131,7 +131,8 @@ impl Gateway {
     /// copy of tests/gateway/`config`; `vars` are set in warden's
     /// environment besides the ones every config uses (WARDEN_BIN,
     /// GATEWAY_PORT, GATEWAY_POLICIES, GATEWAY_NODE,
-    /// GATEWAY_SERVER_EVERYTHING). Returns once /healthz answers 200.
+    /// GATEWAY_SERVER_EVERYTHING, GATEWAY_SILENT_SERVER); a var given
+    /// here overrides those. Returns once /healthz answers 200.
     pub async fn start(config: &str, vars: &[(&str, &str)]) -> Res<Gateway> {
         let dir = tempfile::tempdir()?;
         std::fs::copy(Path::new(HERE).join(config), dir.path().join("warden.toml"))?;
@@ -155,7 +156,11 @@ impl Gateway {
             .env("GATEWAY_PORT", port.to_string())
             .env("GATEWAY_POLICIES", Path::new(HERE).join("policies"))
             .env("GATEWAY_NODE", &tools.node)
-            .env("GATEWAY_SERVER_EVERYTHING", &tools.server_everything);
+            .env("GATEWAY_SERVER_EVERYTHING", &tools.server_everything)
+            .env(
+                "GATEWAY_SILENT_SERVER",
+                Path::new(HERE).join("silent-server.mjs"),
+            );
         for (k, v) in vars {
             cmd.env(k, v);
         }
