@@ -13,6 +13,7 @@
 //! tests/gateway/reload.rs: SIGHUP and a ConfigMap-style symlink swap.
 //! tests/gateway/sessions.rs: concurrent calls, per-session limits.
 //! tests/gateway/unwell.rs: a silent and a broken server beside a healthy one.
+//! tests/gateway/origins.rs: the Origin and Host checks on /mcp and a route.
 //! The configs and the policy are in tests/gateway/.
 
 mod common;
@@ -20,6 +21,8 @@ mod common;
 mod harness;
 #[path = "gateway/lifecycle.rs"]
 mod lifecycle;
+#[path = "gateway/origins.rs"]
+mod origins;
 #[path = "gateway/reload.rs"]
 mod reload;
 #[path = "gateway/sessions.rs"]

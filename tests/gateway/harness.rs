@@ -424,15 +424,21 @@ pub fn kill9(pids: &[u32]) -> Res<()> {
 
 /// A JSON-RPC `initialize` POSTed to `url` without a session: its status.
 pub async fn post_initialize(url: &str) -> Res<u16> {
+    post_initialize_with(url, &[]).await
+}
+
+/// [`post_initialize`] with extra request headers.
+pub async fn post_initialize_with(url: &str, headers: &[(&str, &str)]) -> Res<u16> {
     let msg = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-11-25", "capabilities": {},
                    "clientInfo": {"name": "raw", "version": "1"}}});
-    let resp = http()?
+    let mut req = http()?
         .post(url)
         .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .body(msg.to_string())
-        .send()
-        .await?;
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.body(msg.to_string()).send().await?;
     Ok(resp.status().as_u16())
 }
