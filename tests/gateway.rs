@@ -14,8 +14,11 @@
 //! tests/gateway/sessions.rs: concurrent calls, per-session limits.
 //! tests/gateway/unwell.rs: a silent and a broken server beside a healthy one.
 //! tests/gateway/origins.rs: the Origin and Host checks on /mcp and a route.
+//! tests/gateway/auth.rs: bearer JWTs (`[auth]`) on /mcp and a route.
 //! The configs and the policy are in tests/gateway/.
 
+#[path = "gateway/auth.rs"]
+mod auth;
 mod common;
 #[path = "gateway/harness.rs"]
 mod harness;

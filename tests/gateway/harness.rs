@@ -258,11 +258,17 @@ impl Gateway {
 
     /// The rmcp client connected to `path` (e.g. `/mcp`).
     pub async fn rmcp(&self, path: &str) -> Res<Client> {
+        self.rmcp_as(path, None).await
+    }
+
+    /// The rmcp client connected to `path`, sending `token` as its bearer.
+    pub async fn rmcp_as(&self, path: &str, token: Option<&str>) -> Res<Client> {
         let http = reqwest::Client::builder().no_proxy().build()?;
-        let transport = StreamableHttpClientTransport::with_client(
-            http,
-            StreamableHttpClientTransportConfig::with_uri(self.url(path)),
-        );
+        let mut config = StreamableHttpClientTransportConfig::with_uri(self.url(path));
+        if let Some(token) = token {
+            config = config.auth_header(token);
+        }
+        let transport = StreamableHttpClientTransport::with_client(http, config);
         Ok(tokio::time::timeout(DEADLINE, ().serve(transport))
             .await
             .map_err(|_| format!("rmcp client: no initialize answer from {path}"))??)
