@@ -89,8 +89,13 @@ pub struct DemoHttp {
 
 impl DemoHttp {
     pub async fn start() -> Res<DemoHttp> {
+        DemoHttp::start_on("127.0.0.1:0").await
+    }
+
+    /// The demo server on `addr` (e.g. the port a killed one had).
+    pub async fn start_on(addr: &str) -> Res<DemoHttp> {
         let mut child = Command::new(WARDEN)
-            .args(["demo-server", "--listen", "127.0.0.1:0"])
+            .args(["demo-server", "--listen", addr])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -108,6 +113,14 @@ impl DemoHttp {
             .to_string();
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(DemoHttp { child, url })
+    }
+
+    /// `127.0.0.1:PORT` of its URL.
+    pub fn addr(&self) -> String {
+        self.url
+            .trim_start_matches("http://")
+            .trim_end_matches("/mcp")
+            .to_string()
     }
 
     pub async fn kill(&mut self) -> Res<()> {

@@ -20,6 +20,9 @@ async fn healthz_is_200_and_readyz_follows_the_required_servers() -> Res<()> {
     lims.kill().await?;
     gateway.wait_status("/readyz", 503, SOON).await?;
     assert_eq!(gateway.get("/healthz").await?.0, 200);
+    // It comes back on its port: ready again.
+    let _back = DemoHttp::start_on(&lims.addr()).await?;
+    gateway.wait_status("/readyz", 200, SOON).await?;
 
     // A required upstream that was never there.
     let dead = format!("http://127.0.0.1:{}/mcp", free_port()?);
@@ -148,6 +151,25 @@ async fn an_upstream_killed_mid_call_disturbs_no_other_call_and_a_stdio_one_rest
         let r = call(&client, &format!("{server}__echo_meta"), json!({"n": 3})).await?;
         assert_allowed(&r, &format!("{server} after lims died"));
     }
+    // A new lims on the same port (no memory of the old session): the
+    // open federated session reaches it again.
+    let _back = DemoHttp::start_on(&lims.addr()).await?;
+    let end = Instant::now() + SOON;
+    let back = loop {
+        match call(&client, "lims__get_sample", json!({"sample_id": "S-0002"})).await {
+            Ok(r) if r.is_error != Some(true) => break r,
+            other if Instant::now() > end => {
+                return Err(format!("lims never came back on its port: {other:?}").into());
+            }
+            _ => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    };
+    assert_eq!(
+        back.structured_content
+            .as_ref()
+            .and_then(|s| s.pointer("/sample/id").cloned()),
+        Some(json!("S-0002"))
+    );
     client.cancel().await?;
 
     let log = gateway.decisions();
