@@ -2,9 +2,7 @@
 //! without starting anything. First the file itself (every problem at once,
 //! from `warden_proxy::gateway::config`), then what `warden serve` loads
 //! before it starts: the policies compile, the bearer keys, the signing key
-//! and the TLS certificate and key load, and nothing is asked for that this
-//! warden cannot run yet (`gateway::unsupported_settings`). A stdio
-//! server's command that is
+//! and the TLS certificate and key load. A stdio server's command that is
 //! not found is a warning only: it may exist where and when warden runs.
 //!
 //! Exit codes: 0 valid (warnings allowed), 1 problems, 2 the file could not
@@ -82,16 +80,7 @@ pub(crate) fn run(args: CheckArgs) -> i32 {
         };
         errors.push(at_key(&cfg, key, &e));
     }
-    let mut failures = errors.len();
-    // What the file asks for that this warden does not run yet: serve
-    // refuses it, so check does too.
-    let unsupported = warden_proxy::gateway::unsupported_settings(&cfg);
-    if let Some(findings) = &unsupported {
-        failures += findings.problems.len();
-    }
-    if let Some(findings) = &unsupported {
-        eprint!("{}", render_report(findings));
-    }
+    let failures = errors.len();
     if !errors.is_empty() {
         let failures = errors.len();
         let title = format!(

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use warden_proxy::gateway::config::GatewayConfig;
-use warden_proxy::gateway::{GatewayEvent, GatewayRuntime, serve_gateway, unsupported_settings};
+use warden_proxy::gateway::{GatewayEvent, GatewayRuntime, serve_gateway};
 
 /// `warden serve` arguments.
 #[derive(Debug, Args)]
@@ -37,10 +37,6 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
             };
         }
     };
-    if let Some(findings) = unsupported_settings(&config) {
-        eprint!("{}", crate::lint::render_report(&findings));
-        return exit::FAILURE;
-    }
     let bundle = match runtime::load_policies(&config.policies) {
         Ok(b) => b,
         Err(code) => return code,

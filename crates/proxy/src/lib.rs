@@ -86,6 +86,7 @@ pub mod provenance_token;
 mod raw;
 mod relay;
 mod sessionless;
+mod shared_instance;
 #[doc(hidden)]
 pub mod testkit;
 pub mod tls;

@@ -52,7 +52,7 @@ pub(crate) async fn supervise(relay: Arc<Relay>, start: Start, shutdown: Cancell
 /// Starts the upstream command with piped stdin/stdout, in its working
 /// directory and with its extra environment variables; its stderr is
 /// warden's (so its logs reach wherever warden's go).
-fn spawn(cmd: &UpstreamCommand) -> Result<Child, ProxyError> {
+pub(crate) fn spawn(cmd: &UpstreamCommand) -> Result<Child, ProxyError> {
     let failed = |message: String| ProxyError::Spawn {
         program: cmd.program.to_string_lossy().into_owned(),
         message,

@@ -9,7 +9,9 @@
 //! are looked up per request in a map a reload changes, so adding or
 //! removing a server touches no session of another.
 
-use super::config::{GatewayConfig, ServerConfig};
+use super::config::{GatewayConfig, Instances, ServerConfig};
+use crate::config::Upstream;
+use crate::shared_instance::{SharedInstance, SharedRelayFactory};
 use super::readiness;
 use super::watch::{self, Trigger};
 use crate::bearer::Verifier;
@@ -83,7 +85,10 @@ pub type OnGatewayEvent = Arc<dyn Fn(GatewayEvent) + Send + Sync>;
 /// One server's route.
 struct Route {
     server: ServerConfig,
-    factory: Arc<RelayFactory>,
+    factory: Arc<dyn EndpointFactory>,
+    /// The one process of an `instances = "shared"` server, stopped when
+    /// the route is retired.
+    shared: Option<Arc<SharedInstance>>,
     service: Arc<McpService>,
     reaper: tokio::task::JoinHandle<()>,
     generation: u64,
@@ -109,14 +114,30 @@ impl Gateway {
         let mut cfg = lock(&self.config).proxy_config(server, self.rt.user.clone());
         cfg.provenance_signer = self.rt.signer.clone();
         cfg.bearer = self.rt.bearer.clone();
-        let factory = Arc::new(RelayFactory::new(
-            cfg.clone(),
-            Arc::clone(&self.rt.engine),
-            Arc::clone(&self.rt.log),
-        ));
+        let (factory, shared): (Arc<dyn EndpointFactory>, _) =
+            match (&server.instances, &server.upstream) {
+                (Instances::Shared, Upstream::Command(cmd)) => {
+                    let instance = SharedInstance::start(&cfg, cmd.clone());
+                    let factory = SharedRelayFactory::new(
+                        Arc::clone(&instance),
+                        cfg.clone(),
+                        Arc::clone(&self.rt.engine),
+                        Arc::clone(&self.rt.log),
+                    );
+                    (Arc::new(factory), Some(instance))
+                }
+                _ => {
+                    let factory = RelayFactory::new(
+                        cfg.clone(),
+                        Arc::clone(&self.rt.engine),
+                        Arc::clone(&self.rt.log),
+                    );
+                    (Arc::new(factory), None)
+                }
+            };
         let service = McpService::new(
             cfg,
-            Arc::clone(&factory) as Arc<dyn EndpointFactory>,
+            Arc::clone(&factory),
             self.loopback_bind,
             format!("/servers/{}/mcp", server.name),
         );
@@ -124,6 +145,7 @@ impl Gateway {
         Arc::new(Route {
             server: server.clone(),
             factory,
+            shared,
             service,
             reaper,
             generation,
@@ -143,7 +165,7 @@ impl Gateway {
             .filter_map(|name| routes.get(name))
             .map(|r| MemberDef {
                 name: r.server.name.clone(),
-                factory: Arc::clone(&r.factory) as Arc<dyn EndpointFactory>,
+                factory: Arc::clone(&r.factory),
                 generation: r.generation,
             })
             .collect()
@@ -178,9 +200,6 @@ impl Gateway {
             (self.on_event)(GatewayEvent::RestartNeeded {
                 keys: restart.clone(),
             });
-        }
-        if let Some(findings) = super::unsupported_settings(&new) {
-            return (self.on_event)(GatewayEvent::ConfigRejected(Arc::new(findings)));
         }
         let (mut added, mut removed, mut restarted) = (Vec::new(), Vec::new(), Vec::new());
         let mut retired = Vec::new();
@@ -228,6 +247,9 @@ impl Gateway {
         for r in retired {
             r.reaper.abort();
             r.service.close_all().await;
+            if let Some(shared) = &r.shared {
+                shared.stop();
+            }
         }
         (self.on_event)(GatewayEvent::ConfigApplied {
             added,
@@ -301,8 +323,7 @@ fn restart_needed(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str>
     keys
 }
 
-/// Serves the gateway on `listener` until `stop` completes, then drains
-/// (check [`super::unsupported_settings`] first):
+/// Serves the gateway on `listener` until `stop` completes, then drains:
 /// no new connections or sessions, requests in flight get up to
 /// `[limits].drain_timeout` to finish, then every session is closed (calls
 /// still in flight are cancelled upstream and their end logged).
@@ -437,6 +458,9 @@ pub async fn serve_gateway(
     }
     for r in gw.routes.read().unwrap_or_else(|p| p.into_inner()).values() {
         r.reaper.abort();
+        if let Some(shared) = &r.shared {
+            shared.stop();
+        }
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         while conns.join_next().await.is_some() {}
