@@ -10,16 +10,16 @@
 //! removing a server touches no session of another.
 
 use super::config::{GatewayConfig, Instances, ServerConfig};
-use crate::config::Upstream;
-use crate::shared_instance::{SharedInstance, SharedRelayFactory};
 use super::readiness;
 use super::watch::{self, Trigger};
 use crate::bearer::Verifier;
 use crate::config::ProxyError;
+use crate::config::Upstream;
 use crate::endpoint::{EndpointFactory, RelayFactory};
 use crate::federate::{DEFAULT_FAN_TIMEOUT, FederationFactory, MemberDef};
 use crate::http_server::McpService;
 use crate::provenance_token::Signer;
+use crate::shared_instance::{SharedInstance, SharedRelayFactory};
 use axum::extract::{Path as UrlPath, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
