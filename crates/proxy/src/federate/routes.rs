@@ -482,6 +482,9 @@ impl Federation {
             let _ = self.to_client.send(Outgoing { related, ..out }).await;
             return;
         }
+        if out.response && self.answer_by_envelope(&out).await {
+            return;
+        }
         let Ok(mut msg) = serde_json::from_str::<Value>(&out.text) else {
             // Relays write what they were sent; what even they could not
             // decode is an upstream answer serde_json refuses.
@@ -593,6 +596,41 @@ impl Federation {
             }
             Err(_) => tracing::debug!("server `{member}` sent no JSON-RPC message; dropped"),
         }
+    }
+
+    /// The common answer, a member's response to one routed request whose
+    /// result names no resource URI: only its id changes, so its text is
+    /// passed on with the client's id put in (`raw::Envelope::with_id`),
+    /// without decoding the result. `false` when the answer needs more
+    /// (a fan-out part, URIs to federate, not an envelope at all).
+    async fn answer_by_envelope(&self, out: &Outgoing) -> bool {
+        let Some(env) = raw::envelope(&out.text) else {
+            return false;
+        };
+        let Some(id) = env.id().filter(|_| env.is_response()) else {
+            return false;
+        };
+        let client_id = {
+            let mut st = lock(&self.st);
+            let key = id_key(&id);
+            let plain = match st.pending.get(&key) {
+                Some(Pending::One { method, .. }) => {
+                    !(URI_RESULTS.contains(&method.as_str()) && out.text.contains("\"uri\""))
+                }
+                _ => false,
+            };
+            if !plain {
+                return false;
+            }
+            let Some(Pending::One { client_id, .. }) = st.pending.remove(&key) else {
+                return false;
+            };
+            st.client_reqs.remove(&id_key(&client_id));
+            client_id
+        };
+        let text = env.with_id(&client_id);
+        self.send_client_text(text, Some(client_id), true).await;
+        true
     }
 
     /// Answers every request in flight to `member` with an error (it was
