@@ -69,8 +69,23 @@ impl Relay {
         if let Some(info) = lock(&self.st).tools.fresh_info(name) {
             return info;
         }
-        if let Err(e) = self.fetch_tools(ctx).await {
-            tracing::warn!("cannot read the upstream's tools/list for annotations: {e}");
+        // The whole read is bounded, not each page: an upstream that never
+        // answers tools/list (or pages forever) must not hold the call
+        // longer than the call itself may take. The call is then decided
+        // with what is known (an unknown tool has MCP's default hints).
+        let bound = match self.cfg.call_timeout {
+            d if d.is_zero() => self.cfg.internal_timeout,
+            d => d.min(self.cfg.internal_timeout),
+        };
+        match tokio::time::timeout(bound, self.fetch_tools(ctx)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!("cannot read the upstream's tools/list for annotations: {e}")
+            }
+            Err(_) => tracing::warn!(
+                "the upstream's tools/list did not answer within {} s; deciding without its annotations",
+                bound.as_secs_f64()
+            ),
         }
         lock(&self.st).tools.get(name)
     }
