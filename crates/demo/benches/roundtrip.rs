@@ -319,7 +319,13 @@ async fn main() -> Result<(), BoxError> {
     )?;
 
     let gateway = free_port();
-    let config = dir.join("warden.toml");
+    // The config in a directory of its own: `warden serve` watches the
+    // config file's directory, and the decision logs' writes (one or two
+    // per call) would wake that watch on every call, which is not what
+    // these rows measure (see docs/performance.md).
+    let config_dir = dir.join("gateway");
+    std::fs::create_dir_all(&config_dir)?;
+    let config = config_dir.join("warden.toml");
     let serve_log = dir.join("serve-decisions.jsonl");
     std::fs::write(
         &config,
