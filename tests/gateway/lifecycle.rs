@@ -520,5 +520,12 @@ async fn sigterm_cuts_a_call_that_outlasts_the_drain_deadline_and_still_exits() 
         line["upstream"].is_object() && line["upstream"]["ok"] != true,
         "the cut call's outcome: {line:#}"
     );
+    // And says why: its session ended (warden stopped), not that the client
+    // cancelled it.
+    let error = line["upstream"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("session ended"),
+        "the cut call's logged outcome: {line:#}"
+    );
     Ok(())
 }

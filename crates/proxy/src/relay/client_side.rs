@@ -338,6 +338,7 @@ impl Relay {
     /// The client disconnected: cancel its requests upstream, let governed
     /// calls log their end, and close the upstream link.
     pub(crate) async fn client_gone(&self) {
+        self.ending.store(true, std::sync::atomic::Ordering::SeqCst);
         let (reqs, mut tasks) = {
             let mut st = lock(&self.st);
             let reqs = st.pending.drain_clients();

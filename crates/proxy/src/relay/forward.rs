@@ -281,13 +281,23 @@ impl Relay {
         self.timeout_error(client_id.clone()).into()
     }
 
-    /// Phase 4, the client cancelled: so is the upstream's request, and the
-    /// outcome is logged (nothing is answered).
+    /// Phase 4, the client cancelled, or its session ended (the client
+    /// went away, the session was closed or timed out, warden is stopping):
+    /// so is the upstream's request, and the outcome is logged saying which
+    /// (nothing is answered).
     async fn cancelled(&self, sent: Sent, call: &CallContext, decided: &Decided, duration_ms: u64) {
+        let (reason, logged) = if self.ending.load(std::sync::atomic::Ordering::SeqCst) {
+            (
+                "the client's session ended",
+                "cancelled: the session ended before the upstream answered",
+            )
+        } else {
+            ("the client cancelled the call", "cancelled by the client")
+        };
         lock(&self.st).pending.remove_up(&sent.up_key);
         self.notify_up(jsonrpc::notification(
             "notifications/cancelled",
-            Some(json!({"requestId": sent.up_id, "reason": "the client cancelled the call"})),
+            Some(json!({"requestId": sent.up_id, "reason": reason})),
         ))
         .await;
         self.audit(
@@ -295,7 +305,7 @@ impl Relay {
             decided,
             Some(&UpstreamOutcome {
                 ok: false,
-                error: Some("cancelled by the client".into()),
+                error: Some(logged.into()),
                 duration_ms,
             }),
         );

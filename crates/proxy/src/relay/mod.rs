@@ -141,6 +141,10 @@ pub(crate) struct Relay {
     next_id: AtomicU64,
     /// Numbers relayed requests' timers.
     next_seq: AtomicU64,
+    /// Set by `client_gone` before it cancels the calls in flight, so their
+    /// log lines say the session ended rather than that the client
+    /// cancelled them (a drain, a DELETE, an idle session end alike).
+    ending: std::sync::atomic::AtomicBool,
     /// Becomes true once the first upstream instance is up or has failed,
     /// so the client is not read before there is a link to relay to.
     link_settled: tokio::sync::watch::Sender<bool>,
@@ -202,6 +206,7 @@ impl Relay {
             fetch_lock: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
             next_seq: AtomicU64::new(1),
+            ending: std::sync::atomic::AtomicBool::new(false),
             link_settled: tokio::sync::watch::Sender::new(false),
             hints: Hints::default(),
             named: tokio::sync::watch::Sender::new(0),
