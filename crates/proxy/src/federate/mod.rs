@@ -230,6 +230,10 @@ struct State {
     /// The client's initialize request, replayed to members added later.
     initialize: Option<Value>,
     initialized: bool,
+    /// When each `notifications/*/list_changed` last went to the client:
+    /// after a policy reload every member announces its change, and one
+    /// announcement makes the client list every server again.
+    announced: HashMap<String, std::time::Instant>,
 }
 
 impl State {

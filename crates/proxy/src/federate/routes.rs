@@ -45,6 +45,10 @@ pub(super) fn own_id() -> Value {
     Value::String(format!("warden-fed:{}", uuid::Uuid::new_v4().simple()))
 }
 
+/// How long after telling the client a list changed the same news from
+/// another member is not passed on: the client lists every server anyway.
+const LIST_CHANGED_QUIET: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The methods whose result may carry resource URIs to federate.
 const URI_RESULTS: [&str; 3] = ["resources/read", "tools/call", "prompts/get"];
 
@@ -577,6 +581,18 @@ impl Federation {
                         if let Some(params) = msg.get_mut("params") {
                             federate_uris(&self.namer, member, params);
                         }
+                    }
+                    m if m.ends_with("/list_changed") => {
+                        let now = std::time::Instant::now();
+                        let mut st = lock(&self.st);
+                        let recent = st
+                            .announced
+                            .get(m)
+                            .is_some_and(|at| now.duration_since(*at) < LIST_CHANGED_QUIET);
+                        if recent {
+                            return;
+                        }
+                        st.announced.insert(m.to_string(), now);
                     }
                     "notifications/message" => {
                         // Which server logged it.

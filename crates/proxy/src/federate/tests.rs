@@ -461,3 +461,30 @@ async fn ending_the_session_stops_every_members_link_even_once_it_is_dropped() {
         .await
         .expect("dropping the federation stopped its member's link");
 }
+
+#[tokio::test]
+async fn one_list_change_announced_by_every_member_reaches_the_client_once() {
+    let (a, ma) = fake("lims");
+    let (b, mb) = fake("genomics");
+    let mut s = session(vec![a, b], DEFAULT_FAN_TIMEOUT).await;
+    let changed = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+    // A policy reload: both members say so at once.
+    ma.say(changed.clone(), None).await;
+    mb.say(changed.clone(), None).await;
+    let (first, _) = s.next().await;
+    assert_eq!(first["method"], "notifications/tools/list_changed");
+    s.send(json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+        .await;
+    assert_eq!(
+        s.next().await.0["id"],
+        1,
+        "the second announcement was not passed on"
+    );
+    // Later news is news again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    mb.say(changed, None).await;
+    assert_eq!(
+        s.next().await.0["method"],
+        "notifications/tools/list_changed"
+    );
+}
