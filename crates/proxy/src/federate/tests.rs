@@ -473,6 +473,8 @@ async fn one_list_change_announced_by_every_member_reaches_the_client_once() {
     mb.say(changed.clone(), None).await;
     let (first, _) = s.next().await;
     assert_eq!(first["method"], "notifications/tools/list_changed");
+    // Both members' messages are handled by now (within the quiet time).
+    tokio::time::sleep(Duration::from_millis(50)).await;
     s.send(json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
         .await;
     assert_eq!(
