@@ -22,7 +22,9 @@
 //! - **Requests from the server to a client** (sampling, elicitation,
 //!   roots) cannot be routed: nothing in stdio says which session one is
 //!   for, so warden answers them with an error (`ping` it answers itself).
-//!   Other notifications (`list_changed`, log messages) go to every session.
+//!   `list_changed` goes to every session; other notifications (log
+//!   messages above all) name no session and could show one caller's work
+//!   to another, so they are not passed on.
 //! - **Restarts.** When the process exits, every session's requests in
 //!   flight fail (the relay's own `link_down`), it is restarted with the
 //!   relay's backoff, initialized again, and each session's relay replays
@@ -597,9 +599,22 @@ impl SharedInstance {
                             .map(|s| s.iter().copied().collect())
                             .unwrap_or_default()
                     }
-                    // About a request of the process's, which no session saw.
-                    "notifications/cancelled" => return,
-                    _ => lock(&self.st).sessions.keys().copied().collect(),
+                    // A list changed: news for everyone, and nobody's data.
+                    m if m.ends_with("/list_changed") => {
+                        lock(&self.st).sessions.keys().copied().collect()
+                    }
+                    // Anything else (a log message, a cancellation of a
+                    // request of the process's, an unknown notification)
+                    // names no session, and the sessions are many callers'
+                    // (other users'): passed to all of them it could show
+                    // one caller's work to another. Not passed on.
+                    _ => {
+                        tracing::debug!(
+                            "`{method}` from the shared upstream `{}` not passed on",
+                            self.name
+                        );
+                        return;
+                    }
                 };
                 let text = raw::rewrite(&text, &msg);
                 for session in targets {
