@@ -12,10 +12,9 @@ use crate::exit;
 use crate::lint::render_report;
 use clap::Args;
 use miette::Severity;
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use warden_proxy::Upstream;
 use warden_proxy::gateway::config::{GatewayConfig, Problem};
-use warden_proxy::{Upstream, UpstreamCommand};
 
 /// `warden check` arguments.
 #[derive(Debug, Args)]
@@ -141,7 +140,7 @@ fn warnings(cfg: &GatewayConfig) -> Vec<Problem> {
         let Upstream::Command(cmd) = &server.upstream else {
             continue;
         };
-        if find_program(cmd).is_none() {
+        if cmd.executable().is_none() {
             let shown = Path::new(&cmd.program).display().to_string();
             let help = if Path::new(&cmd.program).components().count() > 1 {
                 "a relative path in `command` is relative to the config file's directory"
@@ -205,36 +204,6 @@ fn warnings(cfg: &GatewayConfig) -> Vec<Problem> {
         );
     }
     out
-}
-
-/// Where the upstream's program would be found: a path (already resolved
-/// against the config file's directory) as is, a bare name on PATH.
-fn find_program(cmd: &UpstreamCommand) -> Option<PathBuf> {
-    let program = Path::new(&cmd.program);
-    if program.components().count() > 1 {
-        return is_executable(program).then(|| program.to_path_buf());
-    }
-    let path = cmd
-        .env
-        .iter()
-        .find(|(k, _)| k == OsStr::new("PATH"))
-        .map(|(_, v)| v.clone())
-        .or_else(|| std::env::var_os("PATH"))?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| is_executable(p))
-}
-
-#[cfg(unix)]
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    p.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-#[cfg(not(unix))]
-fn is_executable(p: &Path) -> bool {
-    p.is_file() || p.with_extension("exe").is_file()
 }
 
 /// Whether `listen` (HOST:PORT) binds loopback only.

@@ -54,6 +54,25 @@ impl UpstreamCommand {
         }
     }
 
+    /// Where the program would be found when started: a path with a
+    /// directory part as it is (relative to `cwd` when given), a bare name
+    /// on the `PATH` its `env` gives, else warden's; `None` when that is
+    /// no executable file. What `warden check` warns about and what
+    /// `/readyz` calls reachable for a stdio server.
+    pub fn executable(&self) -> Option<PathBuf> {
+        let path_var = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var_os("PATH"));
+        resolve_program(
+            Path::new(&self.program),
+            self.cwd.as_deref(),
+            path_var.as_deref(),
+        )
+    }
+
     /// The program's file stem, for messages and logs about an upstream
     /// that has not named itself. Never the server name a call is decided
     /// under (see [`ProxyConfig::server_name`]).
@@ -63,6 +82,38 @@ impl UpstreamCommand {
             .map(|s| s.to_string_lossy().into_owned())
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "upstream".to_string())
+    }
+}
+
+/// Where `program` would be found when started: a path with a directory
+/// part is taken as it is (relative to `cwd` when given), a bare name is
+/// looked up on `path_var`.
+pub(crate) fn resolve_program(
+    program: &Path,
+    cwd: Option<&Path>,
+    path_var: Option<&std::ffi::OsStr>,
+) -> Option<PathBuf> {
+    if program.components().count() > 1 {
+        let full = match cwd {
+            Some(dir) if program.is_relative() => dir.join(program),
+            _ => program.to_path_buf(),
+        };
+        return is_executable(&full).then_some(full);
+    }
+    std::env::split_paths(path_var?)
+        .map(|dir| dir.join(program))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        path.is_file()
     }
 }
 

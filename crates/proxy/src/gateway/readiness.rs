@@ -8,7 +8,7 @@
 //! orchestrator must not create upstream sessions.
 
 use crate::config::Upstream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// How long a TCP probe of an HTTP server may take.
@@ -44,13 +44,7 @@ pub(crate) async fn probe(upstream: &Upstream) -> Result<(), String> {
         }
         Upstream::Command(c) => {
             let program = Path::new(&c.program);
-            let path_var = c
-                .env
-                .iter()
-                .find(|(k, _)| k == "PATH")
-                .map(|(_, v)| v.clone())
-                .or_else(|| std::env::var_os("PATH"));
-            match resolve_command(program, c.cwd.as_deref(), path_var.as_deref()) {
+            match c.executable() {
                 Some(_) => Ok(()),
                 None => Err(format!(
                     "the command `{}` is not an executable file{}",
@@ -66,41 +60,10 @@ pub(crate) async fn probe(upstream: &Upstream) -> Result<(), String> {
     }
 }
 
-/// Where `program` would be found when started: a path with a directory
-/// part is taken as it is (relative to `cwd` when given), a bare name is
-/// looked up on `path_var`.
-pub(crate) fn resolve_command(
-    program: &Path,
-    cwd: Option<&Path>,
-    path_var: Option<&std::ffi::OsStr>,
-) -> Option<PathBuf> {
-    if program.components().count() > 1 {
-        let full = match cwd {
-            Some(dir) if program.is_relative() => dir.join(program),
-            _ => program.to_path_buf(),
-        };
-        return is_executable(&full).then_some(full);
-    }
-    std::env::split_paths(path_var?)
-        .map(|dir| dir.join(program))
-        .find(|p| is_executable(p))
-}
-
-fn is_executable(path: &Path) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    }
-    #[cfg(not(unix))]
-    {
-        path.is_file()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::resolve_program as resolve_command;
 
     #[test]
     fn bare_names_are_looked_up_on_path_and_paths_taken_as_given() {
