@@ -49,6 +49,24 @@ pub(super) fn own_id() -> Value {
 /// another member is not passed on: the client lists every server anyway.
 const LIST_CHANGED_QUIET: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// What a routed request names.
+#[derive(Debug, Clone, Copy)]
+enum Named {
+    Tool,
+    Prompt,
+    Resource,
+}
+
+impl Named {
+    fn what(self) -> &'static str {
+        match self {
+            Named::Tool => "tool",
+            Named::Prompt => "prompt",
+            Named::Resource => "resource",
+        }
+    }
+}
+
 /// The methods whose result may carry resource URIs to federate.
 const URI_RESULTS: [&str; 3] = ["resources/read", "tools/call", "prompts/get"];
 
@@ -193,54 +211,49 @@ impl Federation {
                     .await
             }
             "logging/setLevel" => self.fan_set_level(text, msg, id, caller).await,
-            "tools/call" | "prompts/get" => {
-                let name = msg
-                    .pointer("/params/name")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                let what = if method == "tools/call" {
-                    "tool"
-                } else {
-                    "prompt"
-                };
-                self.route_by_name(text, msg, id, &method, "/params/name", name, what, caller)
-                    .await;
+            "tools/call" => {
+                self.route_named(text, msg, id, &method, "/params/name", Named::Tool, caller)
+                    .await
+            }
+            "prompts/get" => {
+                self.route_named(
+                    text,
+                    msg,
+                    id,
+                    &method,
+                    "/params/name",
+                    Named::Prompt,
+                    caller,
+                )
+                .await
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-                let uri = msg
-                    .pointer("/params/uri")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                self.route_by_uri(text, msg, id, &method, "/params/uri", uri, caller)
-                    .await;
+                self.route_named(
+                    text,
+                    msg,
+                    id,
+                    &method,
+                    "/params/uri",
+                    Named::Resource,
+                    caller,
+                )
+                .await
             }
             "completion/complete" => {
-                let r = msg.pointer("/params/ref");
-                match r.and_then(|r| r.get("type")).and_then(Value::as_str) {
+                let kind = msg
+                    .pointer("/params/ref/type")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                match kind.as_deref() {
                     Some("ref/prompt") => {
-                        let name = r
-                            .and_then(|r| r.get("name"))
-                            .and_then(Value::as_str)
-                            .map(str::to_string);
-                        self.route_by_name(
-                            text,
-                            msg,
-                            id,
-                            &method,
-                            "/params/ref/name",
-                            name,
-                            "prompt",
-                            caller,
-                        )
-                        .await;
+                        let at = "/params/ref/name";
+                        self.route_named(text, msg, id, &method, at, Named::Prompt, caller)
+                            .await
                     }
                     Some("ref/resource") => {
-                        let uri = r
-                            .and_then(|r| r.get("uri"))
-                            .and_then(Value::as_str)
-                            .map(str::to_string);
-                        self.route_by_uri(text, msg, id, &method, "/params/ref/uri", uri, caller)
-                            .await;
+                        let at = "/params/ref/uri";
+                        self.route_named(text, msg, id, &method, at, Named::Resource, caller)
+                            .await
                     }
                     _ => {
                         let err = jsonrpc::error(
@@ -267,33 +280,48 @@ impl Federation {
         }
     }
 
+    /// Routes a request by what it names at `pointer` (a tool or prompt
+    /// name, a resource URI): to that server, with the server's own name
+    /// put back at `pointer`; answered by warden when it names no server.
     #[allow(clippy::too_many_arguments)]
-    async fn route_by_name(
+    async fn route_named(
         self: &Arc<Self>,
         text: String,
         mut msg: Value,
         id: Value,
         method: &str,
         pointer: &str,
-        name: Option<String>,
-        what: &str,
+        named: Named,
         caller: Option<Arc<Caller>>,
     ) {
-        let Some(name) = name else {
-            let err = jsonrpc::error(
-                id.clone(),
-                jsonrpc::INVALID_PARAMS,
-                format!("`{method}` needs a {what} name"),
-                None,
-            );
+        let what = named.what();
+        let Some(name) = msg
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
+            let message = match named {
+                Named::Resource => format!("`{method}` needs a resource `uri`"),
+                _ => format!("`{method}` needs a {what} name"),
+            };
+            let err = jsonrpc::error(id.clone(), jsonrpc::INVALID_PARAMS, message, None);
             return self.send_client(err, Some(id), true).await;
         };
-        let Some((server, own)) = self.namer.split_name(&name) else {
-            let message = format!(
-                "unknown {what} `{name}`: on warden's federated endpoint a {what} is named `<server>{}<{what}>`; servers: {}",
-                self.namer.separator(),
-                self.member_names().join(", ")
-            );
+        let split = match named {
+            Named::Resource => self.namer.split_uri(&name),
+            _ => self.namer.split_name(&name),
+        };
+        let Some((server, own)) = split else {
+            let servers = self.member_names().join(", ");
+            let message = match named {
+                Named::Resource => format!(
+                    "unknown resource `{name}`: on warden's federated endpoint a resource URI is `<server>+<uri>` as resources/list shows it; servers: {servers}"
+                ),
+                _ => format!(
+                    "unknown {what} `{name}`: on warden's federated endpoint a {what} is named `<server>{}<{what}>`; servers: {servers}",
+                    self.namer.separator()
+                ),
+            };
             let err = jsonrpc::error(id.clone(), jsonrpc::INVALID_PARAMS, message, None);
             return self.send_client(err, Some(id), true).await;
         };
@@ -302,42 +330,6 @@ impl Federation {
             *slot = Value::String(own);
         }
         self.route_one(text, msg, id, method, &server, what, &name, caller)
-            .await;
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn route_by_uri(
-        self: &Arc<Self>,
-        text: String,
-        mut msg: Value,
-        id: Value,
-        method: &str,
-        pointer: &str,
-        uri: Option<String>,
-        caller: Option<Arc<Caller>>,
-    ) {
-        let Some(uri) = uri else {
-            let err = jsonrpc::error(
-                id.clone(),
-                jsonrpc::INVALID_PARAMS,
-                format!("`{method}` needs a resource `uri`"),
-                None,
-            );
-            return self.send_client(err, Some(id), true).await;
-        };
-        let Some((server, own)) = self.namer.split_uri(&uri) else {
-            let message = format!(
-                "unknown resource `{uri}`: on warden's federated endpoint a resource URI is `<server>+<uri>` as resources/list shows it; servers: {}",
-                self.member_names().join(", ")
-            );
-            let err = jsonrpc::error(id.clone(), jsonrpc::INVALID_PARAMS, message, None);
-            return self.send_client(err, Some(id), true).await;
-        };
-        let (server, own) = (server.to_string(), own.to_string());
-        if let Some(slot) = msg.pointer_mut(pointer) {
-            *slot = Value::String(own);
-        }
-        self.route_one(text, msg, id, method, &server, "resource", &uri, caller)
             .await;
     }
 
