@@ -20,7 +20,6 @@ use crate::state::{
 };
 use arc_swap::ArcSwap;
 use cedar_policy::{AuthorizationError, Authorizer};
-use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,103 +28,7 @@ use warden_lang::ast::{Mode, RuleKind, Scope};
 use warden_lang::compile::{COUNTING_SUFFIX, DEFAULT_POLICY_ID};
 use warden_lang::{CompiledRule, CreatedArg};
 
-/// One rule behind a decision, with its message for the agent and person.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RuleHit {
-    pub rule: String,
-    pub kind: RuleKind,
-    pub message: String,
-    /// `file:line:col` of the rule.
-    pub source: String,
-}
-
-/// When retrying the same call can succeed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "when")]
-pub enum Retry {
-    /// The same call will be denied again.
-    Never,
-    /// A rate limit frees a slot after this long.
-    AfterSeconds { seconds: u64 },
-    /// A cap lifts once the streak ends: a forwarded call in the same scope
-    /// that the cap does not count (a call to a tool it does not limit).
-    AfterStreakEnds,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Denial {
-    /// The rules that denied; empty when no rule allowed the call.
-    pub rules: Vec<RuleHit>,
-    /// One sentence saying what was denied and why.
-    pub reason: String,
-    pub retry: Retry,
-    /// What the agent can do instead.
-    pub instead: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Confirmation {
-    /// The require-confirm rules that want the person's yes.
-    pub rules: Vec<RuleHit>,
-    /// The question to put to the person.
-    pub message: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "decision")]
-pub enum Outcome {
-    /// `rules` are the allow rules that matched (`#default` for `default allow`).
-    Allow {
-        rules: Vec<String>,
-    },
-    Deny(Denial),
-    Confirm(Confirmation),
-}
-
-/// What a shadow-mode rule would have done to this call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ShadowFinding {
-    pub rule: String,
-    pub kind: RuleKind,
-    /// `deny`, `confirm` or `allow`.
-    pub would: &'static str,
-    pub message: String,
-}
-
-/// A decision with everything the log and the transport need.
-#[derive(Debug, Clone, Serialize)]
-pub struct Decided {
-    pub id: String,
-    pub policy_version: String,
-    #[serde(flatten)]
-    pub outcome: Outcome,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub shadow: Vec<ShadowFinding>,
-    /// Time spent deciding.
-    #[serde(rename = "latency_us", serialize_with = "micros")]
-    pub latency: Duration,
-    /// The slots this allowed call holds until it is forwarded (committed
-    /// by [`Engine::record_forwarded`]) or every copy of the decision is
-    /// dropped (released).
-    #[serde(skip)]
-    pub(crate) hold: Option<Arc<HoldGuard>>,
-    /// The enforced rules other than `allow` (deny, require-confirm, caps,
-    /// rates) whose conditions held for the call, whatever the outcome:
-    /// the proxy's tools/list notes read it (a require-confirm rule whose
-    /// note must show although the probe was denied for want of an allow).
-    #[serde(skip)]
-    pub restricting: Vec<String>,
-}
-
-fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_micros() as u64)
-}
-
-impl Decided {
-    pub fn is_allow(&self) -> bool {
-        matches!(self.outcome, Outcome::Allow { .. })
-    }
-}
+pub use crate::decided::{Confirmation, Decided, Denial, Outcome, Retry, RuleHit, ShadowFinding};
 
 /// Engine settings.
 #[derive(Debug, Clone)]
