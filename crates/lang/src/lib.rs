@@ -26,6 +26,7 @@ pub mod ast;
 pub mod cedar;
 pub mod check;
 pub mod compile;
+pub mod compiled;
 pub mod diagnostic;
 pub mod fmt;
 pub mod glob;

@@ -1,0 +1,228 @@
+//! What the compiler hands the engine: [`CompiledPolicySet`] (the Cedar
+//! policy sets, the generated schema, the rules with their spans, reasons
+//! and limits, the arguments rules read and the `records` declarations)
+//! and the types it is made of. Built only by `compile`; read through its
+//! accessors.
+
+use crate::ast::*;
+use crate::source::Span;
+use crate::template::Template;
+use cedar_policy::{PolicySet, Schema};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The JSON types an argument may be read as; each has its own record in
+/// `context.args` so that one argument can be compared as a string by one
+/// rule and as a number by another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArgType {
+    /// `context.args.str`, Cedar `String`.
+    Str,
+    /// `context.args.num`, Cedar `decimal`: every JSON number with at most 4
+    /// decimal places inside decimal's range; others count as unknown.
+    Num,
+    /// `context.args.bool`, Cedar `Bool`.
+    Bool,
+    /// `context.args.path` (the normal form, [`crate::paths`]) and
+    /// `context.args.ipath` (that form case-folded), Cedar `String`: a
+    /// string that normalises; others count as unknown.
+    Path,
+}
+
+impl ArgType {
+    pub fn record(self) -> &'static str {
+        match self {
+            ArgType::Str => "str",
+            ArgType::Num => "num",
+            ArgType::Bool => "bool",
+            ArgType::Path => "path",
+        }
+    }
+    /// The record of case-folded paths, beside [`ArgType::Path`]'s.
+    pub const FOLDED_PATH_RECORD: &'static str = "ipath";
+    pub(crate) fn cedar_type(self) -> &'static str {
+        match self {
+            ArgType::Str | ArgType::Path => "String",
+            ArgType::Num => "decimal",
+            ArgType::Bool => "Bool",
+        }
+    }
+}
+
+/// A rule's limit, in the units the engine counts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CompiledLimit {
+    pub max: u64,
+    /// Rate window in seconds; `None` for a cap (a streak has no window).
+    pub window_secs: Option<u64>,
+    pub scope: Scope,
+}
+
+/// Everything the engine needs to know about one rule besides its Cedar.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CompiledRule {
+    pub id: String,
+    pub kind: RuleKind,
+    pub mode: Mode,
+    /// `file:line:col` of the rule name.
+    pub location: String,
+    #[serde(skip)]
+    pub span: Span,
+    pub reason: Option<Template>,
+    pub reason_source: Option<String>,
+    pub limit: Option<CompiledLimit>,
+    /// `None` means any server.
+    pub servers: Option<Vec<String>>,
+    /// `None` means any tool.
+    pub tools: Option<Vec<String>>,
+    /// The emitted Cedar text of the rule's policy.
+    pub cedar: String,
+    /// For caps and rates: the Cedar of the policy that says whether a call
+    /// counts towards the limit.
+    pub counting_cedar: Option<String>,
+    /// The rule's policy without its `server` and `tool` matchers (same id,
+    /// effect and annotations). Equivalent to [`CompiledRule::cedar`] for
+    /// every call whose server and tool the rule's patterns match, which is
+    /// exactly the calls whose slice holds the rule; the engine evaluates
+    /// slices with these smaller policies.
+    #[serde(skip)]
+    pub core_cedar: String,
+    /// [`CompiledRule::counting_cedar`] without the matchers, likewise.
+    #[serde(skip)]
+    pub core_counting_cedar: Option<String>,
+    /// The arguments this rule reads (a subset of the set's `arg_fields`).
+    pub arg_fields: BTreeMap<String, BTreeSet<ArgType>>,
+    /// The arguments this rule asks `created by agent` about, each with
+    /// its record kind: the engine looks their values up in the record
+    /// store under (server, kind, id) and lists in `context.agent_created`
+    /// the [`CreatedArg::key`] of those that are agent-created ids.
+    pub created_args: BTreeSet<CreatedArg>,
+}
+
+/// One `created by agent` question: is the argument at `pointer` the id of
+/// a record of `kind` that a call on the agent path created?
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct CreatedArg {
+    /// The record kind, resolved from `as KIND` or inferred.
+    pub kind: String,
+    /// The argument's RFC 6901 pointer, e.g. `/sample_id`.
+    pub pointer: String,
+}
+
+impl CreatedArg {
+    /// The element of `context.agent_created` meaning "yes": `kind:pointer`
+    /// (a kind name holds no `:`, so the pair reads back unambiguously).
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.kind, self.pointer)
+    }
+}
+
+/// A `records` declaration: which tools create records of a kind and where
+/// the new record's id is in their result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CompiledRecords {
+    /// The record kind, e.g. `sample`.
+    pub kind: String,
+    /// `file:line:col` of the kind's name.
+    pub location: String,
+    /// `None` means any server.
+    pub servers: Option<Vec<String>>,
+    /// (tool name or glob, RFC 6901 pointer into `structuredContent`).
+    pub creators: Vec<(String, String)>,
+}
+
+impl CompiledRecords {
+    /// Whether this declaration keeps records of `server`.
+    pub fn covers_server(&self, server: &str) -> bool {
+        self.servers
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|p| crate::glob::glob_matches(p, server)))
+    }
+
+    /// The pointer to the id in the result of `tool` on `server`, if this
+    /// declaration says that tool creates records.
+    pub fn id_pointer(&self, server: &str, tool: &str) -> Option<&str> {
+        if !self.covers_server(server) {
+            return None;
+        }
+        self.creators
+            .iter()
+            .find(|(t, _)| crate::glob::glob_matches(t, tool))
+            .map(|(_, p)| p.as_str())
+    }
+}
+
+/// A compiled, validated policy set.
+#[derive(Debug, Clone)]
+pub struct CompiledPolicySet {
+    pub(crate) default: Effect,
+    pub(crate) rules: Vec<CompiledRule>,
+    pub(crate) schema: Schema,
+    pub(crate) schema_text: String,
+    pub(crate) enforced: PolicySet,
+    pub(crate) shadow: PolicySet,
+    pub(crate) counting: PolicySet,
+    pub(crate) arg_fields: BTreeMap<String, BTreeSet<ArgType>>,
+    pub(crate) records: Vec<CompiledRecords>,
+}
+
+impl CompiledPolicySet {
+    /// The `records` declarations, in source order.
+    pub fn records(&self) -> &[CompiledRecords] {
+        &self.records
+    }
+    pub fn default_effect(&self) -> Effect {
+        self.default
+    }
+    pub fn rules(&self) -> &[CompiledRule] {
+        &self.rules
+    }
+    pub fn rule(&self, id: &str) -> Option<&CompiledRule> {
+        self.rules.iter().find(|r| r.id == id)
+    }
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+    /// The schema in Cedar's human-readable schema syntax.
+    pub fn schema_text(&self) -> &str {
+        &self.schema_text
+    }
+    /// The policies that decide: enforced rules plus the default.
+    pub fn enforced_policies(&self) -> &PolicySet {
+        &self.enforced
+    }
+    /// Shadow-mode rules: evaluated and logged, never enforced.
+    pub fn shadow_policies(&self) -> &PolicySet {
+        &self.shadow
+    }
+    /// One permit per cap or rate rule (id `<rule>/match`), satisfied when a
+    /// call counts towards that rule's limit.
+    pub fn counting_policies(&self) -> &PolicySet {
+        &self.counting
+    }
+    /// Every argument a rule reads, by JSON pointer, with the types it is
+    /// read as. The engine fills `context.args` from exactly these.
+    pub fn arg_fields(&self) -> &BTreeMap<String, BTreeSet<ArgType>> {
+        &self.arg_fields
+    }
+    /// The whole set as Cedar text, as `warden compile` prints it.
+    pub fn cedar_text(&self) -> String {
+        let mut out = String::new();
+        if self.default == Effect::Allow {
+            out.push_str(&crate::compile::default_allow_policy().to_cedar());
+            out.push_str("\n\n");
+        }
+        for r in &self.rules {
+            out.push_str(&r.cedar);
+            out.push_str("\n\n");
+            if let Some(c) = &r.counting_cedar {
+                out.push_str(c);
+                out.push_str("\n\n");
+            }
+        }
+        let trimmed = out.trim_end().len();
+        out.truncate(trimmed);
+        out.push('\n');
+        out
+    }
+}
