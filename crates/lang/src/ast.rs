@@ -118,15 +118,18 @@ pub enum RuleKind {
     RequireConfirm,
     CapConsecutive,
     RateLimit,
+    /// Sums a numeric argument of matching calls over a window.
+    Budget,
 }
 
 impl RuleKind {
-    pub const ALL: [RuleKind; 5] = [
+    pub const ALL: [RuleKind; 6] = [
         RuleKind::Allow,
         RuleKind::Deny,
         RuleKind::RequireConfirm,
         RuleKind::CapConsecutive,
         RuleKind::RateLimit,
+        RuleKind::Budget,
     ];
 
     pub fn keyword(self) -> &'static str {
@@ -136,7 +139,17 @@ impl RuleKind {
             RuleKind::RequireConfirm => "require-confirm",
             RuleKind::CapConsecutive => "cap-consecutive",
             RuleKind::RateLimit => "rate-limit",
+            RuleKind::Budget => "budget",
         }
+    }
+
+    /// Rules whose decision reads state the engine keeps (a counter or a
+    /// sum), and that have a counting policy.
+    pub fn is_limit(self) -> bool {
+        matches!(
+            self,
+            RuleKind::CapConsecutive | RuleKind::RateLimit | RuleKind::Budget
+        )
     }
 
     /// Rules that restrict (compile to a Cedar `forbid`).
@@ -178,6 +191,8 @@ pub enum Clause {
     Mode(Spanned<Mode>),
     /// `max 3 per session` or `max 10 per 1h per user`
     Limit(Limit),
+    /// `sum args.estimated_cost`: what a budget adds up.
+    Sum(ArgPath),
 }
 
 impl Clause {
@@ -188,6 +203,7 @@ impl Clause {
             Clause::Reason(s) => s.span,
             Clause::Mode(m) => m.span,
             Clause::Limit(l) => l.span,
+            Clause::Sum(p) => p.span,
         }
     }
 
@@ -199,6 +215,7 @@ impl Clause {
             Clause::Reason(_) => "reason",
             Clause::Mode(_) => "mode",
             Clause::Limit(_) => "max",
+            Clause::Sum(_) => "sum",
         }
     }
 }
@@ -221,11 +238,29 @@ pub struct PatternList {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limit {
-    pub max: Spanned<u64>,
-    /// Only for rate-limit: the length of the window.
+    /// The number as written: a count of calls for caps and rates (the
+    /// checker wants a whole number), an amount for budgets.
+    pub max: Spanned<String>,
+    /// For rate-limit and budget: the length of the window.
     pub window: Option<Spanned<Duration>>,
-    pub scope: Spanned<Scope>,
+    /// `per user per tool`: one or more scopes, in the order written.
+    pub scopes: Vec<Spanned<Scope>>,
     pub span: Span,
+}
+
+impl Limit {
+    /// The scopes as a set (a duplicate is the checker's to report).
+    pub fn scope_set(&self) -> ScopeSet {
+        self.scopes.iter().map(|s| s.node).collect()
+    }
+    /// `max` as a whole count, if it is one.
+    pub fn whole_max(&self) -> Option<u64> {
+        if self.max.node.bytes().all(|b| b.is_ascii_digit()) {
+            self.max.node.parse().ok()
+        } else {
+            None
+        }
+    }
 }
 
 /// A window length as written, e.g. `1h`.
@@ -275,22 +310,143 @@ impl DurationUnit {
     }
 }
 
-/// Whose calls a cap or rate limit counts together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+/// One dimension a cap, rate limit or budget counts separately by.
+///
+/// `session`, `user` and `agent` say *whose* calls are counted together
+/// (the *row* a streak is measured in); `model` and `tool` say which of
+/// those calls count as the same (a call with another tool or model is
+/// another counter, and ends a streak of the one before).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     Session,
     User,
     Agent,
+    Model,
+    Tool,
 }
 
 impl Scope {
+    /// Every scope, in the canonical order compound scopes print in.
+    pub const ALL: [Scope; 5] = [
+        Scope::Session,
+        Scope::User,
+        Scope::Agent,
+        Scope::Model,
+        Scope::Tool,
+    ];
+
     pub fn keyword(self) -> &'static str {
         match self {
             Scope::Session => "session",
             Scope::User => "user",
             Scope::Agent => "agent",
+            Scope::Model => "model",
+            Scope::Tool => "tool",
         }
+    }
+
+    /// Whether this scope says whose calls are counted together (the
+    /// row of a streak) rather than which calls count as the same.
+    pub fn is_row(self) -> bool {
+        matches!(self, Scope::Session | Scope::User | Scope::Agent)
+    }
+
+    /// Whether the value comes from what the client declares (agent and
+    /// model names), unless a bearer token verified it.
+    pub fn is_client_declared(self) -> bool {
+        matches!(self, Scope::Agent | Scope::Model)
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// The scopes of one limit (`per user per tool`): a set, so `per tool per
+/// user` is the same limit, always printed in [`Scope::ALL`] order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ScopeSet(u8);
+
+impl ScopeSet {
+    pub fn single(scope: Scope) -> ScopeSet {
+        ScopeSet(scope.bit())
+    }
+
+    pub fn contains(self, scope: Scope) -> bool {
+        self.0 & scope.bit() != 0
+    }
+
+    /// Adds `scope`; false if it was already there.
+    pub fn insert(&mut self, scope: Scope) -> bool {
+        let had = self.contains(scope);
+        self.0 |= scope.bit();
+        !had
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The scopes, in canonical order.
+    pub fn iter(self) -> impl Iterator<Item = Scope> {
+        Scope::ALL
+            .into_iter()
+            .filter(move |s| self.contains(s.to_owned()))
+    }
+
+    /// The part that says whose calls are counted together.
+    pub fn row(self) -> ScopeSet {
+        self.iter().filter(|s| s.is_row()).collect()
+    }
+
+    /// The part that says which calls count as the same.
+    pub fn split_by(self) -> ScopeSet {
+        self.iter().filter(|s| !s.is_row()).collect()
+    }
+
+    /// `user+tool`: the stable text state stores and annotations use.
+    pub fn key(self) -> String {
+        self.iter()
+            .map(Scope::keyword)
+            .collect::<Vec<_>>()
+            .join("+")
+    }
+
+    /// `per user per tool`, as the language writes it.
+    pub fn phrase(self) -> String {
+        self.iter()
+            .map(|s| format!("per {}", s.keyword()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+impl FromIterator<Scope> for ScopeSet {
+    fn from_iter<I: IntoIterator<Item = Scope>>(iter: I) -> Self {
+        let mut set = ScopeSet::default();
+        for s in iter {
+            set.insert(s);
+        }
+        set
+    }
+}
+
+impl From<Scope> for ScopeSet {
+    fn from(scope: Scope) -> Self {
+        ScopeSet::single(scope)
+    }
+}
+
+impl serde::Serialize for ScopeSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl fmt::Display for ScopeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.key())
     }
 }
 
@@ -342,6 +498,128 @@ pub enum Atom {
     /// `args.path under "/restricted"`: the argument, normalised as an
     /// absolute path ([`crate::paths`]), is the prefix or inside it.
     Under(ArgPath, Spanned<String>),
+    /// `during weekdays 08:00-18:00 "Europe/Berlin"`: the call's time, in
+    /// that zone, is inside the window.
+    During(During),
+    /// `any args.ids created by agent`, `all args.paths under "/tmp"`: the
+    /// inner test (whose argument path names the list) holds for some or
+    /// for every element of the list.
+    Each(Spanned<Quantifier>, Box<Atom>),
+    /// `args.sql matches "*drop table*" ignoring case`: the inner
+    /// comparison (`==`, `!=`, `in` or `matches` with strings) with both
+    /// sides case-folded.
+    IgnoringCase(Box<Atom>),
+}
+
+/// `any` or `all` in front of a list argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Quantifier {
+    Any,
+    All,
+}
+
+impl Quantifier {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Quantifier::Any => "any",
+            Quantifier::All => "all",
+        }
+    }
+}
+
+/// `during weekdays 08:00-18:00 "Europe/Berlin"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct During {
+    /// Which days; `None` means every day.
+    pub days: Option<Spanned<Days>>,
+    /// From (inclusive) and until (exclusive), as minutes since midnight
+    /// (`24:00` is 1440); `None` means the whole day. A window whose end
+    /// is not after its start runs past midnight into the next day.
+    pub hours: Option<Spanned<(u16, u16)>>,
+    /// An IANA time zone name, checked against the zone database.
+    pub zone: Spanned<String>,
+    pub span: Span,
+}
+
+/// The days of a `during` window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Days {
+    /// `weekdays`: Monday to Friday.
+    Weekdays,
+    /// `weekends`: Saturday and Sunday.
+    Weekends,
+    /// `mon-fri`, `sat,sun`, `mon,wed-fri`: as written, each a day or an
+    /// inclusive range (`fri-mon` wraps over the weekend).
+    List(Vec<DayRange>),
+}
+
+impl Days {
+    /// The days as ISO weekday numbers (Monday 1 … Sunday 7), sorted.
+    pub fn iso_days(&self) -> Vec<u8> {
+        let mut out: Vec<u8> = match self {
+            Days::Weekdays => (1..=5).collect(),
+            Days::Weekends => vec![6, 7],
+            Days::List(ranges) => ranges
+                .iter()
+                .flat_map(|r| {
+                    let (a, b) = (r.from.iso(), r.to.iso());
+                    let n = if b >= a { b - a } else { b + 7 - a };
+                    (0..=n).map(move |i| (a - 1 + i) % 7 + 1)
+                })
+                .collect(),
+        };
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// `mon` or `mon-fri`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayRange {
+    pub from: Weekday,
+    pub to: Weekday,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Weekday {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+impl Weekday {
+    pub const ALL: [Weekday; 7] = [
+        Weekday::Mon,
+        Weekday::Tue,
+        Weekday::Wed,
+        Weekday::Thu,
+        Weekday::Fri,
+        Weekday::Sat,
+        Weekday::Sun,
+    ];
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Weekday::Mon => "mon",
+            Weekday::Tue => "tue",
+            Weekday::Wed => "wed",
+            Weekday::Thu => "thu",
+            Weekday::Fri => "fri",
+            Weekday::Sat => "sat",
+            Weekday::Sun => "sun",
+        }
+    }
+    /// ISO number: Monday 1 … Sunday 7.
+    pub fn iso(self) -> u8 {
+        self as u8 + 1
+    }
+    pub fn from_keyword(s: &str) -> Option<Weekday> {
+        Weekday::ALL.into_iter().find(|d| d.keyword() == s)
+    }
 }
 
 /// The identity attributes `verified` can ask about.
@@ -404,6 +682,11 @@ impl ToolFlag {
 pub enum Subject {
     Arg(ArgPath),
     Identity(Spanned<IdentityField>),
+    /// `length of args.x`: characters of a string, elements of a list.
+    Length(ArgPath, Span),
+    /// `size of args.x`: bytes of the argument (a string's UTF-8, any
+    /// other value's JSON text).
+    Size(ArgPath, Span),
 }
 
 impl Subject {
@@ -411,6 +694,14 @@ impl Subject {
         match self {
             Subject::Arg(p) => p.span,
             Subject::Identity(i) => i.span,
+            Subject::Length(_, s) | Subject::Size(_, s) => *s,
+        }
+    }
+    /// The argument the subject reads, if any.
+    pub fn arg(&self) -> Option<&ArgPath> {
+        match self {
+            Subject::Arg(p) | Subject::Length(p, _) | Subject::Size(p, _) => Some(p),
+            Subject::Identity(_) => None,
         }
     }
 }
@@ -493,6 +784,8 @@ pub enum Value {
     /// meaningful to Cedar's `decimal`; the checker enforces that).
     Decimal(String),
     Bool(bool),
+    /// `100 KB`: a number of bytes with its unit, as written.
+    Size(ByteSize),
 }
 
 impl Value {
@@ -501,6 +794,69 @@ impl Value {
             Value::String(_) => "string",
             Value::Int(_) | Value::Decimal(_) => "number",
             Value::Bool(_) => "boolean",
+            Value::Size(_) => "size",
         }
+    }
+}
+
+/// `100 KB`: an amount and a unit (`B`, `KB` = 1000 B, `KiB` = 1024 B, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize {
+    pub amount: u64,
+    pub unit: SizeUnit,
+}
+
+impl ByteSize {
+    /// Bytes, saturating (the checker refuses what does not fit).
+    pub fn bytes(self) -> u64 {
+        self.amount.saturating_mul(self.unit.bytes())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SizeUnit {
+    B,
+    Kb,
+    Mb,
+    Gb,
+    Kib,
+    Mib,
+    Gib,
+}
+
+impl SizeUnit {
+    pub const ALL: [SizeUnit; 7] = [
+        SizeUnit::B,
+        SizeUnit::Kb,
+        SizeUnit::Mb,
+        SizeUnit::Gb,
+        SizeUnit::Kib,
+        SizeUnit::Mib,
+        SizeUnit::Gib,
+    ];
+    pub fn keyword(self) -> &'static str {
+        match self {
+            SizeUnit::B => "B",
+            SizeUnit::Kb => "KB",
+            SizeUnit::Mb => "MB",
+            SizeUnit::Gb => "GB",
+            SizeUnit::Kib => "KiB",
+            SizeUnit::Mib => "MiB",
+            SizeUnit::Gib => "GiB",
+        }
+    }
+    pub fn bytes(self) -> u64 {
+        match self {
+            SizeUnit::B => 1,
+            SizeUnit::Kb => 1000,
+            SizeUnit::Mb => 1_000_000,
+            SizeUnit::Gb => 1_000_000_000,
+            SizeUnit::Kib => 1024,
+            SizeUnit::Mib => 1024 * 1024,
+            SizeUnit::Gib => 1024 * 1024 * 1024,
+        }
+    }
+    pub fn from_keyword(s: &str) -> Option<SizeUnit> {
+        SizeUnit::ALL.into_iter().find(|u| u.keyword() == s)
     }
 }

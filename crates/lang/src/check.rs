@@ -12,6 +12,10 @@ use crate::source::{Sources, Span};
 use crate::template::parse_template;
 use std::collections::HashMap;
 
+mod elements;
+mod limits;
+mod time;
+
 /// Longest accepted rate window: a year and a day.
 pub const MAX_WINDOW_SECS: u64 = 366 * 86_400;
 
@@ -25,6 +29,7 @@ pub struct RuleParts<'a> {
     pub reason: Option<&'a Spanned<String>>,
     pub mode: Option<&'a Spanned<Mode>>,
     pub limit: Option<&'a Limit>,
+    pub sum: Option<&'a ArgPath>,
 }
 
 impl<'a> RuleParts<'a> {
@@ -50,6 +55,7 @@ impl<'a> RuleParts<'a> {
                 Clause::Reason(r) => parts.reason = Some(r),
                 Clause::Mode(m) => parts.mode = Some(m),
                 Clause::Limit(l) => parts.limit = Some(l),
+                Clause::Sum(p) => parts.sum = Some(p),
             }
         }
         parts
@@ -277,16 +283,6 @@ pub fn json_pointer_problem(pointer: &str) -> Option<&'static str> {
     None
 }
 
-/// Whether `expr` holds only when `verified agent` does: it is that test,
-/// or a part of a top-level `and` is.
-fn requires_verified_agent(expr: &Expr) -> bool {
-    match expr {
-        Expr::Atom(Atom::Verified(VerifiedField::Agent), _) => true,
-        Expr::And(parts, _) => parts.iter().any(requires_verified_agent),
-        _ => false,
-    }
-}
-
 /// A `created by agent` condition: its span and the kind it names, if any.
 type CreatedUse<'a> = (Span, Option<&'a Spanned<String>>);
 
@@ -317,53 +313,7 @@ fn covers(deny: &RuleParts<'_>, later: &RuleParts<'_>) -> bool {
 
 fn check_rule(rule: &Rule, parts: &RuleParts<'_>, sources: &Sources, diags: &mut Vec<Diagnostic>) {
     let kind = rule.kind.node;
-    match (kind, parts.limit) {
-        (RuleKind::CapConsecutive | RuleKind::RateLimit, None) => diags.push(lints::missing_limit(
-            rule.kind.span.to(rule.name.span),
-            kind.keyword(),
-        )),
-        (RuleKind::CapConsecutive | RuleKind::RateLimit, Some(limit)) => {
-            if i64::try_from(limit.max.node).is_err() {
-                diags.push(lints::number_out_of_range(
-                    limit.max.span,
-                    &limit.max.node.to_string(),
-                ));
-            }
-            if limit.max.node == 0 {
-                let what = if kind == RuleKind::RateLimit {
-                    "rate limit"
-                } else {
-                    "cap"
-                };
-                diags.push(lints::zero_limit(limit.max.span, what));
-            }
-            // The agent's name is the client's word unless a bearer token
-            // names it: a `per agent` count on it is reset by reconnecting
-            // under another name (finding 13).
-            if limit.scope.node == Scope::Agent && !parts.when.is_some_and(requires_verified_agent)
-            {
-                let what = if kind == RuleKind::RateLimit {
-                    "rate limit"
-                } else {
-                    "cap"
-                };
-                diags.push(lints::unverified_agent_limit(limit.scope.span, what));
-            }
-            match (kind, limit.window.as_ref()) {
-                (RuleKind::CapConsecutive, Some(w)) => diags.push(lints::window_on_cap(w.span)),
-                (RuleKind::RateLimit, None) => diags.push(lints::missing_window(limit.span)),
-                (RuleKind::RateLimit, Some(w)) => {
-                    let secs = w.node.as_secs();
-                    if secs == 0 || secs > MAX_WINDOW_SECS {
-                        diags.push(lints::invalid_window(w.span, &w.node.to_string()));
-                    }
-                }
-                _ => {}
-            }
-        }
-        (_, Some(limit)) => diags.push(lints::unexpected_limit(limit.span, kind.keyword())),
-        (_, None) => {}
-    }
+    limits::check_limit(rule, parts, diags);
 
     if let Some(tools) = parts.tool {
         for p in &tools.patterns {
@@ -387,6 +337,10 @@ fn check_rule(rule: &Rule, parts: &RuleParts<'_>, sources: &Sources, diags: &mut
                 TemplatePart::Placeholder(Placeholder::Limit) => ("limit", parts.limit.is_some()),
                 TemplatePart::Placeholder(Placeholder::Window) => {
                     ("window", parts.limit.is_some_and(|l| l.window.is_some()))
+                }
+                TemplatePart::Placeholder(Placeholder::Used) => ("used", kind == RuleKind::Budget),
+                TemplatePart::Placeholder(Placeholder::Remaining) => {
+                    ("remaining", kind == RuleKind::Budget)
                 }
                 _ => continue,
             };
@@ -462,7 +416,13 @@ fn check_expr(expr: &Expr, diags: &mut Vec<Diagnostic>) {
                             ));
                         }
                     }
+                    Subject::Length(..) | Subject::Size(..) => {
+                        elements::check_measure(subject, op, lit, diags)
+                    }
                     Subject::Arg(_) => {
+                        if let Value::Size(_) = lit.value {
+                            diags.push(lints::size_on_value(lit.span));
+                        }
                         if op.node.is_ordering()
                             && !matches!(lit.value, Value::Int(_) | Value::Decimal(_))
                         {

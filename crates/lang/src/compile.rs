@@ -27,6 +27,9 @@ use cedar_policy::{Policy, PolicyId, PolicySet, Schema, ValidationMode, Validato
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
+mod elements;
+mod time;
+
 /// The id of the policy that implements `default allow`. `#` cannot occur
 /// in rule names, so it never collides with a rule id.
 pub const DEFAULT_POLICY_ID: &str = "#default";
@@ -34,7 +37,8 @@ pub const DEFAULT_POLICY_ID: &str = "#default";
 pub const COUNTING_SUFFIX: &str = "/match";
 
 pub use crate::compiled::{
-    ArgType, CompiledLimit, CompiledPolicySet, CompiledRecords, CompiledRule, CreatedArg,
+    ArgType, CompiledBudget, CompiledLimit, CompiledPolicySet, CompiledRecords, CompiledRule,
+    CreatedArg,
 };
 
 /// Compiles checked files. Call only when the checker reported no error;
@@ -224,6 +228,7 @@ struct Emitter {
     /// The `server` clause of the rule being emitted.
     rule_server: Option<PatternList>,
     counters: Vec<String>,
+    budgets: Vec<String>,
 }
 
 fn context() -> CExpr {
@@ -272,10 +277,23 @@ impl Emitter {
         self.rule_server = parts.server.cloned();
         let location = sources.location(rule.name.span);
         let limit = parts.limit.map(|l| CompiledLimit {
-            max: l.max.node,
+            // The checker refused a max that is not whole (caps, rates) or
+            // not an exact amount (budgets).
+            max: if kind == RuleKind::Budget {
+                crate::amount::parse_units(&l.max.node).unwrap_or(0)
+            } else {
+                l.whole_max().unwrap_or(0)
+            },
             window_secs: l.window.as_ref().map(|w| w.node.as_secs()),
-            scope: l.scope.node,
+            scope: l.scope_set(),
         });
+        let budget = parts
+            .sum
+            .filter(|_| kind == RuleKind::Budget)
+            .map(|p| CompiledBudget {
+                pointer: p.json_pointer(),
+                written: crate::fmt::format_arg_path(p),
+            });
 
         let matchers = CExpr::and(vec![
             pattern_match(resource().attr("server"), parts.server),
@@ -304,14 +322,20 @@ impl Emitter {
             annotations.push(("reason", r.node.clone()));
         }
         if let Some(l) = limit {
-            annotations.push(("limit", l.max.to_string()));
-            annotations.push(("scope", l.scope.keyword().to_string()));
+            let max = if kind == RuleKind::Budget {
+                crate::amount::format_units(l.max)
+            } else {
+                l.max.to_string()
+            };
+            annotations.push(("limit", max));
+            annotations.push(("scope", l.scope.key()));
             if let Some(w) = l.window_secs {
                 annotations.push(("window_secs", w.to_string()));
             }
         }
 
         let counters = context().attr("counters");
+        let budgets = context().attr("budgets");
         // `body` is the rule's condition without its matchers; the policy's
         // `when` is `matchers && body`.
         let (effect, body, unless) = match kind {
@@ -343,6 +367,25 @@ impl Emitter {
                     None,
                 )
             }
+            RuleKind::Budget => {
+                self.budgets.push(id.clone());
+                let max = crate::amount::cedar_decimal(limit.map_or(0, |l| l.max));
+                // The engine supplies what the scope would have used with
+                // this call; a missing total (no usable amount, no state)
+                // counts as over the budget.
+                let over = CExpr::not(CExpr::and(vec![
+                    budgets.clone().has(&id),
+                    budgets
+                        .clone()
+                        .attr(&id)
+                        .method("lessThanOrEqual", vec![CExpr::Decimal(max)]),
+                ]));
+                (
+                    CEffect::Forbid,
+                    CExpr::and(vec![cond.p.clone(), over]),
+                    None,
+                )
+            }
         };
         let core = CPolicy {
             annotations,
@@ -354,17 +397,16 @@ impl Emitter {
             when: CExpr::and(vec![matchers.clone(), core.when.clone()]),
             ..core.clone()
         };
-        let core_counting =
-            matches!(kind, RuleKind::CapConsecutive | RuleKind::RateLimit).then(|| CPolicy {
-                annotations: vec![
-                    ("id", format!("{id}{COUNTING_SUFFIX}")),
-                    ("kind", "counting".to_string()),
-                    ("counts_for", id.clone()),
-                ],
-                effect: CEffect::Permit,
-                when: cond.p,
-                unless: None,
-            });
+        let core_counting = kind.is_limit().then(|| CPolicy {
+            annotations: vec![
+                ("id", format!("{id}{COUNTING_SUFFIX}")),
+                ("kind", "counting".to_string()),
+                ("counts_for", id.clone()),
+            ],
+            effect: CEffect::Permit,
+            when: cond.p,
+            unless: None,
+        });
         let counting = core_counting.as_ref().map(|c| CPolicy {
             when: CExpr::and(vec![matchers.clone(), c.when.clone()]),
             ..c.clone()
@@ -379,6 +421,7 @@ impl Emitter {
             reason: parts.reason.and_then(|r| parse_template(&r.node).ok()),
             reason_source: parts.reason.map(|r| r.node.clone()),
             limit,
+            budget,
             servers: parts
                 .server
                 .map(|p| p.patterns.iter().map(|s| s.node.clone()).collect()),
@@ -515,7 +558,12 @@ impl Emitter {
                     ]);
                     Tri::with_unknown(t, wrong_type(&ptr, ArgType::Str))
                 }
+                // The checker refuses `matches` on a size or length.
+                Subject::Length(..) | Subject::Size(..) => Tri::definite(CExpr::Bool(false)),
             },
+            Atom::During(d) => self.during(d),
+            Atom::Each(q, test) => self.each(q.node, test),
+            Atom::IgnoringCase(test) => self.ignoring_case(test),
         }
     }
 
@@ -524,6 +572,7 @@ impl Emitter {
             return self.compare(subject, CmpOp::Eq, value).not();
         }
         match subject {
+            Subject::Length(..) | Subject::Size(..) => self.measure(subject, op, value),
             Subject::Identity(field) => {
                 let Value::String(s) = value else {
                     // The checker rejects this; never true is the safe reading.
@@ -537,6 +586,8 @@ impl Emitter {
                     Value::Bool(b) => (ArgType::Bool, CExpr::Bool(*b)),
                     Value::Int(n) => (ArgType::Num, CExpr::Decimal(format!("{n}.0"))),
                     Value::Decimal(d) => (ArgType::Num, CExpr::Decimal(normalize_decimal(d))),
+                    // The checker refuses a size unit on anything but `size of`.
+                    Value::Size(_) => return Tri::definite(CExpr::Bool(false)),
                 };
                 let ptr = self.track(path, Some(ty));
                 let map = args_record(ty);
@@ -607,11 +658,16 @@ impl Emitter {
             let _ = write!(out, "\n    {}?: Long,", quote(id));
         }
         out.push_str("\n  };\n");
+        out.push_str("  // Per budget rule: what its scope would have used with this call.\n  type Budgets = {");
+        for id in &self.budgets {
+            let _ = write!(out, "\n    {}?: decimal,", quote(id));
+        }
+        out.push_str("\n  };\n");
         out.push_str("  // Which identity attributes warden verified (`verified user`).\n  type Verified = {\n    \"user\": Bool,\n    \"groups\": Bool,\n    \"agent\": Bool,\n    \"model\": Bool,\n  };\n");
         let _ = writeln!(out, "  action {} appliesTo {{", quote(ACTION_CALL_TOOL));
         out.push_str("    principal: [User],\n    resource: [Tool],\n    context: {\n");
         out.push_str("      \"via_agent\": Bool,\n      \"via_server\"?: String,\n      \"agent\"?: String,\n      \"model\"?: String,\n");
-        out.push_str("      \"session\": String,\n      \"confirmed\": Set<String>,\n      \"args\": Args,\n      \"counters\": Counters,\n");
+        out.push_str("      \"session\": String,\n      \"confirmed\": Set<String>,\n      \"args\": Args,\n      \"counters\": Counters,\n      \"budgets\": Budgets,\n");
         out.push_str("      \"verified\": Verified,\n      \"agent_created\": Set<String>,\n");
         out.push_str("    },\n  };\n}\n");
         out

@@ -52,10 +52,23 @@ impl ArgType {
 /// A rule's limit, in the units the engine counts in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct CompiledLimit {
+    /// Calls for caps and rates; for a budget, the amount in units of
+    /// 1/10,000 ([`crate::amount`]).
     pub max: u64,
-    /// Rate window in seconds; `None` for a cap (a streak has no window).
+    /// Window in seconds; `None` for a cap (a streak has no window).
     pub window_secs: Option<u64>,
-    pub scope: Scope,
+    /// What the limit counts separately by (`per user per tool`).
+    pub scope: ScopeSet,
+}
+
+/// What a budget adds up: the argument at `pointer`, a JSON number with
+/// at most four decimals, not negative.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CompiledBudget {
+    /// RFC 6901 pointer of the summed argument, e.g. `/estimated_cost`.
+    pub pointer: String,
+    /// The argument as the policy wrote it (`args.estimated_cost`).
+    pub written: String,
 }
 
 /// Everything the engine needs to know about one rule besides its Cedar.
@@ -71,6 +84,8 @@ pub struct CompiledRule {
     pub reason: Option<Template>,
     pub reason_source: Option<String>,
     pub limit: Option<CompiledLimit>,
+    /// For a budget: what it sums.
+    pub budget: Option<CompiledBudget>,
     /// `None` means any server.
     pub servers: Option<Vec<String>>,
     /// `None` means any tool.

@@ -111,6 +111,14 @@ codes! {
     InferredRecordKind = "inferred-record-kind", Warning, "`created by agent` without `as KIND` takes the only record kind declared for the rule's servers";
     /// A `per agent` cap or rate whose rule does not require `verified agent`.
     UnverifiedAgentLimit = "unverified-agent-limit", Warning, "a `per agent` limit on a declared agent name is evaded by reconnecting under another name";
+    /// A limit naming one scope twice (`per user per user`).
+    DuplicateScope = "duplicate-scope", Error, "a limit names each scope once";
+    /// A cap or rate limit whose `max` is not a whole number.
+    FractionalCount = "fractional-count", Error, "caps and rate limits count calls: `max` is a whole number";
+    /// A budget without `sum`, or `sum` on another rule kind.
+    MisplacedSum = "misplaced-sum", Error, "a budget adds up one argument (`sum args.NAME`); other rules take no `sum`";
+    /// A `per model` limit whose rule does not require `verified model`.
+    UnverifiedModelLimit = "unverified-model-limit", Warning, "a `per model` limit on a declared model name is evaded by declaring another name";
     /// A tool-flag test whose result on a tool without that hint comes from a default that lets calls through.
     HintDefault = "hint-default", Warning, "a rule on a tool annotation lets through tools that do not declare the hint";
 }

@@ -177,7 +177,13 @@ impl Printer<'_> {
                 if let Some(w) = &l.window {
                     let _ = write!(self.out, " per {}", w.node);
                 }
-                let _ = write!(self.out, " per {}", l.scope.node.keyword());
+                for scope in &l.scopes {
+                    let _ = write!(self.out, " per {}", scope.node.keyword());
+                }
+            }
+            Clause::Sum(p) => {
+                self.out.push_str("sum ");
+                write_path(&mut self.out, p);
             }
         }
     }
@@ -302,14 +308,74 @@ fn write_atom(out: &mut String, a: &Atom) {
             out.push_str(" under ");
             write_string(out, &prefix.node);
         }
+        Atom::During(d) => write_during(out, d),
+        Atom::Each(q, inner) => {
+            out.push_str(q.node.keyword());
+            out.push(' ');
+            write_atom(out, inner);
+        }
+        Atom::IgnoringCase(inner) => {
+            write_atom(out, inner);
+            out.push_str(" ignoring case");
+        }
     }
+}
+
+fn write_during(out: &mut String, d: &During) {
+    out.push_str("during ");
+    if let Some(days) = &d.days {
+        match &days.node {
+            Days::Weekdays => out.push_str("weekdays"),
+            Days::Weekends => out.push_str("weekends"),
+            Days::List(ranges) => {
+                for (i, r) in ranges.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(r.from.keyword());
+                    if r.to != r.from {
+                        out.push('-');
+                        out.push_str(r.to.keyword());
+                    }
+                }
+            }
+        }
+        out.push(' ');
+    }
+    if let Some(h) = &d.hours {
+        let (from, to) = h.node;
+        let _ = write!(
+            out,
+            "{:02}:{:02}-{:02}:{:02} ",
+            from / 60,
+            from % 60,
+            to / 60,
+            to % 60
+        );
+    }
+    write_string(out, &d.zone.node);
 }
 
 fn write_subject(out: &mut String, s: &Subject) {
     match s {
         Subject::Arg(p) => write_path(out, p),
         Subject::Identity(i) => out.push_str(i.node.keyword()),
+        Subject::Length(p, _) => {
+            out.push_str("length of ");
+            write_path(out, p);
+        }
+        Subject::Size(p, _) => {
+            out.push_str("size of ");
+            write_path(out, p);
+        }
     }
+}
+
+/// `args.a."b c"`, as the formatter writes a path.
+pub fn format_arg_path(p: &ArgPath) -> String {
+    let mut out = String::new();
+    write_path(&mut out, p);
+    out
 }
 
 fn write_path(out: &mut String, p: &ArgPath) {
@@ -339,6 +405,9 @@ fn write_literal(out: &mut String, v: &Value) {
         }
         Value::Decimal(d) => out.push_str(d),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Size(size) => {
+            let _ = write!(out, "{} {}", size.amount, size.unit.keyword());
+        }
     }
 }
 

@@ -22,6 +22,7 @@
 //! assert!(out.policy_set.cedar_text().contains("forbid"));
 //! ```
 
+pub mod amount;
 pub mod ast;
 pub mod cedar;
 pub mod check;

@@ -3,6 +3,14 @@
 //! where it is written. `tests/lints.rs` has a passing and a failing example
 //! of each, with the rendered report as an insta snapshot.
 
+mod elements;
+mod limits;
+mod time;
+pub(crate) use elements::*;
+pub(crate) use limits::*;
+#[allow(unused_imports)]
+pub(crate) use time::*;
+
 use crate::ast::DefaultDecl;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::source::Span;
@@ -93,7 +101,7 @@ pub(crate) fn placeholder_without_limit(at: Span, name: &str, kind: &str) -> Dia
     )
     .with_label(at, "this rule has no such limit")
     .with_help(
-        "`{limit}` is for cap-consecutive and rate-limit rules, `{window}` for rate-limit rules",
+        "`{limit}` is for cap-consecutive, rate-limit and budget rules, `{window}` for rate-limit and budget rules, `{used}` and `{remaining}` for budget rules",
     )
 }
 
@@ -239,10 +247,17 @@ pub(crate) fn window_on_cap(at: Span) -> Diagnostic {
     .with_help("write `max N per SCOPE`, or make it a `rate-limit` to count calls per window")
 }
 
-pub(crate) fn missing_window(at: Span) -> Diagnostic {
-    Diagnostic::new(Code::MisplacedLimit, "`rate-limit` needs a window")
+pub(crate) fn missing_window(at: Span, kind: &str) -> Diagnostic {
+    let example = if kind == "budget" {
+        "max 2000 per 1d per user"
+    } else {
+        "max 10 per 1h per user"
+    };
+    Diagnostic::new(Code::MisplacedLimit, format!("`{kind}` needs a window"))
         .with_label(at, "no window given")
-        .with_help("write `max N per WINDOW per SCOPE`, e.g. `max 10 per 1h per user`")
+        .with_help(format!(
+            "write `max N per WINDOW per SCOPE`, e.g. `{example}`"
+        ))
 }
 
 pub(crate) fn ordering_on_non_number(at: Span, op: &str, ty: &str) -> Diagnostic {

@@ -89,6 +89,7 @@ impl Builder {
             "deny" => RuleKind::Deny,
             "require-confirm" => RuleKind::RequireConfirm,
             "cap-consecutive" => RuleKind::CapConsecutive,
+            "budget" => RuleKind::Budget,
             _ => RuleKind::RateLimit,
         };
         let kind = Spanned::new(kind, self.span(&kind_pair));
@@ -169,9 +170,9 @@ impl Builder {
             }
             Rule::limit_clause => {
                 let max_pair = inner.next().expect("grammar: max");
-                let max = Spanned::new(self.integer(&max_pair), self.span(&max_pair));
+                let max = Spanned::new(max_pair.as_str().to_string(), self.span(&max_pair));
                 let mut window = None;
-                let mut scope = None;
+                let mut scopes = Vec::new();
                 for p in inner {
                     match p.as_rule() {
                         Rule::duration => window = Some(self.duration(&p)),
@@ -179,9 +180,11 @@ impl Builder {
                             let s = match p.as_str() {
                                 "user" => Scope::User,
                                 "agent" => Scope::Agent,
+                                "model" => Scope::Model,
+                                "tool" => Scope::Tool,
                                 _ => Scope::Session,
                             };
-                            scope = Some(Spanned::new(s, self.span(&p)));
+                            scopes.push(Spanned::new(s, self.span(&p)));
                         }
                         r => unreachable!("grammar: {r:?} in limit"),
                     }
@@ -189,10 +192,11 @@ impl Builder {
                 Clause::Limit(Limit {
                     max,
                     window,
-                    scope: scope.expect("grammar: limit has a scope"),
+                    scopes,
                     span,
                 })
             }
+            Rule::sum_clause => Clause::Sum(self.arg_path(inner.next().expect("grammar: path"))),
             r => unreachable!("grammar: unexpected clause {r:?}"),
         }
     }
@@ -372,7 +376,84 @@ impl Builder {
                     _ => VerifiedField::Model,
                 })
             }
-            Rule::comparison => {
+            Rule::quantified => {
+                let q = inner.next().expect("grammar: quantifier");
+                let quantifier = if q.as_str() == "any" {
+                    Quantifier::Any
+                } else {
+                    Quantifier::All
+                };
+                let q = Spanned::new(quantifier, self.span(&q));
+                let test = self.atom(inner.next().expect("grammar: quantified test"));
+                Atom::Each(q, Box::new(test))
+            }
+            Rule::folded_comparison => Atom::IgnoringCase(Box::new(self.comparison(inner))),
+            Rule::during => self.during(inner),
+            Rule::comparison => self.comparison(inner),
+            r => unreachable!("grammar: unexpected atom {r:?}"),
+        }
+    }
+
+    fn during<'i>(&mut self, parts: impl Iterator<Item = Pair<'i, Rule>>) -> Atom {
+        let mut days = None;
+        let mut hours = None;
+        let mut zone = None;
+        for p in parts {
+            match p.as_rule() {
+                Rule::day_set => {
+                    let span = self.span(&p);
+                    let d = match p.as_str() {
+                        "weekdays" => Days::Weekdays,
+                        "weekends" => Days::Weekends,
+                        _ => Days::List(
+                            p.into_inner()
+                                .filter(|r| r.as_rule() == Rule::day_range)
+                                .map(|r| {
+                                    let mut names = r
+                                        .into_inner()
+                                        .filter_map(|n| Weekday::from_keyword(n.as_str()));
+                                    let from = names.next().expect("grammar: a day");
+                                    DayRange {
+                                        from,
+                                        to: names.next().unwrap_or(from),
+                                    }
+                                })
+                                .collect(),
+                        ),
+                    };
+                    days = Some(Spanned::new(d, span));
+                }
+                Rule::hours => {
+                    let span = self.span(&p);
+                    let mut minutes = p.into_inner().map(|t| {
+                        let (h, m) = t.as_str().split_once(':').unwrap_or(("0", "0"));
+                        h.parse::<u16>().unwrap_or(0) * 60 + m.parse::<u16>().unwrap_or(0)
+                    });
+                    let from = minutes.next().unwrap_or(0);
+                    let to = minutes.next().unwrap_or(0);
+                    hours = Some(Spanned::new((from, to), span));
+                }
+                Rule::string => zone = Some(self.string(p)),
+                r => unreachable!("grammar: {r:?} in during"),
+            }
+        }
+        let zone = zone.expect("grammar: during names a zone");
+        let start = days
+            .as_ref()
+            .map(|d| d.span)
+            .or(hours.as_ref().map(|h| h.span))
+            .unwrap_or(zone.span);
+        Atom::During(During {
+            days,
+            hours,
+            span: start.to(zone.span),
+            zone,
+        })
+    }
+
+    fn comparison<'i>(&mut self, mut inner: impl Iterator<Item = Pair<'i, Rule>>) -> Atom {
+        {
+            {
                 let subject = self.subject(inner.next().expect("grammar: subject"));
                 let tail = inner.next().expect("grammar: tail");
                 let tail_rule = tail.as_rule();
@@ -399,7 +480,6 @@ impl Builder {
                     r => unreachable!("grammar: {r:?} as comparison tail"),
                 }
             }
-            r => unreachable!("grammar: unexpected atom {r:?}"),
         }
     }
 
@@ -407,6 +487,20 @@ impl Builder {
         let inner = pair.into_inner().next().expect("grammar: subject");
         match inner.as_rule() {
             Rule::arg_path => Subject::Arg(self.arg_path(inner)),
+            Rule::length_of | Rule::size_of => {
+                let span = self.span(&inner);
+                let rule = inner.as_rule();
+                let path = inner
+                    .into_inner()
+                    .find(|p| p.as_rule() == Rule::arg_path)
+                    .expect("grammar: path");
+                let path = self.arg_path(path);
+                if rule == Rule::length_of {
+                    Subject::Length(path, span)
+                } else {
+                    Subject::Size(path, span)
+                }
+            }
             _ => {
                 let field = match inner.as_str() {
                     "user" => IdentityField::User,
@@ -463,6 +557,16 @@ impl Builder {
                         }
                     }
                 }
+            }
+            Rule::byte_size => {
+                let mut parts = pair.into_inner();
+                let amount_pair = parts.next().expect("grammar: amount");
+                let amount = self.integer(&amount_pair);
+                let unit = parts
+                    .next()
+                    .and_then(|u| SizeUnit::from_keyword(u.as_str()))
+                    .unwrap_or(SizeUnit::B);
+                Value::Size(ByteSize { amount, unit })
             }
             r => unreachable!("grammar: {r:?} as literal"),
         };
@@ -545,6 +649,14 @@ fn is_keyword(r: Rule) -> bool {
             | Rule::kw_at
             | Rule::kw_as
             | Rule::kw_verified
+            | Rule::kw_budget
+            | Rule::kw_sum
+            | Rule::kw_ignoring
+            | Rule::kw_case
+            | Rule::kw_during
+            | Rule::kw_length
+            | Rule::kw_size
+            | Rule::kw_of
     )
 }
 
@@ -704,7 +816,7 @@ fn describe_rule(r: Rule) -> Option<&'static str> {
     Some(match r {
         Rule::default_decl | Rule::kw_default => "`default`",
         Rule::rule_decl | Rule::rule_kind => {
-            "a rule (`allow`, `deny`, `require-confirm`, `cap-consecutive`, `rate-limit`)"
+            "a rule (`allow`, `deny`, `require-confirm`, `cap-consecutive`, `rate-limit`, `budget`)"
         }
         Rule::rule_name => "a name",
         Rule::records_decl | Rule::kw_records => "`records`",
@@ -723,7 +835,24 @@ fn describe_rule(r: Rule) -> Option<&'static str> {
         Rule::mode_clause | Rule::kw_mode => "`mode`",
         Rule::limit_clause | Rule::kw_max => "`max`",
         Rule::mode => "`shadow` or `enforce`",
-        Rule::scope => "a scope (`session`, `user` or `agent`)",
+        Rule::scope => "a scope (`session`, `user`, `agent`, `model` or `tool`)",
+        Rule::amount => "a number",
+        Rule::sum_clause | Rule::kw_sum => "`sum`",
+        Rule::kw_budget => "`budget`",
+        Rule::during | Rule::kw_during => "`during`",
+        Rule::day_set | Rule::day_range | Rule::day_name => {
+            "days (`weekdays`, `weekends`, or days such as `mon-fri` or `sat,sun`)"
+        }
+        Rule::kw_weekdays => "`weekdays`",
+        Rule::kw_weekends => "`weekends`",
+        Rule::hours | Rule::clock_time => "hours such as `08:00-18:00`",
+        Rule::quantified | Rule::quantifier | Rule::kw_any | Rule::kw_all => "`any` or `all`",
+        Rule::folded_comparison | Rule::kw_ignoring => "`ignoring case`",
+        Rule::kw_case => "`case`",
+        Rule::length_of | Rule::kw_length => "`length of`",
+        Rule::size_of | Rule::kw_size => "`size of`",
+        Rule::kw_of => "`of`",
+        Rule::byte_size | Rule::size_unit => "a size such as `100 KB`",
         Rule::duration => "a window such as `30s`, `10m`, `1h` or `1d`",
         Rule::pattern_list => "a string or a list of strings",
         Rule::expr | Rule::and_expr | Rule::unary => "a condition",
@@ -734,7 +863,9 @@ fn describe_rule(r: Rule) -> Option<&'static str> {
         }
         Rule::in_group => "`user in group`",
         Rule::exists | Rule::kw_exists => "`exists`",
-        Rule::comparison | Rule::subject => "`args.<name>`, `user`, `agent` or `model`",
+        Rule::comparison | Rule::subject => {
+            "`args.<name>`, `length of`, `size of`, `user`, `agent` or `model`"
+        }
         Rule::arg_path | Rule::kw_args => "`args.<name>`",
         Rule::path_segment => "an argument name",
         Rule::identity => "`user`, `agent` or `model`",

@@ -30,8 +30,13 @@ pub enum Placeholder {
     Rule,
     /// `{limit}`: the `max` of a cap or rate limit.
     Limit,
-    /// `{window}`: the window of a rate limit.
+    /// `{window}`: the window of a rate limit or budget.
     Window,
+    /// `{used}`: how much of a budget the scope used in the window, this
+    /// call not included.
+    Used,
+    /// `{remaining}`: what is left of a budget (`limit - used`).
+    Remaining,
 }
 
 impl Placeholder {
@@ -46,6 +51,8 @@ impl Placeholder {
         "rule",
         "limit",
         "window",
+        "used",
+        "remaining",
     ];
 
     fn from_name(name: &str) -> Option<Placeholder> {
@@ -59,6 +66,8 @@ impl Placeholder {
             "rule" => Placeholder::Rule,
             "limit" => Placeholder::Limit,
             "window" => Placeholder::Window,
+            "used" => Placeholder::Used,
+            "remaining" => Placeholder::Remaining,
             _ => {
                 let path = name.strip_prefix("args.")?;
                 // `{args."max-cost"}`: quotes group a segment, as in conditions.

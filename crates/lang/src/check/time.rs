@@ -1,0 +1,2 @@
+//! The checks of `during` windows: real times, a time zone the zone
+//! database knows, days named once.
