@@ -26,14 +26,15 @@ pub(crate) fn load_policies(path: &Path) -> Result<PolicyBundle, i32> {
     })
 }
 
-/// What a policy set keeps that outlives a session, if anything: per-user
-/// and per-agent caps and rates, and records agents create.
+/// What a policy set keeps that outlives a session, if anything: caps,
+/// rates and budgets not counted per session (per user, agent, model,
+/// tool, or for all calls), and records agents create.
 pub(crate) fn forgotten_on_restart(set: &warden_lang::CompiledPolicySet) -> Option<&'static str> {
     use warden_lang::ast::Scope;
     let lasting_limits = set.rules().iter().any(|r| {
         r.limit
             .as_ref()
-            .is_some_and(|l| matches!(l.scope, Scope::User | Scope::Agent))
+            .is_some_and(|l| !l.scope.contains(Scope::Session))
     });
     match (lasting_limits, !set.records().is_empty()) {
         (true, true) => {

@@ -250,7 +250,7 @@ impl Engine {
             .filter(|k| {
                 bundle.rules().iter().any(|r| {
                     r.kind == RuleKind::CapConsecutive
-                        && r.limit.is_some_and(|l| l.scope == k.scope)
+                        && r.limit.is_some_and(|l| l.scope.contains(k.scope))
                 })
             })
             .collect();
@@ -576,11 +576,11 @@ impl Engine {
             // Only a forwarded call the cap does not count ends the streak:
             // while the cap holds, the person is not asked about calls it
             // counts, so a confirmation cannot end it from here.
-            let scopes: Vec<&str> = rules
+            let scopes: Vec<String> = rules
                 .iter()
                 .filter(|h| h.kind == RuleKind::CapConsecutive)
                 .filter_map(|h| bundle.rule_index(&h.rule))
-                .filter_map(|i| bundle.rules()[i].limit.map(|l| l.scope.keyword()))
+                .filter_map(|i| bundle.rules()[i].limit.map(|l| l.scope.key()))
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .collect();
@@ -710,7 +710,8 @@ fn limit_spec(rule: &CompiledRule) -> LimitSpec {
     LimitSpec {
         max: l.max,
         window: l.window_secs.map(Duration::from_secs),
-        scope: l.scope,
+        // Interim: the first scope of the set (compound scopes land next).
+        scope: l.scope.iter().next().unwrap_or(Scope::User),
     }
 }
 
@@ -721,6 +722,8 @@ pub fn scope_key(call: &CallContext, scope: Scope) -> ScopeKey {
         Scope::Session => call.session.clone(),
         Scope::User => call.identity.user.clone(),
         Scope::Agent => call.identity.agent.clone().unwrap_or_default(),
+        Scope::Model => call.identity.model.clone().unwrap_or_default(),
+        Scope::Tool => format!("{}\0{}", call.server, call.tool),
     };
     ScopeKey { scope, value }
 }
@@ -748,14 +751,20 @@ fn default_message(rule: &CompiledRule, call: &CallContext) -> String {
             format!(
                 "rule `{id}` allows at most {} such calls in a row per {}",
                 l.max,
-                l.scope.keyword()
+                l.scope.phrase()
             )
         }
         (RuleKind::RateLimit, Some(l)) => format!(
             "rule `{id}` allows at most {} such calls per {} per {}",
             l.max,
             human_duration(l.window_secs.unwrap_or(0)),
-            l.scope.keyword()
+            l.scope.phrase()
+        ),
+        (RuleKind::Budget, Some(l)) => format!(
+            "rule `{id}` allows at most {} per {} {}",
+            warden_lang::amount::format_units(l.max),
+            human_duration(l.window_secs.unwrap_or(0)),
+            l.scope.phrase()
         ),
         (_, None) => format!("rule `{id}` limits `{tool}`"),
     }

@@ -71,6 +71,7 @@ fn value_of(p: &Placeholder, rule: &CompiledRule, call: &CallContext) -> String 
             .and_then(|l| l.window_secs)
             .map(human_duration)
             .unwrap_or_default(),
+        Placeholder::Used | Placeholder::Remaining => String::new(),
     }
 }
 

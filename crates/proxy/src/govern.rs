@@ -254,15 +254,22 @@ pub fn tool_view(engine: &Engine, probe: &CallContext) -> ToolView {
                 }
             }
             (RuleKind::CapConsecutive, Some(l)) => notes.push(format!(
-                "At most {} consecutive calls per {} (rule `{id}`).",
+                "At most {} consecutive calls {} (rule `{id}`).",
                 l.max,
-                l.scope.keyword()
+                l.scope.phrase()
             )),
             (RuleKind::RateLimit, Some(l)) => notes.push(format!(
-                "At most {} calls per {} per {} (rule `{id}`).",
+                "At most {} calls per {} {} (rule `{id}`).",
                 l.max,
                 human_duration(l.window_secs.unwrap_or(0)),
-                l.scope.keyword()
+                l.scope.phrase()
+            )),
+            (RuleKind::Budget, Some(l)) => notes.push(format!(
+                "At most {} of `{}` per {} {} (rule `{id}`).",
+                warden_lang::amount::format_units(l.max),
+                rule.budget.as_ref().map_or("?", |b| b.written.as_str()),
+                human_duration(l.window_secs.unwrap_or(0)),
+                l.scope.phrase()
             )),
             _ => {}
         }
