@@ -13,6 +13,12 @@
 //! A pipeline run advances one step on every `run_status` call, from
 //! `queued` to `running` to `succeeded`, standing in for time passing.
 //!
+//! A run costs credits: its pipeline's price at priority 5, scaled by the
+//! priority (priority 10 costs double, 1 a fifth). The caller may quote the
+//! cost as `estimated_cost`, which a budget policy in front of the server
+//! adds up; a quote below the price is refused, so an under-quote cannot
+//! slip a run past such a budget.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
@@ -33,8 +39,9 @@ use rmcp::{ServerHandler, ServiceExt, tool, tool_handler, tool_router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// The pipelines `start_pipeline_run` accepts.
-const PIPELINES: [&str; 3] = ["qc", "wgs-align", "variant-call"];
+/// The pipelines `start_pipeline_run` accepts, with their price in credits
+/// at the default priority.
+const PIPELINES: [(&str, u32); 3] = [("qc", 5), ("wgs-align", 600), ("variant-call", 300)];
 
 /// Default priority of a pipeline run.
 const DEFAULT_PRIORITY: u8 = 5;
@@ -56,6 +63,8 @@ struct Run {
     sample_id: String,
     pipeline: String,
     priority: u8,
+    /// The credits the run was quoted at (its price when not quoted).
+    estimated_cost: f64,
     status: RunStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics: Option<Value>,
@@ -92,7 +101,11 @@ impl State {
         ] {
             state.add_sample(name.into(), project.into(), Some(organism.into()));
         }
-        let id = state.add_run("S-0001", "qc", DEFAULT_PRIORITY).id.clone();
+        let price = f64::from(price("qc", DEFAULT_PRIORITY).unwrap_or_default());
+        let id = state
+            .add_run("S-0001", "qc", DEFAULT_PRIORITY, price)
+            .id
+            .clone();
         if let Some(run) = state.runs.get_mut(&id) {
             run.status = RunStatus::Succeeded;
             run.metrics = Some(metrics(&run.sample_id, &run.pipeline));
@@ -112,7 +125,7 @@ impl State {
         self.samples.entry(id).or_insert(sample)
     }
 
-    fn add_run(&mut self, sample_id: &str, pipeline: &str, priority: u8) -> &Run {
+    fn add_run(&mut self, sample_id: &str, pipeline: &str, priority: u8, cost: f64) -> &Run {
         let id = format!("R-{:04}", self.next_run);
         self.next_run += 1;
         let run = Run {
@@ -120,11 +133,19 @@ impl State {
             sample_id: sample_id.into(),
             pipeline: pipeline.into(),
             priority,
+            estimated_cost: cost,
             status: RunStatus::Queued,
             metrics: None,
         };
         self.runs.entry(id).or_insert(run)
     }
+}
+
+/// The price in credits of a run of `pipeline` at `priority`; `None` for an
+/// unknown pipeline.
+fn price(pipeline: &str, priority: u8) -> Option<u32> {
+    let (_, base) = PIPELINES.iter().find(|(name, _)| *name == pipeline)?;
+    Some(base * u32::from(priority) / u32::from(DEFAULT_PRIORITY))
 }
 
 /// Made-up but stable QC and analysis numbers for a finished run.
@@ -201,6 +222,12 @@ pub struct StartRunArgs {
     #[serde(default)]
     #[schemars(range(min = 1, max = 10))]
     pub priority: Option<u8>,
+    /// The run's cost in credits as quoted: at priority 5, qc costs 5,
+    /// wgs-align 600 and variant-call 300, scaled by priority / 5. A quote
+    /// below the price is refused; the price is charged when omitted.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub estimated_cost: Option<f64>,
 }
 
 /// Arguments of `run_status`.
@@ -376,7 +403,7 @@ impl GenomicsServer {
     }
 
     /// Queue a pipeline run ("qc", "wgs-align" or "variant-call") on a
-    /// sample; poll run_status with the returned run id.
+    /// sample, quoting its cost; poll run_status with the returned run id.
     #[tool(annotations(
         title = "Start pipeline run",
         read_only_hint = false,
@@ -385,22 +412,33 @@ impl GenomicsServer {
         open_world_hint = false
     ))]
     fn start_pipeline_run(&self, Parameters(args): Parameters<StartRunArgs>) -> CallToolResult {
-        if !PIPELINES.contains(&args.pipeline.as_str()) {
-            return fail(format!(
-                "unknown pipeline `{}`; known pipelines: {}",
-                args.pipeline,
-                PIPELINES.join(", ")
-            ));
-        }
         let priority = args.priority.unwrap_or(DEFAULT_PRIORITY);
         if !(1..=10).contains(&priority) {
             return fail(format!("priority must be from 1 to 10, got {priority}"));
+        }
+        let Some(price) = price(&args.pipeline, priority) else {
+            let known: Vec<&str> = PIPELINES.iter().map(|(name, _)| *name).collect();
+            return fail(format!(
+                "unknown pipeline `{}`; known pipelines: {}",
+                args.pipeline,
+                known.join(", ")
+            ));
+        };
+        let cost = args.estimated_cost.unwrap_or(f64::from(price));
+        // `!(cost >= price)` also refuses NaN, which JSON cannot carry but
+        // a future transport might.
+        if !(cost >= f64::from(price)) {
+            return fail(format!(
+                "estimated_cost {cost} is below the price of `{}` at priority {priority}: \
+                 {price} credits; quote at least that",
+                args.pipeline
+            ));
         }
         let mut state = self.state();
         if !state.samples.contains_key(&args.sample_id) {
             return no_sample(&args.sample_id);
         }
-        ok(json!({ "run": state.add_run(&args.sample_id, &args.pipeline, priority) }))
+        ok(json!({ "run": state.add_run(&args.sample_id, &args.pipeline, priority, cost) }))
     }
 
     /// Get a pipeline run's status. Each call advances a run one step, from

@@ -164,6 +164,13 @@ async fn lists_eight_tools_with_annotations_and_schemas() -> TestResult {
         (priority["minimum"].as_u64(), priority["maximum"].as_u64()),
         (Some(1), Some(10))
     );
+    // A budget policy adds up the quoted cost, so the schema offers it as
+    // a number.
+    let cost = &start.input_schema["properties"]["estimated_cost"];
+    assert!(
+        cost["type"] == json!("number") || cost["type"] == json!(["number", "null"]),
+        "{cost}"
+    );
     client.cancel().await?;
     Ok(())
 }
@@ -220,6 +227,8 @@ async fn pipeline_run_moves_to_success_and_has_results() -> TestResult {
     let started = structured(&call(&client, "start_pipeline_run", args).await?);
     assert_eq!(started["run"]["status"], "queued");
     assert_eq!(started["run"]["priority"], 8);
+    // Not quoted: charged its price, 300 credits scaled by priority 8 / 5.
+    assert_eq!(started["run"]["estimated_cost"], 480.0);
     let run_id = started["run"]["id"].as_str().expect("run id").to_owned();
     assert_eq!(run_id, "R-0002");
 
@@ -294,6 +303,21 @@ async fn bad_values_are_tool_errors() -> TestResult {
             "priority must be from 1 to 10",
         ),
         (
+            "start_pipeline_run",
+            json!({"sample_id": "S-0001", "pipeline": "wgs-align", "estimated_cost": 599.5}),
+            "estimated_cost 599.5 is below the price of `wgs-align` at priority 5: 600 credits",
+        ),
+        (
+            "start_pipeline_run",
+            json!({"sample_id": "S-0001", "pipeline": "wgs-align", "priority": 10, "estimated_cost": 600}),
+            "below the price of `wgs-align` at priority 10: 1200 credits",
+        ),
+        (
+            "start_pipeline_run",
+            json!({"sample_id": "S-0001", "pipeline": "qc", "estimated_cost": -5}),
+            "estimated_cost -5 is below the price of `qc`",
+        ),
+        (
             "create_sample",
             json!({"name": " ", "project": "p"}),
             "must not be empty",
@@ -332,6 +356,10 @@ async fn malformed_arguments_are_rejected() -> TestResult {
         (
             "start_pipeline_run",
             json!({"sample_id": "S-0001", "pipeline": "qc", "priority": -1}),
+        ),
+        (
+            "start_pipeline_run",
+            json!({"sample_id": "S-0001", "pipeline": "qc", "estimated_cost": "5"}),
         ),
         ("list_samples", json!({"project": ["a"]})),
     ];
