@@ -292,6 +292,11 @@ fn created_by_uses<'a>(expr: &'a Expr, out: &mut Vec<CreatedUse<'a>>) {
         Expr::Or(v, _) | Expr::And(v, _) => v.iter().for_each(|e| created_by_uses(e, out)),
         Expr::Not(e, _) => created_by_uses(e, out),
         Expr::Atom(Atom::CreatedByAgent(_, kind), span) => out.push((*span, kind.as_ref())),
+        Expr::Atom(Atom::Each(_, inner), span) => {
+            if let Atom::CreatedByAgent(_, kind) = &**inner {
+                out.push((*span, kind.as_ref()))
+            }
+        }
         Expr::Atom(..) => {}
     }
 }
@@ -397,7 +402,9 @@ fn check_expr(expr: &Expr, diags: &mut Vec<Diagnostic>) {
     match expr {
         Expr::Or(v, _) | Expr::And(v, _) => v.iter().for_each(|e| check_expr(e, diags)),
         Expr::Not(e, _) => check_expr(e, diags),
-        Expr::Atom(atom, _) => match atom {
+        Expr::Atom(atom, span) => match atom {
+            Atom::Each(q, inner) => elements::check_each(q, inner, *span, diags),
+            Atom::IgnoringCase(inner) => elements::check_folded(inner, *span, diags),
             Atom::Compare(subject, op, lit) => {
                 check_literal(lit, diags);
                 match subject {
@@ -417,7 +424,7 @@ fn check_expr(expr: &Expr, diags: &mut Vec<Diagnostic>) {
                         }
                     }
                     Subject::Length(..) | Subject::Size(..) => {
-                        elements::check_measure(subject, op, lit, diags)
+                        elements::check_measure(subject, lit, diags)
                     }
                     Subject::Arg(_) => {
                         if let Value::Size(_) = lit.value {

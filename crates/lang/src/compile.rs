@@ -38,7 +38,7 @@ pub const COUNTING_SUFFIX: &str = "/match";
 
 pub use crate::compiled::{
     ArgType, CompiledBudget, CompiledLimit, CompiledPolicySet, CompiledRecords, CompiledRule,
-    CreatedArg,
+    CreatedArg, EachTest, ElementTest, ElementValue, Order,
 };
 
 /// Compiles checked files. Call only when the checker reported no error;
@@ -227,6 +227,10 @@ struct Emitter {
     record_decls: Vec<RecordsDecl>,
     /// The `server` clause of the rule being emitted.
     rule_server: Option<PatternList>,
+    /// The quantified tests of the rule being emitted.
+    rule_each: BTreeSet<EachTest>,
+    /// The ids of every quantified test of the set, for the schema.
+    each_ids: BTreeSet<String>,
     counters: Vec<String>,
     budgets: Vec<String>,
 }
@@ -274,6 +278,7 @@ impl Emitter {
         let mode = parts.mode();
         self.rule_fields.clear();
         self.rule_created.clear();
+        self.rule_each.clear();
         self.rule_server = parts.server.cloned();
         let location = sources.location(rule.name.span);
         let limit = parts.limit.map(|l| CompiledLimit {
@@ -434,6 +439,7 @@ impl Emitter {
             core_counting_cedar: core_counting.as_ref().map(CPolicy::to_cedar),
             arg_fields: std::mem::take(&mut self.rule_fields),
             created_args: std::mem::take(&mut self.rule_created),
+            each_tests: std::mem::take(&mut self.rule_each),
         };
         (compiled, policy, counting)
     }
@@ -644,6 +650,9 @@ impl Emitter {
             (ArgType::Bool, ArgType::Bool.record()),
             (ArgType::Path, ArgType::Path.record()),
             (ArgType::Path, ArgType::FOLDED_PATH_RECORD),
+            (ArgType::FoldedStr, ArgType::FoldedStr.record()),
+            (ArgType::Len, ArgType::Len.record()),
+            (ArgType::Size, ArgType::Size.record()),
         ];
         for (ty, name) in records_in_schema {
             let _ = write!(out, "    {}: {{", quote(name));
@@ -663,11 +672,12 @@ impl Emitter {
             let _ = write!(out, "\n    {}?: decimal,", quote(id));
         }
         out.push_str("\n  };\n");
+        self.each_schema(&mut out);
         out.push_str("  // Which identity attributes warden verified (`verified user`).\n  type Verified = {\n    \"user\": Bool,\n    \"groups\": Bool,\n    \"agent\": Bool,\n    \"model\": Bool,\n  };\n");
         let _ = writeln!(out, "  action {} appliesTo {{", quote(ACTION_CALL_TOOL));
         out.push_str("    principal: [User],\n    resource: [Tool],\n    context: {\n");
         out.push_str("      \"via_agent\": Bool,\n      \"via_server\"?: String,\n      \"agent\"?: String,\n      \"model\"?: String,\n");
-        out.push_str("      \"session\": String,\n      \"confirmed\": Set<String>,\n      \"args\": Args,\n      \"counters\": Counters,\n      \"budgets\": Budgets,\n");
+        out.push_str("      \"session\": String,\n      \"confirmed\": Set<String>,\n      \"args\": Args,\n      \"counters\": Counters,\n      \"budgets\": Budgets,\n      \"each\": Each,\n");
         out.push_str("      \"verified\": Verified,\n      \"agent_created\": Set<String>,\n");
         out.push_str("    },\n  };\n}\n");
         out

@@ -27,6 +27,16 @@ pub enum ArgType {
     /// `context.args.ipath` (that form case-folded), Cedar `String`: a
     /// string that normalises; others count as unknown.
     Path,
+    /// `context.args.istr`, Cedar `String`: a string lowercased with
+    /// [`str::to_lowercase`] (`ignoring case`); others count as unknown.
+    FoldedStr,
+    /// `context.args.len`, Cedar `Long`: the characters (Unicode scalar
+    /// values) of a string, the elements of an array (`length of`);
+    /// others count as unknown.
+    Len,
+    /// `context.args.size`, Cedar `Long`: the bytes of a string's UTF-8,
+    /// or of any other non-null value's compact JSON text (`size of`).
+    Size,
 }
 
 impl ArgType {
@@ -36,15 +46,19 @@ impl ArgType {
             ArgType::Num => "num",
             ArgType::Bool => "bool",
             ArgType::Path => "path",
+            ArgType::FoldedStr => "istr",
+            ArgType::Len => "len",
+            ArgType::Size => "size",
         }
     }
     /// The record of case-folded paths, beside [`ArgType::Path`]'s.
     pub const FOLDED_PATH_RECORD: &'static str = "ipath";
     pub(crate) fn cedar_type(self) -> &'static str {
         match self {
-            ArgType::Str | ArgType::Path => "String",
+            ArgType::Str | ArgType::Path | ArgType::FoldedStr => "String",
             ArgType::Num => "decimal",
             ArgType::Bool => "Bool",
+            ArgType::Len | ArgType::Size => "Long",
         }
     }
 }
@@ -112,6 +126,106 @@ pub struct CompiledRule {
     /// store under (server, kind, id) and lists in `context.agent_created`
     /// the [`CreatedArg::key`] of those that are agent-created ids.
     pub created_args: BTreeSet<CreatedArg>,
+    /// The quantified tests (`any`/`all`) this rule reads: the engine
+    /// evaluates each per element and supplies `context.each[id]`.
+    pub each_tests: BTreeSet<EachTest>,
+}
+
+/// One quantified test, `any args.tags == "pii"`: whether the test holds
+/// for some (`any`) or every (`all`) element of the list at `pointer`.
+/// The engine answers it three-valued in `context.each[id]` as `{t, p}`
+/// (definitely true, possibly true); see `docs/language.md`, "Lists".
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct EachTest {
+    /// The key in `context.each`: the test as `warden fmt` prints it (with
+    /// the record kind `created by agent` resolved to, when inferred).
+    pub id: String,
+    /// `true` for `all`, `false` for `any`.
+    pub all: bool,
+    /// RFC 6901 pointer of the list, e.g. `/tags`.
+    pub pointer: String,
+    /// What each element is tested for.
+    pub test: ElementTest,
+}
+
+/// The test a quantified condition applies to each element of its list.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ElementTest {
+    /// `exists`: the element is not `null` (`null` is unknown).
+    Exists,
+    /// `created by agent`: the element is the id of a record of `kind`
+    /// an agent created on the call's server.
+    CreatedByAgent { kind: String },
+    /// `under "/p"`: the element, a path, is `prefix` (normal form) or
+    /// below it; below it only case-folded is unknown.
+    Under { prefix: String },
+    /// `== v`, `in [..]`: the element is one of `values` (all of one JSON
+    /// type), both sides lowercased first when `fold`.
+    OneOf {
+        values: Vec<ElementValue>,
+        fold: bool,
+    },
+    /// `< n` and the other orderings on a number, `value` in units of
+    /// 1/10,000 (Cedar `decimal`'s precision).
+    Number { op: Order, value: i64 },
+    /// `matches "glob"`, both sides lowercased first when `fold`.
+    Matches { glob: String, fold: bool },
+    /// `length of` (`size: false`) or `size of` (`size: true`) the element
+    /// compared with `value`.
+    Measure { size: bool, op: Order, value: i64 },
+    /// `!=`: the negation of the inner test.
+    Not(Box<ElementTest>),
+}
+
+/// A literal an element is compared with.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ElementValue {
+    Str(String),
+    /// In units of 1/10,000.
+    Num(i64),
+    Bool(bool),
+}
+
+/// A decimal's text (`-1.5`, `3`) in units of 1/10,000, if it has at
+/// most four decimals and fits Cedar `decimal`'s range.
+pub fn decimal_units(text: &str) -> Option<i64> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty() || frac.len() > 4 || !all_digits(int) || !all_digits(frac) {
+        return None;
+    }
+    let scaled: i64 = format!("{int}{frac:0<4}").parse().ok()?;
+    Some(if negative { -scaled } else { scaled })
+}
+
+/// An equality or ordering, `element <op> value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    Eq,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Order {
+    /// Whether `left <op> right`.
+    pub fn holds<T: Ord>(self, left: T, right: T) -> bool {
+        match self {
+            Order::Eq => left == right,
+            Order::Lt => left < right,
+            Order::Le => left <= right,
+            Order::Gt => left > right,
+            Order::Ge => left >= right,
+        }
+    }
 }
 
 /// One `created by agent` question: is the argument at `pointer` the id of

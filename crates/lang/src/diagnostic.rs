@@ -99,6 +99,10 @@ codes! {
     ConditionTooLarge = "condition-too-large", Error, "a condition holds at most 512 tests";
     /// `args.x under "..."` with a prefix that is not an absolute, normal path.
     InvalidPathPrefix = "invalid-path-prefix", Error, "`under` takes an absolute path without `*`, `\\`, `%XX` escapes, control characters or `..` above the root";
+    /// `any`/`all` in front of a test that reads no list argument (`any user == "x"`).
+    QuantifierWithoutList = "quantifier-without-list", Error, "`any` and `all` test the elements of a list argument: the test after them reads `args.NAME`";
+    /// `ignoring case` on a test other than a string argument's `==`, `!=`, `in` or `matches`.
+    IgnoringCaseNotString = "ignoring-case-not-string", Error, "`ignoring case` compares a string argument with strings (`==`, `!=`, `in`, `matches`)";
     /// Emitted Cedar that does not parse or validate: a bug in warden.
     CompilerBug = "compiler-bug", Error, "the compiler produced Cedar that does not validate (a bug in warden)";
     /// A rule that an earlier unconditional deny makes pointless.

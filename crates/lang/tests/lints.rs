@@ -394,3 +394,21 @@ fn finding_28_hint_default() {
         "default deny\nallow harmless {\n  when tool.read_only\n}\ndeny dangerous {\n  when tool.destructive and not tool.read_only or not tool.idempotent\n}\n",
     );
 }
+
+#[test]
+fn quantifier_without_list() {
+    check(
+        Code::QuantifierWithoutList,
+        "default allow\ndeny d {\n  when any user == \"mallory\"\n}\n",
+        "default allow\ndeny d {\n  when any args.owners == \"mallory\"\n}\n",
+    );
+}
+
+#[test]
+fn ignoring_case_not_string() {
+    check(
+        Code::IgnoringCaseNotString,
+        "default allow\ndeny d {\n  when args.count > 3 ignoring case\n}\n",
+        "default allow\ndeny d {\n  when args.sql matches \"*drop table*\" ignoring case\n}\n",
+    );
+}
