@@ -36,6 +36,10 @@
 
 #[path = "differential/case.rs"]
 mod case;
+#[path = "differential/clock.rs"]
+mod clock;
+#[path = "differential/conditions.rs"]
+mod conditions;
 #[path = "differential/generate.rs"]
 mod generate;
 #[path = "differential/oracle.rs"]
@@ -89,7 +93,39 @@ struct Reach {
     /// `created by agent` conditions found true (an argument naming a
     /// record an agent-path call created earlier in the session).
     created_by_agent: u32,
+    /// How often the reference reached each outcome of the issue 12
+    /// tests and limits (`during:true`, `budget:crossed`, ...).
+    hits: std::collections::BTreeMap<String, u32>,
 }
+
+/// The outcomes of the newer kinds of tests and limits each run must
+/// reach in a fair share of its decisions.
+const MUST_REACH: &[&str] = &[
+    "during:true",
+    "during:false",
+    "any:true",
+    "any:false",
+    "any:unknown",
+    "all:true",
+    "all:false",
+    "all:unknown",
+    "ignoring-case:true",
+    "ignoring-case:false",
+    "ignoring-case:unknown",
+    "length:known",
+    "length:other",
+    "size:known",
+    "budget:fits-fresh",
+    "budget:fits-after-use",
+    "budget:crossed",
+    "budget:bad-amount",
+    "scope:missing-model",
+    "scope:model",
+    "scope:tool",
+    "scope:user+tool",
+    "scope:session+model",
+    "scope:user+model+tool",
+];
 
 /// The cases are split into [`SHARDS`] tests, which the test harness runs
 /// on parallel threads: the run takes half the wall time on two cores.
@@ -129,7 +165,7 @@ fn differential_shard(shard: u32) {
         let policy = case.policy();
         let mut r = reach.borrow_mut();
         r.cases += 1;
-        let runs = match run(&policy, &case.steps) {
+        let runs = match run(&policy, case.start, &case.steps) {
             Ok(runs) => runs,
             Err(_) => {
                 r.skipped += 1;
@@ -170,6 +206,7 @@ fn differential_shard(shard: u32) {
             let golden = Golden::from_case(
                 "shrunk counterexample of the differential test: DESCRIBE IT",
                 &case.policy(),
+                case.start,
                 &case.steps,
             );
             panic!(
@@ -184,7 +221,8 @@ fn differential_shard(shard: u32) {
         Err(e) => panic!("the differential run could not complete: {e}"),
     }
     let mut r = reach.into_inner();
-    r.created_by_agent = oracle::CREATED_HITS.with(|n| n.get());
+    r.created_by_agent = conditions::CREATED_HITS.with(|n| n.get());
+    r.hits = conditions::hits();
     eprintln!("differential, shard {} of {SHARDS}: {r:?}", shard + 1);
     // Shrinking re-runs cases, so at least `cases` were counted.
     assert!(r.cases >= cases, "{r:?}");
@@ -206,6 +244,10 @@ fn differential_shard(shard: u32) {
         ("shadow findings", r.shadow),
         ("created by agent found true", r.created_by_agent),
     ] {
+        assert!(n >= floor, "too few {what} ({n} < {floor}): {r:?}");
+    }
+    for what in MUST_REACH {
+        let n = r.hits.get(*what).copied().unwrap_or(0);
         assert!(n >= floor, "too few {what} ({n} < {floor}): {r:?}");
     }
 }
@@ -230,7 +272,7 @@ fn replay(path: &Path) -> Vec<String> {
     let golden: Golden =
         toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let steps: Vec<_> = golden.call.iter().map(|c| c.step.clone()).collect();
-    let runs = run(&golden.policy, &steps)
+    let runs = run(&golden.policy, golden.start, &steps)
         .unwrap_or_else(|e| panic!("{}: policy does not compile: {e}", path.display()));
     let mut problems = Vec::new();
     if runs.len() != steps.len() {

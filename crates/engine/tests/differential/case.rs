@@ -1,12 +1,13 @@
-//! One differential case (a policy text and a session of calls), how it is
-//! run through both the engine and the reference, and its golden-file
-//! form (TOML) for `regressions/` and `open-bugs/`.
+//! One differential case (a policy text, the wall time it starts at and a
+//! session of calls), how it is run through both the engine and the
+//! reference, and its golden-file form (TOML) for `regressions/` and
+//! `open-bugs/`.
 
 use crate::oracle::{self, Decision, Forwarded, Retry, Verdict};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
-use warden_engine::state::ManualClock;
+use warden_engine::state::{Clock, ManualClock};
 use warden_engine::{
     CallContext, Decided, Engine, EngineOptions, Identity, Outcome, PolicyBundle, Provenance,
     ToolAnnotations, Verified,
@@ -123,15 +124,22 @@ pub fn engine_view(d: &Decided) -> Decision {
     Decision { verdict, shadow }
 }
 
+/// The wall time a golden file without `start` begins at:
+/// 2026-12-02T07:30:00Z, a Wednesday morning in Europe.
+pub const DEFAULT_START: i64 = 1_796_196_600;
+
 /// Runs a session through a fresh engine and the reference, side by side,
 /// the way the proxy drives the engine: decide; forward (record) an
 /// Allow; on Confirm, if the person accepts, decide again with the asking
 /// rules confirmed and forward if that is allowed. Stops after the first
 /// disagreement (the two states would differ from there on).
 ///
+/// The engine's clock starts at `start` (Unix seconds, wall time) and
+/// moves by each step's `advance_secs`, the reference's with it.
+///
 /// `Err` when the policy does not compile (such sets are not generated on
 /// purpose, and are skipped).
-pub fn run(policy: &str, steps: &[Step]) -> Result<Vec<StepRun>, String> {
+pub fn run(policy: &str, start: i64, steps: &[Step]) -> Result<Vec<StepRun>, String> {
     let mut sources = Sources::new();
     sources.add("case.policy", policy);
     let compiled = compile_policy_set(&sources).map_err(|d| {
@@ -144,6 +152,7 @@ pub fn run(policy: &str, steps: &[Step]) -> Result<Vec<StepRun>, String> {
     let reference = oracle::Policy::from_ast(&files);
 
     let clock = Arc::new(ManualClock::default());
+    clock.step_wall(start * 1000 - clock.unix_millis());
     let engine = Engine::new(
         PolicyBundle::new(compiled.policy_set, "differential".into()),
         EngineOptions {
@@ -152,7 +161,7 @@ pub fn run(policy: &str, steps: &[Step]) -> Result<Vec<StepRun>, String> {
         },
     );
     let mut history: Vec<Forwarded> = Vec::new();
-    let mut now = 0u64;
+    let mut now = u64::try_from(start).expect("a start after 1970");
     let mut runs = Vec::new();
 
     // Decides on both sides; forwards when the engine allowed and the two
@@ -263,15 +272,23 @@ pub struct GoldenCall {
 pub struct Golden {
     pub description: String,
     pub policy: String,
+    /// The wall time of the first call's clock (Unix seconds);
+    /// [`DEFAULT_START`] when absent.
+    #[serde(default = "default_start")]
+    pub start: i64,
     pub call: Vec<GoldenCall>,
+}
+
+fn default_start() -> i64 {
+    DEFAULT_START
 }
 
 impl Golden {
     /// A golden file for a case, with the reference's decisions as the
     /// expected ones (where a disagreement was found, the reference is
     /// what the docs say; check it by hand before committing).
-    pub fn from_case(description: &str, policy: &str, steps: &[Step]) -> Golden {
-        let runs = run(policy, steps).unwrap_or_default();
+    pub fn from_case(description: &str, policy: &str, start: i64, steps: &[Step]) -> Golden {
+        let runs = run(policy, start, steps).unwrap_or_default();
         let call = steps
             .iter()
             .zip(&runs)
@@ -284,6 +301,7 @@ impl Golden {
         Golden {
             description: description.to_string(),
             policy: policy.to_string(),
+            start,
             call,
         }
     }

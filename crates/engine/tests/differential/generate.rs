@@ -2,7 +2,9 @@
 //! of servers, tools, identities, argument names and values is small and
 //! shared between the rules and the calls, so that rules match often and
 //! every corner of the three-valued reading is reached: absent arguments,
-//! null, wrong types, numbers a decimal cannot hold, backslashes in globs.
+//! null, wrong types, numbers a decimal cannot hold, backslashes in globs,
+//! lists with elements of every type, case variants, budget amounts that
+//! are not exact, and wall times around DST changes for `during`.
 
 use crate::case::Step;
 use proptest::collection::vec;
@@ -21,8 +23,10 @@ pub struct GenRule {
     pub when: Option<GenExpr>,
     /// `None`: no `mode` clause; `Some(true)`: `mode shadow`.
     pub shadow: Option<bool>,
-    pub max: u64,
+    /// A count for caps and rates, an amount for budgets.
+    pub max: &'static str,
     pub window: &'static str,
+    /// `per user per tool`: the scope phrase as written.
     pub scope: &'static str,
 }
 
@@ -53,6 +57,8 @@ impl GenExpr {
 /// A generated case: a policy set and a session of calls.
 #[derive(Debug, Clone)]
 pub struct Case {
+    /// Wall time of the clock at the first call (Unix seconds).
+    pub start: i64,
     pub default_allow: bool,
     pub rules: Vec<GenRule>,
     pub steps: Vec<Step>,
@@ -88,11 +94,12 @@ impl Case {
                 out.push_str(&format!("  when {}\n", w.text()));
             }
             match r.kind {
-                RuleKind::CapConsecutive => {
-                    out.push_str(&format!("  max {} per {}\n", r.max, r.scope))
+                RuleKind::CapConsecutive => out.push_str(&format!("  max {} {}\n", r.max, r.scope)),
+                RuleKind::RateLimit => {
+                    out.push_str(&format!("  max {} per {} {}\n", r.max, r.window, r.scope))
                 }
-                RuleKind::RateLimit => out.push_str(&format!(
-                    "  max {} per {} per {}\n",
+                RuleKind::Budget => out.push_str(&format!(
+                    "  sum args.c\n  max {} per {} {}\n",
                     r.max, r.window, r.scope
                 )),
                 _ => {}
@@ -150,6 +157,99 @@ const ARG_PATHS: &[&str] = &[
 ];
 /// Literals as written in a policy (`"a\\b"` is the string `a\b`).
 const STRINGS: &[&str] = &["\"x\"", "\"qc\"", "\"\"", "\"a\\\\b\""];
+/// Literals compared `ignoring case`: upper and mixed case, and letters
+/// whose lowercase is longer (`İ`) or that have no one-letter uppercase.
+const CASED: &[&str] = &[
+    "\"QC\"",
+    "\"Qc\"",
+    "\"x\"",
+    "\"İx\"",
+    "\"STRASSE\"",
+    "\"straße\"",
+];
+const CASED_GLOBS: &[&str] = &["\"*Q*\"", "\"x*\"", "\"i*\"", "\"*SS*\"", "\"*ß*\""];
+/// The list arguments `any` and `all` read.
+const LIST_PATHS: &[&str] = &["args.tags", "args.ids", "args.paths"];
+const PATH_PREFIXES: &[&str] = &["\"/tmp\"", "\"/etc\"", "\"/\""];
+const SIZES: &[&str] = &["0 B", "2 B", "3 B", "4 B", "10 B", "1 KB", "1 KiB"];
+const LENGTHS: &[&str] = &["0", "1", "2", "3", "10"];
+/// The scopes of a limit, compound ones included; plain ones twice as
+/// likely.
+const SCOPES: &[&str] = &[
+    "per session",
+    "per session",
+    "per user",
+    "per user",
+    "per agent",
+    "per model",
+    "per tool",
+    "per user per tool",
+    "per tool per session",
+    "per session per model",
+    "per agent per tool",
+    "per model per tool",
+    "per user per model per tool",
+];
+/// Budget maxima: whole, with decimals, at the fourth place.
+const BUDGETS: &[&str] = &["1", "2.5", "0.3", "10", "1000.0001"];
+/// Budget amounts (`args.c`): exact decimals whose float sums are not
+/// (0.1 + 0.2), zero and minus zero, negative, too precise, out of range,
+/// exponents, not numbers, and more digits than a float keeps.
+const AMOUNTS: &[&str] = &[
+    "0.1",
+    "0.2",
+    "0.1",
+    "1",
+    "2.5",
+    "0",
+    "-0",
+    "-1",
+    "0.00001",
+    "0.0001",
+    "1e300",
+    "1.5E-1",
+    "3",
+    "\"1\"",
+    "null",
+    "true",
+    "1234567890123.4567",
+    "922337203685477.5807",
+];
+/// Instants the cases start near (Unix seconds): the 2026 DST changes in
+/// Berlin, New York and Sydney, a Wednesday morning in Europe, a Friday
+/// evening, Sunday midnight, the new year.
+const ANCHORS: &[i64] = &[
+    1_774_746_000,
+    1_792_890_000,
+    1_772_953_200,
+    1_793_512_800,
+    1_791_043_200,
+    1_775_318_400,
+    1_796_196_600,
+    1_796_403_600,
+    1_796_598_000,
+    1_798_761_600,
+];
+const DAYS: &[&str] = &[
+    "weekdays",
+    "weekends",
+    "mon-fri",
+    "sat,sun",
+    "fri-mon",
+    "sun",
+    "mon,wed-fri",
+];
+/// Hours, some of them past midnight and one the hour Berlin skips.
+const HOURS: &[&str] = &[
+    "08:00-18:00",
+    "22:00-06:00",
+    "00:00-03:00",
+    "02:00-03:00",
+    "01:30-02:30",
+    "18:00-24:00",
+    "09:00-17:30",
+    "23:59-00:01",
+];
 const NUMBERS: &[&str] = &[
     "0",
     "1",
@@ -190,6 +290,40 @@ const JSON_VALUES: &[&str] = &[
     "null",
     "{}",
     "[]",
+    "\"QC\"",
+    "\"STRASSE\"",
+    "\"İx\"",
+    "\"/tmp/a\"",
+    "\"a long string of 29 bytes: é\"",
+    "[\"x\", 1]",
+];
+
+/// Elements of the lists `tags`, `ids` and `paths`: strings in several
+/// cases, paths (some that do not normalise), ids, and other types.
+const ELEMENTS: &[&str] = &[
+    "\"x\"",
+    "\"qc\"",
+    "\"QC\"",
+    "\"Qc\"",
+    "\"İx\"",
+    "\"i̇x\"",
+    "\"STRASSE\"",
+    "\"straße\"",
+    "\"\"",
+    "\"a\\\\b\"",
+    "\"/tmp/a\"",
+    "\"/TMP/a\"",
+    "\"/etc/passwd\"",
+    "\"/tmp/../etc\"",
+    "\"rel/x\"",
+    "\"S-1\"",
+    "7",
+    "1",
+    "0.00001",
+    "true",
+    "null",
+    "[]",
+    "{}",
 ];
 
 /// Record ids `a` and `b` are drawn from half of the time: a string, a
@@ -209,6 +343,23 @@ fn atom() -> impl Strategy<Value = String> {
         vec(select(BOOLS), 1..3),
     ];
     let identity = select(&["user", "agent", "model"][..]);
+    let during = (
+        option::of(select(DAYS)),
+        option::of(select(HOURS)),
+        select(crate::clock::ZONES),
+    )
+        .prop_map(|(days, hours, zone)| {
+            let days = match (days, hours) {
+                (None, None) => Some("weekdays"),
+                (d, _) => d,
+            };
+            let mut out = "during".to_string();
+            for part in [days, hours].into_iter().flatten() {
+                out.push(' ');
+                out.push_str(part);
+            }
+            format!("{out} \"{zone}\"")
+        });
     let quoted_name = select(NAMES).prop_map(quote);
     prop_oneof![
         1 => select(&["true", "false", "via agent"][..]).prop_map(str::to_string),
@@ -232,6 +383,49 @@ fn atom() -> impl Strategy<Value = String> {
             .prop_map(|(p, op, n)| format!("{p} {op} {n}")),
         1 => (select(ARG_PATHS), list).prop_map(|(p, l)| format!("{p} in [{}]", l.join(", "))),
         1 => (select(ARG_PATHS), select(ARG_GLOBS)).prop_map(|(p, g)| format!("{p} matches {g}")),
+        3 => during,
+        4 => (select(&["any", "all"][..]), select(LIST_PATHS), element_test())
+            .prop_map(|(q, p, t)| format!("{q} {}", t.replace("PATH", p))),
+        2 => (select(ARG_PATHS), folded()).prop_map(|(p, t)| t.replace("PATH", p)),
+        2 => (
+            prop_oneof![select(ARG_PATHS), select(LIST_PATHS)],
+            select(&["<", "<=", ">", ">=", "==", "!="][..]),
+            select(LENGTHS)
+        )
+            .prop_map(|(p, op, n)| format!("length of {p} {op} {n}")),
+        2 => (
+            prop_oneof![select(ARG_PATHS), select(LIST_PATHS)],
+            select(&["<", "<=", ">", ">=", "==", "!="][..]),
+            select(SIZES)
+        )
+            .prop_map(|(p, op, n)| format!("size of {p} {op} {n}")),
+    ]
+}
+
+/// A comparison of strings `ignoring case`, on the argument `PATH`.
+fn folded() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (select(&["==", "!="][..]), select(CASED))
+            .prop_map(|(op, l)| format!("PATH {op} {l} ignoring case")),
+        vec(select(CASED), 1..3)
+            .prop_map(|ls| format!("PATH in [{}] ignoring case", ls.join(", "))),
+        select(CASED_GLOBS).prop_map(|g| format!("PATH matches {g} ignoring case")),
+    ]
+}
+
+/// The test `any` or `all` applies to each element of the list `PATH`.
+fn element_test() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (select(&["==", "!="][..]), select(STRINGS)).prop_map(|(op, l)| format!("PATH {op} {l}")),
+        (select(&["<", ">=", "=="][..]), select(NUMBERS))
+            .prop_map(|(op, n)| format!("PATH {op} {n}")),
+        vec(select(STRINGS), 1..3).prop_map(|ls| format!("PATH in [{}]", ls.join(", "))),
+        select(ARG_GLOBS).prop_map(|g| format!("PATH matches {g}")),
+        select(PATH_PREFIXES).prop_map(|p| format!("PATH under {p}")),
+        Just("PATH created by agent".to_string()),
+        Just("PATH created by agent".to_string()),
+        Just("PATH exists".to_string()),
+        folded(),
     ]
 }
 
@@ -254,6 +448,7 @@ fn rule() -> impl Strategy<Value = GenRule> {
         2 => Just(RuleKind::RequireConfirm),
         2 => Just(RuleKind::CapConsecutive),
         2 => Just(RuleKind::RateLimit),
+        2 => Just(RuleKind::Budget),
     ];
     (
         kind,
@@ -261,18 +456,22 @@ fn rule() -> impl Strategy<Value = GenRule> {
         option::weighted(0.7, vec(select(TOOL_PATTERNS), 1..3)),
         option::weighted(0.75, expr()),
         select(&[None, None, None, Some(false), Some(true)][..]),
-        1u64..=3,
+        (select(&["1", "2", "3"][..]), select(BUDGETS)),
         select(&["30s", "1m", "2m", "1h"][..]),
-        select(&["session", "user", "agent"][..]),
+        select(SCOPES),
     )
         .prop_map(
-            |(kind, servers, tools, when, shadow, max, window, scope)| GenRule {
+            |(kind, servers, tools, when, shadow, (count, budget), window, scope)| GenRule {
                 kind,
                 servers,
                 tools,
                 when,
                 shadow,
-                max,
+                max: if kind == RuleKind::Budget {
+                    budget
+                } else {
+                    count
+                },
                 window,
                 scope,
             },
@@ -286,7 +485,7 @@ fn arguments() -> impl Strategy<Value = String> {
     // `a` and `b` often hold one of a few record ids, so that a record a
     // `create_*` call created (its id is its `a`) is named again later.
     let id = || prop_oneof![1 => select(RECORD_IDS), 1 => select(JSON_VALUES)];
-    (
+    let fields = (
         option::of(id()),
         option::of(id()),
         option::of(value()),
@@ -294,30 +493,55 @@ fn arguments() -> impl Strategy<Value = String> {
         option::of(value()),
         option::of((any::<bool>(), value())),
         option::of(value()),
-    )
-        .prop_map(|(a, b, n, o, ky, items, pq)| {
-            let mut fields = Vec::new();
-            for (key, v) in [("a", a), ("b", b), ("n", n), ("k y", ky), ("p/q~r", pq)] {
-                if let Some(v) = v {
-                    fields.push(format!("\"{key}\": {v}"));
-                }
+    );
+    // A list of elements, or (one time in eight) some other value.
+    let list = || {
+        option::of(prop_oneof![
+            7 => vec(select(ELEMENTS), 0..4).prop_map(|es| format!("[{}]", es.join(", "))),
+            1 => select(JSON_VALUES).prop_map(String::from),
+        ])
+    };
+    let more = (
+        list(),
+        option::of(vec(select(RECORD_IDS), 0..3).prop_map(|es| format!("[{}]", es.join(", ")))),
+        list(),
+        option::weighted(0.8, select(AMOUNTS)),
+    );
+    (fields, more).prop_map(|((a, b, n, o, ky, items, pq), (tags, ids, paths, c))| {
+        let mut fields = Vec::new();
+        for (key, v) in [
+            ("a", a),
+            ("b", b),
+            ("n", n),
+            ("k y", ky),
+            ("p/q~r", pq),
+            ("c", c),
+        ] {
+            if let Some(v) = v {
+                fields.push(format!("\"{key}\": {v}"));
             }
-            if let Some((nested, v)) = o {
-                fields.push(if nested {
-                    format!("\"o\": {{\"x\": {v}}}")
-                } else {
-                    format!("\"o\": {v}")
-                });
+        }
+        for (key, v) in [("tags", tags), ("ids", ids), ("paths", paths)] {
+            if let Some(v) = v {
+                fields.push(format!("\"{key}\": {v}"));
             }
-            if let Some((nested, v)) = items {
-                fields.push(if nested {
-                    format!("\"items\": [{v}]")
-                } else {
-                    format!("\"items\": {v}")
-                });
-            }
-            format!("{{{}}}", fields.join(", "))
-        })
+        }
+        if let Some((nested, v)) = o {
+            fields.push(if nested {
+                format!("\"o\": {{\"x\": {v}}}")
+            } else {
+                format!("\"o\": {v}")
+            });
+        }
+        if let Some((nested, v)) = items {
+            fields.push(if nested {
+                format!("\"items\": [{v}]")
+            } else {
+                format!("\"items\": {v}")
+            });
+        }
+        format!("{{{}}}", fields.join(", "))
+    })
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -355,7 +579,7 @@ fn step() -> impl Strategy<Value = Step> {
         select(TOOLS),
         annotations,
         arguments(),
-        select(&[0u64, 0, 0, 0, 1, 10, 30, 59, 60, 61, 3600][..]),
+        select(&[0u64, 0, 0, 0, 1, 10, 30, 59, 60, 61, 1800, 3600, 7200][..]),
         option::weighted(
             0.15,
             vec(select(&["r0", "r1", "r2", "r3", "nope"][..]), 1..3),
@@ -398,6 +622,7 @@ fn step() -> impl Strategy<Value = Step> {
 /// created record on the same server is too rare to test `created by agent`.
 pub fn case() -> impl Strategy<Value = Case> {
     (
+        (select(ANCHORS), 0i64..4 * 3600),
         any::<bool>(),
         vec(rule(), 1..=8),
         vec(step(), 1..=12),
@@ -406,34 +631,41 @@ pub fn case() -> impl Strategy<Value = Case> {
             12,
         ),
     )
-        .prop_map(|(default_allow, rules, mut steps, links)| {
-            for i in 1..steps.len() {
-                let (follow, pick, also_b) = links[i];
-                let creators: Vec<usize> = (0..i)
-                    .filter(|&j| steps[j].tool.starts_with("create_"))
-                    .collect();
-                if !follow || creators.is_empty() {
-                    continue;
+        .prop_map(
+            |((anchor, before), default_allow, rules, mut steps, links)| {
+                for i in 1..steps.len() {
+                    let (follow, pick, also_b) = links[i];
+                    let creators: Vec<usize> = (0..i)
+                        .filter(|&j| steps[j].tool.starts_with("create_"))
+                        .collect();
+                    if !follow || creators.is_empty() {
+                        continue;
+                    }
+                    let j = creators[pick % creators.len()];
+                    let created: serde_json::Value =
+                        serde_json::from_str(&steps[j].args).expect("generated arguments are JSON");
+                    let Some(id) = created.get("a").cloned() else {
+                        continue;
+                    };
+                    let mut args: serde_json::Value =
+                        serde_json::from_str(&steps[i].args).expect("generated arguments are JSON");
+                    args["a"] = id.clone();
+                    if also_b {
+                        args["b"] = id.clone();
+                    }
+                    // And as an element of the list `any`/`all` read.
+                    if let Some(ids) = args.get_mut("ids").and_then(|v| v.as_array_mut()) {
+                        ids.push(id);
+                    }
+                    steps[i].args = args.to_string();
+                    steps[i].server = steps[j].server.clone();
                 }
-                let j = creators[pick % creators.len()];
-                let created: serde_json::Value =
-                    serde_json::from_str(&steps[j].args).expect("generated arguments are JSON");
-                let Some(id) = created.get("a").cloned() else {
-                    continue;
-                };
-                let mut args: serde_json::Value =
-                    serde_json::from_str(&steps[i].args).expect("generated arguments are JSON");
-                args["a"] = id.clone();
-                if also_b {
-                    args["b"] = id;
+                Case {
+                    start: anchor - before,
+                    default_allow,
+                    rules,
+                    steps,
                 }
-                steps[i].args = args.to_string();
-                steps[i].server = steps[j].server.clone();
-            }
-            Case {
-                default_allow,
-                rules,
-                steps,
-            }
-        })
+            },
+        )
 }

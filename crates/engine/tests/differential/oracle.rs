@@ -1,54 +1,16 @@
 //! The reference interpreter: docs/language.md and the state rules of
 //! docs/engine.md read straight over warden-lang's AST, with no Cedar and
 //! nothing of the engine but its input type ([`CallContext`]). It is a test
-//! oracle, so it is written to be obviously right rather than fast: caps
-//! and rates are recomputed from the whole history of forwarded calls on
-//! every decision instead of being kept as counters.
+//! oracle, so it is written to be obviously right rather than fast: caps,
+//! rates and budgets are recomputed from the whole history of forwarded
+//! calls on every decision instead of being kept as counters. This file
+//! decides (rules, limits, scopes); `conditions.rs` reads conditions.
 
+use crate::conditions::{Env, Tri, argument_or_null, count, decimal, eval, glob, id_text};
 use serde_json::Value as Json;
 use std::collections::{HashMap, HashSet};
 use warden_engine::CallContext;
-use warden_lang::ast::{
-    Atom, CmpOp, Effect, Expr, IdentityField, Item, Mode, PolicyFile, RuleKind, Scope, Subject,
-    ToolFlag, Value, VerifiedField,
-};
-
-/// The three outcomes of a condition ("Arguments: the fail-closed reading").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tri {
-    True,
-    False,
-    /// An argument is present but not of the type the test compares.
-    Unknown,
-}
-
-impl Tri {
-    fn of(b: bool) -> Tri {
-        if b { Tri::True } else { Tri::False }
-    }
-
-    fn not(self) -> Tri {
-        match self {
-            Tri::True => Tri::False,
-            Tri::False => Tri::True,
-            Tri::Unknown => Tri::Unknown,
-        }
-    }
-
-    /// Kleene `and`: false wins, then unknown.
-    fn and(self, other: Tri) -> Tri {
-        match (self, other) {
-            (Tri::False, _) | (_, Tri::False) => Tri::False,
-            (Tri::True, Tri::True) => Tri::True,
-            _ => Tri::Unknown,
-        }
-    }
-
-    /// Kleene `or`: true wins, then unknown.
-    fn or(self, other: Tri) -> Tri {
-        self.not().and(other.not()).not()
-    }
-}
+use warden_lang::ast::{Effect, Expr, Item, Mode, PolicyFile, RuleKind, Scope, ScopeSet};
 
 /// A rule as the reference reads it: only what decides.
 #[derive(Debug, Clone)]
@@ -60,8 +22,11 @@ pub struct Rule {
     pub servers: Option<Vec<String>>,
     pub tools: Option<Vec<String>>,
     pub when: Option<Expr>,
-    /// `(max, window in seconds for a rate, scope)`.
-    pub limit: Option<(u64, Option<u64>, Scope)>,
+    /// `(max, window in seconds for a rate or budget, scopes)`; a
+    /// budget's max is in units of 1/10,000.
+    pub limit: Option<(u64, Option<u64>, ScopeSet)>,
+    /// What a budget adds up: the argument's path.
+    pub sum: Option<Vec<String>>,
 }
 
 /// A `records` declaration: the servers it covers (`None`: all) and its
@@ -154,6 +119,7 @@ impl Policy {
                         tools: None,
                         when: None,
                         limit: None,
+                        sum: None,
                     };
                     for clause in &r.clauses {
                         use warden_lang::ast::Clause;
@@ -167,12 +133,18 @@ impl Policy {
                             Clause::Reason(_) => {}
                             Clause::Mode(m) => rule.mode = m.node,
                             Clause::Limit(l) => {
+                                let max = if r.kind.node == RuleKind::Budget {
+                                    decimal(&l.max.node).expect("a checked budget max") as u64
+                                } else {
+                                    l.whole_max().expect("a checked count")
+                                };
                                 rule.limit = Some((
-                                    l.max.node,
+                                    max,
                                     l.window.as_ref().map(|w| w.node.as_secs()),
-                                    l.scope.node,
+                                    l.scope_set(),
                                 ))
                             }
+                            Clause::Sum(p) => rule.sum = Some(p.segments.clone()),
                         }
                     }
                     rules.push(rule);
@@ -243,7 +215,7 @@ impl Policy {
             let refusal = self.refuses(rule, call, &created, history, now);
             let applies = match rule.kind {
                 // An allow grants only on "definitely true".
-                RuleKind::Allow => self.reads(rule, call, &created) == Tri::True,
+                RuleKind::Allow => self.reads(rule, call, &created, now) == Tri::True,
                 _ => refusal.is_some(),
             };
             if !applies {
@@ -312,26 +284,34 @@ impl Policy {
         now: u64,
     ) -> Option<Option<Retry>> {
         // Restricting rules apply on "possibly true".
-        if !self.counts(rule, call, created) {
+        if !self.counts(rule, call, created, now) {
             return None;
+        }
+        if let Some((_, _, scopes)) = rule.limit {
+            // A limit counting per model refuses a call that declares no
+            // model, rather than counting it with the others (fail closed).
+            if split_key(call, scopes).is_none() {
+                count("scope:missing-model");
+                return Some(Some(Retry::Never));
+            }
+            if !scopes.split_by().is_empty() || scopes.row().is_empty() {
+                count(&format!("scope:{}", scopes.key()));
+            }
         }
         match rule.kind {
             RuleKind::Allow => None,
             RuleKind::Deny => Some(Some(Retry::Never)),
             RuleKind::RequireConfirm => (!call.confirmed.contains(&rule.name)).then_some(None),
             RuleKind::CapConsecutive => {
-                let (max, _, scope) = rule.limit.expect("a checked cap has a limit");
-                (self.streak(rule, scope, call, history) >= max)
+                let (max, _, scopes) = rule.limit.expect("a checked cap has a limit");
+                (self.streak(rule, scopes, call, history) >= max)
                     .then_some(Some(Retry::AfterStreakEnds))
             }
             RuleKind::RateLimit => {
-                let (max, window, scope) = rule.limit.expect("a checked rate has a limit");
+                let (max, window, _) = rule.limit.expect("a checked rate has a limit");
                 let window = window.expect("a checked rate has a window");
-                let mut times: Vec<u64> = history
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, h)| scope_value(&h.call, scope) == scope_value(call, scope))
-                    .filter(|(i, h)| now - h.at < window && self.counted(rule, history, *i))
+                let mut times: Vec<u64> = self
+                    .in_window(rule, call, history, now)
                     .map(|(_, h)| h.at)
                     .collect();
                 times.sort();
@@ -343,40 +323,137 @@ impl Policy {
                     Some(Retry::AfterSeconds(leaving + window - now))
                 })
             }
+            RuleKind::Budget => self.budget(rule, call, history, now).map(Some),
         }
     }
 
-    /// The streak of `rule` before this call: the run of the latest
-    /// forwarded calls in the call's scope value that the rule matched and
-    /// that the person did not confirm. Any other call in that scope value
-    /// ends the streak.
-    fn streak(&self, rule: &Rule, scope: Scope, call: &CallContext, history: &[Forwarded]) -> u64 {
-        let mine = scope_value(call, scope);
+    /// A budget on a call it counts: `None` when the call's amount fits
+    /// in what its scope has left in the window, else when to retry.
+    fn budget(
+        &self,
+        rule: &Rule,
+        call: &CallContext,
+        history: &[Forwarded],
+        now: u64,
+    ) -> Option<Retry> {
+        let (max, window, _) = rule.limit.expect("a checked budget has a limit");
+        let window = window.expect("a checked budget has a window");
+        let path = rule.sum.as_ref().expect("a checked budget has a sum");
+        let Some(amount) = amount(call, path) else {
+            count("budget:bad-amount");
+            return Some(Retry::Never);
+        };
+        // (time, amount) of the calls that used the budget in the window.
+        let mut used: Vec<(u64, u64)> = self
+            .in_window(rule, call, history, now)
+            .map(|(_, h)| (h.at, self::amount(&h.call, path).unwrap_or(0)))
+            .collect();
+        used.sort();
+        let total: u64 = used.iter().map(|(_, a)| a).sum();
+        if u128::from(total) + u128::from(amount) <= u128::from(max) {
+            count(if used.is_empty() {
+                "budget:fits-fresh"
+            } else {
+                "budget:fits-after-use"
+            });
+            return None;
+        }
+        count("budget:crossed");
+        if amount > max {
+            return Some(Retry::Never);
+        }
+        // The earliest time enough of the oldest uses have left the window.
+        let mut left = total;
+        for (at, a) in &used {
+            left -= a;
+            if left + amount <= max {
+                return Some(Retry::AfterSeconds(at + window - now));
+            }
+        }
+        unreachable!("with every use gone the amount fits")
+    }
+
+    /// The forwarded calls a rate or budget counts for `call`: same scope
+    /// values, inside the window, counted by the rule when forwarded.
+    fn in_window<'h>(
+        &'h self,
+        rule: &'h Rule,
+        call: &CallContext,
+        history: &'h [Forwarded],
+        now: u64,
+    ) -> impl Iterator<Item = (usize, &'h Forwarded)> + 'h {
+        let (_, window, scopes) = rule.limit.expect("a rate or budget has a limit");
+        let window = window.expect("a rate or budget has a window");
+        let row = row_key(call, scopes);
+        let split = split_key(call, scopes);
         history
             .iter()
             .enumerate()
+            .filter(move |(_, h)| row_key(&h.call, scopes) == row)
+            .filter(move |(_, h)| split_key(&h.call, scopes) == split)
+            .filter(move |(i, h)| now - h.at < window && self.counted(rule, history, *i))
+    }
+
+    /// The streak of a cap before this call (docs/language.md, "Scopes"):
+    /// measured in the call's row (the calls of its session, user or
+    /// agent, as the scope says; all calls when it names none), as the
+    /// run of the latest forwarded calls in the row that the rule matched,
+    /// that the person did not confirm, and that have the split value
+    /// (model, tool) of the latest one. A call the rule does not match or
+    /// a confirmed call ends it; one with another split value starts a
+    /// run of its own. The call's count is that run if its own split
+    /// value is the run's, else 0.
+    fn streak(
+        &self,
+        rule: &Rule,
+        scopes: ScopeSet,
+        call: &CallContext,
+        history: &[Forwarded],
+    ) -> u64 {
+        let row = row_key(call, scopes);
+        let mine = split_key(call, scopes);
+        let mut in_row = history
+            .iter()
+            .enumerate()
             .rev()
-            .filter(|(_, h)| scope_value(&h.call, scope) == mine)
-            .take_while(|(i, h)| h.call.confirmed.is_empty() && self.counted(rule, history, *i))
+            .filter(|(_, h)| row_key(&h.call, scopes) == row)
+            .peekable();
+        let Some((_, latest)) = in_row.peek() else {
+            return 0;
+        };
+        let run = split_key(&latest.call, scopes);
+        if run != mine {
+            return 0;
+        }
+        in_row
+            .take_while(|(i, h)| {
+                h.call.confirmed.is_empty()
+                    && self.counted(rule, history, *i)
+                    && split_key(&h.call, scopes) == run
+            })
             .count() as u64
     }
 
     /// Whether the forwarded call `history[i]` counted towards a rule when
-    /// it was decided: with the records of the calls forwarded before it.
+    /// it was decided: with the records of the calls forwarded before it,
+    /// at its time.
     fn counted(&self, rule: &Rule, history: &[Forwarded], i: usize) -> bool {
-        let call = &history[i].call;
-        self.counts(rule, call, &self.agent_created(&history[..i], &call.server))
+        let h = &history[i];
+        crate::conditions::quietly(|| {
+            let created = self.agent_created(&history[..i], &h.call.server);
+            self.counts(rule, &h.call, &created, h.at)
+        })
     }
 
     /// Whether a call counts towards (and so can be restricted by) a rule:
     /// its patterns match and its condition is possibly true.
-    fn counts(&self, rule: &Rule, call: &CallContext, created: &HashSet<String>) -> bool {
-        self.reads(rule, call, created) != Tri::False
+    fn counts(&self, rule: &Rule, call: &CallContext, created: &HashSet<String>, now: u64) -> bool {
+        self.reads(rule, call, created, now) != Tri::False
     }
 
-    /// A rule's `server`, `tool` and `when` clauses on a call, given the
-    /// agent-created ids on its server.
-    fn reads(&self, rule: &Rule, call: &CallContext, created: &HashSet<String>) -> Tri {
+    /// A rule's `server`, `tool` and `when` clauses on a call at `now`,
+    /// given the agent-created ids on its server.
+    fn reads(&self, rule: &Rule, call: &CallContext, created: &HashSet<String>, now: u64) -> Tri {
         let listed = |patterns: &Option<Vec<String>>, name: &str| {
             patterns
                 .as_ref()
@@ -385,302 +462,55 @@ impl Policy {
         if !listed(&rule.servers, &call.server) || !listed(&rule.tools, &call.tool) {
             return Tri::False;
         }
-        rule.when
-            .as_ref()
-            .map_or(Tri::True, |e| eval(e, call, created))
-    }
-}
-
-/// The value of a scope for a call. engine.md: calls without an agent
-/// share one agent scope, the empty name.
-fn scope_value(call: &CallContext, scope: Scope) -> (u8, String) {
-    match scope {
-        Scope::Session => (0, call.session.clone()),
-        Scope::User => (1, call.identity.user.clone()),
-        Scope::Agent => (2, call.identity.agent.clone().unwrap_or_default()),
-    }
-}
-
-/// A condition on a call.
-pub fn eval(expr: &Expr, call: &CallContext, created: &HashSet<String>) -> Tri {
-    match expr {
-        Expr::Or(items, _) => items
-            .iter()
-            .fold(Tri::False, |acc, e| acc.or(eval(e, call, created))),
-        Expr::And(items, _) => items
-            .iter()
-            .fold(Tri::True, |acc, e| acc.and(eval(e, call, created))),
-        Expr::Not(e, _) => eval(e, call, created).not(),
-        Expr::Atom(atom, _) => atom_value(atom, call, created),
-    }
-}
-
-fn atom_value(atom: &Atom, call: &CallContext, created: &HashSet<String>) -> Tri {
-    match atom {
-        Atom::Bool(b) => Tri::of(*b),
-        Atom::ViaAgent => Tri::of(call.provenance.via_agent),
-        // Compared exactly, not a glob; false when no server is known.
-        Atom::ViaServer(name) => Tri::of(call.provenance.via_server.as_deref() == Some(&name.node)),
-        Atom::ToolFlag(flag) => {
-            // MCP defaults for a hint the server does not give; destructive
-            // and idempotent mean something only when not read-only (a
-            // read-only tool is neither destructive nor non-idempotent).
-            let a = &call.annotations;
-            let read_only = a.read_only_hint.unwrap_or(false);
-            Tri::of(match flag {
-                ToolFlag::ReadOnly => read_only,
-                ToolFlag::Destructive => !read_only && a.destructive_hint.unwrap_or(true),
-                ToolFlag::Idempotent => read_only || a.idempotent_hint.unwrap_or(false),
-                ToolFlag::OpenWorld => a.open_world_hint.unwrap_or(true),
-            })
-        }
-        Atom::InGroup(g) => Tri::of(call.identity.groups.contains(&g.node)),
-        // Never unknown: an argument that is absent, null or not a string
-        // or number is simply not an id.
-        Atom::CreatedByAgent(path, _) => {
-            let hit = argument(call, &path.segments)
-                .and_then(id_text)
-                .is_some_and(|id| created.contains(&id));
-            CREATED_HITS.with(|n| n.set(n.get() + u32::from(hit)));
-            Tri::of(hit)
-        }
-        Atom::Verified(field) => {
-            let v = &call.identity.verified;
-            Tri::of(match field {
-                VerifiedField::User => v.user,
-                VerifiedField::Groups => v.groups,
-                VerifiedField::Agent => v.agent,
-                VerifiedField::Model => v.model,
-            })
-        }
-        // Null is unknown: present, of no type (engine.md).
-        Atom::Exists(path) => match argument_or_null(call, &path.segments) {
-            None => Tri::False,
-            Some(Json::Null) => Tri::Unknown,
-            Some(_) => Tri::True,
-        },
-        Atom::Compare(subject, op, lit) => {
-            compare(subject_value(subject, call), op.node, &lit.value)
-        }
-        // `in` is a chain of `==`.
-        Atom::In(subject, lits) => {
-            let v = subject_value(subject, call);
-            lits.iter().fold(Tri::False, |acc, l| {
-                acc.or(compare(v.clone(), CmpOp::Eq, &l.value))
-            })
-        }
-        Atom::Matches(subject, pattern) => match subject_value(subject, call) {
-            None => Tri::False,
-            Some(Json::String(s)) => Tri::of(glob(&pattern.node, &s)),
-            Some(_) => Tri::Unknown,
-        },
-        // docs/language.md "Paths": exact case decides "true", folded case
-        // "possibly"; a value that does not normalise is unknown.
-        Atom::Under(path, prefix) => match argument_or_null(call, &path.segments) {
-            None => Tri::False,
-            Some(Json::String(s)) => match warden_lang::paths::normalize_path(s) {
-                None => Tri::Unknown,
-                Some(normal) => {
-                    use warden_lang::paths::{fold_case, is_under};
-                    let want = warden_lang::paths::normalize_path(&prefix.node)
-                        .expect("a checked prefix normalises");
-                    if is_under(&normal, &want) {
-                        Tri::True
-                    } else if is_under(&fold_case(&normal), &fold_case(&want)) {
-                        Tri::Unknown
-                    } else {
-                        Tri::False
-                    }
-                }
-            },
-            Some(_) => Tri::Unknown,
-        },
-    }
-}
-
-/// What a subject stands for in a call, as JSON; `None` when absent (an
-/// argument the call lacks, an agent or model not known; a null argument is `Some(Null)`).
-fn subject_value(subject: &Subject, call: &CallContext) -> Option<Json> {
-    match subject {
-        // Null is present and of no type: every comparison on it is unknown.
-        Subject::Arg(path) => argument_or_null(call, &path.segments).cloned(),
-        Subject::Identity(field) => match field.node {
-            IdentityField::User => Some(call.identity.user.clone()),
-            IdentityField::Agent => call.identity.agent.clone(),
-            IdentityField::Model => call.identity.model.clone(),
-        }
-        .map(Json::String),
-    }
-}
-
-/// `subject op literal`. Absent: `==` and the orderings are false, `!=`
-/// true. Present with another type than the literal's (or a number Cedar's
-/// decimal cannot hold exactly): unknown, and `!=` is exactly `not ==`.
-fn compare(value: Option<Json>, op: CmpOp, lit: &Value) -> Tri {
-    if op == CmpOp::Ne {
-        return compare(value, CmpOp::Eq, lit).not();
-    }
-    let Some(value) = value else {
-        return Tri::False;
-    };
-    match (&value, lit) {
-        (Json::String(a), Value::String(b)) if op == CmpOp::Eq => Tri::of(a == b),
-        (Json::Bool(a), Value::Bool(b)) if op == CmpOp::Eq => Tri::of(a == b),
-        (Json::Number(n), Value::Int(_) | Value::Decimal(_)) => {
-            let Some(a) = decimal(&n.to_string()) else {
-                return Tri::Unknown;
-            };
-            let b = match lit {
-                Value::Int(i) => i128::from(*i) * 10_000,
-                Value::Decimal(text) => decimal(text).expect("a checked literal fits a decimal"),
-                _ => unreachable!(),
-            };
-            Tri::of(match op {
-                CmpOp::Eq => a == b,
-                CmpOp::Lt => a < b,
-                CmpOp::Le => a <= b,
-                CmpOp::Gt => a > b,
-                CmpOp::Ge => a >= b,
-                CmpOp::Ne => unreachable!("handled above"),
-            })
-        }
-        _ => Tri::Unknown,
-    }
-}
-
-/// The argument at a path of object keys and array indexes, unless it is
-/// absent or null.
-fn argument<'a>(call: &'a CallContext, segments: &[String]) -> Option<&'a Json> {
-    argument_or_null(call, segments).filter(|v| !v.is_null())
-}
-
-/// The argument at a path, `null` included; `None` when absent.
-fn argument_or_null<'a>(call: &'a CallContext, segments: &[String]) -> Option<&'a Json> {
-    let mut at = &call.arguments;
-    for seg in segments {
-        at = match at {
-            Json::Object(map) => map.get(seg)?,
-            // RFC 6901: an index is `0` or digits without a leading zero.
-            Json::Array(items)
-                if seg == "0"
-                    || (!seg.starts_with('0') && seg.bytes().all(|b| b.is_ascii_digit())) =>
-            {
-                items.get(seg.parse::<usize>().ok()?)?
-            }
-            _ => return None,
+        let env = Env {
+            call,
+            created,
+            now: now as i64,
         };
+        rule.when.as_ref().map_or(Tri::True, |e| eval(e, &env))
     }
-    Some(at)
 }
 
-/// A number as a Cedar `decimal` in units of 10^-4, when exactly
-/// representable: at most 4 significant decimal places, magnitude at most
-/// i64::MAX units. Reads `-12.5`, `3`, `2.5E-2` and `1e300`.
-pub fn decimal(text: &str) -> Option<i128> {
-    let (negative, rest) = match text.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, text),
-    };
-    let (mantissa, exp) = match rest.split_once(['e', 'E']) {
-        Some((m, e)) => (m, e.parse::<i64>().ok()?),
-        None => (rest, 0),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let mut digits: Vec<u8> = format!("{int}{frac}").into_bytes();
-    // value = digits × 10^power
-    let mut power = exp - frac.len() as i64;
-    while digits.last() == Some(&b'0') && digits.len() > 1 {
-        digits.pop();
-        power += 1;
-    }
-    let mut units: i128 = 0;
-    for d in digits {
-        units = units.checked_mul(10)?.checked_add(i128::from(d - b'0'))?;
-    }
-    if units == 0 {
-        return Some(0);
-    }
-    // In units of 10^-4: shift by power + 4, which must not drop a digit.
-    let shift = power + 4;
-    if shift < 0 {
-        return None;
-    }
-    for _ in 0..shift {
-        units = units.checked_mul(10)?;
-        if units > i128::from(i64::MAX) {
-            return None;
+/// A call's values of the *whose* part of a scope set (session, user,
+/// agent, in that order). engine.md: calls without an agent share one
+/// agent value, the empty name.
+fn row_key(call: &CallContext, scopes: ScopeSet) -> Vec<String> {
+    scopes
+        .row()
+        .iter()
+        .map(|s| match s {
+            Scope::Session => call.session.clone(),
+            Scope::User => call.identity.user.clone(),
+            _ => call.identity.agent.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// A call's values of the *which* part (model; the tool as its server and
+/// name); `None` when the scope counts per model and the call declares
+/// none.
+fn split_key(call: &CallContext, scopes: ScopeSet) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for s in scopes.split_by().iter() {
+        match s {
+            Scope::Model => out.push(call.identity.model.clone()?),
+            _ => {
+                out.push(call.server.clone());
+                out.push(call.tool.clone());
+            }
         }
     }
-    if units > i128::from(i64::MAX) {
-        return None;
-    }
-    Some(if negative { -units } else { units })
+    Some(out)
 }
 
-/// The policy glob: `*` matches any run of characters, every other
-/// character matches itself. Plain backtracking over characters.
-pub fn glob(pattern: &str, text: &str) -> bool {
-    fn go(p: &[char], t: &[char]) -> bool {
-        match p.split_first() {
-            None => t.is_empty(),
-            Some(('*', rest)) => (0..=t.len()).any(|i| go(rest, &t[i..])),
-            Some((c, rest)) => t.first() == Some(c) && go(rest, &t[1..]),
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    go(&p, &t)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kleene_logic() {
-        use Tri::*;
-        assert_eq!(Unknown.and(False), False);
-        assert_eq!(Unknown.and(True), Unknown);
-        assert_eq!(Unknown.or(True), True);
-        assert_eq!(Unknown.or(False), Unknown);
-        assert_eq!(Unknown.not(), Unknown);
-    }
-
-    #[test]
-    fn decimals() {
-        assert_eq!(decimal("3"), Some(30_000));
-        assert_eq!(decimal("-2.5"), Some(-25_000));
-        assert_eq!(decimal("2.5E-2"), Some(250));
-        assert_eq!(decimal("1.00000"), Some(10_000));
-        assert_eq!(decimal("0.00001"), None);
-        assert_eq!(decimal("1e300"), None);
-        assert_eq!(decimal("922337203685477.5807"), Some(i128::from(i64::MAX)));
-        assert_eq!(decimal("922337203685477.5808"), None);
-        assert_eq!(decimal("-0"), Some(0));
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob("*", ""));
-        assert!(glob("a*b*c", "abbc"));
-        assert!(!glob("a*b", "ba"));
-        assert!(glob(r"a\*", r"a\xyz"));
-        assert!(!glob(r"a\*", "ab"));
-    }
-}
-
-thread_local! {
-    /// How often a `created by agent` condition was true on this thread, so
-    /// the differential test can check that the generator reaches records.
-    pub static CREATED_HITS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-}
-
-/// A JSON value as a record id (docs/language.md, "created by agent"): a
-/// string as is, a number as its JSON text.
-fn id_text(v: &Json) -> Option<String> {
-    match v {
-        Json::String(s) => Some(s.clone()),
-        Json::Number(n) => Some(n.to_string()),
+/// A budget's amount on a call, in units of 1/10,000: the argument must
+/// be a JSON number, not negative, with at most four decimal places, in
+/// Cedar decimal's range; `None` otherwise (refused, fail closed).
+pub fn amount(call: &CallContext, path: &[String]) -> Option<u64> {
+    match argument_or_null(call, path)? {
+        Json::Number(n) => decimal(&n.to_string())
+            .filter(|u| *u >= 0)
+            .map(|u| u as u64),
         _ => None,
     }
 }
