@@ -15,6 +15,7 @@ use std::collections::HashMap;
 mod elements;
 mod limits;
 mod time;
+pub use time::zone;
 
 /// Longest accepted rate window: a year and a day.
 pub const MAX_WINDOW_SECS: u64 = 366 * 86_400;
@@ -393,6 +394,7 @@ fn check_rule(rule: &Rule, parts: &RuleParts<'_>, sources: &Sources, diags: &mut
 
     if let Some(when) = parts.when {
         check_expr(when, diags);
+        time::check_windows(when, sources, diags);
         crate::rule_lints::check_hint_defaults(kind, when, diags);
         crate::rule_lints::check_paths(when, diags);
     }

@@ -169,6 +169,7 @@ pub(crate) fn compile_files(
         shadow,
         counting,
         arg_fields: emitter.arg_fields,
+        clock_zones: emitter.clock_zones,
         records,
     })
 }
@@ -233,6 +234,10 @@ struct Emitter {
     each_ids: BTreeSet<String>,
     counters: Vec<String>,
     budgets: Vec<String>,
+    /// Every zone a `during` names (the schema's `Clock` record).
+    clock_zones: BTreeSet<String>,
+    /// The zones the rule being emitted names.
+    rule_zones: BTreeSet<String>,
 }
 
 fn context() -> CExpr {
@@ -278,6 +283,7 @@ impl Emitter {
         let mode = parts.mode();
         self.rule_fields.clear();
         self.rule_created.clear();
+        self.rule_zones.clear();
         self.rule_each.clear();
         self.rule_server = parts.server.cloned();
         let location = sources.location(rule.name.span);
@@ -439,6 +445,7 @@ impl Emitter {
             core_counting_cedar: core_counting.as_ref().map(CPolicy::to_cedar),
             arg_fields: std::mem::take(&mut self.rule_fields),
             created_args: std::mem::take(&mut self.rule_created),
+            clock_zones: std::mem::take(&mut self.rule_zones),
             each_tests: std::mem::take(&mut self.rule_each),
         };
         (compiled, policy, counting)
@@ -673,12 +680,22 @@ impl Emitter {
         }
         out.push_str("\n  };\n");
         self.each_schema(&mut out);
+        out.push_str("  // Per zone a `during` names: the call's local ISO day (1 is Monday)\n  // and minute of the day; absent when the engine cannot say.\n  type Clock = {");
+        for zone in &self.clock_zones {
+            let _ = write!(
+                out,
+                "\n    {}?: {{ \"day\": Long, \"minute\": Long }},",
+                quote(zone)
+            );
+        }
+        out.push_str("\n  };\n");
         out.push_str("  // Which identity attributes warden verified (`verified user`).\n  type Verified = {\n    \"user\": Bool,\n    \"groups\": Bool,\n    \"agent\": Bool,\n    \"model\": Bool,\n  };\n");
         let _ = writeln!(out, "  action {} appliesTo {{", quote(ACTION_CALL_TOOL));
         out.push_str("    principal: [User],\n    resource: [Tool],\n    context: {\n");
         out.push_str("      \"via_agent\": Bool,\n      \"via_server\"?: String,\n      \"agent\"?: String,\n      \"model\"?: String,\n");
         out.push_str("      \"session\": String,\n      \"confirmed\": Set<String>,\n      \"args\": Args,\n      \"counters\": Counters,\n      \"budgets\": Budgets,\n      \"each\": Each,\n");
         out.push_str("      \"verified\": Verified,\n      \"agent_created\": Set<String>,\n");
+        out.push_str("      \"clock\": Clock,\n");
         out.push_str("    },\n  };\n}\n");
         out
     }

@@ -126,6 +126,9 @@ pub struct CompiledRule {
     /// store under (server, kind, id) and lists in `context.agent_created`
     /// the [`CreatedArg::key`] of those that are agent-created ids.
     pub created_args: BTreeSet<CreatedArg>,
+    /// The time zones this rule's `during` windows name: the engine
+    /// supplies `context.clock[zone]` (local ISO day and minute) for each.
+    pub clock_zones: BTreeSet<String>,
     /// The quantified tests (`any`/`all`) this rule reads: the engine
     /// evaluates each per element and supplies `context.each[id]`.
     pub each_tests: BTreeSet<EachTest>,
@@ -293,6 +296,7 @@ pub struct CompiledPolicySet {
     pub(crate) counting: PolicySet,
     pub(crate) arg_fields: BTreeMap<String, BTreeSet<ArgType>>,
     pub(crate) records: Vec<CompiledRecords>,
+    pub(crate) clock_zones: BTreeSet<String>,
 }
 
 impl CompiledPolicySet {
@@ -333,6 +337,11 @@ impl CompiledPolicySet {
     /// read as. The engine fills `context.args` from exactly these.
     pub fn arg_fields(&self) -> &BTreeMap<String, BTreeSet<ArgType>> {
         &self.arg_fields
+    }
+    /// Every time zone a `during` window names (IANA names as written,
+    /// each known to the bundled zone database when the set was checked).
+    pub fn clock_zones(&self) -> &BTreeSet<String> {
+        &self.clock_zones
     }
     /// The whole set as Cedar text, as `warden compile` prints it.
     pub fn cedar_text(&self) -> String {

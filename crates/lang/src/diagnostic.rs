@@ -115,6 +115,12 @@ codes! {
     InferredRecordKind = "inferred-record-kind", Warning, "`created by agent` without `as KIND` takes the only record kind declared for the rule's servers";
     /// A `per agent` cap or rate whose rule does not require `verified agent`.
     UnverifiedAgentLimit = "unverified-agent-limit", Warning, "a `per agent` limit on a declared agent name is evaded by reconnecting under another name";
+    /// A `during` window with a time that is not a time of day, `24:00` as its start, or the same start and end.
+    InvalidTimeWindow = "invalid-time-window", Error, "a `during` window runs from a time of day (`00:00` to `23:59`) to another, `24:00` ending one at midnight";
+    /// A `during` window in a zone the bundled IANA zone database does not know.
+    UnknownTimeZone = "unknown-time-zone", Error, "a `during` window names an IANA time zone, spelled as the zone database spells it";
+    /// A day a `during` window names twice (`mon-fri,wed`).
+    RepeatedDay = "repeated-day", Warning, "a `during` window names each day once";
     /// A limit naming one scope twice (`per user per user`).
     DuplicateScope = "duplicate-scope", Error, "a limit names each scope once";
     /// A cap or rate limit whose `max` is not a whole number.
