@@ -101,6 +101,7 @@ const CASE_KEYS: &[&str] = &[
     "shadow",
     "agent_created",
     "result",
+    "time",
 ];
 
 /// One entry of a case's `agent_created`.
@@ -173,6 +174,10 @@ struct Case {
     /// The `structuredContent` the tool returns if the call is allowed: a
     /// tool a `records` declaration names stores the record it created.
     result: Option<toml::Value>,
+    /// Sets the wall clock (what `during` windows read) to this RFC 3339
+    /// instant before the call, e.g. `2026-12-02T07:30:00Z`; `advance`
+    /// moves it on from there.
+    time: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +190,9 @@ struct TestFile {
     defaults: CallFields,
     #[serde(default, rename = "case")]
     cases: Vec<Case>,
+    /// The wall clock's time at the first case (RFC 3339 with offset);
+    /// default: the real time when the file is run.
+    time: Option<String>,
 }
 
 pub(crate) fn run(paths: Vec<PathBuf>) -> i32 {
@@ -289,6 +297,9 @@ fn run_file(path: &Path) -> Result<(usize, usize), String> {
     let clock = Arc::new(ManualClock::default());
     let records = Arc::new(MemoryRecords::default());
     let engine = load_engine(path, &file.policies, clock.clone(), Arc::clone(&records))?;
+    if let Some(t) = &file.time {
+        set_wall_clock(&clock, t).map_err(|e| format!("the file's {e}"))?;
+    }
     outln!("{}", crate::files::display_path(path));
     let (mut passed, mut failed) = (0, 0);
     for (i, case) in file.cases.iter().enumerate() {
@@ -300,6 +311,9 @@ fn run_file(path: &Path) -> Result<(usize, usize), String> {
             clock.advance(parse_duration(a).ok_or_else(|| {
                 format!("{name}: `advance = \"{a}\"` is not a duration like 30s")
             })?);
+        }
+        if let Some(t) = &case.time {
+            set_wall_clock(&clock, t).map_err(|e| format!("{name}: {e}"))?;
         }
         let call =
             build_call(case.call.clone().or(&file.defaults)).map_err(|e| format!("{name}: {e}"))?;
@@ -343,6 +357,17 @@ fn run_file(path: &Path) -> Result<(usize, usize), String> {
         }
     }
     Ok((passed, failed))
+}
+
+/// Steps the test clock's wall time to `rfc3339` (monotonic time, which
+/// rate windows measure, does not move).
+fn set_wall_clock(clock: &ManualClock, rfc3339: &str) -> Result<(), String> {
+    use warden_engine::state::Clock;
+    let target = warden_engine::clock_context::parse_instant(rfc3339).ok_or_else(|| {
+        format!("`time = \"{rfc3339}\"` is not an RFC 3339 instant with its offset, like \"2026-12-02T07:30:00Z\"")
+    })?;
+    clock.step_wall(target.saturating_sub(clock.unix_millis()));
+    Ok(())
 }
 
 /// Rejects misspelt keys, which would otherwise be ignored silently and

@@ -50,6 +50,8 @@ pub struct Slice {
     /// a record store that cannot answer denies the call; shadow rules
     /// alone never change a decision).
     pub created_enforced: bool,
+    /// The time zones the slice's `during` windows name, resolved once.
+    pub clock: crate::clock_context::SliceZones,
     /// Set when a rule of the slice has no policy to evaluate (which only
     /// a bug can cause): every call of the slice is then denied.
     pub(crate) broken: Option<String>,
@@ -275,6 +277,7 @@ impl PolicyBundle {
             arg_fields: BTreeMap::new(),
             created_args: BTreeSet::new(),
             created_enforced: false,
+            clock: Default::default(),
             tool_uid: crate::cedar_request::tool_uid(&tool_id),
             server: server.to_string(),
             tool: tool.to_string(),
@@ -285,6 +288,7 @@ impl PolicyBundle {
             add(&mut slice.evaluated, p);
         }
         let enforced = self.compiled.enforced_policies();
+        let mut zones: BTreeSet<&String> = BTreeSet::new();
         for (i, rule) in self.compiled.rules().iter().enumerate() {
             if !(matches(&rule.servers, server) && matches(&rule.tools, tool)) {
                 continue;
@@ -323,6 +327,7 @@ impl PolicyBundle {
                 slice.created_args.extend(rule.created_args.iter().cloned());
                 slice.created_enforced |= rule.mode != warden_lang::ast::Mode::Shadow;
             }
+            zones.extend(&rule.clock_zones);
             for (ptr, types) in &rule.arg_fields {
                 slice
                     .arg_fields
@@ -331,6 +336,7 @@ impl PolicyBundle {
                     .extend(types);
             }
         }
+        slice.clock = crate::clock_context::SliceZones::resolve(zones);
         slice
     }
 }

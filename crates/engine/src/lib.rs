@@ -10,6 +10,7 @@
 pub mod args;
 pub mod call;
 mod cedar_request;
+pub mod clock_context;
 pub mod decided;
 pub mod engine;
 pub mod gate;

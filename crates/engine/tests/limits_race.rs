@@ -257,14 +257,7 @@ fn finding_25_a_wall_clock_step_does_not_empty_windows_or_end_streaks() {
 struct Locked;
 
 impl StateStore for Locked {
-    fn count(
-        &self,
-        _: &str,
-        _: &LimitSpec,
-        _: &ScopeKey,
-        _: &str,
-        _: u64,
-    ) -> Result<Option<Count>, StateError> {
+    fn count(&self, _: &str, _: &LimitSpec, _: &ScopeKey) -> Result<Option<Count>, StateError> {
         std::thread::park();
         unreachable!("a locked store never answers")
     }

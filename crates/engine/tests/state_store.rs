@@ -233,10 +233,8 @@ impl StateStore for Flaky {
         rule: &str,
         spec: &LimitSpec,
         key: &ScopeKey,
-        split: &str,
-        need: u64,
     ) -> Result<Option<Count>, StateError> {
-        self.inner.count(rule, spec, key, split, need)
+        self.inner.count(rule, spec, key)
     }
     fn reserve(&self, hold: &Hold) -> Result<Reserved, StateError> {
         self.inner.reserve(hold)
