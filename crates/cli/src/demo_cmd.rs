@@ -3,7 +3,13 @@
 //! bundled demo genomics MCP server (`warden demo-server`), connects a real
 //! MCP client to the proxy over stdio, and plays a scripted agent session,
 //! printing each call and what warden decided: allowed, denied,
-//! confirmation asked and answered, cap reached.
+//! confirmation asked and answered, cap reached, budget crossed.
+//!
+//! The demo runs on the real clock, so its script keeps out of what
+//! depends on the time of day: every run it starts is quoted below the
+//! 1000 credits from which genomics.policy's
+//! `big-runs-only-in-working-hours` applies, and its output is the same at
+//! 3 am as at noon (tests/demo.rs compares it with README.md).
 
 use crate::exit;
 use rmcp::model::{
@@ -174,7 +180,7 @@ async fn play(policies: Option<PathBuf>, keep_log: Option<PathBuf>) -> Result<()
     }
     outln!();
 
-    let steps: [(&str, &str, Value); 10] = [
+    let steps: [(&str, &str, Value); 11] = [
         ("Read freely", "list_samples", json!({})),
         ("", "get_sample", json!({"sample_id": "S-0001"})),
         (
@@ -205,12 +211,22 @@ async fn play(policies: Option<PathBuf>, keep_log: Option<PathBuf>) -> Result<()
         (
             "A costly run needs the person's confirmation",
             "start_pipeline_run",
-            json!({"sample_id": "S-0001", "pipeline": "wgs-align"}),
+            json!({"sample_id": "S-0001", "pipeline": "wgs-align", "estimated_cost": 600}),
         ),
         (
             "",
             "start_pipeline_run",
-            json!({"sample_id": "S-0002", "pipeline": "variant-call"}),
+            json!({"sample_id": "S-0002", "pipeline": "variant-call", "estimated_cost": 300}),
+        ),
+        (
+            "Paid compute has a daily budget per person; this run would cross it",
+            "start_pipeline_run",
+            json!({
+                "sample_id": "S-0002",
+                "pipeline": "wgs-align",
+                "priority": 8,
+                "estimated_cost": 960
+            }),
         ),
         (
             "Agents never delete, even a tool they were not shown",
@@ -269,12 +285,13 @@ fn describe(result: &CallToolResult) -> String {
             .unwrap_or_default();
         let reason = decision["reason"].as_str().unwrap_or_default();
         let retry = match decision["retry"]["when"].as_str() {
-            Some("after_seconds") => format!(
-                " (retrying can succeed in {} s)",
-                decision["retry"]["seconds"].as_u64().unwrap_or(0)
-            ),
-            Some("never") | None => String::new(),
-            Some(_) => " (retrying can succeed once the streak ends)".to_string(),
+            Some("after_seconds") => {
+                let seconds = decision["retry"]["seconds"].as_u64().unwrap_or(0);
+                format!(" (retrying can succeed in {})", after(seconds))
+            }
+            Some("after_streak_ends") => " (retrying can succeed once the streak ends)".to_string(),
+            // `never`, or advice this demo does not know how to show.
+            _ => String::new(),
         };
         let by = if rules.is_empty() {
             String::new()
@@ -292,6 +309,17 @@ fn describe(result: &CallToolResult) -> String {
         .map(gist)
         .unwrap_or_else(|| first_line(&text));
     format!("ALLOWED: {gist}")
+}
+
+/// A wait as the demo prints it. Long waits are rounded to the hour: a
+/// budget's window frees about a day after its first call, and the exact
+/// second would differ from run to run (the README shows this output).
+fn after(seconds: u64) -> String {
+    if seconds >= 3600 {
+        format!("about {} h", (seconds + 1800) / 3600)
+    } else {
+        format!("{seconds} s")
+    }
 }
 
 fn first_line(s: &str) -> String {
