@@ -10,6 +10,13 @@
 //! case-folded ([`warden_lang::paths`]) when it normalises; otherwise it
 //! is unknown too.
 //!
+//! For `ignoring case`, a string lands in `istr` lowercased with
+//! [`str::to_lowercase`] (the literal is lowercased the same way when the
+//! policy is compiled). For `length of`, `len` holds a string's characters
+//! (Unicode scalar values) or an array's elements; for `size of`, `size`
+//! holds a string's UTF-8 bytes or any other value's compact JSON length.
+//! `null` has neither (unknown), and a length of anything else is unknown.
+//!
 //! Arguments larger or deeper than [`ArgLimits`] are refused before any
 //! work is done on them.
 
@@ -110,6 +117,9 @@ pub fn project_args(
     let mut bool_ = Vec::new();
     let mut path = Vec::new();
     let mut ipath = Vec::new();
+    let mut istr = Vec::new();
+    let mut len = Vec::new();
+    let mut size = Vec::new();
     let mut present = Vec::new();
     let mut null = Vec::new();
     for (ptr, types) in fields {
@@ -126,6 +136,22 @@ pub fn project_args(
             let folded = warden_lang::paths::fold_case(&normal);
             path.push((ptr.clone(), RestrictedExpression::new_string(normal)));
             ipath.push((ptr.clone(), RestrictedExpression::new_string(folded)));
+        }
+        if types.contains(&ArgType::FoldedStr)
+            && let Value::String(s) = v
+        {
+            istr.push((
+                ptr.clone(),
+                RestrictedExpression::new_string(s.to_lowercase()),
+            ));
+        }
+        if types.contains(&ArgType::Len)
+            && let Some(n) = length_of(v)
+        {
+            len.push((ptr.clone(), long(n)));
+        }
+        if types.contains(&ArgType::Size) {
+            size.push((ptr.clone(), long(size_of(v))));
         }
         match v {
             Value::String(s) if types.contains(&ArgType::Str) => {
@@ -151,12 +177,53 @@ pub fn project_args(
         ("bool".to_string(), record(bool_)),
         ("path".to_string(), record(path)),
         (ArgType::FOLDED_PATH_RECORD.to_string(), record(ipath)),
+        (ArgType::FoldedStr.record().to_string(), record(istr)),
+        (ArgType::Len.record().to_string(), record(len)),
+        (ArgType::Size.record().to_string(), record(size)),
         (
             "present".to_string(),
             RestrictedExpression::new_set(present),
         ),
         ("null".to_string(), RestrictedExpression::new_set(null)),
     ])
+}
+
+fn long(n: usize) -> RestrictedExpression {
+    RestrictedExpression::new_long(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// `length of`: a string's characters (Unicode scalar values), an
+/// array's elements; `None` (unknown) for any other value.
+pub(crate) fn length_of(v: &Value) -> Option<usize> {
+    match v {
+        Value::String(s) => Some(s.chars().count()),
+        Value::Array(items) => Some(items.len()),
+        _ => None,
+    }
+}
+
+/// `size of`: a string's UTF-8 bytes, any other value's compact JSON
+/// text length (counted, not built). Callers leave out `null`.
+pub(crate) fn size_of(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    match v {
+        Value::String(s) => s.len(),
+        other => {
+            let mut count = Count(0);
+            // Writing a `Value` to a sink that never fails cannot fail.
+            let _ = serde_json::to_writer(&mut count, other);
+            count.0
+        }
+    }
 }
 
 /// Most decimal expressions [`decimal_expr`] keeps.
@@ -264,6 +331,41 @@ mod tests {
         );
         assert_eq!(decimal_text("922337203685477.5808"), None);
         assert_eq!(decimal_text("-0").as_deref(), Some("0.0000"));
+    }
+
+    #[test]
+    fn lengths_count_characters_and_elements_sizes_count_bytes() {
+        assert_eq!(length_of(&json!("héllo")), Some(5));
+        assert_eq!(length_of(&json!([1, [2, 3], "x"])), Some(3));
+        assert_eq!(length_of(&json!(12)), None);
+        assert_eq!(length_of(&json!({"a": 1})), None);
+        assert_eq!(size_of(&json!("héllo")), 6);
+        assert_eq!(size_of(&json!({"a": [1, 2]})), r#"{"a":[1,2]}"#.len());
+        assert_eq!(size_of(&json!(1.5)), 3);
+        assert_eq!(size_of(&json!(true)), 4);
+    }
+
+    #[test]
+    fn the_folded_length_and_size_records_hold_what_rules_read_that_way() {
+        let fields: BTreeMap<String, BTreeSet<ArgType>> = [
+            ("/sql", vec![ArgType::FoldedStr]),
+            ("/ids", vec![ArgType::Len, ArgType::Size]),
+            ("/n", vec![ArgType::Len, ArgType::Size, ArgType::FoldedStr]),
+            ("/none", vec![ArgType::Size]),
+        ]
+        .into_iter()
+        .map(|(p, t)| (p.to_string(), t.into_iter().collect()))
+        .collect();
+        let args = json!({"sql": "DROP Table", "ids": ["a", "b"], "n": 7, "none": null});
+        let e = project_args(&args, &fields);
+        let text = format!("{e:?}");
+        let v =
+            cedar_policy::Context::from_pairs([("args".to_string(), e)]).expect("a valid context");
+        let json = v.to_json_value().expect("json");
+        let a = &json["args"];
+        assert_eq!(a["istr"], json!({"/sql": "drop table"}), "{text}");
+        assert_eq!(a["len"], json!({"/ids": 2}));
+        assert_eq!(a["size"], json!({"/ids": 9, "/n": 1}));
     }
 
     #[test]

@@ -117,6 +117,7 @@ pub(crate) fn build_request(
     call: &CallContext,
     counters: &[(String, u64)],
     agent_created: &[String],
+    each: &[crate::elements::EachResult],
 ) -> Result<(Request, Arc<Entities>), String> {
     let user = uid(&USER_TYPE, &call.identity.user)?;
     let tool = slice.tool_uid.clone()?;
@@ -185,6 +186,22 @@ pub(crate) fn build_request(
                 .iter()
                 .map(|p| RestrictedExpression::new_string(p.clone())),
         ),
+    ));
+    // Per quantified test: definitely and possibly true. One left out
+    // reads as unknown.
+    let each = each.iter().map(|r| {
+        let result = RestrictedExpression::new_record([
+            ("t".to_string(), RestrictedExpression::new_bool(r.t)),
+            ("p".to_string(), RestrictedExpression::new_bool(r.p)),
+        ]);
+        result.map(|e| (r.id.clone(), e))
+    });
+    let each = each
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    pairs.push((
+        "each".to_string(),
+        RestrictedExpression::new_record(each).map_err(|e| e.to_string())?,
     ));
     let optional = [
         ("via_server", &call.provenance.via_server),

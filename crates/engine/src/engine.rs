@@ -14,7 +14,7 @@ use crate::cedar_request::build_request;
 use crate::gate::{HoldGuard, StateGate};
 use crate::index::{PolicyBundle, Slice};
 use crate::message::{human_duration, render_reason};
-use crate::records::{NewRecord, RecordBackend, RecordError, RecordStore, extract_id, id_of};
+use crate::records::{NewRecord, RecordBackend, RecordError, RecordStore, extract_ids, id_of};
 use crate::state::{
     Clock, Hold, LimitSpec, Reserved, ScopeKey, StateBackend, StateError, StateLimits, SystemClock,
 };
@@ -290,22 +290,29 @@ impl Engine {
         }) else {
             return Ok(Vec::new());
         };
-        let id = extract_id(result, pointer).map_err(|why| RecordError::NoId {
+        // A `*` segment: every record the call created (records::extract_ids).
+        let ids = extract_ids(result, pointer).map_err(|why| RecordError::NoId {
             tool: call.tool.clone(),
             pointer: pointer.to_string(),
             why,
         })?;
-        let stored = self.records.insert(&NewRecord {
-            server: call.server.clone(),
-            id: id.clone(),
-            kind: decl.kind.clone(),
-            via_agent: call.provenance.via_agent,
-            agent: call.identity.agent.clone(),
-            user: call.identity.user.clone(),
-            session: call.session.clone(),
-            created_at: self.clock.unix_millis(),
-        })?;
-        Ok(if stored { vec![id] } else { Vec::new() })
+        let mut stored = Vec::new();
+        for id in ids {
+            let new = self.records.insert(&NewRecord {
+                server: call.server.clone(),
+                id: id.clone(),
+                kind: decl.kind.clone(),
+                via_agent: call.provenance.via_agent,
+                agent: call.identity.agent.clone(),
+                user: call.identity.user.clone(),
+                session: call.session.clone(),
+                created_at: self.clock.unix_millis(),
+            })?;
+            if new {
+                stored.push(id);
+            }
+        }
+        Ok(stored)
     }
 
     /// The `created by agent` questions of the slice whose argument is the
@@ -376,6 +383,21 @@ impl Engine {
             // Only shadow rules ask: they see no agent-created record.
             Err(_) => Vec::new(),
         };
+        let each = crate::elements::each_results(bundle, &slice, call, self.records.as_ref())
+            .or_else(|e| {
+                if crate::elements::slice_tests(bundle, &slice).1 {
+                    return Err(plain_denial(
+                        format!(
+                            "`{}` was not called: record store unavailable: {e}",
+                            call.tool
+                        ),
+                        "report this to the platform team; it is not caused by the agent",
+                    ));
+                }
+                // Only shadow rules ask: their results are left out, which
+                // reads as unknown.
+                Ok(Vec::new())
+            })?;
 
         let mut counters = Vec::new();
         let mut frees_in: HashMap<&str, Duration> = HashMap::new();
@@ -409,7 +431,7 @@ impl Engine {
             }
         }
 
-        let (request, entities) = build_request(bundle, &slice, call, &counters, &agent_created)
+        let (request, entities) = build_request(bundle, &slice, call, &counters, &agent_created, &each)
             .map_err(|e| {
                 plain_denial(
                     format!(

@@ -12,6 +12,7 @@ pub mod call;
 mod cedar_request;
 pub mod clock_context;
 pub mod decided;
+pub mod elements;
 pub mod engine;
 pub mod gate;
 pub mod index;

@@ -36,7 +36,15 @@ pub fn render_reason(rule: &CompiledRule, call: &CallContext) -> Option<String> 
 fn arg_text(path: &[String], call: &CallContext) -> String {
     let mut v = &call.arguments;
     for seg in path {
-        match v.get(seg.as_str()) {
+        // In a list, a segment of digits is an index: `{args.entityNames.0}`
+        // is the first name. In an object it names a field like any other.
+        let next = match v {
+            serde_json::Value::Array(items) if seg.bytes().all(|b| b.is_ascii_digit()) => {
+                seg.parse::<usize>().ok().and_then(|i| items.get(i))
+            }
+            _ => v.get(seg.as_str()),
+        };
+        match next {
             Some(next) => v = next,
             None => return "(none)".to_string(),
         }

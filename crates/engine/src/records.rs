@@ -220,7 +220,71 @@ pub fn id_of(value: &Value) -> Option<String> {
 /// or, when that is missing, in the JSON of the result's only text content
 /// (servers written before structured content return their data that way).
 pub fn extract_id(result: &Value, pointer: &str) -> Result<String, String> {
-    let structured = match result.get("structuredContent") {
+    match structured_content(result)?.pointer(pointer) {
+        None => Err("nothing is there".to_string()),
+        Some(v) => {
+            id_of(v).ok_or_else(|| "the value there is not a string or a number".to_string())
+        }
+    }
+}
+
+/// Most ids one result records; the rest of a longer list are never
+/// agent-created (fail closed), and memory stays bounded.
+pub const MAX_IDS_PER_RESULT: usize = 10_000;
+
+/// The ids a result holds at `pointer`, where a segment `*` stands for
+/// every element of an array (or every value of an object): a tool that
+/// creates several records at once (`/entities/*/name`). Without `*`, the
+/// one id [`extract_id`] finds. Elements where the rest of the pointer
+/// finds no id are skipped; none found at all is an error. At most
+/// [`MAX_IDS_PER_RESULT`], in the result's order, without repeats.
+pub fn extract_ids(result: &Value, pointer: &str) -> Result<Vec<String>, String> {
+    if !pointer.split('/').any(|seg| seg == "*") {
+        return extract_id(result, pointer).map(|id| vec![id]);
+    }
+    let structured = structured_content(result)?;
+    // Breadth-first over the segments, without recursion.
+    let mut at: Vec<&Value> = vec![&structured];
+    for seg in pointer.split('/').skip(1) {
+        let mut next = Vec::new();
+        for v in at {
+            if seg == "*" {
+                match v {
+                    Value::Array(items) => next.extend(items.iter()),
+                    Value::Object(map) => next.extend(map.values()),
+                    _ => {}
+                }
+            } else {
+                let key = seg.replace("~1", "/").replace("~0", "~");
+                let child = match v {
+                    Value::Object(map) => map.get(&key),
+                    Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
+                    _ => None,
+                };
+                next.extend(child);
+            }
+            if next.len() > MAX_IDS_PER_RESULT {
+                next.truncate(MAX_IDS_PER_RESULT);
+                break;
+            }
+        }
+        at = next;
+    }
+    let mut seen = HashSet::new();
+    let ids: Vec<String> = at
+        .into_iter()
+        .filter_map(id_of)
+        .filter(|id| seen.insert(id.clone()))
+        .collect();
+    if ids.is_empty() {
+        return Err("no string or number id is there".to_string());
+    }
+    Ok(ids)
+}
+
+/// A result's `structuredContent`, or its lone text content read as JSON.
+fn structured_content(result: &Value) -> Result<Value, String> {
+    Ok(match result.get("structuredContent") {
         Some(v) => v.clone(),
         None => {
             let texts: Vec<&str> = result
@@ -246,13 +310,7 @@ pub fn extract_id(result: &Value, pointer: &str) -> Result<String, String> {
                 }
             }
         }
-    };
-    match structured.pointer(pointer) {
-        None => Err("nothing is there".to_string()),
-        Some(v) => {
-            id_of(v).ok_or_else(|| "the value there is not a string or a number".to_string())
-        }
-    }
+    })
 }
 
 #[cfg(test)]
@@ -271,6 +329,39 @@ mod tests {
         assert!(extract_id(&two, "/sample/id").is_err());
         let object = json!({"structuredContent": {"sample": {"id": {"x": 1}}}});
         assert!(extract_id(&object, "/sample/id").is_err());
+    }
+
+    #[test]
+    fn a_star_segment_takes_every_element() {
+        let r = json!({"structuredContent": {"entities": [
+            {"name": "A"}, {"name": 7}, {"other": 1}, {"name": {"x": 1}}, {"name": "A"}
+        ]}});
+        assert_eq!(extract_ids(&r, "/entities/*/name").unwrap(), ["A", "7"]);
+        assert_eq!(
+            extract_ids(
+                &json!({"structuredContent": {"ids": {"a": "x", "b": "y"}}}),
+                "/ids/*"
+            )
+            .unwrap(),
+            ["x", "y"]
+        );
+        assert_eq!(extract_ids(&r, "/entities/0/name").unwrap(), ["A"]);
+        assert!(extract_ids(&r, "/entities/*/missing").is_err());
+        assert!(
+            extract_ids(
+                &json!({"structuredContent": {"entities": []}}),
+                "/entities/*/name"
+            )
+            .is_err()
+        );
+        let many: Vec<Value> = (0..MAX_IDS_PER_RESULT + 5)
+            .map(|i| json!({"id": i}))
+            .collect();
+        let many = json!({"structuredContent": {"e": many}});
+        assert_eq!(
+            extract_ids(&many, "/e/*/id").unwrap().len(),
+            MAX_IDS_PER_RESULT
+        );
     }
 
     #[test]

@@ -305,3 +305,53 @@ fn finding_04_two_engines_on_one_state_file_keep_the_first_creation() {
     assert!(denied_by_rule(&update(&agents, json!("S-0007"))));
     assert!(denied_by_rule(&update(&people, json!("S-0007"))));
 }
+
+#[test]
+fn a_star_pointer_records_every_id_a_call_created() {
+    let policy = r#"default allow
+records entity {
+  server "memory"
+  created by tool "create_entities" at "/entities/*/name"
+}
+deny agents-delete-only-their-entities {
+  server "memory"
+  tool "delete_entities"
+  when via agent and not args.name created by agent
+}
+"#;
+    let e = Engine::new(bundle(policy, "v1"), EngineOptions::default());
+    let on_memory = |tool: &str, args: Value| CallContext {
+        server: "memory".into(),
+        provenance: Provenance {
+            via_agent: true,
+            via_server: Some("memory".into()),
+        },
+        ..call(tool, args, true)
+    };
+    let c = on_memory(
+        "create_entities",
+        json!({"entities": [{"name": "A"}, {"name": "B"}]}),
+    );
+    let d = e.decide(&c);
+    let result = json!({"structuredContent": {"entities": [
+        {"name": "A", "entityType": "gene"},
+        {"name": "B", "entityType": "gene"},
+    ]}});
+    assert_eq!(e.record_created(&c, &d, &result).unwrap(), ["A", "B"]);
+    for name in ["A", "B"] {
+        assert!(
+            e.decide(&on_memory("delete_entities", json!({ "name": name })))
+                .is_allow()
+        );
+    }
+    let other = e.decide(&on_memory("delete_entities", json!({"name": "C"})));
+    assert!(!other.is_allow());
+    // A second creation of A (a get-or-create) stores nothing new.
+    assert!(e.record_created(&c, &d, &result).unwrap().is_empty());
+    // No element with an id: an error, and nothing is stored.
+    let none = json!({"structuredContent": {"entities": [{"entityType": "gene"}]}});
+    assert!(matches!(
+        e.record_created(&c, &d, &none),
+        Err(RecordError::NoId { .. })
+    ));
+}
