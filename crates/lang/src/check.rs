@@ -201,6 +201,8 @@ fn check(files: &[PolicyFile], sources: &Sources, complete: bool) -> Diagnostics
         }
     }
 
+    crate::rule_lints::check_dead(files, &mut diags);
+
     match default {
         None if !complete => {}
         None => {

@@ -3,9 +3,11 @@
 //! where it is written. `tests/lints.rs` has a passing and a failing example
 //! of each, with the rendered report as an insta snapshot.
 
+mod dead;
 mod elements;
 mod limits;
 mod time;
+pub(crate) use dead::*;
 pub(crate) use elements::*;
 pub(crate) use limits::*;
 #[allow(unused_imports)]

@@ -1,12 +1,18 @@
-//! Warnings about what a rule's condition means on calls its author may
-//! not have pictured: a tool that does not declare an MCP hint
-//! (`hint-default`), and a path argument tested with a glob (`path-glob`).
-//! Both walk a condition tracking its polarity (under how many `not`s a
-//! test stands), which the parser bounds (crate::limits).
+//! What a rule's condition means on calls its author may not have
+//! pictured: a tool that does not declare an MCP hint (`hint-default`), a
+//! path argument tested with a glob (`path-glob`), and, over the whole set,
+//! tests that can never hold (`wildcard-segment`, `field-of-scalar`,
+//! `measure-as-field`, `never-matches`) and caps that can never fire
+//! (`cap-ended-by-confirm`). The walks recurse as deep as a condition
+//! nests, which the parser bounds (crate::limits).
 
 use crate::ast::*;
+use crate::check::RuleParts;
 use crate::diagnostic::Diagnostic;
+use crate::fmt::format_arg_path;
+use crate::glob::glob_covers;
 use crate::lints;
+use crate::source::Span;
 
 /// What `tool.<flag>` reads for a tool that does not declare the hint: the
 /// MCP default (docs/language.md, "Tool annotations").
@@ -96,4 +102,360 @@ fn suggested_prefix(glob: &str) -> String {
     crate::paths::normalize_path(dir)
         .or_else(|| crate::paths::normalize_path(&format!("{dir}/")))
         .unwrap_or_else(|| "/".to_string())
+}
+
+// ---- dead conditions, over the whole set ------------------------------------
+
+/// One argument path a rule reads, and how.
+struct Read<'a> {
+    path: &'a ArgPath,
+    /// What the test takes the value for, when it takes it for a string,
+    /// number or boolean (which have no fields).
+    scalar: Option<&'static str>,
+    /// Compared with a number (`args.x.length > 1000`).
+    numeric: bool,
+    /// The index of the rule in `rules`.
+    rule: usize,
+}
+
+/// The checks that compare tests across rules of the set, and the per-test
+/// ones that need no type information: a `*` segment, a field read of a
+/// value read as a scalar, a `.length` field compared as a number, a
+/// negative length, a conjunction no value passes, and a cap whose calls
+/// are all confirmed.
+pub(crate) fn check_dead(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) {
+    let rules: Vec<(&Rule, RuleParts<'_>)> = files
+        .iter()
+        .flat_map(|f| &f.items)
+        .filter_map(|item| match item {
+            // Duplicate clauses are reported by the checker proper.
+            Item::Rule(r) => Some((r, RuleParts::of(r, &mut Vec::new()))),
+            _ => None,
+        })
+        .collect();
+
+    let mut reads = Vec::new();
+    for (i, (_, parts)) in rules.iter().enumerate() {
+        if let Some(when) = parts.when {
+            expr_reads(when, i, &mut reads, diags);
+        }
+        if let Some(sum) = parts.sum {
+            reads.push(Read {
+                path: sum,
+                scalar: Some("a number"),
+                numeric: true,
+                rule: i,
+            });
+        }
+    }
+
+    let mut reported: Vec<Span> = Vec::new();
+    for read in &reads {
+        if let Some(seg) = read.path.segments.iter().find(|s| s.contains('*')) {
+            diags.push(lints::wildcard_segment(
+                read.path.span,
+                &format_arg_path(read.path),
+                seg,
+            ));
+            reported.push(read.path.span);
+        }
+    }
+    for read in &reads {
+        if reported.contains(&read.path.span) {
+            continue;
+        }
+        if let Some((parent, measure)) = measure_field(read, &reads) {
+            diags.push(lints::measure_as_field(
+                read.path.span,
+                &format_arg_path(read.path),
+                &format_arg_path(&parent),
+                measure,
+            ));
+            reported.push(read.path.span);
+        }
+    }
+    for read in &reads {
+        if reported.contains(&read.path.span) {
+            continue;
+        }
+        let scalar_parent = reads.iter().find(|p| {
+            p.scalar.is_some()
+                && p.path.segments.len() < read.path.segments.len()
+                && read.path.segments.starts_with(&p.path.segments)
+                && (p.rule == read.rule || same_calls(&rules[p.rule].1, &rules[read.rule].1))
+        });
+        if let Some(p) = scalar_parent {
+            diags.push(lints::field_of_scalar(
+                read.path.span,
+                &format_arg_path(read.path),
+                &format_arg_path(p.path),
+                p.path.span,
+                p.scalar.unwrap_or("a scalar"),
+            ));
+            reported.push(read.path.span);
+        }
+    }
+
+    check_confirmed_caps(&rules, diags);
+}
+
+/// `args.content.length` compared as a number: the field's parent, and
+/// `length` or `size`, unless the set reads another field of the parent
+/// (then it is an object, and `length` may well be one of its fields).
+fn measure_field(read: &Read<'_>, reads: &[Read<'_>]) -> Option<(ArgPath, &'static str)> {
+    let segs = &read.path.segments;
+    let (last, parent) = segs.split_last()?;
+    if !read.numeric || parent.is_empty() {
+        return None;
+    }
+    let measure = match last.as_str() {
+        "length" | "len" | "count" => "length",
+        "size" => "size",
+        _ => return None,
+    };
+    let object = reads.iter().any(|r| {
+        r.path.segments.len() > parent.len()
+            && r.path.segments.starts_with(parent)
+            && r.path.segments[parent.len()] != *last
+    });
+    if object {
+        return None;
+    }
+    let parent = ArgPath {
+        segments: parent.to_vec(),
+        span: read.path.span,
+    };
+    Some((parent, measure))
+}
+
+/// Whether two rules can match one call: each of their tool and server
+/// lists has a pattern that covers one of the other's. (Rules over
+/// different tools may read one argument name with different shapes.)
+fn same_calls(a: &RuleParts<'_>, b: &RuleParts<'_>) -> bool {
+    fn overlap(a: Option<&PatternList>, b: Option<&PatternList>) -> bool {
+        match (a, b) {
+            (None, _) | (_, None) => true,
+            (Some(a), Some(b)) => a.patterns.iter().any(|p| {
+                b.patterns
+                    .iter()
+                    .any(|q| glob_covers(&p.node, &q.node) || glob_covers(&q.node, &p.node))
+            }),
+        }
+    }
+    overlap(a.tool, b.tool) && overlap(a.server, b.server)
+}
+
+/// Collects the argument reads of a condition, and reports the tests and
+/// conjunctions in it that hold for no call.
+fn expr_reads<'a>(e: &'a Expr, rule: usize, out: &mut Vec<Read<'a>>, diags: &mut Vec<Diagnostic>) {
+    match e {
+        Expr::And(v, _) => {
+            contradictions(v, diags);
+            v.iter().for_each(|e| expr_reads(e, rule, out, diags));
+        }
+        Expr::Or(v, _) => v.iter().for_each(|e| expr_reads(e, rule, out, diags)),
+        Expr::Not(inner, _) => expr_reads(inner, rule, out, diags),
+        Expr::Atom(a, span) => atom_reads(a, *span, rule, false, out, diags),
+    }
+}
+
+fn atom_reads<'a>(
+    a: &'a Atom,
+    span: Span,
+    rule: usize,
+    element: bool,
+    out: &mut Vec<Read<'a>>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut push = |path: &'a ArgPath, scalar: Option<&'static str>, numeric: bool| {
+        out.push(Read {
+            path,
+            // The path of a quantified test names the list, not a scalar.
+            scalar: scalar.filter(|_| !element),
+            numeric: numeric && !element,
+            rule,
+        })
+    };
+    match a {
+        Atom::Exists(p) => push(p, None, false),
+        Atom::CreatedByAgent(p, _) => push(p, Some("a record id"), false),
+        Atom::Under(p, _) => push(p, Some("a path (a string)"), false),
+        Atom::Matches(s, _) => subject_read(s, Some("a string"), false, &mut push),
+        Atom::Compare(s, op, lit) => {
+            let numeric = matches!(lit.value, Value::Int(_) | Value::Decimal(_));
+            subject_read(s, scalar_type(&lit.value), numeric, &mut push);
+            if let Some(what) = negative_measure(s, op.node, &lit.value) {
+                let text = subject_text(s);
+                diags.push(lints::below_zero_measure(span, &text, what));
+            }
+        }
+        Atom::In(s, lits) => {
+            let scalar = lits.first().and_then(|l| scalar_type(&l.value));
+            subject_read(s, scalar, false, &mut push);
+        }
+        Atom::IgnoringCase(inner) => atom_reads(inner, span, rule, element, out, diags),
+        Atom::Each(_, inner) => atom_reads(inner, span, rule, true, out, diags),
+        Atom::Bool(_)
+        | Atom::ViaAgent
+        | Atom::ViaServer(_)
+        | Atom::ToolFlag(_)
+        | Atom::InGroup(_)
+        | Atom::Verified(_)
+        | Atom::During(_) => {}
+    }
+}
+
+/// An argument subject's read; `length of` and `size of` read any value.
+fn subject_read<'a>(
+    s: &'a Subject,
+    scalar: Option<&'static str>,
+    numeric: bool,
+    push: &mut impl FnMut(&'a ArgPath, Option<&'static str>, bool),
+) {
+    match s {
+        Subject::Arg(p) => push(p, scalar, numeric),
+        Subject::Length(p, _) | Subject::Size(p, _) => push(p, None, false),
+        Subject::Identity(_) => {}
+    }
+}
+
+fn scalar_type(v: &Value) -> Option<&'static str> {
+    match v {
+        Value::String(_) => Some("a string"),
+        Value::Int(_) | Value::Decimal(_) => Some("a number"),
+        Value::Bool(_) => Some("a boolean"),
+        Value::Size(_) => None,
+    }
+}
+
+/// `length of args.x < 0`, `size of args.x < 0 KB`: below zero. (Negative
+/// counts are the checker's type error already.)
+fn negative_measure(s: &Subject, op: CmpOp, v: &Value) -> Option<&'static str> {
+    let what = match s {
+        Subject::Length(..) => "length",
+        Subject::Size(..) => "size",
+        _ => return None,
+    };
+    let zero = matches!(v, Value::Int(0)) || matches!(v, Value::Size(b) if b.amount == 0);
+    (op == CmpOp::Lt && zero).then_some(what)
+}
+
+/// What a direct test of an `and` lets a subject be: one of some values
+/// (`==`, `in`), or anything but one (`!=`).
+enum Allowed<'a> {
+    OneOf(Vec<&'a Value>),
+    Not(&'a Value),
+}
+
+/// Reports two tests of one `and` that no value of one subject passes
+/// both of: `args.x == "a" and args.x == "b"`, `user == "a" and user != "a"`,
+/// `args.x in ["a", "b"] and args.x == "c"`, `args.x == "a" and args.x == 1`.
+/// Decimals are left out (`1.0` and `1.00` are one number).
+fn contradictions(parts: &[Expr], diags: &mut Vec<Diagnostic>) {
+    let mut tests: Vec<(&Subject, Allowed<'_>, Span)> = Vec::new();
+    for part in parts {
+        let Expr::Atom(atom, span) = part else {
+            continue;
+        };
+        let test = match atom {
+            Atom::Compare(s, op, lit) if op.node == CmpOp::Eq => {
+                (s, Allowed::OneOf(vec![&lit.value]))
+            }
+            Atom::Compare(s, op, lit) if op.node == CmpOp::Ne => (s, Allowed::Not(&lit.value)),
+            Atom::In(s, lits) => (s, Allowed::OneOf(lits.iter().map(|l| &l.value).collect())),
+            _ => continue,
+        };
+        let exact = match &test.1 {
+            Allowed::OneOf(v) => v.iter().all(|v| exact(v)),
+            Allowed::Not(v) => exact(v),
+        };
+        if !exact {
+            continue;
+        }
+        let clash = tests
+            .iter()
+            .filter(|(s, _, _)| same_subject(s, test.0))
+            .find_map(|(_, earlier, at)| disjoint(earlier, &test.1).map(|why| (*at, why)));
+        if let Some((earlier, why)) = clash {
+            let subject = subject_text(test.0);
+            diags.push(lints::contradiction(*span, earlier, &subject, why));
+            // One report per conjunction.
+            return;
+        }
+        tests.push((test.0, test.1, *span));
+    }
+}
+
+/// Values compared exactly by their text: strings, whole numbers, booleans.
+fn exact(v: &Value) -> bool {
+    matches!(v, Value::String(_) | Value::Int(_) | Value::Bool(_))
+}
+
+fn same_subject(a: &Subject, b: &Subject) -> bool {
+    match (a, b) {
+        (Subject::Arg(a), Subject::Arg(b))
+        | (Subject::Length(a, _), Subject::Length(b, _))
+        | (Subject::Size(a, _), Subject::Size(b, _)) => a.segments == b.segments,
+        (Subject::Identity(a), Subject::Identity(b)) => a.node == b.node,
+        _ => false,
+    }
+}
+
+/// Why no value passes both, if none does.
+fn disjoint(a: &Allowed<'_>, b: &Allowed<'_>) -> Option<&'static str> {
+    match (a, b) {
+        (Allowed::OneOf(x), Allowed::OneOf(y)) => (!x.iter().any(|v| y.contains(v)))
+            .then_some("no value is both this and what the other test asks for"),
+        (Allowed::OneOf(x), Allowed::Not(v)) | (Allowed::Not(v), Allowed::OneOf(x)) => x
+            .iter()
+            .all(|a| a == v)
+            .then_some("excludes the only value the other test allows"),
+        (Allowed::Not(_), Allowed::Not(_)) => None,
+    }
+}
+
+/// Warns on a cap-consecutive whose matching calls an enforced, unconditional
+/// require-confirm covers: each of them is confirmed, and a confirmed call
+/// ends the streak, so the cap never reaches its max.
+fn check_confirmed_caps(rules: &[(&Rule, RuleParts<'_>)], diags: &mut Vec<Diagnostic>) {
+    fn covers(outer: Option<&PatternList>, inner: Option<&PatternList>) -> bool {
+        match (outer, inner) {
+            (None, _) => true,
+            (Some(o), None) => o.patterns.iter().any(|p| p.node == "*"),
+            (Some(o), Some(i)) => i
+                .patterns
+                .iter()
+                .all(|ip| o.patterns.iter().any(|op| glob_covers(&op.node, &ip.node))),
+        }
+    }
+    for (cap, cap_parts) in rules
+        .iter()
+        .filter(|(r, _)| r.kind.node == RuleKind::CapConsecutive)
+    {
+        let confirm = rules.iter().find(|(r, parts)| {
+            r.kind.node == RuleKind::RequireConfirm
+                && parts.mode() == Mode::Enforce
+                && parts.when.is_none()
+                && covers(parts.server, cap_parts.server)
+                && covers(parts.tool, cap_parts.tool)
+        });
+        if let Some((confirm, _)) = confirm {
+            diags.push(lints::cap_ended_by_confirm(
+                cap.name.span,
+                &cap.name.node,
+                &confirm.name.node,
+                confirm.name.span,
+            ));
+        }
+    }
+}
+
+/// A subject as the formatter writes it.
+fn subject_text(s: &Subject) -> String {
+    match s {
+        Subject::Arg(p) => format_arg_path(p),
+        Subject::Identity(i) => i.node.keyword().to_string(),
+        Subject::Length(p, _) => format!("length of {}", format_arg_path(p)),
+        Subject::Size(p, _) => format!("size of {}", format_arg_path(p)),
+    }
 }

@@ -100,6 +100,13 @@ fn literal_reason(s: &str) -> String {
     format!("blocked: {}", s.replace('{', "{{").replace('}', "}}"))
 }
 
+/// The argument name a case uses: the hostile text with each `*` made a
+/// `+`, since a `*` in a path segment is refused (`wildcard-segment`: a
+/// segment is a name, not a pattern) and everything else must get through.
+fn arg_name(hostile: &str) -> String {
+    hostile.replace('*', "+")
+}
+
 /// The RFC 6901 pointer the compiled Cedar names an argument by.
 fn pointer(key: &str) -> String {
     format!("/{}", key.replace('~', "~0").replace('/', "~1"))
@@ -123,8 +130,9 @@ impl<'a> Case<'a> {
 
     fn rule(&self, kind: &str) -> String {
         let h = policy_str(self.hostile);
+        let a = policy_str(&arg_name(self.hostile));
         format!(
-            "{kind} hostile {{\n  server {h}\n  tool {tool}\n  when via server {h} and user in group {h} and user == {h} and agent == {h}\n    and model matches {h} and args.{h} == {h} and args.x matches {h}\n  reason {reason}\n}}\n",
+            "{kind} hostile {{\n  server {h}\n  tool {tool}\n  when via server {h} and user in group {h} and user == {h} and agent == {h}\n    and model matches {h} and args.{a} == {h} and args.x matches {h}\n  reason {reason}\n}}\n",
             tool = policy_str(self.tool),
             reason = policy_str(&self.reason),
         )
@@ -175,7 +183,7 @@ impl Call {
             agent: case.hostile.to_string(),
             model: case.hostile.replace('*', ""),
             args: vec![
-                (pointer(case.hostile), case.hostile.to_string()),
+                (pointer(&arg_name(case.hostile)), case.hostile.to_string()),
                 ("/x".to_string(), case.hostile.replace('*', "")),
             ],
             counters: vec![],
@@ -280,8 +288,11 @@ fn authorize(out: &CompileOutput, call: &Call) -> Response {
         "model": call.model,
         "session": "s-1",
         "confirmed": [],
-        "args": {"str": str_args, "num": {}, "bool": {}, "path": {}, "ipath": {}, "present": present, "null": []},
+        "args": {"str": str_args, "num": {}, "bool": {}, "path": {}, "ipath": {}, "istr": {}, "len": {}, "size": {}, "present": present, "null": []},
         "counters": counters,
+        "budgets": {},
+        "each": {},
+        "clock": {},
         "verified": {"user": false, "groups": false, "agent": false, "model": false},
         "agent_created": [],
     });
@@ -369,7 +380,7 @@ fn assert_structure(out: &CompileOutput, case: &Case<'_>, expected: &[(&str, Eff
         .keys()
         .map(String::as_str)
         .collect();
-    let ptr = pointer(case.hostile);
+    let ptr = pointer(&arg_name(case.hostile));
     assert_eq!(fields, BTreeSet::from([ptr.as_str(), "/x"]));
 
     // The text `warden compile` prints holds the same policies.
@@ -597,8 +608,9 @@ fn hostile_text_in_records_and_created_by_agent_changes_nothing() {
         let tool = policy_str(HOSTILE_TOOLS[i % HOSTILE_TOOLS.len()]);
         // A pointer must start with `/` and escape `~`; the rest is hostile.
         let ptr = policy_str(&pointer(hostile));
+        let a = policy_str(&arg_name(hostile));
         let text = format!(
-            "default allow\nrecords r {{\n  server {h}\n  created by tool {tool} at {ptr}\n}}\ndeny hostile {{\n  server {h}\n  when not args.{h} created by agent\n}}\n"
+            "default allow\nrecords r {{\n  server {h}\n  created by tool {tool} at {ptr}\n}}\ndeny hostile {{\n  server {h}\n  when not args.{a} created by agent\n}}\n"
         );
         let out = compile(&text);
         let ids: Vec<&str> = out
@@ -625,7 +637,7 @@ fn hostile_text_in_records_and_created_by_agent_changes_nothing() {
                 .iter()
                 .map(|a| (a.kind.as_str(), a.pointer.as_str()))
                 .collect::<Vec<_>>(),
-            [("r", pointer(hostile).as_str())],
+            [("r", pointer(&arg_name(hostile)).as_str())],
             "{hostile:?}"
         );
         let records = out.policy_set.records();
