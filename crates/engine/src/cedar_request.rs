@@ -111,6 +111,8 @@ fn entity_set(
     Ok(entities)
 }
 
+/// [`build_request_at`] with the system's wall clock (until the engine
+/// passes its own clock's time).
 pub(crate) fn build_request(
     bundle: &PolicyBundle,
     slice: &Slice,
@@ -118,6 +120,24 @@ pub(crate) fn build_request(
     counters: &[(String, u64)],
     agent_created: &[String],
     each: &[crate::elements::EachResult],
+) -> Result<(Request, Arc<Entities>), String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    build_request_at(bundle, slice, call, counters, agent_created, each, now)
+}
+
+/// The request of `call`, decided at `now_unix_millis` (the engine's wall
+/// clock, which `during` windows read in each zone they name).
+pub(crate) fn build_request_at(
+    bundle: &PolicyBundle,
+    slice: &Slice,
+    call: &CallContext,
+    counters: &[(String, u64)],
+    agent_created: &[String],
+    each: &[crate::elements::EachResult],
+    now_unix_millis: i64,
 ) -> Result<(Request, Arc<Entities>), String> {
     let user = uid(&USER_TYPE, &call.identity.user)?;
     let tool = slice.tool_uid.clone()?;
@@ -187,6 +207,9 @@ pub(crate) fn build_request(
                 .map(|p| RestrictedExpression::new_string(p.clone())),
         ),
     ));
+    // Local day and minute per zone of the slice; a zone left out reads
+    // as an unknown local time.
+    pairs.push(("clock".to_string(), slice.clock.record(now_unix_millis)?));
     // Per quantified test: definitely and possibly true. One left out
     // reads as unknown.
     let each = each.iter().map(|r| {

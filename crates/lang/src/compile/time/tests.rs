@@ -218,3 +218,15 @@ fn the_emitted_cedar_guards_the_zone_and_reads_ranges_of_days() {
                 && (context.clock[\"Europe/Berlin\"].minute < 1080))";
     assert!(cedar.contains(&format!("when {{\n  {body}\n}}")), "{cedar}");
 }
+
+#[test]
+fn a_window_past_midnight_compiles_to_its_two_parts_as_documented() {
+    let set =
+        compile("default allow\ndeny friday-night {\n  when during fri 22:00-06:00 \"UTC\"\n}\n");
+    let cedar = &set.rule("friday-night").unwrap().cedar;
+    // docs/language.md, "Time windows: during", shows this text.
+    let body = "  ((context.clock has UTC) && (((context.clock.UTC.day == 5) && (context.clock.UTC.minute >= 1320)) \
+                || ((context.clock.UTC.day == 6) && (context.clock.UTC.minute < 360))))\n  \
+                || (!(context.clock has UTC))";
+    assert!(cedar.contains(&format!("when {{\n{body}\n}}")), "{cedar}");
+}
