@@ -1,41 +1,80 @@
-//! Cap and rate state in memory ([`CallState`]), the default
-//! [`StateStore`]: streaks, rate windows and held slots per scope value,
-//! under one lock, so that a check and a reservation are one step.
+//! Cap, rate and budget state in memory ([`CallState`]), the default
+//! [`StateStore`]: streaks, windows and held slots per key, under one
+//! lock, so that a check and a reservation are one step.
 //!
-//! Only a scope that holds something live (a streak, an event still in a
-//! window, a held slot) has an entry: a call that counts for nothing
-//! creates none, and an entry that empties is dropped. The table is
-//! bounded twice: at most `max_keys` entries in all, and at most
-//! `max_keys_per_user` session and agent entries created by one user's
-//! calls, so that names a client declares (a new agent name per call)
-//! cannot take the room other callers need. A reservation that would pass
-//! a bound is refused as [`Reserved::Untracked`], which the engine reports
-//! as warden's own limit, never as the rule's.
+//! An entry is one key: a row ([`ScopeKey`]) and a split value. A cap's
+//! streak lives in the row's entry without a split value (it remembers
+//! the split value it runs under); windows and held weights live in the
+//! entry of their row and split value. Only a key that holds something
+//! live (a streak, an event still in a window, a held slot) has an entry:
+//! a call that counts for nothing creates none, and an entry that empties
+//! is dropped. The table is bounded twice: at most `max_keys` entries in
+//! all, and at most `max_keys_per_user` entries with a session, an agent
+//! or a split value created by one user's calls, so that names a client
+//! declares (a new agent or model name per call) cannot take the room
+//! other callers need. A reservation that would pass a bound is refused
+//! as [`Reserved::Untracked`], which the engine reports as warden's own
+//! limit, never as the rule's.
+//!
+//! A budget window coalesces the amounts committed within
+//! [`crate::state::coalescing`] of its newest event into that event,
+//! timed by the latest amount: it holds about 1024 events per key at most
+//! and frees late, never early. Rate windows keep one event per call.
 
 use crate::state::{
     Clock, Count, Hold, HoldId, LimitSpec, Reserved, ScopeKey, StateError, StateLimits, StateStore,
+    coalescing, fits, frees_in, newer_decide,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use warden_lang::ast::Scope;
+
+/// A row and a split value (empty for the row's own entry).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct EntryKey {
+    row: ScopeKey,
+    split: String,
+}
+
+impl EntryKey {
+    fn new(row: &ScopeKey, split: &str) -> Self {
+        EntryKey {
+            row: row.clone(),
+            split: split.to_string(),
+        }
+    }
+
+    /// Keys a caller can multiply by declaring names count towards the
+    /// user's bound.
+    fn owned(&self) -> bool {
+        self.row.is_declared() || !self.split.is_empty()
+    }
+}
+
+/// Weight committed at `last` (coalesced since `first` for a budget).
+#[derive(Debug, Clone, Copy)]
+struct Event {
+    first: Instant,
+    last: Instant,
+    weight: u64,
+}
 
 #[derive(Debug)]
-struct ScopeState {
-    /// Cap rule id → consecutive matching forwarded calls.
-    streaks: HashMap<String, u64>,
-    /// Rate rule id → times of recent matching forwarded calls, oldest first.
-    windows: HashMap<String, VecDeque<Instant>>,
-    /// Rule id → slots held by calls decided and not yet forwarded.
+struct Entry {
+    /// Cap rule id → (split value the streak runs under, its length).
+    streaks: HashMap<String, (String, u64)>,
+    /// Rate and budget rule id → recent events, oldest first.
+    windows: HashMap<String, VecDeque<Event>>,
+    /// Rule id → weight held by calls decided and not yet forwarded.
     held: HashMap<String, u64>,
     last_used: Instant,
-    /// The user whose call created a session or agent entry.
+    /// The user whose call created an owned entry.
     owner: Option<String>,
 }
 
-impl ScopeState {
+impl Entry {
     fn new(now: Instant, owner: Option<String>) -> Self {
-        ScopeState {
+        Entry {
             streaks: HashMap::new(),
             windows: HashMap::new(),
             held: HashMap::new(),
@@ -48,36 +87,21 @@ impl ScopeState {
     /// the window comes from the rule's spec at each use; `idle_ttl`
     /// bounds an entry whose rule disappeared.
     fn prune(&mut self, rule: &str, window: Duration, now: Instant) {
-        if let Some(times) = self.windows.get_mut(rule) {
-            while times
+        if let Some(events) = self.windows.get_mut(rule) {
+            while events
                 .front()
-                .is_some_and(|t| now.duration_since(*t) >= window)
+                .is_some_and(|e| now.duration_since(e.last) >= window)
             {
-                times.pop_front();
+                events.pop_front();
             }
-            if times.is_empty() {
+            if events.is_empty() {
                 self.windows.remove(rule);
             }
         }
     }
 
-    fn committed(&mut self, rule: &str, spec: &LimitSpec, now: Instant) -> Count {
-        match spec.window {
-            None => Count {
-                count: self.streaks.get(rule).copied().unwrap_or(0),
-                frees_in: None,
-            },
-            Some(window) => {
-                self.prune(rule, window, now);
-                let times = self.windows.get(rule);
-                Count {
-                    count: times.map_or(0, |t| t.len() as u64),
-                    frees_in: times
-                        .and_then(|t| t.front())
-                        .map(|t| window.saturating_sub(now.duration_since(*t))),
-                }
-            }
-        }
+    fn held(&self, rule: &str) -> u64 {
+        self.held.get(rule).copied().unwrap_or(0)
     }
 
     fn is_empty(&self) -> bool {
@@ -87,28 +111,80 @@ impl ScopeState {
 
 #[derive(Debug, Default)]
 struct Inner {
-    scopes: HashMap<ScopeKey, ScopeState>,
-    /// User → session and agent entries their calls created.
+    entries: HashMap<EntryKey, Entry>,
+    /// User → owned entries their calls created.
     per_user: HashMap<String, usize>,
     next_hold: u64,
 }
 
 impl Inner {
-    fn drop_if_empty(&mut self, key: &ScopeKey) {
-        if self.scopes.get(key).is_some_and(ScopeState::is_empty)
-            && let Some(s) = self.scopes.remove(key)
-        {
-            self.disown(s.owner.as_deref());
-        }
-    }
-
-    fn disown(&mut self, owner: Option<&str>) {
-        if let Some(o) = owner
-            && let Some(n) = self.per_user.get_mut(o)
+    fn drop_if_empty(&mut self, key: &EntryKey) {
+        if self.entries.get(key).is_some_and(Entry::is_empty)
+            && let Some(e) = self.entries.remove(key)
+            && let Some(o) = e.owner
+            && let Some(n) = self.per_user.get_mut(&o)
         {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                self.per_user.remove(o);
+                self.per_user.remove(&o);
+            }
+        }
+    }
+
+    /// The entry of `key`, made (owned by `user` if it is an owned key)
+    /// when missing.
+    fn entry(&mut self, key: &EntryKey, user: &str, now: Instant) -> &mut Entry {
+        if !self.entries.contains_key(key) {
+            let owner = key.owned().then(|| user.to_string());
+            if let Some(o) = &owner {
+                *self.per_user.entry(o.clone()).or_insert(0) += 1;
+            }
+            self.entries.insert(key.clone(), Entry::new(now, owner));
+        }
+        self.entries.get_mut(key).expect("inserted above")
+    }
+
+    /// What `rule` used in the row `row` under `split`, held included;
+    /// and its window's events as (time until each leaves, weight).
+    fn used(
+        &mut self,
+        rule: &str,
+        spec: &LimitSpec,
+        row: &ScopeKey,
+        split: &str,
+        now: Instant,
+    ) -> (u64, u64, Vec<(Duration, u64)>) {
+        let here = self.entries.get_mut(&EntryKey::new(row, split));
+        match spec.window {
+            None => {
+                let held = here.map_or(0, |e| e.held(rule));
+                let streak = self
+                    .entries
+                    .get(&EntryKey::new(row, ""))
+                    .and_then(|e| e.streaks.get(rule))
+                    .filter(|(s, _)| s == split)
+                    .map_or(0, |(_, n)| *n);
+                (streak, held, Vec::new())
+            }
+            Some(window) => {
+                let Some(e) = here else {
+                    return (0, 0, Vec::new());
+                };
+                e.prune(rule, window, now);
+                let events: Vec<(Duration, u64)> = e
+                    .windows
+                    .get(rule)
+                    .into_iter()
+                    .flatten()
+                    .map(|ev| {
+                        (
+                            window.saturating_sub(now.duration_since(ev.last)),
+                            ev.weight,
+                        )
+                    })
+                    .collect();
+                let committed = events.iter().fold(0u64, |a, (_, w)| a.saturating_add(*w));
+                (committed, e.held(rule), events)
             }
         }
     }
@@ -117,21 +193,24 @@ impl Inner {
     /// whose windows emptied.
     fn sweep(&mut self, now: Instant, ttl: Duration) {
         let Inner {
-            scopes, per_user, ..
+            entries, per_user, ..
         } = self;
-        scopes.retain(|_, s| {
-            for times in s.windows.values_mut() {
+        entries.retain(|_, e| {
+            for events in e.windows.values_mut() {
                 // Without the spec, an event older than the idle bound is
                 // surely out of any window worth keeping.
-                while times.front().is_some_and(|t| now.duration_since(*t) >= ttl) {
-                    times.pop_front();
+                while events
+                    .front()
+                    .is_some_and(|ev| now.duration_since(ev.last) >= ttl)
+                {
+                    events.pop_front();
                 }
             }
-            s.windows.retain(|_, t| !t.is_empty());
-            let idle = s.held.is_empty() && now.duration_since(s.last_used) >= ttl;
-            let keep = !idle && !s.is_empty();
+            e.windows.retain(|_, t| !t.is_empty());
+            let idle = e.held.is_empty() && now.duration_since(e.last_used) >= ttl;
+            let keep = !idle && !e.is_empty();
             if !keep
-                && let Some(o) = &s.owner
+                && let Some(o) = &e.owner
                 && let Some(n) = per_user.get_mut(o)
             {
                 *n = n.saturating_sub(1);
@@ -142,14 +221,32 @@ impl Inner {
     }
 }
 
-/// Streaks, rate windows and held slots of every scope. Survives policy
-/// reloads: it is keyed by rule id, so a rule keeps its count as long as
-/// its name stays.
+/// Streaks, windows and held slots of every key. Survives policy reloads:
+/// it is keyed by rule id, so a rule keeps its count as long as its name
+/// stays.
 #[derive(Debug)]
 pub struct CallState {
     inner: Mutex<Inner>,
     limits: StateLimits,
     clock: Arc<dyn Clock>,
+}
+
+/// The entries a hold's slots live in: each slot's own, and a cap's row
+/// entry (where its streak is kept).
+fn entries_of(hold: &Hold) -> Vec<EntryKey> {
+    let mut keys: Vec<EntryKey> = Vec::new();
+    for s in hold.slots() {
+        let mut push = |k: EntryKey| {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        };
+        push(EntryKey::new(s.key, s.split));
+        if s.spec.window.is_none() {
+            push(EntryKey::new(s.key, ""));
+        }
+    }
+    keys
 }
 
 impl CallState {
@@ -171,34 +268,32 @@ impl CallState {
             .map_err(|_| StateError::Store("the state lock is poisoned".into()))
     }
 
-    /// Number of scope values tracked (for status and tests).
+    /// Number of keys tracked (for status and tests).
     pub fn tracked_scopes(&self) -> usize {
-        self.inner.lock().map(|s| s.scopes.len()).unwrap_or(0)
+        self.inner.lock().map(|s| s.entries.len()).unwrap_or(0)
     }
 
     /// Why the new entries a hold needs cannot be made, if they cannot.
     fn room_for(&self, inner: &mut Inner, hold: &Hold, now: Instant) -> Option<String> {
-        let owner = owner_of(hold);
+        let wanted = entries_of(hold);
         let fresh = |inner: &Inner| -> (usize, usize) {
-            let mut new: Vec<&ScopeKey> = hold
-                .slots()
-                .map(|(_, _, k)| k)
-                .filter(|k| !inner.scopes.contains_key(*k))
+            let new: Vec<&EntryKey> = wanted
+                .iter()
+                .filter(|k| !inner.entries.contains_key(*k))
                 .collect();
-            new.dedup();
-            let owned = new.iter().filter(|k| owned_scope(k.scope)).count();
+            let owned = new.iter().filter(|k| k.owned()).count();
             (new.len(), owned)
         };
         let over = |inner: &Inner, (new, owned): (usize, usize)| {
-            let used = owner.map_or(0, |o| inner.per_user.get(o).copied().unwrap_or(0));
-            if inner.scopes.len() + new > self.limits.max_keys {
+            let used = inner.per_user.get(&hold.user).copied().unwrap_or(0);
+            if inner.entries.len() + new > self.limits.max_keys {
                 Some(format!(
-                    "it holds live caps and rates for at most {} scope values",
+                    "it holds live caps, rates and budgets for at most {} keys",
                     self.limits.max_keys
                 ))
             } else if owned > 0 && used + owned > self.limits.max_keys_per_user {
                 Some(format!(
-                    "one user's calls may hold live caps and rates for at most {} sessions and agents",
+                    "one user's calls may hold live caps, rates and budgets for at most {} sessions, agents, models and tools",
                     self.limits.max_keys_per_user
                 ))
             } else {
@@ -215,73 +310,48 @@ impl CallState {
     }
 }
 
-/// Session and agent values are what a caller can make up; the user is
-/// the bound's owner.
-fn owned_scope(scope: Scope) -> bool {
-    matches!(scope, Scope::Session | Scope::Agent)
-}
-
-fn owner_of(hold: &Hold) -> Option<&str> {
-    hold.keys
-        .iter()
-        .find(|k| k.scope == Scope::User)
-        .map(|k| k.value.as_str())
-}
-
 impl StateStore for CallState {
     fn count(
         &self,
         rule: &str,
         spec: &LimitSpec,
         key: &ScopeKey,
+        split: &str,
+        need: u64,
     ) -> Result<Option<Count>, StateError> {
         let now = self.clock.now();
         let mut inner = self.lock()?;
-        let Some(state) = inner.scopes.get_mut(key) else {
-            return Ok(Some(Count {
-                count: 0,
-                frees_in: None,
-            }));
-        };
-        let mut c = state.committed(rule, spec, now);
-        c.count += state.held.get(rule).copied().unwrap_or(0);
-        Ok(Some(c))
+        let (committed, held, events) = inner.used(rule, spec, key, split, now);
+        Ok(Some(Count {
+            count: committed.saturating_add(held),
+            frees_in: frees_in(events, held, need, spec),
+        }))
     }
 
     fn reserve(&self, hold: &Hold) -> Result<Reserved, StateError> {
         let now = self.clock.now();
         let mut inner = self.lock()?;
-        for (rule, spec, key) in hold.slots() {
-            if hold.unchecked.iter().any(|r| r == rule) {
+        for s in hold.slots() {
+            if hold.is_unchecked(s.rule) {
                 continue;
             }
-            if let Some(state) = inner.scopes.get_mut(key) {
-                let used = state.committed(rule, spec, now).count
-                    + state.held.get(rule).copied().unwrap_or(0);
-                if used >= spec.max {
-                    return Ok(Reserved::Full {
-                        rule: rule.to_string(),
-                    });
-                }
+            let (committed, held, _) = inner.used(s.rule, s.spec, s.key, s.split, now);
+            if !fits(committed.saturating_add(held), s.weight, s.spec.max) {
+                return Ok(Reserved::Full {
+                    rule: s.rule.to_string(),
+                });
             }
         }
         if let Some(why) = self.room_for(&mut inner, hold, now) {
             return Ok(Reserved::Untracked(why));
         }
-        let owner = owner_of(hold).map(str::to_string);
-        for (rule, _, key) in hold.slots() {
-            if !inner.scopes.contains_key(key) {
-                let owner = owned_scope(key.scope).then(|| owner.clone()).flatten();
-                if let Some(o) = &owner {
-                    *inner.per_user.entry(o.clone()).or_insert(0) += 1;
-                }
-                inner
-                    .scopes
-                    .insert(key.clone(), ScopeState::new(now, owner));
-            }
-            let state = inner.scopes.get_mut(key).expect("inserted above");
-            *state.held.entry(rule.to_string()).or_insert(0) += 1;
-            state.last_used = now;
+        for key in entries_of(hold) {
+            inner.entry(&key, &hold.user, now).last_used = now;
+        }
+        for s in hold.slots() {
+            let e = inner.entry(&EntryKey::new(s.key, s.split), &hold.user, now);
+            let held = e.held.entry(s.rule.to_string()).or_insert(0);
+            *held = held.saturating_add(s.weight);
         }
         inner.next_hold += 1;
         Ok(Reserved::Held(HoldId(inner.next_hold)))
@@ -293,49 +363,70 @@ impl StateStore for CallState {
         // The entries stay until the call is recorded in them (an entry
         // dropped and made anew would lose its owner).
         unhold(&mut inner, hold, false);
-        for key in &hold.keys {
-            let caps_here: Vec<&str> = hold
-                .matched
-                .iter()
-                .filter(|(_, s)| s.scope == key.scope && s.window.is_none())
-                .map(|(id, _)| id.as_str())
+        for row in &hold.keys {
+            let key = EntryKey::new(row, "");
+            let caps: Vec<(&str, &str)> = hold
+                .caps_in(row)
+                .map(|c| (c.rule.as_str(), c.split.as_str()))
                 .collect();
-            let counts_here = hold
-                .matched
-                .iter()
-                .any(|(_, s)| s.scope == key.scope && (s.window.is_some() || !hold.confirmed));
-            if !inner.scopes.contains_key(key) {
-                if !counts_here {
-                    continue;
-                }
-                // The hold made the entry; it can only be gone if the hold
-                // was released twice. Record the call all the same.
-                inner.scopes.insert(key.clone(), ScopeState::new(now, None));
+            let starts = !hold.confirmed && !caps.is_empty();
+            if !starts && !inner.entries.contains_key(&key) {
+                continue;
             }
-            let state = inner.scopes.get_mut(key).expect("present");
-            state.last_used = now;
+            let e = inner.entry(&key, &hold.user, now);
+            e.last_used = now;
             // Streaks of caps this call does not count for end; a
             // confirmed call ends them all and starts none.
-            state
-                .streaks
-                .retain(|id, _| !hold.confirmed && caps_here.contains(&id.as_str()));
+            e.streaks
+                .retain(|id, _| !hold.confirmed && caps.iter().any(|(r, _)| r == id));
             if !hold.confirmed {
-                for id in caps_here {
-                    *state.streaks.entry(id.to_string()).or_insert(0) += 1;
-                }
-            }
-            for (id, spec) in hold.matched.iter().filter(|(_, s)| s.scope == key.scope) {
-                if let Some(window) = spec.window {
-                    state.prune(id, window, now);
-                    let times = state.windows.entry(id.clone()).or_default();
-                    times.push_back(now);
-                    // Beyond `max` the oldest no longer decides anything.
-                    while times.len() as u64 > spec.max.max(1) {
-                        times.pop_front();
+                for (rule, split) in caps {
+                    match e.streaks.get_mut(rule) {
+                        Some((s, n)) if s == split => *n = n.saturating_add(1),
+                        _ => {
+                            e.streaks.insert(rule.to_string(), (split.to_string(), 1));
+                        }
                     }
                 }
             }
-            inner.drop_if_empty(key);
+            inner.drop_if_empty(&key);
+        }
+        for c in &hold.matched {
+            let Some(window) = c.spec.window else {
+                continue;
+            };
+            let row = c.spec.scope.row();
+            let Some(row) = hold.keys.iter().find(|k| k.row == row) else {
+                continue;
+            };
+            let key = EntryKey::new(row, &c.split);
+            let e = inner.entry(&key, &hold.user, now);
+            e.last_used = now;
+            e.prune(&c.rule, window, now);
+            let events = e.windows.entry(c.rule.clone()).or_default();
+            match events.back_mut() {
+                Some(last) if now.duration_since(last.first) < coalescing(&c.spec) => {
+                    last.last = now;
+                    last.weight = last.weight.saturating_add(c.weight);
+                }
+                _ => events.push_back(Event {
+                    first: now,
+                    last: now,
+                    weight: c.weight,
+                }),
+            }
+            // Once the newer events refuse every call, the oldest no
+            // longer decides anything.
+            let mut total = events.iter().fold(0u64, |a, e| a.saturating_add(e.weight));
+            while events.len() > 1 {
+                let oldest = events.front().map_or(0, |e| e.weight);
+                if !newer_decide(total.saturating_sub(oldest), &c.spec) {
+                    break;
+                }
+                total = total.saturating_sub(oldest);
+                events.pop_front();
+            }
+            inner.drop_if_empty(&key);
         }
         Ok(())
     }
@@ -349,11 +440,12 @@ impl StateStore for CallState {
     fn end_streaks(&self, keys: &[ScopeKey], _wait: bool) -> Result<(), StateError> {
         let now = self.clock.now();
         let mut inner = self.lock()?;
-        for key in keys {
-            if let Some(state) = inner.scopes.get_mut(key) {
-                state.streaks.clear();
-                state.last_used = now;
-                inner.drop_if_empty(key);
+        for row in keys {
+            let key = EntryKey::new(row, "");
+            if let Some(e) = inner.entries.get_mut(&key) {
+                e.streaks.clear();
+                e.last_used = now;
+                inner.drop_if_empty(&key);
             }
         }
         Ok(())
@@ -361,172 +453,24 @@ impl StateStore for CallState {
 }
 
 fn unhold(inner: &mut Inner, hold: &Hold, drop_empty: bool) {
-    let slots: Vec<(String, ScopeKey)> = hold
-        .slots()
-        .map(|(r, _, k)| (r.to_string(), k.clone()))
-        .collect();
-    for (rule, key) in slots {
-        if let Some(state) = inner.scopes.get_mut(&key) {
-            if let Some(n) = state.held.get_mut(&rule) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    state.held.remove(&rule);
-                }
+    for s in hold.slots() {
+        let key = EntryKey::new(s.key, s.split);
+        if let Some(e) = inner.entries.get_mut(&key)
+            && let Some(n) = e.held.get_mut(s.rule)
+        {
+            *n = n.saturating_sub(s.weight);
+            if *n == 0 {
+                e.held.remove(s.rule);
             }
-            if drop_empty {
-                inner.drop_if_empty(&key);
+        }
+        if drop_empty {
+            inner.drop_if_empty(&key);
+            if s.spec.window.is_none() {
+                inner.drop_if_empty(&EntryKey::new(s.key, ""));
             }
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::state::{ManualClock, SystemClock};
-
-    fn key(scope: Scope, v: &str) -> ScopeKey {
-        ScopeKey {
-            scope,
-            value: v.to_string(),
-        }
-    }
-    const CAP: LimitSpec = LimitSpec {
-        max: 3,
-        window: None,
-        scope: Scope::Session,
-    };
-    const RATE: LimitSpec = LimitSpec {
-        max: 2,
-        window: Some(Duration::from_secs(60)),
-        scope: Scope::Session,
-    };
-
-    fn hold(session: &str, matched: &[(&str, LimitSpec)], confirmed: bool) -> Hold {
-        Hold {
-            keys: vec![
-                key(Scope::Session, session),
-                key(Scope::User, "alice"),
-                key(Scope::Agent, session),
-            ],
-            matched: matched.iter().map(|(r, s)| (r.to_string(), *s)).collect(),
-            confirmed,
-            unchecked: Vec::new(),
-        }
-    }
-
-    /// Reserves and commits; panics if the store refuses.
-    fn forward(s: &CallState, h: &Hold) {
-        match s.reserve(h).unwrap() {
-            Reserved::Held(id) => s.commit(id, h).unwrap(),
-            other => panic!("not held: {other:?}"),
-        }
-    }
-
-    fn count(s: &CallState, rule: &str, spec: &LimitSpec, session: &str) -> u64 {
-        s.count(rule, spec, &key(Scope::Session, session))
-            .unwrap()
-            .unwrap()
-            .count
-    }
-
-    #[test]
-    fn streaks_count_and_end() {
-        let s = CallState::new(StateLimits::default(), Arc::new(SystemClock));
-        forward(&s, &hold("s1", &[("cap", CAP)], false));
-        forward(&s, &hold("s1", &[("cap", CAP)], false));
-        assert_eq!(count(&s, "cap", &CAP, "s1"), 2);
-        assert_eq!(
-            count(&s, "cap", &CAP, "s2"),
-            0,
-            "another session is separate"
-        );
-        // A call that counts for nothing ends the streak.
-        s.end_streaks(&hold("s1", &[], false).keys, true).unwrap();
-        assert_eq!(count(&s, "cap", &CAP, "s1"), 0);
-        forward(&s, &hold("s1", &[("cap", CAP)], false));
-        // A confirmed call ends it too, and holds no cap slot.
-        forward(&s, &hold("s1", &[("cap", CAP)], true));
-        assert_eq!(count(&s, "cap", &CAP, "s1"), 0);
-        assert_eq!(s.tracked_scopes(), 0, "nothing live, nothing kept");
-    }
-
-    #[test]
-    fn a_held_slot_counts_until_released_and_the_last_slot_is_taken_once() {
-        let s = CallState::new(StateLimits::default(), Arc::new(SystemClock));
-        let h = hold("s1", &[("cap", CAP)], false);
-        let ids: Vec<HoldId> = (0..3)
-            .map(|_| match s.reserve(&h).unwrap() {
-                Reserved::Held(id) => id,
-                other => panic!("{other:?}"),
-            })
-            .collect();
-        assert_eq!(count(&s, "cap", &CAP, "s1"), 3);
-        assert_eq!(
-            s.reserve(&h).unwrap(),
-            Reserved::Full { rule: "cap".into() }
-        );
-        s.release(ids[0], &h).unwrap();
-        assert_eq!(count(&s, "cap", &CAP, "s1"), 2);
-        s.commit(ids[1], &h).unwrap();
-        s.commit(ids[2], &h).unwrap();
-        assert_eq!(count(&s, "cap", &CAP, "s1"), 2);
-    }
-
-    #[test]
-    fn rate_windows_slide() {
-        let clock = Arc::new(ManualClock::default());
-        let s = CallState::new(StateLimits::default(), clock.clone());
-        forward(&s, &hold("s1", &[("rate", RATE)], false));
-        clock.advance(Duration::from_secs(30));
-        forward(&s, &hold("s1", &[("rate", RATE)], false));
-        let c = s
-            .count("rate", &RATE, &key(Scope::Session, "s1"))
-            .unwrap()
-            .unwrap();
-        assert_eq!((c.count, c.frees_in), (2, Some(Duration::from_secs(30))));
-        clock.advance(Duration::from_secs(31));
-        assert_eq!(count(&s, "rate", &RATE, "s1"), 1);
-    }
-
-    #[test]
-    fn memory_is_bounded_idle_entries_expire_and_a_full_table_says_so() {
-        let clock = Arc::new(ManualClock::default());
-        let limits = StateLimits {
-            idle_ttl: Duration::from_secs(10),
-            max_keys: 2,
-            max_keys_per_user: 100,
-        };
-        let s = CallState::new(limits, clock.clone());
-        forward(&s, &hold("a", &[("cap", CAP)], false));
-        forward(&s, &hold("b", &[("cap", CAP)], false));
-        assert!(matches!(
-            s.reserve(&hold("c", &[("cap", CAP)], false)).unwrap(),
-            Reserved::Untracked(why) if why.contains("at most 2 scope values")
-        ));
-        assert_eq!(s.tracked_scopes(), 2);
-        clock.advance(Duration::from_secs(11));
-        forward(&s, &hold("c", &[("cap", CAP)], false));
-        assert_eq!(s.tracked_scopes(), 1, "idle scopes expired");
-    }
-
-    #[test]
-    fn one_user_cannot_fill_the_table_with_declared_names() {
-        let limits = StateLimits {
-            max_keys_per_user: 3,
-            ..StateLimits::default()
-        };
-        let s = CallState::new(limits, Arc::new(SystemClock));
-        for i in 0..3 {
-            forward(&s, &hold(&format!("s{i}"), &[("cap", CAP)], false));
-        }
-        let h = hold("s9", &[("cap", CAP)], false);
-        assert!(matches!(
-            s.reserve(&h).unwrap(),
-            Reserved::Untracked(why) if why.contains("one user's calls")
-        ));
-        let mut bob = h.clone();
-        bob.keys[1].value = "bob".into();
-        assert!(matches!(s.reserve(&bob).unwrap(), Reserved::Held(_)));
-    }
-}
+mod tests;

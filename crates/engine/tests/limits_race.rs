@@ -31,6 +31,11 @@ cap-consecutive agent-runs {
   tool \"agent_run\"
   max 3 per agent
 }
+budget spend {
+  tool \"spend\"
+  sum args.cost
+  max 1 per 1h per user
+}
 ";
 
 fn bundle() -> PolicyBundle {
@@ -64,7 +69,8 @@ fn call(session: &str, user: &str, agent: &str, tool: &str) -> CallContext {
         session: session.into(),
         server: "lab".into(),
         tool: tool.into(),
-        arguments: json!({}),
+        // What a `spend` call asks for; other tools ignore it.
+        arguments: json!({"cost": 0.3}),
         ..CallContext::default()
     }
 }
@@ -159,6 +165,46 @@ fn finding_02_parallel_sessions_get_exactly_the_limit_on_sqlite() {
         let third = open2();
         let d = third.decide(&call("late", "alice", "claude", tool));
         assert!(reason(&d.outcome).contains("at most 3"), "{tool}");
+    }
+}
+
+/// Budget amounts reserved at once never add up past the budget: 16 calls
+/// of 0.3 against 1 per user, in memory, on one SQLite file and with two
+/// engines on one file: exactly three go through (0.9), and what they used
+/// is what the next denial reports.
+#[test]
+fn parallel_budget_amounts_never_exceed_the_max() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::default());
+    let memory = Arc::new(engine(
+        StateBackend::Memory,
+        clock.clone(),
+        StateLimits::default(),
+    ));
+    let path = dir.path().join("one.db");
+    let one = Arc::new(engine(
+        StateBackend::Sqlite(path),
+        clock.clone(),
+        StateLimits::default(),
+    ));
+    let shared = dir.path().join("two.db");
+    let open = || {
+        Arc::new(engine(
+            StateBackend::Sqlite(shared.clone()),
+            clock.clone(),
+            StateLimits::default(),
+        ))
+    };
+    let two = [open(), open()];
+    for (what, engines) in [
+        ("memory", vec![memory]),
+        ("one engine on SQLite", vec![one]),
+        ("two engines on one file", two.to_vec()),
+    ] {
+        assert_eq!(race(&engines, "spend", 16), 3, "{what}");
+        let d = engines[0].decide(&call("late", "alice", "claude", "spend"));
+        let why = reason(&d.outcome);
+        assert!(why.contains("0.9 used, 0.1 left"), "{what}: {why}");
     }
 }
 
@@ -257,7 +303,14 @@ fn finding_25_a_wall_clock_step_does_not_empty_windows_or_end_streaks() {
 struct Locked;
 
 impl StateStore for Locked {
-    fn count(&self, _: &str, _: &LimitSpec, _: &ScopeKey) -> Result<Option<Count>, StateError> {
+    fn count(
+        &self,
+        _: &str,
+        _: &LimitSpec,
+        _: &ScopeKey,
+        _: &str,
+        _: u64,
+    ) -> Result<Option<Count>, StateError> {
         std::thread::park();
         unreachable!("a locked store never answers")
     }

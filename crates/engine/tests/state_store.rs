@@ -233,8 +233,10 @@ impl StateStore for Flaky {
         rule: &str,
         spec: &LimitSpec,
         key: &ScopeKey,
+        split: &str,
+        need: u64,
     ) -> Result<Option<Count>, StateError> {
-        self.inner.count(rule, spec, key)
+        self.inner.count(rule, spec, key, split, need)
     }
     fn reserve(&self, hold: &Hold) -> Result<Reserved, StateError> {
         self.inner.reserve(hold)
@@ -300,4 +302,170 @@ fn a_failed_write_denies_the_next_counted_call_and_is_retried() {
     store.writes_fail.store(false, Ordering::SeqCst);
     let reason = denial_reason(call(&e, &call_in("s1", "run")));
     assert!(reason.contains("at most 2"), "{reason}");
+}
+
+/// The store contract both stores keep, called directly (the engine's
+/// evaluation in front of `reserve` would hide a store that does not
+/// check): `reserve` takes every slot if each fits `used + weight <= max`,
+/// and none otherwise; held weights count; releasing frees them; a cap's
+/// streak is per row and split value.
+mod contract {
+    use super::*;
+    use warden_engine::state::{Counted, SystemClock};
+    use warden_lang::ast::{Scope, ScopeSet};
+
+    fn stores() -> Vec<(&'static str, Box<dyn StateStore>, tempfile::TempDir)> {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(SystemClock);
+        let sqlite = SqliteState::open(
+            &dir.path().join("c.db"),
+            StateLimits::default(),
+            clock.clone(),
+        )
+        .unwrap();
+        vec![
+            (
+                "memory",
+                Box::new(warden_engine::state::CallState::new(
+                    StateLimits::default(),
+                    clock,
+                )),
+                tempfile::tempdir().unwrap(),
+            ),
+            ("sqlite", Box::new(sqlite), dir),
+        ]
+    }
+
+    fn user_row() -> ScopeKey {
+        ScopeKey {
+            row: ScopeSet::single(Scope::User),
+            value: "alice".into(),
+        }
+    }
+
+    fn budget() -> LimitSpec {
+        LimitSpec {
+            max: 10_000,
+            window: Some(Duration::from_secs(3600)),
+            scope: ScopeSet::single(Scope::User),
+            summed: true,
+        }
+    }
+
+    fn rate() -> LimitSpec {
+        LimitSpec {
+            max: 1,
+            summed: false,
+            ..budget()
+        }
+    }
+
+    fn cap() -> LimitSpec {
+        LimitSpec {
+            max: 2,
+            window: None,
+            scope: [Scope::User, Scope::Tool].into_iter().collect(),
+            summed: false,
+        }
+    }
+
+    fn hold(matched: &[(&str, LimitSpec, &str, u64)]) -> Hold {
+        Hold {
+            user: "alice".into(),
+            keys: vec![user_row()],
+            matched: matched
+                .iter()
+                .map(|(rule, spec, split, weight)| Counted {
+                    rule: rule.to_string(),
+                    spec: *spec,
+                    split: split.to_string(),
+                    weight: *weight,
+                })
+                .collect(),
+            confirmed: false,
+            unchecked: Vec::new(),
+        }
+    }
+
+    fn used(s: &dyn StateStore, rule: &str, spec: &LimitSpec, split: &str) -> u64 {
+        s.count(rule, spec, &user_row(), split, 0)
+            .unwrap()
+            .unwrap()
+            .count
+    }
+
+    fn held(s: &dyn StateStore, h: &Hold) -> HoldId {
+        match s.reserve(h).unwrap() {
+            Reserved::Held(id) => id,
+            other => panic!("not held: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reserve_checks_the_weight_and_takes_all_slots_or_none() {
+        for (kind, s, _dir) in stores() {
+            let s = &*s;
+            let h = hold(&[("b", budget(), "", 3_000)]);
+            let ids: Vec<HoldId> = (0..3).map(|_| held(s, &h)).collect();
+            assert_eq!(used(s, "b", &budget(), ""), 9_000, "{kind}: held counts");
+            assert_eq!(
+                s.reserve(&h).unwrap(),
+                Reserved::Full { rule: "b".into() },
+                "{kind}: 9000 + 3000 > 10000"
+            );
+            // 1000 still fits exactly.
+            let last = held(s, &hold(&[("b", budget(), "", 1_000)]));
+            s.release(last, &hold(&[("b", budget(), "", 1_000)]))
+                .unwrap();
+            s.release(ids[0], &h).unwrap();
+            assert_eq!(used(s, "b", &budget(), ""), 6_000, "{kind}: released");
+            s.commit(ids[1], &h).unwrap();
+            assert_eq!(used(s, "b", &budget(), ""), 6_000, "{kind}: committed");
+
+            // All or none: the rate is full after one call, so a hold of
+            // both takes neither.
+            let both = hold(&[("b", budget(), "", 1_000), ("r", rate(), "", 1)]);
+            let first = held(s, &both);
+            s.commit(first, &both).unwrap();
+            assert_eq!(
+                s.reserve(&both).unwrap(),
+                Reserved::Full { rule: "r".into() },
+                "{kind}"
+            );
+            assert_eq!(
+                used(s, "b", &budget(), ""),
+                7_000,
+                "{kind}: no budget taken"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cap_streak_is_per_row_and_split_value() {
+        for (kind, s, _dir) in stores() {
+            let s = &*s;
+            let forward = |tool: &str| {
+                let h = hold(&[("c", cap(), tool, 1)]);
+                let id = held(s, &h);
+                s.commit(id, &h).unwrap();
+            };
+            forward("a");
+            forward("a");
+            assert_eq!(used(s, "c", &cap(), "a"), 2, "{kind}");
+            assert_eq!(used(s, "c", &cap(), "b"), 0, "{kind}: another split value");
+            assert!(matches!(
+                s.reserve(&hold(&[("c", cap(), "a", 1)])).unwrap(),
+                Reserved::Full { .. }
+            ));
+            forward("b");
+            assert_eq!(
+                used(s, "c", &cap(), "a"),
+                0,
+                "{kind}: b restarted the streak"
+            );
+            assert_eq!(used(s, "c", &cap(), "b"), 1, "{kind}");
+            s.end_streaks(&[user_row()], true).unwrap();
+            assert_eq!(used(s, "c", &cap(), "b"), 0, "{kind}: ended");
+        }
+    }
 }
