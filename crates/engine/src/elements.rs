@@ -199,14 +199,11 @@ fn one_of(values: &[ElementValue], fold: bool, v: &Value) -> Option<bool> {
     match (values.first()?, v) {
         (ElementValue::Str(_), Value::String(s)) => {
             let s = if fold { s.to_lowercase() } else { s.clone() };
-            Some(values.iter().any(|x| *x == ElementValue::Str(s.clone())))
+            Some(values.contains(&ElementValue::Str(s)))
         }
-        (ElementValue::Bool(_), Value::Bool(b)) => {
-            Some(values.iter().any(|x| *x == ElementValue::Bool(*b)))
-        }
+        (ElementValue::Bool(_), Value::Bool(b)) => Some(values.contains(&ElementValue::Bool(*b))),
         (ElementValue::Num(_), Value::Number(_)) => {
-            let n = number_units(v)?;
-            Some(values.iter().any(|x| *x == ElementValue::Num(n)))
+            Some(values.contains(&ElementValue::Num(number_units(v)?)))
         }
         _ => None,
     }
