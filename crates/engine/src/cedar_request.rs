@@ -111,30 +111,17 @@ fn entity_set(
     Ok(entities)
 }
 
-/// [`build_request_at`] with the system's wall clock (until the engine
-/// passes its own clock's time).
-pub(crate) fn build_request(
-    bundle: &PolicyBundle,
-    slice: &Slice,
-    call: &CallContext,
-    counters: &[(String, u64)],
-    agent_created: &[String],
-    each: &[crate::elements::EachResult],
-) -> Result<(Request, Arc<Entities>), String> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    build_request_at(bundle, slice, call, counters, agent_created, each, now)
-}
-
 /// The request of `call`, decided at `now_unix_millis` (the engine's wall
 /// clock, which `during` windows read in each zone they name).
+// Each argument is one part of the context the engine measured; a struct
+// of them would only rename the list.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn build_request_at(
     bundle: &PolicyBundle,
     slice: &Slice,
     call: &CallContext,
     counters: &[(String, u64)],
+    budgets: &[(String, String)],
     agent_created: &[String],
     each: &[crate::elements::EachResult],
     now_unix_millis: i64,
@@ -174,6 +161,17 @@ pub(crate) fn build_request_at(
                 RestrictedExpression::new_long(i64::try_from(*n).unwrap_or(i64::MAX)),
             )
         }))
+        .map_err(|e| e.to_string())?,
+    ));
+    // Used + this call's amount per budget, as Cedar decimal text; a
+    // budget left out (not measured) reads as crossed.
+    pairs.push((
+        "budgets".to_string(),
+        RestrictedExpression::new_record(
+            budgets
+                .iter()
+                .map(|(id, total)| (id.clone(), RestrictedExpression::new_decimal(total.clone()))),
+        )
         .map_err(|e| e.to_string())?,
     ));
     let verified = &call.identity.verified;

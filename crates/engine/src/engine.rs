@@ -10,23 +10,27 @@
 
 use crate::args::{ArgLimits, ArgProblem, check_arg_limits};
 use crate::call::CallContext;
-use crate::cedar_request::build_request;
+use crate::cedar_request::build_request_at;
 use crate::gate::{HoldGuard, StateGate};
 use crate::index::{PolicyBundle, Slice};
-use crate::message::{human_duration, render_reason};
+use crate::message::{Usage, human_duration, render_reason};
 use crate::records::{NewRecord, RecordBackend, RecordError, RecordStore, extract_ids, id_of};
 use crate::state::{
-    Clock, Hold, LimitSpec, Reserved, ScopeKey, StateBackend, StateError, StateLimits, SystemClock,
+    Clock, Counted, Hold, Reserved, StateBackend, StateError, StateLimits, SystemClock,
 };
 use arc_swap::ArcSwap;
 use cedar_policy::{AuthorizationError, Authorizer};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use warden_lang::ast::{Mode, RuleKind, Scope};
+use warden_lang::amount::format_units;
+use warden_lang::ast::{Mode, RuleKind};
 use warden_lang::compile::{COUNTING_SUFFIX, DEFAULT_POLICY_ID};
 use warden_lang::{CompiledRule, CreatedArg};
+
+mod limits;
+use limits::{Measures, Unmeasured, cap_rows, hold_keys, measure};
 
 pub use crate::decided::{Confirmation, Decided, Denial, Outcome, Retry, RuleHit, ShadowFinding};
 
@@ -140,17 +144,18 @@ impl Engine {
                 break (outcome, shadow);
             }
             let wanted = Hold {
-                keys: scope_keys(call).to_vec(),
+                user: call.identity.user.clone(),
+                keys: hold_keys(&bundle, call, &counts_for),
                 matched: counts_for.clone(),
                 confirmed: !call.confirmed.is_empty(),
                 unchecked: counts_for
                     .iter()
-                    .filter(|(id, _)| {
+                    .filter(|c| {
                         bundle
-                            .rule_index(id)
+                            .rule_index(&c.rule)
                             .is_some_and(|i| bundle.rules()[i].mode == Mode::Shadow)
                     })
-                    .map(|(id, _)| id.clone())
+                    .map(|c| c.rule.clone())
                     .collect(),
             };
             if wanted.slots().next().is_none() {
@@ -243,17 +248,9 @@ impl Engine {
             return Ok(());
         }
         // No slot held: nothing counts it, so it only ends streaks, in the
-        // scopes some cap of the set in force counts per.
+        // rows some cap of the set in force measures streaks in.
         let bundle = self.policies.load();
-        let keys: Vec<ScopeKey> = scope_keys(call)
-            .into_iter()
-            .filter(|k| {
-                bundle.rules().iter().any(|r| {
-                    r.kind == RuleKind::CapConsecutive
-                        && r.limit.is_some_and(|l| l.scope.contains(k.scope))
-                })
-            })
-            .collect();
+        let keys = cap_rows(&bundle, call);
         if keys.is_empty() {
             return Ok(());
         }
@@ -343,7 +340,7 @@ impl Engine {
         &self,
         bundle: &PolicyBundle,
         call: &CallContext,
-        counts_for: &mut Vec<(String, LimitSpec)>,
+        counts_for: &mut Vec<Counted>,
         restricting: &mut Vec<String>,
     ) -> Result<(Outcome, Vec<ShadowFinding>), Denial> {
         if let Err(problem) = check_arg_limits(&call.arguments, &self.arg_limits) {
@@ -399,48 +396,31 @@ impl Engine {
                 Ok(Vec::new())
             })?;
 
-        let mut counters = Vec::new();
-        let mut frees_in: HashMap<&str, Duration> = HashMap::new();
-        let mut unavailable: HashMap<&str, StateError> = HashMap::new();
-        for &i in &slice.limited {
-            let rule = &bundle.rules()[i];
-            let spec = limit_spec(rule);
-            // No count (state unavailable): leave the counter out, which
-            // the compiled policy reads as "limit reached".
-            match self
-                .state
-                .count(&rule.id, &spec, &scope_key(call, spec.scope))
-            {
-                Ok(Some(c)) => {
-                    counters.push((rule.id.clone(), c.count));
-                    if let Some(d) = c.frees_in {
-                        frees_in.insert(rule.id.as_str(), d);
-                    }
-                }
-                // The store cannot track the scope: warden's bound, which
-                // the denial must not present as the rule's limit.
-                Ok(None) => {
-                    unavailable.insert(
-                        rule.id.as_str(),
-                        StateError::Store("its table of tracked scopes is full".into()),
-                    );
-                }
-                Err(e) => {
-                    unavailable.insert(rule.id.as_str(), e);
-                }
-            }
-        }
+        // Counts and sums of the slice's limits; one that cannot be read
+        // (store unavailable, no model declared, a bad amount) is left out
+        // of the context, which the compiled policy reads as "limit
+        // reached", and its denial says why.
+        let measures = measure(&self.state, bundle, &slice, call);
 
-        let (request, entities) = build_request(bundle, &slice, call, &counters, &agent_created, &each)
-            .map_err(|e| {
-                plain_denial(
-                    format!(
-                        "`{}` was not called: the call could not be evaluated ({e})",
-                        call.tool
-                    ),
-                    "report this to the platform team; it is not caused by the agent",
-                )
-            })?;
+        let (request, entities) = build_request_at(
+            bundle,
+            &slice,
+            call,
+            &measures.counters,
+            &measures.budgets,
+            &agent_created,
+            &each,
+            self.clock.unix_millis(),
+        )
+        .map_err(|e| {
+            plain_denial(
+                format!(
+                    "`{}` was not called: the call could not be evaluated ({e})",
+                    call.tool
+                ),
+                "report this to the platform team; it is not caused by the agent",
+            )
+        })?;
 
         // One evaluation of every policy of the slice, all as permits (see
         // `Slice::evaluated`): Cedar reports each satisfied policy and each
@@ -498,8 +478,8 @@ impl Engine {
             forbids.sort_unstable();
             let reasons: Vec<String> = forbids.iter().map(|(_, id)| id.to_string()).collect();
             let outcome =
-                self.denial_outcome(bundle, call, &reasons, !permits.is_empty(), &frees_in);
-            store_unavailable(outcome, call, &unavailable)
+                self.denial_outcome(bundle, call, &reasons, !permits.is_empty(), &measures);
+            unmeasured(outcome, bundle, call, &measures)
         };
 
         shadow_hits.sort_unstable();
@@ -517,7 +497,7 @@ impl Engine {
                     rule: rule.id.clone(),
                     kind: rule.kind,
                     would,
-                    message: hit(rule, call).message,
+                    message: hit(rule, call, &measures).message,
                 })
             })
             .collect();
@@ -538,7 +518,37 @@ impl Engine {
             counted.sort_unstable();
             for i in counted {
                 let rule = &bundle.rules()[i];
-                counts_for.push((rule.id.clone(), limit_spec(rule)));
+                match measures.measured.get(&rule.id) {
+                    Some(m) => counts_for.push(Counted {
+                        rule: rule.id.clone(),
+                        spec: m.spec,
+                        split: m.split.clone(),
+                        weight: m.weight,
+                    }),
+                    // Unmeasured: an enforced rule denied above (its
+                    // context entry is missing); a shadow one cannot count
+                    // this call, and refuses nothing.
+                    None if rule.mode != Mode::Shadow
+                        && matches!(outcome, Outcome::Allow { .. }) =>
+                    {
+                        let (why, instead) = measures
+                            .unmeasured
+                            .get(&rule.id)
+                            .map(|u| u.explain(rule))
+                            .unwrap_or_else(|| {
+                                (
+                                    format!("rule `{}` could not be counted", rule.id),
+                                    "report this to the platform team; it is not caused by the agent"
+                                        .to_string(),
+                                )
+                            });
+                        return Err(plain_denial(
+                            format!("`{}` was not called: {why}", call.tool),
+                            &instead,
+                        ));
+                    }
+                    None => {}
+                }
             }
         }
         Ok((outcome, shadow))
@@ -550,14 +560,14 @@ impl Engine {
         call: &CallContext,
         reasons: &[String],
         granted: bool,
-        frees_in: &HashMap<&str, Duration>,
+        measures: &Measures,
     ) -> Outcome {
         let hits: Vec<(&CompiledRule, RuleHit)> = reasons
             .iter()
             .filter_map(|id| bundle.rule_index(id))
             .map(|i| {
                 let rule = &bundle.rules()[i];
-                (rule, hit(rule, call))
+                (rule, hit(rule, call, measures))
             })
             .collect();
         // With nothing granting the call, a confirmation would not help
@@ -598,46 +608,47 @@ impl Engine {
             // Only a forwarded call the cap does not count ends the streak:
             // while the cap holds, the person is not asked about calls it
             // counts, so a confirmation cannot end it from here.
-            let scopes: Vec<String> = rules
+            let limits: Vec<_> = rules
                 .iter()
                 .filter(|h| h.kind == RuleKind::CapConsecutive)
                 .filter_map(|h| bundle.rule_index(&h.rule))
-                .filter_map(|i| bundle.rules()[i].limit.map(|l| l.scope.key()))
+                .filter_map(|i| bundle.rules()[i].limit)
+                .collect();
+            let rows: Vec<String> = limits
+                .iter()
+                .map(|l| {
+                    l.scope
+                        .row()
+                        .iter()
+                        .map(|s| s.keyword())
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                })
+                .filter(|r| !r.is_empty())
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .collect();
-            (
-                Retry::AfterStreakEnds,
-                format!(
-                    "stop and check the results of the previous calls with the person; the streak ends when a call to a tool this limit does not count is made in the same {}",
-                    scopes.join(" and ")
-                ),
-            )
-        } else {
-            // A window full of calls still in flight (held, no event yet)
-            // frees a whole window after they are recorded.
-            let wait = rules
+            let splits: Vec<&str> = limits
                 .iter()
-                .filter_map(|h| {
-                    frees_in.get(h.rule.as_str()).copied().or_else(|| {
-                        let i = bundle.rule_index(&h.rule)?;
-                        bundle.rules()[i]
-                            .limit?
-                            .window_secs
-                            .map(Duration::from_secs)
-                    })
-                })
-                .max()
-                .unwrap_or(Duration::ZERO);
-            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            (
-                Retry::AfterSeconds { seconds },
-                format!(
-                    "wait {} before calling `{}` again",
-                    human_duration(seconds.max(1)),
-                    call.tool
-                ),
-            )
+                .flat_map(|l| l.scope.split_by().iter().map(|s| s.keyword()))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let mut instead = String::from(
+                "stop and check the results of the previous calls with the person; the streak ends when a call to a tool this limit does not count is made",
+            );
+            if !rows.is_empty() {
+                instead.push_str(&format!(" in the same {}", rows.join(" or ")));
+            }
+            if !splits.is_empty() {
+                instead.push_str(&format!(
+                    ", and a counted call with another {} starts a streak of its own",
+                    splits.join(" or ")
+                ));
+            }
+            (Retry::AfterStreakEnds, instead)
+        } else {
+            budget_or_rate_retry(bundle, call, &rules, measures)
         };
         let reason = format!(
             "`{}` was not called: {}",
@@ -683,30 +694,106 @@ fn role(bundle: &PolicyBundle, id: &str) -> Option<Role> {
     })
 }
 
-/// A denial by a cap or rate whose counter the store could not supply
-/// says so, rather than "limit reached": the agent is not at fault.
-fn store_unavailable(
+/// A denial by a limit the call could not be measured for says why
+/// (state store unavailable, no model declared, a bad amount), rather
+/// than "limit reached": the limit was never compared.
+fn unmeasured(
     outcome: Outcome,
+    bundle: &PolicyBundle,
     call: &CallContext,
-    unavailable: &HashMap<&str, StateError>,
+    measures: &Measures,
 ) -> Outcome {
     let Outcome::Deny(mut denial) = outcome else {
         return outcome;
     };
-    let Some(error) = denial
-        .rules
-        .iter()
-        .find_map(|h| unavailable.get(h.rule.as_str()))
-    else {
+    let Some((rule, why)) = denial.rules.iter().find_map(|h| {
+        let u = measures.unmeasured.get(&h.rule)?;
+        Some((&bundle.rules()[bundle.rule_index(&h.rule)?], u))
+    }) else {
         return Outcome::Deny(denial);
     };
-    denial.reason = format!(
-        "`{}` was not called: state store unavailable: {error}",
+    let (reason, instead) = why.explain(rule);
+    denial.reason = format!("`{}` was not called: {reason}", call.tool);
+    denial.retry = Retry::Never;
+    denial.instead = instead;
+    if matches!(why, Unmeasured::Store(_)) {
+        denial.instead =
+            "report this to the platform team; it is not caused by the agent".to_string();
+    }
+    Outcome::Deny(denial)
+}
+
+/// When rates and budgets that denied a call let it through again, said
+/// truly: after the longest of their waits; never, when a budget's
+/// amount is more than it allows at all; and when only budgets denied and
+/// each still has room, that a smaller amount fits now.
+fn budget_or_rate_retry(
+    bundle: &PolicyBundle,
+    call: &CallContext,
+    rules: &[RuleHit],
+    measures: &Measures,
+) -> (Retry, String) {
+    let limited: Vec<(&CompiledRule, Option<&limits::Measured>)> = rules
+        .iter()
+        .filter_map(|h| bundle.rule_index(&h.rule))
+        .map(|i| {
+            let r = &bundle.rules()[i];
+            (r, measures.measured.get(&r.id))
+        })
+        .collect();
+    let budget_arg = |r: &CompiledRule| {
+        r.budget
+            .as_ref()
+            .map_or(String::new(), |b| b.written.clone())
+    };
+    if let Some((r, m)) = limited.iter().find_map(|(r, m)| {
+        m.filter(|m| m.spec.summed && m.weight > m.spec.max)
+            .map(|m| (r, m))
+    }) {
+        return (
+            Retry::Never,
+            format!(
+                "do not retry this amount: rule `{}` allows at most {} of `{}` in all; ask for at most that",
+                r.id,
+                format_units(m.spec.max),
+                budget_arg(r)
+            ),
+        );
+    }
+    // A window full of calls still in flight (held, no event yet) frees a
+    // whole window after they are recorded.
+    let wait = limited
+        .iter()
+        .filter_map(|(r, m)| {
+            m.and_then(|m| m.frees_in)
+                .or_else(|| r.limit?.window_secs.map(Duration::from_secs))
+        })
+        .max()
+        .unwrap_or(Duration::ZERO);
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut instead = format!(
+        "wait {} before calling `{}` again",
+        human_duration(seconds.max(1)),
         call.tool
     );
-    denial.retry = Retry::Never;
-    denial.instead = "report this to the platform team; it is not caused by the agent".to_string();
-    Outcome::Deny(denial)
+    let smaller: Vec<String> = limited
+        .iter()
+        .filter_map(|(r, m)| {
+            let m = m.filter(|m| m.spec.summed)?;
+            let room = m.spec.max.saturating_sub(m.used);
+            (room > 0).then(|| format!("{} of `{}`", format_units(room), budget_arg(r)))
+        })
+        .collect();
+    if !limited.is_empty()
+        && limited.iter().all(|(r, _)| r.kind == RuleKind::Budget)
+        && smaller.len() == limited.len()
+    {
+        instead.push_str(&format!(
+            " with this amount, or ask for at most {} now",
+            smaller.join(" and ")
+        ));
+    }
+    (Retry::AfterSeconds { seconds }, instead)
 }
 
 fn plain_denial(reason: String, instead: &str) -> Denial {
@@ -722,36 +809,13 @@ fn plain_denial(reason: String, instead: &str) -> Denial {
 /// deciding at the same time.
 const MAX_RESERVE_ATTEMPTS: usize = 8;
 
-/// The call's value for each scope (session, user, agent).
-fn scope_keys(call: &CallContext) -> [ScopeKey; 3] {
-    [Scope::Session, Scope::User, Scope::Agent].map(|s| scope_key(call, s))
-}
-
-fn limit_spec(rule: &CompiledRule) -> LimitSpec {
-    let l = rule.limit.expect("only limited rules are asked for a spec");
-    LimitSpec {
-        max: l.max,
-        window: l.window_secs.map(Duration::from_secs),
-        // Interim: the first scope of the set (compound scopes land next).
-        scope: l.scope.iter().next().unwrap_or(Scope::User),
-    }
-}
-
-/// The value of a scope for a call. Calls without a declared agent share
-/// one agent scope, so they are capped together rather than not at all.
-pub fn scope_key(call: &CallContext, scope: Scope) -> ScopeKey {
-    let value = match scope {
-        Scope::Session => call.session.clone(),
-        Scope::User => call.identity.user.clone(),
-        Scope::Agent => call.identity.agent.clone().unwrap_or_default(),
-        Scope::Model => call.identity.model.clone().unwrap_or_default(),
-        Scope::Tool => format!("{}\0{}", call.server, call.tool),
-    };
-    ScopeKey { scope, value }
-}
-
-fn hit(rule: &CompiledRule, call: &CallContext) -> RuleHit {
-    let message = render_reason(rule, call).unwrap_or_else(|| default_message(rule, call));
+fn hit(rule: &CompiledRule, call: &CallContext, measures: &Measures) -> RuleHit {
+    let usage = measures.measured.get(&rule.id).map(|m| Usage {
+        used: m.used,
+        amount: m.weight,
+    });
+    let message =
+        render_reason(rule, call, usage).unwrap_or_else(|| default_message(rule, call, usage));
     RuleHit {
         rule: rule.id.clone(),
         kind: rule.kind,
@@ -760,7 +824,7 @@ fn hit(rule: &CompiledRule, call: &CallContext) -> RuleHit {
     }
 }
 
-fn default_message(rule: &CompiledRule, call: &CallContext) -> String {
+fn default_message(rule: &CompiledRule, call: &CallContext, usage: Option<Usage>) -> String {
     let id = &rule.id;
     let (tool, server) = (&call.tool, &call.server);
     match (rule.kind, rule.limit) {
@@ -782,12 +846,24 @@ fn default_message(rule: &CompiledRule, call: &CallContext) -> String {
             human_duration(l.window_secs.unwrap_or(0)),
             l.scope.phrase()
         ),
-        (RuleKind::Budget, Some(l)) => format!(
-            "rule `{id}` allows at most {} per {} {}",
-            warden_lang::amount::format_units(l.max),
-            human_duration(l.window_secs.unwrap_or(0)),
-            l.scope.phrase()
-        ),
+        (RuleKind::Budget, Some(l)) => {
+            let mut m = format!(
+                "rule `{id}` allows at most {} per {} {} of `{}`",
+                format_units(l.max),
+                human_duration(l.window_secs.unwrap_or(0)),
+                l.scope.phrase(),
+                rule.budget.as_ref().map_or("", |b| b.written.as_str())
+            );
+            if let Some(u) = usage {
+                m.push_str(&format!(
+                    "; {} used, {} left, and this call's {} would cross it",
+                    format_units(u.used),
+                    format_units(l.max.saturating_sub(u.used)),
+                    format_units(u.amount)
+                ));
+            }
+            m
+        }
         (_, None) => format!("rule `{id}` limits `{tool}`"),
     }
 }
