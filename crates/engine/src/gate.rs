@@ -5,7 +5,8 @@
 //! Writes that fail are kept, in order, and retried before the next read;
 //! while one still fails, counters of its scopes are not supplied, so the
 //! next decision there denies ("state store unavailable") instead of
-//! trusting a count that misses a call. A call that counts for no limit
+//! trusting a count that misses a call (rows are what a write is kept
+//! by: a kept write makes every key of its rows untrusted). A call that counts for no limit
 //! ends streaks without waiting for the store: if the store is busy (a
 //! locked SQLite file), the end is kept and applied before any later read
 //! or write of those scopes. Applying such an end earlier than a kept
@@ -129,9 +130,11 @@ impl StateGate {
         rule: &str,
         spec: &LimitSpec,
         key: &ScopeKey,
+        split: &str,
+        need: u64,
     ) -> Result<Option<Count>, StateError> {
         self.check(std::slice::from_ref(key))?;
-        self.store.count(rule, spec, key)
+        self.store.count(rule, spec, key, split, need)
     }
 
     pub(crate) fn reserve(&self, hold: &Hold) -> Result<Reserved, StateError> {

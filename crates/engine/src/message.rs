@@ -13,8 +13,21 @@ use warden_lang::template::{Placeholder, TemplatePart};
 
 const MAX_VALUE_CHARS: usize = 200;
 
+/// What a limit had used before the call (calls, or a budget's units) and
+/// what the call adds (1, or its amount), for `{used}` and `{remaining}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub used: u64,
+    pub amount: u64,
+}
+
 /// The rule's reason with placeholders filled, or `None` without a reason.
-pub fn render_reason(rule: &CompiledRule, call: &CallContext) -> Option<String> {
+/// `usage` is the limit's state for the call, when it was read.
+pub fn render_reason(
+    rule: &CompiledRule,
+    call: &CallContext,
+    usage: Option<Usage>,
+) -> Option<String> {
     let template = rule.reason.as_ref()?;
     let mut out = String::new();
     for part in &template.parts {
@@ -24,7 +37,7 @@ pub fn render_reason(rule: &CompiledRule, call: &CallContext) -> Option<String> 
                 out.push_str(&arg_text(path, call))
             }
             TemplatePart::Placeholder(p) => {
-                out.push_str(&escape_text(&clip(&value_of(p, rule, call))))
+                out.push_str(&escape_text(&clip(&value_of(p, rule, call, usage))))
             }
         }
     }
@@ -55,7 +68,20 @@ fn arg_text(path: &[String], call: &CallContext) -> String {
     }
 }
 
-fn value_of(p: &Placeholder, rule: &CompiledRule, call: &CallContext) -> String {
+fn value_of(
+    p: &Placeholder,
+    rule: &CompiledRule,
+    call: &CallContext,
+    usage: Option<Usage>,
+) -> String {
+    // A budget's amounts are units of 1/10,000; a cap's or rate's calls.
+    let number = |n: u64| {
+        if rule.kind == warden_lang::ast::RuleKind::Budget {
+            warden_lang::amount::format_units(n)
+        } else {
+            n.to_string()
+        }
+    };
     match p {
         Placeholder::Arg(path) => arg_text(path, call),
         Placeholder::User => call.identity.user.clone(),
@@ -73,13 +99,18 @@ fn value_of(p: &Placeholder, rule: &CompiledRule, call: &CallContext) -> String 
         Placeholder::Server => call.server.clone(),
         Placeholder::Session => call.session.clone(),
         Placeholder::Rule => rule.id.clone(),
-        Placeholder::Limit => rule.limit.map(|l| l.max.to_string()).unwrap_or_default(),
+        Placeholder::Limit => rule.limit.map(|l| number(l.max)).unwrap_or_default(),
         Placeholder::Window => rule
             .limit
             .and_then(|l| l.window_secs)
             .map(human_duration)
             .unwrap_or_default(),
-        Placeholder::Used | Placeholder::Remaining => String::new(),
+        // Unknown (the store could not be read): said, not left blank.
+        Placeholder::Used => usage.map_or_else(|| "(unknown)".into(), |u| number(u.used)),
+        Placeholder::Remaining => match (usage, rule.limit) {
+            (Some(u), Some(l)) => number(l.max.saturating_sub(u.used)),
+            _ => "(unknown)".into(),
+        },
     }
 }
 

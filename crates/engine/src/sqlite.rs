@@ -2,11 +2,14 @@
 //! restart of warden nor a second warden process on the same file resets a
 //! cap or a rate limit.
 //!
-//! The file holds `streaks` (scope kind, scope value, rule id, count, last
-//! seen), `rate_events` (scope kind, scope value, rule id, time) and
-//! `holds` (the slots of decided calls not yet forwarded), with the bounds
-//! of the memory store: a window keeps at most `max` events, and rows idle
-//! for `StateLimits::idle_ttl` are deleted. Times are store time, which a
+//! The file holds `streaks` (row kind, row value, rule id, the split value
+//! the streak runs under, count, last seen), `rate_events` (row kind, row
+//! value, rule id, split value, weight, time; a rate's calls and a
+//! budget's amounts) and `holds` (the weighted slots of decided calls not
+//! yet forwarded), with the bounds of the memory store: a rate window
+//! keeps at most `max` events, a budget window coalesces amounts as memory
+//! does ([`crate::state::coalescing`]), and rows idle for
+//! `StateLimits::idle_ttl` are deleted. Times are store time, which a
 //! wall-clock step cannot move (see [`crate::sqlite_limits`], which also
 //! holds the counting itself).
 //!
@@ -114,6 +117,27 @@ pub const MIGRATIONS: &[&str] = &[
         SELECT server, kind, record_id, via_agent, agent, user, session, created_at FROM records;
     DROP TABLE records;
     ALTER TABLE records_by_kind RENAME TO records;
+",
+    // Compound scopes and budgets (issue 12): a key is a row (scope_kind =
+    // the row scopes as `session+user`, scope_value their values) and a
+    // split value (model, tool; '' when none). A streak remembers the
+    // split value it runs under; events and holds carry a weight (1 for a
+    // call, a budget's amount in units) and budget events coalesce
+    // (first_at: the first amount of the event, at: the latest). Existing
+    // rows are single-scope keys without a split value and weigh 1, which
+    // is what they were.
+    "
+    ALTER TABLE streaks ADD COLUMN split TEXT NOT NULL DEFAULT '';
+    ALTER TABLE rate_events ADD COLUMN split TEXT NOT NULL DEFAULT '';
+    ALTER TABLE rate_events ADD COLUMN units INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE rate_events ADD COLUMN first_at INTEGER;
+    UPDATE rate_events SET first_at = at;
+    ALTER TABLE holds ADD COLUMN split TEXT NOT NULL DEFAULT '';
+    ALTER TABLE holds ADD COLUMN units INTEGER NOT NULL DEFAULT 1;
+    DROP INDEX rate_events_key;
+    CREATE INDEX rate_events_key ON rate_events (scope_kind, scope_value, rule_id, split, at);
+    DROP INDEX holds_key;
+    CREATE INDEX holds_key ON holds (scope_kind, scope_value, rule_id, split, at);
 ",
 ];
 
@@ -273,25 +297,31 @@ impl RecordStore for SqliteState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{Hold, LimitSpec, ManualClock, Reserved, ScopeKey, StateStore};
-    use warden_lang::ast::Scope;
+    use crate::state::{Counted, Hold, LimitSpec, ManualClock, Reserved, ScopeKey, StateStore};
+    use warden_lang::ast::{Scope, ScopeSet};
 
     fn key(v: &str) -> ScopeKey {
         ScopeKey {
-            scope: Scope::User,
+            row: ScopeSet::single(Scope::User),
             value: v.to_string(),
         }
     }
-    const RATE: LimitSpec = LimitSpec {
-        max: 2,
-        window: Some(Duration::from_secs(60)),
-        scope: Scope::User,
-    };
-    const CAP: LimitSpec = LimitSpec {
-        max: 3,
-        window: None,
-        scope: Scope::User,
-    };
+    fn rate() -> LimitSpec {
+        LimitSpec {
+            max: 2,
+            window: Some(Duration::from_secs(60)),
+            scope: ScopeSet::single(Scope::User),
+            summed: false,
+        }
+    }
+    fn cap() -> LimitSpec {
+        LimitSpec {
+            max: 3,
+            window: None,
+            scope: ScopeSet::single(Scope::User),
+            summed: false,
+        }
+    }
 
     fn rows(s: &SqliteState, table: &str) -> i64 {
         s.with_connection(|c| {
@@ -303,8 +333,17 @@ mod tests {
     /// Reserves and commits a call, as the engine does for a forwarded one.
     fn forward(s: &SqliteState, keys: &[ScopeKey], matched: &[(&str, LimitSpec)]) {
         let hold = Hold {
+            user: "alice".into(),
             keys: keys.to_vec(),
-            matched: matched.iter().map(|(r, l)| (r.to_string(), *l)).collect(),
+            matched: matched
+                .iter()
+                .map(|(r, l)| Counted {
+                    rule: r.to_string(),
+                    spec: *l,
+                    split: String::new(),
+                    weight: 1,
+                })
+                .collect(),
             confirmed: false,
             unchecked: Vec::new(),
         };
@@ -323,8 +362,8 @@ mod tests {
             ..StateLimits::default()
         };
         let s = SqliteState::open(&dir.path().join("s.db"), limits, clock.clone()).unwrap();
-        let cap = LimitSpec { max: 9, ..CAP };
-        let rate = LimitSpec { max: 2, ..RATE };
+        let cap = LimitSpec { max: 9, ..cap() };
+        let rate = LimitSpec { max: 2, ..rate() };
         for _ in 0..2 {
             forward(&s, &[key("a")], &[("rate", rate), ("cap", cap)]);
         }
@@ -334,8 +373,14 @@ mod tests {
         }
         assert_eq!(rows(&s, "rate_events"), 2, "at most max events per window");
         assert_eq!(rows(&s, "holds"), 0, "committed holds are gone");
-        assert_eq!(s.count("cap", &cap, &key("a")).unwrap().unwrap().count, 5);
-        let c = s.count("rate", &rate, &key("a")).unwrap().unwrap();
+        assert_eq!(
+            s.count("cap", &cap, &key("a"), "", 1)
+                .unwrap()
+                .unwrap()
+                .count,
+            5
+        );
+        let c = s.count("rate", &rate, &key("a"), "", 1).unwrap().unwrap();
         assert_eq!((c.count, c.frees_in), (2, Some(Duration::from_secs(60))));
         clock.advance(Duration::from_secs(3601));
         // Another scope's call sweeps the idle ones.
@@ -406,6 +451,64 @@ mod tests {
             .agent_created("genomics", "sample", &["S-1".into()])
             .unwrap();
         assert_eq!(found, HashSet::from(["S-1".to_string()]));
+    }
+
+    /// A version-4 file (before compound scopes and budgets) keeps its
+    /// streaks, windows and holds: they are single-scope keys without a
+    /// split value, weighing 1.
+    #[test]
+    fn a_version_4_state_file_is_migrated_and_its_counts_still_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let clock = Arc::new(ManualClock::default());
+        // Store time starts at the newest time in the file on a new boot.
+        let now = 5_000_000;
+        let c = Connection::open(&path).unwrap();
+        for step in &MIGRATIONS[..4] {
+            c.execute_batch(step).unwrap();
+        }
+        c.pragma_update(None, "user_version", 4).unwrap();
+        c.execute_batch(&format!(
+            "INSERT INTO streaks VALUES ('user', 'alice', 'cap', 2, {now});
+             INSERT INTO rate_events VALUES ('user', 'alice', 'rate', {now});
+             INSERT INTO rate_events VALUES ('user', 'alice', 'rate', {now});"
+        ))
+        .unwrap();
+        drop(c);
+        let s = SqliteState::open(&path, StateLimits::default(), clock).unwrap();
+        let version: i64 = s
+            .with_connection(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let count = |rule: &str, spec: &LimitSpec| {
+            s.count(rule, spec, &key("alice"), "", 1)
+                .unwrap()
+                .unwrap()
+                .count
+        };
+        assert_eq!(count("cap", &cap()), 2, "the streak survived");
+        assert_eq!(count("rate", &rate()), 2, "the window survived");
+        // The window is full (max 2): the old rows still refuse.
+        let hold = Hold {
+            user: "alice".into(),
+            keys: vec![key("alice")],
+            matched: vec![Counted {
+                rule: "rate".into(),
+                spec: rate(),
+                split: String::new(),
+                weight: 1,
+            }],
+            confirmed: false,
+            unchecked: Vec::new(),
+        };
+        assert_eq!(
+            s.reserve(&hold).unwrap(),
+            Reserved::Full {
+                rule: "rate".into()
+            }
+        );
+        forward(&s, &[key("alice")], &[("cap", cap())]);
+        assert_eq!(count("cap", &cap()), 3, "the old streak grows");
     }
 
     #[test]

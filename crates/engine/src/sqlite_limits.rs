@@ -1,10 +1,11 @@
-//! Caps and rates in the SQLite state file: the [`StateStore`]
+//! Caps, rates and budgets in the SQLite state file: the [`StateStore`]
 //! implementation of [`SqliteState`], and the store clock.
 //!
-//! **Reservations.** A decided call's slots are rows of `holds`, written
-//! in the same immediate transaction that checks `count < max` for each,
-//! so two processes on one file cannot both take the last slot. A count is
-//! committed rows plus live holds. Committing deletes the hold and records
+//! **Reservations.** A decided call's slots are rows of `holds` (with
+//! their weight), written in the same immediate transaction that checks
+//! `used + weight <= max` for each, so two processes on one file cannot
+//! both take the last slot or the last of a budget. What a key has used is
+//! its streak or the weights of its window's events, plus its live holds. Committing deletes the hold and records
 //! the call in one transaction; releasing deletes it. A hold older than
 //! [`HOLD_TTL`] is ignored and swept: it can only be left by a process that
 //! died between deciding and forwarding (holds live for microseconds).
@@ -25,7 +26,8 @@
 
 use crate::sqlite::{SWEEP_EVERY_MS, SqliteState, store_error};
 use crate::state::{
-    Clock, Count, Hold, HoldId, LimitSpec, Reserved, ScopeKey, StateError, StateStore,
+    Clock, Count, Hold, HoldId, LimitSpec, Reserved, ScopeKey, StateError, StateStore, coalescing,
+    fits, frees_in,
 };
 use rusqlite::{
     Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
@@ -116,76 +118,122 @@ impl SqliteState {
             .map_err(|_| StateError::Store("the state lock is poisoned".into()))
     }
 
-    /// A slot's count: committed calls plus live holds.
-    fn used(
+    /// The weight live holds take of `rule` in the key.
+    fn held(
+        tx: &Connection,
+        rule: &str,
+        key: &ScopeKey,
+        split: &str,
+        now: i64,
+    ) -> rusqlite::Result<u64> {
+        let held: i64 = tx
+            .prepare_cached(
+                "SELECT coalesce(sum(units), 0) FROM holds
+                 WHERE scope_kind = ?1 AND scope_value = ?2 AND rule_id = ?3 AND split = ?4
+                   AND at > ?5",
+            )?
+            .query_row(
+                params![
+                    key.row.key(),
+                    key.value,
+                    rule,
+                    split,
+                    now.saturating_sub(millis(HOLD_TTL))
+                ],
+                |r| r.get(0),
+            )?;
+        Ok(u64::try_from(held).unwrap_or(0))
+    }
+
+    /// What `rule` committed in the key: the streak if it runs under
+    /// `split`, else the weights of the window's events.
+    fn committed(
         tx: &Connection,
         rule: &str,
         spec: &LimitSpec,
         key: &ScopeKey,
+        split: &str,
         now: i64,
-    ) -> rusqlite::Result<Count> {
-        let kind = key.scope.keyword();
-        let held: i64 = tx
-            .prepare_cached(
-                "SELECT count(*) FROM holds
-                 WHERE scope_kind = ?1 AND scope_value = ?2 AND rule_id = ?3 AND at > ?4",
-            )?
-            .query_row(
-                params![kind, key.value, rule, now.saturating_sub(millis(HOLD_TTL))],
-                |r| r.get(0),
-            )?;
-        let held = u64::try_from(held).unwrap_or(0);
-        Ok(match spec.window {
-            None => {
-                let count: Option<i64> = tx
-                    .prepare_cached(
-                        "SELECT count FROM streaks
-                         WHERE scope_kind = ?1 AND scope_value = ?2 AND rule_id = ?3",
-                    )?
-                    .query_row(params![kind, key.value, rule], |r| r.get(0))
-                    .optional()?;
-                Count {
-                    count: count.map_or(0, |c| u64::try_from(c).unwrap_or(0)) + held,
-                    frees_in: None,
-                }
-            }
-            Some(window) => {
-                let window = millis(window);
-                // An event leaves the window `window` after it was
-                // recorded, as in memory.
-                let (count, oldest): (i64, Option<i64>) = tx
-                    .prepare_cached(
-                        "SELECT count(*), min(at) FROM rate_events
-                         WHERE scope_kind = ?1 AND scope_value = ?2 AND rule_id = ?3
-                           AND at > ?4",
-                    )?
-                    .query_row(
-                        params![kind, key.value, rule, now.saturating_sub(window)],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )?;
-                Count {
-                    count: u64::try_from(count).unwrap_or(0) + held,
-                    frees_in: oldest.map(|t| {
-                        // A time ahead of now (written by a process whose
-                        // clock ran ahead) counts as just recorded.
-                        let left = window.saturating_sub(now.saturating_sub(t).max(0)).max(0);
-                        Duration::from_millis(u64::try_from(left).unwrap_or(0))
-                    }),
-                }
-            }
+    ) -> rusqlite::Result<u64> {
+        let n: Option<i64> = match spec.window {
+            None => tx
+                .prepare_cached(
+                    "SELECT count FROM streaks
+                     WHERE scope_kind = ?1 AND scope_value = ?2 AND rule_id = ?3 AND split = ?4",
+                )?
+                .query_row(params![key.row.key(), key.value, rule, split], |r| r.get(0))
+                .optional()?,
+            // An event leaves the window `window` after it was recorded
+            // (after its latest amount), as in memory.
+            Some(window) => tx
+                .prepare_cached(
+                    "SELECT coalesce(sum(units), 0) FROM rate_events
+                     WHERE scope_kind = ?1 AND scope_value = ?2 AND rule_id = ?3 AND split = ?4
+                       AND at > ?5",
+                )?
+                .query_row(
+                    params![
+                        key.row.key(),
+                        key.value,
+                        rule,
+                        split,
+                        now.saturating_sub(millis(window))
+                    ],
+                    |r| r.get(0),
+                )?,
+        };
+        Ok(n.map_or(0, |c| u64::try_from(c).unwrap_or(0)))
+    }
+
+    /// The window's events, oldest first, as (time until each leaves,
+    /// weight): what [`frees_in`] walks.
+    fn events(
+        tx: &Connection,
+        rule: &str,
+        window: Duration,
+        key: &ScopeKey,
+        split: &str,
+        now: i64,
+    ) -> rusqlite::Result<Vec<(Duration, u64)>> {
+        let window = millis(window);
+        let mut stmt = tx.prepare_cached(
+            "SELECT at, units FROM rate_events
+             WHERE scope_kind = ?1 AND scope_value = ?2 AND rule_id = ?3 AND split = ?4
+               AND at > ?5
+             ORDER BY at, rowid",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                key.row.key(),
+                key.value,
+                rule,
+                split,
+                now.saturating_sub(window)
+            ],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+        )?;
+        rows.map(|row| {
+            let (at, units) = row?;
+            // A time ahead of now (written by a process whose clock ran
+            // ahead) counts as just recorded.
+            let left = window.saturating_sub(now.saturating_sub(at).max(0)).max(0);
+            Ok((
+                Duration::from_millis(u64::try_from(left).unwrap_or(0)),
+                u64::try_from(units).unwrap_or(0),
+            ))
         })
+        .collect()
     }
 
     /// Records a forwarded call: streaks of caps it does not count for end
-    /// (all of them for a confirmed call), matched caps and rates count it.
+    /// (all of them for a confirmed call), matched caps lengthen or
+    /// restart theirs, rates and budgets count it.
     fn record(tx: &Transaction<'_>, hold: &Hold, now: i64) -> rusqlite::Result<()> {
         for key in &hold.keys {
-            let kind = key.scope.keyword();
-            let caps_here: Vec<&str> = hold
-                .matched
-                .iter()
-                .filter(|(_, s)| s.scope == key.scope && s.window.is_none())
-                .map(|(id, _)| id.as_str())
+            let kind = key.row.key();
+            let caps: Vec<(&str, &str)> = hold
+                .caps_in(key)
+                .map(|c| (c.rule.as_str(), c.split.as_str()))
                 .collect();
             let existing: Vec<String> = tx
                 .prepare_cached(
@@ -194,7 +242,7 @@ impl SqliteState {
                 .query_map(params![kind, key.value], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             for id in existing {
-                if hold.confirmed || !caps_here.contains(&id.as_str()) {
+                if hold.confirmed || !caps.iter().any(|(r, _)| *r == id) {
                     tx.prepare_cached(
                         "DELETE FROM streaks
                          WHERE scope_kind = ?1 AND scope_value = ?2 AND rule_id = ?3",
@@ -203,42 +251,94 @@ impl SqliteState {
                 }
             }
             if !hold.confirmed {
-                for id in &caps_here {
+                for (rule, split) in &caps {
                     tx.prepare_cached(
-                        "INSERT INTO streaks (scope_kind, scope_value, rule_id, count, last_seen)
-                         VALUES (?1, ?2, ?3, 1, ?4)
+                        "INSERT INTO streaks (scope_kind, scope_value, rule_id, split, count, last_seen)
+                         VALUES (?1, ?2, ?3, ?4, 1, ?5)
                          ON CONFLICT (scope_kind, scope_value, rule_id)
-                         DO UPDATE SET count = count + 1, last_seen = excluded.last_seen",
+                         DO UPDATE SET
+                             count = CASE WHEN split = excluded.split THEN count + 1 ELSE 1 END,
+                             split = excluded.split,
+                             last_seen = excluded.last_seen",
                     )?
-                    .execute(params![kind, key.value, id, now])?;
+                    .execute(params![kind, key.value, rule, split, now])?;
                 }
             }
-            for (id, spec) in hold.matched.iter().filter(|(_, s)| s.scope == key.scope) {
-                let Some(window) = spec.window else { continue };
+        }
+        for c in &hold.matched {
+            let Some(window) = c.spec.window else {
+                continue;
+            };
+            let row = c.spec.scope.row();
+            let Some(key) = hold.keys.iter().find(|k| k.row == row) else {
+                continue;
+            };
+            let kind = key.row.key();
+            let units = i64::try_from(c.weight).unwrap_or(i64::MAX);
+            tx.prepare_cached(
+                "DELETE FROM rate_events
+                 WHERE scope_kind = ?1 AND scope_value = ?2 AND rule_id = ?3 AND split = ?4
+                   AND at <= ?5",
+            )?
+            .execute(params![
+                kind,
+                key.value,
+                c.rule,
+                c.split,
+                now.saturating_sub(millis(window))
+            ])?;
+            // A budget's amounts within the coalescing interval of the
+            // newest event join it, timed by the latest (frees late).
+            let bucket = millis(coalescing(&c.spec));
+            let joined = bucket > 0
+                && tx
+                    .prepare_cached(
+                        "UPDATE rate_events SET units = units + ?6, at = max(at, ?5)
+                         WHERE rowid = (
+                             SELECT rowid FROM rate_events
+                             WHERE scope_kind = ?1 AND scope_value = ?2 AND rule_id = ?3
+                               AND split = ?4
+                             ORDER BY at DESC, rowid DESC LIMIT 1)
+                           AND ?5 - coalesce(first_at, at) < ?7",
+                    )?
+                    .execute(params![
+                        kind, key.value, c.rule, c.split, now, units, bucket
+                    ])?
+                    > 0;
+            if !joined {
                 tx.prepare_cached(
-                    "DELETE FROM rate_events
-                     WHERE scope_kind = ?1 AND scope_value = ?2 AND rule_id = ?3 AND at <= ?4",
+                    "INSERT INTO rate_events
+                         (scope_kind, scope_value, rule_id, split, units, first_at, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
                 )?
-                .execute(params![
-                    kind,
-                    key.value,
-                    id,
-                    now.saturating_sub(millis(window))
-                ])?;
+                .execute(params![kind, key.value, c.rule, c.split, units, now])?;
+            }
+            let max = i64::try_from(c.spec.max).unwrap_or(i64::MAX);
+            if c.spec.summed {
+                // Once the newer amounts pass `max`, no call fits whatever
+                // the older ones: they no longer decide anything.
                 tx.prepare_cached(
-                    "INSERT INTO rate_events (scope_kind, scope_value, rule_id, at)
-                     VALUES (?1, ?2, ?3, ?4)",
+                    "DELETE FROM rate_events WHERE rowid IN (
+                         SELECT rowid FROM (
+                             SELECT rowid, sum(units) OVER (
+                                 ORDER BY at DESC, rowid DESC
+                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS newer
+                             FROM rate_events
+                             WHERE scope_kind = ?1 AND scope_value = ?2 AND rule_id = ?3
+                               AND split = ?4)
+                         WHERE newer > ?5)",
                 )?
-                .execute(params![kind, key.value, id, now])?;
+                .execute(params![kind, key.value, c.rule, c.split, max])?;
+            } else {
                 // Beyond `max` the oldest no longer decides anything.
-                let keep = i64::try_from(spec.max.max(1)).unwrap_or(i64::MAX);
                 tx.prepare_cached(
                     "DELETE FROM rate_events WHERE rowid IN (
                          SELECT rowid FROM rate_events
                          WHERE scope_kind = ?1 AND scope_value = ?2 AND rule_id = ?3
-                         ORDER BY at DESC, rowid DESC LIMIT -1 OFFSET ?4)",
+                           AND split = ?4
+                         ORDER BY at DESC, rowid DESC LIMIT -1 OFFSET ?5)",
                 )?
-                .execute(params![kind, key.value, id, keep])?;
+                .execute(params![kind, key.value, c.rule, c.split, max.max(1)])?;
             }
         }
         Ok(())
@@ -255,9 +355,9 @@ impl SqliteState {
             .execute(params![cutoff])?;
         tx.prepare_cached(
             "DELETE FROM rate_events
-             WHERE (scope_kind, scope_value, rule_id) IN (
-                 SELECT scope_kind, scope_value, rule_id FROM rate_events
-                 GROUP BY scope_kind, scope_value, rule_id HAVING max(at) <= ?1)",
+             WHERE (scope_kind, scope_value, rule_id, split) IN (
+                 SELECT scope_kind, scope_value, rule_id, split FROM rate_events
+                 GROUP BY scope_kind, scope_value, rule_id, split HAVING max(at) <= ?1)",
         )?
         .execute(params![cutoff])?;
         tx.prepare_cached("DELETE FROM holds WHERE at <= ?1")?
@@ -272,12 +372,32 @@ impl StateStore for SqliteState {
         rule: &str,
         spec: &LimitSpec,
         key: &ScopeKey,
+        split: &str,
+        need: u64,
     ) -> Result<Option<Count>, StateError> {
         let now = self.store_now();
         let conn = self.conn()?;
-        Self::used(&conn, rule, spec, key, now)
-            .map(Some)
-            .map_err(store_error)
+        (|| {
+            let committed = Self::committed(&conn, rule, spec, key, split, now)?;
+            let held = Self::held(&conn, rule, key, split, now)?;
+            let used = committed.saturating_add(held);
+            // The events are read only when the call does not fit: a full
+            // rate window holds at most `max` of them.
+            let frees = match spec.window {
+                Some(window) if !fits(used, need, spec.max) => frees_in(
+                    Self::events(&conn, rule, window, key, split, now)?,
+                    held,
+                    need,
+                    spec,
+                ),
+                _ => None,
+            };
+            Ok(Some(Count {
+                count: used,
+                frees_in: frees,
+            }))
+        })()
+        .map_err(store_error)
     }
 
     fn reserve(&self, hold: &Hold) -> Result<Reserved, StateError> {
@@ -286,27 +406,36 @@ impl StateStore for SqliteState {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(store_error)?;
-        for (rule, spec, key) in hold.slots() {
-            if hold.unchecked.iter().any(|r| r == rule) {
+        for s in hold.slots() {
+            if hold.is_unchecked(s.rule) {
                 continue;
             }
-            if Self::used(&tx, rule, spec, key, now)
-                .map_err(store_error)?
-                .count
-                >= spec.max
-            {
+            let used = Self::committed(&tx, s.rule, s.spec, s.key, s.split, now)
+                .and_then(|c| Ok(c.saturating_add(Self::held(&tx, s.rule, s.key, s.split, now)?)))
+                .map_err(store_error)?;
+            if !fits(used, s.weight, s.spec.max) {
                 return Ok(Reserved::Full {
-                    rule: rule.to_string(),
+                    rule: s.rule.to_string(),
                 });
             }
         }
         let id = new_hold_id();
-        for (rule, _, key) in hold.slots() {
+        for s in hold.slots() {
             tx.prepare_cached(
-                "INSERT INTO holds (hold_id, scope_kind, scope_value, rule_id, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO holds (hold_id, scope_kind, scope_value, rule_id, split, units, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
-            .and_then(|mut s| s.execute(params![id, key.scope.keyword(), key.value, rule, now]))
+            .and_then(|mut st| {
+                st.execute(params![
+                    id,
+                    s.key.row.key(),
+                    s.key.value,
+                    s.rule,
+                    s.split,
+                    i64::try_from(s.weight).unwrap_or(i64::MAX),
+                    now
+                ])
+            })
             .map_err(store_error)?;
         }
         tx.commit().map_err(store_error)?;
@@ -361,7 +490,7 @@ impl StateStore for SqliteState {
                 tx.prepare_cached(
                     "DELETE FROM streaks WHERE scope_kind = ?1 AND scope_value = ?2",
                 )?
-                .execute(params![key.scope.keyword(), key.value])?;
+                .execute(params![key.row.key(), key.value])?;
             }
             tx.commit()
         })();

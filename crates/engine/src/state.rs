@@ -1,16 +1,34 @@
-//! The state caps and rate limits need, and the contract of the stores
-//! that keep it: the current streak of each cap and the recent calls of
-//! each rate limit, keyed by the scope's value (a session id, a user, an
-//! agent). Only forwarded calls count.
+//! The state caps, rate limits and budgets need, and the contract of the
+//! stores that keep it: the current streak of each cap, the recent calls of
+//! each rate limit and the recent amounts of each budget, keyed by the
+//! call's values for the limit's scopes. Only forwarded calls count.
+//!
+//! **Keys.** A limit's [`ScopeSet`] has a *row* part (session, user,
+//! agent: whose calls count together; none = all calls) and a *split*
+//! part (model, tool: which of those calls count as the same). A call's
+//! row is a [`ScopeKey`]; its split value is a string next to it
+//! ([`Counted::split`]). Rates and budgets count every (row, split)
+//! separately. A cap's streak lives in the row and remembers the split
+//! value it runs under: a matched call with the same value lengthens it,
+//! one with another value restarts it at 1 under that value, a forwarded
+//! call the cap does not match ends it. A call's count for a cap is the
+//! streak if its split value is the streak's, else 0 (plus held slots of
+//! that row and split).
+//!
+//! **Weights.** Every slot has a weight: 1 for caps and rates, the
+//! call's amount (in units of 1/10,000, [`warden_lang::amount`]) for a
+//! budget. A slot fits when `used + weight <= max`, where `used` is the
+//! committed weight in the window (or the streak) plus held weights.
 //!
 //! A limit is **reserved** when the call is decided and **committed** when
 //! it is forwarded ([`StateStore::reserve`], [`StateStore::commit`],
-//! [`StateStore::release`]): the store checks and takes the slot in one
-//! atomic step, so calls deciding at the same time (other sessions, other
-//! warden processes on one file) never overshoot a limit. A held slot counts
-//! as used until it is committed or released. The contract is one a shared
-//! store (Redis with a script, Postgres with a transaction) can implement
-//! as well as memory and SQLite do.
+//! [`StateStore::release`]): the store checks and takes every slot in one
+//! atomic step, all or none, so calls deciding at the same time (other
+//! sessions, other warden processes on one file) never overshoot a limit.
+//! A held slot counts as used until it is committed or released. The
+//! contract is one a shared store (Redis with a script, Postgres with a
+//! transaction) can implement as well as memory and SQLite do: keys and
+//! split values are opaque strings, the check is a sum and a comparison.
 //!
 //! Where the state lives is a [`StateStore`]: [`CallState`] in memory (the
 //! default, [`crate::memory`]), or [`crate::sqlite::SqliteState`] in a
@@ -18,15 +36,18 @@
 //! processes. The engine picks one from [`StateBackend`] and reaches it
 //! through [`crate::gate::StateGate`], which keeps writes that failed.
 //!
-//! Memory is bounded: a scope holding no live count takes no room, idle
-//! entries expire, rate windows keep at most `max` timestamps, and past
-//! `max_keys` tracked scopes no new scope is tracked; the engine then
-//! denies and says that warden's own limit, not the rule's, was reached.
+//! Memory is bounded: a key holding no live count takes no room, idle
+//! entries expire, rate windows keep at most `max` timestamps, budget
+//! windows coalesce the amounts of one [`coalescing`] interval into one
+//! event (timed by the latest, so it leaves the window late, never
+//! early), and past `max_keys` tracked keys no new key is tracked; the
+//! engine then denies and says that warden's own limit, not the rule's,
+//! was reached.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use warden_lang::ast::Scope;
+use warden_lang::ast::ScopeSet;
 
 pub use crate::memory::CallState;
 
@@ -183,33 +204,39 @@ pub enum StateError {
     Busy,
 }
 
-/// Where caps and rates keep their state.
+/// Where caps, rates and budgets keep their state.
 ///
 /// Counting is split in three steps so that a limit is exact under any
-/// concurrency: [`StateStore::count`] reads (committed calls plus held
+/// concurrency: [`StateStore::count`] reads (committed weight plus held
 /// slots), [`StateStore::reserve`] checks again and takes the slots
 /// atomically (or reports the limit full, and the engine decides again),
 /// then the transport forwards and the engine [`StateStore::commit`]s, or
 /// the call goes nowhere and the engine [`StateStore::release`]s.
 pub trait StateStore: Send + Sync + std::fmt::Debug {
-    /// The current count of `rule` in `key` before this call, held slots
-    /// included. `Ok(None)`: the scope cannot be tracked (a full table);
-    /// `Err`: the store cannot be read. Both deny.
+    /// What `rule` has used in the row `key` under the split value
+    /// `split` before this call, held slots included; for a window, also
+    /// how long until enough leaves it for a call of weight `need` to fit
+    /// (`None` when it fits now or never will). `Ok(None)`: the key cannot
+    /// be tracked (a full table); `Err`: the store cannot be read. Both
+    /// deny.
     fn count(
         &self,
         rule: &str,
         spec: &LimitSpec,
         key: &ScopeKey,
+        split: &str,
+        need: u64,
     ) -> Result<Option<Count>, StateError>;
 
-    /// Takes one slot of every limit in `hold.slots()`, all or none, if
-    /// each still has `count < max`; otherwise takes nothing and names
-    /// the first full one.
+    /// Takes every slot of `hold.slots()`, all or none, if each still has
+    /// `used + weight <= max`; otherwise takes nothing and names the first
+    /// full one.
     fn reserve(&self, hold: &Hold) -> Result<Reserved, StateError>;
 
-    /// The held call was forwarded: its slots become counted calls. In
-    /// every scope of the call, streaks of caps it did not match end; a
-    /// call the person confirmed ends all streaks; matched caps and rates
+    /// The held call was forwarded: its slots become counted calls and
+    /// amounts. In every row of the call, streaks of caps it did not match
+    /// end; a call the person confirmed ends all streaks; matched caps
+    /// lengthen or restart theirs (see the module docs), rates and budgets
     /// count it. Committing a hold the store no longer has (it expired)
     /// still records the call.
     fn commit(&self, id: HoldId, hold: &Hold) -> Result<(), StateError>;
@@ -217,11 +244,11 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// The held call was not forwarded: its slots are freed.
     fn release(&self, id: HoldId, hold: &Hold) -> Result<(), StateError>;
 
-    /// A forwarded call that counts for no limit: every streak in `keys`
-    /// ends. With `wait` false the store may refuse at once
+    /// A forwarded call that counts for no limit: every streak in the rows
+    /// `keys` ends. With `wait` false the store may refuse at once
     /// ([`StateError::Busy`]) rather than wait for a lock; the engine
     /// then keeps the write and applies it before the next read of those
-    /// scopes, so a call that needs no counter never waits on the store.
+    /// rows, so a call that needs no counter never waits on the store.
     fn end_streaks(&self, keys: &[ScopeKey], wait: bool) -> Result<(), StateError>;
 }
 
@@ -229,13 +256,29 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HoldId(pub u64);
 
+/// One limit a call counts towards: the rule, its limit, the call's split
+/// value for it and the weight the call adds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counted {
+    pub rule: String,
+    pub spec: LimitSpec,
+    /// The call's value for the split part of the scope (model, tool);
+    /// empty when the scope has none.
+    pub split: String,
+    /// 1 for a cap or rate; the amount in units for a budget.
+    pub weight: u64,
+}
+
 /// What a decided call counts towards, to be held until it is forwarded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hold {
-    /// The call's scope values (session, user, agent).
+    /// The call's user, who owns the keys the call creates.
+    pub user: String,
+    /// The call's rows: one per row part its matched limits count in and
+    /// per row part a cap of the set measures streaks in.
     pub keys: Vec<ScopeKey>,
-    /// The cap and rate rules whose counting policy matched the call.
-    pub matched: Vec<(String, LimitSpec)>,
+    /// The limits whose counting policy matched the call.
+    pub matched: Vec<Counted>,
     /// The person confirmed it: it ends every streak and starts none.
     pub confirmed: bool,
     /// Rules of `matched` in shadow mode: they count the call (so their
@@ -244,21 +287,106 @@ pub struct Hold {
     pub unchecked: Vec<String>,
 }
 
+/// One slot of a hold (see [`Hold::slots`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Slot<'a> {
+    pub rule: &'a str,
+    pub spec: &'a LimitSpec,
+    pub key: &'a ScopeKey,
+    pub split: &'a str,
+    pub weight: u64,
+}
+
 impl Hold {
-    /// The (rule, limit, scope value) slots the call takes: every matched
-    /// rate, and every matched cap unless the call was confirmed (a
-    /// confirmed call is in no streak).
-    pub fn slots(&self) -> impl Iterator<Item = (&str, &LimitSpec, &ScopeKey)> {
+    /// The slots the call takes: every matched rate and budget, and every
+    /// matched cap unless the call was confirmed (a confirmed call is in
+    /// no streak).
+    pub fn slots(&self) -> impl Iterator<Item = Slot<'_>> {
         self.matched
             .iter()
-            .filter(move |(_, s)| s.window.is_some() || !self.confirmed)
-            .filter_map(move |(id, s)| {
-                self.keys
-                    .iter()
-                    .find(|k| k.scope == s.scope)
-                    .map(|k| (id.as_str(), s, k))
+            .filter(move |c| c.spec.window.is_some() || !self.confirmed)
+            .filter_map(move |c| {
+                let row = c.spec.scope.row();
+                self.keys.iter().find(|k| k.row == row).map(|key| Slot {
+                    rule: c.rule.as_str(),
+                    spec: &c.spec,
+                    key,
+                    split: c.split.as_str(),
+                    weight: c.weight,
+                })
             })
     }
+
+    /// The caps of `matched` measured in the row `key`.
+    pub fn caps_in<'a>(&'a self, key: &'a ScopeKey) -> impl Iterator<Item = &'a Counted> {
+        self.matched
+            .iter()
+            .filter(move |c| c.spec.window.is_none() && c.spec.scope.row() == key.row)
+    }
+
+    /// Whether `rule` is in shadow mode (its slots are not checked).
+    pub fn is_unchecked(&self, rule: &str) -> bool {
+        self.unchecked.iter().any(|r| r == rule)
+    }
+}
+
+/// Whether a slot of `weight` fits when `used` is taken: `used + weight
+/// <= max`, an overflow never fits.
+pub fn fits(used: u64, weight: u64, max: u64) -> bool {
+    used.checked_add(weight).is_some_and(|t| t <= max)
+}
+
+/// How long a budget window's amounts are coalesced into one event:
+/// one second, or 1/1024 of the window if longer, so that a window holds
+/// at most about 1024 events per key whatever the calls. The event is
+/// timed by its latest amount, so it leaves the window up to this much
+/// late (a budget frees late, never early). Rates keep one event per call
+/// (at most `max`), so their windows stay exact.
+pub fn coalescing(spec: &LimitSpec) -> Duration {
+    match (spec.summed, spec.window) {
+        (true, Some(w)) => (w / 1024).max(Duration::from_secs(1)),
+        _ => Duration::ZERO,
+    }
+}
+
+/// When events of a window have taken `used`, whether the oldest can be
+/// dropped because the newer ones already refuse every call (rates: a
+/// count of `max`; budgets: more than `max`, which no amount fits).
+pub fn newer_decide(newer: u64, spec: &LimitSpec) -> bool {
+    if spec.summed {
+        newer > spec.max
+    } else {
+        newer >= spec.max.max(1)
+    }
+}
+
+/// How long until committed events leave a window enough for `need` to
+/// fit, given events oldest first as (seconds until each leaves, weight)
+/// and the held weight. `None` when it fits now or never will.
+pub fn frees_in(
+    events: impl IntoIterator<Item = (Duration, u64)>,
+    held: u64,
+    need: u64,
+    spec: &LimitSpec,
+) -> Option<Duration> {
+    let window = spec.window?;
+    let target = spec.max.checked_sub(need)?;
+    let events: Vec<(Duration, u64)> = events.into_iter().collect();
+    let mut used: u64 = events.iter().fold(0u64, |a, (_, w)| a.saturating_add(*w));
+    if used.saturating_add(held) <= target {
+        return None;
+    }
+    if held > target {
+        // Calls still in flight leave a whole window after they commit.
+        return Some(window);
+    }
+    for (left, w) in events {
+        used = used.saturating_sub(w);
+        if used.saturating_add(held) <= target {
+            return Some(left);
+        }
+    }
+    Some(window)
 }
 
 /// The answer of [`StateStore::reserve`].
@@ -310,7 +438,14 @@ impl StateBackend {
 struct Unavailable(StateError);
 
 impl StateStore for Unavailable {
-    fn count(&self, _: &str, _: &LimitSpec, _: &ScopeKey) -> Result<Option<Count>, StateError> {
+    fn count(
+        &self,
+        _: &str,
+        _: &LimitSpec,
+        _: &ScopeKey,
+        _: &str,
+        _: u64,
+    ) -> Result<Option<Count>, StateError> {
         Err(self.0.clone())
     }
     fn reserve(&self, _: &Hold) -> Result<Reserved, StateError> {
@@ -327,31 +462,49 @@ impl StateStore for Unavailable {
     }
 }
 
-/// The value a scope takes for one call.
+/// A call's row for a limit: the row part of the limit's scope and the
+/// call's values for it. A single scope's value is the value itself (a
+/// session id, a user); several are a JSON array of the values in
+/// [`warden_lang::ast::Scope::ALL`] order, so no two rows share a text;
+/// no row scope (a limit over all calls) is the empty text.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ScopeKey {
-    pub scope: Scope,
+    pub row: ScopeSet,
     pub value: String,
 }
 
-/// What a cap or rate rule needs to be counted.
+impl ScopeKey {
+    /// Whether a caller can make up new values of this row (a session id,
+    /// an agent name), so its keys count towards the user's bound.
+    pub fn is_declared(&self) -> bool {
+        use warden_lang::ast::Scope;
+        self.row.contains(Scope::Session) || self.row.contains(Scope::Agent)
+    }
+}
+
+/// What a cap, rate or budget needs to be counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitSpec {
+    /// Calls for a cap or rate; units of 1/10,000 for a budget.
     pub max: u64,
-    /// `None` for a cap (streak), `Some` for a rate window.
+    /// `None` for a cap (streak), `Some` for a rate or budget window.
     pub window: Option<Duration>,
-    pub scope: Scope,
+    pub scope: ScopeSet,
+    /// A budget: slots weigh the call's amount, and a window's events
+    /// coalesce ([`coalescing`]).
+    pub summed: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
 pub struct StateLimits {
     /// Streaks and windows untouched this long are forgotten.
     pub idle_ttl: Duration,
-    /// Most scope values holding live counts at once (memory).
+    /// Most keys (row, split value) holding live counts at once (memory).
     pub max_keys: usize,
-    /// Most session and agent scope values one user's calls may hold at
-    /// once (memory), so that client-declared names (a new agent name per
-    /// call) cannot fill the table other callers need.
+    /// Most keys with a session, an agent or a split value (model, tool)
+    /// one user's calls may hold at once (memory), so that client-declared
+    /// names (a new agent or model name per call) cannot fill the table
+    /// other callers need.
     pub max_keys_per_user: usize,
 }
 
@@ -365,7 +518,9 @@ impl Default for StateLimits {
     }
 }
 
-/// A counter for one rule, and for a rate how long until it drops.
+/// What one rule has used in a key (calls, or units for a budget), and
+/// for a window how long until enough of it frees (see
+/// [`StateStore::count`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Count {
     pub count: u64,

@@ -110,7 +110,7 @@ fn costly_runs_need_confirmation_and_a_yes_lets_them_through() {
     let e = genomics();
     let mut c = agent_call(
         "start_pipeline_run",
-        json!({"pipeline": "wgs", "sample_id": "S1"}),
+        json!({"pipeline": "wgs", "sample_id": "S1", "estimated_cost": 120}),
     );
     let Outcome::Confirm(q) = call(&e, &c) else {
         panic!("expected a confirmation")
@@ -173,7 +173,10 @@ fn a_confirmed_call_ends_the_streak() {
     let qc = agent_call("start_pipeline_run", json!({"pipeline": "qc"}));
     call(&e, &qc);
     call(&e, &qc);
-    let mut wgs = agent_call("start_pipeline_run", json!({"pipeline": "wgs"}));
+    let mut wgs = agent_call(
+        "start_pipeline_run",
+        json!({"pipeline": "wgs", "estimated_cost": 120}),
+    );
     wgs.confirmed = vec!["pipeline-run-needs-confirmation".into()];
     assert!(matches!(call(&e, &wgs), Outcome::Allow { .. }));
     for _ in 0..3 {
