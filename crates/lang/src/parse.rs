@@ -189,11 +189,15 @@ impl Builder {
                         r => unreachable!("grammar: {r:?} in limit"),
                     }
                 }
+                // Pest keeps the whitespace (and comments) after the last
+                // repetition of `(per scope)+` in the clause's pair: the
+                // clause ends where its last scope does.
+                let end = scopes.last().map_or(span.end, |s| s.span.end);
                 Clause::Limit(Limit {
                     max,
                     window,
                     scopes,
-                    span,
+                    span: Span::new(span.file, span.start, end),
                 })
             }
             Rule::sum_clause => Clause::Sum(self.arg_path(inner.next().expect("grammar: path"))),
