@@ -270,7 +270,7 @@ async fn lists_reads_and_denies_through_warden_over_http() -> TestResult {
 async fn confirmations_are_asked_on_the_calls_stream() -> TestResult {
     let demo = start_demo().await?;
     let warden = start_warden(format!("http://{demo}/mcp"), |_| {}).await?;
-    let args = json!({"sample_id": "S-0001", "pipeline": "wgs-align"});
+    let args = json!({"sample_id": "S-0001", "pipeline": "wgs-align", "estimated_cost": 600});
 
     let yes = Person::new(Some(ElicitationAction::Accept));
     let client = connect(&warden.url(), yes.clone()).await?;
@@ -312,7 +312,7 @@ async fn two_sessions_are_isolated_and_a_reload_reaches_both() -> TestResult {
     let b = Person::new(Some(ElicitationAction::Decline));
     let url = warden.url();
     let (ca, cb) = tokio::try_join!(connect(&url, a.clone()), connect(&url, b.clone()))?;
-    let args = json!({"sample_id": "S-0002", "pipeline": "variant-call"});
+    let args = json!({"sample_id": "S-0002", "pipeline": "variant-call", "estimated_cost": 300});
     let (ra, rb) = tokio::join!(
         call(ca.peer(), "start_pipeline_run", args.clone()),
         call(cb.peer(), "start_pipeline_run", args.clone())
