@@ -151,11 +151,21 @@ pub(crate) fn check_dead(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) {
 
     let mut reported: Vec<Span> = Vec::new();
     for read in &reads {
-        if let Some(seg) = read.path.segments.iter().find(|s| s.contains('*')) {
+        if let Some(at) = read.path.segments.iter().position(|s| s.contains('*')) {
+            let list = ArgPath {
+                segments: read.path.segments[..at].to_vec(),
+                span: read.path.span,
+            };
+            let list = if list.segments.is_empty() {
+                "args.LIST".to_string()
+            } else {
+                format_arg_path(&list)
+            };
             diags.push(lints::wildcard_segment(
                 read.path.span,
                 &format_arg_path(read.path),
-                seg,
+                &read.path.segments[at],
+                &list,
             ));
             reported.push(read.path.span);
         }

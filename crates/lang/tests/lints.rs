@@ -412,3 +412,114 @@ fn ignoring_case_not_string() {
         "default allow\ndeny d {\n  when args.sql matches \"*drop table*\" ignoring case\n}\n",
     );
 }
+
+// ---- issue 12: scopes, budgets, time windows, lists, sizes, case ----------
+
+#[test]
+fn duplicate_scope() {
+    check(
+        Code::DuplicateScope,
+        "default allow\nrate-limit starts {\n  tool \"start_*\"\n  max 5 per 1h per user per user\n}\n",
+        "default allow\nrate-limit starts {\n  tool \"start_*\"\n  max 5 per 1h per user per tool\n}\n",
+    );
+}
+
+#[test]
+fn fractional_count() {
+    check(
+        Code::FractionalCount,
+        "default allow\ncap-consecutive streak {\n  tool \"start_*\"\n  max 2.5 per session\n}\n",
+        "default allow\ncap-consecutive streak {\n  tool \"start_*\"\n  max 2 per session\n}\n",
+    );
+}
+
+#[test]
+fn misplaced_sum() {
+    check(
+        Code::MisplacedSum,
+        "default allow\nbudget compute-spend {\n  tool \"start_pipeline_run\"\n  max 2000 per 1d per user\n}\n",
+        "default allow\nbudget compute-spend {\n  tool \"start_pipeline_run\"\n  sum args.estimated_cost\n  max 2000 per 1d per user\n}\n",
+    );
+}
+
+#[test]
+fn unverified_model_limit() {
+    check(
+        Code::UnverifiedModelLimit,
+        "default allow\nrate-limit per-model {\n  tool \"start_*\"\n  max 5 per 1h per model\n}\n",
+        "default allow\nrate-limit per-model {\n  tool \"start_*\"\n  when verified model\n  max 5 per 1h per model\n}\n",
+    );
+}
+
+#[test]
+fn invalid_time_window() {
+    check(
+        Code::InvalidTimeWindow,
+        "default allow\ndeny night-runs {\n  tool \"start_pipeline_run\"\n  when not during weekdays 08:00-25:00 \"Europe/Berlin\"\n}\n",
+        "default allow\ndeny night-runs {\n  tool \"start_pipeline_run\"\n  when not during weekdays 08:00-18:00 \"Europe/Berlin\"\n}\n",
+    );
+}
+
+#[test]
+fn unknown_time_zone() {
+    check(
+        Code::UnknownTimeZone,
+        "default allow\ndeny night-runs {\n  tool \"start_pipeline_run\"\n  when not during weekdays 08:00-18:00 \"Europe/Berln\"\n}\n",
+        "default allow\ndeny night-runs {\n  tool \"start_pipeline_run\"\n  when not during weekdays 08:00-18:00 \"Europe/Berlin\"\n}\n",
+    );
+}
+
+#[test]
+fn repeated_day() {
+    check(
+        Code::RepeatedDay,
+        "default allow\ndeny weekend-runs {\n  tool \"start_pipeline_run\"\n  when during sat,sun,sat \"UTC\"\n}\n",
+        "default allow\ndeny weekend-runs {\n  tool \"start_pipeline_run\"\n  when during sat,sun \"UTC\"\n}\n",
+    );
+}
+
+#[test]
+fn wildcard_segment() {
+    check(
+        Code::WildcardSegment,
+        "default allow\ndeny outside-scratch {\n  tool \"write_*\"\n  when args.paths.\"*\" under \"/etc\"\n}\n",
+        "default allow\ndeny outside-scratch {\n  tool \"write_*\"\n  when any args.paths under \"/etc\"\n}\n",
+    );
+}
+
+#[test]
+fn field_of_scalar() {
+    check(
+        Code::FieldOfScalar,
+        "default allow\ndeny csv-only {\n  tool \"write_file\"\n  when args.format != \"csv\"\n}\ndeny no-gzip {\n  tool \"write_*\"\n  when args.format.compression == \"gzip\"\n}\n",
+        // Another tool may well pass `format` as an object.
+        "default allow\ndeny csv-only {\n  tool \"write_file\"\n  when args.format != \"csv\"\n}\ndeny no-gzip {\n  tool \"export_table\"\n  when args.format.compression == \"gzip\"\n}\n",
+    );
+}
+
+#[test]
+fn measure_as_field() {
+    check(
+        Code::MeasureAsField,
+        "default allow\nrequire-confirm big-writes {\n  tool \"write_file\"\n  when args.content.length > 100000\n}\n",
+        "default allow\nrequire-confirm big-writes {\n  tool \"write_file\"\n  when length of args.content > 100000\n}\n",
+    );
+}
+
+#[test]
+fn never_matches() {
+    check(
+        Code::NeverMatches,
+        "default allow\ndeny odd-formats {\n  tool \"export_table\"\n  when args.format == \"csv\" and args.format == \"tsv\"\n}\n",
+        "default allow\ndeny odd-formats {\n  tool \"export_table\"\n  when args.format == \"csv\" or args.format == \"tsv\"\n}\n",
+    );
+}
+
+#[test]
+fn cap_ended_by_confirm() {
+    check(
+        Code::CapEndedByConfirm,
+        "default allow\nrequire-confirm writes {\n  tool \"write_*\"\n}\ncap-consecutive streak {\n  tool \"write_file\"\n  max 3 per session\n}\n",
+        "default allow\nrequire-confirm writes {\n  tool \"write_*\"\n  when via agent\n}\ncap-consecutive streak {\n  tool \"write_file\"\n  max 3 per session\n}\n",
+    );
+}

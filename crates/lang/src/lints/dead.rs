@@ -4,7 +4,7 @@
 use crate::diagnostic::{Code, Diagnostic};
 use crate::source::Span;
 
-pub(crate) fn wildcard_segment(at: Span, path: &str, segment: &str) -> Diagnostic {
+pub(crate) fn wildcard_segment(at: Span, path: &str, segment: &str, list: &str) -> Diagnostic {
     Diagnostic::new(
         Code::WildcardSegment,
         format!(
@@ -12,10 +12,10 @@ pub(crate) fn wildcard_segment(at: Span, path: &str, segment: &str) -> Diagnosti
         ),
     )
     .with_label(at, "no argument has a field of this name")
-    .with_help(
-        "to test every element of a list write `all args.paths under \"/x\"`, to test some \
-         element write `any args.paths under \"/x\"` (the test after `any` / `all` names the list)",
-    )
+    .with_help(format!(
+        "the test after `any` / `all` names the list: write `all {list} ...` to test every \
+         element, `any {list} ...` to test some"
+    ))
 }
 
 pub(crate) fn field_of_scalar(
