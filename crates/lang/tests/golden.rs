@@ -133,3 +133,36 @@ fn every_example_policy_compiles_and_validates() {
     let out = compile_policy_set(&sources).unwrap_or_else(|d| panic!("{}", common::render(&d)));
     assert!(out.warnings.is_empty(), "{}", common::render(&out.warnings));
 }
+
+/// Issue 12's example, as the issue writes it, lints without errors; its
+/// one warning is `per model` on a model name the client declares (the
+/// CLI exits 0 on warnings unless `--deny-warnings`).
+#[test]
+fn the_issue_12_examples_lint_without_errors() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (file, warnings) in [
+        ("issue12_example.policy", vec!["unverified-model-limit"]),
+        (
+            "issue12_full_example.policy",
+            vec!["unverified-model-limit", "inferred-record-kind"],
+        ),
+    ] {
+        let name = format!("test_data/{file}");
+        let text = std::fs::read_to_string(root.join(&name)).expect("read");
+        let sources = common::sources(&name, &text);
+        let out = compile_policy_set(&sources)
+            .unwrap_or_else(|d| panic!("{name} does not compile:\n{}", common::render(&d)));
+        let mut got = common::codes(&out.warnings);
+        got.sort_unstable();
+        let mut want = warnings;
+        want.sort_unstable();
+        assert_eq!(got, want, "{name}:\n{}", common::render(&out.warnings));
+        // The same text formats to itself: it is written canonically.
+        let ast = warden_lang::parse::parse_file(warden_lang::FileId(0), &text).expect("parses");
+        assert_eq!(
+            warden_lang::fmt::format_policy_file(&ast, &text),
+            text,
+            "{name} is not in canonical form"
+        );
+    }
+}
