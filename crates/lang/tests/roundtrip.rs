@@ -225,7 +225,9 @@ fn baseline_policy_formats_stably_and_keeps_its_cedar() {
 // ---------------------------------------------------------------------------
 
 /// A small policy, one token group per line, with a multi-line condition
-/// and a multi-line list so that comments also land inside clauses.
+/// and a multi-line list so that comments also land inside clauses, and
+/// issue 12's clauses and conditions (`sum`, compound scopes, `during`,
+/// `any`, `size of` with a unit, `ignoring case`) for comments beside them.
 const COMMENT_BASE: &[&str] = &[
     "default deny",
     "",
@@ -244,6 +246,15 @@ const COMMENT_BASE: &[&str] = &[
     "cap-consecutive streak {",
     "  when via agent",
     "  max 3 per session",
+    "}",
+    "budget spend {",
+    "  tool \"start_*\"",
+    "  sum args.estimated_cost",
+    "  max 2000.50 per 1d per user per tool",
+    "  when not during mon,wed-fri 08:00-18:00 \"UTC\"",
+    "    and any args.paths under \"/etc\"",
+    "    and size of args.body > 10 KB",
+    "    and args.sql matches \"*x*\" ignoring case",
     "}",
 ];
 
@@ -337,4 +348,41 @@ fn or_condition_span_ends_at_its_last_operand() {
     assert_eq!(fmt_text(&once), once);
     let text = "deny r {\n  when true or false\n  mode shadow # c\n}\n";
     assert_eq!(fmt_text(text), text);
+}
+
+/// The generators reach every construct of issue 12, in files the grammar
+/// accepts and in files the checker accepts (so the properties above test
+/// them): counted on the canonical text of 300 files of each.
+#[test]
+fn the_generators_make_every_new_construct() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let needles = [
+        "budget ",
+        "sum args.",
+        "per model",
+        "per tool",
+        "during ",
+        "weekdays",
+        "any args.",
+        "all args.",
+        "ignoring case",
+        "length of ",
+        "size of ",
+        " KB",
+        " GiB",
+    ];
+    for (name, strategy) in [
+        ("any_file", any_file().boxed()),
+        ("valid_file", valid_file().boxed()),
+    ] {
+        let mut runner = TestRunner::new(config(1));
+        let texts: Vec<String> = (0..300)
+            .map(|_| print(&strategy.new_tree(&mut runner).expect("a tree").current()))
+            .collect();
+        for needle in needles {
+            let n = texts.iter().filter(|t| t.contains(needle)).count();
+            assert!(n >= 3, "{name}: only {n} of 300 files hold `{needle}`");
+        }
+    }
 }
