@@ -362,6 +362,9 @@ enum Allowed<'a> {
 /// `args.x in ["a", "b"] and args.x == "c"`, `args.x == "a" and args.x == 1`.
 /// Decimals are left out (`1.0` and `1.00` are one number).
 fn contradictions(parts: &[Expr], diags: &mut Vec<Diagnostic>) {
+    if bounds_clash(parts, diags) {
+        return;
+    }
     let mut tests: Vec<(&Subject, Allowed<'_>, Span)> = Vec::new();
     for part in parts {
         let Expr::Atom(atom, span) = part else {
@@ -394,6 +397,91 @@ fn contradictions(parts: &[Expr], diags: &mut Vec<Diagnostic>) {
         }
         tests.push((test.0, test.1, *span));
     }
+}
+
+/// A bound a comparison puts on a number: the value (bytes for a size),
+/// whether it is itself allowed, and where it was written.
+#[derive(Clone, Copy)]
+struct Bound {
+    value: i128,
+    inclusive: bool,
+    at: Span,
+}
+
+/// Reports two comparisons of one `and` that leave no number between
+/// them: `args.n > 5 and args.n < 3`, `size of args.x >= 2 KB and size of
+/// args.x < 1000`. Bounds are read as on real numbers (`args.n > 5 and
+/// args.n < 6` holds for 5.5), and only whole numbers and sizes count.
+fn bounds_clash(parts: &[Expr], diags: &mut Vec<Diagnostic>) -> bool {
+    // Per subject: the tightest lower and upper bound so far.
+    let mut seen: Vec<(&Subject, Option<Bound>, Option<Bound>)> = Vec::new();
+    for part in parts {
+        let Expr::Atom(Atom::Compare(s, op, lit), span) = part else {
+            continue;
+        };
+        let value = match lit.value {
+            Value::Int(n) => i128::from(n),
+            Value::Size(b) => i128::from(b.bytes()),
+            _ => continue,
+        };
+        let bound = |inclusive| Bound {
+            value,
+            inclusive,
+            at: *span,
+        };
+        let (lower, upper) = match op.node {
+            CmpOp::Gt => (Some(bound(false)), None),
+            CmpOp::Ge => (Some(bound(true)), None),
+            CmpOp::Lt => (None, Some(bound(false))),
+            CmpOp::Le => (None, Some(bound(true))),
+            CmpOp::Eq => (Some(bound(true)), Some(bound(true))),
+            CmpOp::Ne => continue,
+        };
+        let entry = match seen.iter().position(|(subj, _, _)| same_subject(subj, s)) {
+            Some(i) => &mut seen[i],
+            None => {
+                seen.push((s, None, None));
+                seen.last_mut().expect("pushed")
+            }
+        };
+        let tighter_lower = |a: Bound, b: Bound| {
+            if b.value > a.value || (b.value == a.value && !b.inclusive) {
+                b
+            } else {
+                a
+            }
+        };
+        let tighter_upper = |a: Bound, b: Bound| {
+            if b.value < a.value || (b.value == a.value && !b.inclusive) {
+                b
+            } else {
+                a
+            }
+        };
+        if let Some(l) = lower {
+            entry.1 = Some(entry.1.map_or(l, |old| tighter_lower(old, l)));
+        }
+        if let Some(u) = upper {
+            entry.2 = Some(entry.2.map_or(u, |old| tighter_upper(old, u)));
+        }
+        if let (Some(l), Some(u)) = (entry.1, entry.2)
+            && (l.value > u.value || (l.value == u.value && !(l.inclusive && u.inclusive)))
+        {
+            let (at, earlier) = if l.at == *span {
+                (l.at, u.at)
+            } else {
+                (u.at, l.at)
+            };
+            diags.push(lints::contradiction(
+                at,
+                earlier,
+                &subject_text(s),
+                "leaves no number between this bound and the other",
+            ));
+            return true;
+        }
+    }
+    false
 }
 
 /// Values compared exactly by their text: strings, whole numbers, booleans.

@@ -94,6 +94,19 @@ fn contradictions_in_one_and_are_refused_and_nothing_else_is() {
         r#"not (args.x == true and args.x == false)"#,
         "never-matches",
     );
+    refused("args.n > 5 and args.n < 3", "never-matches");
+    refused("args.n >= 5 and via agent and args.n < 5", "never-matches");
+    refused("args.n == 7 and args.n > 7", "never-matches");
+    refused(
+        "size of args.body >= 2 KB and size of args.body < 1000",
+        "never-matches",
+    );
+    clean("args.n > 5 and args.n < 6");
+    clean("args.n >= 5 and args.n <= 5");
+    clean("args.n > 5 and args.m < 3");
+    clean("args.n > 5 or args.n < 3");
+    clean("size of args.body >= 1 KB and size of args.body <= 1000");
+    clean("length of args.ids > 5 and size of args.ids < 3");
     clean(r#"args.x == "a" or args.x == "b""#);
     clean(r#"args.x in ["a", "b"] and args.x == "b""#);
     clean(r#"args.x != "a" and args.x != "b""#);
