@@ -386,3 +386,37 @@ fn the_generators_make_every_new_construct() {
         }
     }
 }
+
+/// Regression (found by the comment properties above, fixed in 56179f8):
+/// a limit clause's span ran over the whitespace and comment after its
+/// last `per SCOPE`, so `fmt` moved an end-of-line comment onto a line of
+/// its own and was not idempotent. The other issue-12 clauses, and a
+/// condition ending in each new kind of test, keep theirs too.
+#[test]
+fn end_of_line_comments_stay_after_issue_12_clauses() {
+    let text = "budget b { # c0\n  tool \"start_*\" # c1\n  sum args.estimated_cost # c2\n  max 2000.50 per 1d per user per tool # c3\n  when not during weekdays 08:00-18:00 \"UTC\" and any args.paths under \"/etc\" and args.sql matches \"*x*\" ignoring case and size of args.body > 10 KB # c4\n} # c5\n";
+    let once = fmt_text(text);
+    assert_eq!(once, text);
+    let ast = parse(text);
+    let Item::Rule(rule) = &ast.items[0] else {
+        panic!("a rule")
+    };
+    let limit = rule.clauses[2].span();
+    assert_eq!(
+        &text[limit.start..limit.end],
+        "max 2000.50 per 1d per user per tool"
+    );
+    for cond in [
+        "during sat,sun \"UTC\"",
+        "during mon-fri \"UTC\"",
+        "during 22:00-06:00 \"UTC\"",
+        "all args.ids created by agent",
+        "any args.tags == \"x\" ignoring case",
+        "args.role in [\"a\", \"b\"] ignoring case",
+        "length of args.ids > 3",
+        "size of args.body > 10 KiB",
+    ] {
+        let text = format!("deny d {{\n  when via agent or {cond} # c\n  mode shadow # d\n}}\n");
+        assert_eq!(fmt_text(&text), text, "`{cond}`");
+    }
+}
