@@ -512,9 +512,38 @@ fn disjoint(a: &Allowed<'_>, b: &Allowed<'_>) -> Option<&'static str> {
     }
 }
 
-/// Warns on a cap-consecutive whose matching calls an enforced, unconditional
-/// require-confirm covers: each of them is confirmed, and a confirmed call
-/// ends the streak, so the cap never reaches its max.
+/// Whether every call `cap` holds for makes `confirm` hold too: no
+/// confirm condition, or one that is the cap's condition or a part of its
+/// top-level `and` (or all of its own `and` parts are), compared as the
+/// formatter prints them.
+fn implied(confirm: Option<&Expr>, cap: Option<&Expr>) -> bool {
+    let text = |e: &Expr| {
+        let mut out = String::new();
+        crate::fmt::write_expr(&mut out, e);
+        out
+    };
+    let Some(confirm) = confirm else {
+        return true;
+    };
+    let Some(cap) = cap else {
+        return false;
+    };
+    let cap_parts: Vec<String> = match cap {
+        Expr::And(v, _) => v.iter().map(text).collect(),
+        e => vec![text(e)],
+    };
+    let needed: Vec<String> = match confirm {
+        Expr::And(v, _) => v.iter().map(text).collect(),
+        e => vec![text(e)],
+    };
+    needed.iter().all(|n| cap_parts.contains(n))
+}
+
+/// Warns on a cap-consecutive whose matching calls an enforced
+/// require-confirm covers (its servers and tools take in the cap's, and
+/// its condition, if any, holds whenever the cap's does): each of them is
+/// confirmed, and a confirmed call ends the streak, so the cap never
+/// reaches its max.
 fn check_confirmed_caps(rules: &[(&Rule, RuleParts<'_>)], diags: &mut Vec<Diagnostic>) {
     fn covers(outer: Option<&PatternList>, inner: Option<&PatternList>) -> bool {
         match (outer, inner) {
@@ -533,7 +562,7 @@ fn check_confirmed_caps(rules: &[(&Rule, RuleParts<'_>)], diags: &mut Vec<Diagno
         let confirm = rules.iter().find(|(r, parts)| {
             r.kind.node == RuleKind::RequireConfirm
                 && parts.mode() == Mode::Enforce
-                && parts.when.is_none()
+                && implied(parts.when, cap_parts.when)
                 && covers(parts.server, cap_parts.server)
                 && covers(parts.tool, cap_parts.tool)
         });

@@ -139,6 +139,21 @@ fn a_cap_is_flagged_only_when_every_call_it_counts_is_confirmed() {
     assert_eq!(codes(&with("")), ["cap-ended-by-confirm"]);
     // Only some calls confirmed: the streak of the others still counts.
     assert!(codes(&with("  tool \"write_*\"\n  when via agent\n")).is_empty());
+    // Unless the cap counts only calls the confirmation's condition holds for.
+    let agent_cap = "cap-consecutive streak {\n  tool \"write_file\"\n  when via agent and args.n > 3\n  max 3 per session\n}\n";
+    let text = format!("default allow\nrequire-confirm c {{\n  when via agent\n}}\n{agent_cap}");
+    assert_eq!(codes(&text), ["cap-ended-by-confirm"]);
+    let text = format!(
+        "default allow\nrequire-confirm c {{\n  when args.n > 3 and via agent\n}}\n{agent_cap}"
+    );
+    assert_eq!(codes(&text), ["cap-ended-by-confirm"]);
+    let text = format!(
+        "default allow\nrequire-confirm c {{\n  when via agent or args.n > 9\n}}\n{agent_cap}"
+    );
+    // An `or` is not followed (a missed warning, never a false one).
+    assert!(codes(&text).is_empty());
+    let text = format!("default allow\nrequire-confirm c {{\n  when args.n > 4\n}}\n{agent_cap}");
+    assert!(codes(&text).is_empty());
     assert!(codes(&with("  tool \"delete_*\"\n")).is_empty());
     assert!(codes(&with("  server \"lab\"\n")).is_empty());
     // A shadow confirmation confirms nothing.
