@@ -15,7 +15,8 @@
 //! policy is compiled). For `length of`, `len` holds a string's characters
 //! (Unicode scalar values) or an array's elements; for `size of`, `size`
 //! holds a string's UTF-8 bytes or any other value's compact JSON length.
-//! `null` has neither (unknown), and a length of anything else is unknown.
+//! `null` has neither (unknown, like every test on it), and a length of
+//! anything but a string or an array is unknown.
 //!
 //! Arguments larger or deeper than [`ArgLimits`] are refused before any
 //! work is done on them.
@@ -203,7 +204,8 @@ pub(crate) fn length_of(v: &Value) -> Option<usize> {
 }
 
 /// `size of`: a string's UTF-8 bytes, any other value's compact JSON
-/// text length (counted, not built). Callers leave out `null`.
+/// text length (counted, not built). Callers leave out `null`, which
+/// is unknown to every test.
 pub(crate) fn size_of(v: &Value) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
@@ -365,7 +367,7 @@ mod tests {
         let a = &json["args"];
         assert_eq!(a["istr"], json!({"/sql": "drop table"}), "{text}");
         assert_eq!(a["len"], json!({"/ids": 2}));
-        assert_eq!(a["size"], json!({"/ids": 9, "/n": 1}));
+        assert_eq!(a["size"], json!({"/ids": 9, "/n": 1}), "null has no size");
     }
 
     #[test]

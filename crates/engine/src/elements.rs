@@ -25,7 +25,7 @@ use crate::records::{RecordError, RecordStore, id_of};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use warden_lang::compiled::{EachTest, ElementTest, ElementValue, decimal_units};
-use warden_lang::paths::{fold_case, normalize_path};
+use warden_lang::paths::{fold_case, is_under, normalize_path};
 
 /// Longest list whose elements are tested; a longer one is unknown.
 pub const MAX_ELEMENTS: usize = 10_000;
@@ -42,7 +42,7 @@ pub struct EachResult {
 /// The quantified tests of the slice's rules, each once, and whether an
 /// enforced rule asks one about `created by agent` (then a record store
 /// that cannot answer denies the call).
-pub(crate) fn slice_tests<'a>(
+fn slice_tests<'a>(
     bundle: &'a PolicyBundle,
     slice: &Slice,
 ) -> (BTreeMap<&'a str, &'a EachTest>, bool) {
@@ -60,20 +60,31 @@ pub(crate) fn slice_tests<'a>(
 }
 
 /// Every quantified test of the slice, answered for `call`. An error is
-/// the record store's, for a `created by agent` test.
+/// the record store's, when an enforced rule asks a `created by agent`
+/// test; when only shadow rules ask, those tests are left out (unknown)
+/// and the others answered.
 pub(crate) fn each_results(
     bundle: &PolicyBundle,
     slice: &Slice,
     call: &CallContext,
     records: &dyn RecordStore,
 ) -> Result<Vec<EachResult>, RecordError> {
-    let (tests, _) = slice_tests(bundle, slice);
+    let (tests, created_enforced) = slice_tests(bundle, slice);
     if tests.is_empty() {
         return Ok(Vec::new());
     }
-    let created = created_ids(&tests, call, records)?;
+    let created = match created_ids(&tests, call, records) {
+        Ok(found) => Some(found),
+        Err(e) if created_enforced => return Err(e),
+        Err(_) => None,
+    };
+    let answered = created.is_some();
+    let answerable =
+        move |test: &EachTest| answered || !matches!(test.test, ElementTest::CreatedByAgent { .. });
+    let created = created.unwrap_or_default();
     Ok(tests
         .values()
+        .filter(|test| answerable(test))
         .map(|test| {
             let (t, p) = answer(test, &call.arguments, &created);
             EachResult {
@@ -156,14 +167,25 @@ pub fn element(test: &ElementTest, v: &Value, created: &HashSet<String>) -> (boo
         }
         // An upstream may read `null` as absent or as a value.
         _ if v.is_null() => UNKNOWN,
+        ElementTest::Measure { size, op, value } => {
+            let n = if *size {
+                Some(size_of(v))
+            } else {
+                length_of(v)
+            };
+            match n.and_then(|n| i64::try_from(n).ok()) {
+                Some(n) => definite(op.holds(n, *value)),
+                None => UNKNOWN,
+            }
+        }
         ElementTest::Exists => definite(true),
         ElementTest::Under { prefix } => {
             let Some(normal) = v.as_str().and_then(normalize_path) else {
                 return UNKNOWN;
             };
             (
-                under(&normal, prefix),
-                under(&fold_case(&normal), &fold_case(prefix)),
+                is_under(&normal, prefix),
+                is_under(&fold_case(&normal), &fold_case(prefix)),
             )
         }
         ElementTest::OneOf { values, fold } => match one_of(values, *fold, v) {
@@ -179,17 +201,6 @@ pub fn element(test: &ElementTest, v: &Value, created: &HashSet<String>) -> (boo
             Some(s) => definite(warden_lang::glob::glob_matches(glob, s)),
             None => UNKNOWN,
         },
-        ElementTest::Measure { size, op, value } => {
-            let n = if *size {
-                Some(size_of(v))
-            } else {
-                length_of(v)
-            };
-            match n.and_then(|n| i64::try_from(n).ok()) {
-                Some(n) => definite(op.holds(n, *value)),
-                None => UNKNOWN,
-            }
-        }
     }
 }
 
@@ -213,14 +224,4 @@ fn one_of(values: &[ElementValue], fold: bool, v: &Value) -> Option<bool> {
 fn number_units(v: &Value) -> Option<i64> {
     let Value::Number(n) = v else { return None };
     decimal_units(&decimal_text(&n.to_string())?)
-}
-
-/// `path` is `prefix` or below it, whole segments only (both in normal
-/// form), as the compiled `under` reads.
-fn under(path: &str, prefix: &str) -> bool {
-    prefix == "/"
-        || path == prefix
-        || path
-            .strip_prefix(prefix)
-            .is_some_and(|rest| rest.starts_with('/'))
 }

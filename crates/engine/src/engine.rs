@@ -380,20 +380,17 @@ impl Engine {
             // Only shadow rules ask: they see no agent-created record.
             Err(_) => Vec::new(),
         };
+        // Only an enforced rule's `any`/`all ... created by agent` makes a
+        // store that cannot answer deny (elements::each_results).
         let each = crate::elements::each_results(bundle, &slice, call, self.records.as_ref())
-            .or_else(|e| {
-                if crate::elements::slice_tests(bundle, &slice).1 {
-                    return Err(plain_denial(
-                        format!(
-                            "`{}` was not called: record store unavailable: {e}",
-                            call.tool
-                        ),
-                        "report this to the platform team; it is not caused by the agent",
-                    ));
-                }
-                // Only shadow rules ask: their results are left out, which
-                // reads as unknown.
-                Ok(Vec::new())
+            .map_err(|e| {
+                plain_denial(
+                    format!(
+                        "`{}` was not called: record store unavailable: {e}",
+                        call.tool
+                    ),
+                    "report this to the platform team; it is not caused by the agent",
+                )
             })?;
 
         // Counts and sums of the slice's limits; one that cannot be read

@@ -298,6 +298,18 @@ fn element_answers_are_three_valued() {
     };
     assert_eq!(element(&len, &json!("ab"), &none), (true, true));
     assert_eq!(element(&len, &json!(12), &none), (false, true));
+    assert_eq!(element(&len, &json!(null), &none), (false, true));
+    let size = ElementTest::Measure {
+        size: true,
+        op: Order::Eq,
+        value: 4,
+    };
+    assert_eq!(element(&size, &json!(null), &none), (false, true), "`null`");
+    assert_eq!(
+        element(&size, &json!("ab€"), &none),
+        (false, false),
+        "5 bytes"
+    );
     let glob = ElementTest::Matches {
         glob: "a*".into(),
         fold: false,
@@ -334,4 +346,35 @@ fn list_answers_combine_elements_and_bound_the_work() {
         (false, true),
         "too long: unknown"
     );
+}
+
+#[test]
+fn a_broken_store_for_a_shadow_rule_leaves_other_quantified_tests_answered() {
+    let policy = r#"default allow
+records entity {
+  created by tool "create_entities" at "/entities/*/name"
+}
+deny watch-foreign-deletes {
+  mode shadow
+  tool "delete_entities"
+  when not all args.entityNames created by agent
+}
+deny pii-tags {
+  tool "delete_entities"
+  when any args.tags == "pii"
+}
+"#;
+    let e = engine_with(policy, RecordBackend::Store(Arc::new(Broken)));
+    let ok = decide(
+        &e,
+        "delete_entities",
+        json!({"entityNames": ["A"], "tags": ["ok"]}),
+    );
+    assert!(ok.is_allow(), "{ok:?}");
+    let pii = decide(
+        &e,
+        "delete_entities",
+        json!({"entityNames": ["A"], "tags": ["pii"]}),
+    );
+    assert_eq!(denied_by(&pii), ["pii-tags"]);
 }

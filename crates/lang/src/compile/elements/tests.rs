@@ -182,7 +182,7 @@ fn a_size_not_equal_is_the_negation() {
     let a = |n: i64| args(json!({"size": {"/x": n}, "present": ["/x"]}));
     assert!(allowed(&set, a(2047), json!({})));
     assert!(!allowed(&set, a(2048), json!({})));
-    // Unknown (present, no size: `null`) never grants.
+    // Unknown (present without a size, which only a bug causes) never grants.
     assert!(!allowed(
         &set,
         args(json!({"present": ["/x"], "null": ["/x"]})),
