@@ -39,6 +39,10 @@ impl Emitter {
             id.push_str(" as ");
             id.push_str(&kind);
         }
+        // The list counts as read (in `arg_fields`, untyped like `exists`):
+        // whoever asks whether a rule reads arguments (tools/list hides a
+        // tool only a rule that reads none denies) must hear yes.
+        self.track(&list, None);
         self.each_ids.insert(id.clone());
         self.rule_each.insert(EachTest {
             id: id.clone(),

@@ -207,6 +207,13 @@ fn quantified_tests_are_listed_for_the_engine_with_their_ids() {
             },
         }]
     );
+    // The list is an argument the rule reads.
+    assert!(
+        set.rule("not-own")
+            .unwrap()
+            .arg_fields
+            .contains_key("/entityNames")
+    );
     let pii = &set.rule("pii").unwrap().each_tests;
     assert_eq!(
         pii.iter().next().unwrap().test,
