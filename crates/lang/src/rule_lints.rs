@@ -12,7 +12,7 @@ use crate::diagnostic::Diagnostic;
 use crate::fmt::format_arg_path;
 use crate::glob::glob_covers;
 use crate::lints;
-use crate::source::Span;
+use crate::source::{Sources, Span};
 
 /// What `tool.<flag>` reads for a tool that does not declare the hint: the
 /// MCP default (docs/language.md, "Tool annotations").
@@ -123,7 +123,7 @@ struct Read<'a> {
 /// value read as a scalar, a `.length` field compared as a number, a
 /// negative length, a conjunction no value passes, and a cap whose calls
 /// are all confirmed.
-pub(crate) fn check_dead(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) {
+pub(crate) fn check_dead(files: &[PolicyFile], sources: &Sources, diags: &mut Vec<Diagnostic>) {
     let rules: Vec<(&Rule, RuleParts<'_>)> = files
         .iter()
         .flat_map(|f| &f.items)
@@ -174,7 +174,7 @@ pub(crate) fn check_dead(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) {
         if reported.contains(&read.path.span) {
             continue;
         }
-        if let Some((parent, measure)) = measure_field(read, &reads) {
+        if let Some((parent, measure)) = measure_field(read, &reads, sources) {
             diags.push(lints::measure_as_field(
                 read.path.span,
                 &format_arg_path(read.path),
@@ -211,11 +211,25 @@ pub(crate) fn check_dead(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) {
 
 /// `args.content.length` compared as a number: the field's parent, and
 /// `length` or `size`, unless the set reads another field of the parent
-/// (then it is an object, and `length` may well be one of its fields).
-fn measure_field(read: &Read<'_>, reads: &[Read<'_>]) -> Option<(ArgPath, &'static str)> {
+/// (then it is an object, and `length` may well be one of its fields) or
+/// the author quoted the segment (`args.page."size"`: a field of that name,
+/// said so).
+fn measure_field(
+    read: &Read<'_>,
+    reads: &[Read<'_>],
+    sources: &Sources,
+) -> Option<(ArgPath, &'static str)> {
     let segs = &read.path.segments;
     let (last, parent) = segs.split_last()?;
     if !read.numeric || parent.is_empty() {
+        return None;
+    }
+    let span = read.path.span;
+    let written = sources
+        .iter()
+        .find(|(id, _)| *id == span.file)
+        .and_then(|(_, f)| f.text().get(span.start..span.end))?;
+    if written.ends_with('"') {
         return None;
     }
     let measure = match last.as_str() {

@@ -50,6 +50,9 @@ fn a_measure_named_field_compared_as_a_number_is_refused() {
     clean("size of args.content > 100 KB");
     // A top-level argument named `length` is just an argument.
     clean("args.length > 1000");
+    // Quoted, the segment says: a field of this name.
+    clean(r#"args.page."size" > 100"#);
+    clean(r#"args.query."count" >= 3"#);
     // Compared as a string, `length` is some field's name.
     clean(r#"args.unit.length == "m""#);
     // When another field of the parent is read, the parent is an object,

@@ -50,12 +50,14 @@ pub(crate) fn measure_as_field(at: Span, path: &str, parent: &str, measure: &str
     )
     .with_label(at, "a field, which a string or list does not have")
     .with_help(format!(
-        "write `{measure} of {parent}` to compare the {}",
+        "write `{measure} of {parent}` to compare the {}; if the argument really is an object with \
+         a field of that name, quote it: `{parent}.\"{field}\"`",
         if measure == "size" {
             "value's size in bytes (e.g. `size of ARG > 100 KB`)"
         } else {
             "characters of a string or the elements of a list"
-        }
+        },
+        field = path.rsplit('.').next().unwrap_or(path),
     ))
 }
 
