@@ -193,6 +193,7 @@ pub(crate) fn check_dead(files: &[PolicyFile], sources: &Sources, diags: &mut Ve
                 && p.path.segments.len() < read.path.segments.len()
                 && read.path.segments.starts_with(&p.path.segments)
                 && (p.rule == read.rule || same_calls(&rules[p.rule].1, &rules[read.rule].1))
+                && quoted_segment(read.path, p.path.segments.len(), sources) == Some(false)
         });
         if let Some(p) = scalar_parent {
             diags.push(lints::field_of_scalar(
@@ -224,12 +225,7 @@ fn measure_field(
     if !read.numeric || parent.is_empty() {
         return None;
     }
-    let span = read.path.span;
-    let written = sources
-        .iter()
-        .find(|(id, _)| *id == span.file)
-        .and_then(|(_, f)| f.text().get(span.start..span.end))?;
-    if written.ends_with('"') {
+    if quoted_segment(read.path, parent.len(), sources) != Some(false) {
         return None;
     }
     let measure = match last.as_str() {
@@ -250,6 +246,32 @@ fn measure_field(
         span: read.path.span,
     };
     Some((parent, measure))
+}
+
+/// Whether segment `index` of `path` is written quoted (`args.page."size"`),
+/// which says a field of that very name is meant; `None` if the source
+/// text is not at hand (then no finding that needs it is reported).
+fn quoted_segment(path: &ArgPath, index: usize, sources: &Sources) -> Option<bool> {
+    let span = path.span;
+    let written = sources
+        .iter()
+        .find(|(id, _)| *id == span.file)
+        .and_then(|(_, f)| f.text().get(span.start..span.end))?;
+    // `args` then `.`-separated segments; a quoted one may hold `.` and
+    // escaped quotes.
+    let mut starts = Vec::new();
+    let (mut quoted, mut escaped) = (false, false);
+    for (i, c) in written.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '.' if !quoted => starts.push(i + 1),
+            _ => {}
+        }
+    }
+    let start = *starts.get(index)?;
+    Some(written[start..].starts_with('"'))
 }
 
 /// Whether two rules can match one call: each of their tool and server

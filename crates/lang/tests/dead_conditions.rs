@@ -70,6 +70,13 @@ fn a_field_of_a_value_read_as_a_scalar_is_refused_for_the_same_calls() {
         r#"args.dest under "/tmp" or args.dest.host == "x""#,
         "field-of-scalar",
     );
+    // A quoted field says the value is sometimes an object.
+    clean(r#"args.dest under "/tmp" or args.dest."host" == "x""#);
+    refused(
+        r#"args.dest under "/tmp" or args.dest.host."a.b" == "x""#,
+        "field-of-scalar",
+    );
+    clean(r#"args.dest under "/tmp" or args."dest"."h.o\"st" == "x""#);
     // `exists`, `length of`, `size of` read any value.
     clean(r#"args.format exists and args.format.kind == "x""#);
     clean(r#"length of args.items > 1 and args.items."0" == "x""#);

@@ -34,9 +34,10 @@ pub(crate) fn field_of_scalar(
     .with_label(at, "a field of a value that has none")
     .with_label(parent_at, format!("`{parent}` read as {read_as} here"))
     .with_help(format!(
-        "{read_as} has no fields, so one of the two tests never holds: for the length of a \
+        "{read_as} has no fields, so where one test holds the other cannot: for the length of a \
          string or list write `length of {parent}`, for its bytes `size of {parent}`; if \
-         different tools pass different shapes, give each its own rule with its own `tool` clause"
+         different tools pass different shapes, give each its own rule with its own `tool` clause, \
+         and if one tool's `{parent}` really is sometimes an object, quote the field after it"
     ))
 }
 
