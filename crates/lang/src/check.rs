@@ -201,7 +201,7 @@ fn check(files: &[PolicyFile], sources: &Sources, complete: bool) -> Diagnostics
         }
     }
 
-    crate::rule_lints::check_dead(files, sources, &mut diags);
+    crate::rule_lints::check_dead(files, &mut diags);
 
     match default {
         None if !complete => {}

@@ -134,10 +134,10 @@ codes! {
     /// `args.paths."*"`: a path segment holding `*`, which names a field, not a pattern.
     WildcardSegment = "wildcard-segment", Error, "an argument path's segments are field names: a `*` in one matches only a field named so; test list elements with `any` / `all`";
     /// `args.content.length` where the set reads `args.content` as a string, number or boolean.
-    FieldOfScalar = "field-of-scalar", Error, "a test reads a field of an argument that another test of the same calls reads as a string, number or boolean, which has no fields";
+    FieldOfScalar = "field-of-scalar", Warning, "a test reads a field of an argument that another test of the same calls reads as a string, number or boolean, which has no fields";
     /// `args.content.length > 1000`: a field named like a measure, compared as a number.
-    MeasureAsField = "measure-as-field", Error, "`args.x.length` reads a field named `length`; the length or size of a value is `length of args.x` / `size of args.x`";
-    /// A test that holds for no call: `length of args.x < 0`, `args.x == "a" and args.x == "b"`.
+    MeasureAsField = "measure-as-field", Warning, "`args.x.length` reads a field named `length`; the length or size of a value is `length of args.x` / `size of args.x`";
+    /// A test that holds for no call: `length of args.x < 0`, `args.x == "a" and args.x == "b"`, `args.x == "a" and args.x.y == 1`.
     NeverMatches = "never-matches", Error, "a test, or a conjunction of tests, holds for no call";
     /// A cap-consecutive whose every matching call an unconditional require-confirm confirms.
     CapEndedByConfirm = "cap-ended-by-confirm", Warning, "a confirmed call ends a streak, so a cap on calls that always need confirmation never reaches its max";

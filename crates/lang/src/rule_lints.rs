@@ -12,7 +12,7 @@ use crate::diagnostic::Diagnostic;
 use crate::fmt::format_arg_path;
 use crate::glob::glob_covers;
 use crate::lints;
-use crate::source::{Sources, Span};
+use crate::source::Span;
 
 /// What `tool.<flag>` reads for a tool that does not declare the hint: the
 /// MCP default (docs/language.md, "Tool annotations").
@@ -123,7 +123,7 @@ struct Read<'a> {
 /// value read as a scalar, a `.length` field compared as a number, a
 /// negative length, a conjunction no value passes, and a cap whose calls
 /// are all confirmed.
-pub(crate) fn check_dead(files: &[PolicyFile], sources: &Sources, diags: &mut Vec<Diagnostic>) {
+pub(crate) fn check_dead(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) {
     let rules: Vec<(&Rule, RuleParts<'_>)> = files
         .iter()
         .flat_map(|f| &f.items)
@@ -170,11 +170,24 @@ pub(crate) fn check_dead(files: &[PolicyFile], sources: &Sources, diags: &mut Ve
             reported.push(read.path.span);
         }
     }
+    // A read a `never-matches` already points at needs no second finding.
+    reported.extend(
+        diags
+            .iter()
+            .filter(|d| d.code() == crate::diagnostic::Code::NeverMatches)
+            .flat_map(|d| d.labels().iter().map(|l| l.span()))
+            .flat_map(|dead| {
+                reads.iter().map(|r| r.path.span).filter(move |p| {
+                    p.file == dead.file && p.start >= dead.start && p.end <= dead.end
+                })
+            })
+            .collect::<Vec<_>>(),
+    );
     for read in &reads {
         if reported.contains(&read.path.span) {
             continue;
         }
-        if let Some((parent, measure)) = measure_field(read, &reads, sources) {
+        if let Some((parent, measure)) = measure_field(read, &reads) {
             diags.push(lints::measure_as_field(
                 read.path.span,
                 &format_arg_path(read.path),
@@ -193,7 +206,6 @@ pub(crate) fn check_dead(files: &[PolicyFile], sources: &Sources, diags: &mut Ve
                 && p.path.segments.len() < read.path.segments.len()
                 && read.path.segments.starts_with(&p.path.segments)
                 && (p.rule == read.rule || same_calls(&rules[p.rule].1, &rules[read.rule].1))
-                && quoted_segment(read.path, p.path.segments.len(), sources) == Some(false)
         });
         if let Some(p) = scalar_parent {
             diags.push(lints::field_of_scalar(
@@ -212,20 +224,13 @@ pub(crate) fn check_dead(files: &[PolicyFile], sources: &Sources, diags: &mut Ve
 
 /// `args.content.length` compared as a number: the field's parent, and
 /// `length` or `size`, unless the set reads another field of the parent
-/// (then it is an object, and `length` may well be one of its fields) or
-/// the author quoted the segment (`args.page."size"`: a field of that name,
-/// said so).
-fn measure_field(
-    read: &Read<'_>,
-    reads: &[Read<'_>],
-    sources: &Sources,
-) -> Option<(ArgPath, &'static str)> {
+/// (then it is an object, and `length` may well be one of its fields).
+/// A warning, not an error: an object argument may have a `size` or
+/// `count` field (a page size), and then the test does match.
+fn measure_field(read: &Read<'_>, reads: &[Read<'_>]) -> Option<(ArgPath, &'static str)> {
     let segs = &read.path.segments;
     let (last, parent) = segs.split_last()?;
     if !read.numeric || parent.is_empty() {
-        return None;
-    }
-    if quoted_segment(read.path, parent.len(), sources) != Some(false) {
         return None;
     }
     let measure = match last.as_str() {
@@ -246,32 +251,6 @@ fn measure_field(
         span: read.path.span,
     };
     Some((parent, measure))
-}
-
-/// Whether segment `index` of `path` is written quoted (`args.page."size"`),
-/// which says a field of that very name is meant; `None` if the source
-/// text is not at hand (then no finding that needs it is reported).
-fn quoted_segment(path: &ArgPath, index: usize, sources: &Sources) -> Option<bool> {
-    let span = path.span;
-    let written = sources
-        .iter()
-        .find(|(id, _)| *id == span.file)
-        .and_then(|(_, f)| f.text().get(span.start..span.end))?;
-    // `args` then `.`-separated segments; a quoted one may hold `.` and
-    // escaped quotes.
-    let mut starts = Vec::new();
-    let (mut quoted, mut escaped) = (false, false);
-    for (i, c) in written.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '.' if !quoted => starts.push(i + 1),
-            _ => {}
-        }
-    }
-    let start = *starts.get(index)?;
-    Some(written[start..].starts_with('"'))
 }
 
 /// Whether two rules can match one call: each of their tool and server
@@ -398,7 +377,7 @@ enum Allowed<'a> {
 /// `args.x in ["a", "b"] and args.x == "c"`, `args.x == "a" and args.x == 1`.
 /// Decimals are left out (`1.0` and `1.00` are one number).
 fn contradictions(parts: &[Expr], diags: &mut Vec<Diagnostic>) {
-    if bounds_clash(parts, diags) {
+    if bounds_clash(parts, diags) || field_clash(parts, diags) {
         return;
     }
     let mut tests: Vec<(&Subject, Allowed<'_>, Span)> = Vec::new();
@@ -433,6 +412,61 @@ fn contradictions(parts: &[Expr], diags: &mut Vec<Diagnostic>) {
         }
         tests.push((test.0, test.1, *span));
     }
+}
+
+/// The argument paths a test reads (not through `any` / `all`, whose path
+/// names a list), each with what it takes the value for if a scalar.
+fn plain_reads<'a>(a: &'a Atom) -> Vec<(&'a ArgPath, Option<&'static str>)> {
+    let subject = |s: &'a Subject, scalar| match s {
+        Subject::Arg(p) => vec![(p, scalar)],
+        Subject::Length(p, _) | Subject::Size(p, _) => vec![(p, None)],
+        Subject::Identity(_) => vec![],
+    };
+    match a {
+        Atom::Exists(p) => vec![(p, None)],
+        Atom::CreatedByAgent(p, _) => vec![(p, Some("a record id"))],
+        Atom::Under(p, _) => vec![(p, Some("a path (a string)"))],
+        Atom::Matches(s, _) => subject(s, Some("a string")),
+        Atom::Compare(s, _, lit) => subject(s, scalar_type(&lit.value)),
+        Atom::In(s, lits) => subject(s, lits.first().and_then(|l| scalar_type(&l.value))),
+        Atom::IgnoringCase(inner) => plain_reads(inner),
+        _ => vec![],
+    }
+}
+
+/// Reports a test of one `and` that reads a field of an argument another
+/// test of it reads as a string, number or boolean: no value is both
+/// (`args.format == "csv" and args.format.kind == "x"`).
+fn field_clash(parts: &[Expr], diags: &mut Vec<Diagnostic>) -> bool {
+    let reads: Vec<(&ArgPath, Option<&'static str>, Span)> = parts
+        .iter()
+        .filter_map(|p| match p {
+            Expr::Atom(a, span) => Some((a, *span)),
+            _ => None,
+        })
+        .flat_map(|(a, span)| plain_reads(a).into_iter().map(move |(p, s)| (p, s, span)))
+        .collect();
+    for (path, _, at) in &reads {
+        let parent = reads.iter().find(|(p, scalar, _)| {
+            scalar.is_some()
+                && p.segments.len() < path.segments.len()
+                && path.segments.starts_with(&p.segments)
+        });
+        if let Some((p, Some(read_as), earlier)) = parent {
+            let why = format!(
+                "a field of `{}`, which {read_as} does not have",
+                format_arg_path(p)
+            );
+            diags.push(lints::contradiction(
+                *at,
+                *earlier,
+                &format_arg_path(p),
+                &why,
+            ));
+            return true;
+        }
+    }
+    false
 }
 
 /// A bound a comparison puts on a number: the value (bytes for a size),

@@ -34,10 +34,9 @@ pub(crate) fn field_of_scalar(
     .with_label(at, "a field of a value that has none")
     .with_label(parent_at, format!("`{parent}` read as {read_as} here"))
     .with_help(format!(
-        "{read_as} has no fields, so where one test holds the other cannot: for the length of a \
-         string or list write `length of {parent}`, for its bytes `size of {parent}`; if \
-         different tools pass different shapes, give each its own rule with its own `tool` clause, \
-         and if one tool's `{parent}` really is sometimes an object, quote the field after it"
+        "{read_as} has no fields, so on a call where one test holds the other cannot: for the \
+         length of a string or list write `length of {parent}`, for its bytes `size of {parent}`; \
+         if different tools pass different shapes, give each its own rule with its own `tool` clause"
     ))
 }
 
@@ -51,8 +50,8 @@ pub(crate) fn measure_as_field(at: Span, path: &str, parent: &str, measure: &str
     )
     .with_label(at, "a field, which a string or list does not have")
     .with_help(format!(
-        "write `{measure} of {parent}` to compare the {}; if the argument really is an object with \
-         a field of that name, quote it: `{parent}.\"{field}\"`",
+        "write `{measure} of {parent}` to compare the {}; if `{parent}` really is an object with a \
+         `{field}` field, this warning does not apply",
         if measure == "size" {
             "value's size in bytes (e.g. `size of ARG > 100 KB`)"
         } else {
