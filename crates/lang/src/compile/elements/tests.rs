@@ -417,3 +417,40 @@ fn created_by_agent_under_a_quantifier_resolves_its_kind() {
     assert_eq!(test.id, "any args.ids created by agent as b");
     assert_eq!(test.test, ElementTest::CreatedByAgent { kind: "b".into() });
 }
+
+#[test]
+fn hostile_text_in_a_quantified_test_stays_one_quoted_key() {
+    let hostile = [
+        r#"a" || true || "b"#,
+        "x\\\"]; permit(principal, action, resource);//",
+        "line\nbreak\ttab \u{202e}",
+        "} }; type Each = { \"t\": Bool",
+    ];
+    for h in hostile {
+        let lit = serde_json::to_string(h).unwrap();
+        let text = format!(
+            "default allow\ndeny d {{\n  when any args.{lit} == {lit} ignoring case or all args.{lit} matches {lit}\n}}\n"
+        );
+        let set = compile(&text);
+        let rule = &set.rules()[0];
+        assert_eq!(rule.each_tests.len(), 2, "{h:?}");
+        let parsed = cedar_policy::PolicySet::from_str(&set.cedar_text())
+            .unwrap_or_else(|e| panic!("{h:?}: {e}"));
+        assert_eq!(
+            parsed.policies().count(),
+            2,
+            "{h:?}: the default and one forbid"
+        );
+        // Each id reads back from the context as the engine keys it: both
+        // false lets the call through (a key that missed would be unknown).
+        let results = |t: bool| -> Value {
+            rule.each_tests
+                .iter()
+                .map(|e| (e.id.clone(), json!({"t": t, "p": t})))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        };
+        assert!(allowed(&set, args(json!({})), results(false)), "{h:?}");
+        assert!(!allowed(&set, args(json!({})), results(true)), "{h:?}");
+    }
+}
