@@ -11,9 +11,11 @@
 //! out of the record, which the compiled policy reads as "local time
 //! unknown": restrictions fire, allows do not grant.
 
+use arc_swap::ArcSwapOption;
 use cedar_policy::RestrictedExpression;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use std::sync::Arc;
 
 /// A local time of day in one zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,9 +54,13 @@ pub fn parse_instant(rfc3339: &str) -> Option<i64> {
 
 /// The zones one slice's rules name, each resolved when the slice was
 /// built (`None`: not resolvable, so always left out).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct SliceZones {
     zones: Vec<(String, Option<TimeZone>)>,
+    /// The last `context.clock` built, with the local times it holds: the
+    /// record changes once a minute, and building a Cedar record costs
+    /// several times more than converting the time (a clone shares it).
+    last: ArcSwapOption<(Vec<Option<LocalTime>>, RestrictedExpression)>,
 }
 
 impl SliceZones {
@@ -67,7 +73,10 @@ impl SliceZones {
             }
         }
         zones.sort_by(|a, b| a.0.cmp(&b.0));
-        SliceZones { zones }
+        SliceZones {
+            zones,
+            last: ArcSwapOption::empty(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -89,8 +98,27 @@ impl SliceZones {
 
     /// `context.clock` for a call at `unix_millis`.
     pub(crate) fn record(&self, unix_millis: i64) -> Result<RestrictedExpression, String> {
+        let locals: Vec<Option<LocalTime>> = self
+            .zones
+            .iter()
+            .map(|(_, tz)| local_time(tz.as_ref()?, unix_millis))
+            .collect();
+        if let Some(last) = self.last.load().as_ref()
+            && last.0 == locals
+        {
+            return Ok(last.1.clone());
+        }
+        let record = self.build(&locals)?;
+        self.last.store(Some(Arc::new((locals, record.clone()))));
+        Ok(record)
+    }
+
+    fn build(&self, locals: &[Option<LocalTime>]) -> Result<RestrictedExpression, String> {
         let entries = self
-            .local_times(unix_millis)
+            .zones
+            .iter()
+            .zip(locals)
+            .filter_map(|((name, _), local)| Some((name, (*local)?)))
             .map(|(name, local)| {
                 let fields = [
                     (
@@ -161,6 +189,38 @@ mod tests {
         assert_eq!(berlin("2026-10-25T00:30:00Z").minute, 2 * 60 + 30);
         assert_eq!(berlin("2026-10-25T01:30:00Z").minute, 2 * 60 + 30);
         assert_eq!(berlin("2026-10-25T02:00:00Z").minute, 3 * 60);
+    }
+
+    #[test]
+    fn the_record_is_reused_within_a_minute_and_rebuilt_after() {
+        use cedar_policy::{Context, Entities, EntityUid, Expression, Request};
+        use std::str::FromStr;
+        // What Cedar reads from a record: `context.clock`, evaluated.
+        let read = |record: RestrictedExpression| {
+            let context = Context::from_pairs([("clock".to_string(), record)]).unwrap();
+            let uid = |t: &str| EntityUid::from_str(&format!("{t}::\"x\"")).unwrap();
+            let request = Request::new(uid("U"), uid("A"), uid("R"), context, None).unwrap();
+            let expr = Expression::from_str("context.clock").unwrap();
+            cedar_policy::eval_expression(&request, &Entities::empty(), &expr)
+                .unwrap()
+                .to_string()
+        };
+        let zones = SliceZones::resolve(&["Asia/Kolkata".to_string(), "UTC".to_string()]);
+        let text = |at: &str| read(zones.record(millis(at)).expect("a record"));
+        let first = text("2026-12-02T07:30:05Z");
+        assert!(
+            first.contains("\"minute\": 780") && first.contains("\"minute\": 450"),
+            "{first}"
+        );
+        assert_eq!(text("2026-12-02T07:30:59Z"), first);
+        let next = text("2026-12-02T07:31:00Z");
+        assert!(
+            next.contains("\"minute\": 781") && next.contains("\"minute\": 451"),
+            "{next}"
+        );
+        assert_eq!(text("2026-12-02T07:30:10Z"), first, "back in time");
+        let none = SliceZones::resolve(&[]);
+        assert_eq!(read(none.record(0).expect("a record")), "{}");
     }
 
     #[test]
