@@ -29,7 +29,7 @@ use warden_lang::{CompiledRule, CreatedArg};
 
 mod limit_advice;
 mod limits;
-use limit_advice::{budget_or_rate_retry, cap_retry, hit, unmeasured};
+use limit_advice::{budget_or_rate_retry, cap_retry, hit, never_fits, unmeasured};
 use limits::{Measures, cap_rows, hold_keys, measure};
 
 pub use crate::decided::{Confirmation, Decided, Denial, Outcome, Retry, RuleHit, ShadowFinding};
@@ -601,6 +601,8 @@ impl Engine {
                 Retry::Never,
                 "do not retry; tell the person what you wanted to do, so that they can do it another way".to_string(),
             )
+        } else if let Some(never) = never_fits(bundle, &rules, measures) {
+            never
         } else if kinds.contains(&RuleKind::CapConsecutive) {
             // Only a forwarded call the cap does not count ends the streak:
             // while the cap holds, the person is not asked about calls it

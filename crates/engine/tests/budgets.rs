@@ -31,6 +31,15 @@ budget trial {
   max 1 per 1h per user
   mode shadow
 }
+cap-consecutive one-in-a-row {
+  tool \"start_capped\"
+  max 1 per user
+}
+budget capped {
+  tool \"start_capped\"
+  sum args.cost
+  max 1 per 1h per user
+}
 budget per-model {
   tool \"start_model\"
   sum args.cost
@@ -274,5 +283,25 @@ fn a_budget_per_model_denies_a_call_without_a_model() {
         assert!(!allowed(&forward(&e, &c)), "{kind}: m1 spent its 5");
         c.identity.model = Some("m2".into());
         assert!(allowed(&forward(&e, &c)), "{kind}");
+    }
+}
+
+#[test]
+fn an_amount_above_the_budget_is_never_retried_even_when_a_cap_also_denies() {
+    for (kind, e, _, _dir) in engines() {
+        let capped = |cost: Value| call("alice", "start_capped", json!({ "cost": cost }));
+        assert!(allowed(&forward(&e, &capped(json!(0.5)))), "{kind}");
+        // The cap alone: the streak ends with another call.
+        let d = denial(forward(&e, &capped(json!(0.5))));
+        assert_eq!(d.retry, Retry::AfterStreakEnds, "{kind}");
+        // The cap and a budget this amount can never fit: never.
+        let d = denial(forward(&e, &capped(json!(2))));
+        assert_eq!(d.rules.len(), 2, "{kind}: {:?}", d.rules);
+        assert_eq!(d.retry, Retry::Never, "{kind}");
+        assert!(
+            d.instead.contains("at most 1 of `args.cost` in all"),
+            "{kind}: {}",
+            d.instead
+        );
     }
 }

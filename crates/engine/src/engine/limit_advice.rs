@@ -89,6 +89,30 @@ pub(super) fn unmeasured(
     Outcome::Deny(denial)
 }
 
+/// A budget that denied a call whose amount is more than it allows at
+/// all: no wait helps, so the denial says never, whatever else denied
+/// (as a deny rule wins over a cap).
+pub(super) fn never_fits(
+    bundle: &PolicyBundle,
+    rules: &[RuleHit],
+    measures: &Measures,
+) -> Option<(Retry, String)> {
+    let (rule, m) = rules.iter().find_map(|h| {
+        let m = measures.measured.get(&h.rule)?;
+        let r = &bundle.rules()[bundle.rule_index(&h.rule)?];
+        (m.spec.summed && m.weight > m.spec.max).then_some((r, m))
+    })?;
+    Some((
+        Retry::Never,
+        format!(
+            "do not retry this amount: rule `{}` allows at most {} of `{}` in all; ask for at most that",
+            rule.id,
+            format_units(m.spec.max),
+            rule.budget.as_ref().map_or("", |b| b.written.as_str())
+        ),
+    ))
+}
+
 /// When rates and budgets that denied a call let it through again, said
 /// truly: after the longest of their waits; never, when a budget's
 /// amount is more than it allows at all; and when only budgets denied and
@@ -112,19 +136,8 @@ pub(super) fn budget_or_rate_retry(
             .as_ref()
             .map_or(String::new(), |b| b.written.clone())
     };
-    if let Some((r, m)) = limited.iter().find_map(|(r, m)| {
-        m.filter(|m| m.spec.summed && m.weight > m.spec.max)
-            .map(|m| (r, m))
-    }) {
-        return (
-            Retry::Never,
-            format!(
-                "do not retry this amount: rule `{}` allows at most {} of `{}` in all; ask for at most that",
-                r.id,
-                format_units(m.spec.max),
-                budget_arg(r)
-            ),
-        );
+    if let Some(never) = never_fits(bundle, rules, measures) {
+        return never;
     }
     // A window full of calls still in flight (held, no event yet) frees a
     // whole window after they are recorded.
