@@ -30,19 +30,36 @@ pub(crate) fn load_policies(path: &Path) -> Result<PolicyBundle, i32> {
 /// rates and budgets not counted per session (per user, agent, model,
 /// tool, or for all calls), and records agents create.
 pub(crate) fn forgotten_on_restart(set: &warden_lang::CompiledPolicySet) -> Option<&'static str> {
-    use warden_lang::ast::Scope;
-    let lasting_limits = set.rules().iter().any(|r| {
-        r.limit
-            .as_ref()
-            .is_some_and(|l| !l.scope.contains(Scope::Session))
+    use warden_lang::ast::{RuleKind, Scope};
+    let lasting: Vec<_> = set
+        .rules()
+        .iter()
+        .filter(|r| {
+            r.limit
+                .as_ref()
+                .is_some_and(|l| !l.scope.contains(Scope::Session))
+        })
+        .collect();
+    // Said as before when every such limit is a cap or rate per user or
+    // agent; otherwise in words that cover budgets and limits per model,
+    // per tool or over all calls.
+    let plain = lasting.iter().all(|r| {
+        r.kind != RuleKind::Budget
+            && r.limit
+                .as_ref()
+                .is_some_and(|l| l.scope.split_by().is_empty() && !l.scope.row().is_empty())
     });
-    match (lasting_limits, !set.records().is_empty()) {
-        (true, true) => {
+    match (!lasting.is_empty(), plain, !set.records().is_empty()) {
+        (true, true, true) => {
             Some("per-user and per-agent caps and rates, and the records agents created, are")
         }
-        (true, false) => Some("per-user and per-agent caps and rates are"),
-        (false, true) => Some("the records agents created are"),
-        (false, false) => None,
+        (true, true, false) => Some("per-user and per-agent caps and rates are"),
+        (true, false, true) => Some(
+            "caps, rates and budgets not counted per session, and the records agents created, are",
+        ),
+        (true, false, false) => Some("caps, rates and budgets not counted per session are"),
+        (false, _, true) => Some("the records agents created are"),
+        (false, _, false) => None,
     }
 }
 
@@ -196,5 +213,41 @@ pub(crate) async fn stop_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forgotten_on_restart;
+
+    fn set(text: &str) -> warden_lang::CompiledPolicySet {
+        let mut s = warden_lang::Sources::new();
+        s.add("t.policy", text);
+        warden_lang::compile_policy_set(&s)
+            .expect("compiles")
+            .policy_set
+    }
+
+    #[test]
+    fn the_restart_warning_names_what_outlives_a_session() {
+        let per_user = "default allow\ncap-consecutive c {\n  tool \"run\"\n  max 3 per user\n}\n";
+        assert_eq!(
+            forgotten_on_restart(&set(per_user)),
+            Some("per-user and per-agent caps and rates are")
+        );
+        let per_tool =
+            "default allow\nrate-limit r {\n  tool \"run\"\n  max 3 per 1h per tool\n}\n";
+        assert_eq!(
+            forgotten_on_restart(&set(per_tool)),
+            Some("caps, rates and budgets not counted per session are")
+        );
+        let budget = "default allow\nbudget b {\n  tool \"run\"\n  sum args.cost\n  max 3 per 1h per user\n}\n";
+        assert_eq!(
+            forgotten_on_restart(&set(budget)),
+            Some("caps, rates and budgets not counted per session are")
+        );
+        let per_session =
+            "default allow\ncap-consecutive c {\n  tool \"run\"\n  max 3 per session\n}\n";
+        assert_eq!(forgotten_on_restart(&set(per_session)), None);
     }
 }
