@@ -425,9 +425,12 @@ impl GenomicsServer {
             ));
         };
         let cost = args.estimated_cost.unwrap_or(f64::from(price));
-        // `!(cost >= price)` also refuses NaN, which JSON cannot carry but
-        // a future transport might.
-        if !(cost >= f64::from(price)) {
+        // Not `cost < price`: that would let NaN (which JSON cannot carry,
+        // but a future transport might) through.
+        if !matches!(
+            cost.partial_cmp(&f64::from(price)),
+            Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
+        ) {
             return fail(format!(
                 "estimated_cost {cost} is below the price of `{}` at priority {priority}: \
                  {price} credits; quote at least that",
