@@ -36,6 +36,13 @@ pub struct Call {
     pub args: Value,
     pub confirmed: Vec<&'static str>,
     pub counters: Vec<(&'static str, i64)>,
+    /// `context.budgets`: rule id and the used-plus-this-call amount, as
+    /// decimal text (`"12.5000"`).
+    pub budgets: Vec<(&'static str, &'static str)>,
+    /// `context.clock`: zone and (ISO day, minute of the day).
+    pub clock: Vec<(&'static str, (u8, u16))>,
+    /// `context.each`: test id and (definitely, possibly) true.
+    pub each: Vec<(String, (bool, bool))>,
     pub destructive: bool,
 }
 
@@ -52,6 +59,9 @@ impl Default for Call {
             args: json!({}),
             confirmed: vec![],
             counters: vec![],
+            budgets: vec![],
+            clock: vec![],
+            each: vec![],
             destructive: false,
         }
     }
@@ -157,11 +167,11 @@ pub fn decide(set: &CompiledPolicySet, call: &Call) -> (Decision, Vec<String>) {
         "counters": call.counters.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
         "verified": {"user": false, "groups": false, "agent": false, "model": false},
         "agent_created": [],
-        // Budgets, quantified tests and clocks are the engine's to supply;
-        // these tests leave them out (unknown).
-        "budgets": {},
-        "each": {},
-        "clock": {},
+        // What the engine supplies for budgets, clocks and quantified tests;
+        // what a call leaves out is unknown.
+        "budgets": call.budgets.iter().map(|(k, v)| (k.to_string(), json!({"__extn": {"fn": "decimal", "arg": v}}))).collect::<serde_json::Map<_, _>>(),
+        "clock": call.clock.iter().map(|(z, (d, m))| (z.to_string(), json!({"day": d, "minute": m}))).collect::<serde_json::Map<_, _>>(),
+        "each": call.each.iter().map(|(k, (t, p))| (k.clone(), json!({"t": t, "p": p}))).collect::<serde_json::Map<_, _>>(),
     });
     if let Some(v) = call.via_server {
         ctx["via_server"] = json!(v);
