@@ -648,3 +648,61 @@ fn hostile_text_in_records_and_created_by_agent_changes_nothing() {
         );
     }
 }
+
+/// Issue 12's places for text: a folded comparison, a length and a size of
+/// a hostile argument name, and a budget summing one. Each set compiles to
+/// exactly the default, the rule and the budget with its counting policy
+/// (also when the printed Cedar is parsed back, against a schema that
+/// validated); the argument is one field, its exact pointer; a `during`
+/// zone that is hostile text is refused, never emitted.
+#[test]
+fn hostile_text_in_issue_12_conditions_and_budgets_changes_nothing() {
+    for hostile in HOSTILE {
+        let h = policy_str(hostile);
+        let a = policy_str(&arg_name(hostile));
+        let text = format!(
+            "default allow\ndeny hostile {{\n  when args.{a} == {h} ignoring case and length of args.{a} > 1\n    and size of args.{a} < 10 KB\n}}\nbudget spend {{\n  server {h}\n  sum args.{a}\n  max 10 per 1d per user\n  reason {reason}\n}}\n",
+            reason = policy_str(&literal_reason(hostile)),
+        );
+        let out = compile(&text);
+        let ptr = pointer(&arg_name(hostile));
+        let fields: Vec<&str> = out
+            .policy_set
+            .arg_fields()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(fields, [ptr.as_str()], "{hostile:?}");
+        let ids: Vec<&str> = out
+            .policy_set
+            .rules()
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect();
+        assert_eq!(ids, ["hostile", "spend"], "{hostile:?}");
+        let printed = out.policy_set.cedar_text();
+        let parsed =
+            PolicySet::from_str(&printed).unwrap_or_else(|e| panic!("{hostile:?}: {e}\n{printed}"));
+        let mut effects: Vec<String> = parsed
+            .policies()
+            .map(|p| format!("{:?}", p.effect()))
+            .collect();
+        effects.sort();
+        // The default permit, the deny, the budget's forbid and its
+        // counting policy (a permit that only counts).
+        assert_eq!(parsed.policies().count(), 4, "{hostile:?}:\n{printed}");
+        assert_eq!(
+            effects.iter().filter(|e| e.as_str() == "Forbid").count(),
+            2,
+            "{hostile:?}:\n{printed}"
+        );
+        let zone = format!("default allow\ndeny night {{\n  when during weekdays {h}\n}}\n");
+        let mut sources = Sources::new();
+        sources.add("zone.policy", zone.as_str());
+        let refused = compile_policy_set(&sources).expect_err("an unknown zone is refused");
+        assert!(
+            refused.iter().any(|d| d.code().id() == "unknown-time-zone"),
+            "{hostile:?}"
+        );
+    }
+}
