@@ -81,6 +81,8 @@ struct Reach {
     cases: u32,
     /// Cases whose policy did not compile (not compared).
     skipped: u32,
+    /// Why they did not, by the first error's message.
+    skipped_why: std::collections::BTreeMap<String, u32>,
     decisions: u32,
     allow: u32,
     deny_no_rule: u32,
@@ -167,8 +169,10 @@ fn differential_shard(shard: u32) {
         r.cases += 1;
         let runs = match run(&policy, case.start, &case.steps) {
             Ok(runs) => runs,
-            Err(_) => {
+            Err(why) => {
                 r.skipped += 1;
+                let first = why.split("; ").next().unwrap_or_default().to_string();
+                *r.skipped_why.entry(first).or_default() += 1;
                 return Ok(());
             }
         };

@@ -144,6 +144,7 @@ pub fn run(policy: &str, start: i64, steps: &[Step]) -> Result<Vec<StepRun>, Str
     sources.add("case.policy", policy);
     let compiled = compile_policy_set(&sources).map_err(|d| {
         d.iter()
+            .filter(|d| d.is_error())
             .map(|d| d.message().to_string())
             .collect::<Vec<_>>()
             .join("; ")

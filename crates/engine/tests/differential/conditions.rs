@@ -289,7 +289,8 @@ fn matches(v: Option<Json>, pattern: &str) -> Tri {
 /// `Some(Null)`). `value` is the argument's (or the element's) value.
 /// `length of` is a string's characters or a list's elements, and null
 /// (unknown) for any other value; `size of` is a string's UTF-8 bytes or
-/// any other value's compact JSON text's.
+/// any other value's compact JSON text's, but null for `null` (which is
+/// unknown to every test, docs/language.md).
 fn subject_value(subject: &Subject, value: Option<&Json>, call: &CallContext) -> Option<Json> {
     match subject {
         Subject::Arg(_) => value.cloned(),
@@ -311,8 +312,10 @@ fn subject_value(subject: &Subject, value: Option<&Json>, call: &CallContext) ->
             count("length:known");
             Some(Json::from(n))
         }
+        // `null` has neither: it is unknown to every test.
         Subject::Size(_, _) => {
             let n = match value? {
+                Json::Null => return Some(Json::Null),
                 Json::String(s) => s.len(),
                 other => serde_json::to_string(other).expect("JSON serialises").len(),
             };

@@ -171,8 +171,9 @@ const CASED_GLOBS: &[&str] = &["\"*Q*\"", "\"x*\"", "\"i*\"", "\"*SS*\"", "\"*ß
 /// The list arguments `any` and `all` read.
 const LIST_PATHS: &[&str] = &["args.tags", "args.ids", "args.paths"];
 const PATH_PREFIXES: &[&str] = &["\"/tmp\"", "\"/etc\"", "\"/\""];
-const SIZES: &[&str] = &["0 B", "2 B", "3 B", "4 B", "10 B", "1 KB", "1 KiB"];
-const LENGTHS: &[&str] = &["0", "1", "2", "3", "10"];
+/// (`< 0` never holds: the checker refuses it, so no zero here.)
+const SIZES: &[&str] = &["1 B", "2 B", "3 B", "4 B", "10 B", "1 KB", "1 KiB"];
+const LENGTHS: &[&str] = &["1", "2", "3", "10"];
 /// The scopes of a limit, compound ones included; plain ones twice as
 /// likely.
 const SCOPES: &[&str] = &[
@@ -383,23 +384,37 @@ fn atom() -> impl Strategy<Value = String> {
             .prop_map(|(p, op, n)| format!("{p} {op} {n}")),
         1 => (select(ARG_PATHS), list).prop_map(|(p, l)| format!("{p} in [{}]", l.join(", "))),
         1 => (select(ARG_PATHS), select(ARG_GLOBS)).prop_map(|(p, g)| format!("{p} matches {g}")),
-        3 => during,
+        3 => during.prop_map(|t| unless_skipped("during", t)),
         4 => (select(&["any", "all"][..]), select(LIST_PATHS), element_test())
-            .prop_map(|(q, p, t)| format!("{q} {}", t.replace("PATH", p))),
-        2 => (select(ARG_PATHS), folded()).prop_map(|(p, t)| t.replace("PATH", p)),
+            .prop_map(|(q, p, t)| unless_skipped("each", format!("{q} {}", t.replace("PATH", p)))),
+        2 => (select(ARG_PATHS), folded())
+            .prop_map(|(p, t)| unless_skipped("case", t.replace("PATH", p))),
         2 => (
             prop_oneof![select(ARG_PATHS), select(LIST_PATHS)],
             select(&["<", "<=", ">", ">=", "==", "!="][..]),
             select(LENGTHS)
         )
-            .prop_map(|(p, op, n)| format!("length of {p} {op} {n}")),
+            .prop_map(|(p, op, n)| unless_skipped("length", format!("length of {p} {op} {n}"))),
         2 => (
             prop_oneof![select(ARG_PATHS), select(LIST_PATHS)],
             select(&["<", "<=", ">", ">=", "==", "!="][..]),
             select(SIZES)
         )
-            .prop_map(|(p, op, n)| format!("size of {p} {op} {n}")),
+            .prop_map(|(p, op, n)| unless_skipped("size", format!("size of {p} {op} {n}"))),
     ]
+}
+
+/// `test`, or `true` when `WARDEN_DIFF_SKIP` (a comma-separated list of
+/// `during`, `each`, `case`, `length`, `size`) names its family: to look
+/// for disagreements elsewhere while one is open. The reach floors then
+/// fail for what is skipped, so a skipping run never passes.
+fn unless_skipped(family: &str, test: String) -> String {
+    let skip = std::env::var("WARDEN_DIFF_SKIP").unwrap_or_default();
+    if skip.split(',').any(|s| s.trim() == family) {
+        "true".to_string()
+    } else {
+        test
+    }
 }
 
 /// A comparison of strings `ignoring case`, on the argument `PATH`.

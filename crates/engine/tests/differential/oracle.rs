@@ -505,12 +505,21 @@ fn split_key(call: &CallContext, scopes: ScopeSet) -> Option<Vec<String>> {
 
 /// A budget's amount on a call, in units of 1/10,000: the argument must
 /// be a JSON number, not negative, with at most four decimal places, in
-/// Cedar decimal's range; `None` otherwise (refused, fail closed).
+/// Cedar decimal's range; `None` otherwise (refused, fail closed). A
+/// number with a fraction or an exponent is held as a binary float, whose
+/// shortest text is the number sent only up to 15 significant digits:
+/// one with more is refused too, never rounded (engine.md, budgets).
 pub fn amount(call: &CallContext, path: &[String]) -> Option<u64> {
-    match argument_or_null(call, path)? {
-        Json::Number(n) => decimal(&n.to_string())
-            .filter(|u| *u >= 0)
-            .map(|u| u as u64),
-        _ => None,
+    let Json::Number(n) = argument_or_null(call, path)? else {
+        return None;
+    };
+    let text = n.to_string();
+    let mantissa = text.split(['e', 'E']).next().unwrap_or_default();
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let significant = digits.trim_matches('0').len();
+    if n.as_i64().is_none() && n.as_u64().is_none() && significant > 15 {
+        count("budget:float-too-precise");
+        return None;
     }
+    decimal(&text).filter(|u| *u >= 0).map(|u| u as u64)
 }
