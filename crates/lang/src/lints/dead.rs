@@ -1,5 +1,5 @@
 //! The findings on conditions that can never hold (dead tests) and on
-//! limits that can never fire; the analysis is in `crate::rule_lints`.
+//! limits that can never fire; the analysis is in `crate::rule_lints::dead`.
 
 use crate::diagnostic::{Code, Diagnostic};
 use crate::source::Span;
