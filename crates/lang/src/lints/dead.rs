@@ -68,7 +68,8 @@ pub(crate) fn below_zero_measure(at: Span, subject: &str, what: &str) -> Diagnos
     )
     .with_label(at, format!("no {what} is negative"))
     .with_help(format!(
-        "a {what} is 0 or more: to match an empty value write `{subject} == 0`"
+        "a {what} is 0 or more: to match an empty value write `{subject} == 0` (as written, a \
+         restriction fires only where the {what} is unknown)"
     ))
 }
 
@@ -80,7 +81,9 @@ pub(crate) fn contradiction(at: Span, earlier: Span, subject: &str, why: &str) -
     .with_label(at, why.to_string())
     .with_label(earlier, "the other test")
     .with_help(
-        "to accept either value write `or`, or `in [...]` with both; otherwise remove one test",
+        "to accept either value write `or`, or `in [...]` with both; otherwise remove one test \
+         (as written, a restriction fires only on calls whose argument has another type, which \
+         reads as unknown)",
     )
 }
 
