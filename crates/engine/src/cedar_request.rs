@@ -121,7 +121,7 @@ pub(crate) fn build_request_at(
     slice: &Slice,
     call: &CallContext,
     counters: &[(String, u64)],
-    budgets: &[(String, String)],
+    budgets: &[(String, u64)],
     agent_created: &[String],
     each: &[crate::elements::EachResult],
     now_unix_millis: i64,
@@ -163,14 +163,20 @@ pub(crate) fn build_request_at(
         }))
         .map_err(|e| e.to_string())?,
     ));
-    // Used + this call's amount per budget, as Cedar decimal text; a
-    // budget left out (not measured) reads as crossed.
+    // Used + this call's amount per budget, in units of 1/10,000 (a
+    // `Long`: no decimal extension value to build per call); a budget
+    // left out (not measured) reads as crossed.
     pairs.push((
         "budgets".to_string(),
         RestrictedExpression::new_record(
             budgets
                 .iter()
-                .map(|(id, total)| (id.clone(), RestrictedExpression::new_decimal(total.clone()))),
+                .map(|(id, total)| {
+                    (
+                        id.clone(),
+                        RestrictedExpression::new_long(i64::try_from(*total).unwrap_or(i64::MAX)),
+                    )
+                }),
         )
         .map_err(|e| e.to_string())?,
     ));

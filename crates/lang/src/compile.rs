@@ -380,16 +380,17 @@ impl Emitter {
             }
             RuleKind::Budget => {
                 self.budgets.push(id.clone());
-                let max = crate::amount::cedar_decimal(limit.map_or(0, |l| l.max));
+                // Whole units of 1/10,000 (`crate::amount`): a `Long`, not a
+                // Cedar `decimal`, so that the engine's request needs no
+                // extension value (building one re-parses `decimal` on
+                // every call). The checker keeps max within i64.
+                let max = i64::try_from(limit.map_or(0, |l| l.max)).unwrap_or(i64::MAX);
                 // The engine supplies what the scope would have used with
                 // this call; a missing total (no usable amount, no state)
                 // counts as over the budget.
                 let over = CExpr::not(CExpr::and(vec![
                     budgets.clone().has(&id),
-                    budgets
-                        .clone()
-                        .attr(&id)
-                        .method("lessThanOrEqual", vec![CExpr::Decimal(max)]),
+                    CExpr::bin(BinOp::Le, budgets.clone().attr(&id), CExpr::Long(max)),
                 ]));
                 (
                     CEffect::Forbid,
@@ -674,9 +675,9 @@ impl Emitter {
             let _ = write!(out, "\n    {}?: Long,", quote(id));
         }
         out.push_str("\n  };\n");
-        out.push_str("  // Per budget rule: what its scope would have used with this call.\n  type Budgets = {");
+        out.push_str("  // Per budget rule: what its scope would have used with this call,\n  // in units of 1/10,000.\n  type Budgets = {");
         for id in &self.budgets {
-            let _ = write!(out, "\n    {}?: decimal,", quote(id));
+            let _ = write!(out, "\n    {}?: Long,", quote(id));
         }
         out.push_str("\n  };\n");
         self.each_schema(&mut out);

@@ -20,7 +20,7 @@ pub(super) struct Measures {
     /// `context.counters`: caps and rates, the count before this call.
     pub counters: Vec<(String, u64)>,
     /// `context.budgets`: used + this call's amount, as Cedar decimal text.
-    pub budgets: Vec<(String, String)>,
+    pub budgets: Vec<(String, u64)>,
     /// Rule id → how the call counts for it.
     pub measured: HashMap<String, Measured>,
     /// Rule id → why it could not be measured (its context entry is left
@@ -222,7 +222,7 @@ pub(super) fn measure(
         if spec.summed {
             match count.count.checked_add(weight) {
                 Some(total) if total <= amount::MAX_UNITS => {
-                    m.budgets.push((id.clone(), amount::cedar_decimal(total)))
+                    m.budgets.push((id.clone(), total))
                 }
                 _ => {
                     m.unmeasured.insert(id, Unmeasured::Overflow);

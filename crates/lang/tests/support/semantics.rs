@@ -37,7 +37,7 @@ pub struct Call {
     pub confirmed: Vec<&'static str>,
     pub counters: Vec<(&'static str, i64)>,
     /// `context.budgets`: rule id and the used-plus-this-call amount, as
-    /// decimal text (`"12.5000"`).
+    /// decimal text (`"12.5000"`), supplied as a `Long` of 1/10,000 units.
     pub budgets: Vec<(&'static str, &'static str)>,
     /// `context.clock`: zone and (ISO day, minute of the day).
     pub clock: Vec<(&'static str, (u8, u16))>,
@@ -169,7 +169,7 @@ pub fn decide(set: &CompiledPolicySet, call: &Call) -> (Decision, Vec<String>) {
         "agent_created": [],
         // What the engine supplies for budgets, clocks and quantified tests;
         // what a call leaves out is unknown.
-        "budgets": call.budgets.iter().map(|(k, v)| (k.to_string(), json!({"__extn": {"fn": "decimal", "arg": v}}))).collect::<serde_json::Map<_, _>>(),
+        "budgets": call.budgets.iter().map(|(k, v)| (k.to_string(), json!(warden_lang::amount::parse_units(v).expect("an exact amount")))).collect::<serde_json::Map<_, _>>(),
         "clock": call.clock.iter().map(|(z, (d, m))| (z.to_string(), json!({"day": d, "minute": m}))).collect::<serde_json::Map<_, _>>(),
         "each": call.each.iter().map(|(k, (t, p))| (k.clone(), json!({"t": t, "p": p}))).collect::<serde_json::Map<_, _>>(),
     });
