@@ -172,7 +172,7 @@ fn raw_request(set: &CompiledPolicySet, call: &CallContext, now: i64) -> (Reques
             let units = budget_amount(set, &r.id, call)?;
             Some((
                 r.id.clone(),
-                RestrictedExpression::new_decimal(warden_lang::amount::cedar_decimal(units)),
+                RestrictedExpression::new_long(i64::try_from(units).unwrap_or(i64::MAX)),
             ))
         });
     let clock = set.clock_zones().iter().filter_map(|zone| {
