@@ -1,7 +1,7 @@
 //! Exact amounts for budgets: a non-negative decimal with at most four
-//! places, held as whole *units* of 1/10,000 (Cedar's `decimal` has the
-//! same four places, so every amount warden sums is one Cedar can
-//! compare, and sums of units are exact integers in every state store).
+//! places, held as whole *units* of 1/10,000, so that sums are exact
+//! integers in every state store and in Cedar (which compares them as a
+//! `Long`, up to `i64::MAX` units).
 
 use std::fmt;
 
@@ -9,7 +9,7 @@ use std::fmt;
 pub const UNITS_PER_ONE: u64 = 10_000;
 /// Decimal places an amount may have.
 pub const MAX_PLACES: usize = 4;
-/// The largest amount in units Cedar's `decimal` can hold (i64::MAX).
+/// The largest amount in units Cedar can compare (a `Long`, i64::MAX).
 pub const MAX_UNITS: u64 = i64::MAX as u64;
 
 /// Why a text is not an exact amount.
@@ -110,11 +110,6 @@ pub fn format_units(units: u64) -> String {
     format!("{whole}.{}", frac.trim_end_matches('0'))
 }
 
-/// The units as a Cedar `decimal` literal's text (`12.5000`).
-pub fn cedar_decimal(units: u64) -> String {
-    format!("{}.{:04}", units / UNITS_PER_ONE, units % UNITS_PER_ONE)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +159,5 @@ mod tests {
             assert_eq!(parse_units(&format_units(units)), Ok(units));
         }
         assert_eq!(format_units(125_000), "12.5");
-        assert_eq!(cedar_decimal(125_000), "12.5000");
     }
 }
