@@ -343,7 +343,8 @@ fn eval_shows_the_decision_and_uses_cedar_exit_codes() {
 
     let mut run = base.clone();
     run["tool"] = "start_pipeline_run".into();
-    run["arguments"] = serde_json::json!({"pipeline": "wgs", "sample_id": "S-9", "estimated_cost": 600});
+    run["arguments"] =
+        serde_json::json!({"pipeline": "wgs", "sample_id": "S-9", "estimated_cost": 600});
     let confirm = req("confirm.json", run);
     let out = warden()
         .args([

@@ -168,16 +168,12 @@ pub(crate) fn build_request_at(
     // left out (not measured) reads as crossed.
     pairs.push((
         "budgets".to_string(),
-        RestrictedExpression::new_record(
-            budgets
-                .iter()
-                .map(|(id, total)| {
-                    (
-                        id.clone(),
-                        RestrictedExpression::new_long(i64::try_from(*total).unwrap_or(i64::MAX)),
-                    )
-                }),
-        )
+        RestrictedExpression::new_record(budgets.iter().map(|(id, total)| {
+            (
+                id.clone(),
+                RestrictedExpression::new_long(i64::try_from(*total).unwrap_or(i64::MAX)),
+            )
+        }))
         .map_err(|e| e.to_string())?,
     ));
     let verified = &call.identity.verified;

@@ -221,9 +221,7 @@ pub(super) fn measure(
         };
         if spec.summed {
             match count.count.checked_add(weight) {
-                Some(total) if total <= amount::MAX_UNITS => {
-                    m.budgets.push((id.clone(), total))
-                }
+                Some(total) if total <= amount::MAX_UNITS => m.budgets.push((id.clone(), total)),
                 _ => {
                     m.unmeasured.insert(id, Unmeasured::Overflow);
                     continue;
