@@ -432,9 +432,10 @@ fn check_expr(expr: &Expr, diags: &mut Vec<Diagnostic>) {
                     }
                     Subject::Arg(_) => {
                         if let Value::Size(_) = lit.value {
+                            // One finding: a size is a number too, so the
+                            // ordering check below has nothing to add.
                             diags.push(lints::size_on_value(lit.span));
-                        }
-                        if op.node.is_ordering()
+                        } else if op.node.is_ordering()
                             && !matches!(lit.value, Value::Int(_) | Value::Decimal(_))
                         {
                             diags.push(lints::ordering_on_non_number(

@@ -878,7 +878,9 @@ fn describe_rule(r: Rule) -> Option<&'static str> {
         Rule::matches_tail | Rule::kw_matches => "`matches`",
         Rule::under | Rule::kw_under => "`under`",
         Rule::number => "a number",
-        Rule::integer => "a whole number",
+        // Only the amount of a size (`100 KB`), after a comparison where
+        // any number may stand: said as "a number" so the two merge.
+        Rule::integer => "a number",
         Rule::string => "a string",
         Rule::bool_lit | Rule::kw_true | Rule::kw_false => "`true` or `false`",
         Rule::kw_and => "`and`",
