@@ -555,6 +555,7 @@ fn check(expect: Expect, case: &Case, d: &Decided) -> Result<(), String> {
             Outcome::Deny(x) => match x.retry {
                 Retry::Never => "never".to_string(),
                 Retry::AfterStreakEnds => "after_streak_ends".to_string(),
+                Retry::AtAnotherTime => "at_another_time".to_string(),
                 Retry::AfterSeconds { seconds } => format!("after_seconds:{seconds}"),
             },
             _ => "(not a denial)".to_string(),

@@ -31,6 +31,10 @@ pub enum Retry {
     /// A cap lifts once the streak ends: a forwarded call in the same scope
     /// that the cap does not count (a call to a tool it does not limit).
     AfterStreakEnds,
+    /// Every rule that denied reads the time of day (`during`): the same
+    /// call can succeed at another time, when the window the rule reads
+    /// says otherwise.
+    AtAnotherTime,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -596,13 +596,28 @@ impl Engine {
             .map(|(_, h)| h)
             .collect();
         let kinds: HashSet<RuleKind> = rules.iter().map(|h| h.kind).collect();
-        let (retry, instead) = if kinds.contains(&RuleKind::Deny) {
+        let denies: Vec<&RuleHit> = rules.iter().filter(|h| h.kind == RuleKind::Deny).collect();
+        // A deny that reads the time of day may let the same call through
+        // at another time; "never" would not be true then. Any deny that
+        // does not read the clock still makes it never.
+        let timed = |h: &&RuleHit| {
+            bundle
+                .rule_index(&h.rule)
+                .is_some_and(|i| bundle.rules()[i].time_bound)
+        };
+        let never_fits = never_fits(bundle, &rules, measures);
+        let (retry, instead) = if denies.iter().any(|h| !timed(h)) {
             (
                 Retry::Never,
                 "do not retry; tell the person what you wanted to do, so that they can do it another way".to_string(),
             )
-        } else if let Some(never) = never_fits(bundle, &rules, measures) {
+        } else if let Some(never) = never_fits {
             never
+        } else if !denies.is_empty() {
+            (
+                Retry::AtAnotherTime,
+                "do not retry now: the rule depends on the time of day; tell the person what you wanted to do, so that they can do it at another time or another way".to_string(),
+            )
         } else if kinds.contains(&RuleKind::CapConsecutive) {
             // Only a forwarded call the cap does not count ends the streak:
             // while the cap holds, the person is not asked about calls it

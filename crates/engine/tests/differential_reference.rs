@@ -206,7 +206,7 @@ fn differential_shard(shard: u32) {
                         match retry {
                             Retry::AfterStreakEnds => r.cap += 1,
                             Retry::AfterSeconds(_) => r.rate += 1,
-                            Retry::Never => {}
+                            Retry::Never | Retry::AtAnotherTime => {}
                         }
                     }
                 }

@@ -254,3 +254,40 @@ fn a_zone_the_engine_cannot_resolve_is_left_out() {
     let names: Vec<&str> = zones.local_times(0).map(|(n, _)| n).collect();
     assert_eq!(names, ["UTC"]);
 }
+
+/// The retry advice of a denial by a time-bound deny is true: the same call
+/// passes at another time. A deny that time alone cannot lift (the time
+/// test under an `or`, or a second deny without one) still says never.
+#[test]
+fn a_time_bound_denial_says_another_time_and_only_then() {
+    use warden_engine::{Outcome, Retry};
+    let retry_at = |text: &str, instant: &str| {
+        let (engine, clock) = engine_for(text);
+        set_time(&clock, instant);
+        match engine.decide(&call(true)).outcome {
+            Outcome::Deny(d) => Some(d.retry),
+            _ => None,
+        }
+    };
+    let night = "default allow\ndeny night-runs {\n  tool \"start_pipeline_run\"\n  when via agent and not during weekdays 08:00-18:00 \"Europe/Berlin\"\n}\n";
+    let at_night = "2026-12-02T22:30:00+01:00";
+    assert_eq!(retry_at(night, at_night), Some(Retry::AtAnotherTime));
+    // The advice holds: the same call in the morning goes through.
+    assert_eq!(retry_at(night, "2026-12-03T09:00:00+01:00"), None);
+
+    let or = "default allow\ndeny night-or-wgs {\n  when not during weekdays 08:00-18:00 \"Europe/Berlin\" or via agent\n}\n";
+    assert_eq!(retry_at(or, at_night), Some(Retry::Never));
+    assert_eq!(
+        retry_at(or, "2026-12-03T09:00:00+01:00"),
+        Some(Retry::Never),
+        "time alone does not lift it"
+    );
+
+    let two = format!(
+        "{night}\ndeny agents-never-run {{\n  tool \"start_pipeline_run\"\n  when via agent\n}}\n"
+    );
+    assert_eq!(retry_at(&two, at_night), Some(Retry::Never));
+
+    let always = "default allow\ndeny always {\n  when via agent and during mon-sun \"UTC\"\n}\n";
+    assert_eq!(retry_at(always, at_night), Some(Retry::Never));
+}

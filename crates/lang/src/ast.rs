@@ -541,6 +541,44 @@ pub struct During {
     pub span: Span,
 }
 
+impl During {
+    /// Whether the window holds at some times and not at others: one on
+    /// every day, all day, always holds.
+    pub fn varies(&self) -> bool {
+        let every_day = self
+            .days
+            .as_ref()
+            .is_none_or(|d| d.node.iso_days().len() == 7);
+        let all_day = self
+            .hours
+            .as_ref()
+            .is_none_or(|h| h.node.0 == 0 && h.node.1 >= 1440);
+        !(every_day && all_day)
+    }
+}
+
+impl Expr {
+    /// Whether a call this condition holds for can fail it at another
+    /// time with nothing else changed: the condition, or a part of its
+    /// top-level `and`, is `during W` or `not during W` for a window that
+    /// varies. A denial by such a rule may be lifted by time alone.
+    pub fn is_time_bound(&self) -> bool {
+        fn timed(e: &Expr) -> bool {
+            match e {
+                Expr::Atom(Atom::During(d), _) => d.varies(),
+                Expr::Not(inner, _) => {
+                    matches!(&**inner, Expr::Atom(Atom::During(d), _) if d.varies())
+                }
+                _ => false,
+            }
+        }
+        match self {
+            Expr::And(parts, _) => parts.iter().any(timed),
+            e => timed(e),
+        }
+    }
+}
+
 /// The days of a `during` window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Days {

@@ -447,6 +447,7 @@ impl Emitter {
             arg_fields: std::mem::take(&mut self.rule_fields),
             created_args: std::mem::take(&mut self.rule_created),
             clock_zones: std::mem::take(&mut self.rule_zones),
+            time_bound: parts.when.is_some_and(Expr::is_time_bound),
             each_tests: std::mem::take(&mut self.rule_each),
         };
         (compiled, policy, counting)

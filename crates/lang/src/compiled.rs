@@ -129,6 +129,10 @@ pub struct CompiledRule {
     /// The time zones this rule's `during` windows name: the engine
     /// supplies `context.clock[zone]` (local ISO day and minute) for each.
     pub clock_zones: BTreeSet<String>,
+    /// Whether a call the rule matches can stop matching at another time
+    /// with nothing else changed ([`Expr::is_time_bound`]): the engine
+    /// then says a denial may be lifted at another time, not never.
+    pub time_bound: bool,
     /// The quantified tests (`any`/`all`) this rule reads: the engine
     /// evaluates each per element and supplies `context.each[id]`.
     pub each_tests: BTreeSet<EachTest>,

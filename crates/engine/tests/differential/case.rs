@@ -111,6 +111,7 @@ pub fn engine_view(d: &Decided) -> Decision {
             match denial.retry {
                 warden_engine::Retry::Never => Retry::Never,
                 warden_engine::Retry::AfterStreakEnds => Retry::AfterStreakEnds,
+                warden_engine::Retry::AtAnotherTime => Retry::AtAnotherTime,
                 warden_engine::Retry::AfterSeconds { seconds } => Retry::AfterSeconds(seconds),
             },
         ),
@@ -242,6 +243,7 @@ impl From<&Decision> for Expected {
                 Some(match retry {
                     Retry::Never => "never".to_string(),
                     Retry::AfterStreakEnds => "after_streak_ends".to_string(),
+                    Retry::AtAnotherTime => "at_another_time".to_string(),
                     Retry::AfterSeconds(s) => format!("after_seconds:{s}"),
                 }),
             ),

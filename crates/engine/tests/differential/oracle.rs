@@ -58,6 +58,9 @@ pub struct Forwarded {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Retry {
     Never,
+    /// A deny whose condition's top-level `and` holds a `during` that
+    /// varies: the same call can pass at another time (engine.md).
+    AtAnotherTime,
     AfterStreakEnds,
     AfterSeconds(u64),
 }
@@ -300,7 +303,13 @@ impl Policy {
         }
         match rule.kind {
             RuleKind::Allow => None,
-            RuleKind::Deny => Some(Some(Retry::Never)),
+            RuleKind::Deny => Some(Some(
+                if rule.when.as_ref().is_some_and(|w| w.is_time_bound()) {
+                    Retry::AtAnotherTime
+                } else {
+                    Retry::Never
+                },
+            )),
             RuleKind::RequireConfirm => (!call.confirmed.contains(&rule.name)).then_some(None),
             RuleKind::CapConsecutive => {
                 let (max, _, scopes) = rule.limit.expect("a checked cap has a limit");
