@@ -6,9 +6,6 @@
 
 use std::fmt::Write as _;
 
-mod build;
-pub use build::{BuildError, PolicyBuilder};
-
 pub const NAMESPACE: &str = "Warden";
 pub const ACTION_CALL_TOOL: &str = "call_tool";
 

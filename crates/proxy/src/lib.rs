@@ -87,7 +87,6 @@ mod raw;
 mod relay;
 mod sessionless;
 mod shared_instance;
-mod stdio;
 #[doc(hidden)]
 pub mod testkit;
 pub mod tls;
@@ -156,9 +155,7 @@ where
     Ok(())
 }
 
-/// [`serve`] on the process's stdin and stdout: the MCP stdio transport
-/// (pipes and sockets read and written on the runtime's reactor, not on
-/// tokio's blocking pool: see `stdio`).
+/// [`serve`] on the process's stdin and stdout: the MCP stdio transport.
 pub async fn serve_stdio(
     cfg: ProxyConfig,
     engine: Arc<Engine>,
@@ -170,8 +167,8 @@ pub async fn serve_stdio(
         engine,
         log,
         policy_reloads,
-        stdio::stdin(),
-        stdio::stdout(),
+        tokio::io::stdin(),
+        tokio::io::stdout(),
     )
     .await
 }

@@ -161,9 +161,7 @@ impl Relay {
             && let Some((original, answer)) =
                 self.confirmed_retry(params, &tool, caller, client_id)?
         {
-            if let Some(obj) = msg.edit(&[&["params"]]).as_object_mut() {
-                obj.insert("params".into(), original);
-            }
+            msg["params"] = original;
             confirmed_answer = Some(answer);
         }
         Ok(Resolved {
