@@ -38,6 +38,11 @@ pub(crate) struct ProxyArgs {
     /// Append one JSON line per decided call to FILE (default: standard error).
     #[arg(long, value_name = "FILE")]
     audit_log: Option<PathBuf>,
+    /// Each call also waits until its --audit-log line is synced to disk
+    /// (fdatasync, one per group of lines written together), so the line
+    /// survives a power loss, not only warden crashing.
+    #[arg(long, requires = "audit_log")]
+    audit_log_fsync: bool,
     /// Argument keys whose values the decision log never shows (repeatable).
     #[arg(long = "redact", value_name = "KEY")]
     redact: Vec<String>,
@@ -292,7 +297,11 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let log = match runtime::open_log(args.audit_log.as_deref(), &args.redact) {
+    let log = match runtime::open_log(
+        args.audit_log.as_deref(),
+        args.audit_log_fsync,
+        &args.redact,
+    ) {
         Ok(l) => l,
         Err(code) => return code,
     };

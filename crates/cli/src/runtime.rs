@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use warden_engine::log::LogOptions;
 use warden_engine::{
     DecisionLog, Engine, EngineOptions, PolicyBundle, PolicyReloader, ReloadEvent, SqliteState,
     StateBackend, WatchHandle, load_bundle,
@@ -101,10 +102,16 @@ pub(crate) fn open_engine(
     Ok(Arc::new(Engine::new(bundle, options)))
 }
 
-/// The decision log: `path`, or standard error.
-pub(crate) fn open_log(path: Option<&Path>, redact: &[String]) -> Result<Arc<DecisionLog>, i32> {
+/// The decision log: `path`, or standard error; with `fsync`, each call
+/// also waits for its line's `fdatasync` (the caller makes sure there is a
+/// `path` then: standard error cannot be synced).
+pub(crate) fn open_log(
+    path: Option<&Path>,
+    fsync: bool,
+    redact: &[String],
+) -> Result<Arc<DecisionLog>, i32> {
     let log = match path {
-        Some(path) => DecisionLog::open(path).map_err(|e| {
+        Some(path) => DecisionLog::open_with(path, LogOptions { fsync }).map_err(|e| {
             eprint!("{}", crate::lint::render_report(&e));
             exit::USAGE
         })?,

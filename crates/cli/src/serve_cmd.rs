@@ -45,7 +45,11 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
         Ok(e) => e,
         Err(code) => return code,
     };
-    let log = match runtime::open_log(config.decision_log.as_deref(), &config.redact) {
+    let log = match runtime::open_log(
+        config.decision_log.as_deref(),
+        config.decision_log_fsync,
+        &config.redact,
+    ) {
         Ok(l) => l,
         Err(code) => return code,
     };

@@ -108,11 +108,90 @@ pub fn check_arg_limits(args: &Value, limits: &ArgLimits) -> Result<(), ArgProbl
     Ok(())
 }
 
+/// What `context.args` holds of one argument a slice reads: every test
+/// a policy can make on it reads only these.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Projected<'a> {
+    /// In `present` (the pointer resolves).
+    pub present: bool,
+    /// In `null`.
+    pub null: bool,
+    /// `path` and the case-folded `ipath`: the string in normal form.
+    pub path: Option<(String, String)>,
+    /// `istr`: the string lowercased.
+    pub istr: Option<String>,
+    /// `len`: characters of a string, elements of an array.
+    pub len: Option<usize>,
+    /// `size`: bytes of a string, compact JSON length of anything else.
+    pub size: Option<usize>,
+    /// `str`.
+    pub str_: Option<&'a str>,
+    /// `bool`.
+    pub bool_: Option<bool>,
+    /// `num`: the `decimal(..)` text, when exactly one.
+    pub num: Option<String>,
+}
+
+/// The projection of `args` on `fields`, one entry per field, in the
+/// fields' order: the exact content of `context.args`, before it becomes
+/// Cedar values (the decision memo keys on it, see `crate::memo`).
+pub fn projection<'a>(
+    args: &'a Value,
+    fields: &'a BTreeMap<String, BTreeSet<ArgType>>,
+) -> Vec<(&'a str, Projected<'a>)> {
+    fields
+        .iter()
+        .map(|(ptr, types)| (ptr.as_str(), project_one(args.pointer(ptr), types)))
+        .collect()
+}
+
+fn project_one<'a>(v: Option<&'a Value>, types: &BTreeSet<ArgType>) -> Projected<'a> {
+    let mut out = Projected::default();
+    let Some(v) = v else { return out };
+    out.present = true;
+    if v.is_null() {
+        out.null = true;
+        return out;
+    }
+    if let Value::String(s) = v
+        && types.contains(&ArgType::Path)
+        && let Some(normal) = warden_lang::paths::normalize_path(s)
+    {
+        let folded = warden_lang::paths::fold_case(&normal);
+        out.path = Some((normal, folded));
+    }
+    if types.contains(&ArgType::FoldedStr)
+        && let Value::String(s) = v
+    {
+        out.istr = Some(s.to_lowercase());
+    }
+    if types.contains(&ArgType::Len) {
+        out.len = length_of(v);
+    }
+    if types.contains(&ArgType::Size) {
+        out.size = Some(size_of(v));
+    }
+    match v {
+        Value::String(s) if types.contains(&ArgType::Str) => out.str_ = Some(s),
+        Value::Bool(b) if types.contains(&ArgType::Bool) => out.bool_ = Some(*b),
+        Value::Number(n) if types.contains(&ArgType::Num) => {
+            out.num = decimal_text(&n.to_string());
+        }
+        _ => {}
+    }
+    out
+}
+
 /// Builds `context.args` for the arguments `fields` names.
 pub fn project_args(
     args: &Value,
     fields: &BTreeMap<String, BTreeSet<ArgType>>,
 ) -> RestrictedExpression {
+    args_expr(&projection(args, fields))
+}
+
+/// `context.args` of a projection.
+pub(crate) fn args_expr(projected: &[(&str, Projected<'_>)]) -> RestrictedExpression {
     let mut str_ = Vec::new();
     let mut num = Vec::new();
     let mut bool_ = Vec::new();
@@ -123,50 +202,36 @@ pub fn project_args(
     let mut size = Vec::new();
     let mut present = Vec::new();
     let mut null = Vec::new();
-    for (ptr, types) in fields {
-        let Some(v) = args.pointer(ptr) else { continue };
-        present.push(RestrictedExpression::new_string(ptr.clone()));
-        if v.is_null() {
-            null.push(RestrictedExpression::new_string(ptr.clone()));
-            continue;
+    let string = |s: &str| RestrictedExpression::new_string(s.to_string());
+    for (ptr, p) in projected {
+        let ptr = ptr.to_string();
+        if p.present {
+            present.push(string(&ptr));
         }
-        if let Value::String(s) = v
-            && types.contains(&ArgType::Path)
-            && let Some(normal) = warden_lang::paths::normalize_path(s)
-        {
-            let folded = warden_lang::paths::fold_case(&normal);
-            path.push((ptr.clone(), RestrictedExpression::new_string(normal)));
-            ipath.push((ptr.clone(), RestrictedExpression::new_string(folded)));
+        if p.null {
+            null.push(string(&ptr));
         }
-        if types.contains(&ArgType::FoldedStr)
-            && let Value::String(s) = v
-        {
-            istr.push((
-                ptr.clone(),
-                RestrictedExpression::new_string(s.to_lowercase()),
-            ));
+        if let Some((normal, folded)) = &p.path {
+            path.push((ptr.clone(), string(normal)));
+            ipath.push((ptr.clone(), string(folded)));
         }
-        if types.contains(&ArgType::Len)
-            && let Some(n) = length_of(v)
-        {
+        if let Some(s) = &p.istr {
+            istr.push((ptr.clone(), string(s)));
+        }
+        if let Some(n) = p.len {
             len.push((ptr.clone(), long(n)));
         }
-        if types.contains(&ArgType::Size) {
-            size.push((ptr.clone(), long(size_of(v))));
+        if let Some(n) = p.size {
+            size.push((ptr.clone(), long(n)));
         }
-        match v {
-            Value::String(s) if types.contains(&ArgType::Str) => {
-                str_.push((ptr.clone(), RestrictedExpression::new_string(s.clone())))
-            }
-            Value::Bool(b) if types.contains(&ArgType::Bool) => {
-                bool_.push((ptr.clone(), RestrictedExpression::new_bool(*b)))
-            }
-            Value::Number(n) if types.contains(&ArgType::Num) => {
-                if let Some(d) = decimal_text(&n.to_string()) {
-                    num.push((ptr.clone(), decimal_expr(d)));
-                }
-            }
-            _ => {}
+        if let Some(s) = p.str_ {
+            str_.push((ptr.clone(), string(s)));
+        }
+        if let Some(b) = p.bool_ {
+            bool_.push((ptr.clone(), RestrictedExpression::new_bool(b)));
+        }
+        if let Some(d) = &p.num {
+            num.push((ptr, decimal_expr(d.clone())));
         }
     }
     let record = |fields: Vec<(String, RestrictedExpression)>| {

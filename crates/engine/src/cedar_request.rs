@@ -4,9 +4,10 @@
 //! Built here and only here, so the decision code in `engine` does not
 //! know Cedar's entity model.
 
-use crate::args::project_args;
+use crate::args::args_expr;
 use crate::call::CallContext;
 use crate::index::{CachedEntities, MAX_CACHED_ENTITY_SETS, PolicyBundle, Slice, annotation_bits};
+use crate::memo::KeyInput;
 use cedar_policy::{
     Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression,
 };
@@ -111,28 +112,30 @@ fn entity_set(
     Ok(entities)
 }
 
-/// The request of `call`, decided at `now_unix_millis` (the engine's wall
-/// clock, which `during` windows read in each zone they name).
-// Each argument is one part of the context the engine measured; a struct
-// of them would only rename the list.
-#[allow(clippy::too_many_arguments)]
+/// The request of one call, built from `input` and nothing else: the
+/// decision memo keys on the same input (see [`crate::memo`]), so what is
+/// read here and not keyed there is a memo bug.
 pub(crate) fn build_request_at(
     bundle: &PolicyBundle,
-    slice: &Slice,
-    call: &CallContext,
-    counters: &[(String, u64)],
-    budgets: &[(String, u64)],
-    agent_created: &[String],
-    each: &[crate::elements::EachResult],
-    now_unix_millis: i64,
+    input: &KeyInput<'_>,
 ) -> Result<(Request, Arc<Entities>), String> {
+    let KeyInput {
+        slice,
+        call,
+        args,
+        counters,
+        budgets,
+        agent_created,
+        each,
+        clock,
+    } = *input;
     let user = uid(&USER_TYPE, &call.identity.user)?;
     let tool = slice.tool_uid.clone()?;
     let action = ACTION.as_ref().map_err(Clone::clone)?.clone();
 
     let entities = entity_set(bundle, slice, call, &user)?;
 
-    let mut pairs = Vec::with_capacity(8);
+    let mut pairs = Vec::with_capacity(16);
     pairs.push((
         "via_agent".to_string(),
         RestrictedExpression::new_bool(call.provenance.via_agent),
@@ -149,10 +152,7 @@ pub(crate) fn build_request_at(
                 .map(|c| RestrictedExpression::new_string(c.clone())),
         ),
     ));
-    pairs.push((
-        "args".to_string(),
-        project_args(&call.arguments, &slice.arg_fields),
-    ));
+    pairs.push(("args".to_string(), args_expr(args)));
     pairs.push((
         "counters".to_string(),
         RestrictedExpression::new_record(counters.iter().map(|(id, n)| {
@@ -209,7 +209,7 @@ pub(crate) fn build_request_at(
     ));
     // Local day and minute per zone of the slice; a zone left out reads
     // as an unknown local time.
-    pairs.push(("clock".to_string(), slice.clock.record(now_unix_millis)?));
+    pairs.push(("clock".to_string(), slice.clock.record_of(clock.to_vec())?));
     // Per quantified test: definitely and possibly true. One left out
     // reads as unknown.
     let each = each.iter().map(|r| {

@@ -96,13 +96,26 @@ impl SliceZones {
         })
     }
 
-    /// `context.clock` for a call at `unix_millis`.
-    pub(crate) fn record(&self, unix_millis: i64) -> Result<RestrictedExpression, String> {
-        let locals: Vec<Option<LocalTime>> = self
-            .zones
+    /// The local time in each zone of the slice at `unix_millis`, in the
+    /// zones' order (`None`: not known there): all `context.clock` holds.
+    pub(crate) fn locals(&self, unix_millis: i64) -> Vec<Option<LocalTime>> {
+        self.zones
             .iter()
             .map(|(_, tz)| local_time(tz.as_ref()?, unix_millis))
-            .collect();
+            .collect()
+    }
+
+    /// `context.clock` for a call at `unix_millis`.
+    #[cfg(test)]
+    pub(crate) fn record(&self, unix_millis: i64) -> Result<RestrictedExpression, String> {
+        self.record_of(self.locals(unix_millis))
+    }
+
+    /// `context.clock` holding `locals` (from [`SliceZones::locals`]).
+    pub(crate) fn record_of(
+        &self,
+        locals: Vec<Option<LocalTime>>,
+    ) -> Result<RestrictedExpression, String> {
         if let Some(last) = self.last.load().as_ref()
             && last.0 == locals
         {

@@ -8,17 +8,18 @@
 //! error on the way (bad arguments, an evaluation error, state that cannot
 //! be read) ends in Deny with a reason; nothing here can allow by accident.
 
+use crate::args::projection;
 use crate::args::{ArgLimits, ArgProblem, check_arg_limits};
 use crate::call::CallContext;
-use crate::cedar_request::build_request_at;
 use crate::gate::{HoldGuard, StateGate};
 use crate::index::{PolicyBundle, Slice};
+use crate::memo::{Answer, KeyInput, MemoMode, MemoStats};
 use crate::records::{NewRecord, RecordBackend, RecordError, RecordStore, extract_ids, id_of};
 use crate::state::{
     Clock, Counted, Hold, Reserved, StateBackend, StateError, StateLimits, SystemClock,
 };
 use arc_swap::ArcSwap;
-use cedar_policy::{AuthorizationError, Authorizer};
+use cedar_policy::Authorizer;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +28,7 @@ use warden_lang::ast::{Mode, RuleKind};
 use warden_lang::compile::{COUNTING_SUFFIX, DEFAULT_POLICY_ID};
 use warden_lang::{CompiledRule, CreatedArg};
 
+mod answer;
 mod limit_advice;
 mod limits;
 use limit_advice::{budget_or_rate_retry, cap_retry, hit, never_fits, unmeasured};
@@ -44,6 +46,8 @@ pub struct EngineOptions {
     pub state: StateBackend,
     /// Where records created through warden are kept (default: memory).
     pub records: RecordBackend,
+    /// Whether Cedar's answers are kept and reused ([`crate::memo`]).
+    pub memo: MemoMode,
 }
 
 impl Default for EngineOptions {
@@ -54,6 +58,7 @@ impl Default for EngineOptions {
             clock: Arc::new(SystemClock),
             state: StateBackend::Memory,
             records: RecordBackend::Memory,
+            memo: MemoMode::On,
         }
     }
 }
@@ -68,6 +73,7 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     arg_limits: ArgLimits,
     authorizer: Authorizer,
+    memo: MemoMode,
     next_id: AtomicU64,
     id_prefix: String,
 }
@@ -88,6 +94,7 @@ impl Engine {
             clock: options.clock,
             arg_limits: options.arg_limits,
             authorizer: Authorizer::new(),
+            memo: options.memo,
             next_id: AtomicU64::new(1),
             // Unique across restarts, so decision ids never repeat in a log.
             id_prefix: format!("{:x}{:04x}", started.as_secs(), std::process::id() & 0xffff),
@@ -97,6 +104,12 @@ impl Engine {
     /// The bundle decisions currently use.
     pub fn policies(&self) -> Arc<PolicyBundle> {
         self.policies.load_full()
+    }
+
+    /// What the memo of the bundle in force did since the bundle was
+    /// loaded ([`crate::memo`]).
+    pub fn memo_stats(&self) -> MemoStats {
+        self.policies.load().memo.stats()
     }
 
     /// Puts a new bundle in force atomically: a decision uses the old or
@@ -399,90 +412,44 @@ impl Engine {
         // reached", and its denial says why.
         let measures = measure(&self.state, bundle, &slice, call);
 
-        let (request, entities) = build_request_at(
-            bundle,
-            &slice,
+        let now = self.clock.unix_millis();
+        let clock = slice.clock.locals(now);
+        let args = projection(&call.arguments, &slice.arg_fields);
+        let input = KeyInput {
+            slice: &slice,
             call,
-            &measures.counters,
-            &measures.budgets,
-            &agent_created,
-            &each,
-            self.clock.unix_millis(),
-        )
-        .map_err(|e| {
-            plain_denial(
-                format!(
-                    "`{}` was not called: the call could not be evaluated ({e})",
-                    call.tool
-                ),
-                "report this to the platform team; it is not caused by the agent",
-            )
-        })?;
-
-        // One evaluation of every policy of the slice, all as permits (see
-        // `Slice::evaluated`): Cedar reports each satisfied policy and each
-        // that failed, and the decision is combined here exactly as Cedar
-        // combines the enforced set: Allow when an enforced permit holds and
-        // no enforced forbid does. Any error on an enforced policy denies.
-        let response = self
-            .authorizer
-            .is_authorized(&request, &slice.evaluated, &entities);
-        let diagnostics = response.diagnostics();
-        let mut permits: Vec<(usize, &str)> = Vec::new();
-        let mut forbids: Vec<(usize, &str)> = Vec::new();
-        let mut shadow_hits: Vec<(usize, bool)> = Vec::new();
-        let mut counted: Vec<usize> = Vec::new();
-        let mut errors: Vec<String> = Vec::new();
-        let mut counting_failed = false;
-        for id in diagnostics.reason() {
-            match role(bundle, id.as_ref()) {
-                Some(Role::Default) => permits.push((0, id.as_ref())),
-                Some(Role::Enforced(i)) if bundle.rules()[i].kind == RuleKind::Allow => {
-                    permits.push((i + 1, id.as_ref()))
-                }
-                Some(Role::Enforced(i)) => forbids.push((i, id.as_ref())),
-                Some(Role::Shadow(i)) => shadow_hits.push((i, false)),
-                Some(Role::Counting(i)) => counted.push(i),
-                None => errors.push(format!("policy `{id}` is not part of the set")),
-            }
-        }
-        for e in diagnostics.errors() {
-            let AuthorizationError::PolicyEvaluationError(pe) = e;
-            match role(bundle, pe.policy_id().as_ref()) {
-                Some(Role::Shadow(i)) => shadow_hits.push((i, true)),
-                Some(Role::Counting(_)) => counting_failed = true,
-                _ => errors.push(e.to_string()),
-            }
-        }
-        if !errors.is_empty() {
-            return Err(plain_denial(
-                format!(
-                    "`{}` was not called: evaluating the policies failed ({})",
-                    call.tool,
-                    errors.join("; ")
-                ),
-                "report this to the platform team; it is not caused by the agent",
-            ));
-        }
+            args: &args,
+            counters: &measures.counters,
+            budgets: &measures.budgets,
+            agent_created: &agent_created,
+            each: &each,
+            clock: &clock,
+        };
+        let answer = answer::answer(&self.authorizer, self.memo, bundle, &input)?;
+        let Answer {
+            permits,
+            forbids,
+            shadow_hits,
+            counted,
+            counting_failed,
+        } = &*answer;
+        let counting_failed = *counting_failed;
 
         restricting.extend(forbids.iter().map(|(_, id)| id.to_string()));
         let outcome = if forbids.is_empty() && !permits.is_empty() {
-            permits.sort_unstable();
             Outcome::Allow {
                 rules: permits.iter().map(|(_, id)| id.to_string()).collect(),
             }
         } else {
-            forbids.sort_unstable();
             let reasons: Vec<String> = forbids.iter().map(|(_, id)| id.to_string()).collect();
             let outcome =
                 self.denial_outcome(bundle, call, &reasons, !permits.is_empty(), &measures);
             unmeasured(outcome, bundle, call, &measures)
         };
 
-        shadow_hits.sort_unstable();
         let shadow = shadow_hits
-            .into_iter()
-            .filter_map(|(i, errored)| {
+            .iter()
+            .filter_map(|&(i, errored)| {
                 let rule = &bundle.rules()[i];
                 let would = match rule.kind {
                     RuleKind::Allow if errored => return None,
@@ -512,8 +479,7 @@ impl Engine {
                 ));
             }
         } else {
-            counted.sort_unstable();
-            for i in counted {
+            for &i in counted {
                 let rule = &bundle.rules()[i];
                 match measures.measured.get(&rule.id) {
                     Some(m) => counts_for.push(Counted {

@@ -52,6 +52,9 @@ pub struct Slice {
     pub created_enforced: bool,
     /// The time zones the slice's `during` windows name, resolved once.
     pub clock: crate::clock_context::SliceZones,
+    /// What the policies of `evaluated` read of the context: what the
+    /// decision memo keys on ([`crate::memo`]).
+    pub(crate) reads: crate::memo::SliceReads,
     /// Set when a rule of the slice has no policy to evaluate (which only
     /// a bug can cause): every call of the slice is then denied.
     pub(crate) broken: Option<String>,
@@ -157,6 +160,10 @@ pub struct PolicyBundle {
     cache: RwLock<SliceCache>,
     /// Entity sets (user, groups, tool) already built, by call.
     pub(crate) entity_cache: RwLock<EntityCache>,
+    /// Cedar's answers per exact input; dropped with the bundle.
+    pub(crate) memo: crate::memo::DecisionMemo,
+    /// The row scopes some cap of the set measures streaks in.
+    pub(crate) cap_rows: Vec<warden_lang::ast::ScopeSet>,
 }
 
 #[derive(Debug, Default)]
@@ -179,6 +186,15 @@ impl PolicyBundle {
             .enforced_policies()
             .policy(&PolicyId::new(DEFAULT_POLICY_ID))
             .cloned();
+        let mut cap_rows = Vec::new();
+        for r in compiled.rules() {
+            if r.kind == warden_lang::ast::RuleKind::CapConsecutive
+                && let Some(l) = r.limit
+                && !cap_rows.contains(&l.scope.row())
+            {
+                cap_rows.push(l.scope.row());
+            }
+        }
         PolicyBundle {
             compiled,
             by_id,
@@ -187,6 +203,8 @@ impl PolicyBundle {
             default_permit,
             cache: RwLock::new(SliceCache::default()),
             entity_cache: RwLock::new(EntityCache::default()),
+            memo: Default::default(),
+            cap_rows,
         }
     }
 
@@ -278,6 +296,7 @@ impl PolicyBundle {
             created_args: BTreeSet::new(),
             created_enforced: false,
             clock: Default::default(),
+            reads: Default::default(),
             tool_uid: crate::cedar_request::tool_uid(&tool_id),
             server: server.to_string(),
             tool: tool.to_string(),
@@ -337,6 +356,7 @@ impl PolicyBundle {
             }
         }
         slice.clock = crate::clock_context::SliceZones::resolve(zones);
+        slice.reads = crate::memo::SliceReads::of(slice.evaluated.policies());
         slice
     }
 }

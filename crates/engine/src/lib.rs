@@ -17,6 +17,7 @@ pub mod engine;
 pub mod gate;
 pub mod index;
 pub mod log;
+pub mod memo;
 pub mod memory;
 pub mod message;
 pub mod records;

@@ -11,7 +11,15 @@
 //! line ([`DecisionLog::write_outcome`]: `"event": "outcome"`, the same
 //! `decision_id`, `upstream`). A call warden never forwarded has one line.
 //! Flushed means handed to the operating system (`write` returned): the
-//! line survives warden crashing, not the machine losing power.
+//! line survives warden crashing, not the machine losing power; opened
+//! with [`LogOptions::fsync`], a call also waits for `fdatasync`, and the
+//! line survives that too.
+//!
+//! One writer writes the file, with group commit (`log::writer`): the
+//! lines of all callers waiting at a moment go out in one `write(2)` and,
+//! with fsync, one `fdatasync`, and each caller returns only once its
+//! group did. [`DecisionLog::commit_decision`] hands a line over without
+//! blocking the thread (a future to await).
 //!
 //! An audit log that loses lines quietly is worse than none, so every
 //! write and flush error is returned to the caller as a [`LogError`]; what
@@ -25,8 +33,12 @@ use serde_json::Value;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+mod writer;
+
+pub use writer::Commit;
+use writer::{Plain, Writer};
 
 /// What replaces a redacted argument's value.
 pub const REDACTED: &str = "[redacted]";
@@ -40,8 +52,17 @@ pub struct UpstreamOutcome {
     pub duration_ms: u64,
 }
 
+/// How a decision log file is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Each call also waits for `fdatasync` of its line (one per group of
+    /// lines written together), so the line survives a power loss. Off by
+    /// default: then a line survives warden crashing, not the machine.
+    pub fsync: bool,
+}
+
 /// Why a decision could not be logged.
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
 pub enum LogError {
     #[error("cannot open the decision log `{}`: {message}", path.display())]
     #[diagnostic(help(
@@ -59,25 +80,18 @@ pub enum LogError {
 }
 
 /// A JSON Lines decision log. Safe to share between threads; lines are
-/// written whole, one at a time.
+/// written whole, by one writer, in the order they are handed over.
 pub struct DecisionLog {
-    out: Mutex<Sink>,
+    out: Writer,
     /// Lower-cased argument keys whose values are never logged.
     redact: Vec<String>,
-    /// The file's path, or "(writer)", for error messages.
-    target: String,
-}
-
-struct Sink {
-    writer: Box<dyn Write + Send>,
-    /// The last write failed, perhaps halfway through a line.
-    torn: bool,
 }
 
 impl std::fmt::Debug for DecisionLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DecisionLog")
-            .field("target", &self.target)
+            .field("target", &self.out.target())
+            .field("fsync", &self.out.fsyncs())
             .field("redact", &self.redact)
             .finish_non_exhaustive()
     }
@@ -86,6 +100,12 @@ impl std::fmt::Debug for DecisionLog {
 impl DecisionLog {
     /// Appends to the file at `path`, creating it if needed.
     pub fn open(path: &Path) -> Result<Self, LogError> {
+        Self::open_with(path, LogOptions::default())
+    }
+
+    /// Appends to the file at `path`, creating it if needed, written as
+    /// `options` say.
+    pub fn open_with(path: &Path, options: LogOptions) -> Result<Self, LogError> {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -94,21 +114,29 @@ impl DecisionLog {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })?;
-        let mut log = Self::to_writer(file);
-        log.target = format!("`{}`", path.display());
-        Ok(log)
+        Ok(Self::to_out(
+            Box::new(file),
+            options.fsync,
+            format!("`{}`", path.display()),
+        ))
     }
 
-    /// Writes to any writer (stdout, a socket, a test buffer).
+    /// Writes to any writer (stdout, a socket, a test buffer); a line is
+    /// logged once `write` and `flush` returned (nothing to fsync).
     pub fn to_writer(writer: impl Write + Send + 'static) -> Self {
+        Self::to_out(Box::new(Plain(writer)), false, "(writer)".to_string())
+    }
+
+    pub(crate) fn to_out(out: Box<dyn writer::Out>, fsync: bool, target: String) -> Self {
         DecisionLog {
-            out: Mutex::new(Sink {
-                writer: Box::new(writer),
-                torn: false,
-            }),
+            out: Writer::start(out, fsync, target),
             redact: Vec::new(),
-            target: "(writer)".to_string(),
         }
+    }
+
+    /// Whether every line waits for `fdatasync` ([`LogOptions::fsync`]).
+    pub fn fsyncs(&self) -> bool {
+        self.out.fsyncs()
     }
 
     /// Argument keys whose values are replaced by `"[redacted]"`, matched
@@ -124,7 +152,8 @@ impl DecisionLog {
     }
 
     /// Logs one decision, with the upstream outcome once there is one.
-    /// The line is flushed before this returns; any failure is returned.
+    /// The line is flushed (and synced, if configured) before this
+    /// returns; any failure is returned.
     pub fn write(
         &self,
         call: &CallContext,
@@ -132,56 +161,52 @@ impl DecisionLog {
         upstream: Option<&UpstreamOutcome>,
     ) -> Result<(), LogError> {
         let line = self.line(call, decided, upstream)?;
-        self.append(line)
+        self.out.submit(line).wait()
     }
 
     /// The write-ahead line of a call about to be forwarded (or of any
-    /// decision): flushed before this returns. On an error the caller
-    /// must not forward the call.
+    /// decision): flushed (and synced, if configured) before this returns.
+    /// On an error the caller must not forward the call.
     pub fn write_decision(&self, call: &CallContext, decided: &Decided) -> Result<(), LogError> {
-        self.write(call, decided, None)
+        self.commit_decision(call, decided).wait()
+    }
+
+    /// [`DecisionLog::write_decision`] without blocking: the line is
+    /// handed to the writer now (so it keeps its place before any later
+    /// line), and the [`Commit`] says when it is flushed (and synced).
+    /// Until it says `Ok`, the call must not be forwarded.
+    pub fn commit_decision(&self, call: &CallContext, decided: &Decided) -> Commit {
+        match self.line(call, decided, None) {
+            Ok(line) => self.out.submit(line),
+            Err(e) => Commit::ready(Err(e)),
+        }
     }
 
     /// Appends how a forwarded call went upstream, as a line of its own
     /// naming the decision (`{"time", "decision_id", "event": "outcome",
-    /// "upstream"}`).
+    /// "upstream"}`); flushed (and synced) before this returns.
     pub fn write_outcome(
         &self,
         decided: &Decided,
         upstream: &UpstreamOutcome,
     ) -> Result<(), LogError> {
+        self.commit_outcome(decided, upstream).wait()
+    }
+
+    /// [`DecisionLog::write_outcome`] without blocking.
+    pub fn commit_outcome(&self, decided: &Decided, upstream: &UpstreamOutcome) -> Commit {
         let line = serde_json::to_string(&OutcomeLine {
             time: rfc3339(SystemTime::now()),
             decision_id: &decided.id,
             event: "outcome",
             upstream,
-        })
-        .map_err(|e| LogError::Encode {
-            message: e.to_string(),
-        })?;
-        self.append(line)
-    }
-
-    fn append(&self, mut line: String) -> Result<(), LogError> {
-        line.push('\n');
-        let mut sink = lock_sink(&self.out);
-        let Sink { writer, torn } = &mut *sink;
-        let written = (|| {
-            // After a failed write the file may end in half a line; start
-            // afresh so that this line at least parses.
-            if *torn {
-                writer.write_all(b"\n")?;
-            }
-            writer.write_all(line.as_bytes())
-        })();
-        // A failed flush leaves whole lines behind (or none), not a torn one.
-        *torn = written.is_err();
-        written
-            .and_then(|()| writer.flush())
-            .map_err(|e| LogError::Write {
-                target: self.target.clone(),
+        });
+        match line {
+            Ok(line) => self.out.submit(line),
+            Err(e) => Commit::ready(Err(LogError::Encode {
                 message: e.to_string(),
-            })
+            })),
+        }
     }
 
     /// The JSON line (without its newline) [`DecisionLog::write`] writes.
@@ -407,12 +432,6 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + u64::from(m <= 2);
     (y, m, d)
-}
-
-/// A panic in another writer leaves the sink usable; at worst that
-/// writer's line is torn, which `torn` already covers.
-fn lock_sink(m: &Mutex<Sink>) -> MutexGuard<'_, Sink> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -6,6 +6,9 @@
 
 use std::fmt::Write as _;
 
+mod build;
+pub use build::{BuildError, PolicyBuilder};
+
 pub const NAMESPACE: &str = "Warden";
 pub const ACTION_CALL_TOOL: &str = "call_tool";
 

@@ -17,13 +17,15 @@
 //! (the checker rejects those), so no `forbid` can error away at run time.
 
 use crate::ast::*;
-use crate::cedar::{ACTION_CALL_TOOL, BinOp, CEffect, CExpr, CPolicy, NAMESPACE, Var, quote};
+use crate::cedar::{
+    ACTION_CALL_TOOL, BinOp, CEffect, CExpr, CPolicy, NAMESPACE, PolicyBuilder, Var, quote,
+};
 use crate::check::RuleParts;
 use crate::diagnostic::{Code, Diagnostic, Diagnostics};
 use crate::record_kind::{self, KindDecl};
 use crate::source::{Sources, Span};
 use crate::template::parse_template;
-use cedar_policy::{Policy, PolicyId, PolicySet, Schema, ValidationMode, Validator};
+use cedar_policy::{PolicySet, Schema, ValidationMode, Validator};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
@@ -116,14 +118,22 @@ pub(crate) fn compile_files(
         );
     }
     let mode_of: BTreeMap<&str, Mode> = rules.iter().map(|r| (r.id.as_str(), r.mode)).collect();
+    // Built through Cedar's policy tree, not printed and parsed back: the
+    // same policies (tests/pst_equivalence.rs), without the text parser.
+    let mut builder = match PolicyBuilder::new() {
+        Ok(b) => b,
+        Err(e) => {
+            errors.push(compiler_bug(None, format!("cannot name the action: {e}")));
+            return Err(errors.resolve(sources));
+        }
+    };
     for (policy, span, id) in &policies {
-        let text = policy.to_cedar();
-        let parsed = match Policy::parse(Some(PolicyId::new(id)), &text) {
+        let parsed = match builder.policy(policy, id) {
             Ok(p) => p,
             Err(e) => {
                 errors.push(compiler_bug(
                     Some(*span),
-                    format!("emitted Cedar for `{id}` does not parse: {e}"),
+                    format!("emitted Cedar for `{id}` cannot be built: {e}"),
                 ));
                 continue;
             }
@@ -444,6 +454,8 @@ impl Emitter {
             counting_cedar: counting.as_ref().map(CPolicy::to_cedar),
             core_cedar: core.to_cedar(),
             core_counting_cedar: core_counting.as_ref().map(CPolicy::to_cedar),
+            core,
+            core_counting,
             arg_fields: std::mem::take(&mut self.rule_fields),
             created_args: std::mem::take(&mut self.rule_created),
             clock_zones: std::mem::take(&mut self.rule_zones),

@@ -5,9 +5,11 @@
 //! accessors.
 
 use crate::ast::*;
+use crate::cedar::{BuildError, CPolicy, PolicyBuilder};
+use crate::compile::COUNTING_SUFFIX;
 use crate::source::Span;
 use crate::template::Template;
-use cedar_policy::{PolicySet, Schema};
+use cedar_policy::{Policy, PolicySet, Schema};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The JSON types an argument may be read as; each has its own record in
@@ -119,6 +121,13 @@ pub struct CompiledRule {
     /// [`CompiledRule::counting_cedar`] without the matchers, likewise.
     #[serde(skip)]
     pub core_counting_cedar: Option<String>,
+    /// The tree [`CompiledRule::core_cedar`] is printed from: what
+    /// [`CompiledRule::core_policy`] builds the policy from.
+    #[serde(skip)]
+    pub(crate) core: CPolicy,
+    /// The tree of [`CompiledRule::core_counting_cedar`].
+    #[serde(skip)]
+    pub(crate) core_counting: Option<CPolicy>,
     /// The arguments this rule reads (a subset of the set's `arg_fields`).
     pub arg_fields: BTreeMap<String, BTreeSet<ArgType>>,
     /// The arguments this rule asks `created by agent` about, each with
@@ -136,6 +145,25 @@ pub struct CompiledRule {
     /// The quantified tests (`any`/`all`) this rule reads: the engine
     /// evaluates each per element and supplies `context.each[id]`.
     pub each_tests: BTreeSet<EachTest>,
+}
+
+impl CompiledRule {
+    /// The rule's core policy (id the rule's), built from the compiler's
+    /// tree through Cedar's policy tree: the policy
+    /// `Policy::parse(Some(id), &self.core_cedar)` would give, without
+    /// parsing. Not validated on its own; `tests/core_policies.rs` holds
+    /// every core strictly valid against its set's schema.
+    pub fn core_policy(&self) -> Result<Policy, BuildError> {
+        PolicyBuilder::new()?.policy(&self.core, &self.id)
+    }
+
+    /// For caps and rates, the core of the counting policy (id
+    /// `<rule>/match`), likewise; `None` for other rules.
+    pub fn core_counting_policy(&self) -> Option<Result<Policy, BuildError>> {
+        let core = self.core_counting.as_ref()?;
+        let id = format!("{}{COUNTING_SUFFIX}", self.id);
+        Some(PolicyBuilder::new().and_then(|mut b| b.policy(core, &id)))
+    }
 }
 
 /// One quantified test, `any args.tags == "pii"`: whether the test holds

@@ -167,6 +167,28 @@ pub fn strip_reserved_meta(msg: &mut Value, prefixes: &[&str]) -> usize {
     removed
 }
 
+/// Where a message can carry `_meta` that [`strip_reserved_meta`] strips
+/// (paths of object keys from the top, for `raw::Message::edit`).
+pub(crate) const META_HOLDERS: &[&[&str]] = &[
+    &["params", "_meta"],
+    &["result", "_meta"],
+    &["error", "data", "_meta"],
+];
+
+/// Whether [`strip_reserved_meta`] would remove anything from `msg`
+/// (read only, so a message without such keys stays unchanged).
+pub fn has_reserved_meta(msg: &Value, prefixes: &[&str]) -> bool {
+    let reserved = |holder: Option<&Value>| {
+        holder
+            .and_then(|h| h.get("_meta"))
+            .and_then(Value::as_object)
+            .is_some_and(|m| m.keys().any(|k| is_reserved_key(k, prefixes)))
+    };
+    reserved(msg.get("params"))
+        || reserved(msg.get("result"))
+        || reserved(msg.get("error").and_then(|e| e.get("data")))
+}
+
 fn strip_in(holder: &mut Map<String, Value>, prefixes: &[&str]) -> usize {
     let Some(meta) = holder.get_mut("_meta").and_then(Value::as_object_mut) else {
         return 0;

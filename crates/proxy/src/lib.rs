@@ -87,6 +87,7 @@ mod raw;
 mod relay;
 mod sessionless;
 mod shared_instance;
+mod stdio;
 #[doc(hidden)]
 pub mod testkit;
 pub mod tls;
@@ -155,7 +156,9 @@ where
     Ok(())
 }
 
-/// [`serve`] on the process's stdin and stdout: the MCP stdio transport.
+/// [`serve`] on the process's stdin and stdout: the MCP stdio transport
+/// (pipes and sockets read and written on the runtime's reactor, not on
+/// tokio's blocking pool: see `stdio`).
 pub async fn serve_stdio(
     cfg: ProxyConfig,
     engine: Arc<Engine>,
@@ -167,8 +170,8 @@ pub async fn serve_stdio(
         engine,
         log,
         policy_reloads,
-        tokio::io::stdin(),
-        tokio::io::stdout(),
+        stdio::stdin(),
+        stdio::stdout(),
     )
     .await
 }

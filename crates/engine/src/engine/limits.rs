@@ -247,16 +247,9 @@ pub(super) fn measure(
 /// The rows a cap of the set measures streaks in, for the call: where a
 /// forwarded call the cap does not count ends its streak.
 pub(super) fn cap_rows(bundle: &PolicyBundle, call: &CallContext) -> Vec<ScopeKey> {
-    let mut rows: Vec<ScopeSet> = Vec::new();
-    for r in bundle.rules() {
-        if r.kind == RuleKind::CapConsecutive
-            && let Some(l) = r.limit
-            && !rows.contains(&l.scope.row())
-        {
-            rows.push(l.scope.row());
-        }
-    }
-    rows.into_iter().map(|r| row_key(call, r)).collect()
+    // Found once per bundle (`PolicyBundle::cap_rows`), not by a scan of
+    // every rule of the set per call.
+    bundle.cap_rows.iter().map(|&r| row_key(call, r)).collect()
 }
 
 /// A hold's rows: the set's cap rows and the rows of what the call counts

@@ -7,6 +7,7 @@ use crate::engine::{Engine, EngineOptions};
 use crate::index::PolicyBundle;
 use serde_json::json;
 use std::io;
+use std::sync::Mutex;
 use std::time::Duration;
 use warden_lang::{Sources, compile_policy_set};
 

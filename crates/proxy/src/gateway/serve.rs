@@ -302,6 +302,10 @@ fn restart_needed(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str>
     check("listen", old.listen == new.listen);
     check("policies", old.policies == new.policies);
     check("decision_log", old.decision_log == new.decision_log);
+    check(
+        "decision_log_fsync",
+        old.decision_log_fsync == new.decision_log_fsync,
+    );
     check("redact", old.redact == new.redact);
     check("state", old.state == new.state);
     check("signing_key", old.signing_key == new.signing_key);

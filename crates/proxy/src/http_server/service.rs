@@ -196,8 +196,13 @@ impl McpService {
         let r = Arc::clone(&routes);
         let mut outgoing = opened.outgoing;
         tokio::spawn(async move {
+            // What is already waiting is routed under the same lock.
             while let Some(out) = outgoing.recv().await {
-                lock(&r).route(out);
+                let mut routes = lock(&r);
+                routes.route(out);
+                while let Ok(out) = outgoing.try_recv() {
+                    routes.route(out);
+                }
             }
         });
         Ok(Arc::new(Session {

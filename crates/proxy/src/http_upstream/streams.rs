@@ -5,6 +5,7 @@
 
 use super::sse::{SseEvent, SseParser};
 use super::{Conn, LAST_EVENT_ID_HEADER, SESSION_HEADER, error_chain, response_id};
+use crate::jsonrpc;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -32,7 +33,11 @@ impl Conn {
                     break;
                 }
             };
-            for ev in parser.push(&chunk) {
+            // Each event is fed as soon as it is complete; an event over
+            // the limit is reported as soon as it is, not at its end (which
+            // a hostile stream may never send).
+            let events = parser.push(&chunk);
+            for ev in events.into_iter().chain(parser.take_oversize()) {
                 match ev {
                     SseEvent::Message { data, .. } => {
                         if let Some(id) = request_id
@@ -42,7 +47,16 @@ impl Conn {
                         }
                         self.feed(data, request_id, is_init).await;
                     }
-                    SseEvent::TooLarge { len, head } => self.feed_too_large(len, head).await,
+                    SseEvent::TooLarge { len, head } => {
+                        // The response, cut: the relay answers the request
+                        // with an error; the rest of the stream is not read.
+                        if let Some(id) = request_id
+                            && jsonrpc::sniff_id(&head).as_ref() == Some(id)
+                        {
+                            answered = true;
+                        }
+                        self.feed_too_large(len, head).await;
+                    }
                 }
             }
             if answered {

@@ -132,3 +132,41 @@ async fn every_request_to_the_upstream_carries_the_configured_headers() {
     assert_eq!(tools_list["mcp-session-id"], "up-1");
     assert_eq!(tools_list["content-type"], "application/json");
 }
+
+/// `response_id` reads only the top level, and says what decoding the
+/// whole message and `jsonrpc::classify` say.
+#[test]
+fn response_id_agrees_with_classify() {
+    for text in [
+        r#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
+        r#"{"jsonrpc":"2.0","id":"a\"b","error":{"code":1,"message":"m"}}"#,
+        r#"{"result":null}"#,
+        r#"{"id":1,"id":2,"result":{}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"x","result":{}}"#,
+        r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"id":3}}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#,
+        r#"{"jsonrpc":"2.0","id":[1],"result":{}}"#,
+        r#"{"i\u0064":7,"result":{"deep":[[[{"id":9}]]]}}"#,
+        r#"{"jsonrpc":"2.0","id":1}"#,
+        r#"[{"id":1,"result":{}}]"#,
+        r#"{"id":1,"result":{}} trailing"#,
+        r#"{"id":1,"result":"#,
+        "not json",
+        "",
+    ] {
+        let expected =
+            serde_json::from_str::<Value>(text)
+                .ok()
+                .and_then(|v| match jsonrpc::classify(&v) {
+                    Ok(Kind::Response { id }) => Some(id),
+                    _ => None,
+                });
+        assert_eq!(response_id(text.as_bytes()), expected, "{text}");
+    }
+    // Members serde_json cannot decode into a `Value` are skipped unread:
+    // the answer is still recognised as the answer.
+    assert_eq!(
+        response_id(br#"{"id":4,"result":{"n":1e400}}"#),
+        Some(Value::from(4))
+    );
+}

@@ -4,6 +4,14 @@
 //! "log broken" state that keeps calls from being forwarded while the log
 //! cannot take them. A refusal is logged, then answered as a `tools/call`
 //! result that says why.
+//!
+//! Each write returns once its line is flushed to the OS (and, with
+//! `--audit-log-fsync` / `decision_log_fsync`, synced), like every line
+//! before the group commit: the outcome and refusal lines too, before the
+//! reply goes out. Waiting for an fsync takes milliseconds; on a
+//! multi-threaded runtime the wait lets the worker's other tasks move to
+//! another thread (`block_in_place`), so that the calls of other sessions
+//! reach the log meanwhile and share the next fsync.
 
 use super::{DecideGuard, Relay, lock};
 use crate::govern::{self, ToolInfo};
@@ -23,10 +31,10 @@ impl Relay {
         decided: &Decided,
         upstream: Option<&UpstreamOutcome>,
     ) {
-        let result = match upstream {
+        let result = self.waiting_for_log(|| match upstream {
             Some(outcome) => self.log.write_outcome(decided, outcome),
             None => self.log.write(call, decided, None),
-        };
+        });
         let mut st = lock(&self.st);
         match result {
             Ok(()) => st.audit_broken = None,
@@ -34,6 +42,19 @@ impl Relay {
                 tracing::error!("decision {} was not logged: {e}", decided.id);
                 st.audit_broken = Some(e.to_string());
             }
+        }
+    }
+
+    /// Runs a log write, which may wait for an fsync: on a multi-threaded
+    /// runtime, without holding up the worker's other tasks.
+    fn waiting_for_log<T>(&self, write: impl FnOnce() -> T) -> T {
+        let multi_thread = self.log.fsyncs()
+            && tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            tokio::task::block_in_place(write)
+        } else {
+            write()
         }
     }
 
@@ -51,7 +72,7 @@ impl Relay {
         call: &CallContext,
         decided: &Decided,
     ) -> Result<DecideGuard<'g>, String> {
-        if let Err(e) = self.log.write_decision(call, decided) {
+        if let Err(e) = self.waiting_for_log(|| self.log.write_decision(call, decided)) {
             drop(guard);
             tracing::error!("decision {} was not logged: {e}", decided.id);
             lock(&self.st).audit_broken = Some(e.to_string());

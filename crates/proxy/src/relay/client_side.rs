@@ -88,16 +88,20 @@ impl Relay {
                 .await;
             }
             Frame::Line(bytes) => {
-                let msg = match serde_json::from_slice::<Value>(&bytes) {
-                    Ok(v) => match String::from_utf8(bytes) {
-                        Ok(text) => Message::decoded(v, text.into()),
-                        Err(_) => Message::from(v),
-                    },
-                    Err(e) => {
+                let mut msg = match Message::parse(bytes) {
+                    Ok(msg) => msg,
+                    Err((bytes, e)) => {
                         self.client_unreadable(&bytes, e).await;
                         return;
                     }
                 };
+                // A key twice in one object: warden reads the last, a peer
+                // may read the first. What goes upstream is what warden
+                // read (and decided on), written anew.
+                if msg.has_duplicate_keys() {
+                    tracing::debug!("client message with a duplicate key; written anew");
+                    msg.rewrite_whole();
+                }
                 match jsonrpc::classify(&msg) {
                     Ok(kind) => self.on_client_message(msg, kind, caller).await,
                     Err(why) => {
@@ -126,7 +130,11 @@ impl Relay {
     ) {
         // Warden's own keys, in any case and any position, never come
         // from a client (finding 14).
-        jsonrpc::strip_reserved_meta(&mut msg, RESERVED_META_PREFIXES);
+        // Only a message that carries one is changed (the others are
+        // written out as the text they came as).
+        if jsonrpc::has_reserved_meta(&msg, RESERVED_META_PREFIXES) {
+            jsonrpc::strip_reserved_meta(msg.edit(jsonrpc::META_HOLDERS), RESERVED_META_PREFIXES);
+        }
         match kind {
             Kind::Request { id, method } => {
                 if let Some(governed) = jsonrpc::disguised(&method, GOVERNED_METHODS) {
@@ -180,7 +188,7 @@ impl Relay {
                 let pending = lock(&self.st).pending.take_down(&id_key(&id));
                 match pending {
                     Some(DownPending::Forward { up_id, epoch }) => {
-                        msg["id"] = up_id;
+                        msg.set_id(up_id);
                         self.reply_up(epoch, msg).await;
                     }
                     Some(DownPending::Own(tx)) => {
@@ -300,7 +308,7 @@ impl Relay {
                 return;
             }
         };
-        msg["id"] = up_id;
+        msg.set_id(up_id);
         if sender.send(msg.to_string()).await.is_err() {
             let reply = {
                 let mut st = lock(&self.st);
@@ -327,7 +335,14 @@ impl Relay {
                 ..
             }) => {
                 lock(&self.st).pending.remove_up(&key);
-                msg["params"]["requestId"] = up_id;
+                if msg.pointer("/params/requestId") != Some(&up_id)
+                    && let Some(params) = msg
+                        .edit(&[&["params", "requestId"]])
+                        .get_mut("params")
+                        .and_then(Value::as_object_mut)
+                {
+                    params.insert("requestId".into(), up_id);
+                }
                 self.notify_up(msg).await;
             }
             // Not (or no longer) in flight here: pass it on as it came.

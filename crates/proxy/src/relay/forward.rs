@@ -117,7 +117,10 @@ impl Relay {
                 }
             }
         };
-        if let Some(meta) = jsonrpc::meta_mut(msg) {
+        if let Some(meta) = jsonrpc::meta_mut(msg.edit(&[
+            &["params", "_meta", PROVENANCE_KEY],
+            &["params", "_meta", TOKEN_META_KEY],
+        ])) {
             meta.insert(PROVENANCE_KEY.into(), govern::provenance(call, decided));
             if let Some(token) = token {
                 meta.insert(TOKEN_META_KEY.into(), Value::String(token));
@@ -142,7 +145,7 @@ impl Relay {
     ) -> Result<Sent, Message> {
         let up_id = self.upstream_id(client_id);
         let up_key = id_key(&up_id);
-        msg["id"] = up_id.clone();
+        msg.set_id(up_id.clone());
         let (tx, rx) = oneshot::channel();
         let started = Instant::now();
         let sender = {
@@ -335,7 +338,7 @@ impl Relay {
                         outcome.error = Some(format!("the created record was not stored: {e}"));
                     }
                 }
-                resp["id"] = client_id.clone();
+                resp.set_id(client_id.clone());
                 (resp, outcome)
             }
             Ok(Err(why)) => (

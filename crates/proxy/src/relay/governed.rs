@@ -161,7 +161,9 @@ impl Relay {
             && let Some((original, answer)) =
                 self.confirmed_retry(params, &tool, caller, client_id)?
         {
-            msg["params"] = original;
+            if let Some(obj) = msg.edit(&[&["params"]]).as_object_mut() {
+                obj.insert("params".into(), original);
+            }
             confirmed_answer = Some(answer);
         }
         Ok(Resolved {

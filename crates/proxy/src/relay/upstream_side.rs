@@ -97,12 +97,9 @@ impl Relay {
                 }
             }
             Frame::Line(bytes) => {
-                let msg = match serde_json::from_slice::<Value>(&bytes) {
-                    Ok(v) => match String::from_utf8(bytes) {
-                        Ok(text) => Message::decoded(v, text.into()),
-                        Err(_) => Message::from(v),
-                    },
-                    Err(e) => {
+                let msg = match Message::parse(bytes) {
+                    Ok(msg) => msg,
+                    Err((bytes, e)) => {
                         self.upstream_unreadable(&bytes, e).await;
                         return;
                     }
@@ -135,7 +132,7 @@ impl Relay {
                         if matches!(kind, Fwd::Initialize) {
                             self.named.send_modify(|n| *n += 1);
                         }
-                        msg["id"] = client_id;
+                        msg.set_id(client_id);
                         self.send_client(msg).await;
                     }
                     Some(UpWait::Own(tx)) => {
@@ -149,7 +146,7 @@ impl Relay {
                 lock(&self.st)
                     .pending
                     .insert_down(id_key(&down_id), DownPending::Forward { up_id: id, epoch });
-                msg["id"] = down_id;
+                msg.set_id(down_id);
                 self.send_client_for(msg, related).await;
             }
             Kind::Notification { method } => {
@@ -161,7 +158,13 @@ impl Relay {
                                 lock(&self.st).pending.cancelled_by_upstream(&req_id, epoch);
                             if let Some(m) = mapped {
                                 related = related.or_else(|| Some(m.clone()));
-                                msg["params"]["requestId"] = m;
+                                if let Some(params) = msg
+                                    .edit(&[&["params", "requestId"]])
+                                    .get_mut("params")
+                                    .and_then(Value::as_object_mut)
+                                {
+                                    params.insert("requestId".into(), m);
+                                }
                             }
                         }
                     }
@@ -179,13 +182,19 @@ impl Relay {
     /// Changes the answers warden governs: the tools/list view, and
     /// `tools.listChanged` in the initialize result (warden sends
     /// list_changed when policies change).
-    fn post_process(&self, msg: &mut Value, kind: &Fwd) {
-        let Some(result) = msg.get_mut("result") else {
+    fn post_process(&self, msg: &mut Message, kind: &Fwd) {
+        if matches!(kind, Fwd::Plain) || msg.get("result").is_none() {
             return;
-        };
+        }
         match kind {
             Fwd::Plain => {}
             Fwd::Initialize => {
+                let Some(result) = msg
+                    .edit(&[&["result", "capabilities", "tools", "listChanged"]])
+                    .get_mut("result")
+                else {
+                    return;
+                };
                 if let Some(name) = result
                     .pointer("/serverInfo/name")
                     .and_then(Value::as_str)
@@ -207,7 +216,11 @@ impl Relay {
                 agent,
                 complete,
                 caller,
-            } => self.view_tools_list(result, agent.clone(), *complete, caller.as_deref()),
+            } => {
+                if let Some(result) = msg.edit(&[&["result"]]).get_mut("result") {
+                    self.view_tools_list(result, agent.clone(), *complete, caller.as_deref());
+                }
+            }
         }
     }
 }

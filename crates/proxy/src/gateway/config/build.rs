@@ -22,6 +22,7 @@ const TOP: &[&str] = &[
     "listen",
     "policies",
     "decision_log",
+    "decision_log_fsync",
     "redact",
     "state",
     "signing_key",
@@ -122,6 +123,7 @@ pub(super) fn parse(
         .flatten()
         .map(resolve);
     let decision_log = root.nonempty(&mut cx, "decision_log").map(resolve);
+    let decision_log_fsync = decision_log_fsync(&mut cx, &root, root.has("decision_log"));
     let state = root.nonempty(&mut cx, "state").map(resolve);
     let signing_key = root.nonempty(&mut cx, "signing_key").map(resolve);
     let redact = values(root.strings(&mut cx, "redact"));
@@ -151,6 +153,7 @@ pub(super) fn parse(
                 listen,
                 policies,
                 decision_log,
+                decision_log_fsync,
                 redact,
                 state,
                 signing_key,
@@ -509,4 +512,26 @@ fn separator(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Option<String> {
         return None;
     }
     Some(s.value)
+}
+
+/// `decision_log_fsync` (default false). Lines on standard error cannot be
+/// synced, so true needs a `decision_log` file.
+fn decision_log_fsync(cx: &mut Cx<'_>, root: &Table<'_, '_>, has_file: bool) -> bool {
+    let Some(fsync) = root.boolean(cx, "decision_log_fsync") else {
+        return false;
+    };
+    if fsync && !has_file {
+        let span = root.value_span("decision_log_fsync").unwrap_or(0..0);
+        cx.push(
+            Problem::error(
+                span,
+                "`decision_log_fsync = true` without a `decision_log` file",
+                "nothing to sync",
+            )
+            .with_help(
+                "the decision log goes to standard error, which cannot be synced; add e.g. `decision_log = \"decisions.jsonl\"`",
+            ),
+        );
+    }
+    fsync
 }

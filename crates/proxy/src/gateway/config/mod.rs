@@ -48,6 +48,10 @@ pub struct GatewayConfig {
     pub policies: PathBuf,
     /// `decision_log`; `None`: standard error.
     pub decision_log: Option<PathBuf>,
+    /// `decision_log_fsync`: each call also waits for `fdatasync` of its
+    /// decision log line (one per group of lines written together).
+    /// Default false; true needs `decision_log`.
+    pub decision_log_fsync: bool,
     /// `redact`: argument keys the decision log never shows.
     pub redact: Vec<String>,
     /// `state`: the SQLite file for caps, rates and records; `None`: memory.
@@ -177,6 +181,7 @@ impl fmt::Debug for GatewayConfig {
             listen,
             policies,
             decision_log,
+            decision_log_fsync,
             redact,
             state,
             signing_key,
@@ -195,6 +200,7 @@ impl fmt::Debug for GatewayConfig {
             .field("listen", listen)
             .field("policies", policies)
             .field("decision_log", decision_log)
+            .field("decision_log_fsync", decision_log_fsync)
             .field("redact", redact)
             .field("state", state)
             .field("signing_key", signing_key)

@@ -97,6 +97,7 @@ fn the_minimal_file_parses_to_exactly_two_servers_with_defaults() {
     assert_eq!(c.reload_debounce, warden_engine::DEFAULT_DEBOUNCE);
     assert_eq!(c.identity, IdentityDefaults::default());
     assert!(c.tls.is_none() && c.auth.is_none() && c.decision_log.is_none());
+    assert!(!c.decision_log_fsync, "fsync is off unless asked for");
     assert!(c.state.is_none() && c.signing_key.is_none());
     assert!(c.redact.is_empty() && c.allow_origins.is_empty());
 }
@@ -105,6 +106,7 @@ const COMPLETE: &str = r#"
 listen = "0.0.0.0:8443"
 policies = "policies"
 decision_log = "/var/log/warden/decisions.jsonl"
+decision_log_fsync = true
 redact = ["token"]
 state = "state.sqlite"
 signing_key = "keys/warden.pem"
@@ -173,6 +175,7 @@ fn the_complete_example_sets_every_field() {
         c.decision_log.as_deref(),
         Some(Path::new("/var/log/warden/decisions.jsonl"))
     );
+    assert!(c.decision_log_fsync);
     assert_eq!(c.state, Some(d.join("state.sqlite")));
     assert_eq!(c.signing_key, Some(d.join("keys/warden.pem")));
     assert_eq!(c.redact, ["token"]);
@@ -366,6 +369,37 @@ fn wrong_types_say_what_was_expected() {
         "`server` must be an array of tables, not a table"
     );
     assert!(p.help.as_deref().unwrap().contains("`[[server]]`"));
+}
+
+#[test]
+fn decision_log_fsync_is_a_boolean_and_needs_a_decision_log_file() {
+    let c = parse(&with(&format!(
+        "decision_log = \"d.jsonl\"\ndecision_log_fsync = false\n{SERVER}"
+    )))
+    .unwrap();
+    assert!(!c.decision_log_fsync);
+    let p = one(&with(&format!(
+        "decision_log = \"d.jsonl\"\ndecision_log_fsync = \"yes\"\n{SERVER}"
+    )));
+    assert_eq!(
+        p.message,
+        "`decision_log_fsync` must be a boolean, not a string"
+    );
+    // Standard error cannot be synced: asking for it without a file is
+    // refused rather than quietly not synced.
+    let text = with(&format!("decision_log_fsync = true\n{SERVER}"));
+    let p = one(&text);
+    assert_eq!(
+        p.message,
+        "`decision_log_fsync = true` without a `decision_log` file"
+    );
+    assert_eq!(&text[p.span.clone()], "true");
+    assert!(p.help.as_deref().unwrap().contains("decision_log = "));
+    // A broken `decision_log` is one problem, not two.
+    let p = one(&with(&format!(
+        "decision_log = \"\"\ndecision_log_fsync = true\n{SERVER}"
+    )));
+    assert_eq!(p.message, "`decision_log` is empty");
 }
 
 #[test]

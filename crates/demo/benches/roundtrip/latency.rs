@@ -1,0 +1,374 @@
+//! Latency mode: one session per path, calls one after another. The round
+//! trip of one `tools/call` (the demo server's `get_sample`, allowed by
+//! policies/genomics.policy) made directly to the demo server, through
+//! `warden proxy` and through the `warden serve` gateway, over stdio and
+//! over Streamable HTTP. Prints p50, p99 and mean per path, warden's added
+//! latency, the gateway's p50 and p99 over `warden proxy --listen`'s, the
+//! optional `mcp-proxy` rows ([`crate::peer`]) and the load average before
+//! and after.
+//!
+//! The gateway rows (`/servers/genomics/mcp` and the federated `/mcp`,
+//! where the tool is `genomics__get_sample`) sit in front of the same HTTP
+//! demo upstream as the `warden proxy --listen --upstream` row, and these
+//! three paths are measured interleaved (blocks of calls in turn), so a
+//! change in the machine's load falls on all three alike. The `mcp-proxy`
+//! rows are interleaved the same way with the warden row of the same shape.
+
+use crate::common::{
+    Background, BoxError, Client, Row, TempDir, args, env_count, free_port, http_client,
+    http_client_at, load_average, policies, proxy_args, row, sample_call, signed_us, stdio_client,
+    timed_call, toml_string, us, warden_bin, warmup,
+};
+use crate::peer;
+use std::time::Duration;
+
+/// Round-trip times of `calls` sequential `get_sample` calls, after a warm-up.
+async fn measure(client: &Client, calls: usize) -> Result<Vec<Duration>, BoxError> {
+    Ok(measure_interleaved(&[(client, "get_sample")], calls)
+        .await?
+        .remove(0))
+}
+
+/// Calls per turn when paths are measured interleaved: long enough that a
+/// path runs warm, short enough that a minute of load lands on every path.
+const BLOCK: usize = 100;
+
+/// Like [`measure`] for several paths at once (client, tool name): each
+/// warms up, then they take turns, `BLOCK` calls each, until every path
+/// has `calls` timed calls. Sorted times per path, in the order given.
+async fn measure_interleaved(
+    paths: &[(&Client, &str)],
+    calls: usize,
+) -> Result<Vec<Vec<Duration>>, BoxError> {
+    let params: Vec<_> = paths.iter().map(|(_, tool)| sample_call(tool)).collect();
+    for ((client, _), p) in paths.iter().zip(&params) {
+        for _ in 0..warmup() {
+            timed_call(client, p).await?;
+        }
+    }
+    let mut times = vec![Vec::with_capacity(calls); paths.len()];
+    while times[0].len() < calls {
+        let n = BLOCK.min(calls - times[0].len());
+        for (((client, _), p), t) in paths.iter().zip(&params).zip(&mut times) {
+            for _ in 0..n {
+                t.push(timed_call(client, p).await?);
+            }
+        }
+    }
+    for t in &mut times {
+        t.sort();
+    }
+    Ok(times)
+}
+
+/// The `warden serve` config: the one demo upstream as server `genomics`,
+/// the proxy rows' policies, decisions to a file as the proxy rows do.
+fn gateway_config(listen: u16, policies: &str, decision_log: &str, upstream: u16) -> String {
+    let q = |s: &str| toml_string(s);
+    format!(
+        "listen = \"127.0.0.1:{listen}\"\npolicies = {}\ndecision_log = {}\n\n\
+         [[server]]\nname = \"genomics\"\nurl = \"http://127.0.0.1:{upstream}/mcp\"\n",
+        q(policies),
+        q(decision_log),
+    )
+}
+
+/// The rows of the `mcp-proxy` comparison: (warden row, mcp-proxy row).
+type PeerRows = Vec<(Row, Row)>;
+
+/// The two `mcp-proxy` shapes, each interleaved with warden's row of the
+/// same shape: a stdio client in front of the HTTP demo upstream `up`, and
+/// an HTTP client in front of a stdio demo server. A peer that does not
+/// start leaves its rows out with a note.
+async fn peer_rows(
+    peer: &std::path::Path,
+    bin: &std::path::Path,
+    up: u16,
+    policies: &str,
+    audit: &str,
+    calls: usize,
+) -> Result<PeerRows, BoxError> {
+    let exe = bin.to_string_lossy().into_owned();
+    let upstream = format!("http://127.0.0.1:{up}/mcp");
+    let mut out = Vec::new();
+
+    match peer::stdio_to_http(peer, up).await {
+        Err(e) => eprintln!("mcp-proxy (stdio → HTTP) did not start, row left out: {e}"),
+        Ok(theirs) => {
+            let ours = stdio_client(
+                bin,
+                &proxy_args(policies, audit, &["--upstream", &upstream]),
+            )
+            .await?;
+            let mut t =
+                measure_interleaved(&[(&ours, "get_sample"), (&theirs, "get_sample")], calls)
+                    .await?
+                    .into_iter();
+            out.push((
+                row(
+                    "stdio, through warden (HTTP upstream)",
+                    &t.next().ok_or("a path without times")?,
+                ),
+                row(
+                    "stdio, through mcp-proxy (HTTP upstream)",
+                    &t.next().ok_or("a path without times")?,
+                ),
+            ));
+            ours.cancel().await?;
+            theirs.cancel().await?;
+        }
+    }
+
+    match peer::http_to_stdio(peer, bin).await {
+        Err(e) => eprintln!("mcp-proxy (HTTP → stdio) did not start, row left out: {e}"),
+        Ok((_process, _port, theirs)) => {
+            let front = free_port();
+            let _ours = Background::spawn(
+                bin,
+                &proxy_args(
+                    policies,
+                    audit,
+                    &[
+                        "--listen",
+                        &format!("127.0.0.1:{front}"),
+                        "--",
+                        &exe,
+                        "demo-server",
+                    ],
+                ),
+            )?;
+            let ours = http_client(front).await?;
+            let mut t =
+                measure_interleaved(&[(&ours, "get_sample"), (&theirs, "get_sample")], calls)
+                    .await?
+                    .into_iter();
+            out.push((
+                row(
+                    "HTTP, through warden (stdio upstream)",
+                    &t.next().ok_or("a path without times")?,
+                ),
+                row(
+                    "HTTP, through mcp-proxy (stdio upstream)",
+                    &t.next().ok_or("a path without times")?,
+                ),
+            ));
+            ours.cancel().await?;
+            theirs.cancel().await?;
+        }
+    }
+    Ok(out)
+}
+
+pub async fn run() -> Result<(), BoxError> {
+    let calls = env_count(
+        "ROUNDTRIP_CALLS",
+        if crate::common::bench_mode() {
+            3000
+        } else {
+            10
+        },
+    );
+    let bin = warden_bin();
+    let policies = policies();
+    let dir = TempDir::new("roundtrip")?;
+    let audit = dir.file("decisions.jsonl");
+    let exe = bin.to_string_lossy().into_owned();
+
+    let load_before = load_average();
+    let mut rows = Vec::new();
+
+    let client = stdio_client(&bin, &args(&["demo-server"])).await?;
+    rows.push(row("stdio, direct", &measure(&client, calls).await?));
+    client.cancel().await?;
+
+    let client = stdio_client(
+        &bin,
+        &proxy_args(&policies, &audit, &["--", &exe, "demo-server"]),
+    )
+    .await?;
+    rows.push(row(
+        "stdio, through warden",
+        &measure(&client, calls).await?,
+    ));
+    client.cancel().await?;
+
+    let up = free_port();
+    let _demo = Background::spawn(
+        &bin,
+        &args(&["demo-server", "--listen", &format!("127.0.0.1:{up}")]),
+    )?;
+    let client = http_client(up).await?;
+    rows.push(row("HTTP, direct", &measure(&client, calls).await?));
+    client.cancel().await?;
+
+    let front = free_port();
+    let _proxy = Background::spawn(
+        &bin,
+        &proxy_args(
+            &policies,
+            &audit,
+            &[
+                "--listen",
+                &format!("127.0.0.1:{front}"),
+                "--upstream",
+                &format!("http://127.0.0.1:{up}/mcp"),
+            ],
+        ),
+    )?;
+
+    let gateway = free_port();
+    // The config in a directory of its own: `warden serve` watches the
+    // config file's directory, and the decision logs' writes (one or two
+    // per call) would wake that watch on every call, which is not what
+    // these rows measure (see docs/performance.md).
+    let config_dir = dir.0.join("gateway");
+    std::fs::create_dir_all(&config_dir)?;
+    let config = config_dir.join("warden.toml");
+    std::fs::write(
+        &config,
+        gateway_config(gateway, &policies, &dir.file("serve-decisions.jsonl"), up),
+    )?;
+    let serve_err = dir.0.join("serve.stderr");
+    let _serve = Background::spawn_logged(
+        &bin,
+        &args(&["serve", "--config", &config.to_string_lossy()]),
+        std::fs::File::create(&serve_err)?.into(),
+    )?;
+    let serve_failed = |e: BoxError| -> BoxError {
+        let stderr = std::fs::read_to_string(&serve_err).unwrap_or_default();
+        format!("warden serve: {e}\n{stderr}").into()
+    };
+
+    // The proxy and the two gateway routes, interleaved (see the module doc).
+    let proxied = http_client(front).await?;
+    let routed = http_client_at(gateway, "/servers/genomics/mcp")
+        .await
+        .map_err(serve_failed)?;
+    let federated = http_client_at(gateway, "/mcp")
+        .await
+        .map_err(serve_failed)?;
+    let mut times = measure_interleaved(
+        &[
+            (&proxied, "get_sample"),
+            (&routed, "get_sample"),
+            (&federated, "genomics__get_sample"),
+        ],
+        calls,
+    )
+    .await?
+    .into_iter();
+    for path in [
+        "HTTP, through warden (HTTP upstream)",
+        "HTTP, warden serve /servers/genomics/mcp",
+        "HTTP, warden serve /mcp (federated)",
+    ] {
+        rows.push(row(path, &times.next().ok_or("a path without times")?));
+    }
+    for client in [proxied, routed, federated] {
+        client.cancel().await?;
+    }
+
+    let front2 = free_port();
+    let _proxy2 = Background::spawn(
+        &bin,
+        &proxy_args(
+            &policies,
+            &audit,
+            &[
+                "--listen",
+                &format!("127.0.0.1:{front2}"),
+                "--",
+                &exe,
+                "demo-server",
+            ],
+        ),
+    )?;
+    let client = http_client(front2).await?;
+    rows.push(row(
+        "HTTP, through warden (stdio upstream)",
+        &measure(&client, calls).await?,
+    ));
+    client.cancel().await?;
+
+    let peer_rows = match peer::find() {
+        Some(peer) => peer_rows(&peer, &bin, up, &policies, &audit, calls).await?,
+        None => Vec::new(),
+    };
+
+    let load_after = load_average();
+
+    println!(
+        "tools/call round trip, {calls} calls after {} warm-up, binary {}",
+        warmup(),
+        bin.display()
+    );
+    println!("load average before {load_before}, after {load_after}");
+    println!("| path | p50 | p99 | mean |");
+    println!("|---|---|---|---|");
+    let all = rows
+        .iter()
+        .chain(peer_rows.iter().flat_map(|(a, b)| [a, b]));
+    for r in all {
+        println!(
+            "| {} | {} | {} | {} |",
+            r.path,
+            us(r.p50),
+            us(r.p99),
+            us(r.mean)
+        );
+    }
+    println!();
+    println!("warden's added latency:");
+    for (through, direct) in [(1, 0), (3, 2), (4, 2), (5, 2)] {
+        println!(
+            "  {}: p50 {}, p99 {}",
+            rows[through].path,
+            signed_us(rows[through].p50, rows[direct].p50),
+            signed_us(rows[through].p99, rows[direct].p99)
+        );
+    }
+    println!();
+    println!(
+        "warden serve over warden proxy --listen (same HTTP upstream; target: p50 within 10%):"
+    );
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    let proxy = &rows[3];
+    for gw in &rows[4..6] {
+        let p50 = ratio(gw.p50, proxy.p50);
+        println!(
+            "  {}: p50 {:.2}× ({}), p99 {:.2}× ({}){}",
+            gw.path,
+            p50,
+            signed_us(gw.p50, proxy.p50),
+            ratio(gw.p99, proxy.p99),
+            signed_us(gw.p99, proxy.p99),
+            if p50 <= 1.10 { "" } else { "  [over 10%]" }
+        );
+    }
+    if !peer_rows.is_empty() {
+        println!();
+        println!("mcp-proxy against warden, same shape, interleaved (p50):");
+        let direct = &rows[2];
+        for (ours, theirs) in &peer_rows {
+            let added = |r: &Row| r.p50.as_secs_f64() - direct.p50.as_secs_f64();
+            let over = if added(ours) > 0.0 {
+                format!(
+                    ", {:.1}× what warden adds over HTTP, direct",
+                    added(theirs) / added(ours)
+                )
+            } else {
+                String::new()
+            };
+            println!(
+                "  {} {} against {} {}: {:.1}× ({}){over}",
+                theirs.path,
+                us(theirs.p50),
+                ours.path,
+                us(ours.p50),
+                ratio(theirs.p50, ours.p50),
+                signed_us(theirs.p50, ours.p50),
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,46 @@
+//! Proxy latency and load: `tools/call` round trips made directly to the
+//! demo server and through warden (`warden proxy`, `warden serve`), over
+//! stdio and Streamable HTTP, with real processes and a real MCP client
+//! (rmcp). Three modes:
+//!
+//! - latency ([`latency`]): one session per path, sequential calls;
+//! - load ([`load`]): 32 sessions per path at once, calls/s and p50/p99;
+//! - drive ([`drive`]): one warden path busy for a while, for `perf`.
+//!
+//! `ROUNDTRIP_MODE` picks `latency`, `load` or `all` (the default); a set
+//! `ROUNDTRIP_DRIVE` picks drive mode. The optional `mcp-proxy` rows are in
+//! [`peer`].
+//!
+//! Needs a built `warden` binary: `cargo build --release`, then
+//! `cargo bench -p warden-demo --bench roundtrip`. `WARDEN_BIN` overrides
+//! the binary; `ROUNDTRIP_CALLS` the number of measured calls per path in
+//! latency mode (default 3000); `ROUNDTRIP_SESSIONS` and
+//! `ROUNDTRIP_LOAD_CALLS` the sessions per path and the calls per session
+//! in load mode (default 32 and 100). Under `cargo test` the binary is a
+//! smoke pass: a few calls on each path, 4 sessions in load mode.
+
+mod common;
+mod drive;
+mod latency;
+mod load;
+mod peer;
+
+use common::BoxError;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), BoxError> {
+    if let Ok(path) = std::env::var("ROUNDTRIP_DRIVE") {
+        return drive::run(&path).await;
+    }
+    let mode = std::env::var("ROUNDTRIP_MODE").unwrap_or_else(|_| "all".into());
+    match mode.as_str() {
+        "latency" => latency::run().await,
+        "load" => load::run().await,
+        "all" => {
+            latency::run().await?;
+            println!();
+            load::run().await
+        }
+        other => Err(format!("ROUNDTRIP_MODE={other}: want latency, load or all").into()),
+    }
+}
