@@ -12,7 +12,7 @@ use super::respond::{accepts, rpc_error, upstream_failed};
 use super::routes::{PostStream, Routes};
 use super::service::McpService;
 use super::session::Session;
-use super::sse::{InFlight, Sent, StreamGuards, sse_response};
+use super::sse::{InFlight, StreamGuards, sse_response};
 use crate::bearer::Caller;
 use crate::endpoint::ClientEndpoint;
 use crate::framing::Frame;
@@ -29,10 +29,6 @@ use tokio::sync::mpsc;
 /// The error a request the client cancelled is answered with, so that
 /// every request gets exactly one answer (LSP's `RequestCancelled`).
 const REQUEST_CANCELLED: i64 = -32800;
-/// How long a session's request waits for its response to answer it as
-/// one JSON body (see [`session_answer`]); a slower one gets its SSE
-/// stream (primed, resumable) when this has passed.
-const JSON_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Answers one POST (see the module docs).
 pub(super) async fn post(
@@ -187,13 +183,11 @@ pub(super) async fn post(
         if let Some(t) = msg.pointer_mut("/params/_meta/progressToken") {
             client_progress = Some(std::mem::replace(t, sessionless::fresh_progress_token()));
         }
-        // Only the id and the token change; every other member goes on
-        // as the client wrote it (finding 16).
-        let line = match std::str::from_utf8(&bytes) {
-            Ok(text) => crate::raw::rewrite(text, &msg),
-            Err(_) => msg.to_string(),
-        };
-        (id_key(&mine), Some(id.clone()), line.into_bytes())
+        (
+            id_key(&mine),
+            Some(id.clone()),
+            msg.to_string().into_bytes(),
+        )
     } else {
         (id_key(&id), None, bytes.to_vec())
     };
@@ -244,18 +238,13 @@ pub(super) async fn post(
     Arc::clone(&session.endpoint)
         .client_frame(Frame::Line(line), caller)
         .await;
-    let mut rx = rx;
     if !stateless && !json_only {
-        let mut resp = if accepts(headers, "application/json") {
-            session_answer(&session, &key, rx, in_flight, stream_no, id).await
-        } else {
-            // Only SSE is accepted: the stream opens at once, primed.
-            let guards = StreamGuards {
-                withdraw: None,
-                _in_flight: Some(in_flight),
-            };
-            sse_response(None, rx, guards, Some(stream_no))
+        // A session's stream opens at once with its priming event.
+        let guards = StreamGuards {
+            withdraw: None,
+            _in_flight: Some(in_flight),
         };
+        let mut resp = sse_response(None, rx, guards, Some(stream_no));
         if let Some(s) = new_session
             && let Ok(v) = HeaderValue::from_str(&s)
         {
@@ -266,6 +255,7 @@ pub(super) async fn post(
     // The first message decides the form of the answer: a response the
     // upstream gave as a single JSON message goes back the same way, with
     // its HTTP status; anything else opens an SSE stream.
+    let mut rx = rx;
     let Some(first) = rx.recv().await else {
         return rpc_error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -275,7 +265,19 @@ pub(super) async fn post(
         );
     };
     let mut resp = if first.response && (json_only || first.status.is_some()) {
-        json_answer(first)
+        let status = first
+            .status
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(StatusCode::OK);
+        (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            first.text,
+        )
+            .into_response()
     } else {
         let withdraw = stateless.then(|| Withdraw {
             endpoint: Arc::clone(&session.endpoint),
@@ -296,71 +298,6 @@ pub(super) async fn post(
         resp.headers_mut().insert(SESSION_HEADER, v);
     }
     resp
-}
-
-/// A response given as the one JSON body of the answer, with the HTTP
-/// status noted for it (200 when none was).
-fn json_answer(first: Sent) -> Response {
-    let status = first
-        .status
-        .and_then(|s| StatusCode::from_u16(s).ok())
-        .unwrap_or(StatusCode::OK);
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        first.text,
-    )
-        .into_response()
-}
-
-/// The answer to a session's request from a client that accepts both
-/// forms. MCP lets the server choose per request (2025-11-25, "Sending
-/// Messages to the Server": one JSON object or an SSE stream), so a
-/// response that is the first message for the request and comes within
-/// [`JSON_WINDOW`] is answered as one JSON body: one write, and no event
-/// stream for the client to set up, prime and read to its end. Otherwise
-/// the SSE stream opens (at once when a message that is no response comes
-/// first, else when the window has passed) with its priming event, then
-/// what came and what comes, resumable as before (its events were
-/// numbered and kept from the start). An upstream stream that closed
-/// before answering (the request's stream detached) opens the client's
-/// stream primed and closes it, for the client to resume.
-async fn session_answer(
-    session: &Arc<Session>,
-    key: &str,
-    mut rx: mpsc::UnboundedReceiver<Sent>,
-    in_flight: InFlight,
-    stream_no: u64,
-    id: Value,
-) -> Response {
-    let guards = StreamGuards {
-        withdraw: None,
-        _in_flight: Some(in_flight),
-    };
-    match tokio::time::timeout(JSON_WINDOW, rx.recv()).await {
-        Ok(Some(first)) if first.response => json_answer(first),
-        Ok(Some(first)) => sse_response(Some(first), rx, guards, Some(stream_no)),
-        Err(_) => sse_response(None, rx, guards, Some(stream_no)),
-        Ok(None) => {
-            let detached = lock(&session.routes)
-                .posts
-                .get(key)
-                .is_some_and(|p| p.detached);
-            if detached {
-                sse_response(None, rx, guards, Some(stream_no))
-            } else {
-                rpc_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    id,
-                    jsonrpc::UPSTREAM_UNAVAILABLE,
-                    "the session ended before the request was answered",
-                )
-            }
-        }
-    }
 }
 
 /// What the HTTP server does with a client's notification or response

@@ -196,13 +196,8 @@ impl McpService {
         let r = Arc::clone(&routes);
         let mut outgoing = opened.outgoing;
         tokio::spawn(async move {
-            // What is already waiting is routed under the same lock.
             while let Some(out) = outgoing.recv().await {
-                let mut routes = lock(&r);
-                routes.route(out);
-                while let Ok(out) = outgoing.try_recv() {
-                    routes.route(out);
-                }
+                lock(&r).route(out);
             }
         });
         Ok(Arc::new(Session {

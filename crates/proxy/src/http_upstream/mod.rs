@@ -72,9 +72,6 @@ use crate::config::ProxyError;
 use crate::framing::Frame;
 use crate::jsonrpc::{self, Kind};
 use crate::relay::Relay;
-use futures::StreamExt;
-use futures::future::BoxFuture;
-use futures::stream::FuturesUnordered;
 use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
@@ -306,17 +303,9 @@ async fn run_instance(
         });
     }
     let mut listening = false;
-    // Requests in flight, polled by this task itself rather than spawned
-    // one task each: a request goes out in the same poll that took it from
-    // the relay, and its answer is read here, without a hand-over to
-    // another task (and, on a multi-threaded runtime, another thread).
-    // Messages sent in order are awaited with `in_order`, which keeps these
-    // going meanwhile.
-    let mut posts: FuturesUnordered<BoxFuture<'static, ()>> = FuturesUnordered::new();
     let reason = loop {
         while tasks.try_join_next().is_some() {}
         tokio::select! {
-            Some(()) = posts.next(), if !posts.is_empty() => {}
             m = rx.recv() => {
                 let Some(text) = m else {
                     conn.delete().await;
@@ -327,12 +316,15 @@ async fn run_instance(
                 match &kind {
                     Kind::Request { method, .. } if method != "initialize" => {
                         let c = Arc::clone(&conn);
-                        posts.push(Box::pin(async move { c.post(text, msg, kind).await }));
+                        tasks.spawn(async move { c.post(text, msg, kind).await });
                     }
                     Kind::Request { .. } => {
                         // In order, so the session id is known before the
                         // next message goes out.
-                        in_order(conn.post(text, msg, kind), &mut posts, shutdown).await;
+                        tokio::select! {
+                            () = conn.post(text, msg, kind) => {}
+                            () = shutdown.cancelled() => {}
+                        }
                         if !listening && locked(&conn.protocol).is_some() {
                             listening = true;
                             tasks.spawn(Arc::clone(&conn).listen());
@@ -352,17 +344,24 @@ async fn run_instance(
                             None => false,
                         };
                         if !stateless {
-                            in_order(conn.post(text, msg, kind), &mut posts, shutdown).await;
+                            tokio::select! {
+                                () = conn.post(text, msg, kind) => {}
+                                () = shutdown.cancelled() => {}
+                            }
                         }
                     }
-                    _ => in_order(conn.post(text, msg, kind), &mut posts, shutdown).await,
+                    _ => {
+                        tokio::select! {
+                            () = conn.post(text, msg, kind) => {}
+                            () = shutdown.cancelled() => {}
+                        }
+                    }
                 }
             }
             () = conn.failed.cancelled() => {
                 break locked(&conn.why).unwrap_or_else(|| "failed".to_string());
             }
             () = shutdown.cancelled() => {
-                drop(std::mem::take(&mut posts));
                 tasks.abort_all();
                 conn.delete().await;
                 break "was stopped".to_string();
@@ -373,86 +372,12 @@ async fn run_instance(
     reason
 }
 
-/// Runs `fut` (a message that must go out in order) to its end or until
-/// `shutdown`, while the requests in flight in `posts` go on.
-async fn in_order(
-    fut: impl std::future::Future<Output = ()>,
-    posts: &mut FuturesUnordered<BoxFuture<'static, ()>>,
-    shutdown: &CancellationToken,
-) {
-    tokio::pin!(fut);
-    loop {
-        tokio::select! {
-            () = &mut fut => return,
-            Some(()) = posts.next(), if !posts.is_empty() => {}
-            () = shutdown.cancelled() => return,
-        }
-    }
-}
-
-/// The id of `data` when it is a response (a JSON object without `method`,
-/// with `result` or `error`, as [`jsonrpc::classify`] says), read from its
-/// top level only: `id` is decoded, every other member is skipped
-/// unparsed (the relay decodes the message itself; this only tells whether
-/// a request's answer has come). A missing `id` is `null`; of a key given
-/// twice the last counts, as when decoding a `Value`.
 fn response_id(data: &[u8]) -> Option<Value> {
-    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
-    use std::fmt;
-    /// A top-level key, by what it tells.
-    enum Key {
-        Id,
-        Method,
-        Answer,
-        Other,
+    let v: Value = serde_json::from_slice(data).ok()?;
+    match jsonrpc::classify(&v) {
+        Ok(Kind::Response { id }) => Some(id),
+        _ => None,
     }
-    struct KeySeed;
-    impl<'de> DeserializeSeed<'de> for KeySeed {
-        type Value = Key;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
-            d.deserialize_str(self)
-        }
-    }
-    impl Visitor<'_> for KeySeed {
-        type Value = Key;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a key")
-        }
-        fn visit_str<E>(self, k: &str) -> Result<Key, E> {
-            Ok(match k {
-                "id" => Key::Id,
-                "method" => Key::Method,
-                "result" | "error" => Key::Answer,
-                _ => Key::Other,
-            })
-        }
-    }
-    /// (has `method`, has `result` or `error`, the last `id`).
-    struct Top;
-    impl<'de> Visitor<'de> for Top {
-        type Value = (bool, bool, Option<Value>);
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a JSON-RPC message")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let (mut method, mut answer, mut id) = (false, false, None);
-            while let Some(key) = map.next_key_seed(KeySeed)? {
-                match key {
-                    Key::Id => id = Some(map.next_value::<Value>()?),
-                    k => {
-                        method |= matches!(k, Key::Method);
-                        answer |= matches!(k, Key::Answer);
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-            }
-            Ok((method, answer, id))
-        }
-    }
-    let mut de = serde_json::Deserializer::from_slice(data);
-    let (method, answer, id) = de.deserialize_map(Top).ok()?;
-    de.end().ok()?;
-    (!method && answer).then(|| id.unwrap_or(Value::Null))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -5,7 +5,6 @@
 
 use super::sse::{SseEvent, SseParser};
 use super::{Conn, LAST_EVENT_ID_HEADER, SESSION_HEADER, error_chain, response_id};
-use crate::jsonrpc;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -33,11 +32,7 @@ impl Conn {
                     break;
                 }
             };
-            // Each event is fed as soon as it is complete; an event over
-            // the limit is reported as soon as it is, not at its end (which
-            // a hostile stream may never send).
-            let events = parser.push(&chunk);
-            for ev in events.into_iter().chain(parser.take_oversize()) {
+            for ev in parser.push(&chunk) {
                 match ev {
                     SseEvent::Message { data, .. } => {
                         if let Some(id) = request_id
@@ -47,16 +42,7 @@ impl Conn {
                         }
                         self.feed(data, request_id, is_init).await;
                     }
-                    SseEvent::TooLarge { len, head } => {
-                        // The response, cut: the relay answers the request
-                        // with an error; the rest of the stream is not read.
-                        if let Some(id) = request_id
-                            && jsonrpc::sniff_id(&head).as_ref() == Some(id)
-                        {
-                            answered = true;
-                        }
-                        self.feed_too_large(len, head).await;
-                    }
+                    SseEvent::TooLarge { len, head } => self.feed_too_large(len, head).await,
                 }
             }
             if answered {
