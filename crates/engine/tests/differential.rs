@@ -27,7 +27,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use warden_engine::args::project_args;
-use warden_engine::memo::MemoMode;
 use warden_engine::state::{Clock, ManualClock};
 use warden_engine::{
     CallContext, Engine, EngineOptions, Identity, Outcome, PolicyBundle, Provenance,
@@ -354,7 +353,7 @@ fn random_call(rng: &mut Rng, set: &CompiledPolicySet, words: &[String]) -> Call
 /// and asserts they agree: the decision, the rules behind it, and the
 /// shadow findings. Returns how many were allowed, confirmed and denied,
 /// and how many of the denials a budget took part in.
-fn agree(name: &str, set: &CompiledPolicySet, text: &str, seed: u64, calls: usize) -> [usize; 5] {
+fn agree(name: &str, set: &CompiledPolicySet, text: &str, seed: u64, calls: usize) -> [usize; 4] {
     let mut rng = Rng(seed);
     let mut words = literals(text, &mut rng);
     words.extend(
@@ -376,7 +375,6 @@ fn agree(name: &str, set: &CompiledPolicySet, text: &str, seed: u64, calls: usiz
         PolicyBundle::new(set.clone(), "v".into()),
         EngineOptions {
             clock: wall.clone(),
-            memo: MemoMode::On,
             ..EngineOptions::default()
         },
     );
@@ -389,291 +387,96 @@ fn agree(name: &str, set: &CompiledPolicySet, text: &str, seed: u64, calls: usiz
         1_796_196_600,
     ];
     let authorizer = Authorizer::new();
-    let mut tally = [0; 5];
-    let mut must_miss = 0;
+    let kind = |id: &str| set.rule(id).map(|r| r.kind);
+    let mut tally = [0; 4];
     for n in 0..calls {
         let call = random_call(&mut rng, set, &words);
         let now = rng.pick(&ANCHORS) - rng.below(6 * 3600) as i64;
-        let base = check(
-            &engine,
-            &wall,
-            &authorizer,
-            set,
-            name,
-            n,
-            &call,
-            now,
-            1,
-            &mut tally,
-        );
-        // The same call again: a memo hit, decided the same.
-        let hits = engine.memo_stats().hits;
-        let again = check(
-            &engine,
-            &wall,
-            &authorizer,
-            set,
-            name,
-            n,
-            &call,
-            now,
-            0,
-            &mut tally,
-        );
-        assert_eq!(
-            base, again,
-            "{name} #{n}: decided again differently: {call:#?}"
-        );
+        wall.step_wall(now * 1000 - wall.unix_millis());
+        let (request, entities) = raw_request(set, &call, now);
+        let cedar = authorizer.is_authorized(&request, set.enforced_policies(), &entities);
         assert!(
-            engine.memo_stats().hits > hits,
-            "{name} #{n}: the same call again missed the memo: {call:#?}"
+            cedar.diagnostics().errors().next().is_none(),
+            "{name} #{n}: Cedar errs on {call:#?}"
         );
-        // The call with exactly one input changed: where Cedar decides it
-        // differently, a memo hit on the first call's answer would be
-        // wrong, so the memo must miss.
-        let (what, variant, later) = one_change(&mut rng, &call, &words, set);
-        let at = now + later;
-        let misses = engine.memo_stats().misses;
-        let changed = check(
-            &engine,
-            &wall,
-            &authorizer,
-            set,
-            name,
-            n,
-            &variant,
-            at,
-            0,
-            &mut tally,
-        );
-        if changed != base {
-            must_miss += 1;
-            assert!(
-                engine.memo_stats().misses > misses,
-                "{name} #{n}: changing {what} changes Cedar's decision, yet the memo hit: {variant:#?}"
-            );
-        }
-    }
-    let stats = engine.memo_stats();
-    assert_eq!(stats.mismatches, 0, "{stats:?}");
-    // No floor on `must_miss`: on realistic slices most one-input
-    // changes leave the decision as it was (0% to 7% changed it in the
-    // runs seen), so the check above is exercised unevenly per set.
-    tally[4] += must_miss;
-    tally
-}
-
-/// Decides `call` at `now` (Unix seconds; the engine's wall clock is set
-/// to it) with the engine and with Cedar over the whole set and asserts
-/// they agree: the decision, the rules behind it, and the shadow
-/// findings. Tallies the outcome when `count` is 1. Returns Cedar's
-/// decision and the policies behind it.
-#[allow(clippy::too_many_arguments)]
-fn check(
-    engine: &Engine,
-    wall: &ManualClock,
-    authorizer: &Authorizer,
-    set: &CompiledPolicySet,
-    name: &str,
-    n: usize,
-    call: &CallContext,
-    now: i64,
-    count: usize,
-    tally: &mut [usize; 5],
-) -> (Decision, BTreeSet<String>) {
-    let call = call.clone();
-    let kind = |id: &str| set.rule(id).map(|r| r.kind);
-    wall.step_wall(now * 1000 - wall.unix_millis());
-    let (request, entities) = raw_request(set, &call, now);
-    let cedar = authorizer.is_authorized(&request, set.enforced_policies(), &entities);
-    assert!(
-        cedar.diagnostics().errors().next().is_none(),
-        "{name} #{n}: Cedar errs on {call:#?}"
-    );
-    let reasons: BTreeSet<String> = cedar
-        .diagnostics()
-        .reason()
-        .map(|id| id.to_string())
-        .collect();
-    let decided = engine.decide(&call);
-    let ctx = || {
-        format!(
-            "{name} #{n}: {call:#?}\nCedar: {:?} {reasons:?}\nwarden: {:#?}",
-            cedar.decision(),
-            decided.outcome
-        )
-    };
-    match (&decided.outcome, cedar.decision()) {
-        (Outcome::Allow { rules }, Decision::Allow) => {
-            let rules: BTreeSet<String> = rules.iter().cloned().collect();
-            assert_eq!(rules, reasons, "{}", ctx());
-            tally[0] += count;
-        }
-        (Outcome::Confirm(c), Decision::Deny) => {
-            let rules: BTreeSet<String> = c.rules.iter().map(|h| h.rule.clone()).collect();
-            assert_eq!(rules, reasons, "{}", ctx());
-            assert!(
-                reasons
-                    .iter()
-                    .all(|r| kind(r) == Some(RuleKind::RequireConfirm)),
-                "{}",
-                ctx()
-            );
-            tally[1] += count;
-        }
-        (Outcome::Deny(d), Decision::Deny) => {
-            let rules: BTreeSet<String> = d.rules.iter().map(|h| h.rule.clone()).collect();
-            let restricting: BTreeSet<String> = reasons
-                .iter()
-                .filter(|r| kind(r) != Some(RuleKind::RequireConfirm))
-                .cloned()
-                .collect();
-            assert_eq!(rules, restricting, "{}", ctx());
-            if rules.iter().any(|r| kind(r) == Some(RuleKind::Budget)) {
-                tally[3] += count;
+        let reasons: BTreeSet<String> = cedar
+            .diagnostics()
+            .reason()
+            .map(|id| id.to_string())
+            .collect();
+        let decided = engine.decide(&call);
+        let ctx = || {
+            format!(
+                "{name} #{n}: {call:#?}\nCedar: {:?} {reasons:?}\nwarden: {:#?}",
+                cedar.decision(),
+                decided.outcome
+            )
+        };
+        match (&decided.outcome, cedar.decision()) {
+            (Outcome::Allow { rules }, Decision::Allow) => {
+                let rules: BTreeSet<String> = rules.iter().cloned().collect();
+                assert_eq!(rules, reasons, "{}", ctx());
+                tally[0] += 1;
             }
-            if restricting.is_empty() && !reasons.is_empty() {
-                // Only confirmations refuse, yet warden denies: that is
-                // right only when nothing grants the call, so the
-                // person's yes would not help.
-                let mut confirmed = call.clone();
-                confirmed.confirmed = reasons.iter().cloned().collect();
+            (Outcome::Confirm(c), Decision::Deny) => {
+                let rules: BTreeSet<String> = c.rules.iter().map(|h| h.rule.clone()).collect();
+                assert_eq!(rules, reasons, "{}", ctx());
                 assert!(
-                    !engine.decide(&confirmed).is_allow(),
-                    "a confirmation was refused that would have allowed the call\n{}",
+                    reasons
+                        .iter()
+                        .all(|r| kind(r) == Some(RuleKind::RequireConfirm)),
+                    "{}",
                     ctx()
                 );
+                tally[1] += 1;
             }
-            tally[2] += count;
-        }
-        _ => panic!("decisions differ\n{}", ctx()),
-    }
-
-    // Shadow rules: each alone through Cedar.
-    let mut expected = BTreeSet::new();
-    for rule in set.rules().iter().filter(|r| r.mode == Mode::Shadow) {
-        let p = set
-            .shadow_policies()
-            .policy(&cedar_policy::PolicyId::new(&rule.id))
-            .expect("shadow policy");
-        let mut one = PolicySet::new();
-        one.add(p.clone()).unwrap();
-        let r = authorizer.is_authorized(&request, &one, &entities);
-        assert!(r.diagnostics().errors().next().is_none(), "{}", ctx());
-        if r.diagnostics().reason().next().is_some() {
-            expected.insert(rule.id.clone());
-        }
-    }
-    let found: BTreeSet<String> = decided.shadow.iter().map(|f| f.rule.clone()).collect();
-    assert_eq!(found, expected, "shadow findings\n{}", ctx());
-    (cedar.decision(), reasons)
-}
-
-/// `call` with exactly one input the memo keys on changed, what was
-/// changed, and how many seconds later the changed call is made (a clock
-/// change is the only one that moves the time; the others are made at
-/// the same instant).
-fn one_change(
-    rng: &mut Rng,
-    call: &CallContext,
-    words: &[String],
-    set: &CompiledPolicySet,
-) -> (&'static str, CallContext, i64) {
-    let mut c = call.clone();
-    let flip = |b: Option<bool>| match b {
-        None => Some(false),
-        Some(b) => Some(!b),
-    };
-    let fields: Vec<&String> = set.arg_fields().keys().collect();
-    let what = match rng.below(11) {
-        0 => {
-            c.provenance.via_agent = !c.provenance.via_agent;
-            "via agent"
-        }
-        1 => {
-            c.identity.user = rng.pick(words);
-            "the user"
-        }
-        2 => {
-            if c.identity.groups.is_empty() || rng.chance(50) {
-                c.identity.groups.push(rng.pick(words));
-            } else {
-                c.identity.groups.pop();
-            }
-            "the groups"
-        }
-        3 => {
-            let a = &mut c.annotations;
-            match rng.below(4) {
-                0 => a.read_only_hint = flip(a.read_only_hint),
-                1 => a.destructive_hint = flip(a.destructive_hint),
-                2 => a.idempotent_hint = flip(a.idempotent_hint),
-                _ => a.open_world_hint = flip(a.open_world_hint),
-            }
-            "an annotation"
-        }
-        4 if !fields.is_empty() => {
-            let ptr = fields[rng.below(fields.len())];
-            set_pointer(&mut c.arguments, ptr, arg_value(rng, words));
-            "an argument a rule reads"
-        }
-        5 => {
-            c.identity.agent = match c.identity.agent {
-                Some(_) if rng.chance(30) => None,
-                _ => Some(rng.pick(words)),
-            };
-            "the agent"
-        }
-        6 => {
-            c.identity.model = match c.identity.model {
-                Some(_) if rng.chance(30) => None,
-                _ => Some(rng.pick(words)),
-            };
-            "the model"
-        }
-        7 => {
-            c.provenance.via_server = match c.provenance.via_server {
-                Some(_) if rng.chance(30) => None,
-                _ => Some(rng.pick(words)),
-            };
-            "via server"
-        }
-        8 => {
-            let ids: Vec<String> = set.rules().iter().map(|r| r.id.clone()).collect();
-            if c.confirmed.is_empty() || rng.chance(50) {
-                c.confirmed.push(rng.pick(&ids));
-            } else {
-                c.confirmed.clear();
-            }
-            "the confirmations"
-        }
-        9 => {
-            // Minutes to hours later: local times in each zone move, and
-            // windows open or close.
-            let later = 60 * (1 + rng.below(12 * 60)) as i64;
-            return ("the time", c, later);
-        }
-        _ => {
-            // What a budget adds up (the budget's total moves across its
-            // maximum), else the tool.
-            match set.rules().iter().find_map(|r| r.budget.as_ref()) {
-                Some(b) => {
-                    let text = rng.pick(&["0", "2.5", "10", "11", "-1", "null"]);
-                    set_pointer(
-                        &mut c.arguments,
-                        &b.pointer,
-                        serde_json::from_str(text).unwrap(),
+            (Outcome::Deny(d), Decision::Deny) => {
+                let rules: BTreeSet<String> = d.rules.iter().map(|h| h.rule.clone()).collect();
+                let restricting: BTreeSet<String> = reasons
+                    .iter()
+                    .filter(|r| kind(r) != Some(RuleKind::RequireConfirm))
+                    .cloned()
+                    .collect();
+                assert_eq!(rules, restricting, "{}", ctx());
+                if rules.iter().any(|r| kind(r) == Some(RuleKind::Budget)) {
+                    tally[3] += 1;
+                }
+                if restricting.is_empty() && !reasons.is_empty() {
+                    // Only confirmations refuse, yet warden denies: that is
+                    // right only when nothing grants the call, so the
+                    // person's yes would not help.
+                    let mut confirmed = call.clone();
+                    confirmed.confirmed = reasons.iter().cloned().collect();
+                    assert!(
+                        !engine.decide(&confirmed).is_allow(),
+                        "a confirmation was refused that would have allowed the call\n{}",
+                        ctx()
                     );
-                    "a budgeted amount"
                 }
-                None => {
-                    c.tool = rng.pick(words);
-                    "the tool"
-                }
+                tally[2] += 1;
+            }
+            _ => panic!("decisions differ\n{}", ctx()),
+        }
+
+        // Shadow rules: each alone through Cedar.
+        let mut expected = BTreeSet::new();
+        for rule in set.rules().iter().filter(|r| r.mode == Mode::Shadow) {
+            let p = set
+                .shadow_policies()
+                .policy(&cedar_policy::PolicyId::new(&rule.id))
+                .expect("shadow policy");
+            let mut one = PolicySet::new();
+            one.add(p.clone()).unwrap();
+            let r = authorizer.is_authorized(&request, &one, &entities);
+            assert!(r.diagnostics().errors().next().is_none(), "{}", ctx());
+            if r.diagnostics().reason().next().is_some() {
+                expected.insert(rule.id.clone());
             }
         }
-    };
-    (what, c, 0)
+        let found: BTreeSet<String> = decided.shadow.iter().map(|f| f.rule.clone()).collect();
+        assert_eq!(found, expected, "shadow findings\n{}", ctx());
+    }
+    tally
 }
 
 fn shipped(name: &str) -> String {
@@ -685,7 +488,7 @@ fn shipped(name: &str) -> String {
 fn genomics_decides_as_cedar_over_the_whole_set() {
     let text = shipped("genomics.policy");
     let set = compile("genomics.policy", &text);
-    let [allowed, confirmed, denied, _, _] = agree("genomics", &set, &text, 1, 3_000);
+    let [allowed, confirmed, denied, _] = agree("genomics", &set, &text, 1, 3_000);
     assert!(
         allowed > 30 && confirmed > 0 && denied > 30,
         "{allowed} {confirmed} {denied}"
@@ -696,7 +499,7 @@ fn genomics_decides_as_cedar_over_the_whole_set() {
 fn baseline_decides_as_cedar_over_the_whole_set() {
     let text = shipped("baseline.policy");
     let set = compile("baseline.policy", &text);
-    let [allowed, _, denied, _, _] = agree("baseline", &set, &text, 2, 3_000);
+    let [allowed, _, denied, _] = agree("baseline", &set, &text, 2, 3_000);
     assert!(allowed > 30 && denied > 30, "{allowed} {denied}");
 }
 
@@ -796,7 +599,7 @@ fn generated(rng: &mut Rng, n: usize) -> String {
 #[test]
 fn generated_sets_decide_as_cedar_over_the_whole_set() {
     let mut rng = Rng(3);
-    let mut tally = [0; 5];
+    let mut tally = [0; 4];
     for k in 0..12 {
         // A random set may hold a condition the checker refuses (two
         // tests no call passes together): draw another.
@@ -809,7 +612,7 @@ fn generated_sets_decide_as_cedar_over_the_whole_set() {
             }
         };
         let t = agree(&format!("generated-{k}"), &set, &text, 100 + k, 400);
-        for i in 0..5 {
+        for i in 0..4 {
             tally[i] += t[i];
         }
     }

