@@ -164,6 +164,13 @@ fn usage_and_io_errors_exit_2() {
     warden().args(["lint", "--format", "xml"]).assert().code(2);
     let empty = tempfile::tempdir().unwrap();
     warden().arg("lint").arg(empty.path()).assert().code(2);
+    // Standard error cannot be synced: fsync needs a log file.
+    let out = warden()
+        .args(["proxy", "--policies", "policies/genomics.policy"])
+        .args(["--audit-log-fsync", "--", "true"])
+        .assert()
+        .code(2);
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("--audit-log"));
 }
 
 #[test]

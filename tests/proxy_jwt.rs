@@ -248,6 +248,20 @@ impl Warden {
     }
 
     /// Every message the upstreams received, in order.
+    /// What the upstream read, once it holds a message with id `id`: `tee`
+    /// writes the file after (or while) it feeds the upstream, so an answer
+    /// can reach the test before the line reaches the file.
+    async fn upstream_input_through(&self, id: i64) -> Res<Vec<Value>> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = self.upstream_input()?;
+            if seen.iter().any(|m| m["id"] == json!(id)) || tokio::time::Instant::now() > deadline {
+                return Ok(seen);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     fn upstream_input(&self) -> Res<Vec<Value>> {
         let text = std::fs::read_to_string(self.dir.join("upstream.in")).unwrap_or_default();
         Ok(text
@@ -492,7 +506,7 @@ async fn missing_bad_expired_and_foreign_tokens_get_401_with_the_reason_and_reac
     let ok = w.request(&alice, &sid, id, m, p).await?;
     assert_ne!(ok["result"]["isError"], json!(true), "{ok:#}");
 
-    let upstream = w.upstream_input()?;
+    let upstream = w.upstream_input_through(42).await?;
     let inits = upstream
         .iter()
         .filter(|m| m["method"] == "initialize")
@@ -564,7 +578,13 @@ async fn a_session_opened_by_alice_is_refused_to_bob() -> TestResult {
         r["result"]["structuredContent"]["meta"]["io.warden/provenance"]["groups"],
         json!(["lab"])
     );
-    assert!(w.upstream_input()?.iter().all(|m| m["id"] != json!(7)));
+    // Read once the later call 8 is in the file, so 7 would be too.
+    assert!(
+        w.upstream_input_through(8)
+            .await?
+            .iter()
+            .all(|m| m["id"] != json!(7))
+    );
     Ok(())
 }
 

@@ -6,11 +6,9 @@
 
 mod common;
 
+use common::raw_proxy::RawProxy;
 use serde_json::{Value, json};
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout};
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
@@ -25,47 +23,18 @@ require-confirm confirm-wipe {
 "#;
 
 struct Wire {
-    _child: Child,
-    stdin: ChildStdin,
-    lines: Lines<BufReader<ChildStdout>>,
-    dir: tempfile::TempDir,
+    proxy: RawProxy,
 }
 
 impl Wire {
     async fn start(extra: &[&str]) -> Result<Wire, Box<dyn std::error::Error + Send + Sync>> {
-        let dir = tempfile::tempdir()?;
-        let policy = dir.path().join("test.policy");
-        std::fs::write(&policy, POLICY)?;
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden"))
-            .arg("proxy")
-            .arg("--policies")
-            .arg(&policy)
-            .arg("--audit-log")
-            .arg(dir.path().join("audit.jsonl"))
-            .args(extra)
-            .arg("--")
-            .arg(env!("CARGO_BIN_EXE_warden"))
-            .arg("proxy-test-upstream")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()?;
-        let stdin = child.stdin.take().expect("stdin");
-        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         Ok(Wire {
-            _child: child,
-            stdin,
-            lines,
-            dir,
+            proxy: RawProxy::start(POLICY, None, extra).await?,
         })
     }
 
     async fn send_raw(&mut self, bytes: &[u8]) -> TestResult {
-        self.stdin.write_all(bytes).await?;
-        self.stdin.write_all(b"\n").await?;
-        self.stdin.flush().await?;
-        Ok(())
+        self.proxy.send_line(bytes).await
     }
 
     async fn send(&mut self, msg: Value) -> TestResult {
@@ -73,10 +42,7 @@ impl Wire {
     }
 
     async fn next(&mut self) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
-        let line = tokio::time::timeout(Duration::from_secs(10), self.lines.next_line())
-            .await
-            .map_err(|_| "no message from warden within 10 s")??
-            .ok_or("warden closed its output")?;
+        let line = self.proxy.next_line().await?;
         Ok(serde_json::from_str(&line)?)
     }
 
@@ -124,13 +90,7 @@ impl Wire {
     }
 
     fn audit(&self) -> Vec<Value> {
-        common::merge_outcomes(
-            std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
-                .unwrap_or_default()
-                .lines()
-                .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
-                .collect(),
-        )
+        common::merge_outcomes(self.proxy.audit_lines())
     }
 }
 

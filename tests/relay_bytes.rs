@@ -18,11 +18,10 @@
 //!   with provenance); a governed method in another case or with a control
 //!   character is refused and never reaches the upstream.
 
+mod common;
+
+use common::raw_proxy::RawProxy;
 use serde_json::{Value, json};
-use std::process::Stdio;
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type TestResult = Result<(), Error>;
@@ -38,38 +37,13 @@ deny no-wipe {
 "#;
 
 struct Wire {
-    _child: Child,
-    stdin: ChildStdin,
-    lines: Lines<BufReader<ChildStdout>>,
-    dir: tempfile::TempDir,
+    proxy: RawProxy,
 }
 
 impl Wire {
     async fn start() -> Result<Wire, Error> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("test.policy");
-        std::fs::write(&path, POLICY)?;
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden"))
-            .arg("proxy")
-            .arg("--policies")
-            .arg(&path)
-            .arg("--audit-log")
-            .arg(dir.path().join("audit.jsonl"))
-            .arg("--")
-            .arg(env!("CARGO_BIN_EXE_warden"))
-            .arg("proxy-test-upstream")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()?;
-        let stdin = child.stdin.take().ok_or("no stdin")?;
-        let lines = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
         let mut w = Wire {
-            _child: child,
-            stdin,
-            lines,
-            dir,
+            proxy: RawProxy::start(POLICY, None, &[]).await?,
         };
         let r = w
             .request(
@@ -86,19 +60,11 @@ impl Wire {
     }
 
     async fn send_raw(&mut self, text: &str) -> TestResult {
-        self.stdin.write_all(text.as_bytes()).await?;
-        self.stdin.write_all(b"\n").await?;
-        self.stdin.flush().await?;
-        Ok(())
+        self.proxy.send_line(text.as_bytes()).await
     }
 
     async fn next_line(&mut self) -> Result<String, Error> {
-        Ok(
-            tokio::time::timeout(Duration::from_secs(10), self.lines.next_line())
-                .await
-                .map_err(|_| "no message from warden within 10 s")??
-                .ok_or("warden closed its output")?,
-        )
+        self.proxy.next_line().await
     }
 
     /// Lines until the response to `id` (the response as it came, and the
@@ -146,7 +112,7 @@ impl Wire {
     }
 
     fn decisions(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
+        std::fs::read_to_string(self.proxy.dir().join("audit.jsonl"))
             .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())

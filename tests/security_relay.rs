@@ -5,11 +5,14 @@
 //! (`x/raw`, the `raw` tool) and reports every line it read, byte for byte
 //! (`x/received`).
 
+mod common;
+
+use common::raw_proxy::RawProxy;
 use serde_json::{Value, json};
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Child;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type TestResult = Result<(), Error>;
@@ -25,51 +28,19 @@ require-confirm confirm-wipe {
 "#;
 
 struct Wire {
-    _child: Child,
-    stdin: ChildStdin,
-    lines: Lines<BufReader<ChildStdout>>,
-    dir: tempfile::TempDir,
+    proxy: RawProxy,
 }
 
 impl Wire {
     async fn start(policy: &str, audit: Option<&str>, extra: &[&str]) -> Result<Wire, Error> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("test.policy");
-        std::fs::write(&path, policy)?;
-        let audit = match audit {
-            Some(a) => a.into(),
-            None => dir.path().join("audit.jsonl"),
-        };
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden"))
-            .arg("proxy")
-            .arg("--policies")
-            .arg(&path)
-            .arg("--audit-log")
-            .arg(audit)
-            .args(extra)
-            .arg("--")
-            .arg(env!("CARGO_BIN_EXE_warden"))
-            .arg("proxy-test-upstream")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()?;
-        let stdin = child.stdin.take().expect("stdin");
-        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let audit = audit.map(std::path::Path::new);
         Ok(Wire {
-            _child: child,
-            stdin,
-            lines,
-            dir,
+            proxy: RawProxy::start(policy, audit, extra).await?,
         })
     }
 
     async fn send_raw(&mut self, text: &str) -> TestResult {
-        self.stdin.write_all(text.as_bytes()).await?;
-        self.stdin.write_all(b"\n").await?;
-        self.stdin.flush().await?;
-        Ok(())
+        self.proxy.send_line(text.as_bytes()).await
     }
 
     async fn send(&mut self, msg: Value) -> TestResult {
@@ -79,12 +50,7 @@ impl Wire {
     /// The next line from warden, as it came (10 s at most: every request
     /// here is answered at once, so a wait this long is a failure).
     async fn next_line(&mut self) -> Result<String, Error> {
-        Ok(
-            tokio::time::timeout(Duration::from_secs(10), self.lines.next_line())
-                .await
-                .map_err(|_| "no message from warden within 10 s")??
-                .ok_or("warden closed its output")?,
-        )
+        self.proxy.next_line().await
     }
 
     /// Reads lines until the response to `id` (matched on the raw text, so
@@ -138,11 +104,7 @@ impl Wire {
     }
 
     fn audit(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
-            .collect()
+        self.proxy.audit_lines()
     }
 
     /// The decision lines of the log (a forwarded call's outcome may be a

@@ -9,6 +9,8 @@ use serde_json::Value;
 
 pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
+pub mod raw_proxy;
+
 /// Calls `tool` with `args` (a JSON object) through `client`.
 pub async fn call<S: Service<RoleClient>>(
     client: &RunningService<RoleClient, S>,

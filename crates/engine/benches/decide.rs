@@ -48,6 +48,11 @@
 //! The bench runs on mimalloc (all three groups alike): with glibc's
 //! allocator a decision spends about a third of its time in malloc/free.
 //!
+//! The decision memo is on, as in warden: the call is the same every time,
+//! so every timed call after the first is a memo hit.
+//! `WARDEN_BENCH_MEMO=off` measures the evaluation a call with new input
+//! pays (the memo's miss path, without the insert).
+//!
 //! Run with `cargo bench -p warden-engine --bench decide`. Targets: p99 of
 //! a decision at most 20 µs at 10,000 rules, and within 2× of Cedar alone
 //! on the same slice.
@@ -63,6 +68,7 @@ use std::hint::black_box;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 use warden_engine::args::project_args;
+use warden_engine::memo::MemoMode;
 use warden_engine::{
     CallContext, Engine, EngineOptions, Identity, Outcome, PolicyBundle, Provenance,
     ToolAnnotations,
@@ -316,7 +322,10 @@ impl Case {
         let whole_req = raw_request(&call, compiled.arg_fields(), &all_limited);
         let engine = Engine::new(
             PolicyBundle::new(compiled, format!("bench-{rules}")),
-            EngineOptions::default(),
+            EngineOptions {
+                memo: memo_mode(),
+                ..EngineOptions::default()
+            },
         );
         let bundle = engine.policies();
         let slice = bundle.slice(&call.server, &call.tool);
@@ -486,6 +495,18 @@ fn criterion_groups(c: &mut Criterion, cases: &[Case]) {
         });
     }
     group.finish();
+}
+
+/// `WARDEN_BENCH_MEMO=off` decides every call without the decision memo
+/// (each call then pays Cedar's evaluation, as a call with new input
+/// does); by default the memo is on, as in warden, and every timed call
+/// after the first is a hit.
+fn memo_mode() -> MemoMode {
+    match std::env::var("WARDEN_BENCH_MEMO").as_deref() {
+        Ok("off") => MemoMode::Off,
+        Ok("on") | Err(_) => MemoMode::On,
+        Ok(other) => panic!("WARDEN_BENCH_MEMO is `on` or `off`, not `{other}`"),
+    }
 }
 
 fn main() {

@@ -256,16 +256,15 @@ impl PolicyBundle {
                 .enforced_policies()
                 .policy(&id)
                 .or_else(|| self.compiled.shadow_policies().policy(&id));
-            let core = Policy::parse(Some(id.clone()), &rule.core_cedar)
-                .ok()
-                .and_then(as_permit);
+            // Built from the compiler's tree, not re-parsed from its text:
+            // `tests/pst_equivalence.rs` holds the two equal.
+            let core = rule.core_policy().ok().and_then(as_permit);
             let is_core = core.is_some();
             let policy = core.or_else(|| compiled.cloned().and_then(as_permit));
             let counting = rule.limit.and_then(|_| {
                 let id = PolicyId::new(format!("{}{COUNTING_SUFFIX}", rule.id));
-                rule.core_counting_cedar
-                    .as_deref()
-                    .and_then(|text| Policy::parse(Some(id.clone()), text).ok())
+                rule.core_counting_policy()
+                    .and_then(Result::ok)
                     .or_else(|| self.compiled.counting_policies().policy(&id).cloned())
             });
             EvalPolicies {

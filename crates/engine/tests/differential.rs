@@ -27,6 +27,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use warden_engine::args::project_args;
+use warden_engine::memo::MemoMode;
 use warden_engine::state::{Clock, ManualClock};
 use warden_engine::{
     CallContext, Engine, EngineOptions, Identity, Outcome, PolicyBundle, Provenance,
@@ -375,6 +376,8 @@ fn agree(name: &str, set: &CompiledPolicySet, text: &str, seed: u64, calls: usiz
         PolicyBundle::new(set.clone(), "v".into()),
         EngineOptions {
             clock: wall.clone(),
+            // Every memo hit is evaluated again and compared (below).
+            memo: MemoMode::Verify,
             ..EngineOptions::default()
         },
     );
@@ -476,6 +479,11 @@ fn agree(name: &str, set: &CompiledPolicySet, text: &str, seed: u64, calls: usiz
         let found: BTreeSet<String> = decided.shadow.iter().map(|f| f.rule.clone()).collect();
         assert_eq!(found, expected, "shadow findings\n{}", ctx());
     }
+    let memo = engine.memo_stats();
+    assert_eq!(
+        memo.mismatches, 0,
+        "{name}: the decision memo answered differently from a fresh evaluation: {memo:?}"
+    );
     tally
 }
 

@@ -13,8 +13,11 @@
 //! Groups (each at 1,000 and 10,000 rules):
 //! - `parse/N`: [`parse_policy_set`] only.
 //! - `lint_compile/N`: [`compile_policy_set`], which is what `warden lint`
-//!   runs: parse, check, emit Cedar, parse it back and validate it strictly
-//!   against the generated schema.
+//!   runs: parse, check, emit Cedar (built through Cedar's policy tree,
+//!   `cedar_policy::pst`) and validate it strictly against the generated
+//!   schema.
+//!
+//! It runs on mimalloc, the allocator of the `warden` binary.
 //!
 //! Run with `cargo bench -p warden-lang --bench compile`; the target is
 //! lint + compile of 10,000 rules in at most one second.
@@ -23,6 +26,10 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::time::Duration;
 use warden_lang::{Code, Severity, Sources, compile_policy_set, lint_policy_set, parse_policy_set};
+
+// The allocator the `warden` binary runs `lint` and `compile` on.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "../tests/generated/mod.rs"]
 mod generated;

@@ -4,41 +4,15 @@
 //! and the shipped policies; and it is the compiled policy minus exactly
 //! those matchers.
 
+mod common;
+
 use cedar_policy::{Policy, PolicyId, PolicySet, ValidationMode, Validator};
-use std::path::Path;
 use warden_lang::compile::COUNTING_SUFFIX;
 use warden_lang::{Sources, compile_policy_set};
 
-fn sets() -> Vec<(String, Sources)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut out = Vec::new();
-    for dir in [root.join("test_data/ok"), root.join("../../policies")] {
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|e| e.expect("dir entry").path())
-            .filter(|p| p.extension().is_some_and(|e| e == "policy"))
-            .collect();
-        files.sort();
-        for f in files {
-            let mut sources = Sources::new();
-            sources.add(
-                f.display().to_string(),
-                std::fs::read_to_string(&f).expect("readable"),
-            );
-            out.push((f.display().to_string(), sources));
-        }
-    }
-    assert!(
-        out.len() >= 10,
-        "golden and shipped sets found: {}",
-        out.len()
-    );
-    out
-}
-
 #[test]
 fn core_policies_parse_and_validate_strictly() {
-    for (name, sources) in sets() {
+    for (name, sources) in common::golden_and_shipped_sets() {
         let set = match compile_policy_set(&sources) {
             Ok(out) => out.policy_set,
             Err(d) => panic!("{name} does not compile: {d:?}"),

@@ -10,38 +10,15 @@
 //! arbitrary shape holding arbitrary strings, names and numbers, the
 //! escaping the printer must get right.
 
+mod common;
 mod generated;
 
 use cedar_policy::{Policy, PolicyId};
 use proptest::prelude::*;
-use std::path::Path;
 use warden_lang::ast::Effect;
 use warden_lang::cedar::{BinOp, CEffect, CExpr, CPolicy, PolicyBuilder, Var};
 use warden_lang::compile::{COUNTING_SUFFIX, DEFAULT_POLICY_ID};
 use warden_lang::{CompiledPolicySet, Sources, compile_policy_set};
-
-fn file_sets() -> Vec<(String, Sources)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut out = Vec::new();
-    for dir in [root.join("test_data/ok"), root.join("../../policies")] {
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|e| e.expect("dir entry").path())
-            .filter(|p| p.extension().is_some_and(|e| e == "policy"))
-            .collect();
-        files.sort();
-        for f in files {
-            let mut sources = Sources::new();
-            sources.add(
-                f.display().to_string(),
-                std::fs::read_to_string(&f).expect("readable"),
-            );
-            out.push((f.display().to_string(), sources));
-        }
-    }
-    assert!(out.len() >= 10, "golden and shipped sets: {}", out.len());
-    out
-}
 
 /// `built` is the policy Cedar parses from `text` under `id`.
 fn assert_same(what: &str, built: &Policy, id: &str, text: &str) {
@@ -113,7 +90,7 @@ fn assert_set(name: &str, set: &CompiledPolicySet) -> usize {
 #[test]
 fn golden_and_shipped_sets_build_what_their_text_says() {
     let mut compared = 0;
-    for (name, sources) in file_sets() {
+    for (name, sources) in common::golden_and_shipped_sets() {
         let set = compile_policy_set(&sources)
             .unwrap_or_else(|d| panic!("{name} does not compile: {d:?}"))
             .policy_set;

@@ -7,6 +7,7 @@ use crate::oracle::{self, Decision, Forwarded, Retry, Verdict};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
+use warden_engine::memo::MemoMode;
 use warden_engine::state::{Clock, ManualClock};
 use warden_engine::{
     CallContext, Decided, Engine, EngineOptions, Identity, Outcome, PolicyBundle, Provenance,
@@ -159,6 +160,8 @@ pub fn run(policy: &str, start: i64, steps: &[Step]) -> Result<Vec<StepRun>, Str
         PolicyBundle::new(compiled.policy_set, "differential".into()),
         EngineOptions {
             clock: clock.clone(),
+            // Every memo hit is evaluated again and compared (below).
+            memo: MemoMode::Verify,
             ..EngineOptions::default()
         },
     );
@@ -214,6 +217,11 @@ pub fn run(policy: &str, start: i64, steps: &[Step]) -> Result<Vec<StepRun>, Str
             break;
         }
     }
+    let memo = engine.memo_stats();
+    assert_eq!(
+        memo.mismatches, 0,
+        "the decision memo answered differently from a fresh evaluation: {memo:?}\n{policy}"
+    );
     Ok(runs)
 }
 

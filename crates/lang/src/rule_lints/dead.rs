@@ -12,6 +12,7 @@ use crate::fmt::format_arg_path;
 use crate::glob::glob_covers;
 use crate::lints;
 use crate::source::Span;
+use std::collections::{HashMap, HashSet};
 
 /// One argument path a rule reads, and how.
 struct Read<'a> {
@@ -56,7 +57,8 @@ pub(crate) fn check_dead(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) {
         }
     }
 
-    let mut reported: Vec<Span> = Vec::new();
+    // Spans already reported (a set: 10,000 rules read as many paths).
+    let mut reported: HashSet<Span> = HashSet::new();
     for read in &reads {
         if let Some(at) = read.path.segments.iter().position(|s| s.contains('*')) {
             let list = ArgPath {
@@ -74,7 +76,7 @@ pub(crate) fn check_dead(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) {
                 &read.path.segments[at],
                 &list,
             ));
-            reported.push(read.path.span);
+            reported.insert(read.path.span);
         }
     }
     // A read a `never-matches` already points at needs no second finding.
@@ -101,19 +103,37 @@ pub(crate) fn check_dead(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) {
                 &format_arg_path(&parent),
                 measure,
             ));
-            reported.push(read.path.span);
+            reported.insert(read.path.span);
+        }
+    }
+    // The reads taken for a scalar, by path: a read's scalar parents are
+    // found among those at its proper prefixes, not by a scan of every read
+    // (which made this quadratic in the size of the set).
+    let mut scalars: HashMap<&[String], Vec<usize>> = HashMap::new();
+    for (i, r) in reads.iter().enumerate() {
+        if r.scalar.is_some() {
+            scalars
+                .entry(r.path.segments.as_slice())
+                .or_default()
+                .push(i);
         }
     }
     for read in &reads {
         if reported.contains(&read.path.span) {
             continue;
         }
-        let scalar_parent = reads.iter().find(|p| {
-            p.scalar.is_some()
-                && p.path.segments.len() < read.path.segments.len()
-                && read.path.segments.starts_with(&p.path.segments)
-                && (p.rule == read.rule || same_calls(&rules[p.rule].1, &rules[read.rule].1))
-        });
+        let segments = &read.path.segments;
+        // The first such read in set order, as a scan would find it.
+        let scalar_parent = (0..segments.len())
+            .filter_map(|len| scalars.get(&segments[..len]))
+            .flatten()
+            .copied()
+            .filter(|&i| {
+                let p = &reads[i];
+                p.rule == read.rule || same_calls(&rules[p.rule].1, &rules[read.rule].1)
+            })
+            .min()
+            .map(|i| &reads[i]);
         if let Some(p) = scalar_parent {
             diags.push(lints::field_of_scalar(
                 read.path.span,
@@ -122,7 +142,7 @@ pub(crate) fn check_dead(files: &[PolicyFile], diags: &mut Vec<Diagnostic>) {
                 p.path.span,
                 p.scalar.unwrap_or("a scalar"),
             ));
-            reported.push(read.path.span);
+            reported.insert(read.path.span);
         }
     }
 
@@ -493,27 +513,28 @@ fn disjoint(a: &Allowed<'_>, b: &Allowed<'_>) -> Option<&'static str> {
 /// confirm condition, or one that is the cap's condition or a part of its
 /// top-level `and` (or all of its own `and` parts are), compared as the
 /// formatter prints them.
-fn implied(confirm: Option<&Expr>, cap: Option<&Expr>) -> bool {
+fn implied(confirm: Option<&[String]>, cap: Option<&[String]>) -> bool {
+    let Some(needed) = confirm else {
+        return true;
+    };
+    let Some(cap_parts) = cap else {
+        return false;
+    };
+    needed.iter().all(|n| cap_parts.contains(n))
+}
+
+/// A condition's top-level `and` parts (or the condition itself) as the
+/// formatter prints them: what [`implied`] compares.
+fn and_parts_text(e: &Expr) -> Vec<String> {
     let text = |e: &Expr| {
         let mut out = String::new();
         crate::fmt::write_expr(&mut out, e);
         out
     };
-    let Some(confirm) = confirm else {
-        return true;
-    };
-    let Some(cap) = cap else {
-        return false;
-    };
-    let cap_parts: Vec<String> = match cap {
+    match e {
         Expr::And(v, _) => v.iter().map(text).collect(),
         e => vec![text(e)],
-    };
-    let needed: Vec<String> = match confirm {
-        Expr::And(v, _) => v.iter().map(text).collect(),
-        e => vec![text(e)],
-    };
-    needed.iter().all(|n| cap_parts.contains(n))
+    }
 }
 
 /// Warns on a cap-consecutive whose matching calls an enforced
@@ -532,17 +553,28 @@ fn check_confirmed_caps(rules: &[(&Rule, RuleParts<'_>)], diags: &mut Vec<Diagno
                 .all(|ip| o.patterns.iter().any(|op| glob_covers(&op.node, &ip.node))),
         }
     }
-    for (cap, cap_parts) in rules
+    // The conditions' texts, printed once per rule that can take part
+    // (not once per pair of a cap and a rule).
+    let texts: Vec<Option<Vec<String>>> = rules
         .iter()
-        .filter(|(r, _)| r.kind.node == RuleKind::CapConsecutive)
-    {
-        let confirm = rules.iter().find(|(r, parts)| {
+        .map(|(r, parts)| {
+            let takes_part = r.kind.node == RuleKind::CapConsecutive
+                || (r.kind.node == RuleKind::RequireConfirm && parts.mode() == Mode::Enforce);
+            parts.when.filter(|_| takes_part).map(and_parts_text)
+        })
+        .collect();
+    for (c, (cap, cap_parts)) in rules.iter().enumerate() {
+        if cap.kind.node != RuleKind::CapConsecutive {
+            continue;
+        }
+        let confirm = rules.iter().enumerate().find(|(i, (r, parts))| {
             r.kind.node == RuleKind::RequireConfirm
                 && parts.mode() == Mode::Enforce
-                && implied(parts.when, cap_parts.when)
+                && implied(texts[*i].as_deref(), texts[c].as_deref())
                 && covers(parts.server, cap_parts.server)
                 && covers(parts.tool, cap_parts.tool)
         });
+        let confirm = confirm.map(|(_, rule)| rule);
         if let Some((confirm, _)) = confirm {
             diags.push(lints::cap_ended_by_confirm(
                 cap.name.span,
