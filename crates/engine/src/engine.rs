@@ -112,6 +112,13 @@ impl Engine {
         self.policies.load().memo.stats()
     }
 
+    /// Whether the state server (Redis) answers now; `None` for a store
+    /// in this process or on its disk. It may wait for the store's
+    /// timeout: call it off the async runtime's worker threads.
+    pub fn state_health(&self) -> Option<crate::state::StoreHealth> {
+        self.state.health()
+    }
+
     /// Puts a new bundle in force atomically: a decision uses the old or
     /// the new bundle, never a mix. State (streaks, windows) is kept.
     pub fn swap_policies(&self, bundle: PolicyBundle) {

@@ -162,6 +162,10 @@ impl StateGate {
         Err(StateError::Unrecorded(kept.last_error.clone()))
     }
 
+    pub(crate) fn health(&self) -> Option<crate::state::StoreHealth> {
+        self.store.health()
+    }
+
     pub(crate) fn commit(&self, id: HoldId, hold: Hold) -> Result<(), StateError> {
         self.write(Write::Commit(id, hold))
     }

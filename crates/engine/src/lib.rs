@@ -21,10 +21,12 @@ pub mod memo;
 pub mod memory;
 pub mod message;
 pub mod records;
+pub mod redis_state;
 pub mod reload;
 pub mod sqlite;
 pub mod sqlite_limits;
 pub mod state;
+pub mod state_location;
 pub mod store;
 
 pub use call::{CallContext, Identity, Provenance, ToolAnnotations, Verified};
@@ -34,9 +36,11 @@ pub use engine::{
 pub use index::PolicyBundle;
 pub use log::{DecisionLog, LogError, UpstreamOutcome};
 pub use records::{MemoryRecords, NewRecord, RecordBackend, RecordError, RecordStore};
+pub use redis_state::{RedisOptions, RedisState, RedisTime};
 pub use reload::{
     DEFAULT_DEBOUNCE, OnReload, PolicyReloader, ReloadEvent, WatchError, WatchHandle,
 };
 pub use sqlite::SqliteState;
 pub use state::{StateBackend, StateError, StateStore};
+pub use state_location::{StateLocation, StateLocationError};
 pub use store::{LoadError, PolicyStatus, load_bundle};

@@ -194,6 +194,16 @@ pub enum StateError {
         )
     )]
     Unrecorded(String),
+    /// A state server (Redis) could not be reached or answered with an
+    /// error. `store` is its address without credentials.
+    #[error("the state store `{store}` cannot be used: {message}")]
+    #[diagnostic(
+        code(warden::state::remote),
+        help(
+            "check that the server is up and reachable from warden; warden reconnects with backoff, and calls that need a counter are denied meanwhile"
+        )
+    )]
+    Remote { store: String, message: String },
     /// The store is locked by another writer and the caller chose not to
     /// wait ([`StateStore::end_streaks`] with `wait` false).
     #[error("the state store is busy")]
@@ -250,6 +260,21 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// then keeps the write and applies it before the next read of those
     /// rows, so a call that needs no counter never waits on the store.
     fn end_streaks(&self, keys: &[ScopeKey], wait: bool) -> Result<(), StateError>;
+
+    /// Whether a store on another machine (Redis) answers now, for
+    /// `/readyz`. `None` for a store in this process or on its disk.
+    fn health(&self) -> Option<StoreHealth> {
+        None
+    }
+}
+
+/// What `/readyz` says about a state server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// The store as the operator named it, without credentials.
+    pub store: String,
+    /// `None` when it answers; else why not.
+    pub problem: Option<String>,
 }
 
 /// The id of a hold, unique within its store.
@@ -411,6 +436,9 @@ pub enum StateBackend {
     /// A SQLite file, created if missing. If it cannot be opened, every
     /// call that needs a counter is denied ("state store unavailable").
     Sqlite(PathBuf),
+    /// A Redis server (`redis://...`), shared by replicas. If the URL is
+    /// not one, every call that needs a counter is denied.
+    Redis(String),
     /// A store opened by the caller (e.g. a [`crate::sqlite::SqliteState`]
     /// opened up front to report a bad file before serving).
     Store(Arc<dyn StateStore>),
@@ -424,6 +452,12 @@ impl StateBackend {
             StateBackend::Memory => Arc::new(CallState::new(limits, clock)),
             StateBackend::Sqlite(path) => {
                 match crate::sqlite::SqliteState::open(path, limits, clock) {
+                    Ok(s) => Arc::new(s),
+                    Err(e) => Arc::new(Unavailable(e)),
+                }
+            }
+            StateBackend::Redis(url) => {
+                match crate::redis_state::RedisState::open(url, limits, Default::default()) {
                     Ok(s) => Arc::new(s),
                     Err(e) => Arc::new(Unavailable(e)),
                 }

@@ -1,7 +1,11 @@
 //! Cap and rate state in a SQLite file: it survives a restart (the engine
 //! dropped and rebuilt on the same file), is shared by two engines on one
 //! file (two warden processes), and fails closed when the file cannot be
-//! read or written.
+//! read or written. The store contract (`mod contract`) is checked on
+//! memory, SQLite and a real Redis.
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
 
 use serde_json::json;
 use std::path::Path;
@@ -314,13 +318,25 @@ mod contract {
     use warden_engine::state::{Counted, SystemClock};
     use warden_lang::ast::{Scope, ScopeSet};
 
-    fn stores() -> Vec<(&'static str, Box<dyn StateStore>, tempfile::TempDir)> {
+    /// What keeps a store alive: its file's directory, its server.
+    type Guard = Box<dyn std::any::Any>;
+
+    /// Each store, with what keeps it alive (its file's directory, its
+    /// server).
+    fn stores() -> Vec<(&'static str, Box<dyn StateStore>, Guard)> {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(SystemClock);
         let sqlite = SqliteState::open(
             &dir.path().join("c.db"),
             StateLimits::default(),
             clock.clone(),
+        )
+        .unwrap();
+        let server = super::redis_server::RedisServer::start();
+        let redis = warden_engine::RedisState::open(
+            &server.url(),
+            StateLimits::default(),
+            Default::default(),
         )
         .unwrap();
         vec![
@@ -330,9 +346,10 @@ mod contract {
                     StateLimits::default(),
                     clock,
                 )),
-                tempfile::tempdir().unwrap(),
+                Box::new(()),
             ),
-            ("sqlite", Box::new(sqlite), dir),
+            ("sqlite", Box::new(sqlite), Box::new(dir)),
+            ("redis", Box::new(redis), Box::new(server)),
         ]
     }
 

@@ -260,8 +260,12 @@ impl Gateway {
 
     /// `/readyz`: the policies are loaded (they are, or warden would not
     /// have started; a failed reload keeps the last good set) and every
-    /// `required` server is reachable.
-    async fn readiness(&self) -> Result<(), Vec<String>> {
+    /// `required` server is reachable. Also what the state server (Redis)
+    /// answers: shown, but never a reason to be unready, since every
+    /// replica shares it, and calls that need no counter still pass while
+    /// it is down (a load balancer taking all replicas out would stop
+    /// those too).
+    async fn readiness(&self) -> (Result<(), Vec<String>>, Option<String>) {
         let required: Vec<ServerConfig> = self
             .routes
             .read()
@@ -275,18 +279,30 @@ impl Gateway {
                 .await
                 .map_err(|why| format!("server `{}`: {why}", s.name))
         });
+        let engine = Arc::clone(&self.rt.engine);
+        let store = tokio::task::spawn_blocking(move || engine.state_health());
         let failures: Vec<String> = futures::future::join_all(probes)
             .await
             .into_iter()
             .filter_map(Result::err)
             .collect();
+        let store = match store.await.ok().flatten() {
+            None => None,
+            Some(h) => Some(match h.problem {
+                None => format!("state store `{}`: ok", h.store),
+                Some(why) => format!(
+                    "state store `{}`: unavailable, calls that need a counter are denied: {why}",
+                    h.store
+                ),
+            }),
+        };
         if self.draining.load(Ordering::Relaxed) {
-            return Err(vec!["warden is shutting down".into()]);
+            return (Err(vec!["warden is shutting down".into()]), store);
         }
         if failures.is_empty() {
-            Ok(())
+            (Ok(()), store)
         } else {
-            Err(failures)
+            (Err(failures), store)
         }
     }
 }
@@ -497,11 +513,13 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
-    match gw.readiness().await {
-        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+    let (ready, store) = gw.readiness().await;
+    let store = store.map(|s| format!("{s}\n")).unwrap_or_default();
+    match ready {
+        Ok(()) => (StatusCode::OK, format!("ready\n{store}")).into_response(),
         Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {}\n", why.join("; ")),
+            format!("not ready: {}\n{store}", why.join("; ")),
         )
             .into_response(),
     }

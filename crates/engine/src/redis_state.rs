@@ -1,0 +1,366 @@
+//! Caps, rates, budgets and their holds in Redis ([`RedisState`]): the
+//! [`StateStore`] that several warden replicas share, so that a limit
+//! holds exactly across them.
+//!
+//! **Atomic steps.** Each step that reads and writes is one Lua script
+//! (`redis_state/*.lua`, sharing `prelude.lua`), which Redis runs alone:
+//! [`StateStore::reserve`] checks `used + weight <= max` for every slot
+//! and takes all of them, or none, in one script, so 30 calls racing on 3
+//! replicas take exactly `max` slots. Releasing removes the hold's members
+//! and ending streaks deletes rows; neither reads, so both are plain
+//! commands.
+//!
+//! **Time** is the Redis server's clock (`TIME` inside the scripts): one
+//! clock for every replica, so neither a replica's clock step nor a skew
+//! between replicas moves a window. [`RedisTime::Caller`] passes the
+//! engine's clock instead, for tests that move time by hand.
+//!
+//! **A replica that dies** between deciding and forwarding leaves a hold
+//! behind; holds count only for [`RedisOptions::hold_ttl`] after they are
+//! taken, then expire. A commit is single use: the script marks the hold
+//! committed (kept for [`COMMIT_MARKER_TTL`]) and a retry whose first
+//! reply was lost (a timeout after Redis ran it) counts nothing twice.
+//!
+//! **Keys** are `warden:` + a kind letter + length-prefixed parts (row
+//! kind, row value, split value, rule id), so no value a caller sends can
+//! make two keys meet. Streak rows expire after the idle TTL, windows one
+//! window after their latest event. Several keys of one call are used by
+//! one script, so the store is one Redis server (or a primary with
+//! replicas), not Redis Cluster.
+//!
+//! **Failure.** Every command has a timeout ([`RedisOptions::timeout`]).
+//! A store that cannot be reached fails the step with
+//! [`StateError::Remote`], naming the store (never its password), so the
+//! engine denies only the calls that need a counter; connections are
+//! re-made with a backoff ([`crate::redis_state::pool`]).
+
+mod pool;
+
+use crate::state::{
+    Clock, Count, Hold, HoldId, LimitSpec, Reserved, ScopeKey, StateError, StateLimits, StateStore,
+    StoreHealth, coalescing, fits, frees_in,
+};
+use pool::Pool;
+pub use pool::redacted;
+use redis::Script;
+use std::fmt::Write as _;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+/// How long a commit's marker is kept: a retry of the same commit within
+/// it counts nothing twice.
+pub const COMMIT_MARKER_TTL: Duration = Duration::from_secs(3600);
+
+/// Weights and maxima are compared as Lua numbers (doubles), exact up to
+/// 2^53; a larger maximum is as good as unlimited and is clamped to it.
+const EXACT: u64 = 1 << 53;
+
+const PRELUDE: &str = include_str!("redis_state/prelude.lua");
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}\n{body}"))
+}
+
+static COUNT: LazyLock<Script> = LazyLock::new(|| script(include_str!("redis_state/count.lua")));
+static RESERVE: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("redis_state/reserve.lua")));
+static COMMIT: LazyLock<Script> = LazyLock::new(|| script(include_str!("redis_state/commit.lua")));
+
+/// Which clock times the store's rows.
+#[derive(Debug, Clone, Default)]
+pub enum RedisTime {
+    /// The Redis server's `TIME`: one clock for all replicas.
+    #[default]
+    Server,
+    /// The engine's clock ([`Clock::unix_millis`]), for tests.
+    Caller(Arc<dyn Clock>),
+}
+
+/// How a [`RedisState`] talks to its server.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// The most a connect or a command may take.
+    pub timeout: Duration,
+    /// How long a hold counts before it is taken for a dead replica's.
+    pub hold_ttl: Duration,
+    pub time: RedisTime,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            timeout: Duration::from_millis(500),
+            hold_ttl: Duration::from_secs(60),
+            time: RedisTime::Server,
+        }
+    }
+}
+
+/// Caps, rates and budgets in Redis, shared by every replica that opens
+/// the same server and database.
+#[derive(Debug)]
+pub struct RedisState {
+    pool: Pool,
+    limits: StateLimits,
+    options: RedisOptions,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `warden:` + kind + each part as `LEN:PART`.
+fn key(kind: char, parts: &[&str]) -> String {
+    let mut k = String::with_capacity(16 + parts.iter().map(|p| p.len() + 4).sum::<usize>());
+    k.push_str("warden:");
+    k.push(kind);
+    for p in parts {
+        let _ = write!(k, "{}:{p}", p.len());
+    }
+    k
+}
+
+fn streak_key(row: &ScopeKey) -> String {
+    key('s', &[&row.row.key(), &row.value])
+}
+fn events_key(row: &ScopeKey, split: &str, rule: &str) -> String {
+    key('e', &[&row.row.key(), &row.value, split, rule])
+}
+fn holds_key(row: &ScopeKey, split: &str, rule: &str) -> String {
+    key('h', &[&row.row.key(), &row.value, split, rule])
+}
+fn marker_key(id: HoldId) -> String {
+    key('d', &[&id.0.to_string()])
+}
+
+impl RedisState {
+    /// A store on the server at `url` (`redis://[user:pass@]host[:port][/db]`).
+    /// Nothing is sent yet: a server that is down now fails the first
+    /// step that needs it, not the start.
+    pub fn open(url: &str, limits: StateLimits, options: RedisOptions) -> Result<Self, StateError> {
+        let pool = Pool::new(url, options.timeout)?;
+        Ok(RedisState {
+            pool,
+            limits,
+            options,
+        })
+    }
+
+    /// Whether `url` is a Redis URL warden can use (nothing is sent).
+    pub fn check_url(url: &str) -> Result<(), String> {
+        use redis::IntoConnectionInfo;
+        url.into_connection_info()
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The store as the operator named it, without credentials.
+    pub fn name(&self) -> &str {
+        self.pool.name()
+    }
+
+    fn now_arg(&self) -> String {
+        match &self.options.time {
+            RedisTime::Server => String::new(),
+            RedisTime::Caller(clock) => clock.unix_millis().to_string(),
+        }
+    }
+
+    fn hold_ttl(&self) -> u64 {
+        millis(self.options.hold_ttl).max(1)
+    }
+}
+
+fn window_ms(spec: &LimitSpec) -> u64 {
+    spec.window.map_or(0, |w| millis(w).max(1))
+}
+
+/// A hold id no other replica picks: random, from the standard library's
+/// per-process random hash keys.
+fn new_hold_id() -> HoldId {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::hash::RandomState::new().build_hasher();
+    h.write_u64(NEXT.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    HoldId(h.finish() >> 1)
+}
+
+fn hold_member(id: HoldId, weight: u64) -> String {
+    format!("{}:{weight}", id.0)
+}
+
+impl StateStore for RedisState {
+    fn count(
+        &self,
+        rule: &str,
+        spec: &LimitSpec,
+        key: &ScopeKey,
+        split: &str,
+        need: u64,
+    ) -> Result<Option<Count>, StateError> {
+        let mut inv = COUNT.prepare_invoke();
+        inv.key(streak_key(key))
+            .key(events_key(key, split, rule))
+            .key(holds_key(key, split, rule))
+            .arg(self.now_arg())
+            .arg(rule)
+            .arg(split)
+            .arg(window_ms(spec))
+            .arg(self.hold_ttl())
+            .arg(need.min(EXACT))
+            .arg(spec.max.min(EXACT));
+        let reply: Vec<i64> = self.pool.run(true, |c| inv.invoke(c))?;
+        let num = |i: usize| reply.get(i).map_or(0, |n| u64::try_from(*n).unwrap_or(0));
+        let (committed, held) = (num(0), num(1));
+        let used = committed.saturating_add(held);
+        let frees = if spec.window.is_some() && !fits(used, need, spec.max) {
+            let events = reply[2.min(reply.len())..].chunks_exact(2).map(|p| {
+                (
+                    Duration::from_millis(u64::try_from(p[0]).unwrap_or(0)),
+                    u64::try_from(p[1]).unwrap_or(0),
+                )
+            });
+            frees_in(events, held, need, spec)
+        } else {
+            None
+        };
+        Ok(Some(Count {
+            count: used,
+            frees_in: frees,
+        }))
+    }
+
+    fn reserve(&self, hold: &Hold) -> Result<Reserved, StateError> {
+        let id = new_hold_id();
+        let mut inv = RESERVE.prepare_invoke();
+        inv.arg(self.now_arg())
+            .arg(self.hold_ttl())
+            .arg(id.0.to_string());
+        let mut any = false;
+        for s in hold.slots() {
+            any = true;
+            inv.key(streak_key(s.key))
+                .key(events_key(s.key, s.split, s.rule))
+                .key(holds_key(s.key, s.split, s.rule))
+                .arg(s.rule)
+                .arg(s.split)
+                .arg(window_ms(s.spec))
+                .arg(s.weight.min(EXACT))
+                .arg(s.spec.max.min(EXACT))
+                .arg(if hold.is_unchecked(s.rule) { "1" } else { "0" });
+        }
+        if !any {
+            return Ok(Reserved::Held(id));
+        }
+        // Not retried on a lost connection: a reservation whose reply was
+        // lost may have been taken, and a second one would hold twice
+        // (until the hold TTL) where the first already counts.
+        let reply: Vec<String> = self.pool.run(false, |c| inv.invoke(c))?;
+        match reply.first().map(String::as_str) {
+            Some("held") => Ok(Reserved::Held(id)),
+            Some("full") => Ok(Reserved::Full {
+                rule: reply.get(1).cloned().unwrap_or_default(),
+            }),
+            _ => Err(self
+                .pool
+                .error(format!("the reserve script answered `{reply:?}`"))),
+        }
+    }
+
+    fn commit(&self, id: HoldId, hold: &Hold) -> Result<(), StateError> {
+        let mut keys = vec![marker_key(id)];
+        let rows: Vec<serde_json::Value> = hold
+            .keys
+            .iter()
+            .map(|row| {
+                keys.push(streak_key(row));
+                let caps: Vec<[&str; 2]> = hold
+                    .caps_in(row)
+                    .map(|c| [c.rule.as_str(), c.split.as_str()])
+                    .collect();
+                serde_json::json!({ "caps": caps })
+            })
+            .collect();
+        let mut windows = Vec::new();
+        for c in &hold.matched {
+            let Some(window) = c.spec.window else {
+                continue;
+            };
+            let Some(row) = hold.keys.iter().find(|k| k.row == c.spec.scope.row()) else {
+                continue;
+            };
+            keys.push(events_key(row, &c.split, &c.rule));
+            windows.push(serde_json::json!({
+                "window": millis(window).max(1),
+                "weight": c.weight.min(EXACT),
+                "coalesce": millis(coalescing(&c.spec)),
+                "max": c.spec.max.min(EXACT),
+                "summed": c.spec.summed,
+            }));
+        }
+        let mut members = Vec::new();
+        for s in hold.slots() {
+            keys.push(holds_key(s.key, s.split, s.rule));
+            members.push(hold_member(id, s.weight.min(EXACT)));
+        }
+        let plan = serde_json::json!({
+            "id": id.0.to_string(),
+            "confirmed": hold.confirmed,
+            "idle_ttl": millis(self.limits.idle_ttl).max(1),
+            "marker_ttl": millis(COMMIT_MARKER_TTL),
+            "rows": rows,
+            "windows": windows,
+            "holds": members,
+        });
+        let mut inv = COMMIT.prepare_invoke();
+        for k in &keys {
+            inv.key(k);
+        }
+        inv.arg(self.now_arg()).arg(plan.to_string());
+        // Retried on a fresh connection: the marker makes it single use.
+        let _: i64 = self.pool.run(true, |c| inv.invoke(c))?;
+        Ok(())
+    }
+
+    fn release(&self, id: HoldId, hold: &Hold) -> Result<(), StateError> {
+        let mut pipe = redis::pipe();
+        for s in hold.slots() {
+            pipe.zrem(
+                holds_key(s.key, s.split, s.rule),
+                hold_member(id, s.weight.min(EXACT)),
+            )
+            .ignore();
+        }
+        self.pool.run(true, |c| pipe.query::<()>(c))
+    }
+
+    /// Whether the server answers now (a `PING`).
+    fn health(&self) -> Option<StoreHealth> {
+        Some(self.pool.health())
+    }
+
+    fn end_streaks(&self, keys: &[ScopeKey], _wait: bool) -> Result<(), StateError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = keys.iter().map(streak_key).collect();
+        self.pool
+            .run(true, |c| redis::cmd("DEL").arg(&keys).query::<()>(c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_of_different_parts_never_meet() {
+        // Without the lengths, ("a:b", "c") and ("a", "b:c") would join to
+        // the same text.
+        assert_ne!(key('e', &["a:b", "c"]), key('e', &["a", "b:c"]));
+        assert_ne!(key('e', &["ab", ""]), key('e', &["a", "b"]));
+        assert_eq!(key('s', &["user", "alice"]), "warden:s4:user5:alice");
+    }
+}

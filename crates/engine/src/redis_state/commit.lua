@@ -1,0 +1,84 @@
+-- commit: KEYS the hold's done marker, then each row's streak hash, each
+-- window's events, each slot's holds; ARGV now and the plan (JSON: id,
+-- confirmed, idle_ttl, marker_ttl, rows[{caps[[rule, split]]}],
+-- windows[{rule, window, weight, coalesce, max, summed}], holds[member]).
+-- Returns 1, or 0 when this hold was committed already (a retry whose
+-- first reply was lost must not count the call twice).
+local now = now_ms(ARGV[1])
+local p = cjson.decode(ARGV[2])
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', p.marker_ttl) then
+  return 0
+end
+local k = 2
+for _, row in ipairs(p.rows) do
+  local key = KEYS[k]
+  k = k + 1
+  -- Streaks of caps this call does not count for end; a confirmed call
+  -- ends them all and starts none. Matched caps lengthen or restart.
+  local keep = {}
+  if not p.confirmed then
+    for _, c in ipairs(row.caps) do
+      keep[c[1]] = c[2]
+    end
+  end
+  for _, f in ipairs(redis.call('HKEYS', key)) do
+    if keep[f] == nil then
+      redis.call('HDEL', key, f)
+    end
+  end
+  local any = false
+  for rule, split in pairs(keep) do
+    local n = streak(key, rule, split)
+    redis.call('HSET', key, rule, fmt(n + 1) .. ':' .. split)
+    any = true
+  end
+  if any then
+    redis.call('PEXPIRE', key, p.idle_ttl)
+  end
+end
+for _, w in ipairs(p.windows) do
+  local key = KEYS[k]
+  k = k + 1
+  local evs = events(key, now, w.window)
+  local last = evs[#evs]
+  if last and w.coalesce > 0 and now - last.first < w.coalesce then
+    -- A budget's amounts within the coalescing interval of the newest
+    -- event join it, timed by the latest (it frees late, never early).
+    redis.call('ZREM', key, last.member)
+    last.weight = last.weight + w.weight
+    last.member = last.id .. ':' .. fmt(last.first) .. ':' .. fmt(last.weight)
+    redis.call('ZADD', key, now, last.member)
+  else
+    local e = { member = p.id .. ':' .. fmt(now) .. ':' .. fmt(w.weight), weight = w.weight }
+    redis.call('ZADD', key, now, e.member)
+    evs[#evs + 1] = e
+  end
+  -- Once the newer events refuse every call, the oldest no longer
+  -- decides anything.
+  local total = 0
+  for _, e in ipairs(evs) do
+    total = total + e.weight
+  end
+  local i = 1
+  while #evs - i >= 1 do
+    local newer = total - evs[i].weight
+    local decides
+    if w.summed then
+      decides = newer > w.max
+    else
+      decides = newer >= math.max(w.max, 1)
+    end
+    if not decides then
+      break
+    end
+    total = newer
+    redis.call('ZREM', key, evs[i].member)
+    i = i + 1
+  end
+  redis.call('PEXPIRE', key, w.window)
+end
+for _, m in ipairs(p.holds) do
+  redis.call('ZREM', KEYS[k], m)
+  k = k + 1
+end
+return 1

@@ -1,0 +1,306 @@
+//! Caps, rates and budgets in a real Redis shared by several engines (one
+//! per warden replica): exact when calls race across replicas, a dead
+//! replica's hold expires, a commit retried after a lost reply counts
+//! once, a server that is down denies only the calls that need it and is
+//! reconnected, and a durable server keeps counts across its restart.
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use redis_server::RedisServer;
+use serde_json::json;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+use warden_engine::state::{
+    Counted, Hold, LimitSpec, ManualClock, Reserved, ScopeKey, StateLimits,
+};
+use warden_engine::{
+    CallContext, Engine, EngineOptions, Identity, Outcome, PolicyBundle, RedisOptions, RedisState,
+    RedisTime, Retry, StateBackend, StateStore,
+};
+use warden_lang::ast::{Scope, ScopeSet};
+use warden_lang::{Sources, compile_policy_set};
+
+const POLICY: &str = "default allow
+cap-consecutive runs {
+  tool \"run\"
+  max 3 per user
+}
+rate-limit exports {
+  tool \"export\"
+  max 3 per 1h per user
+}
+budget spend {
+  tool \"spend\"
+  sum args.cost
+  max 10 per 1h per user
+}
+";
+
+fn bundle() -> PolicyBundle {
+    let mut s = Sources::new();
+    s.add("t.policy", POLICY);
+    PolicyBundle::new(
+        compile_policy_set(&s).expect("compiles").policy_set,
+        "v1".into(),
+    )
+}
+
+/// One replica's store: its own connections to the shared server, timed
+/// by `clock` when given (else by the server).
+fn store(server: &RedisServer, clock: Option<Arc<ManualClock>>) -> Arc<RedisState> {
+    let options = RedisOptions {
+        time: match clock {
+            Some(c) => RedisTime::Caller(c),
+            None => RedisTime::Server,
+        },
+        ..RedisOptions::default()
+    };
+    Arc::new(RedisState::open(&server.url(), StateLimits::default(), options).unwrap())
+}
+
+fn replica(server: &RedisServer, clock: Option<Arc<ManualClock>>) -> Engine {
+    let mut options = EngineOptions::default();
+    if let Some(c) = &clock {
+        options.clock = c.clone();
+    }
+    options.state = StateBackend::Store(store(server, clock));
+    Engine::new(bundle(), options)
+}
+
+fn call_of(user: &str, tool: &str, cost: u64) -> CallContext {
+    CallContext {
+        identity: Identity {
+            user: user.into(),
+            agent: Some("claude-code".into()),
+            ..Identity::default()
+        },
+        session: format!("{user}-session"),
+        server: "lab".into(),
+        tool: tool.into(),
+        arguments: json!({ "cost": cost }),
+        ..CallContext::default()
+    }
+}
+
+/// Decides and, when allowed, forwards (records) the call.
+fn call(engine: &Engine, c: &CallContext) -> Outcome {
+    let d = engine.decide(c);
+    if d.is_allow() {
+        engine.record_forwarded(c, &d);
+    }
+    d.outcome
+}
+
+fn allowed(o: &Outcome) -> bool {
+    matches!(o, Outcome::Allow { .. })
+}
+
+/// 30 calls for one user at once, 10 on each of 3 replicas: how many
+/// were allowed.
+fn race(replicas: &[Engine], tool: &str, cost: u64) -> usize {
+    let barrier = Barrier::new(30);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..30)
+            .map(|i| {
+                let e = &replicas[i % replicas.len()];
+                let barrier = &barrier;
+                s.spawn(move || {
+                    let c = call_of("alice", tool, cost);
+                    barrier.wait();
+                    allowed(&call(e, &c))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|a| *a)
+            .count()
+    })
+}
+
+#[test]
+fn thirty_calls_on_three_replicas_take_exactly_the_limit() {
+    let server = RedisServer::start();
+    let replicas: Vec<Engine> = (0..3).map(|_| replica(&server, None)).collect();
+    assert_eq!(race(&replicas, "run", 0), 3, "cap: max 3 per user");
+    assert_eq!(race(&replicas, "export", 0), 3, "rate: max 3 per 1h");
+    // cost 3 of a budget of 10: three fit (9), a fourth would not.
+    assert_eq!(race(&replicas, "spend", 3), 3, "budget: max 10 per 1h");
+    // Another user is counted apart, on any replica.
+    assert!(allowed(&call(&replicas[2], &call_of("bob", "run", 0))));
+}
+
+#[test]
+fn a_streak_and_a_window_seen_from_another_replica() {
+    let server = RedisServer::start();
+    let clock = Arc::new(ManualClock::default());
+    let a = replica(&server, Some(clock.clone()));
+    let b = replica(&server, Some(clock.clone()));
+    for e in [&a, &b, &a] {
+        assert!(allowed(&call(e, &call_of("alice", "export", 0))));
+        clock.advance(Duration::from_secs(600));
+    }
+    let Outcome::Deny(d) = call(&b, &call_of("alice", "export", 0)) else {
+        panic!("a fourth export within the hour, on another replica")
+    };
+    // The first export leaves the window 1800 s from now.
+    assert_eq!(d.retry, Retry::AfterSeconds { seconds: 1800 });
+    clock.advance(Duration::from_secs(1800));
+    assert!(allowed(&call(&b, &call_of("alice", "export", 0))));
+
+    for e in [&a, &b, &a] {
+        assert!(allowed(&call(e, &call_of("alice", "run", 0))));
+    }
+    assert!(!allowed(&call(&b, &call_of("alice", "run", 0))), "cap");
+    // A call the cap does not count, on the other replica, ends the streak.
+    assert!(allowed(&call(&b, &call_of("alice", "list", 0))));
+    assert!(allowed(&call(&a, &call_of("alice", "run", 0))));
+}
+
+fn user_row() -> ScopeKey {
+    ScopeKey {
+        row: ScopeSet::single(Scope::User),
+        value: "alice".into(),
+    }
+}
+
+fn cap_hold() -> Hold {
+    Hold {
+        user: "alice".into(),
+        keys: vec![user_row()],
+        matched: vec![Counted {
+            rule: "runs".into(),
+            spec: LimitSpec {
+                max: 1,
+                window: None,
+                scope: ScopeSet::single(Scope::User),
+                summed: false,
+            },
+            split: String::new(),
+            weight: 1,
+        }],
+        confirmed: false,
+        unchecked: Vec::new(),
+    }
+}
+
+#[test]
+fn the_hold_of_a_replica_that_died_expires() {
+    let server = RedisServer::start();
+    let clock = Arc::new(ManualClock::default());
+    let dead = store(&server, Some(clock.clone()));
+    let live = store(&server, Some(clock.clone()));
+    let h = cap_hold();
+    // The dead replica decided and never forwarded nor released.
+    assert!(matches!(dead.reserve(&h).unwrap(), Reserved::Held(_)));
+    drop(dead);
+    assert_eq!(
+        live.reserve(&h).unwrap(),
+        Reserved::Full {
+            rule: "runs".into()
+        },
+        "the hold counts while it may still be forwarded"
+    );
+    clock.advance(RedisOptions::default().hold_ttl + Duration::from_millis(1));
+    assert!(
+        matches!(live.reserve(&h).unwrap(), Reserved::Held(_)),
+        "expired with its replica"
+    );
+}
+
+#[test]
+fn a_commit_retried_after_a_lost_reply_counts_once() {
+    let server = RedisServer::start();
+    let s = store(&server, None);
+    let h = cap_hold();
+    let Reserved::Held(id) = s.reserve(&h).unwrap() else {
+        panic!("first slot")
+    };
+    s.commit(id, &h).unwrap();
+    // The gate retries a commit whose reply it did not see.
+    s.commit(id, &h).unwrap();
+    let spec = h.matched[0].spec;
+    let n = s.count("runs", &spec, &user_row(), "", 1).unwrap().unwrap();
+    assert_eq!(n.count, 1);
+}
+
+#[test]
+fn a_server_that_is_down_denies_only_calls_that_need_it_and_is_reconnected() {
+    let mut server = RedisServer::start_durable();
+    let e = replica(&server, None);
+    assert!(allowed(&call(&e, &call_of("alice", "run", 0))));
+    server.stop();
+
+    let started = Instant::now();
+    let Outcome::Deny(d) = call(&e, &call_of("alice", "run", 0)) else {
+        panic!("a capped call with the store down")
+    };
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the timeout bounds a call: {:?}",
+        started.elapsed()
+    );
+    let name = format!("redis://127.0.0.1:{}/0", server.port());
+    assert!(
+        d.reason.contains("state store unavailable") && d.reason.contains(&name),
+        "the reason names the store: {}",
+        d.reason
+    );
+    // A call that no limit counts needs no counter.
+    let d = e.decide(&call_of("alice", "list", 0));
+    assert!(d.is_allow(), "{:?}", d.outcome);
+    for _ in 0..20 {
+        assert!(!allowed(&call(&e, &call_of("alice", "export", 0))));
+    }
+
+    server.restart();
+    // Reconnected within the backoff; the durable server kept the run.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = call(&e, &call_of("alice", "spend", 1));
+        if allowed(&o) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not reconnected: {o:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_durable_server_keeps_every_count_across_its_restart() {
+    let mut server = RedisServer::start_durable();
+    let e = replica(&server, None);
+    for _ in 0..3 {
+        assert!(allowed(&call(&e, &call_of("alice", "export", 0))));
+    }
+    for _ in 0..2 {
+        assert!(allowed(&call(&e, &call_of("alice", "run", 0))));
+    }
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // The first calls after the restart may find old connections dead;
+    // they are retried on new ones, so no call is wrongly allowed.
+    let third_run = loop {
+        let d = e.decide(&call_of("alice", "run", 0));
+        if d.is_allow() {
+            e.record_forwarded(&call_of("alice", "run", 0), &d);
+            break true;
+        }
+        if !matches!(&d.outcome, Outcome::Deny(x) if x.reason.contains("state store unavailable")) {
+            break false;
+        }
+        assert!(Instant::now() < deadline, "not reconnected");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(third_run, "two runs were kept: a third fits the cap of 3");
+    assert!(
+        !allowed(&call(&e, &call_of("alice", "run", 0))),
+        "and a fourth does not"
+    );
+    let Outcome::Deny(d) = call(&e, &call_of("alice", "export", 0)) else {
+        panic!("three exports were kept: the rate is full")
+    };
+    assert!(d.reason.contains("at most 3"), "{}", d.reason);
+}
