@@ -15,6 +15,7 @@
 //! tests/gateway/unwell.rs: a silent and a broken server beside a healthy one.
 //! tests/gateway/origins.rs: the Origin and Host checks on /mcp and a route.
 //! tests/gateway/auth.rs: bearer JWTs (`[auth]`) on /mcp and a route.
+//! tests/gateway/replicas.rs: three replicas sharing limits in Redis.
 //! The configs and the policy are in tests/gateway/.
 
 #[path = "gateway/auth.rs"]
@@ -26,8 +27,12 @@ mod harness;
 mod lifecycle;
 #[path = "gateway/origins.rs"]
 mod origins;
+#[path = "../crates/engine/tests/support/redis_server.rs"]
+mod redis_server;
 #[path = "gateway/reload.rs"]
 mod reload;
+#[path = "gateway/replicas.rs"]
+mod replicas;
 #[path = "gateway/sessions.rs"]
 mod sessions;
 #[path = "gateway/unwell.rs"]

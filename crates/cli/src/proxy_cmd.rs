@@ -134,8 +134,10 @@ pub(crate) struct ProxyArgs {
     max_connections: u64,
     /// Keep cap and rate state in this SQLite file (created if missing), so
     /// that a restart resets no per-user or per-agent cap or rate; several
-    /// warden processes may share it. Default: in memory.
-    #[arg(long, value_name = "FILE")]
+    /// warden processes of one machine may share it. A `redis://` URL keeps
+    /// it in a Redis server that processes on several machines share.
+    /// Default: in memory.
+    #[arg(long, value_name = "FILE|URL")]
     state: Option<PathBuf>,
     /// Milliseconds of quiet after a change to the policy files before they
     /// are reloaded: an editor's save or a ConfigMap swap is several events.
@@ -289,7 +291,11 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
         Ok(b) => b,
         Err(code) => return code,
     };
-    let engine = match runtime::open_engine(bundle, args.state.as_deref(), "`--state FILE`") {
+    let state = match runtime::state_arg(args.state.as_deref()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let engine = match runtime::open_engine(bundle, state.as_ref(), "`--state FILE`") {
         Ok(e) => e,
         Err(code) => return code,
     };

@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use warden_engine::log::LogOptions;
 use warden_engine::{
-    DecisionLog, Engine, EngineOptions, PolicyBundle, PolicyReloader, ReloadEvent, SqliteState,
-    StateBackend, WatchHandle, load_bundle,
+    DecisionLog, Engine, EngineOptions, PolicyBundle, PolicyReloader, RedisOptions, RedisState,
+    ReloadEvent, SqliteState, StateBackend, StateLocation, WatchHandle, load_bundle,
 };
 
 /// Loads the policy set, printing its diagnostics when it does not load.
@@ -66,12 +66,13 @@ pub(crate) fn forgotten_on_restart(set: &warden_lang::CompiledPolicySet) -> Opti
 
 /// The engine over `bundle`, with caps, rates and records in the SQLite
 /// file `state` when given (opened now, so that a bad file stops warden
-/// with a reason rather than denying every capped call), else in memory;
-/// `state_hint` is how the operator names that file (`--state FILE`,
+/// with a reason rather than denying every capped call), caps and rates
+/// in a Redis server (records then stay in memory), or all in memory;
+/// `state_hint` is how the operator names that setting (`--state FILE`,
 /// `state = "..."`) in the note about what memory forgets.
 pub(crate) fn open_engine(
     bundle: PolicyBundle,
-    state: Option<&Path>,
+    state: Option<&StateLocation>,
     state_hint: &str,
 ) -> Result<Arc<Engine>, i32> {
     if state.is_none()
@@ -81,25 +82,59 @@ pub(crate) fn open_engine(
         // operator did not name; say what that costs when it costs something.
         eprintln!(
             "warden: {what} kept in memory: a restart of warden forgets them; \
-             {state_hint} keeps them in a SQLite file"
+             {state_hint} keeps them in a SQLite file or a Redis server"
         );
     }
     let mut options = EngineOptions::default();
-    if let Some(path) = state {
-        match SqliteState::open(path, options.state_limits, Arc::clone(&options.clock)) {
-            Ok(s) => {
-                let s = Arc::new(s);
-                // Records agents create live in the same file as caps and rates.
-                options.records = warden_engine::RecordBackend::Store(s.clone());
-                options.state = StateBackend::Store(s);
+    match state {
+        None => {}
+        Some(StateLocation::Sqlite(path)) => {
+            match SqliteState::open(path, options.state_limits, Arc::clone(&options.clock)) {
+                Ok(s) => {
+                    let s = Arc::new(s);
+                    // Records agents create live in the same file as caps and rates.
+                    options.records = warden_engine::RecordBackend::Store(s.clone());
+                    options.state = StateBackend::Store(s);
+                }
+                Err(e) => {
+                    eprint!("{}", crate::lint::render_report(&e));
+                    return Err(exit::USAGE);
+                }
             }
-            Err(e) => {
-                eprint!("{}", crate::lint::render_report(&e));
-                return Err(exit::USAGE);
+        }
+        Some(StateLocation::Redis(url)) => {
+            match RedisState::open(url, options.state_limits, RedisOptions::default()) {
+                Ok(s) => {
+                    if !bundle.compiled().records().is_empty() {
+                        eprintln!(
+                            "warden: the records agents created are kept in this replica's memory: \
+                             other replicas and a restart do not see them"
+                        );
+                    }
+                    options.state = StateBackend::Store(Arc::new(s));
+                }
+                Err(e) => {
+                    eprint!("{}", crate::lint::render_report(&e));
+                    return Err(exit::USAGE);
+                }
             }
         }
     }
     Ok(Arc::new(Engine::new(bundle, options)))
+}
+
+/// `--state`'s text as a [`StateLocation`]: a file (relative to the
+/// working directory), `sqlite:///path` or `redis://...`.
+pub(crate) fn state_arg(text: Option<&Path>) -> Result<Option<StateLocation>, i32> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    StateLocation::parse(&text.to_string_lossy(), Path::new(""))
+        .map(Some)
+        .map_err(|e| {
+            eprintln!("error: --state: {}\n  help: {}", e.message, e.help);
+            exit::USAGE
+        })
 }
 
 /// The decision log: `path`, or standard error; with `fsync`, each call

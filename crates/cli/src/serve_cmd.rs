@@ -41,7 +41,7 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
         Ok(b) => b,
         Err(code) => return code,
     };
-    let engine = match runtime::open_engine(bundle, config.state.as_deref(), "`state = \"FILE\"`") {
+    let engine = match runtime::open_engine(bundle, config.state.as_ref(), "`state = \"FILE\"`") {
         Ok(e) => e,
         Err(code) => return code,
     };

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use toml::de::DeTable;
+use warden_engine::StateLocation;
 
 /// The longest duration any key takes (longer ones are surely a typo, and
 /// deadlines that far away overflow some clocks).
@@ -124,7 +125,7 @@ pub(super) fn parse(
         .map(resolve);
     let decision_log = root.nonempty(&mut cx, "decision_log").map(resolve);
     let decision_log_fsync = decision_log_fsync(&mut cx, &root, root.has("decision_log"));
-    let state = root.nonempty(&mut cx, "state").map(resolve);
+    let state = state(&mut cx, &root, &dir);
     let signing_key = root.nonempty(&mut cx, "signing_key").map(resolve);
     let redact = values(root.strings(&mut cx, "redact"));
     let allow_origins = origins(&mut cx, &root);
@@ -221,6 +222,18 @@ fn values(strings: Option<Vec<Str>>) -> Vec<String> {
         .into_iter()
         .map(|s| s.value)
         .collect()
+}
+
+/// `state`: a SQLite file (a path or `sqlite:///path`) or a Redis URL.
+fn state(cx: &mut Cx<'_>, root: &Table<'_, '_>, dir: &Path) -> Option<StateLocation> {
+    let s = root.nonempty(cx, "state")?;
+    match StateLocation::parse(s.value.trim(), dir) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            cx.push(Problem::error(s.span, e.message, "not a state store").with_help(e.help));
+            None
+        }
+    }
 }
 
 fn listen(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Option<String> {

@@ -54,8 +54,9 @@ pub struct GatewayConfig {
     pub decision_log_fsync: bool,
     /// `redact`: argument keys the decision log never shows.
     pub redact: Vec<String>,
-    /// `state`: the SQLite file for caps, rates and records; `None`: memory.
-    pub state: Option<PathBuf>,
+    /// `state`: a SQLite file for caps, rates and records, or a Redis
+    /// server for caps and rates shared by replicas; `None`: memory.
+    pub state: Option<warden_engine::StateLocation>,
     /// `signing_key`: ed25519 PKCS#8 PEM for signed provenance.
     pub signing_key: Option<PathBuf>,
     /// `allow_origins`: origins allowed besides loopback ones.

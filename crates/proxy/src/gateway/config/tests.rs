@@ -176,7 +176,10 @@ fn the_complete_example_sets_every_field() {
         Some(Path::new("/var/log/warden/decisions.jsonl"))
     );
     assert!(c.decision_log_fsync);
-    assert_eq!(c.state, Some(d.join("state.sqlite")));
+    assert_eq!(
+        c.state,
+        Some(warden_engine::StateLocation::Sqlite(d.join("state.sqlite")))
+    );
     assert_eq!(c.signing_key, Some(d.join("keys/warden.pem")));
     assert_eq!(c.redact, ["token"]);
     assert_eq!(c.allow_origins, ["https://app.example.com"]);

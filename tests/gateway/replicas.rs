@@ -1,0 +1,173 @@
+//! Replicas of `warden serve` sharing caps and rates in a real Redis (part
+//! of tests/gateway.rs): 30 calls for one user at once, spread over 3
+//! replicas, take exactly the cap; a replica killed with SIGKILL mid-call
+//! neither loses nor doubles the count; a Redis that is down denies only
+//! the calls that need a counter, naming the store, `/readyz` says so,
+//! and warden reconnects when it is back.
+
+use crate::common::{assert_allowed, call, text};
+use crate::harness::{Gateway, Res, kill9};
+use crate::redis_server::RedisServer;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+async fn replica(redis: &RedisServer) -> Res<Gateway> {
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gateway/policies-replicas");
+    Gateway::start(
+        "replicas.toml",
+        &[
+            ("REDIS_URL", &redis.url()),
+            ("GATEWAY_POLICIES", policies.to_str().ok_or("path")?),
+        ],
+    )
+    .await
+}
+
+fn denied(r: &rmcp::model::CallToolResult) -> bool {
+    r.is_error == Some(true)
+}
+
+fn count(log: &[Value], decision: &str, tool: &str) -> usize {
+    log.iter()
+        .filter(|l| l["decision"] == decision && l["tool"] == tool)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn thirty_calls_spread_over_three_replicas_take_exactly_the_cap() -> Res<()> {
+    let redis = RedisServer::start();
+    let replicas = [
+        replica(&redis).await?,
+        replica(&redis).await?,
+        replica(&redis).await?,
+    ];
+    let mut clients = Vec::new();
+    for i in 0..30 {
+        clients.push(Arc::new(replicas[i % 3].rmcp("/servers/kit/mcp").await?));
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(30));
+    let mut calls = tokio::task::JoinSet::new();
+    for (i, c) in clients.iter().enumerate() {
+        let (c, barrier) = (Arc::clone(c), Arc::clone(&barrier));
+        calls.spawn(async move {
+            barrier.wait().await;
+            (i, call(&c, "echo_meta", json!({ "i": i })).await)
+        });
+    }
+    let mut allowed = 0;
+    while let Some(joined) = calls.join_next().await {
+        let (i, r) = joined?;
+        let r = r.map_err(|e| format!("call {i}: {e}"))?;
+        if denied(&r) {
+            assert!(
+                text(&r).contains("at most 3 echo_meta calls in a row"),
+                "call {i}: {}",
+                text(&r)
+            );
+        } else {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 3, "a cap of 3 per user across 3 replicas");
+    let logs: Vec<Vec<Value>> = replicas.iter().map(Gateway::decisions).collect();
+    let allows: usize = logs.iter().map(|l| count(l, "allow", "echo_meta")).sum();
+    let denies: usize = logs.iter().map(|l| count(l, "deny", "echo_meta")).sum();
+    assert_eq!((allows, denies), (3, 27), "{logs:#?}");
+    for c in clients {
+        Arc::try_unwrap(c)
+            .map_err(|_| "client still shared")?
+            .cancel()
+            .await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_killed_mid_call_neither_loses_nor_doubles_its_count() -> Res<()> {
+    let redis = RedisServer::start();
+    let doomed = replica(&redis).await?;
+    let survivor = replica(&redis).await?;
+    let client = doomed.rmcp("/servers/kit/mcp").await?;
+    let pending = tokio::spawn(async move {
+        let r = call(&client, "slow", json!({ "ms": 30_000 })).await;
+        drop(client);
+        r
+    });
+    // The allow is logged before the call goes out; once the upstream has
+    // it, the replica is killed in the middle of the call.
+    let line = doomed.wait_decision("kit", "slow").await?;
+    assert_eq!(line["decision"], "allow", "{line}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    kill9(&[doomed.pid])?;
+    let _ = pending.await;
+
+    let c = survivor.rmcp("/servers/kit/mcp").await?;
+    assert_allowed(
+        &call(&c, "slow", json!({ "ms": 0 })).await?,
+        "the second slow call",
+    );
+    let third = call(&c, "slow", json!({ "ms": 0 })).await?;
+    assert!(
+        denied(&third) && text(&third).contains("at most 2 slow calls per 1h"),
+        "the killed replica's call still counts, once: {}",
+        text(&third)
+    );
+    c.cancel().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_that_is_down_denies_only_counted_calls_and_is_reconnected() -> Res<()> {
+    let mut redis = RedisServer::start_durable();
+    let gw = replica(&redis).await?;
+    let store = format!("redis://127.0.0.1:{}/0", redis.port());
+    let (status, body) = gw.get("/readyz").await?;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(&format!("state store `{store}`: ok")),
+        "{body}"
+    );
+
+    let c = gw.rmcp("/servers/kit/mcp").await?;
+    assert_allowed(&call(&c, "echo_meta", json!({})).await?, "with Redis up");
+    redis.stop();
+
+    let r = call(&c, "echo_meta", json!({})).await?;
+    assert!(
+        denied(&r) && text(&r).contains("state store unavailable") && text(&r).contains(&store),
+        "a capped call with Redis down: {}",
+        text(&r)
+    );
+    assert_allowed(
+        &call(&c, "cancellations", json!({})).await?,
+        "a call no limit counts, with Redis down",
+    );
+    let (status, body) = gw.get("/readyz").await?;
+    assert_eq!(
+        status, 200,
+        "the store is shared: it does not make one replica unready"
+    );
+    assert!(
+        body.contains(&format!("state store `{store}`: unavailable")),
+        "{body}"
+    );
+
+    redis.restart();
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = call(&c, "echo_meta", json!({})).await?;
+        if !denied(&r) {
+            break;
+        }
+        assert!(
+            text(&r).contains("state store unavailable") && Instant::now() < end,
+            "not reconnected: {}",
+            text(&r)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    c.cancel().await?;
+    Ok(())
+}
