@@ -26,14 +26,15 @@
 //! atomic step, all or none, so calls deciding at the same time (other
 //! sessions, other warden processes on one file) never overshoot a limit.
 //! A held slot counts as used until it is committed or released. The
-//! contract is one a shared store (Redis with a script, Postgres with a
-//! transaction) can implement as well as memory and SQLite do: keys and
-//! split values are opaque strings, the check is a sum and a comparison.
+//! contract is one a shared store implements as well as memory and SQLite
+//! do (Redis does, with a script per step): keys and split values are
+//! opaque strings, the check is a sum and a comparison.
 //!
 //! Where the state lives is a [`StateStore`]: [`CallState`] in memory (the
 //! default, [`crate::memory`]), or [`crate::sqlite::SqliteState`] in a
 //! SQLite file that survives restarts and is shared by several warden
-//! processes. The engine picks one from [`StateBackend`] and reaches it
+//! processes of one machine, or [`crate::redis_state::RedisState`] in a
+//! Redis server shared by replicas on many machines. The engine picks one from [`StateBackend`] and reaches it
 //! through [`crate::gate::StateGate`], which keeps writes that failed.
 //!
 //! Memory is bounded: a key holding no live count takes no room, idle
@@ -436,11 +437,9 @@ pub enum StateBackend {
     /// A SQLite file, created if missing. If it cannot be opened, every
     /// call that needs a counter is denied ("state store unavailable").
     Sqlite(PathBuf),
-    /// A Redis server (`redis://...`), shared by replicas. If the URL is
-    /// not one, every call that needs a counter is denied.
-    Redis(String),
-    /// A store opened by the caller (e.g. a [`crate::sqlite::SqliteState`]
-    /// opened up front to report a bad file before serving).
+    /// A store opened by the caller: a [`crate::redis_state::RedisState`],
+    /// or a [`crate::sqlite::SqliteState`] opened up front to report a bad
+    /// file before serving.
     Store(Arc<dyn StateStore>),
 }
 
@@ -452,12 +451,6 @@ impl StateBackend {
             StateBackend::Memory => Arc::new(CallState::new(limits, clock)),
             StateBackend::Sqlite(path) => {
                 match crate::sqlite::SqliteState::open(path, limits, clock) {
-                    Ok(s) => Arc::new(s),
-                    Err(e) => Arc::new(Unavailable(e)),
-                }
-            }
-            StateBackend::Redis(url) => {
-                match crate::redis_state::RedisState::open(url, limits, Default::default()) {
                     Ok(s) => Arc::new(s),
                     Err(e) => Arc::new(Unavailable(e)),
                 }

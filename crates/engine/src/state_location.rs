@@ -5,13 +5,25 @@
 
 use std::path::{Path, PathBuf};
 
-/// A parsed `state` setting.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A parsed `state` setting. Its `Debug` never shows a password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum StateLocation {
     /// A SQLite file, shared by the processes of one machine.
     Sqlite(PathBuf),
     /// A Redis server, shared by replicas: the URL as written.
     Redis(String),
+}
+
+impl std::fmt::Debug for StateLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateLocation::Sqlite(p) => f.debug_tuple("Sqlite").field(p).finish(),
+            StateLocation::Redis(url) => f
+                .debug_tuple("Redis")
+                .field(&crate::redis_state::redacted(url))
+                .finish(),
+        }
+    }
 }
 
 /// Why a `state` setting is not a store warden knows.
@@ -88,5 +100,7 @@ mod tests {
         );
         let bad = parse("redis://:s3cret@host:notaport/0").unwrap_err();
         assert!(!bad.message.contains("s3cret"), "{}", bad.message);
+        let good = parse("redis://warden:s3cret@host:6379/0").unwrap();
+        assert_eq!(format!("{good:?}"), "Redis(\"redis://host:6379/0\")");
     }
 }
