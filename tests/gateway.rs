@@ -15,7 +15,8 @@
 //! tests/gateway/unwell.rs: a silent and a broken server beside a healthy one.
 //! tests/gateway/origins.rs: the Origin and Host checks on /mcp and a route.
 //! tests/gateway/auth.rs: bearer JWTs (`[auth]`) on /mcp and a route.
-//! tests/gateway/replicas.rs: three replicas sharing limits in Redis.
+//! tests/gateway/replicas.rs: replicas sharing limits in Redis and
+//! records in PostgreSQL.
 //! The configs and the policy are in tests/gateway/.
 
 #[path = "gateway/auth.rs"]
@@ -27,6 +28,8 @@ mod harness;
 mod lifecycle;
 #[path = "gateway/origins.rs"]
 mod origins;
+#[path = "../crates/engine/tests/support/postgres_server.rs"]
+mod postgres_server;
 #[path = "../crates/engine/tests/support/redis_server.rs"]
 mod redis_server;
 #[path = "gateway/reload.rs"]

@@ -3,10 +3,12 @@
 //! replicas, take exactly the cap; a replica killed with SIGKILL mid-call
 //! neither loses nor doubles the count; a Redis that is down denies only
 //! the calls that need a counter, naming the store, `/readyz` says so,
-//! and warden reconnects when it is back.
+//! and warden reconnects when it is back; a record an agent creates
+//! through one replica is `created by agent` on another (PostgreSQL).
 
 use crate::common::{assert_allowed, call, text};
-use crate::harness::{Gateway, Res, kill9};
+use crate::harness::{DemoHttp, Gateway, Res, kill9};
+use crate::postgres_server::PostgresServer;
 use crate::redis_server::RedisServer;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -169,5 +171,80 @@ async fn a_redis_that_is_down_denies_only_counted_calls_and_is_reconnected() -> 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     c.cancel().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_an_agent_creates_through_one_replica_is_known_to_another() -> Res<()> {
+    let redis = RedisServer::start();
+    let pg = PostgresServer::start();
+    let lims = DemoHttp::start().await?;
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let vars = [
+        ("REDIS_URL", redis.url()),
+        ("PG_URL", pg.url()),
+        ("LIMS_URL", lims.url.clone()),
+        (
+            "GATEWAY_POLICIES",
+            policies.to_str().ok_or("path")?.to_string(),
+        ),
+    ];
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a = Gateway::start("replicas-records.toml", &vars).await?;
+    let b = Gateway::start("replicas-records.toml", &vars).await?;
+
+    let ca = a.rmcp("/servers/genomics/mcp").await?;
+    let created = call(
+        &ca,
+        "create_sample",
+        json!({ "name": "NA12878", "project": "platinum-genomes" }),
+    )
+    .await?;
+    assert_allowed(&created, "create_sample");
+    let id = created
+        .structured_content
+        .as_ref()
+        .and_then(|v| v.pointer("/sample/id"))
+        .and_then(Value::as_str)
+        .ok_or("no sample id")?
+        .to_string();
+
+    let cb = b.rmcp("/servers/genomics/mcp").await?;
+    assert_allowed(
+        &call(
+            &cb,
+            "update_sample",
+            json!({ "sample_id": id, "name": "NA12878-b" }),
+        )
+        .await?,
+        "the agent's own sample, through the other replica",
+    );
+    let theirs = call(
+        &cb,
+        "update_sample",
+        json!({ "sample_id": "S-0001", "name": "x" }),
+    )
+    .await?;
+    assert!(
+        denied(&theirs)
+            && text(&theirs).contains("agents may update only samples an agent created"),
+        "{}",
+        text(&theirs)
+    );
+    let decision = a
+        .decisions()
+        .into_iter()
+        .find(|l| l["tool"] == "create_sample")
+        .ok_or("no create_sample line")?;
+    assert_eq!(
+        pg.query("SELECT record_id, user_name, decision_id FROM warden_records")
+            .trim(),
+        format!(
+            "{id}|ada|{}",
+            decision["decision_id"].as_str().ok_or("no decision id")?
+        )
+    );
+    ca.cancel().await?;
+    cb.cancel().await?;
     Ok(())
 }

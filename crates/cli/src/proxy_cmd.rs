@@ -295,7 +295,7 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let engine = match runtime::open_engine(bundle, state.as_ref(), "`--state FILE`") {
+    let engine = match runtime::open_engine(bundle, state.as_ref(), None, "`--state FILE`") {
         Ok(e) => e,
         Err(code) => return code,
     };

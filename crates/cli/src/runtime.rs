@@ -11,8 +11,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use warden_engine::log::LogOptions;
 use warden_engine::{
-    DecisionLog, Engine, EngineOptions, PolicyBundle, PolicyReloader, RedisOptions, RedisState,
-    ReloadEvent, SqliteState, StateBackend, StateLocation, WatchHandle, load_bundle,
+    DecisionLog, Engine, EngineOptions, PolicyBundle, PolicyReloader, PostgresOptions,
+    PostgresRecords, RedisOptions, RedisState, ReloadEvent, SqliteState, StateBackend,
+    StateLocation, WatchHandle, load_bundle,
 };
 
 /// Loads the policy set, printing its diagnostics when it does not load.
@@ -69,10 +70,12 @@ pub(crate) fn forgotten_on_restart(set: &warden_lang::CompiledPolicySet) -> Opti
 /// with a reason rather than denying every capped call), caps and rates
 /// in a Redis server (records then stay in memory), or all in memory;
 /// `state_hint` is how the operator names that setting (`--state FILE`,
-/// `state = "..."`) in the note about what memory forgets.
+/// `state = "..."`) in the note about what memory forgets. `records`, a
+/// PostgreSQL URL, keeps the records agents create there instead.
 pub(crate) fn open_engine(
     bundle: PolicyBundle,
     state: Option<&StateLocation>,
+    records: Option<&str>,
     state_hint: &str,
 ) -> Result<Arc<Engine>, i32> {
     if state.is_none()
@@ -105,10 +108,11 @@ pub(crate) fn open_engine(
         Some(StateLocation::Redis(url)) => {
             match RedisState::open(url, options.state_limits, RedisOptions::default()) {
                 Ok(s) => {
-                    if !bundle.compiled().records().is_empty() {
+                    if records.is_none() && !bundle.compiled().records().is_empty() {
                         eprintln!(
                             "warden: the records agents created are kept in this replica's memory: \
-                             other replicas and a restart do not see them"
+                             other replicas and a restart do not see them; \
+                             `records = \"postgres://...\"` keeps them in PostgreSQL"
                         );
                     }
                     options.state = StateBackend::Store(Arc::new(s));
@@ -117,6 +121,15 @@ pub(crate) fn open_engine(
                     eprint!("{}", crate::lint::render_report(&e));
                     return Err(exit::USAGE);
                 }
+            }
+        }
+    }
+    if let Some(url) = records {
+        match PostgresRecords::open(url, PostgresOptions::default()) {
+            Ok(r) => options.records = warden_engine::RecordBackend::Store(Arc::new(r)),
+            Err(e) => {
+                eprint!("{}", crate::lint::render_report(&e));
+                return Err(exit::USAGE);
             }
         }
     }

@@ -41,7 +41,12 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
         Ok(b) => b,
         Err(code) => return code,
     };
-    let engine = match runtime::open_engine(bundle, config.state.as_ref(), "`state = \"FILE\"`") {
+    let engine = match runtime::open_engine(
+        bundle,
+        config.state.as_ref(),
+        config.records.as_deref(),
+        "`state = \"FILE\"`",
+    ) {
         Ok(e) => e,
         Err(code) => return code,
     };

@@ -331,6 +331,7 @@ fn run_file(path: &Path) -> Result<(usize, usize), String> {
                     user: call.identity.user.clone(),
                     session: call.session.clone(),
                     created_at: 0,
+                    decision: String::new(),
                 })
                 .map_err(|e| format!("{name}: {e}"))?;
         }

@@ -324,6 +324,7 @@ impl Engine {
                 user: call.identity.user.clone(),
                 session: call.session.clone(),
                 created_at: self.clock.unix_millis(),
+                decision: decided.id.clone(),
             })?;
             if new {
                 stored.push(id);

@@ -20,6 +20,7 @@ pub mod log;
 pub mod memo;
 pub mod memory;
 pub mod message;
+pub mod postgres_records;
 pub mod records;
 pub mod redis_state;
 pub mod reload;
@@ -35,6 +36,7 @@ pub use engine::{
 };
 pub use index::PolicyBundle;
 pub use log::{DecisionLog, LogError, UpstreamOutcome};
+pub use postgres_records::{PostgresOptions, PostgresRecords};
 pub use records::{MemoryRecords, NewRecord, RecordBackend, RecordError, RecordStore};
 pub use redis_state::{RedisOptions, RedisState, RedisTime};
 pub use reload::{

@@ -42,6 +42,9 @@ pub struct NewRecord {
     pub session: String,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
+    /// The id of the decision that let the creating call through (as in
+    /// the decision log), so a record leads back to its rule and reason.
+    pub decision: String,
 }
 
 /// Why records could not be looked up or stored.
@@ -63,6 +66,16 @@ pub enum RecordError {
         )
     )]
     Store(String),
+    /// A record server (PostgreSQL) could not be reached or answered with
+    /// an error. `store` is its address without credentials.
+    #[error("the record store `{store}` cannot be used: {message}")]
+    #[diagnostic(
+        code(warden::records::remote),
+        help(
+            "check that the database is up and reachable from warden; warden reconnects with backoff, and calls that ask `created by agent` are denied meanwhile"
+        )
+    )]
+    Remote { store: String, message: String },
     /// The result of a creating tool holds no usable id where the policy
     /// says it is.
     #[error("`{tool}` created a record, but its result has no id at `{pointer}`: {why}")]
@@ -376,6 +389,7 @@ mod tests {
             user: "alice".into(),
             session: "s".into(),
             created_at: 0,
+            decision: String::new(),
         };
         assert!(store.insert(&record("S-1", true)).unwrap());
         assert!(store.insert(&record("S-2", false)).unwrap());
@@ -407,6 +421,7 @@ mod tests {
             user: "alice".into(),
             session: "s".into(),
             created_at: 0,
+            decision: String::new(),
         };
         assert!(store.insert(&record("note", "1", true)).unwrap());
         assert!(

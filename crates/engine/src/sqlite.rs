@@ -139,6 +139,11 @@ pub const MIGRATIONS: &[&str] = &[
     DROP INDEX holds_key;
     CREATE INDEX holds_key ON holds (scope_kind, scope_value, rule_id, split, at);
 ",
+    // The decision that let a record's creating call through (issue 14);
+    // rows stored before it have none.
+    "
+    ALTER TABLE records ADD COLUMN decision TEXT NOT NULL DEFAULT '';
+",
 ];
 
 /// Cap and rate state in a SQLite file.
@@ -274,8 +279,8 @@ impl RecordStore for SqliteState {
             let stored = conn
                 .prepare_cached(
                     "INSERT INTO records
-                   (server, kind, record_id, via_agent, agent, user, session, created_at)
-                 VALUES (?1, ?3, ?2, ?4, ?5, ?6, ?7, ?8)
+                   (server, kind, record_id, via_agent, agent, user, session, created_at, decision)
+                 VALUES (?1, ?3, ?2, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (server, kind, record_id) DO NOTHING",
                 )?
                 .execute(params![
@@ -286,7 +291,8 @@ impl RecordStore for SqliteState {
                     r.agent,
                     r.user,
                     r.session,
-                    r.created_at
+                    r.created_at,
+                    r.decision
                 ])?;
             Ok(stored == 1)
         })
@@ -404,6 +410,7 @@ mod tests {
             user: "alice".into(),
             session: "s".into(),
             created_at: 1,
+            decision: String::new(),
         };
         assert!(s.insert(&record("S-1", true)).unwrap());
         assert!(s.insert(&record("S-2", false)).unwrap());

@@ -324,6 +324,7 @@ fn restart_needed(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str>
     );
     check("redact", old.redact == new.redact);
     check("state", old.state == new.state);
+    check("records", old.records == new.records);
     check("signing_key", old.signing_key == new.signing_key);
     check("allow_origins", old.allow_origins == new.allow_origins);
     check(

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use toml::de::DeTable;
-use warden_engine::StateLocation;
+use warden_engine::{PostgresRecords, StateLocation};
 
 /// The longest duration any key takes (longer ones are surely a typo, and
 /// deadlines that far away overflow some clocks).
@@ -26,6 +26,7 @@ const TOP: &[&str] = &[
     "decision_log_fsync",
     "redact",
     "state",
+    "records",
     "signing_key",
     "allow_origins",
     "reload_debounce",
@@ -126,6 +127,7 @@ pub(super) fn parse(
     let decision_log = root.nonempty(&mut cx, "decision_log").map(resolve);
     let decision_log_fsync = decision_log_fsync(&mut cx, &root, root.has("decision_log"));
     let state = state(&mut cx, &root, &dir);
+    let records = records(&mut cx, &root);
     let signing_key = root.nonempty(&mut cx, "signing_key").map(resolve);
     let redact = values(root.strings(&mut cx, "redact"));
     let allow_origins = origins(&mut cx, &root);
@@ -157,6 +159,7 @@ pub(super) fn parse(
                 decision_log_fsync,
                 redact,
                 state,
+                records,
                 signing_key,
                 allow_origins,
                 reload_debounce,
@@ -234,6 +237,28 @@ fn state(cx: &mut Cx<'_>, root: &Table<'_, '_>, dir: &Path) -> Option<StateLocat
             None
         }
     }
+}
+
+/// `records`: a PostgreSQL URL.
+fn records(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Option<String> {
+    let s = root.nonempty(cx, "records")?;
+    let url = s.value.trim();
+    let why = match url.split_once("://") {
+        Some(("postgres" | "postgresql", _)) => match PostgresRecords::check_url(url) {
+            Ok(()) => return Some(url.to_string()),
+            Err(why) => why,
+        },
+        _ => "records are kept in PostgreSQL (or, without `records`, with `state`)".into(),
+    };
+    cx.push(
+        Problem::error(
+            s.span,
+            format!("`records` is not a PostgreSQL URL: {why}"),
+            "not a PostgreSQL URL",
+        )
+        .with_help("write it as `postgres://user:password@host:5432/database`; leave `records` out to keep records with `state`"),
+    );
+    None
 }
 
 fn listen(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Option<String> {

@@ -57,6 +57,10 @@ pub struct GatewayConfig {
     /// `state`: a SQLite file for caps, rates and records, or a Redis
     /// server for caps and rates shared by replicas; `None`: memory.
     pub state: Option<warden_engine::StateLocation>,
+    /// `records`: a PostgreSQL URL for the ledger of records agents
+    /// created, shared by replicas; `None`: with `state` (SQLite file or
+    /// memory). Shown without its password.
+    pub records: Option<String>,
     /// `signing_key`: ed25519 PKCS#8 PEM for signed provenance.
     pub signing_key: Option<PathBuf>,
     /// `allow_origins`: origins allowed besides loopback ones.
@@ -185,6 +189,7 @@ impl fmt::Debug for GatewayConfig {
             decision_log_fsync,
             redact,
             state,
+            records,
             signing_key,
             allow_origins,
             reload_debounce,
@@ -204,6 +209,10 @@ impl fmt::Debug for GatewayConfig {
             .field("decision_log_fsync", decision_log_fsync)
             .field("redact", redact)
             .field("state", state)
+            .field(
+                "records",
+                &records.as_deref().map(warden_engine::redis_state::redacted),
+            )
             .field("signing_key", signing_key)
             .field("allow_origins", allow_origins)
             .field("reload_debounce", reload_debounce)
