@@ -4,7 +4,8 @@
 //! neither loses nor doubles the count; a Redis that is down denies only
 //! the calls that need a counter, naming the store, `/readyz` says so,
 //! and warden reconnects when it is back; a record an agent creates
-//! through one replica is `created by agent` on another (PostgreSQL).
+//! through one replica is `created by agent` on another (PostgreSQL); a
+//! 2025-era session's request that reaches another replica is told why.
 
 use crate::common::{assert_allowed, call, text};
 use crate::harness::{DemoHttp, Gateway, Res, kill9};
@@ -246,5 +247,53 @@ async fn a_record_an_agent_creates_through_one_replica_is_known_to_another() -> 
     );
     ca.cancel().await?;
     cb.cancel().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_request_on_the_wrong_replica_says_affinity_is_needed() -> Res<()> {
+    let redis = RedisServer::start();
+    let (a, b) = (replica(&redis).await?, replica(&redis).await?);
+    let http = crate::harness::http()?;
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "raw", "version": "1"}}});
+    let resp = http
+        .post(a.url("/servers/kit/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(init.to_string())
+        .send()
+        .await?;
+    let sid = resp
+        .headers()
+        .get("mcp-session-id")
+        .ok_or("no session id")?
+        .to_str()?
+        .to_string();
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let ask = |gw: &Gateway| {
+        http.post(gw.url("/servers/kit/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("mcp-session-id", &sid)
+            .body(list.to_string())
+            .send()
+    };
+    let wrong = ask(&b).await?;
+    assert_eq!(wrong.status(), 404);
+    let body = wrong.text().await?;
+    let tag = sid.split('-').next().ok_or("tag")?;
+    assert!(
+        body.contains(&format!("it was opened on replica `{tag}`"))
+            && body.contains("session affinity on Mcp-Session-Id"),
+        "{body}"
+    );
+    assert_ne!(
+        ask(&a).await?.status(),
+        404,
+        "the replica that opened it serves it"
+    );
     Ok(())
 }

@@ -77,6 +77,12 @@ pub(crate) struct ProxyArgs {
     /// upstream, the Warden-Provenance-Token header (`warden verify` checks it).
     #[arg(long, value_name = "FILE")]
     signing_key: Option<PathBuf>,
+    /// Seal 2026-07-28 confirmations (`requestState`) with this key: 32
+    /// random bytes as 64 hex digits (`openssl rand -hex 32`). Processes
+    /// sharing it accept each other's confirmations. Default: a key drawn
+    /// at start, so a confirmation is answered through this process only.
+    #[arg(long, value_name = "FILE")]
+    confirm_key: Option<PathBuf>,
     /// With --listen: every request needs a bearer JWT from this issuer
     /// (its `iss`, exactly), and calls act for the token's user. Needs
     /// --jwt-audience and --jwks or --jwt-key.
@@ -303,6 +309,10 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
+    let confirm_key = match runtime::load_confirm_key(args.confirm_key.as_deref()) {
+        Ok(k) => k,
+        Err(code) => return code,
+    };
     let log = match runtime::open_log(
         args.audit_log.as_deref(),
         args.audit_log_fsync,
@@ -342,6 +352,7 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
     };
     cfg.provenance_signer = signer;
+    cfg.confirm_key = confirm_key;
     let authenticated = bearer.is_some();
     cfg.bearer = bearer;
 

@@ -168,6 +168,22 @@ pub(crate) fn open_log(
     Ok(Arc::new(log.redacting(redact)))
 }
 
+/// The key that seals 2026-07-28 confirmations: the file's (shared by
+/// replicas), else this process's own.
+pub(crate) fn load_confirm_key(
+    path: Option<&Path>,
+) -> Result<Arc<warden_proxy::seal::SealKey>, i32> {
+    match path {
+        None => Ok(warden_proxy::seal::SealKey::process()),
+        Some(path) => warden_proxy::seal::SealKey::load(path)
+            .map(Arc::new)
+            .map_err(|e| {
+                eprint!("{}", crate::lint::render_report(&e));
+                exit::USAGE
+            }),
+    }
+}
+
 /// The provenance signer from an ed25519 PKCS#8 PEM file, if one is given.
 pub(crate) fn load_signer(
     path: Option<&PathBuf>,

@@ -62,6 +62,10 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
+    let confirm_key = match runtime::load_confirm_key(config.confirm_key.as_deref()) {
+        Ok(k) => k,
+        Err(code) => return code,
+    };
     let bearer = match &config.auth {
         None => None,
         Some(settings) => match warden_proxy::bearer::Verifier::load(settings) {
@@ -128,6 +132,7 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
             signer,
             bearer,
             user,
+            confirm_key,
         };
         serve_gateway(
             config,
@@ -163,7 +168,9 @@ fn print_event(event: GatewayEvent) {
         GatewayEvent::Listening { addr, tls } => {
             let scheme = if tls { "https" } else { "http" };
             eprintln!(
-                "warden: serving at {scheme}://{addr}/mcp (all servers) and {scheme}://{addr}/servers/<name>/mcp"
+                "warden: serving at {scheme}://{addr}/mcp (all servers) and {scheme}://{addr}/servers/<name>/mcp \
+                 (replica `{}`)",
+                warden_proxy::replica_tag()
             );
         }
         GatewayEvent::ConfigApplied {

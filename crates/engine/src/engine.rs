@@ -112,6 +112,13 @@ impl Engine {
         self.policies.load().memo.stats()
     }
 
+    /// Marks `mark` used for `ttl` in the state store: `true` the first
+    /// time, `false` while the mark lives (on Redis, for every replica).
+    /// An error means it cannot be known: treat it as used (fail closed).
+    pub fn use_once(&self, mark: &str, ttl: std::time::Duration) -> Result<bool, StateError> {
+        self.state.use_once(mark, ttl)
+    }
+
     /// Whether the state server (Redis) answers now; `None` for a store
     /// in this process or on its disk. It may wait for the store's
     /// timeout: call it off the async runtime's worker threads.

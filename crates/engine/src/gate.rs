@@ -162,6 +162,10 @@ impl StateGate {
         Err(StateError::Unrecorded(kept.last_error.clone()))
     }
 
+    pub(crate) fn use_once(&self, mark: &str, ttl: std::time::Duration) -> Result<bool, StateError> {
+        self.store.use_once(mark, ttl)
+    }
+
     pub(crate) fn health(&self) -> Option<crate::state::StoreHealth> {
         self.store.health()
     }

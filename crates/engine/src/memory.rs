@@ -109,9 +109,15 @@ impl Entry {
     }
 }
 
+/// Most single-use marks kept in memory; past it (after dropping expired
+/// ones) a new mark is refused, which fails closed.
+pub const MAX_MARKS: usize = 100_000;
+
 #[derive(Debug, Default)]
 struct Inner {
     entries: HashMap<EntryKey, Entry>,
+    /// Single-use marks and when each expires.
+    marks: HashMap<String, Instant>,
     /// User → owned entries their calls created.
     per_user: HashMap<String, usize>,
     next_hold: u64,
@@ -435,6 +441,24 @@ impl StateStore for CallState {
         let mut inner = self.lock()?;
         unhold(&mut inner, hold, true);
         Ok(())
+    }
+
+    fn use_once(&self, mark: &str, ttl: Duration) -> Result<bool, StateError> {
+        let now = self.clock.now();
+        let mut inner = self.lock()?;
+        if inner.marks.get(mark).is_some_and(|exp| *exp > now) {
+            return Ok(false);
+        }
+        if inner.marks.len() >= MAX_MARKS {
+            inner.marks.retain(|_, exp| *exp > now);
+            if inner.marks.len() >= MAX_MARKS {
+                return Err(StateError::Store(format!(
+                    "it keeps at most {MAX_MARKS} single-use marks in memory"
+                )));
+            }
+        }
+        inner.marks.insert(mark.to_string(), now + ttl);
+        Ok(true)
     }
 
     fn end_streaks(&self, keys: &[ScopeKey], _wait: bool) -> Result<(), StateError> {

@@ -336,6 +336,21 @@ impl StateStore for RedisState {
         self.pool.run(true, |c| pipe.query::<()>(c))
     }
 
+    /// `SET NX PX`: one replica's mark is every replica's.
+    fn use_once(&self, mark: &str, ttl: Duration) -> Result<bool, StateError> {
+        let k = key('u', &[mark]);
+        let set: Option<String> = self.pool.run(false, |c| {
+            redis::cmd("SET")
+                .arg(&k)
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(millis(ttl).max(1))
+                .query(c)
+        })?;
+        Ok(set.is_some())
+    }
+
     /// Whether the server answers now (a `PING`).
     fn health(&self) -> Option<StoreHealth> {
         Some(self.pool.health())

@@ -144,6 +144,14 @@ pub const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE records ADD COLUMN decision TEXT NOT NULL DEFAULT '';
 ",
+    // Single-use marks (a 2026-07-28 confirmation answered once), timed
+    // in store time like every row.
+    "
+    CREATE TABLE once_marks (
+        mark TEXT PRIMARY KEY,
+        expires INTEGER NOT NULL
+    ) WITHOUT ROWID;
+",
 ];
 
 /// Cap and rate state in a SQLite file.

@@ -362,6 +362,8 @@ impl SqliteState {
         .execute(params![cutoff])?;
         tx.prepare_cached("DELETE FROM holds WHERE at <= ?1")?
             .execute(params![now.saturating_sub(millis(HOLD_TTL))])?;
+        tx.prepare_cached("DELETE FROM once_marks WHERE expires <= ?1")?
+            .execute(params![now])?;
         Ok(true)
     }
 }
@@ -467,6 +469,22 @@ impl StateStore for SqliteState {
             .and_then(|mut s| s.execute(params![id.0 as i64]))
             .map_err(store_error)?;
         Ok(())
+    }
+
+    fn use_once(&self, mark: &str, ttl: Duration) -> Result<bool, StateError> {
+        let now = self.store_now();
+        let mut conn = self.conn()?;
+        (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.prepare_cached("DELETE FROM once_marks WHERE mark = ?1 AND expires <= ?2")?
+                .execute(params![mark, now])?;
+            let new = tx
+                .prepare_cached("INSERT OR IGNORE INTO once_marks (mark, expires) VALUES (?1, ?2)")?
+                .execute(params![mark, now.saturating_add(millis(ttl))])?;
+            tx.commit()?;
+            Ok(new == 1)
+        })()
+        .map_err(store_error)
     }
 
     fn end_streaks(&self, keys: &[ScopeKey], wait: bool) -> Result<(), StateError> {

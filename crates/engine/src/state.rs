@@ -262,6 +262,16 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// rows, so a call that needs no counter never waits on the store.
     fn end_streaks(&self, keys: &[ScopeKey], wait: bool) -> Result<(), StateError>;
 
+    /// Marks `mark` used, for `ttl`: `true` the first time, `false` while
+    /// the mark lives (state a client hands back, such as a confirmation,
+    /// is then answered once). A store shared by replicas marks for all
+    /// of them. The default refuses, so a store that cannot keep marks
+    /// fails closed.
+    fn use_once(&self, mark: &str, ttl: Duration) -> Result<bool, StateError> {
+        let _ = (mark, ttl);
+        Err(StateError::Store("this state store keeps no single-use marks".into()))
+    }
+
     /// Whether a store on another machine (Redis) answers now, for
     /// `/readyz`. `None` for a store in this process or on its disk.
     fn health(&self) -> Option<StoreHealth> {
@@ -485,6 +495,9 @@ impl StateStore for Unavailable {
         Err(self.0.clone())
     }
     fn end_streaks(&self, _: &[ScopeKey], _: bool) -> Result<(), StateError> {
+        Err(self.0.clone())
+    }
+    fn use_once(&self, _: &str, _: Duration) -> Result<bool, StateError> {
         Err(self.0.clone())
     }
 }

@@ -240,6 +240,10 @@ pub struct ProxyConfig {
     /// Serving Streamable HTTP: header and body read timeouts and the
     /// connection limit ([`crate::listener`]).
     pub listen_limits: crate::listener::ListenLimits,
+    /// Seals a 2026-07-28 confirmation's `requestState`
+    /// (`--confirm-key`, `confirm_key`): replicas that share it accept
+    /// each other's confirmations. Default: this process's own key.
+    pub confirm_key: std::sync::Arc<crate::seal::SealKey>,
 }
 
 impl ProxyConfig {
@@ -263,6 +267,7 @@ impl ProxyConfig {
             provenance_signer: None,
             bearer: None,
             listen_limits: crate::listener::ListenLimits::default(),
+            confirm_key: crate::seal::SealKey::process(),
         }
     }
 }
@@ -288,6 +293,7 @@ impl fmt::Debug for ProxyConfig {
             provenance_signer,
             bearer,
             listen_limits,
+            confirm_key,
         } = self;
         f.debug_struct("ProxyConfig")
             .field("upstream", upstream)
@@ -307,6 +313,7 @@ impl fmt::Debug for ProxyConfig {
             .field("provenance_signer", provenance_signer)
             .field("bearer", bearer)
             .field("listen_limits", listen_limits)
+            .field("confirm_key", confirm_key)
             .finish()
     }
 }

@@ -83,6 +83,7 @@ pub mod http_upstream;
 pub mod jsonrpc;
 pub mod listener;
 pub mod provenance_token;
+pub mod seal;
 mod raw;
 mod relay;
 mod sessionless;
@@ -97,7 +98,7 @@ pub use config::{
     DEFAULT_CONFIRM_TIMEOUT, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SESSION_IDLE_TIMEOUT, ProxyConfig,
     ProxyError, Upstream, UpstreamCommand,
 };
-pub use http_server::{MAX_BUFFERED, serve_http, serve_http_until};
+pub use http_server::{MAX_BUFFERED, replica_tag, serve_http, serve_http_until};
 
 use std::sync::Arc;
 use std::time::Duration;

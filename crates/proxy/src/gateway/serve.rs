@@ -46,6 +46,8 @@ pub struct GatewayRuntime {
     pub bearer: Option<Arc<Verifier>>,
     /// Whom calls act for without a bearer token.
     pub user: String,
+    /// Seals 2026-07-28 confirmations (`confirm_key`).
+    pub confirm_key: Arc<crate::seal::SealKey>,
 }
 
 /// What the gateway reports while it runs (the CLI prints these).
@@ -113,6 +115,7 @@ impl Gateway {
     fn route_for(&self, server: &ServerConfig, generation: u64) -> Arc<Route> {
         let mut cfg = lock(&self.config).proxy_config(server, self.rt.user.clone());
         cfg.provenance_signer = self.rt.signer.clone();
+        cfg.confirm_key = Arc::clone(&self.rt.confirm_key);
         cfg.bearer = self.rt.bearer.clone();
         let (factory, shared): (Arc<dyn EndpointFactory>, _) =
             match (&server.instances, &server.upstream) {
@@ -326,6 +329,7 @@ fn restart_needed(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str>
     check("state", old.state == new.state);
     check("records", old.records == new.records);
     check("signing_key", old.signing_key == new.signing_key);
+    check("confirm_key", old.confirm_key == new.confirm_key);
     check("allow_origins", old.allow_origins == new.allow_origins);
     check(
         "identity",

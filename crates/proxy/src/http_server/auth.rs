@@ -124,7 +124,17 @@ impl McpService {
                 StatusCode::NOT_FOUND,
                 id,
                 SESSION_NOT_FOUND,
-                "session not found: it ended or timed out; initialize a new one",
+                match super::session::other_replica(sid) {
+                    Some(tag) => format!(
+                        "session not found on this warden replica (`{}`): it was opened on replica `{tag}`; \
+                         behind a load balancer, every request of a session must reach the replica that opened it \
+                         (session affinity on Mcp-Session-Id, docs/scale-out.md); or initialize a new session",
+                        super::session::replica_tag()
+                    ),
+                    None => {
+                        "session not found: it ended or timed out; initialize a new one".to_string()
+                    }
+                },
             ))),
         }
     }

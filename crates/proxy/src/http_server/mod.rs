@@ -108,6 +108,7 @@ mod tests;
 
 pub(crate) use auth::RESOURCE_METADATA_PATH;
 pub(crate) use service::McpService;
+pub use session::replica_tag;
 
 use crate::config::{ProxyConfig, ProxyError};
 use crate::endpoint::RelayFactory;

@@ -136,7 +136,7 @@ pub(super) async fn post(
     } else if matches!(&kind, Kind::Request { method, .. } if method == "initialize")
         && !headers.contains_key(SESSION_HEADER)
     {
-        let sid = uuid::Uuid::new_v4().simple().to_string();
+        let sid = super::session::new_session_id();
         let subject = caller.as_ref().map(|c| c.user.clone());
         match srv.new_session(Some(sid.clone()), subject).await {
             Ok(s) => {

@@ -8,6 +8,28 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// This process's tag, the first part of every session id it mints:
+/// random per start, so that a request reaching a replica that did not
+/// open its session is told so (docs/scale-out.md), not just "not found".
+pub fn replica_tag() -> &'static str {
+    static TAG: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_string());
+    &TAG
+}
+
+/// A new session id: `TAG-RANDOM`, the random part 128 bits (unguessable).
+pub(super) fn new_session_id() -> String {
+    format!("{}-{}", replica_tag(), uuid::Uuid::new_v4().simple())
+}
+
+/// The replica that minted `sid`, when it looks like an id of warden's
+/// and is not this replica's.
+pub(super) fn other_replica(sid: &str) -> Option<&str> {
+    let (tag, rest) = sid.split_once('-')?;
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex(tag, 8) && hex(rest, 32) && tag != replica_tag()).then_some(tag)
+}
+
 /// One MCP session (or the shared sessionless endpoint).
 pub(super) struct Session {
     /// `None` for the sessionless endpoint.

@@ -1,10 +1,11 @@
 //! Asking the person to confirm a call: through the client, with an
 //! `elicitation/create` request of warden's own (sessions before
 //! 2026-07-28), or with an `input_required` result the client answers by
-//! retrying the call (2026-07-28). The confirmations a 2026-07-28 client
-//! still holds are in a [`ConfirmStore`], reached only through its
-//! methods: random handles, bound to the tool, the arguments and the
-//! asker, single-use, expiring and bounded.
+//! retrying the call (2026-07-28). A 2026-07-28 confirmation lives in
+//! the `requestState` the client holds, sealed ([`crate::seal`]): bound
+//! to the tool, the arguments and the asker, expiring, and single use
+//! through the engine's state store (shared by replicas on Redis), so
+//! any replica can take the retry.
 
 use super::pending::DownPending;
 use super::{Relay, clip, lock};
@@ -13,85 +14,85 @@ use crate::govern::{self, CONFIRM_INPUT_KEY};
 use crate::jsonrpc::{self, id_key};
 use crate::raw::Message;
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use crate::seal::SealKey;
+use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use warden_engine::{CallContext, Decided};
 
 /// How long a 2026-07-28 confirmation stays answerable.
 const MRTR_CONFIRM_TTL: Duration = Duration::from_secs(600);
-/// Most pending 2026-07-28 confirmations kept.
-const MAX_PENDING_CONFIRMS: usize = 1024;
 const CONFIRM_STATE_PREFIX: &str = "warden-confirm:";
+/// The purpose a confirmation's state is sealed for (see [`crate::seal`]).
+const SEAL_PURPOSE: &str = "warden 2026-07-28 confirmation";
 
-/// A confirmation asked for with an `input_required` result (2026-07-28).
-struct PendingConfirm {
+/// What a 2026-07-28 confirmation's `requestState` carries, sealed: the
+/// call as first sent (the retry's params are not trusted), who was
+/// asked, until when, and a random id that makes it single use.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SealedConfirm {
+    /// Random: the single-use mark.
+    n: String,
     tool: String,
-    arguments: Value,
-    /// The call's params as first sent (the retry's are not trusted).
-    params: Value,
-    expires: Instant,
     /// The bearer principal it was asked of (`None` without bearer auth:
-    /// then the unguessable `requestState` alone names the asker).
+    /// then the unguessable state alone names the asker).
     owner: Option<String>,
+    /// The call's params as first sent, without `_meta`.
+    params: Value,
+    /// Expiry, milliseconds since the Unix epoch.
+    exp: i64,
 }
 
-/// The 2026-07-28 confirmations not answered yet, by handle.
-#[derive(Default)]
-pub(super) struct ConfirmStore {
-    pending: HashMap<String, PendingConfirm>,
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
-impl ConfirmStore {
-    /// Keeps a confirmation asked at `now` under `handle`: expired ones
-    /// go first, and the store never holds more than its bound.
-    fn insert(
-        &mut self,
-        handle: String,
-        call: &CallContext,
-        params: Value,
-        owner: Option<String>,
-        now: Instant,
-    ) {
-        self.pending.retain(|_, p| p.expires > now);
-        if self.pending.len() >= MAX_PENDING_CONFIRMS
-            && let Some(k) = self.pending.keys().next().cloned()
-        {
-            self.pending.remove(&k);
-        }
-        self.pending.insert(
-            handle,
-            PendingConfirm {
-                tool: call.tool.clone(),
-                arguments: call.arguments.clone(),
-                params,
-                expires: now + MRTR_CONFIRM_TTL,
-                owner,
-            },
-        );
-    }
+/// The `requestState` of a confirmation asked now of `owner` for the
+/// call `params` of `tool`.
+fn seal_confirm(key: &SealKey, tool: &str, params: Value, owner: Option<String>, now: i64) -> String {
+    let state = SealedConfirm {
+        n: uuid::Uuid::new_v4().simple().to_string(),
+        tool: tool.to_string(),
+        owner,
+        params,
+        exp: now.saturating_add(i64::try_from(MRTR_CONFIRM_TTL.as_millis()).unwrap_or(i64::MAX)),
+    };
+    let json = serde_json::to_vec(&state).expect("a JSON value serializes");
+    format!("{CONFIRM_STATE_PREFIX}{}", key.seal(SEAL_PURPOSE, &json))
+}
 
-    /// The call's params as first sent, when `handle` names an unexpired
-    /// confirmation for this tool, these arguments and this asker; it is
-    /// used up. Checked before it is taken: a retry for another call,
-    /// another caller or after expiry consumes nothing (finding 12).
-    fn take(
-        &mut self,
-        handle: &str,
-        tool: &str,
-        owner: &Option<String>,
-        arguments: &Value,
-        now: Instant,
-    ) -> Option<Value> {
-        let matches = self.pending.get(handle).is_some_and(|p| {
-            p.expires > now && p.tool == tool && p.owner == *owner && *arguments == p.arguments
-        });
-        if matches {
-            self.pending.remove(handle).map(|p| p.params)
+/// The confirmation `state` holds, when this key sealed it, it has not
+/// expired, and it is for this tool, these arguments and this asker.
+/// Nothing is used up here: a retry for another call, another caller or
+/// after expiry consumes nothing (finding 12).
+fn open_confirm(
+    key: &SealKey,
+    state: &str,
+    tool: &str,
+    owner: &Option<String>,
+    arguments: &Value,
+    now: i64,
+) -> Result<SealedConfirm, &'static str> {
+    let plain = state
+        .strip_prefix(CONFIRM_STATE_PREFIX)
+        .and_then(|s| key.open(SEAL_PURPOSE, s))
+        .ok_or(if key.is_process_key() {
+            "warden cannot open this confirmation: it was not issued by this warden process (replicas need a shared `confirm_key`), or it was changed"
         } else {
-            None
-        }
+            "warden cannot open this confirmation: it was not issued with this warden's `confirm_key`, or it was changed"
+        })?;
+    let c: SealedConfirm =
+        serde_json::from_slice(&plain).map_err(|_| "warden cannot read this confirmation")?;
+    let args = c.params.get("arguments").cloned().unwrap_or(json!({}));
+    if c.exp <= now {
+        Err("this confirmation expired")
+    } else if c.tool != tool || c.owner != *owner || args != *arguments {
+        Err("this confirmation is for another call")
+    } else {
+        Ok(c)
     }
 }
 
@@ -159,35 +160,46 @@ impl Relay {
         }
         let owner = caller.map(|c| c.user.clone());
         let arguments = params.get("arguments").cloned().unwrap_or(json!({}));
-        let pending = lock(&self.st)
-            .confirms
-            .take(state, tool, &owner, &arguments, Instant::now());
+        let refuse = |why: String| -> Message {
+            jsonrpc::error(
+                client_id.clone(),
+                jsonrpc::INVALID_PARAMS,
+                format!("{why}; call the tool again"),
+                None,
+            )
+            .into()
+        };
+        let now = unix_millis();
+        let confirm = open_confirm(&self.cfg.confirm_key, state, tool, &owner, &arguments, now)
+            .map_err(|why| refuse(why.to_string()))?;
+        // Single use, across replicas when the state store is shared: the
+        // mark lives as long as the confirmation could still be answered.
+        let left = Duration::from_millis(u64::try_from(confirm.exp - now).unwrap_or(0));
+        match self.engine.use_once(&format!("confirm:{}", confirm.n), left) {
+            Ok(true) => {}
+            Ok(false) => return Err(refuse("this confirmation was answered already".into())),
+            Err(e) => {
+                return Err(refuse(format!(
+                    "warden cannot check that this confirmation is answered once: state store unavailable: {e}"
+                )));
+            }
+        }
         let answer = params
             .get("inputResponses")
             .and_then(|r| r.get(CONFIRM_INPUT_KEY))
             .and_then(|r| r.get("action"))
             .and_then(Value::as_str)
             .map(str::to_string);
-        match pending {
-            Some(mut original) => {
-                // Forward the call as first decided, with any state of
-                // the upstream's own it carried then.
-                if let (Some(o), Some(m)) = (original.as_object_mut(), params.get("_meta")) {
-                    o.insert("_meta".into(), m.clone());
-                }
-                Ok(Some((
-                    original,
-                    answer.unwrap_or_else(|| "missing".to_string()),
-                )))
-            }
-            None => Err(jsonrpc::error(
-                client_id.clone(),
-                jsonrpc::INVALID_PARAMS,
-                "warden does not know this confirmation (it expired, was answered, or is for another call); call the tool again",
-                None,
-            )
-            .into()),
+        // Forward the call as first decided, with any state of the
+        // upstream's own the retry carried.
+        let mut original = confirm.params;
+        if let (Some(o), Some(m)) = (original.as_object_mut(), params.get("_meta")) {
+            o.insert("_meta".into(), m.clone());
         }
+        Ok(Some((
+            original,
+            answer.unwrap_or_else(|| "missing".to_string()),
+        )))
     }
 
     /// Asks the person through the client (elicitation/create).
@@ -246,16 +258,13 @@ impl Relay {
         owner: Option<String>,
     ) -> Value {
         self.audit(call, decided, None);
-        // Random, not a counter: the handle is what the asker holds, and no
-        // other caller may name it.
-        let handle = format!("{CONFIRM_STATE_PREFIX}{}", uuid::Uuid::new_v4().simple());
+        // Sealed: the client holds it but can neither read nor change it,
+        // and any replica with the same key can take the retry.
         let mut params = msg.get("params").cloned().unwrap_or(json!({}));
         if let Some(p) = params.as_object_mut() {
             p.remove("_meta");
         }
-        lock(&self.st)
-            .confirms
-            .insert(handle.clone(), call, params, owner, Instant::now());
+        let handle = seal_confirm(&self.cfg.confirm_key, &call.tool, params, owner, unix_millis());
         let question = govern::confirm_message(call, message, &decided.id);
         jsonrpc::result(
             client_id.clone(),

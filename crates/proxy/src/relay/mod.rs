@@ -54,7 +54,6 @@ mod pending;
 mod upstream_side;
 
 use catalog::ToolCache;
-use confirm::ConfirmStore;
 use context::{ClientSession, elicitation_supports_form};
 use link::Link;
 use pending::Pending;
@@ -109,15 +108,13 @@ pub(crate) type Hints = Arc<Mutex<HashMap<String, RequestHints>>>;
 
 /// What one relay keeps, behind one lock: the link, the pending tables,
 /// the client's session, the upstream's name, the tool cache, the
-/// 2026-07-28 confirmations, the decision log's state and the spawned
-/// calls.
+/// decision log's state and the spawned calls.
 struct State {
     link: Link,
     pending: Pending,
     session: ClientSession,
     server_info_name: Option<String>,
     tools: ToolCache,
-    confirms: ConfirmStore,
     /// Why the decision log failed last, while it is failing.
     audit_broken: Option<String>,
     tasks: tokio::task::JoinSet<()>,
@@ -198,7 +195,6 @@ impl Relay {
                 session: ClientSession::default(),
                 server_info_name: None,
                 tools: ToolCache::default(),
-                confirms: ConfirmStore::default(),
                 audit_broken: None,
                 tasks: tokio::task::JoinSet::new(),
             }),

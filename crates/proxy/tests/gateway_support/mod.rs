@@ -72,6 +72,7 @@ pub async fn start(
         signer: None,
         bearer: None,
         user: "tester".into(),
+        confirm_key: warden_proxy::seal::SealKey::process(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

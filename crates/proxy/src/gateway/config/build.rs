@@ -27,6 +27,7 @@ const TOP: &[&str] = &[
     "redact",
     "state",
     "records",
+    "confirm_key",
     "signing_key",
     "allow_origins",
     "reload_debounce",
@@ -129,6 +130,7 @@ pub(super) fn parse(
     let state = state(&mut cx, &root, &dir);
     let records = records(&mut cx, &root);
     let signing_key = root.nonempty(&mut cx, "signing_key").map(resolve);
+    let confirm_key = root.nonempty(&mut cx, "confirm_key").map(resolve);
     let redact = values(root.strings(&mut cx, "redact"));
     let allow_origins = origins(&mut cx, &root);
     let reload_debounce = root
@@ -160,6 +162,7 @@ pub(super) fn parse(
                 redact,
                 state,
                 records,
+                confirm_key,
                 signing_key,
                 allow_origins,
                 reload_debounce,

@@ -61,6 +61,9 @@ pub struct GatewayConfig {
     /// created, shared by replicas; `None`: with `state` (SQLite file or
     /// memory). Shown without its password.
     pub records: Option<String>,
+    /// `confirm_key`: the file of the key that seals 2026-07-28
+    /// confirmations, shared by replicas; `None`: each process its own.
+    pub confirm_key: Option<PathBuf>,
     /// `signing_key`: ed25519 PKCS#8 PEM for signed provenance.
     pub signing_key: Option<PathBuf>,
     /// `allow_origins`: origins allowed besides loopback ones.
@@ -190,6 +193,7 @@ impl fmt::Debug for GatewayConfig {
             redact,
             state,
             records,
+            confirm_key,
             signing_key,
             allow_origins,
             reload_debounce,
@@ -213,6 +217,7 @@ impl fmt::Debug for GatewayConfig {
                 "records",
                 &records.as_deref().map(warden_engine::redis_state::redacted),
             )
+            .field("confirm_key", confirm_key)
             .field("signing_key", signing_key)
             .field("allow_origins", allow_origins)
             .field("reload_debounce", reload_debounce)

@@ -1,92 +1,50 @@
-//! The 2026-07-28 confirmation store on its own: bound to the call and the
-//! asker, single-use, expiring, bounded.
+//! The sealed 2026-07-28 confirmation on its own: it opens only for its
+//! own call and asker, with the key that sealed it, unchanged and before
+//! it expires. (Single use is the state store's `use_once`, tested with
+//! each store; end to end in tests/security_http.rs and the replicas
+//! test.)
 
-use super::{ConfirmStore, MAX_PENDING_CONFIRMS, MRTR_CONFIRM_TTL};
-use serde_json::{Value, json};
-use std::time::{Duration, Instant};
-use warden_engine::CallContext;
+use super::{MRTR_CONFIRM_TTL, open_confirm, seal_confirm};
+use crate::seal::SealKey;
+use serde_json::json;
 
-fn call(tool: &str, arguments: Value) -> CallContext {
-    CallContext {
-        tool: tool.to_string(),
-        arguments,
-        ..CallContext::default()
-    }
+fn key() -> std::sync::Arc<SealKey> {
+    SealKey::process()
 }
 
 #[test]
-fn a_confirmation_is_taken_only_by_its_own_call_and_once() {
-    let now = Instant::now();
-    let mut store = ConfirmStore::default();
+fn a_confirmation_opens_only_for_its_own_call_and_asker() {
+    let k = key();
     let params = json!({"name": "rm", "arguments": {"path": "/a"}});
-    store.insert(
-        "h".into(),
-        &call("rm", json!({"path": "/a"})),
-        params.clone(),
-        Some("alice".into()),
-        now,
-    );
+    let state = seal_confirm(&k, "rm", params.clone(), Some("alice".into()), 1_000);
     let alice = Some("alice".to_string());
     let args = json!({"path": "/a"});
-    assert_eq!(store.take("other", "rm", &alice, &args, now), None);
-    assert_eq!(
-        store.take("h", "ls", &alice, &args, now),
-        None,
-        "another tool"
-    );
-    assert_eq!(
-        store.take("h", "rm", &Some("bob".into()), &args, now),
-        None,
-        "another asker"
-    );
-    assert_eq!(store.take("h", "rm", &None, &args, now), None, "no asker");
-    assert_eq!(
-        store.take("h", "rm", &alice, &json!({"path": "/b"}), now),
-        None,
-        "other arguments"
-    );
-    assert_eq!(
-        store.take("h", "rm", &alice, &args, now),
-        Some(params),
-        "nothing consumed before"
-    );
-    assert_eq!(
-        store.take("h", "rm", &alice, &args, now),
-        None,
-        "single use"
-    );
+    let open = |tool: &str, owner: &Option<String>, args: &serde_json::Value| {
+        open_confirm(&k, &state, tool, owner, args, 2_000).map(|c| c.params)
+    };
+    assert_eq!(open("rm", &alice, &args), Ok(params));
+    assert!(open("ls", &alice, &args).is_err(), "another tool");
+    assert!(open("rm", &Some("bob".into()), &args).is_err(), "another asker");
+    assert!(open("rm", &None, &args).is_err(), "no asker");
+    assert!(open("rm", &alice, &json!({"path": "/b"})).is_err(), "other arguments");
+    // Opening uses nothing up: single use is the caller's mark.
+    assert!(open("rm", &alice, &args).is_ok());
 }
 
 #[test]
-fn a_confirmation_expires() {
-    let now = Instant::now();
-    let mut store = ConfirmStore::default();
-    store.insert("h".into(), &call("rm", json!({})), json!({}), None, now);
-    let at_expiry = now + MRTR_CONFIRM_TTL;
-    assert_eq!(store.take("h", "rm", &None, &json!({}), at_expiry), None);
+fn a_confirmation_expires_and_a_changed_or_foreign_one_is_refused() {
+    let k = key();
+    let state = seal_confirm(&k, "rm", json!({}), None, 0);
+    let ttl = i64::try_from(MRTR_CONFIRM_TTL.as_millis()).unwrap();
+    assert!(open_confirm(&k, &state, "rm", &None, &json!({}), ttl - 1).is_ok());
     assert_eq!(
-        store.take("h", "rm", &None, &json!({}), now + Duration::from_secs(1)),
-        Some(json!({})),
-        "an expired lookup consumes nothing either"
+        open_confirm(&k, &state, "rm", &None, &json!({}), ttl).err(),
+        Some("this confirmation expired")
     );
-}
-
-#[test]
-fn the_store_is_bounded_and_drops_expired_ones_first() {
-    let now = Instant::now();
-    let mut store = ConfirmStore::default();
-    for i in 0..MAX_PENDING_CONFIRMS + 5 {
-        store.insert(format!("h{i}"), &call("t", json!({})), json!({}), None, now);
-    }
-    assert_eq!(store.pending.len(), MAX_PENDING_CONFIRMS);
-    // Once they expired, a new one is all the store holds.
-    store.insert(
-        "new".into(),
-        &call("t", json!({})),
-        json!({}),
-        None,
-        now + MRTR_CONFIRM_TTL,
-    );
-    assert_eq!(store.pending.len(), 1);
-    assert!(store.pending.contains_key("new"));
+    let mut changed = state.clone();
+    changed.pop();
+    changed.push(if state.ends_with('A') { 'B' } else { 'A' });
+    let why = open_confirm(&k, &changed, "rm", &None, &json!({}), 1).unwrap_err();
+    assert!(why.contains("replicas need a shared `confirm_key`"), "{why}");
+    assert!(open_confirm(&k, "warden-confirm:made-up", "rm", &None, &json!({}), 1).is_err());
 }
