@@ -5,7 +5,9 @@
 //! the calls that need a counter, naming the store, `/readyz` says so,
 //! and warden reconnects when it is back; a record an agent creates
 //! through one replica is `created by agent` on another (PostgreSQL); a
-//! 2025-era session's request that reaches another replica is told why.
+//! 2025-era session's request that reaches another replica is told why;
+//! a 2026-07-28 confirmation asked by one replica is answered through
+//! another with the same `confirm_key`, once.
 
 use crate::common::{assert_allowed, call, text};
 use crate::harness::{DemoHttp, Gateway, Res, kill9};
@@ -294,6 +296,116 @@ async fn a_session_request_on_the_wrong_replica_says_affinity_is_needed() -> Res
         ask(&a).await?.status(),
         404,
         "the replica that opened it serves it"
+    );
+    Ok(())
+}
+
+const MODERN: &str = "2026-07-28";
+
+/// A 2026-07-28 `tools/call` of `wipe`, answering `state` when given.
+fn modern_wipe(id: u64, state: Option<&str>) -> Value {
+    let mut m = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+    "params": {"name": "wipe", "arguments": {"all": true}, "_meta": {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientInfo": {"name": "agent", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}},
+    }}});
+    if let Some(state) = state {
+        m["params"]["requestState"] = json!(state);
+        m["params"]["inputResponses"] =
+            json!({"warden/confirm": {"action": "accept", "content": {}}});
+    }
+    m
+}
+
+/// POSTs `msg` to `gw`'s kit route as a 2026-07-28 client; the last
+/// JSON-RPC message of the answer.
+async fn post_modern(gw: &Gateway, msg: &Value) -> Res<Value> {
+    let resp = crate::harness::http()?
+        .post(gw.url("/servers/kit/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", MODERN)
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "wipe")
+        .body(msg.to_string())
+        .send()
+        .await?;
+    let body = resp.text().await?;
+    let last = body
+        .split("\n\n")
+        .filter_map(|e| {
+            let data: Vec<&str> = e
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim_start)
+                .collect();
+            if data.is_empty() {
+                serde_json::from_str(e.trim()).ok()
+            } else {
+                serde_json::from_str(&data.join("\n")).ok()
+            }
+        })
+        .last();
+    Ok(last.ok_or_else(|| format!("no JSON-RPC message in {body:?}"))?)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_confirmation_asked_by_one_replica_is_answered_through_another_once() -> Res<()> {
+    let redis = RedisServer::start();
+    let keys = tempfile::tempdir()?;
+    let (shared, other) = (
+        keys.path().join("shared.key"),
+        keys.path().join("other.key"),
+    );
+    std::fs::write(&shared, format!("{}\n", "5a".repeat(32)))?;
+    std::fs::write(&other, format!("{}\n", "a5".repeat(32)))?;
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gateway/policies-replicas");
+    let start = |key: std::path::PathBuf| {
+        let (url, policies) = (redis.url(), policies.clone());
+        async move {
+            Gateway::start(
+                "replicas-confirm.toml",
+                &[
+                    ("REDIS_URL", url.as_str()),
+                    ("CONFIRM_KEY", key.to_str().ok_or("path")?),
+                    ("GATEWAY_POLICIES", policies.to_str().ok_or("path")?),
+                ],
+            )
+            .await
+        }
+    };
+    let (a, b, stranger) = (
+        start(shared.clone()).await?,
+        start(shared).await?,
+        start(other).await?,
+    );
+
+    let asked = post_modern(&a, &modern_wipe(1, None)).await?;
+    assert_eq!(asked["result"]["resultType"], "input_required", "{asked:#}");
+    let state = asked["result"]["requestState"]
+        .as_str()
+        .ok_or("no requestState")?
+        .to_string();
+
+    let foreign = post_modern(&stranger, &modern_wipe(2, Some(&state))).await?;
+    assert!(
+        foreign["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`confirm_key`")),
+        "a replica with another key cannot open it: {foreign:#}"
+    );
+    let done = post_modern(&b, &modern_wipe(3, Some(&state))).await?;
+    assert_eq!(
+        done["result"]["structuredContent"]["tool"], "wipe",
+        "answered through the other replica: {done:#}"
+    );
+    let again = post_modern(&a, &modern_wipe(4, Some(&state))).await?;
+    assert!(
+        again["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("answered already")),
+        "single use across replicas: {again:#}"
     );
     Ok(())
 }

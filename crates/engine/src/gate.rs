@@ -162,7 +162,11 @@ impl StateGate {
         Err(StateError::Unrecorded(kept.last_error.clone()))
     }
 
-    pub(crate) fn use_once(&self, mark: &str, ttl: std::time::Duration) -> Result<bool, StateError> {
+    pub(crate) fn use_once(
+        &self,
+        mark: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StateError> {
         self.store.use_once(mark, ttl)
     }
 

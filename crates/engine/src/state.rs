@@ -269,7 +269,9 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// fails closed.
     fn use_once(&self, mark: &str, ttl: Duration) -> Result<bool, StateError> {
         let _ = (mark, ttl);
-        Err(StateError::Store("this state store keeps no single-use marks".into()))
+        Err(StateError::Store(
+            "this state store keeps no single-use marks".into(),
+        ))
     }
 
     /// Whether a store on another machine (Redis) answers now, for

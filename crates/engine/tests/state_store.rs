@@ -485,4 +485,19 @@ mod contract {
             assert_eq!(used(s, "c", &cap(), "b"), 0, "{kind}: ended");
         }
     }
+
+    #[test]
+    fn a_mark_is_used_once_until_it_expires() {
+        for (kind, s, _guard) in stores() {
+            let ttl = Duration::from_millis(200);
+            assert!(s.use_once("confirm:1", ttl).unwrap(), "{kind}: first use");
+            assert!(!s.use_once("confirm:1", ttl).unwrap(), "{kind}: second use");
+            assert!(
+                s.use_once("confirm:2", ttl).unwrap(),
+                "{kind}: another mark"
+            );
+            std::thread::sleep(Duration::from_millis(400));
+            assert!(s.use_once("confirm:1", ttl).unwrap(), "{kind}: expired");
+        }
+    }
 }

@@ -143,7 +143,10 @@ mod tests {
     fn sealed_text_opens_only_with_its_key_and_purpose_and_unchanged() {
         let k = key(1);
         let s = k.seal("confirm", b"{\"tool\":\"run\"}");
-        assert_eq!(k.open("confirm", &s).as_deref(), Some(&b"{\"tool\":\"run\"}"[..]));
+        assert_eq!(
+            k.open("confirm", &s).as_deref(),
+            Some(&b"{\"tool\":\"run\"}"[..])
+        );
         assert_eq!(key(2).open("confirm", &s), None, "another replica's key");
         assert_eq!(k.open("other", &s), None, "another purpose");
         // Every single changed character is refused.
@@ -154,7 +157,11 @@ mod tests {
             let t = format!("{PREFIX}{}", String::from_utf8(b).unwrap());
             assert_eq!(k.open("confirm", &t), None, "changed at {i}");
         }
-        assert_ne!(s, k.seal("confirm", b"{\"tool\":\"run\"}"), "a fresh nonce each time");
+        assert_ne!(
+            s,
+            k.seal("confirm", b"{\"tool\":\"run\"}"),
+            "a fresh nonce each time"
+        );
         assert_eq!(k.open("confirm", "v1."), None);
         assert_eq!(k.open("confirm", "garbage"), None);
     }
@@ -166,9 +173,15 @@ mod tests {
         std::fs::write(&p, format!("{}\n", "ab".repeat(32))).unwrap();
         let k = SealKey::load(&p).unwrap();
         assert!(!k.is_process_key());
-        assert_eq!(k.open("x", &key(0xab).seal("x", b"hi")).as_deref(), Some(&b"hi"[..]));
+        assert_eq!(
+            k.open("x", &key(0xab).seal("x", b"hi")).as_deref(),
+            Some(&b"hi"[..])
+        );
         std::fs::write(&p, "abc").unwrap();
-        assert!(matches!(SealKey::load(&p), Err(SealKeyError::Format { .. })));
+        assert!(matches!(
+            SealKey::load(&p),
+            Err(SealKeyError::Format { .. })
+        ));
         assert!(matches!(
             SealKey::load(&dir.path().join("missing")),
             Err(SealKeyError::Read { .. })

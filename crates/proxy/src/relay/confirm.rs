@@ -13,8 +13,8 @@ use crate::bearer::Caller;
 use crate::govern::{self, CONFIRM_INPUT_KEY};
 use crate::jsonrpc::{self, id_key};
 use crate::raw::Message;
-use serde_json::{Map, Value, json};
 use crate::seal::SealKey;
+use serde_json::{Map, Value, json};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -52,7 +52,13 @@ fn unix_millis() -> i64 {
 
 /// The `requestState` of a confirmation asked now of `owner` for the
 /// call `params` of `tool`.
-fn seal_confirm(key: &SealKey, tool: &str, params: Value, owner: Option<String>, now: i64) -> String {
+fn seal_confirm(
+    key: &SealKey,
+    tool: &str,
+    params: Value,
+    owner: Option<String>,
+    now: i64,
+) -> String {
     let state = SealedConfirm {
         n: uuid::Uuid::new_v4().simple().to_string(),
         tool: tool.to_string(),
@@ -175,7 +181,10 @@ impl Relay {
         // Single use, across replicas when the state store is shared: the
         // mark lives as long as the confirmation could still be answered.
         let left = Duration::from_millis(u64::try_from(confirm.exp - now).unwrap_or(0));
-        match self.engine.use_once(&format!("confirm:{}", confirm.n), left) {
+        match self
+            .engine
+            .use_once(&format!("confirm:{}", confirm.n), left)
+        {
             Ok(true) => {}
             Ok(false) => return Err(refuse("this confirmation was answered already".into())),
             Err(e) => {
@@ -264,7 +273,13 @@ impl Relay {
         if let Some(p) = params.as_object_mut() {
             p.remove("_meta");
         }
-        let handle = seal_confirm(&self.cfg.confirm_key, &call.tool, params, owner, unix_millis());
+        let handle = seal_confirm(
+            &self.cfg.confirm_key,
+            &call.tool,
+            params,
+            owner,
+            unix_millis(),
+        );
         let question = govern::confirm_message(call, message, &decided.id);
         jsonrpc::result(
             client_id.clone(),

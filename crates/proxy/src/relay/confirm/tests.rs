@@ -24,9 +24,15 @@ fn a_confirmation_opens_only_for_its_own_call_and_asker() {
     };
     assert_eq!(open("rm", &alice, &args), Ok(params));
     assert!(open("ls", &alice, &args).is_err(), "another tool");
-    assert!(open("rm", &Some("bob".into()), &args).is_err(), "another asker");
+    assert!(
+        open("rm", &Some("bob".into()), &args).is_err(),
+        "another asker"
+    );
     assert!(open("rm", &None, &args).is_err(), "no asker");
-    assert!(open("rm", &alice, &json!({"path": "/b"})).is_err(), "other arguments");
+    assert!(
+        open("rm", &alice, &json!({"path": "/b"})).is_err(),
+        "other arguments"
+    );
     // Opening uses nothing up: single use is the caller's mark.
     assert!(open("rm", &alice, &args).is_ok());
 }
@@ -45,6 +51,9 @@ fn a_confirmation_expires_and_a_changed_or_foreign_one_is_refused() {
     changed.pop();
     changed.push(if state.ends_with('A') { 'B' } else { 'A' });
     let why = open_confirm(&k, &changed, "rm", &None, &json!({}), 1).unwrap_err();
-    assert!(why.contains("replicas need a shared `confirm_key`"), "{why}");
+    assert!(
+        why.contains("replicas need a shared `confirm_key`"),
+        "{why}"
+    );
     assert!(open_confirm(&k, "warden-confirm:made-up", "rm", &None, &json!({}), 1).is_err());
 }
