@@ -195,6 +195,14 @@ async fn a_record_an_agent_creates_through_one_replica_is_known_to_another() -> 
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let a = Gateway::start("replicas-records.toml", &vars).await?;
     let b = Gateway::start("replicas-records.toml", &vars).await?;
+    let (_, ready) = a.get("/readyz").await?;
+    assert!(
+        ready.contains(&format!(
+            "record store `postgres://127.0.0.1:{}/warden`: ok",
+            pg.port()
+        )) && ready.contains("state store `redis://"),
+        "{ready}"
+    );
 
     let ca = a.rmcp("/servers/genomics/mcp").await?;
     let created = call(

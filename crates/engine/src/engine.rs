@@ -126,6 +126,13 @@ impl Engine {
         self.state.health()
     }
 
+    /// Whether the record server (PostgreSQL) answers now; `None` for a
+    /// store in this process or on its disk. May wait for the store's
+    /// timeout, as [`Engine::state_health`] does.
+    pub fn records_health(&self) -> Option<crate::state::StoreHealth> {
+        self.records.health()
+    }
+
     /// Puts a new bundle in force atomically: a decision uses the old or
     /// the new bundle, never a mix. State (streaks, windows) is kept.
     pub fn swap_policies(&self, bundle: PolicyBundle) {

@@ -192,6 +192,13 @@ impl RecordStore for PostgresRecords {
             reply,
         })
     }
+
+    fn health(&self) -> Option<crate::state::StoreHealth> {
+        Some(crate::state::StoreHealth {
+            store: self.name.clone(),
+            problem: self.ping().err().map(|e| e.to_string()),
+        })
+    }
 }
 
 /// The connection and when the next connect may be tried.

@@ -111,6 +111,12 @@ pub trait RecordStore: Send + Sync + std::fmt::Debug {
     /// and must not make a person's record the agent's. Returns whether
     /// the record was stored (`false`: it was known already).
     fn insert(&self, record: &NewRecord) -> Result<bool, RecordError>;
+
+    /// Whether a store on another machine (PostgreSQL) answers now, for
+    /// `/readyz`. `None` for a store in this process or on its disk.
+    fn health(&self) -> Option<crate::state::StoreHealth> {
+        None
+    }
 }
 
 /// Which [`RecordStore`] an engine uses (`EngineOptions::records`).

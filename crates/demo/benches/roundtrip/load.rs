@@ -24,19 +24,23 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 /// Calls per session per turn.
-const LOAD_BLOCK: usize = 10;
+pub(crate) const LOAD_BLOCK: usize = 10;
 
 /// One path under load: its sessions, and the processes behind them.
-struct Path {
-    name: &'static str,
-    sessions: Vec<Arc<Client>>,
+pub(crate) struct Path {
+    pub(crate) name: &'static str,
+    pub(crate) sessions: Vec<Arc<Client>>,
     _processes: Vec<Background>,
-    times: Vec<Duration>,
+    pub(crate) times: Vec<Duration>,
     wall: Duration,
 }
 
 impl Path {
-    fn new(name: &'static str, sessions: Vec<Client>, processes: Vec<Background>) -> Self {
+    pub(crate) fn new(
+        name: &'static str,
+        sessions: Vec<Client>,
+        processes: Vec<Background>,
+    ) -> Self {
         Path {
             name,
             sessions: sessions.into_iter().map(Arc::new).collect(),
@@ -48,7 +52,7 @@ impl Path {
 
     /// Every session makes `n` calls, all sessions at once; the times are
     /// kept when `timed`.
-    async fn block(&mut self, n: usize, timed: bool) -> Result<(), BoxError> {
+    pub(crate) async fn block(&mut self, n: usize, timed: bool) -> Result<(), BoxError> {
         let mut set = JoinSet::new();
         let started = Instant::now();
         for session in &self.sessions {
@@ -73,11 +77,11 @@ impl Path {
         Ok(())
     }
 
-    fn calls_per_second(&self) -> f64 {
+    pub(crate) fn calls_per_second(&self) -> f64 {
         self.times.len() as f64 / self.wall.as_secs_f64()
     }
 
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         for session in self.sessions {
             if let Ok(client) = Arc::try_unwrap(session) {
                 let _ = client.cancel().await;
@@ -100,7 +104,7 @@ async fn stdio_sessions(
 }
 
 /// `n` HTTP sessions of the server on `port`.
-async fn http_sessions(port: u16, n: usize) -> Result<Vec<Client>, BoxError> {
+pub(crate) async fn http_sessions(port: u16, n: usize) -> Result<Vec<Client>, BoxError> {
     let mut sessions = Vec::with_capacity(n);
     for _ in 0..n {
         sessions.push(http_client(port).await?);

@@ -1,13 +1,16 @@
 //! Proxy latency and load: `tools/call` round trips made directly to the
 //! demo server and through warden (`warden proxy`, `warden serve`), over
 //! stdio and Streamable HTTP, with real processes and a real MCP client
-//! (rmcp). Three modes:
+//! (rmcp). Four modes:
 //!
 //! - latency ([`latency`]): one session per path, sequential calls;
 //! - load ([`load`]): 32 sessions per path at once, calls/s and p50/p99;
+//! - replicas ([`replicas`]): 32 sessions on 1 and on 3 `warden proxy`
+//!   replicas sharing state in Redis;
 //! - drive ([`drive`]): one warden path busy for a while, for `perf`.
 //!
-//! `ROUNDTRIP_MODE` picks `latency`, `load` or `all` (the default); a set
+//! `ROUNDTRIP_MODE` picks `latency`, `load`, `replicas` or `all` (the
+//! default: latency and load); a set
 //! `ROUNDTRIP_DRIVE` picks drive mode. The optional `mcp-proxy` rows are in
 //! [`peer`].
 //!
@@ -24,6 +27,9 @@ mod drive;
 mod latency;
 mod load;
 mod peer;
+#[path = "../../../engine/tests/support/redis_server.rs"]
+mod redis_server;
+mod replicas;
 
 use common::BoxError;
 
@@ -36,11 +42,12 @@ async fn main() -> Result<(), BoxError> {
     match mode.as_str() {
         "latency" => latency::run().await,
         "load" => load::run().await,
+        "replicas" => replicas::run().await,
         "all" => {
             latency::run().await?;
             println!();
             load::run().await
         }
-        other => Err(format!("ROUNDTRIP_MODE={other}: want latency, load or all").into()),
+        other => Err(format!("ROUNDTRIP_MODE={other}: want latency, load, replicas or all").into()),
     }
 }

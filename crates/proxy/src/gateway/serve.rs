@@ -264,8 +264,8 @@ impl Gateway {
     /// `/readyz`: the policies are loaded (they are, or warden would not
     /// have started; a failed reload keeps the last good set) and every
     /// `required` server is reachable. Also what the state server (Redis)
-    /// answers: shown, but never a reason to be unready, since every
-    /// replica shares it, and calls that need no counter still pass while
+    /// and the record server (PostgreSQL) answer: shown, but never a
+    /// reason to be unready, since every replica shares them, and calls that need no counter still pass while
     /// it is down (a load balancer taking all replicas out would stop
     /// those too).
     async fn readiness(&self) -> (Result<(), Vec<String>>, Option<String>) {
@@ -283,22 +283,42 @@ impl Gateway {
                 .map_err(|why| format!("server `{}`: {why}", s.name))
         });
         let engine = Arc::clone(&self.rt.engine);
-        let store = tokio::task::spawn_blocking(move || engine.state_health());
+        let stores = tokio::task::spawn_blocking(move || {
+            [
+                (
+                    "state store",
+                    "calls that need a counter are denied",
+                    engine.state_health(),
+                ),
+                (
+                    "record store",
+                    "calls that ask `created by agent` are denied",
+                    engine.records_health(),
+                ),
+            ]
+        });
         let failures: Vec<String> = futures::future::join_all(probes)
             .await
             .into_iter()
             .filter_map(Result::err)
             .collect();
-        let store = match store.await.ok().flatten() {
-            None => None,
-            Some(h) => Some(match h.problem {
-                None => format!("state store `{}`: ok", h.store),
-                Some(why) => format!(
-                    "state store `{}`: unavailable, calls that need a counter are denied: {why}",
-                    h.store
-                ),
-            }),
-        };
+        let lines: Vec<String> = stores
+            .await
+            .map(|all| {
+                all.into_iter()
+                    .filter_map(|(what, meanwhile, h)| {
+                        let h = h?;
+                        Some(match h.problem {
+                            None => format!("{what} `{}`: ok", h.store),
+                            Some(why) => {
+                                format!("{what} `{}`: unavailable, {meanwhile}: {why}", h.store)
+                            }
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let store = (!lines.is_empty()).then(|| lines.join("\n"));
         if self.draining.load(Ordering::Relaxed) {
             return (Err(vec!["warden is shutting down".into()]), store);
         }

@@ -1,0 +1,192 @@
+//! What a shared state store costs a call: the decision plus what
+//! forwarding records (`decide` then `record_forwarded`), with caps and
+//! rates in memory against a real Redis on loopback (a `redis-server`
+//! started on a free port), for
+//! - a capped call (a cap per user: count, reserve, commit: three round
+//!   trips to Redis),
+//! - an uncapped call in a set that has a cap (it ends the user's streaks:
+//!   one round trip),
+//! - an uncapped call in a set without limits (no store at all).
+//!
+//! Interleaved: every case runs in blocks of `BLOCK` calls, all cases in
+//! turn, so a change in the machine's load falls on each alike; the load
+//! average is printed before and after. Run with
+//! `cargo bench -p warden-engine --bench state` (`WARDEN_BENCH_CALLS`,
+//! default 20,000 per case); under `cargo test` it is a smoke pass.
+//! Target (issue 14): at most +150 µs p50 for a capped call, +0 for an
+//! uncapped one.
+
+#[path = "../tests/support/redis_server.rs"]
+mod redis_server;
+
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use warden_engine::{
+    CallContext, Engine, EngineOptions, Identity, PolicyBundle, RedisOptions, RedisState,
+    StateBackend, StateStore,
+};
+use warden_lang::{Sources, compile_policy_set};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const BLOCK: usize = 500;
+
+const CAPPED: &str = "default allow
+cap-consecutive runs {
+  tool \"run\"
+  max 1000000000 per user
+}
+";
+const PLAIN: &str = "default allow
+deny no-wipes {
+  tool \"wipe\"
+}
+";
+
+fn engine(policy: &str, state: Option<Arc<dyn StateStore>>) -> Engine {
+    let mut s = Sources::new();
+    s.add("b.policy", policy);
+    let bundle = PolicyBundle::new(compile_policy_set(&s).unwrap().policy_set, "v1".into());
+    let mut options = EngineOptions::default();
+    if let Some(state) = state {
+        options.state = StateBackend::Store(state);
+    }
+    Engine::new(bundle, options)
+}
+
+fn call(tool: &str) -> CallContext {
+    CallContext {
+        identity: Identity {
+            user: "alice".into(),
+            agent: Some("claude-code".into()),
+            ..Identity::default()
+        },
+        session: "s1".into(),
+        server: "lab".into(),
+        tool: tool.into(),
+        arguments: json!({"sample_id": "S-1"}),
+        ..CallContext::default()
+    }
+}
+
+struct Case {
+    name: &'static str,
+    engine: Engine,
+    call: CallContext,
+    times: Vec<Duration>,
+}
+
+impl Case {
+    fn block(&mut self, n: usize, keep: bool) {
+        for _ in 0..n {
+            let t = Instant::now();
+            let d = self.engine.decide(&self.call);
+            assert!(d.is_allow(), "{}: {:?}", self.name, d.outcome);
+            self.engine
+                .try_record_forwarded(&self.call, &d)
+                .expect("recorded");
+            drop(d);
+            if keep {
+                self.times.push(t.elapsed());
+            }
+        }
+    }
+
+    fn quantile(&self, q: f64) -> Duration {
+        let mut t = self.times.clone();
+        t.sort();
+        t[((t.len() as f64 - 1.0) * q).round() as usize]
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_nanos() as f64 / 1000.0
+}
+
+fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let calls: usize = std::env::var("WARDEN_BENCH_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if bench { 20_000 } else { 2 * BLOCK });
+    let server = redis_server::RedisServer::start();
+    let redis = || -> Arc<dyn StateStore> {
+        Arc::new(
+            RedisState::open(&server.url(), Default::default(), RedisOptions::default())
+                .expect("redis url"),
+        )
+    };
+    let mut cases = vec![
+        Case {
+            name: "capped, memory",
+            engine: engine(CAPPED, None),
+            call: call("run"),
+            times: Vec::new(),
+        },
+        Case {
+            name: "capped, Redis",
+            engine: engine(CAPPED, Some(redis())),
+            call: call("run"),
+            times: Vec::new(),
+        },
+        Case {
+            name: "uncapped in a set with a cap, memory",
+            engine: engine(CAPPED, None),
+            call: call("list"),
+            times: Vec::new(),
+        },
+        Case {
+            name: "uncapped in a set with a cap, Redis",
+            engine: engine(CAPPED, Some(redis())),
+            call: call("list"),
+            times: Vec::new(),
+        },
+        Case {
+            name: "no limits in the set, memory",
+            engine: engine(PLAIN, None),
+            call: call("list"),
+            times: Vec::new(),
+        },
+        Case {
+            name: "no limits in the set, Redis",
+            engine: engine(PLAIN, Some(redis())),
+            call: call("list"),
+            times: Vec::new(),
+        },
+    ];
+    println!("load average before: {}", load_average());
+    for c in &mut cases {
+        c.block(BLOCK.min(calls), false);
+    }
+    let mut done = 0;
+    while done < calls {
+        let n = BLOCK.min(calls - done);
+        for c in &mut cases {
+            c.block(n, true);
+        }
+        done += n;
+    }
+    println!("load average after: {}\n", load_average());
+    println!("| call | p50 µs | p99 µs | p50 vs memory |");
+    println!("|---|---:|---:|---:|");
+    for pair in cases.chunks(2) {
+        let (mem, red) = (&pair[0], &pair[1]);
+        for c in [mem, red] {
+            println!(
+                "| {} | {:.1} | {:.1} | {:+.1} µs |",
+                c.name,
+                us(c.quantile(0.5)),
+                us(c.quantile(0.99)),
+                us(c.quantile(0.5)) - us(mem.quantile(0.5)),
+            );
+        }
+    }
+}
