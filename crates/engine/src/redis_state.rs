@@ -21,6 +21,13 @@
 //! committed (kept for [`COMMIT_MARKER_TTL`]) and a retry whose first
 //! reply was lost (a timeout after Redis ran it) counts nothing twice.
 //!
+//! **Bounded per user.** As in memory, the keys a caller can multiply by
+//! declaring names (a session, an agent, a model or tool value) count
+//! towards [`StateLimits::max_keys_per_user`] while they live: a set per
+//! user (`warden:o...`) holds each such key with its expiry, and a
+//! reservation that would pass the bound is refused
+//! ([`Reserved::Untracked`]), so one user cannot fill Redis for others.
+//!
 //! **Keys** are `warden:` + a kind letter + length-prefixed parts (row
 //! kind, row value, split value, rule id), so no value a caller sends can
 //! make two keys meet. Streak rows expire after the idle TTL, windows one
@@ -234,13 +241,26 @@ impl StateStore for RedisState {
 
     fn reserve(&self, hold: &Hold) -> Result<Reserved, StateError> {
         let id = new_hold_id();
+        let max_owned = self.limits.max_keys_per_user;
         let mut inv = RESERVE.prepare_invoke();
         inv.arg(self.now_arg())
             .arg(self.hold_ttl())
-            .arg(id.0.to_string());
+            .arg(id.0.to_string())
+            .arg(max_owned)
+            .arg(format!(
+                "one user's calls may hold live caps, rates and budgets for at most {max_owned} sessions, agents, models and tools"
+            ));
         let mut any = false;
         for s in hold.slots() {
             any = true;
+            // A key a caller can multiply by declaring names (a session,
+            // an agent, a model or tool value) counts towards the user's
+            // bound for as long as it lives in Redis.
+            let owned = s.key.is_declared() || !s.split.is_empty();
+            let life = match s.spec.window {
+                Some(w) => millis(w).max(1),
+                None => millis(self.limits.idle_ttl).max(1),
+            };
             inv.key(streak_key(s.key))
                 .key(events_key(s.key, s.split, s.rule))
                 .key(holds_key(s.key, s.split, s.rule))
@@ -249,11 +269,18 @@ impl StateStore for RedisState {
                 .arg(window_ms(s.spec))
                 .arg(s.weight.min(EXACT))
                 .arg(s.spec.max.min(EXACT))
-                .arg(if hold.is_unchecked(s.rule) { "1" } else { "0" });
+                .arg(if hold.is_unchecked(s.rule) { "1" } else { "0" })
+                .arg(if owned {
+                    key('k', &[&s.key.row.key(), &s.key.value, s.split])
+                } else {
+                    String::new()
+                })
+                .arg(life);
         }
         if !any {
             return Ok(Reserved::Held(id));
         }
+        inv.key(key('o', &[&hold.user]));
         // Not retried on a lost connection: a reservation whose reply was
         // lost may have been taken, and a second one would hold twice
         // (until the hold TTL) where the first already counts.
@@ -263,6 +290,9 @@ impl StateStore for RedisState {
             Some("full") => Ok(Reserved::Full {
                 rule: reply.get(1).cloned().unwrap_or_default(),
             }),
+            Some("untracked") => Ok(Reserved::Untracked(
+                reply.get(1).cloned().unwrap_or_default(),
+            )),
             _ => Err(self
                 .pool
                 .error(format!("the reserve script answered `{reply:?}`"))),

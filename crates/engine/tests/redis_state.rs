@@ -304,3 +304,61 @@ fn a_durable_server_keeps_every_count_across_its_restart() {
     };
     assert!(d.reason.contains("at most 3"), "{}", d.reason);
 }
+
+#[test]
+fn one_user_declaring_new_names_cannot_fill_redis() {
+    let server = RedisServer::start();
+    let limits = StateLimits {
+        max_keys_per_user: 3,
+        ..StateLimits::default()
+    };
+    let s = RedisState::open(&server.url(), limits, RedisOptions::default()).unwrap();
+    let in_session = |user: &str, session: &str| Hold {
+        user: user.into(),
+        keys: vec![ScopeKey {
+            row: ScopeSet::single(Scope::Session),
+            value: session.into(),
+        }],
+        matched: vec![Counted {
+            rule: "runs".into(),
+            spec: LimitSpec {
+                max: 10,
+                window: Some(Duration::from_secs(60)),
+                scope: ScopeSet::single(Scope::Session),
+                summed: false,
+            },
+            split: String::new(),
+            weight: 1,
+        }],
+        confirmed: false,
+        unchecked: Vec::new(),
+    };
+    for i in 0..3 {
+        let h = in_session("mallory", &format!("s{i}"));
+        assert!(
+            matches!(s.reserve(&h).unwrap(), Reserved::Held(_)),
+            "session {i}"
+        );
+    }
+    let Reserved::Untracked(why) = s.reserve(&in_session("mallory", "s3")).unwrap() else {
+        panic!("a fourth session name for one user")
+    };
+    assert!(
+        why.contains("at most 3 sessions, agents, models and tools"),
+        "{why}"
+    );
+    assert!(
+        matches!(
+            s.reserve(&in_session("mallory", "s0")).unwrap(),
+            Reserved::Held(_)
+        ),
+        "a name already tracked"
+    );
+    assert!(
+        matches!(
+            s.reserve(&in_session("alice", "a0")).unwrap(),
+            Reserved::Held(_)
+        ),
+        "another user has room of their own"
+    );
+}
