@@ -43,6 +43,13 @@ pub(crate) struct ProxyArgs {
     /// survives a power loss, not only warden crashing.
     #[arg(long, requires = "audit_log")]
     audit_log_fsync: bool,
+    /// Bytes one argument value may take in a decision log line; a longer
+    /// one (a file's content, say) is logged as its SHA-256, size and first
+    /// 64 characters.
+    #[arg(long, value_name = "BYTES",
+          default_value_t = warden_engine::log::DEFAULT_MAX_VALUE_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(warden_engine::log::MIN_MAX_VALUE_BYTES as u64..=16 * 1024 * 1024))]
+    audit_log_max_value: u64,
     /// Argument keys whose values the decision log never shows (repeatable).
     #[arg(long = "redact", value_name = "KEY")]
     redact: Vec<String>,
@@ -317,6 +324,7 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
         args.audit_log.as_deref(),
         args.audit_log_fsync,
         &args.redact,
+        usize::try_from(args.audit_log_max_value).unwrap_or(usize::MAX),
     ) {
         Ok(l) => l,
         Err(code) => return code,

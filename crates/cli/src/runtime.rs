@@ -152,11 +152,13 @@ pub(crate) fn state_arg(text: Option<&Path>) -> Result<Option<StateLocation>, i3
 
 /// The decision log: `path`, or standard error; with `fsync`, each call
 /// also waits for its line's `fdatasync` (the caller makes sure there is a
-/// `path` then: standard error cannot be synced).
+/// `path` then: standard error cannot be synced). Argument values longer
+/// than `max_value` bytes are logged as their hash, size and prefix.
 pub(crate) fn open_log(
     path: Option<&Path>,
     fsync: bool,
     redact: &[String],
+    max_value: usize,
 ) -> Result<Arc<DecisionLog>, i32> {
     let log = match path {
         Some(path) => DecisionLog::open_with(path, LogOptions { fsync }).map_err(|e| {
@@ -165,7 +167,7 @@ pub(crate) fn open_log(
         })?,
         None => DecisionLog::to_writer(std::io::stderr()),
     };
-    Ok(Arc::new(log.redacting(redact)))
+    Ok(Arc::new(log.redacting(redact).bounding_values(max_value)))
 }
 
 /// The key that seals 2026-07-28 confirmations: the file's (shared by

@@ -54,6 +54,7 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
         config.decision_log.as_deref(),
         config.decision_log_fsync,
         &config.redact,
+        config.decision_log_max_value,
     ) {
         Ok(l) => l,
         Err(code) => return code,

@@ -24,7 +24,8 @@
 //! An audit log that loses lines quietly is worse than none, so every
 //! write and flush error is returned to the caller as a [`LogError`]; what
 //! to do then (refuse calls, alert) is the caller's decision. Arguments are
-//! logged with configured keys redacted at any depth.
+//! logged with configured keys redacted at any depth, then each value too
+//! big to log whole as its hash, size and prefix ([`bound`]).
 
 use crate::call::CallContext;
 use crate::engine::{Decided, Outcome, Retry, ShadowFinding};
@@ -35,8 +36,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub mod bound;
 mod writer;
 
+pub use bound::{DEFAULT_MAX_VALUE_BYTES, ELIDED_KEY, MIN_MAX_VALUE_BYTES};
 pub use writer::Commit;
 use writer::{Plain, Writer};
 
@@ -85,6 +88,8 @@ pub struct DecisionLog {
     out: Writer,
     /// Lower-cased argument keys whose values are never logged.
     redact: Vec<String>,
+    /// The most bytes one argument value takes in a line ([`bound`]).
+    max_value: usize,
 }
 
 impl std::fmt::Debug for DecisionLog {
@@ -93,6 +98,7 @@ impl std::fmt::Debug for DecisionLog {
             .field("target", &self.out.target())
             .field("fsync", &self.out.fsyncs())
             .field("redact", &self.redact)
+            .field("max_value", &self.max_value)
             .finish_non_exhaustive()
     }
 }
@@ -131,6 +137,7 @@ impl DecisionLog {
         DecisionLog {
             out: Writer::start(out, fsync, target),
             redact: Vec::new(),
+            max_value: DEFAULT_MAX_VALUE_BYTES,
         }
     }
 
@@ -148,6 +155,14 @@ impl DecisionLog {
     {
         self.redact
             .extend(keys.into_iter().map(|k| k.as_ref().to_lowercase()));
+        self
+    }
+
+    /// Argument values whose JSON text is longer than `max` bytes (at
+    /// least [`MIN_MAX_VALUE_BYTES`]) are logged as their SHA-256, size and
+    /// prefix ([`bound`]); the default is [`DEFAULT_MAX_VALUE_BYTES`].
+    pub fn bounding_values(mut self, max: usize) -> Self {
+        self.max_value = max.max(MIN_MAX_VALUE_BYTES);
         self
     }
 
@@ -262,7 +277,10 @@ impl DecisionLog {
                 via_agent: call.provenance.via_agent,
                 via_server: call.provenance.via_server.as_deref(),
             },
-            arguments: redact(&call.arguments, &self.redact),
+            arguments: bound::bound_arguments(
+                redact(&call.arguments, &self.redact),
+                self.max_value,
+            ),
             confirmed: &call.confirmed,
             rules,
             reason: reason.as_deref(),

@@ -346,6 +346,10 @@ fn restart_needed(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str>
         old.decision_log_fsync == new.decision_log_fsync,
     );
     check("redact", old.redact == new.redact);
+    check(
+        "decision_log_max_value",
+        old.decision_log_max_value == new.decision_log_max_value,
+    );
     check("state", old.state == new.state);
     check("records", old.records == new.records);
     check("signing_key", old.signing_key == new.signing_key);

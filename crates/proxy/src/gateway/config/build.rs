@@ -24,6 +24,7 @@ const TOP: &[&str] = &[
     "policies",
     "decision_log",
     "decision_log_fsync",
+    "decision_log_max_value",
     "redact",
     "state",
     "records",
@@ -128,6 +129,15 @@ pub(super) fn parse(
     let decision_log = root.nonempty(&mut cx, "decision_log").map(resolve);
     let decision_log_fsync = decision_log_fsync(&mut cx, &root, root.has("decision_log"));
     let state = state(&mut cx, &root, &dir);
+    let decision_log_max_value = root
+        .integer(
+            &mut cx,
+            "decision_log_max_value",
+            warden_engine::log::MIN_MAX_VALUE_BYTES as u64..=16 * 1024 * 1024,
+        )
+        .map_or(warden_engine::log::DEFAULT_MAX_VALUE_BYTES, |n| {
+            usize::try_from(n).unwrap_or(usize::MAX)
+        });
     let records = records(&mut cx, &root);
     let signing_key = root.nonempty(&mut cx, "signing_key").map(resolve);
     let confirm_key = root.nonempty(&mut cx, "confirm_key").map(resolve);
@@ -161,6 +171,7 @@ pub(super) fn parse(
                 decision_log_fsync,
                 redact,
                 state,
+                decision_log_max_value,
                 records,
                 confirm_key,
                 signing_key,

@@ -57,6 +57,10 @@ pub struct GatewayConfig {
     /// `state`: a SQLite file for caps, rates and records, or a Redis
     /// server for caps and rates shared by replicas; `None`: memory.
     pub state: Option<warden_engine::StateLocation>,
+    /// `decision_log_max_value`: bytes one argument value may take in a
+    /// decision log line (a longer one is logged as its hash, size and
+    /// prefix).
+    pub decision_log_max_value: usize,
     /// `records`: a PostgreSQL URL for the ledger of records agents
     /// created, shared by replicas; `None`: with `state` (SQLite file or
     /// memory). Shown without its password.
@@ -192,6 +196,7 @@ impl fmt::Debug for GatewayConfig {
             decision_log_fsync,
             redact,
             state,
+            decision_log_max_value,
             records,
             confirm_key,
             signing_key,
@@ -213,6 +218,7 @@ impl fmt::Debug for GatewayConfig {
             .field("decision_log_fsync", decision_log_fsync)
             .field("redact", redact)
             .field("state", state)
+            .field("decision_log_max_value", decision_log_max_value)
             .field(
                 "records",
                 &records.as_deref().map(warden_engine::redis_state::redacted),

@@ -1,0 +1,109 @@
+//! The decision log through the real binary: a 200 KB file an agent writes
+//! through warden lands in the log as its SHA-256, size and prefix, not
+//! whole; the bound is `--audit-log-max-value`; a redacted argument is
+//! never hashed; the upstream still gets the whole value.
+
+mod common;
+
+use common::Res;
+use common::raw_proxy::RawProxy;
+use serde_json::{Value, json};
+
+const POLICY: &str = "default allow\n";
+
+async fn started(extra: &[&str]) -> Res<RawProxy> {
+    let mut p = RawProxy::start(POLICY, None, extra).await?;
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "log-client", "version": "1"}}});
+    p.send_line(init.to_string().as_bytes()).await?;
+    p.next_line().await?;
+    p.send_line(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+        .await?;
+    Ok(p)
+}
+
+/// Calls `echo_meta` with `args`; the answer.
+async fn call(p: &mut RawProxy, id: u64, args: Value) -> Res<Value> {
+    let msg = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": "echo_meta", "arguments": args}});
+    p.send_line(msg.to_string().as_bytes()).await?;
+    loop {
+        let v: Value = serde_json::from_str(&p.next_line().await?)?;
+        if v["id"] == id {
+            return Ok(v);
+        }
+    }
+}
+
+/// The first decision line whose arguments have `key`.
+fn decision_with(p: &RawProxy, key: &str) -> Res<Value> {
+    Ok(p.audit_lines()
+        .into_iter()
+        .find(|l| l.get("decision").is_some() && l["arguments"].get(key).is_some())
+        .ok_or("no decision line")?)
+}
+
+#[tokio::test]
+async fn a_200_kb_value_is_logged_as_its_hash_size_and_prefix() -> Res<()> {
+    let mut p = started(&[]).await?;
+    let content = "ACGT".repeat(50_000);
+    let answer = call(&mut p, 1, json!({"path": "/reads.fa", "content": content})).await?;
+    assert_eq!(
+        answer["result"]["structuredContent"]["arguments"]["content"]
+            .as_str()
+            .map(str::len),
+        Some(200_000),
+        "the upstream gets the whole value"
+    );
+    let line = decision_with(&p, "content")?;
+    let e = &line["arguments"]["content"]["warden.elided"];
+    assert_eq!(e["bytes"], 200_000, "{line:#}");
+    assert_eq!(e["prefix"], "ACGT".repeat(16));
+    assert_eq!(e["sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(line["arguments"]["path"], "/reads.fa");
+    assert!(line.to_string().len() < 2_000, "{}", line.to_string().len());
+
+    // The same content again: the same hash, so "same value" still shows.
+    call(&mut p, 2, json!({"again": true, "content": content})).await?;
+    let again = decision_with(&p, "again")?;
+    assert_eq!(
+        again["arguments"]["content"]["warden.elided"]["sha256"],
+        e["sha256"]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_bound_is_a_flag_and_a_redacted_value_is_never_hashed() -> Res<()> {
+    let mut p = started(&["--audit-log-max-value", "300", "--redact", "token"]).await?;
+    let medium = "m".repeat(1_000);
+    let secret = "s".repeat(10_000);
+    call(&mut p, 1, json!({"note": medium, "token": secret})).await?;
+    let line = decision_with(&p, "note")?;
+    assert_eq!(
+        line["arguments"]["note"]["warden.elided"]["bytes"], 1_000,
+        "{line:#}"
+    );
+    assert_eq!(line["arguments"]["token"], "[redacted]", "{line:#}");
+    assert!(!line.to_string().contains("sss"), "no trace of the secret");
+    Ok(())
+}
+
+#[test]
+fn a_bound_below_the_minimum_is_a_usage_error() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args([
+            "proxy",
+            "--policies",
+            "x",
+            "--audit-log-max-value",
+            "10",
+            "--",
+            "true",
+        ])
+        .output()
+        .expect("warden runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--audit-log-max-value"));
+}
