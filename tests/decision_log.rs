@@ -1,7 +1,9 @@
 //! The decision log through the real binary: a 200 KB file an agent writes
 //! through warden lands in the log as its SHA-256, size and prefix, not
 //! whole; the bound is `--audit-log-max-value`; a redacted argument is
-//! never hashed; the upstream still gets the whole value.
+//! never hashed; the upstream still gets the whole value. In global shadow
+//! mode (`--mode shadow`) a would-be denial or confirmation is logged as
+//! such, says `"mode": "shadow"`, and goes through.
 
 mod common;
 
@@ -12,7 +14,11 @@ use serde_json::{Value, json};
 const POLICY: &str = "default allow\n";
 
 async fn started(extra: &[&str]) -> Res<RawProxy> {
-    let mut p = RawProxy::start(POLICY, None, extra).await?;
+    started_with(POLICY, extra).await
+}
+
+async fn started_with(policy: &str, extra: &[&str]) -> Res<RawProxy> {
+    let mut p = RawProxy::start(policy, None, extra).await?;
     let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {},
                    "clientInfo": {"name": "log-client", "version": "1"}}});
@@ -25,8 +31,12 @@ async fn started(extra: &[&str]) -> Res<RawProxy> {
 
 /// Calls `echo_meta` with `args`; the answer.
 async fn call(p: &mut RawProxy, id: u64, args: Value) -> Res<Value> {
+    call_tool(p, id, "echo_meta", args).await
+}
+
+async fn call_tool(p: &mut RawProxy, id: u64, tool: &str, args: Value) -> Res<Value> {
     let msg = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-        "params": {"name": "echo_meta", "arguments": args}});
+        "params": {"name": tool, "arguments": args}});
     p.send_line(msg.to_string().as_bytes()).await?;
     loop {
         let v: Value = serde_json::from_str(&p.next_line().await?)?;
@@ -106,4 +116,58 @@ fn a_bound_below_the_minimum_is_a_usage_error() {
         .expect("warden runs");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--audit-log-max-value"));
+}
+
+const GUARDED: &str = r#"default allow
+deny no-wipe {
+  tool "wipe"
+  reason "agents may not wipe"
+}
+require-confirm slow-needs-a-yes {
+  tool "slow"
+  reason "wait?"
+}
+"#;
+
+#[tokio::test]
+async fn global_shadow_mode_logs_what_would_happen_and_enforces_nothing() -> Res<()> {
+    let mut p = started_with(GUARDED, &["--mode", "shadow"]).await?;
+    let wiped = call_tool(&mut p, 1, "wipe", json!({"all": true})).await?;
+    assert_eq!(
+        wiped["result"]["structuredContent"]["tool"], "wipe",
+        "the would-be denial went through: {wiped:#}"
+    );
+    let slow = call_tool(&mut p, 2, "slow", json!({"ms": 0})).await?;
+    assert!(
+        slow["result"].is_object(),
+        "no confirmation asked: {slow:#}"
+    );
+    let lines: Vec<Value> = p
+        .audit_lines()
+        .into_iter()
+        .filter(|l| l.get("decision").is_some())
+        .collect();
+    let of = |tool: &str| lines.iter().find(|l| l["tool"] == tool).cloned();
+    let wipe = of("wipe").ok_or("no wipe line")?;
+    assert_eq!(
+        (wipe["decision"].as_str(), wipe["mode"].as_str()),
+        (Some("deny"), Some("shadow"))
+    );
+    assert_eq!(wipe["rules"], json!(["no-wipe"]));
+    let slow = of("slow").ok_or("no slow line")?;
+    assert_eq!(
+        (slow["decision"].as_str(), slow["mode"].as_str()),
+        (Some("confirm"), Some("shadow"))
+    );
+
+    // Enforcing (the default), the same call is refused, and no line
+    // claims shadow mode.
+    let mut e = started_with(GUARDED, &[]).await?;
+    let refused = call_tool(&mut e, 1, "wipe", json!({"all": true})).await?;
+    assert!(
+        refused.pointer("/result/isError") == Some(&json!(true)) || refused.get("error").is_some(),
+        "{refused:#}"
+    );
+    assert!(e.audit_lines().iter().all(|l| l.get("mode").is_none()));
+    Ok(())
 }

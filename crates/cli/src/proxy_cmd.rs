@@ -90,6 +90,11 @@ pub(crate) struct ProxyArgs {
     /// at start, so a confirmation is answered through this process only.
     #[arg(long, value_name = "FILE")]
     confirm_key: Option<PathBuf>,
+    /// `shadow`: decide and log every call as `enforce` would, but refuse
+    /// nothing, ask for no confirmation and hide no tool; each decision
+    /// log line says `"mode": "shadow"`. Per-rule `mode shadow` is apart.
+    #[arg(long, value_enum, default_value_t = runtime::Mode::Enforce)]
+    mode: runtime::Mode,
     /// With --listen: every request needs a bearer JWT from this issuer
     /// (its `iss`, exactly), and calls act for the token's user. Needs
     /// --jwt-audience and --jwks or --jwt-key.
@@ -325,6 +330,7 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
         args.audit_log_fsync,
         &args.redact,
         usize::try_from(args.audit_log_max_value).unwrap_or(usize::MAX),
+        args.mode == runtime::Mode::Shadow,
     ) {
         Ok(l) => l,
         Err(code) => return code,
@@ -361,6 +367,7 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
     };
     cfg.provenance_signer = signer;
     cfg.confirm_key = confirm_key;
+    cfg.shadow_all = args.mode == runtime::Mode::Shadow;
     let authenticated = bearer.is_some();
     cfg.bearer = bearer;
 

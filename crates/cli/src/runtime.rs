@@ -153,13 +153,22 @@ pub(crate) fn state_arg(text: Option<&Path>) -> Result<Option<StateLocation>, i3
 /// The decision log: `path`, or standard error; with `fsync`, each call
 /// also waits for its line's `fdatasync` (the caller makes sure there is a
 /// `path` then: standard error cannot be synced). Argument values longer
-/// than `max_value` bytes are logged as their hash, size and prefix.
+/// than `max_value` bytes are logged as their hash, size and prefix. In
+/// global shadow mode (`shadow`) every line says so, and the operator is
+/// told at start that nothing is enforced.
 pub(crate) fn open_log(
     path: Option<&Path>,
     fsync: bool,
     redact: &[String],
     max_value: usize,
+    shadow: bool,
 ) -> Result<Arc<DecisionLog>, i32> {
+    if shadow {
+        eprintln!(
+            "warden: shadow mode: every call is decided and logged, and none is refused, \
+             confirmed or hidden"
+        );
+    }
     let log = match path {
         Some(path) => DecisionLog::open_with(path, LogOptions { fsync }).map_err(|e| {
             eprint!("{}", crate::lint::render_report(&e));
@@ -167,7 +176,18 @@ pub(crate) fn open_log(
         })?,
         None => DecisionLog::to_writer(std::io::stderr()),
     };
-    Ok(Arc::new(log.redacting(redact).bounding_values(max_value)))
+    Ok(Arc::new(
+        log.redacting(redact)
+            .bounding_values(max_value)
+            .in_shadow_mode(shadow),
+    ))
+}
+
+/// Whether decisions are enforced (`--mode`, `mode = "..."`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Mode {
+    Enforce,
+    Shadow,
 }
 
 /// The key that seals 2026-07-28 confirmations: the file's (shared by

@@ -55,6 +55,7 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
         config.decision_log_fsync,
         &config.redact,
         config.decision_log_max_value,
+        config.shadow_all,
     ) {
         Ok(l) => l,
         Err(code) => return code,

@@ -90,6 +90,8 @@ pub struct DecisionLog {
     redact: Vec<String>,
     /// The most bytes one argument value takes in a line ([`bound`]).
     max_value: usize,
+    /// Global shadow mode: every decision line says `"mode": "shadow"`.
+    shadow_mode: bool,
 }
 
 impl std::fmt::Debug for DecisionLog {
@@ -138,6 +140,7 @@ impl DecisionLog {
             out: Writer::start(out, fsync, target),
             redact: Vec::new(),
             max_value: DEFAULT_MAX_VALUE_BYTES,
+            shadow_mode: false,
         }
     }
 
@@ -163,6 +166,13 @@ impl DecisionLog {
     /// prefix ([`bound`]); the default is [`DEFAULT_MAX_VALUE_BYTES`].
     pub fn bounding_values(mut self, max: usize) -> Self {
         self.max_value = max.max(MIN_MAX_VALUE_BYTES);
+        self
+    }
+
+    /// Global shadow mode: nothing the lines record was enforced, and each
+    /// decision line says so (`"mode": "shadow"`).
+    pub fn in_shadow_mode(mut self, shadow: bool) -> Self {
+        self.shadow_mode = shadow;
         self
     }
 
@@ -263,6 +273,7 @@ impl DecisionLog {
             decision_id: &decided.id,
             policy_version: &decided.policy_version,
             decision,
+            mode: self.shadow_mode.then_some("shadow"),
             server: &call.server,
             tool: &call.tool,
             identity: IdentityLine {
@@ -309,6 +320,9 @@ struct Line<'a> {
     decision_id: &'a str,
     policy_version: &'a str,
     decision: &'static str,
+    /// `"shadow"` in global shadow mode: the decision was not enforced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mode: Option<&'static str>,
     server: &'a str,
     tool: &'a str,
     identity: IdentityLine<'a>,

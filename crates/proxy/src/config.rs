@@ -244,6 +244,10 @@ pub struct ProxyConfig {
     /// (`--confirm-key`, `confirm_key`): replicas that share it accept
     /// each other's confirmations. Default: this process's own key.
     pub confirm_key: std::sync::Arc<crate::seal::SealKey>,
+    /// Global shadow mode (`--mode shadow`, `mode = "shadow"`): every call
+    /// is decided and logged as it would be, and none is refused or held
+    /// for a confirmation (a would-be denial or confirmation is forwarded).
+    pub shadow_all: bool,
 }
 
 impl ProxyConfig {
@@ -268,6 +272,7 @@ impl ProxyConfig {
             bearer: None,
             listen_limits: crate::listener::ListenLimits::default(),
             confirm_key: crate::seal::SealKey::process(),
+            shadow_all: false,
         }
     }
 }
@@ -294,6 +299,7 @@ impl fmt::Debug for ProxyConfig {
             bearer,
             listen_limits,
             confirm_key,
+            shadow_all,
         } = self;
         f.debug_struct("ProxyConfig")
             .field("upstream", upstream)
@@ -314,6 +320,7 @@ impl fmt::Debug for ProxyConfig {
             .field("bearer", bearer)
             .field("listen_limits", listen_limits)
             .field("confirm_key", confirm_key)
+            .field("shadow_all", shadow_all)
             .finish()
     }
 }

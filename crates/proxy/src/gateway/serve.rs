@@ -352,6 +352,7 @@ fn restart_needed(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str>
     );
     check("state", old.state == new.state);
     check("records", old.records == new.records);
+    check("mode", old.shadow_all == new.shadow_all);
     check("signing_key", old.signing_key == new.signing_key);
     check("confirm_key", old.confirm_key == new.confirm_key);
     check("allow_origins", old.allow_origins == new.allow_origins);

@@ -172,6 +172,14 @@ impl Relay {
             probe.tool = name.to_string();
             probe.annotations = ToolInfo::from_tool(tool).annotations;
             match govern::tool_view(&self.engine, &probe) {
+                // Global shadow mode hides nothing: nothing is enforced.
+                ToolView::Hidden { rule } if self.cfg.shadow_all => {
+                    tracing::debug!(
+                        "tool `{name}` would be hidden from the agent ({}); shown in shadow mode",
+                        rule.as_deref().unwrap_or("no rule allows it")
+                    );
+                    true
+                }
                 ToolView::Hidden { rule } => {
                     tracing::debug!(
                         "tool `{name}` hidden from the agent ({})",

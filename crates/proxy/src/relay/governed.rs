@@ -199,7 +199,16 @@ impl Relay {
     async fn decide(&self, msg: Message, g: &Governed<'_>) -> Decision {
         let guard = self.decide_lock.lock().await;
         let decided = self.engine.decide(&g.call);
+        // Global shadow mode: what would be refused or asked is logged as
+        // such (the log line says `"mode": "shadow"`) and forwarded.
+        let enforced = !self.cfg.shadow_all;
         let confirmation = match &decided.outcome {
+            Outcome::Deny(_) | Outcome::Confirm(_) if !enforced => {
+                return Decision::Done(
+                    self.forward(guard, msg, g.client_id, &g.call, &decided, g.cancel)
+                        .await,
+                );
+            }
             Outcome::Allow { .. } => {
                 return Decision::Done(
                     self.forward(guard, msg, g.client_id, &g.call, &decided, g.cancel)

@@ -25,6 +25,7 @@ const TOP: &[&str] = &[
     "decision_log",
     "decision_log_fsync",
     "decision_log_max_value",
+    "mode",
     "redact",
     "state",
     "records",
@@ -139,6 +140,7 @@ pub(super) fn parse(
             usize::try_from(n).unwrap_or(usize::MAX)
         });
     let records = records(&mut cx, &root);
+    let shadow_all = mode(&mut cx, &root);
     let signing_key = root.nonempty(&mut cx, "signing_key").map(resolve);
     let confirm_key = root.nonempty(&mut cx, "confirm_key").map(resolve);
     let redact = values(root.strings(&mut cx, "redact"));
@@ -172,6 +174,7 @@ pub(super) fn parse(
                 redact,
                 state,
                 decision_log_max_value,
+                shadow_all,
                 records,
                 confirm_key,
                 signing_key,
@@ -249,6 +252,24 @@ fn state(cx: &mut Cx<'_>, root: &Table<'_, '_>, dir: &Path) -> Option<StateLocat
         Err(e) => {
             cx.push(Problem::error(s.span, e.message, "not a state store").with_help(e.help));
             None
+        }
+    }
+}
+
+/// `mode`: `"enforce"` (the default) or `"shadow"`.
+fn mode(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> bool {
+    let Some(s) = root.nonempty(cx, "mode") else {
+        return false;
+    };
+    match s.value.trim() {
+        "enforce" => false,
+        "shadow" => true,
+        other => {
+            cx.push(
+                Problem::error(s.span, format!("`mode` is not `enforce` or `shadow`: `{other}`"), "unknown mode")
+                    .with_help("`mode = \"shadow\"` decides and logs every call and enforces nothing; leave it out to enforce"),
+            );
+            false
         }
     }
 }

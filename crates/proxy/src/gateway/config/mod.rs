@@ -61,6 +61,8 @@ pub struct GatewayConfig {
     /// decision log line (a longer one is logged as its hash, size and
     /// prefix).
     pub decision_log_max_value: usize,
+    /// `mode = "shadow"`: decide and log every call, enforce nothing.
+    pub shadow_all: bool,
     /// `records`: a PostgreSQL URL for the ledger of records agents
     /// created, shared by replicas; `None`: with `state` (SQLite file or
     /// memory). Shown without its password.
@@ -197,6 +199,7 @@ impl fmt::Debug for GatewayConfig {
             redact,
             state,
             decision_log_max_value,
+            shadow_all,
             records,
             confirm_key,
             signing_key,
@@ -219,6 +222,7 @@ impl fmt::Debug for GatewayConfig {
             .field("redact", redact)
             .field("state", state)
             .field("decision_log_max_value", decision_log_max_value)
+            .field("shadow_all", shadow_all)
             .field(
                 "records",
                 &records.as_deref().map(warden_engine::redis_state::redacted),
@@ -351,6 +355,7 @@ impl GatewayConfig {
         cfg.allowed_origins = self.allow_origins.clone();
         cfg.session_idle_timeout = self.limits.session_idle_timeout;
         cfg.listen_limits = self.limits.listen;
+        cfg.shadow_all = self.shadow_all;
         cfg
     }
 
