@@ -288,6 +288,7 @@ impl DecisionLog {
                 via_agent: call.provenance.via_agent,
                 via_server: call.provenance.via_server.as_deref(),
             },
+            annotations: &call.annotations,
             arguments: bound::bound_arguments(
                 redact(&call.arguments, &self.redact),
                 self.max_value,
@@ -328,6 +329,10 @@ struct Line<'a> {
     identity: IdentityLine<'a>,
     session: &'a str,
     provenance: ProvenanceLine<'a>,
+    /// The tool's annotations as the upstream's catalog gave them (what
+    /// `tool.read_only` and the like read); absent when it gave none.
+    #[serde(skip_serializing_if = "is_unannotated")]
+    annotations: &'a crate::call::ToolAnnotations,
     arguments: Value,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     confirmed: &'a [String],
@@ -364,6 +369,10 @@ struct ProvenanceLine<'a> {
     via_agent: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     via_server: Option<&'a str>,
+}
+
+fn is_unannotated(a: &&crate::call::ToolAnnotations) -> bool {
+    **a == crate::call::ToolAnnotations::default()
 }
 
 /// A copy of `value` with the values of `keys` (lower-cased) replaced, in

@@ -292,6 +292,7 @@ fn a_file_gets_one_parseable_line_per_decision() {
             "nothing verified, nothing said: {l}"
         );
         assert_eq!(l["session"], "s1");
+        assert!(l.get("annotations").is_none(), "none given, none said: {l}");
         assert_eq!(
             l["provenance"],
             json!({"via_agent": true, "via_server": "files"})
@@ -426,4 +427,27 @@ fn concurrent_writers_never_interleave_lines() {
     for l in text.lines() {
         serde_json::from_str::<Value>(l).expect("whole lines");
     }
+}
+
+#[test]
+fn the_tools_annotations_are_logged_as_the_catalog_gave_them() {
+    let e = engine();
+    let mut c = call("read_file", json!({"path": "/a"}));
+    c.annotations = crate::call::ToolAnnotations {
+        read_only_hint: Some(true),
+        open_world_hint: Some(false),
+        ..Default::default()
+    };
+    let d = e.decide(&c);
+    let line: Value = serde_json::from_str(
+        &DecisionLog::to_writer(io::sink())
+            .line(&c, &d, None)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        line["annotations"],
+        json!({"readOnlyHint": true, "openWorldHint": false}),
+        "{line}"
+    );
 }
