@@ -4,6 +4,8 @@
 //! started on a free port), for
 //! - a capped call (a cap per user: count, reserve, commit: three round
 //!   trips to Redis),
+//! - a call with a cap and a budget (both counts read in one pipelined
+//!   round trip, then reserve and commit),
 //! - an uncapped call in a set that has a cap (it ends the user's streaks:
 //!   one round trip),
 //! - an uncapped call in a set without limits (no store at all).
@@ -39,6 +41,17 @@ cap-consecutive runs {
   max 1000000000 per user
 }
 ";
+const CAPPED_AND_BUDGETED: &str = "default allow
+cap-consecutive runs {
+  tool \"run\"
+  max 1000000000 per user
+}
+budget spend {
+  tool \"run\"
+  sum args.cost
+  max 100000000 per 1h per user
+}
+";
 const PLAIN: &str = "default allow
 deny no-wipes {
   tool \"wipe\"
@@ -66,7 +79,7 @@ fn call(tool: &str) -> CallContext {
         session: "s1".into(),
         server: "lab".into(),
         tool: tool.into(),
-        arguments: json!({"sample_id": "S-1"}),
+        arguments: json!({"sample_id": "S-1", "cost": 1}),
         ..CallContext::default()
     }
 }
@@ -134,6 +147,18 @@ fn main() {
         Case {
             name: "capped, Redis",
             engine: engine(CAPPED, Some(redis())),
+            call: call("run"),
+            times: Vec::new(),
+        },
+        Case {
+            name: "capped and budgeted, memory",
+            engine: engine(CAPPED_AND_BUDGETED, None),
+            call: call("run"),
+            times: Vec::new(),
+        },
+        Case {
+            name: "capped and budgeted, Redis",
+            engine: engine(CAPPED_AND_BUDGETED, Some(redis())),
             call: call("run"),
             times: Vec::new(),
         },

@@ -12,7 +12,7 @@
 //! or write of those scopes. Applying such an end earlier than a kept
 //! older write can only make a streak longer than it is (fail closed).
 
-use crate::state::{Count, Hold, HoldId, LimitSpec, Reserved, ScopeKey, StateError, StateStore};
+use crate::state::{Count, Hold, HoldId, Reserved, ScopeKey, StateError, StateStore};
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -125,16 +125,34 @@ impl StateGate {
         Ok(())
     }
 
-    pub(crate) fn count(
+    /// The store's counts for each of `reqs`: a row with a kept write is
+    /// refused (its count misses a call), the others are read together.
+    pub(crate) fn count_many(
         &self,
-        rule: &str,
-        spec: &LimitSpec,
-        key: &ScopeKey,
-        split: &str,
-        need: u64,
-    ) -> Result<Option<Count>, StateError> {
-        self.check(std::slice::from_ref(key))?;
-        self.store.count(rule, spec, key, split, need)
+        reqs: &[crate::state::CountRequest<'_>],
+    ) -> Vec<Result<Option<Count>, StateError>> {
+        let checked: Vec<Result<(), StateError>> = reqs
+            .iter()
+            .map(|r| self.check(std::slice::from_ref(r.key)))
+            .collect();
+        let ask: Vec<crate::state::CountRequest<'_>> = reqs
+            .iter()
+            .zip(&checked)
+            .filter(|(_, c)| c.is_ok())
+            .map(|(r, _)| *r)
+            .collect();
+        let mut answers = self.store.count_many(&ask).into_iter();
+        checked
+            .into_iter()
+            .map(|c| match c {
+                Err(e) => Err(e),
+                Ok(()) => answers.next().unwrap_or_else(|| {
+                    Err(StateError::Store(
+                        "the store answered fewer reads than asked".into(),
+                    ))
+                }),
+            })
+            .collect()
     }
 
     pub(crate) fn reserve(&self, hold: &Hold) -> Result<Reserved, StateError> {

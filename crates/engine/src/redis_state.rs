@@ -44,8 +44,8 @@
 mod pool;
 
 use crate::state::{
-    Clock, Count, Hold, HoldId, LimitSpec, Reserved, ScopeKey, StateError, StateLimits, StateStore,
-    StoreHealth, coalescing, fits, frees_in,
+    Clock, Count, CountRequest, Hold, HoldId, LimitSpec, Reserved, ScopeKey, StateError,
+    StateLimits, StateStore, StoreHealth, coalescing, fits, frees_in,
 };
 use pool::Pool;
 pub use pool::redacted;
@@ -194,6 +194,28 @@ fn new_hold_id() -> HoldId {
     HoldId(h.finish() >> 1)
 }
 
+/// A count script's reply (`{committed, held, events...}`) as a [`Count`].
+fn count_of(r: &CountRequest<'_>, reply: &[i64]) -> Count {
+    let num = |i: usize| reply.get(i).map_or(0, |n| u64::try_from(*n).unwrap_or(0));
+    let (committed, held) = (num(0), num(1));
+    let used = committed.saturating_add(held);
+    let frees_in = if r.spec.window.is_some() && !fits(used, r.need, r.spec.max) {
+        let events = reply[2.min(reply.len())..].chunks_exact(2).map(|p| {
+            (
+                Duration::from_millis(u64::try_from(p[0]).unwrap_or(0)),
+                u64::try_from(p[1]).unwrap_or(0),
+            )
+        });
+        frees_in(events, held, r.need, r.spec)
+    } else {
+        None
+    };
+    Count {
+        count: used,
+        frees_in,
+    }
+}
+
 fn hold_member(id: HoldId, weight: u64) -> String {
     format!("{}:{weight}", id.0)
 }
@@ -207,36 +229,66 @@ impl StateStore for RedisState {
         split: &str,
         need: u64,
     ) -> Result<Option<Count>, StateError> {
-        let mut inv = COUNT.prepare_invoke();
-        inv.key(streak_key(key))
-            .key(events_key(key, split, rule))
-            .key(holds_key(key, split, rule))
-            .arg(self.now_arg())
-            .arg(rule)
-            .arg(split)
-            .arg(window_ms(spec))
-            .arg(self.hold_ttl())
-            .arg(need.min(EXACT))
-            .arg(spec.max.min(EXACT));
-        let reply: Vec<i64> = self.pool.run(true, |c| inv.invoke(c))?;
-        let num = |i: usize| reply.get(i).map_or(0, |n| u64::try_from(*n).unwrap_or(0));
-        let (committed, held) = (num(0), num(1));
-        let used = committed.saturating_add(held);
-        let frees = if spec.window.is_some() && !fits(used, need, spec.max) {
-            let events = reply[2.min(reply.len())..].chunks_exact(2).map(|p| {
-                (
-                    Duration::from_millis(u64::try_from(p[0]).unwrap_or(0)),
-                    u64::try_from(p[1]).unwrap_or(0),
-                )
-            });
-            frees_in(events, held, need, spec)
-        } else {
-            None
+        let req = CountRequest {
+            rule,
+            spec,
+            key,
+            split,
+            need,
         };
-        Ok(Some(Count {
-            count: used,
-            frees_in: frees,
-        }))
+        self.count_many(&[req])
+            .pop()
+            .unwrap_or_else(|| Err(self.pool.error("no answer to a count".into())))
+    }
+
+    /// Every count script in one pipeline: one round trip however many
+    /// limits the call's slice has.
+    fn count_many(&self, reqs: &[CountRequest<'_>]) -> Vec<Result<Option<Count>, StateError>> {
+        if reqs.is_empty() {
+            return Vec::new();
+        }
+        let now = self.now_arg();
+        let mut pipe = redis::pipe();
+        for r in reqs {
+            pipe.cmd("EVALSHA")
+                .arg(COUNT.get_hash())
+                .arg(3)
+                .arg(streak_key(r.key))
+                .arg(events_key(r.key, r.split, r.rule))
+                .arg(holds_key(r.key, r.split, r.rule))
+                .arg(&now)
+                .arg(r.rule)
+                .arg(r.split)
+                .arg(window_ms(r.spec))
+                .arg(self.hold_ttl())
+                .arg(r.need.min(EXACT))
+                .arg(r.spec.max.min(EXACT));
+        }
+        let replies: Result<Vec<Vec<i64>>, StateError> = self.pool.run(true, |c| {
+            match pipe.query::<Vec<Vec<i64>>>(c) {
+                // A server that restarted (or flushed its scripts) has
+                // forgotten the script: load it and ask again.
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    COUNT.load(c)?;
+                    pipe.query(c)
+                }
+                other => other,
+            }
+        });
+        match replies {
+            Ok(replies) if replies.len() == reqs.len() => reqs
+                .iter()
+                .zip(replies)
+                .map(|(r, reply)| Ok(Some(count_of(r, &reply))))
+                .collect(),
+            Ok(_) => reqs
+                .iter()
+                .map(|_| Err(self.pool.error("the count pipeline answered short".into())))
+                .collect(),
+            Err(e) => reqs.iter().map(|_| Err(e.clone())).collect(),
+        }
     }
 
     fn reserve(&self, hold: &Hold) -> Result<Reserved, StateError> {

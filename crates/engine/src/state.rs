@@ -239,6 +239,15 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
         need: u64,
     ) -> Result<Option<Count>, StateError>;
 
+    /// [`StateStore::count`] for each of `reqs`, in order. A store on
+    /// another machine answers them in one round trip; the default asks
+    /// one after the other.
+    fn count_many(&self, reqs: &[CountRequest<'_>]) -> Vec<Result<Option<Count>, StateError>> {
+        reqs.iter()
+            .map(|r| self.count(r.rule, r.spec, r.key, r.split, r.need))
+            .collect()
+    }
+
     /// Takes every slot of `hold.slots()`, all or none, if each still has
     /// `used + weight <= max`; otherwise takes nothing and names the first
     /// full one.
@@ -288,6 +297,17 @@ pub struct StoreHealth {
     pub store: String,
     /// `None` when it answers; else why not.
     pub problem: Option<String>,
+}
+
+/// One read of [`StateStore::count_many`]: what [`StateStore::count`]
+/// takes.
+#[derive(Debug, Clone, Copy)]
+pub struct CountRequest<'a> {
+    pub rule: &'a str,
+    pub spec: &'a LimitSpec,
+    pub key: &'a ScopeKey,
+    pub split: &'a str,
+    pub need: u64,
 }
 
 /// The id of a hold, unique within its store.

@@ -8,7 +8,7 @@
 use crate::call::CallContext;
 use crate::gate::StateGate;
 use crate::index::{PolicyBundle, Slice};
-use crate::state::{Counted, LimitSpec, ScopeKey, StateError};
+use crate::state::{CountRequest, Counted, LimitSpec, ScopeKey, StateError};
 use std::collections::HashMap;
 use std::time::Duration;
 use warden_lang::ast::{RuleKind, Scope, ScopeSet};
@@ -179,6 +179,16 @@ pub(super) fn measure(
     call: &CallContext,
 ) -> Measures {
     let mut m = Measures::default();
+    // First what each limit needs read, then every read at once (one round
+    // trip to a shared store), then the answers in the same order.
+    struct Want {
+        id: String,
+        spec: LimitSpec,
+        key: ScopeKey,
+        split: String,
+        weight: u64,
+    }
+    let mut wants = Vec::with_capacity(slice.limited.len());
     for &i in &slice.limited {
         let rule = &bundle.rules()[i];
         let spec = limit_spec(rule);
@@ -201,7 +211,35 @@ pub(super) fn measure(
             },
         };
         let key = row_key(call, spec.scope.row());
-        let count = match state.count(&id, &spec, &key, &split, weight) {
+        wants.push(Want {
+            id,
+            spec,
+            key,
+            split,
+            weight,
+        });
+    }
+    let reqs: Vec<CountRequest<'_>> = wants
+        .iter()
+        .map(|w| CountRequest {
+            rule: &w.id,
+            spec: &w.spec,
+            key: &w.key,
+            split: &w.split,
+            need: w.weight,
+        })
+        .collect();
+    let answers = state.count_many(&reqs);
+    drop(reqs);
+    for (w, answer) in wants.into_iter().zip(answers) {
+        let Want {
+            id,
+            spec,
+            split,
+            weight,
+            ..
+        } = w;
+        let count = match answer {
             Ok(Some(c)) => c,
             // The store cannot track the key: warden's bound, which the
             // denial must not present as the rule's limit.
