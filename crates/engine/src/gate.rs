@@ -129,13 +129,13 @@ impl StateGate {
     /// refused (its count misses a call), the others are read together.
     pub(crate) fn count_many(
         &self,
-        reqs: &[crate::state::CountRequest<'_>],
+        reqs: &[crate::state::Slot<'_>],
     ) -> Vec<Result<Option<Count>, StateError>> {
         let checked: Vec<Result<(), StateError>> = reqs
             .iter()
             .map(|r| self.check(std::slice::from_ref(r.key)))
             .collect();
-        let ask: Vec<crate::state::CountRequest<'_>> = reqs
+        let ask: Vec<crate::state::Slot<'_>> = reqs
             .iter()
             .zip(&checked)
             .filter(|(_, c)| c.is_ok())

@@ -24,6 +24,7 @@ pub mod postgres_records;
 pub mod records;
 pub mod redis_state;
 pub mod reload;
+pub mod remote;
 pub mod sqlite;
 pub mod sqlite_limits;
 pub mod state;

@@ -11,9 +11,9 @@
 //! runtime's worker included. A full queue, a timeout, a lost connection:
 //! each is an error, and the engine denies what needed the answer.
 //!
-//! **Reconnects** with a backoff: after a failed connect, queries fail at
-//! once until the next attempt is due, naming the store (never its
-//! password).
+//! **Reconnects** with a backoff ([`crate::remote::Backoff`]): after a
+//! failed connect, queries fail at once until the next attempt is due,
+//! naming the store (never its password).
 //!
 //! **Migrations** are versioned steps (`postgres_records/NNNN_*.sql`),
 //! applied in order in one transaction under an advisory lock, so replicas
@@ -24,6 +24,7 @@
 //! CONFLICT DO NOTHING`, so two replicas cannot both "create" one record.
 
 use crate::records::{NewRecord, RecordError, RecordStore};
+use crate::remote::Backoff;
 use std::collections::HashSet;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
@@ -37,8 +38,6 @@ pub const MIGRATIONS: &[&str] = &[include_str!("postgres_records/0001_records.sq
 /// Any fixed number: the key of the advisory lock migrations take.
 const MIGRATION_LOCK: i64 = 0x7761_7264_656e; // "warden"
 const QUEUE: usize = 4096;
-const FIRST_BACKOFF: Duration = Duration::from_millis(50);
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// How a [`PostgresRecords`] talks to its server.
 #[derive(Debug, Clone)]
@@ -91,7 +90,7 @@ impl PostgresRecords {
     /// The URL is checked now; the server is first reached by the thread
     /// started here (a server that is down fails lookups, not the start).
     pub fn open(url: &str, options: PostgresOptions) -> Result<Self, RecordError> {
-        let name = crate::redis_state::redacted(url);
+        let name = crate::remote::redacted(url);
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| RecordError::Remote {
             store: name.clone(),
             message: format!("not a PostgreSQL URL: {e}"),
@@ -202,11 +201,10 @@ impl RecordStore for PostgresRecords {
 }
 
 /// The connection and when the next connect may be tried.
+#[derive(Default)]
 struct Link {
     client: Option<std::sync::Arc<Client>>,
-    failures: u32,
-    retry_at: Option<Instant>,
-    last_error: String,
+    backoff: Backoff,
 }
 
 async fn connect(config: &tokio_postgres::Config) -> Result<Client, String> {
@@ -266,12 +264,7 @@ async fn migrate(client: &mut Client) -> Result<(), String> {
 /// The thread's loop: each job runs on its own task over the shared
 /// client, so slow queries do not hold up the others.
 async fn serve(config: tokio_postgres::Config, mut queue: mpsc::Receiver<Job>, timeout: Duration) {
-    let mut link = Link {
-        client: None,
-        failures: 0,
-        retry_at: None,
-        last_error: String::new(),
-    };
+    let mut link = Link::default();
     while let Some(job) = queue.recv().await {
         let client = match client(&config, &mut link, timeout).await {
             Ok(c) => c,
@@ -296,17 +289,9 @@ async fn client(
             return Ok(std::sync::Arc::clone(c));
         }
         link.client = None;
-        link.last_error = "the connection was lost".into();
     }
-    let now = Instant::now();
-    if let Some(at) = link.retry_at
-        && at > now
-    {
-        return Err(format!(
-            "{} (next attempt in {} ms)",
-            link.last_error,
-            at.duration_since(now).as_millis()
-        ));
+    if let Some(why) = link.backoff.refusal(Instant::now()) {
+        return Err(why);
     }
     let made = match tokio::time::timeout(timeout * 3, connect(config)).await {
         Ok(r) => r,
@@ -319,17 +304,11 @@ async fn client(
         Ok(c) => {
             let c = std::sync::Arc::new(c);
             link.client = Some(std::sync::Arc::clone(&c));
-            link.failures = 0;
-            link.retry_at = None;
+            link.backoff.succeeded();
             Ok(c)
         }
         Err(why) => {
-            let step = FIRST_BACKOFF
-                .saturating_mul(1u32 << link.failures.min(10))
-                .min(MAX_BACKOFF);
-            link.failures = link.failures.saturating_add(1);
-            link.retry_at = Some(Instant::now() + step);
-            link.last_error = why.clone();
+            link.backoff.failed(&why);
             Err(why)
         }
     }

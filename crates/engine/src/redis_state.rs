@@ -44,11 +44,10 @@
 mod pool;
 
 use crate::state::{
-    Clock, Count, CountRequest, Hold, HoldId, LimitSpec, Reserved, ScopeKey, StateError,
-    StateLimits, StateStore, StoreHealth, coalescing, fits, frees_in,
+    Clock, Count, Hold, HoldId, LimitSpec, Reserved, ScopeKey, Slot, StateError, StateLimits,
+    StateStore, StoreHealth, coalescing, fits, frees_in,
 };
 use pool::Pool;
-pub use pool::redacted;
 use redis::Script;
 use std::fmt::Write as _;
 use std::sync::{Arc, LazyLock};
@@ -182,31 +181,19 @@ fn window_ms(spec: &LimitSpec) -> u64 {
     spec.window.map_or(0, |w| millis(w).max(1))
 }
 
-/// A hold id no other replica picks: random, from the standard library's
-/// per-process random hash keys.
-fn new_hold_id() -> HoldId {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::hash::RandomState::new().build_hasher();
-    h.write_u64(NEXT.fetch_add(1, Ordering::Relaxed));
-    h.write_u32(std::process::id());
-    HoldId(h.finish() >> 1)
-}
-
 /// A count script's reply (`{committed, held, events...}`) as a [`Count`].
-fn count_of(r: &CountRequest<'_>, reply: &[i64]) -> Count {
+fn count_of(r: &Slot<'_>, reply: &[i64]) -> Count {
     let num = |i: usize| reply.get(i).map_or(0, |n| u64::try_from(*n).unwrap_or(0));
     let (committed, held) = (num(0), num(1));
     let used = committed.saturating_add(held);
-    let frees_in = if r.spec.window.is_some() && !fits(used, r.need, r.spec.max) {
+    let frees_in = if r.spec.window.is_some() && !fits(used, r.weight, r.spec.max) {
         let events = reply[2.min(reply.len())..].chunks_exact(2).map(|p| {
             (
                 Duration::from_millis(u64::try_from(p[0]).unwrap_or(0)),
                 u64::try_from(p[1]).unwrap_or(0),
             )
         });
-        frees_in(events, held, r.need, r.spec)
+        frees_in(events, held, r.weight, r.spec)
     } else {
         None
     };
@@ -229,12 +216,12 @@ impl StateStore for RedisState {
         split: &str,
         need: u64,
     ) -> Result<Option<Count>, StateError> {
-        let req = CountRequest {
+        let req = Slot {
             rule,
             spec,
             key,
             split,
-            need,
+            weight: need,
         };
         self.count_many(&[req])
             .pop()
@@ -243,7 +230,7 @@ impl StateStore for RedisState {
 
     /// Every count script in one pipeline: one round trip however many
     /// limits the call's slice has.
-    fn count_many(&self, reqs: &[CountRequest<'_>]) -> Vec<Result<Option<Count>, StateError>> {
+    fn count_many(&self, reqs: &[Slot<'_>]) -> Vec<Result<Option<Count>, StateError>> {
         if reqs.is_empty() {
             return Vec::new();
         }
@@ -261,7 +248,7 @@ impl StateStore for RedisState {
                 .arg(r.split)
                 .arg(window_ms(r.spec))
                 .arg(self.hold_ttl())
-                .arg(r.need.min(EXACT))
+                .arg(r.weight.min(EXACT))
                 .arg(r.spec.max.min(EXACT));
         }
         let replies: Result<Vec<Vec<i64>>, StateError> = self.pool.run(true, |c| {
@@ -292,7 +279,7 @@ impl StateStore for RedisState {
     }
 
     fn reserve(&self, hold: &Hold) -> Result<Reserved, StateError> {
-        let id = new_hold_id();
+        let id = HoldId::random();
         let max_owned = self.limits.max_keys_per_user;
         let mut inv = RESERVE.prepare_invoke();
         inv.arg(self.now_arg())

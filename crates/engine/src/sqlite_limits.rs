@@ -32,8 +32,7 @@ use crate::state::{
 use rusqlite::{
     Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
 };
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{MutexGuard, TryLockError};
 use std::time::Duration;
 
@@ -88,16 +87,6 @@ pub(crate) fn store_time_at_open(conn: &mut Connection, clock: &dyn Clock) -> Re
     };
     tx.commit().map_err(|e| e.to_string())?;
     Ok(now)
-}
-
-/// A hold id no other process picks: random, from the standard library's
-/// per-process random hash keys.
-fn new_hold_id() -> i64 {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::hash::RandomState::new().build_hasher();
-    h.write_u64(NEXT.fetch_add(1, Ordering::Relaxed));
-    h.write_u32(std::process::id());
-    (h.finish() >> 1) as i64
 }
 
 fn busy(e: &rusqlite::Error) -> bool {
@@ -421,7 +410,7 @@ impl StateStore for SqliteState {
                 });
             }
         }
-        let id = new_hold_id();
+        let id = HoldId::random().0 as i64;
         for s in hold.slots() {
             tx.prepare_cached(
                 "INSERT INTO holds (hold_id, scope_kind, scope_value, rule_id, split, units, at)

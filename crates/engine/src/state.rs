@@ -239,12 +239,13 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
         need: u64,
     ) -> Result<Option<Count>, StateError>;
 
-    /// [`StateStore::count`] for each of `reqs`, in order. A store on
-    /// another machine answers them in one round trip; the default asks
-    /// one after the other.
-    fn count_many(&self, reqs: &[CountRequest<'_>]) -> Vec<Result<Option<Count>, StateError>> {
-        reqs.iter()
-            .map(|r| self.count(r.rule, r.spec, r.key, r.split, r.need))
+    /// [`StateStore::count`] for each of `slots` (its weight the `need`),
+    /// in order. A store on another machine answers them in one round
+    /// trip; the default asks one after the other.
+    fn count_many(&self, slots: &[Slot<'_>]) -> Vec<Result<Option<Count>, StateError>> {
+        slots
+            .iter()
+            .map(|s| self.count(s.rule, s.spec, s.key, s.split, s.weight))
             .collect()
     }
 
@@ -299,20 +300,24 @@ pub struct StoreHealth {
     pub problem: Option<String>,
 }
 
-/// One read of [`StateStore::count_many`]: what [`StateStore::count`]
-/// takes.
-#[derive(Debug, Clone, Copy)]
-pub struct CountRequest<'a> {
-    pub rule: &'a str,
-    pub spec: &'a LimitSpec,
-    pub key: &'a ScopeKey,
-    pub split: &'a str,
-    pub need: u64,
-}
-
 /// The id of a hold, unique within its store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HoldId(pub u64);
+
+impl HoldId {
+    /// An id no other process picks (stores shared by processes: SQLite,
+    /// Redis): random, from the standard library's per-process random
+    /// hash keys, below 2^63 so that it fits an SQL integer.
+    pub(crate) fn random() -> HoldId {
+        use std::hash::{BuildHasher, Hasher};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let mut h = std::hash::RandomState::new().build_hasher();
+        h.write_u64(NEXT.fetch_add(1, Ordering::Relaxed));
+        h.write_u32(std::process::id());
+        HoldId(h.finish() >> 1)
+    }
+}
 
 /// One limit a call counts towards: the rule, its limit, the call's split
 /// value for it and the weight the call adds.
@@ -345,7 +350,8 @@ pub struct Hold {
     pub unchecked: Vec<String>,
 }
 
-/// One slot of a hold (see [`Hold::slots`]).
+/// One slot of a hold (see [`Hold::slots`]), or one a call would take,
+/// whose count is read ([`StateStore::count_many`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Slot<'a> {
     pub rule: &'a str,

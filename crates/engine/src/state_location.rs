@@ -20,7 +20,7 @@ impl std::fmt::Debug for StateLocation {
             StateLocation::Sqlite(p) => f.debug_tuple("Sqlite").field(p).finish(),
             StateLocation::Redis(url) => f
                 .debug_tuple("Redis")
-                .field(&crate::redis_state::redacted(url))
+                .field(&crate::remote::redacted(url))
                 .finish(),
         }
     }
@@ -52,7 +52,7 @@ impl StateLocation {
             "redis" => {
                 crate::redis_state::RedisState::check_url(text).map_err(|why| {
                     StateLocationError {
-                        message: format!("`{}` is not a Redis URL: {why}", crate::redis_state::redacted(text)),
+                        message: format!("`{}` is not a Redis URL: {why}", crate::remote::redacted(text)),
                         help: "write it as `redis://[user:password@]host[:port][/db]`, e.g. `redis://127.0.0.1:6379/0`".into(),
                     }
                 })?;

@@ -38,23 +38,23 @@ pub enum SealKeyError {
 /// An AES-256-GCM key for sealing state.
 pub struct SealKey {
     key: LessSafeKey,
-    /// Where it came from, for messages: a file, or drawn at start.
-    origin: String,
+    /// Drawn at start ([`SealKey::process`]) rather than read from a file.
+    drawn: bool,
 }
 
 impl std::fmt::Debug for SealKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SealKey")
-            .field("origin", &self.origin)
+            .field("drawn", &self.drawn)
             .finish_non_exhaustive()
     }
 }
 
-fn from_bytes(bytes: &[u8; KEY_LEN], origin: String) -> SealKey {
+fn from_bytes(bytes: &[u8; KEY_LEN], drawn: bool) -> SealKey {
     let key = UnboundKey::new(&AES_256_GCM, bytes).expect("32 bytes is an AES-256 key");
     SealKey {
         key: LessSafeKey::new(key),
-        origin,
+        drawn,
     }
 }
 
@@ -65,7 +65,7 @@ impl SealKey {
         static KEY: LazyLock<Arc<SealKey>> = LazyLock::new(|| {
             let mut bytes = [0u8; KEY_LEN];
             aws_lc_rs::rand::fill(&mut bytes).expect("the system's random source works");
-            Arc::new(from_bytes(&bytes, "drawn at start".into()))
+            Arc::new(from_bytes(&bytes, true))
         });
         Arc::clone(&KEY)
     }
@@ -88,12 +88,12 @@ impl SealKey {
             *b = u8::from_str_radix(hex.get(i * 2..i * 2 + 2).ok_or_else(format)?, 16)
                 .map_err(|_| format())?;
         }
-        Ok(from_bytes(&bytes, path.display().to_string()))
+        Ok(from_bytes(&bytes, false))
     }
 
     /// Whether this key was drawn at start (not shared with replicas).
     pub fn is_process_key(&self) -> bool {
-        self.origin == "drawn at start"
+        self.drawn
     }
 
     /// `plain` sealed for `purpose`.
@@ -136,7 +136,7 @@ mod tests {
     use super::*;
 
     fn key(byte: u8) -> SealKey {
-        from_bytes(&[byte; KEY_LEN], "test".into())
+        from_bytes(&[byte; KEY_LEN], false)
     }
 
     #[test]

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 /// Calls per session per turn.
-pub(crate) const LOAD_BLOCK: usize = 10;
+const LOAD_BLOCK: usize = 10;
 
 /// One path under load: its sessions, and the processes behind them.
 pub(crate) struct Path {
@@ -88,6 +88,29 @@ impl Path {
             }
         }
     }
+}
+
+/// Every path warms up with `warm` calls per session, then the paths take
+/// turns, `LOAD_BLOCK` calls per session each, until every session made
+/// `per_session` timed calls; the load average before and after.
+pub(crate) async fn interleave(
+    paths: &mut [Path],
+    warm: usize,
+    per_session: usize,
+) -> Result<(String, String), BoxError> {
+    let load_before = load_average();
+    for path in paths.iter_mut() {
+        path.block(warm, false).await?;
+    }
+    let mut done = 0;
+    while done < per_session {
+        let n = LOAD_BLOCK.min(per_session - done);
+        for path in paths.iter_mut() {
+            path.block(n, true).await?;
+        }
+        done += n;
+    }
+    Ok((load_before, load_average()))
 }
 
 /// `n` stdio sessions of `bin args`, started a few at a time.
@@ -203,19 +226,7 @@ pub async fn run() -> Result<(), BoxError> {
         }
     }
 
-    let load_before = load_average();
-    for path in &mut paths {
-        path.block(warm, false).await?;
-    }
-    let mut done = 0;
-    while done < per_session {
-        let n = LOAD_BLOCK.min(per_session - done);
-        for path in &mut paths {
-            path.block(n, true).await?;
-        }
-        done += n;
-    }
-    let load_after = load_average();
+    let (load_before, load_after) = interleave(&mut paths, warm, per_session).await?;
 
     let rows: Vec<(Row, f64)> = paths
         .iter_mut()

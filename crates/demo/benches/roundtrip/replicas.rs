@@ -10,10 +10,10 @@
 //! here, not what they buy on separate machines.
 
 use crate::common::{
-    Background, BoxError, TempDir, args, bench_mode, env_count, free_port, load_average, policies,
-    proxy_args, row, signed_us, us, warden_bin,
+    Background, BoxError, TempDir, args, bench_mode, env_count, free_port, policies, proxy_args,
+    row, signed_us, us, warden_bin,
 };
-use crate::load::{LOAD_BLOCK, Path, http_sessions};
+use crate::load::{Path, http_sessions, interleave};
 use crate::redis_server::RedisServer;
 
 /// `n` replicas in front of the upstream on `up`, sharing `redis`.
@@ -89,19 +89,7 @@ pub async fn run() -> Result<(), BoxError> {
             three_procs,
         ),
     ];
-    let load_before = load_average();
-    for path in &mut paths {
-        path.block(warm, false).await?;
-    }
-    let mut done = 0;
-    while done < per_session {
-        let n = LOAD_BLOCK.min(per_session - done);
-        for path in &mut paths {
-            path.block(n, true).await?;
-        }
-        done += n;
-    }
-    let load_after = load_average();
+    let (load_before, load_after) = interleave(&mut paths, warm, per_session).await?;
     println!(
         "replicas: {sessions} sessions per path at once, {per_session} calls each after {warm} \
          warm-up, binary {}",

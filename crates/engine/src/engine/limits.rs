@@ -8,7 +8,7 @@
 use crate::call::CallContext;
 use crate::gate::StateGate;
 use crate::index::{PolicyBundle, Slice};
-use crate::state::{CountRequest, Counted, LimitSpec, ScopeKey, StateError};
+use crate::state::{Counted, LimitSpec, ScopeKey, Slot, StateError};
 use std::collections::HashMap;
 use std::time::Duration;
 use warden_lang::ast::{RuleKind, Scope, ScopeSet};
@@ -219,14 +219,14 @@ pub(super) fn measure(
             weight,
         });
     }
-    let reqs: Vec<CountRequest<'_>> = wants
+    let reqs: Vec<Slot<'_>> = wants
         .iter()
-        .map(|w| CountRequest {
+        .map(|w| Slot {
             rule: &w.id,
             spec: &w.spec,
             key: &w.key,
             split: &w.split,
-            need: w.weight,
+            weight: w.weight,
         })
         .collect();
     let answers = state.count_many(&reqs);

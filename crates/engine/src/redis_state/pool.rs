@@ -1,9 +1,10 @@
 //! The connections of a [`super::RedisState`]: a few idle ones reused,
 //! each with connect, read and write timeouts and `TCP_NODELAY`; a broken
-//! one dropped; new ones made with a backoff after a failed connect, so a
-//! server that is down costs one connect attempt per backoff step, not one
-//! per call; and the store's name for messages, without credentials.
+//! one dropped; new ones made with a backoff after a failed connect
+//! ([`crate::remote::Backoff`]); and the store's name for messages,
+//! without credentials.
 
+use crate::remote::{Backoff, redacted};
 use crate::state::{StateError, StoreHealth};
 use redis::{Client, Connection, IntoConnectionInfo, RedisError, RedisResult};
 use std::sync::{Mutex, MutexGuard};
@@ -11,15 +12,6 @@ use std::time::{Duration, Instant};
 
 /// Most idle connections kept (about one per worker thread calling).
 const MAX_IDLE: usize = 16;
-const FIRST_BACKOFF: Duration = Duration::from_millis(50);
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
-
-#[derive(Debug, Default)]
-struct Backoff {
-    failures: u32,
-    retry_at: Option<Instant>,
-    last_error: String,
-}
 
 pub(super) struct Pool {
     client: Client,
@@ -39,18 +31,6 @@ impl std::fmt::Debug for Pool {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// `url` without its user and password.
-pub fn redacted(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-            format!("{scheme}://{host}{path}")
-        }
-        None => url.to_string(),
-    }
 }
 
 /// The connection broke (or never came): it is dropped, and a step that
@@ -100,18 +80,8 @@ impl Pool {
     /// A new connection, unless the last connect failed less than a
     /// backoff step ago.
     fn connect(&self) -> Result<Connection, StateError> {
-        let now = Instant::now();
-        {
-            let b = lock(&self.backoff);
-            if let Some(at) = b.retry_at
-                && at > now
-            {
-                return Err(self.error(format!(
-                    "{} (next attempt in {} ms)",
-                    b.last_error,
-                    at.duration_since(now).as_millis()
-                )));
-            }
+        if let Some(why) = lock(&self.backoff).refusal(Instant::now()) {
+            return Err(self.error(why));
         }
         let made = self
             .client
@@ -124,17 +94,13 @@ impl Pool {
         let mut b = lock(&self.backoff);
         match made {
             Ok(c) => {
-                *b = Backoff::default();
+                b.succeeded();
                 Ok(c)
             }
             Err(e) => {
-                let step = FIRST_BACKOFF
-                    .saturating_mul(1u32 << b.failures.min(10))
-                    .min(MAX_BACKOFF);
-                b.failures = b.failures.saturating_add(1);
-                b.retry_at = Some(Instant::now() + step);
-                b.last_error = format!("cannot connect: {e}");
-                Err(self.error(b.last_error.clone()))
+                let why = format!("cannot connect: {e}");
+                b.failed(&why);
+                Err(self.error(why))
             }
         }
     }
@@ -201,20 +167,5 @@ impl Pool {
             store: self.name.clone(),
             problem,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redacted;
-
-    #[test]
-    fn a_url_is_named_without_its_credentials() {
-        assert_eq!(
-            redacted("redis://user:s3cret@10.0.0.5:6379/0"),
-            "redis://10.0.0.5:6379/0"
-        );
-        assert_eq!(redacted("redis://:p@w@host/2"), "redis://host/2");
-        assert_eq!(redacted("redis://127.0.0.1"), "redis://127.0.0.1");
     }
 }

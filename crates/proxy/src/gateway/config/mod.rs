@@ -225,7 +225,7 @@ impl fmt::Debug for GatewayConfig {
             .field("shadow_all", shadow_all)
             .field(
                 "records",
-                &records.as_deref().map(warden_engine::redis_state::redacted),
+                &records.as_deref().map(warden_engine::remote::redacted),
             )
             .field("confirm_key", confirm_key)
             .field("signing_key", signing_key)
