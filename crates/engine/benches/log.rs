@@ -67,7 +67,16 @@ impl Log {
     fn open(group: bool, fsync: bool, path: &Path) -> Self {
         let _ = std::fs::remove_file(path);
         if group {
-            Log::Group(DecisionLog::open_with(path, LogOptions { fsync }).expect("open the log"))
+            Log::Group(
+                DecisionLog::open_with(
+                    path,
+                    LogOptions {
+                        fsync,
+                        ..LogOptions::default()
+                    },
+                )
+                .expect("open the log"),
+            )
         } else {
             Log::Old(OldLog::open(path, fsync))
         }

@@ -21,6 +21,11 @@
 //! group did. [`DecisionLog::commit_decision`] hands a line over without
 //! blocking the thread (a future to await).
 //!
+//! Each line carries the hash of the line before it, and signed
+//! checkpoints seal the chain every so many lines and when the log closes
+//! ([`chain`]); a file can rotate by size, the chain running on into the
+//! next file; [`verify`] checks a chain and says where it breaks.
+//!
 //! An audit log that loses lines quietly is worse than none, so every
 //! write and flush error is returned to the caller as a [`LogError`]; what
 //! to do then (refuse calls, alert) is the caller's decision. Arguments are
@@ -31,17 +36,23 @@ use crate::call::CallContext;
 use crate::engine::{Decided, Outcome, Retry, ShadowFinding};
 use serde::Serialize;
 use serde_json::Value;
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub mod bound;
+pub mod chain;
+mod rotate;
+pub mod verify;
 mod writer;
 
 pub use bound::{DEFAULT_MAX_VALUE_BYTES, ELIDED_KEY, MIN_MAX_VALUE_BYTES};
+pub use chain::{CheckpointSigner, CheckpointVerifier};
 pub use writer::Commit;
-use writer::{Plain, Writer};
+use writer::{Plain, Seal, SinkSetup, Writer};
+
+/// Lines between two signed checkpoints unless configured otherwise.
+pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1000;
 
 /// What replaces a redacted argument's value.
 pub const REDACTED: &str = "[redacted]";
@@ -62,6 +73,10 @@ pub struct LogOptions {
     /// lines written together), so the line survives a power loss. Off by
     /// default: then a line survives warden crashing, not the machine.
     pub fsync: bool,
+    /// Rotate the file once it holds this many bytes: it is renamed to the
+    /// next free `<path>.NNNNNN` and a new file continues the chain. `None`
+    /// (the default): never.
+    pub rotate_bytes: Option<u64>,
 }
 
 /// Why a decision could not be logged.
@@ -113,35 +128,61 @@ impl DecisionLog {
 
     /// Appends to the file at `path`, creating it if needed, written as
     /// `options` say.
+    /// The hash chain goes on from the file's last line when that line is
+    /// chained, and starts anew otherwise.
     pub fn open_with(path: &Path, options: LogOptions) -> Result<Self, LogError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| LogError::Open {
+        let opened =
+            rotate::FileTarget::open(path, options.rotate_bytes).map_err(|e| LogError::Open {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })?;
-        Ok(Self::to_out(
-            Box::new(file),
+        let setup = SinkSetup {
+            out: Box::new(opened.file),
+            chain: opened.chain,
+            torn: opened.torn,
+            file: Some(opened.target),
+        };
+        Ok(Self::to_sink(
+            setup,
             options.fsync,
             format!("`{}`", path.display()),
         ))
     }
 
     /// Writes to any writer (stdout, a socket, a test buffer); a line is
-    /// logged once `write` and `flush` returned (nothing to fsync).
+    /// logged once `write` and `flush` returned (nothing to fsync). The
+    /// chain starts at the first line written.
     pub fn to_writer(writer: impl Write + Send + 'static) -> Self {
         Self::to_out(Box::new(Plain(writer)), false, "(writer)".to_string())
     }
 
     pub(crate) fn to_out(out: Box<dyn writer::Out>, fsync: bool, target: String) -> Self {
+        let setup = SinkSetup {
+            out,
+            chain: chain::ChainState::genesis(),
+            torn: false,
+            file: None,
+        };
+        Self::to_sink(setup, fsync, target)
+    }
+
+    fn to_sink(setup: SinkSetup, fsync: bool, target: String) -> Self {
         DecisionLog {
-            out: Writer::start(out, fsync, target),
+            out: Writer::start(setup, fsync, target),
             redact: Vec::new(),
             max_value: DEFAULT_MAX_VALUE_BYTES,
             shadow_mode: false,
         }
+    }
+
+    /// A checkpoint signed by `signer` every `every` lines (at least 1),
+    /// before each rotation and when the log is dropped ([`chain`]).
+    pub fn sealed_by(self, signer: std::sync::Arc<dyn CheckpointSigner>, every: u64) -> Self {
+        self.out.set_seal(Seal {
+            signer,
+            every: every.max(1),
+        });
+        self
     }
 
     /// Whether every line waits for `fdatasync` ([`LogOptions::fsync`]).

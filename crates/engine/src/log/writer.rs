@@ -22,6 +22,8 @@
 //! fsync proves the earlier lines are on disk; the process must restart.
 
 use super::LogError;
+use super::chain::{ChainState, CheckpointSigner};
+use super::rotate::FileTarget;
 use std::future::Future;
 use std::io::{self, Write};
 use std::pin::Pin;
@@ -97,30 +99,140 @@ struct Sink {
     broken: Option<String>,
     /// The group being written, reused between groups.
     buf: Vec<u8>,
+    /// Where the hash chain stands (`log::chain`): after the last line
+    /// written whole.
+    chain: ChainState,
+    /// Per line of the group being written: where it ends in `buf` and
+    /// the chain after it, so that a write that stops halfway leaves the
+    /// chain after the last line that made it out whole.
+    staged: Vec<(usize, ChainState)>,
+    /// Signed checkpoints, when warden has a key.
+    seal: Option<Seal>,
+    /// The file, when the log is one: its size and rotation.
+    file: Option<FileTarget>,
+    /// The file rotated away from, until the new file's first line (which
+    /// names it) is written.
+    continues: Option<String>,
+}
+
+/// Checkpoints: who signs them and every how many lines.
+pub(crate) struct Seal {
+    pub(crate) signer: Arc<dyn CheckpointSigner>,
+    pub(crate) every: u64,
+}
+
+/// What a writer starts from.
+pub(crate) struct SinkSetup {
+    pub(crate) out: Box<dyn Out>,
+    pub(crate) chain: ChainState,
+    /// The file already ends in half a line.
+    pub(crate) torn: bool,
+    pub(crate) file: Option<FileTarget>,
 }
 
 impl Sink {
-    /// Writes `lines` (whole lines, each ending in a newline) in one
-    /// buffer, flushes, and syncs when `fsync`.
-    fn commit(&mut self, lines: &[u8], fsync: bool) -> Result<(), String> {
+    /// Writes `lines` (whole JSON objects, without newlines) as one
+    /// group: rotating the file first when it is due, chaining each line,
+    /// adding a checkpoint when one is due, in one buffer, flushed, and
+    /// synced when `fsync`.
+    fn commit(&mut self, lines: &[&[u8]], fsync: bool) -> Result<(), String> {
         if let Some(why) = &self.broken {
             return Err(why.clone());
         }
-        // After a failed write the file may end in half a line; start
-        // afresh so that this group's lines at least parse. Set before
-        // writing so that a panicking writer leaves it set too.
-        let after_torn = std::mem::replace(&mut self.torn, true);
-        let written = if after_torn {
-            self.buf.clear();
-            self.buf.push(b'\n');
-            self.buf.extend_from_slice(lines);
-            self.out.write_all(&self.buf)
-        } else {
-            self.out.write_all(lines)
+        if self.file.as_ref().is_some_and(FileTarget::due) {
+            self.rotate(fsync)?;
+        }
+        let due = self
+            .seal
+            .as_ref()
+            .is_some_and(|s| self.chain.since_checkpoint + lines.len() as u64 >= s.every);
+        self.write_group(lines, fsync, due)
+    }
+
+    /// Seals the old file with a checkpoint (so that its end is signed),
+    /// then moves to a new one; the next group starts with a line naming
+    /// the old file.
+    fn rotate(&mut self, fsync: bool) -> Result<(), String> {
+        if self.seal.is_some() && self.chain.since_checkpoint > 0 {
+            self.write_group(&[], fsync, true)?;
+        }
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
         };
+        let (new, rotated) = file
+            .rotate()
+            .map_err(|e| format!("cannot rotate the file ({e})"))?;
+        self.out = Box::new(new);
+        self.torn = false;
+        self.continues = Some(rotated);
+        Ok(())
+    }
+
+    /// A checkpoint for what was written since the last one (the log is
+    /// closing).
+    fn seal_now(&mut self, fsync: bool) -> Result<(), String> {
+        let pending = self.chain.since_checkpoint > 0 || self.continues.is_some();
+        if self.seal.is_none() || !pending || self.broken.is_some() {
+            return Ok(());
+        }
+        self.write_group(&[], fsync, true)
+    }
+
+    fn write_group(
+        &mut self,
+        lines: &[&[u8]],
+        fsync: bool,
+        checkpoint: bool,
+    ) -> Result<(), String> {
+        let before = self.chain;
+        self.buf.clear();
+        self.staged.clear();
+        // After a failed write the file may end in half a line; start
+        // afresh so that this group's lines at least parse.
+        if self.torn {
+            self.buf.push(b'\n');
+        }
+        let mut header_end = None;
+        if let Some(previous) = &self.continues {
+            let header = serde_json::json!({
+                "time": super::rfc3339(std::time::SystemTime::now()),
+                "event": "rotated",
+                "previous_file": previous,
+            });
+            self.chain
+                .append(header.to_string().as_bytes(), &mut self.buf);
+            self.staged.push((self.buf.len(), self.chain));
+            header_end = Some(self.buf.len());
+        }
+        for line in lines {
+            self.chain.append(line, &mut self.buf);
+            self.staged.push((self.buf.len(), self.chain));
+        }
+        if checkpoint && let Some(seal) = &self.seal {
+            if let Err(e) = self.chain.append_checkpoint(&*seal.signer, &mut self.buf) {
+                self.chain = before;
+                return Err(format!("cannot sign a checkpoint ({e})"));
+            }
+            self.staged.push((self.buf.len(), self.chain));
+        }
+        // Set before writing so that a panicking writer leaves it set too.
+        self.torn = true;
+        let (written, result) = write_counting(&mut *self.out, &self.buf);
+        if let Some(file) = self.file.as_mut() {
+            file.wrote(written);
+        }
+        self.chain = self
+            .staged
+            .iter()
+            .rev()
+            .find(|(end, _)| *end <= written)
+            .map_or(before, |(_, chain)| *chain);
+        if header_end.is_some_and(|end| end <= written) {
+            self.continues = None;
+        }
         // A failed flush leaves whole lines behind (or none), not a torn one.
-        self.torn = written.is_err();
-        written
+        self.torn = result.is_err();
+        result
             .and_then(|()| self.out.flush())
             .map_err(|e| e.to_string())?;
         if fsync && let Err(e) = self.out.sync() {
@@ -132,6 +244,28 @@ impl Sink {
         }
         Ok(())
     }
+}
+
+/// `write_all` that also says how many bytes went out before an error.
+fn write_counting(out: &mut dyn Out, buf: &[u8]) -> (usize, io::Result<()>) {
+    let mut written = 0;
+    while written < buf.len() {
+        match out.write(&buf[written..]) {
+            Ok(0) => {
+                return (
+                    written,
+                    Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "the log took no more bytes",
+                    )),
+                );
+            }
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (written, Err(e)),
+        }
+    }
+    (written, Ok(()))
 }
 
 /// Where one queued line's caller waits for its group's result.
@@ -225,15 +359,20 @@ impl Future for Commit {
 
 impl Writer {
     /// A writer over `out`, its thread started; `target` names it in errors.
-    pub(crate) fn start(out: Box<dyn Out>, fsync: bool, target: String) -> Self {
+    pub(crate) fn start(setup: SinkSetup, fsync: bool, target: String) -> Self {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             more: Condvar::new(),
             sink: Mutex::new(Sink {
-                out,
-                torn: false,
+                out: setup.out,
+                torn: setup.torn,
                 broken: None,
                 buf: Vec::new(),
+                chain: setup.chain,
+                staged: Vec::new(),
+                seal: None,
+                file: setup.file,
+                continues: None,
             }),
             fsync,
             target,
@@ -262,10 +401,14 @@ impl Writer {
         self.shared.fsync
     }
 
-    /// Hands over one line (without its newline).
+    /// Checkpoints signed by `seal`'s signer from now on.
+    pub(crate) fn set_seal(&self, seal: Seal) {
+        lock(&self.shared.sink).seal = Some(seal);
+    }
+
+    /// Hands over one line (one JSON object, without its newline).
     pub(crate) fn submit(&self, line: String) -> Commit {
-        let mut line = line.into_bytes();
-        line.push(b'\n');
+        let line = line.into_bytes();
         let mut q = lock(&self.shared.queue);
         if let Some(why) = &q.dead {
             return Commit::ready(Err(self.shared.error(why.clone())));
@@ -278,7 +421,7 @@ impl Writer {
             };
             if let Some(mut sink) = sink {
                 drop(q);
-                let result = sink.commit(&line, false);
+                let result = sink.commit(&[&line], false);
                 return Commit::ready(result.map_err(|m| self.shared.error(m)));
             }
         }
@@ -300,13 +443,16 @@ impl Writer {
 }
 
 impl Drop for Writer {
-    /// Lets the thread write what is queued, then stop.
+    /// Lets the thread write what is queued, then stop, and seals what
+    /// was written with a last checkpoint. Nothing is left to report a
+    /// failure to: a log that ends without its checkpoint shows it.
     fn drop(&mut self) {
         lock(&self.shared.queue).stop = true;
         self.shared.more.notify_all();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        let _ = lock(&self.shared.sink).seal_now(self.shared.fsync);
     }
 }
 
@@ -353,7 +499,6 @@ impl Drop for Group<'_> {
 }
 
 fn drain(shared: &Shared) {
-    let mut lines = Vec::new();
     loop {
         {
             let mut q = lock(&shared.queue);
@@ -371,10 +516,7 @@ fn drain(shared: &Shared) {
             entries: std::mem::take(&mut lock(&shared.queue).entries),
             shared,
         };
-        lines.clear();
-        for e in &group.entries {
-            lines.extend_from_slice(&e.line);
-        }
+        let lines: Vec<&[u8]> = group.entries.iter().map(|e| e.line.as_slice()).collect();
         let result = sink
             .commit(&lines, shared.fsync)
             .map_err(|m| shared.error(m));

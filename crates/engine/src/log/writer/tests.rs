@@ -201,7 +201,14 @@ fn parsed_lines(text: &str) -> Vec<Value> {
 fn concurrent_callers_on_a_file(fsync: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("decisions.jsonl");
-    let log = DecisionLog::open_with(&path, LogOptions { fsync }).unwrap();
+    let log = DecisionLog::open_with(
+        &path,
+        LogOptions {
+            fsync,
+            ..LogOptions::default()
+        },
+    )
+    .unwrap();
     assert_eq!(log.fsyncs(), fsync);
     let e = engine();
     const THREADS: usize = 32;
@@ -347,7 +354,9 @@ fn a_write_that_fails_mid_group_fails_every_caller_of_the_group_and_those_after_
     let log = log_over(&sink, false);
     let e = engine();
     let calls = decisions(&e, 9);
-    let first_len = log.line(&calls[0].0, &calls[0].1, None).unwrap().len() + 1;
+    // The line as written: `seq` and `prev` spliced in first, a newline.
+    let chain_fields = format!("\"seq\":0,\"prev\":\"{}\",", "0".repeat(64)).len();
+    let first_len = log.line(&calls[0].0, &calls[0].1, None).unwrap().len() + chain_fields + 1;
     // The first caller writes inline and is held; eight queue behind it
     // and go out as one group, which fills the disk 100 bytes in.
     sink.set(|b| b.hold = true);
@@ -387,6 +396,12 @@ fn a_write_that_fails_mid_group_fails_every_caller_of_the_group_and_those_after_
     let last: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
     assert_eq!(last["decision_id"], d.id.as_str());
     assert_eq!(lines.next(), None);
+    // The chain goes on after the last line that made it out whole: the
+    // torn part's seq is taken again, after the first line.
+    assert_eq!(last["seq"], 1);
+    let first_line = text.lines().next().unwrap();
+    let want = super::super::chain::hex(&super::super::chain::line_hash(first_line.as_bytes()));
+    assert_eq!(last["prev"], want.as_str());
 }
 
 #[test]
@@ -483,7 +498,10 @@ fn finding_17_a_full_disk_fails_the_write_ahead_line_with_fsync_too() {
     }
     let log = DecisionLog::open_with(
         std::path::Path::new("/dev/full"),
-        LogOptions { fsync: true },
+        LogOptions {
+            fsync: true,
+            ..LogOptions::default()
+        },
     )
     .unwrap();
     let e = engine();
