@@ -41,9 +41,11 @@ fn the_demo_shows_allow_deny_confirmation_cap_and_budget_and_logs_every_call() {
 }
 
 /// Keys of the decision log line that differ from run to run: the time,
-/// ids, the latency, and the policy version (a hash that covers the path
-/// of the demo's temporary policy file).
-const VARIABLE_KEYS: [&str; 5] = [
+/// ids, the latency, the policy version (a hash that covers the path of
+/// the demo's temporary policy file), and the hash of the line before
+/// (which holds all of those).
+const VARIABLE_KEYS: [&str; 6] = [
+    "prev",
     "time",
     "decision_id",
     "policy_version",

@@ -76,6 +76,16 @@ impl RawProxy {
             .ok_or("warden closed its output")?)
     }
 
+    /// Closes warden's input, as a client that is done does, and waits for
+    /// it to exit; the temp dir stays for the test to read.
+    pub async fn close(mut self) -> Res<(std::process::ExitStatus, tempfile::TempDir)> {
+        drop(self.stdin);
+        let status = tokio::time::timeout(LINE_TIMEOUT, self._child.wait())
+            .await
+            .map_err(|_| "warden did not exit within 10 s of its input closing")??;
+        Ok((status, self.dir))
+    }
+
     /// The temp dir the policy and the default decision log are in.
     pub fn dir(&self) -> &Path {
         self.dir.path()

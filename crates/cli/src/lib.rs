@@ -19,6 +19,7 @@ macro_rules! outln {
     }};
 }
 
+mod audit_cmd;
 mod check_cmd;
 mod demo_cmd;
 mod eval_cmd;
@@ -137,6 +138,11 @@ enum Command {
     ///
     /// Exit codes: 0 valid, 1 invalid, 2 bad usage (unreadable key).
     Verify(verify_cmd::VerifyArgs),
+    /// Check the decision log: its hash chain and signed checkpoints.
+    Audit {
+        #[command(subcommand)]
+        command: audit_cmd::AuditCommand,
+    },
     /// Format .policy files canonically, in place.
     Fmt {
         /// Files or directories.
@@ -183,6 +189,7 @@ pub fn run() -> i32 {
         } => eval_cmd::run(&policies, &request, format),
         Command::Test { paths } => test_cmd::run(paths),
         Command::Verify(args) => verify_cmd::run(args),
+        Command::Audit { command } => audit_cmd::run(command),
         Command::Proxy(args) => proxy_cmd::run(*args),
         Command::Serve(args) => serve_cmd::run(args),
         Command::Check(args) => check_cmd::run(args),

@@ -50,6 +50,19 @@ pub(crate) struct ProxyArgs {
           default_value_t = warden_engine::log::DEFAULT_MAX_VALUE_BYTES as u64,
           value_parser = clap::value_parser!(u64).range(warden_engine::log::MIN_MAX_VALUE_BYTES as u64..=16 * 1024 * 1024))]
     audit_log_max_value: u64,
+    /// Rotate the --audit-log file once it holds BYTES: it is renamed to
+    /// FILE.000001 (then .000002, ...) and the hash chain goes on in a new
+    /// FILE. Default: never.
+    #[arg(long, value_name = "BYTES", requires = "audit_log",
+          value_parser = clap::value_parser!(u64).range(1024..))]
+    audit_log_rotate_bytes: Option<u64>,
+    /// With --signing-key: lines between two signed checkpoints of the
+    /// decision log's hash chain (one is also written at each rotation and
+    /// at shutdown).
+    #[arg(long, value_name = "LINES",
+          default_value_t = warden_engine::log::DEFAULT_CHECKPOINT_EVERY,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    audit_log_checkpoint_every: u64,
     /// Argument keys whose values the decision log never shows (repeatable).
     #[arg(long = "redact", value_name = "KEY")]
     redact: Vec<String>,
@@ -82,6 +95,7 @@ pub(crate) struct ProxyArgs {
     /// Sign each forwarded call's provenance with this ed25519 private key
     /// (PKCS#8 PEM): a short-lived token in `_meta` and, toward an HTTP
     /// upstream, the Warden-Provenance-Token header (`warden verify` checks it).
+    /// It also signs the decision log's checkpoints (`warden audit verify`).
     #[arg(long, value_name = "FILE")]
     signing_key: Option<PathBuf>,
     /// Seal 2026-07-28 confirmations (`requestState`) with this key: 32
@@ -325,13 +339,16 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
         Ok(k) => k,
         Err(code) => return code,
     };
-    let log = match runtime::open_log(
-        args.audit_log.as_deref(),
-        args.audit_log_fsync,
-        &args.redact,
-        usize::try_from(args.audit_log_max_value).unwrap_or(usize::MAX),
-        args.mode == runtime::Mode::Shadow,
-    ) {
+    let log = match runtime::open_log(&runtime::LogSettings {
+        path: args.audit_log.as_deref(),
+        fsync: args.audit_log_fsync,
+        rotate_bytes: args.audit_log_rotate_bytes,
+        checkpoint_every: args.audit_log_checkpoint_every,
+        redact: &args.redact,
+        max_value: usize::try_from(args.audit_log_max_value).unwrap_or(usize::MAX),
+        shadow: args.mode == runtime::Mode::Shadow,
+        signer: signer.as_ref(),
+    }) {
         Ok(l) => l,
         Err(code) => return code,
     };

@@ -150,36 +150,56 @@ pub(crate) fn state_arg(text: Option<&Path>) -> Result<Option<StateLocation>, i3
         })
 }
 
-/// The decision log: `path`, or standard error; with `fsync`, each call
-/// also waits for its line's `fdatasync` (the caller makes sure there is a
-/// `path` then: standard error cannot be synced). Argument values longer
-/// than `max_value` bytes are logged as their hash, size and prefix. In
-/// global shadow mode (`shadow`) every line says so, and the operator is
-/// told at start that nothing is enforced.
-pub(crate) fn open_log(
-    path: Option<&Path>,
-    fsync: bool,
-    redact: &[String],
-    max_value: usize,
-    shadow: bool,
-) -> Result<Arc<DecisionLog>, i32> {
-    if shadow {
+/// How the decision log is opened (`--audit-log*` flags, `decision_log*`
+/// keys).
+pub(crate) struct LogSettings<'a> {
+    /// The file, or standard error.
+    pub(crate) path: Option<&'a Path>,
+    /// Each call also waits for its line's `fdatasync` (the caller makes
+    /// sure there is a `path` then: standard error cannot be synced).
+    pub(crate) fsync: bool,
+    /// Rotate the file at this size (with a `path`).
+    pub(crate) rotate_bytes: Option<u64>,
+    /// Lines between two signed checkpoints, when there is a `signer`.
+    pub(crate) checkpoint_every: u64,
+    pub(crate) redact: &'a [String],
+    /// Argument values longer than this are logged as their hash, size
+    /// and prefix.
+    pub(crate) max_value: usize,
+    /// Global shadow mode: every line says so, and the operator is told at
+    /// start that nothing is enforced.
+    pub(crate) shadow: bool,
+    /// `--signing-key`: it signs the chain's checkpoints too.
+    pub(crate) signer: Option<&'a Arc<warden_proxy::provenance_token::Signer>>,
+}
+
+/// The decision log, as `settings` say.
+pub(crate) fn open_log(settings: &LogSettings<'_>) -> Result<Arc<DecisionLog>, i32> {
+    if settings.shadow {
         eprintln!(
             "warden: shadow mode: every call is decided and logged, and none is refused, \
              confirmed or hidden"
         );
     }
-    let log = match path {
-        Some(path) => DecisionLog::open_with(path, LogOptions { fsync }).map_err(|e| {
+    let options = LogOptions {
+        fsync: settings.fsync,
+        rotate_bytes: settings.rotate_bytes,
+    };
+    let mut log = match settings.path {
+        Some(path) => DecisionLog::open_with(path, options).map_err(|e| {
             eprint!("{}", crate::lint::render_report(&e));
             exit::USAGE
         })?,
         None => DecisionLog::to_writer(std::io::stderr()),
     };
+    if let Some(signer) = settings.signer {
+        let signer: Arc<dyn warden_engine::log::CheckpointSigner> = Arc::clone(signer) as _;
+        log = log.sealed_by(signer, settings.checkpoint_every);
+    }
     Ok(Arc::new(
-        log.redacting(redact)
-            .bounding_values(max_value)
-            .in_shadow_mode(shadow),
+        log.redacting(settings.redact)
+            .bounding_values(settings.max_value)
+            .in_shadow_mode(settings.shadow),
     ))
 }
 

@@ -50,18 +50,21 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
         Ok(e) => e,
         Err(code) => return code,
     };
-    let log = match runtime::open_log(
-        config.decision_log.as_deref(),
-        config.decision_log_fsync,
-        &config.redact,
-        config.decision_log_max_value,
-        config.shadow_all,
-    ) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
     let signer = match runtime::load_signer(config.signing_key.as_ref()) {
         Ok(s) => s,
+        Err(code) => return code,
+    };
+    let log = match runtime::open_log(&runtime::LogSettings {
+        path: config.decision_log.as_deref(),
+        fsync: config.decision_log_fsync,
+        rotate_bytes: config.decision_log_rotate_bytes,
+        checkpoint_every: config.decision_log_checkpoint_every,
+        redact: &config.redact,
+        max_value: config.decision_log_max_value,
+        shadow: config.shadow_all,
+        signer: signer.as_ref(),
+    }) {
+        Ok(l) => l,
         Err(code) => return code,
     };
     let confirm_key = match runtime::load_confirm_key(config.confirm_key.as_deref()) {

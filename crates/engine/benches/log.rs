@@ -14,6 +14,10 @@
 //! for the same cells. `LOG_BENCH_SECS` sets the time per cell of the own
 //! pass (default 2).
 //!
+//! A last group (`log_chain/{encode,encode_and_chain}`) prices the hash
+//! chain: a line's SHA-256 and the splice of `seq` and `prev`, against
+//! encoding the line alone.
+//!
 //! Run with `cargo bench -p warden-engine --bench log`.
 
 use criterion::{BenchmarkId, Criterion, Throughput};
@@ -256,6 +260,31 @@ fn criterion_groups(c: &mut Criterion, dir: &Path, engine: &Engine) {
             });
         });
     }
+    g.finish();
+
+    // What the hash chain adds to a line: its SHA-256 and hex, the splice
+    // of `seq` and `prev` (the writer's `ChainState::append` does exactly
+    // this work), against encoding the line alone, in the same run.
+    let mut g = c.benchmark_group("log_chain");
+    let log = DecisionLog::to_writer(std::io::sink());
+    let (call, decided) = decision(engine, 0);
+    g.bench_function("encode", |b| {
+        b.iter(|| log.line(&call, &decided, None).expect("encodes"))
+    });
+    let mut prev = [0u8; 32];
+    let mut buf = Vec::new();
+    g.bench_function("encode_and_chain", |b| {
+        b.iter(|| {
+            let line = log.line(&call, &decided, None).expect("encodes");
+            buf.clear();
+            buf.extend_from_slice(b"{\"seq\":7,\"prev\":\"");
+            buf.extend_from_slice(warden_engine::log::chain::hex(&prev).as_bytes());
+            buf.extend_from_slice(b"\",");
+            buf.extend_from_slice(&line.as_bytes()[1..]);
+            prev = warden_engine::log::chain::line_hash(&buf);
+            buf.len()
+        })
+    });
     g.finish();
 }
 

@@ -82,6 +82,7 @@ mod http_server;
 pub mod http_upstream;
 pub mod jsonrpc;
 pub mod listener;
+pub mod log_seal;
 pub mod provenance_token;
 mod raw;
 mod relay;

@@ -254,6 +254,11 @@ impl Signer {
         self.ttl
     }
 
+    /// The key, for the decision log's checkpoints (`log_seal`).
+    pub(crate) fn key(&self) -> &jsonwebtoken::EncodingKey {
+        &self.key
+    }
+
     /// Signs `claims` as they are.
     pub fn sign(&self, claims: &Claims) -> Result<String, SignError> {
         let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
@@ -310,6 +315,11 @@ impl VerifyingKey {
     /// Reads the public key file.
     pub fn load(path: &Path) -> Result<VerifyingKey, KeyError> {
         VerifyingKey::from_pem(&read_key(path)?, &path.display().to_string())
+    }
+
+    /// The key, for the decision log's checkpoints (`log_seal`).
+    pub(crate) fn key(&self) -> &jsonwebtoken::DecodingKey {
+        &self.0
     }
 }
 

@@ -350,6 +350,14 @@ fn restart_needed(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str>
         "decision_log_max_value",
         old.decision_log_max_value == new.decision_log_max_value,
     );
+    check(
+        "decision_log_rotate_bytes",
+        old.decision_log_rotate_bytes == new.decision_log_rotate_bytes,
+    );
+    check(
+        "decision_log_checkpoint_every",
+        old.decision_log_checkpoint_every == new.decision_log_checkpoint_every,
+    );
     check("state", old.state == new.state);
     check("records", old.records == new.records);
     check("mode", old.shadow_all == new.shadow_all);

@@ -25,6 +25,8 @@ const TOP: &[&str] = &[
     "decision_log",
     "decision_log_fsync",
     "decision_log_max_value",
+    "decision_log_rotate_bytes",
+    "decision_log_checkpoint_every",
     "mode",
     "redact",
     "state",
@@ -139,6 +141,11 @@ pub(super) fn parse(
         .map_or(warden_engine::log::DEFAULT_MAX_VALUE_BYTES, |n| {
             usize::try_from(n).unwrap_or(usize::MAX)
         });
+    let decision_log_rotate_bytes =
+        decision_log_rotate_bytes(&mut cx, &root, root.has("decision_log"));
+    let decision_log_checkpoint_every = root
+        .integer(&mut cx, "decision_log_checkpoint_every", 1..=10_000_000)
+        .unwrap_or(warden_engine::log::DEFAULT_CHECKPOINT_EVERY);
     let records = records(&mut cx, &root);
     let shadow_all = mode(&mut cx, &root);
     let signing_key = root.nonempty(&mut cx, "signing_key").map(resolve);
@@ -174,6 +181,8 @@ pub(super) fn parse(
                 redact,
                 state,
                 decision_log_max_value,
+                decision_log_rotate_bytes,
+                decision_log_checkpoint_every,
                 shadow_all,
                 records,
                 confirm_key,
@@ -585,6 +594,30 @@ fn separator(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Option<String> {
         return None;
     }
     Some(s.value)
+}
+
+/// `decision_log_rotate_bytes` (default: never). Standard error cannot be
+/// rotated, so it needs a `decision_log` file.
+fn decision_log_rotate_bytes(cx: &mut Cx<'_>, root: &Table<'_, '_>, has_file: bool) -> Option<u64> {
+    let bytes = root.integer(
+        cx,
+        "decision_log_rotate_bytes",
+        1024..=u64::from(u32::MAX) * 1024,
+    )?;
+    if !has_file {
+        let span = root.value_span("decision_log_rotate_bytes").unwrap_or(0..0);
+        cx.push(
+            Problem::error(
+                span,
+                "`decision_log_rotate_bytes` without a `decision_log` file",
+                "nothing to rotate",
+            )
+            .with_help(
+                "the decision log goes to standard error, which cannot be rotated; add e.g. `decision_log = \"decisions.jsonl\"`",
+            ),
+        );
+    }
+    Some(bytes)
 }
 
 /// `decision_log_fsync` (default false). Lines on standard error cannot be

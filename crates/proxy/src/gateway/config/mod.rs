@@ -61,6 +61,13 @@ pub struct GatewayConfig {
     /// decision log line (a longer one is logged as its hash, size and
     /// prefix).
     pub decision_log_max_value: usize,
+    /// `decision_log_rotate_bytes`: rotate the decision log file once it
+    /// holds this many bytes (renamed to `<file>.NNNNNN`, the hash chain
+    /// going on in a new file); `None`: never. Needs `decision_log`.
+    pub decision_log_rotate_bytes: Option<u64>,
+    /// `decision_log_checkpoint_every`: lines between two signed
+    /// checkpoints of the decision log's chain (with `signing_key`).
+    pub decision_log_checkpoint_every: u64,
     /// `mode = "shadow"`: decide and log every call, enforce nothing.
     pub shadow_all: bool,
     /// `records`: a PostgreSQL URL for the ledger of records agents
@@ -199,6 +206,8 @@ impl fmt::Debug for GatewayConfig {
             redact,
             state,
             decision_log_max_value,
+            decision_log_rotate_bytes,
+            decision_log_checkpoint_every,
             shadow_all,
             records,
             confirm_key,
@@ -222,6 +231,11 @@ impl fmt::Debug for GatewayConfig {
             .field("redact", redact)
             .field("state", state)
             .field("decision_log_max_value", decision_log_max_value)
+            .field("decision_log_rotate_bytes", decision_log_rotate_bytes)
+            .field(
+                "decision_log_checkpoint_every",
+                decision_log_checkpoint_every,
+            )
             .field("shadow_all", shadow_all)
             .field(
                 "records",
