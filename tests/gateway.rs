@@ -26,6 +26,8 @@ mod common;
 mod harness;
 #[path = "gateway/lifecycle.rs"]
 mod lifecycle;
+#[path = "gateway/metrics.rs"]
+mod metrics;
 #[path = "gateway/origins.rs"]
 mod origins;
 #[path = "../crates/engine/tests/support/postgres_server.rs"]

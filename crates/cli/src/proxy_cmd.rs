@@ -35,6 +35,10 @@ pub(crate) struct ProxyArgs {
     /// e.g. https://app.example.com.
     #[arg(long = "allow-origin", value_name = "ORIGIN", requires = "listen")]
     allow_origins: Vec<String>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics, an admin
+    /// listener apart from the MCP one (a bare PORT binds 127.0.0.1).
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_listen: Option<String>,
     /// Append one JSON line per decided call to FILE (default: standard error).
     #[arg(long, value_name = "FILE")]
     audit_log: Option<PathBuf>,
@@ -295,14 +299,11 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
             return exit::USAGE;
         }
     };
-    let listen = args.listen.as_ref().map(|l| {
-        // A bare port binds loopback only.
-        if l.parse::<u16>().is_ok() {
-            format!("127.0.0.1:{l}")
-        } else {
-            l.clone()
-        }
-    });
+    let listen = args.listen.as_deref().map(runtime::loopback_if_bare);
+    let metrics_listen = args
+        .metrics_listen
+        .as_deref()
+        .map(runtime::loopback_if_bare);
 
     let bearer = match bearer_settings(&args) {
         Ok(None) => None,
@@ -388,10 +389,13 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
     let authenticated = bearer.is_some();
     cfg.bearer = bearer;
 
+    let metrics = runtime::metrics_for(metrics_listen.as_deref(), &engine);
+    cfg.metrics = metrics.clone();
     let (reloads_rx, _watch) = runtime::watch_policies(
         &args.policies,
         &engine,
         Duration::from_millis(args.reload_debounce),
+        metrics.clone(),
     );
 
     // One session on stdio: a single-threaded runtime saves the cross-thread
@@ -409,6 +413,18 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
             return exit::FAILURE;
         }
     };
+    let started_metrics = match (&metrics_listen, &metrics) {
+        (Some(addr), Some(m)) => runtime.block_on(runtime::start_metrics(
+            addr,
+            Arc::clone(m),
+            Arc::clone(&engine),
+        )),
+        _ => Ok(()),
+    };
+    if let Err(e) = started_metrics {
+        eprint!("{}", crate::lint::render_report(&e));
+        return exit::FAILURE;
+    }
     let result = match listen {
         None => runtime.block_on(warden_proxy::serve_stdio(cfg, engine, log, reloads_rx)),
         Some(addr) => runtime.block_on(async move {

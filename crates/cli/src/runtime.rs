@@ -15,6 +15,7 @@ use warden_engine::{
     PostgresRecords, RedisOptions, RedisState, ReloadEvent, SqliteState, StateBackend,
     StateLocation, WatchHandle, load_bundle,
 };
+use warden_proxy::metrics::Metrics;
 
 /// Loads the policy set, printing its diagnostics when it does not load.
 pub(crate) fn load_policies(path: &Path) -> Result<PolicyBundle, i32> {
@@ -203,6 +204,57 @@ pub(crate) fn open_log(settings: &LogSettings<'_>) -> Result<Arc<DecisionLog>, i
     ))
 }
 
+/// Metrics, when an admin listener is configured (`--metrics-listen`,
+/// `[metrics] listen`), with the policies in force at start shown.
+pub(crate) fn metrics_for(listen: Option<&str>, engine: &Engine) -> Option<Arc<Metrics>> {
+    listen?;
+    let metrics = Metrics::new();
+    metrics.policies_loaded(engine.policies().version());
+    Some(metrics)
+}
+
+/// Binds the admin listener and serves `/metrics` on it in the current
+/// runtime; says where (and warns beyond loopback: rules, tools and users'
+/// traffic shapes are there for anyone who can reach it).
+pub(crate) async fn start_metrics(
+    addr: &str,
+    metrics: Arc<Metrics>,
+    engine: Arc<Engine>,
+) -> Result<(), warden_proxy::ProxyError> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        warden_proxy::ProxyError::Listen {
+            addr: format!("{addr} (metrics)"),
+            message: e.to_string(),
+        }
+    })?;
+    match listener.local_addr() {
+        Ok(a) => {
+            if !a.ip().is_loopback() {
+                eprintln!(
+                    "warning: metrics are served on {a}, beyond loopback: anyone who can reach it reads rule, server and tool names and traffic rates\n  help: bind the metrics to 127.0.0.1 and let the scraper reach it through the host, or restrict the port"
+                );
+            }
+            eprintln!("warden: metrics at http://{a}/metrics");
+        }
+        Err(_) => eprintln!("warden: metrics at http://{addr}/metrics"),
+    }
+    tokio::spawn(async move {
+        if let Err(e) = warden_proxy::metrics::serve_metrics(metrics, engine, listener).await {
+            eprintln!("warden: the metrics listener stopped: {e}");
+        }
+    });
+    Ok(())
+}
+
+/// A bare port binds loopback only (`--listen`, `--metrics-listen`).
+pub(crate) fn loopback_if_bare(addr: &str) -> String {
+    if addr.parse::<u16>().is_ok() {
+        format!("127.0.0.1:{addr}")
+    } else {
+        addr.to_string()
+    }
+}
+
 /// Whether decisions are enforced (`--mode`, `mode = "..."`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Mode {
@@ -249,15 +301,24 @@ pub(crate) fn watch_policies(
     path: &Path,
     engine: &Arc<Engine>,
     debounce: Duration,
+    metrics: Option<Arc<Metrics>>,
 ) -> (mpsc::UnboundedReceiver<()>, Option<WatchHandle>) {
     let (reloads_tx, reloads_rx) = mpsc::unbounded_channel();
     let reloader = Arc::new(PolicyReloader::new(path, Arc::clone(engine)));
     let on_reload = Box::new(move |event: &ReloadEvent| match event {
         ReloadEvent::Reloaded { version, rules } => {
             eprintln!("warden: policies reloaded: version {version}, {rules} rules");
+            if let Some(m) = &metrics {
+                m.record_reload(Some(version));
+            }
             let _ = reloads_tx.send(());
         }
-        ReloadEvent::Failed { message, .. } => eprintln!("warden: {message}"),
+        ReloadEvent::Failed { message, .. } => {
+            if let Some(m) = &metrics {
+                m.record_reload(None);
+            }
+            eprintln!("warden: {message}")
+        }
         ReloadEvent::RulesRemoved { version, removed } => eprintln!(
             "warden: warning: the policies reloaded as version {version} no longer have {} rule(s) that were in force: {}",
             removed.len(),

@@ -109,8 +109,16 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
     let authenticated = bearer.is_some();
     let result = runtime.block_on(async move {
         // The watcher's thread sends into the runtime: start it inside.
-        let (reloads, _watch) =
-            runtime::watch_policies(&config.policies, &engine, config.reload_debounce);
+        let metrics = runtime::metrics_for(config.metrics_listen.as_deref(), &engine);
+        let (reloads, _watch) = runtime::watch_policies(
+            &config.policies,
+            &engine,
+            config.reload_debounce,
+            metrics.clone(),
+        );
+        if let (Some(addr), Some(m)) = (&config.metrics_listen, &metrics) {
+            runtime::start_metrics(addr, Arc::clone(m), Arc::clone(&engine)).await?;
+        }
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|e| warden_proxy::ProxyError::Listen {
@@ -138,6 +146,7 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
             bearer,
             user,
             confirm_key,
+            metrics,
         };
         serve_gateway(
             config,

@@ -248,6 +248,9 @@ pub struct ProxyConfig {
     /// is decided and logged as it would be, and none is refused or held
     /// for a confirmation (a would-be denial or confirmation is forwarded).
     pub shadow_all: bool,
+    /// Prometheus metrics to keep (`--metrics-listen`, `[metrics]`);
+    /// `None`: none.
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 impl ProxyConfig {
@@ -273,6 +276,7 @@ impl ProxyConfig {
             listen_limits: crate::listener::ListenLimits::default(),
             confirm_key: crate::seal::SealKey::process(),
             shadow_all: false,
+            metrics: None,
         }
     }
 }
@@ -300,6 +304,7 @@ impl fmt::Debug for ProxyConfig {
             listen_limits,
             confirm_key,
             shadow_all,
+            metrics,
         } = self;
         f.debug_struct("ProxyConfig")
             .field("upstream", upstream)
@@ -321,6 +326,7 @@ impl fmt::Debug for ProxyConfig {
             .field("listen_limits", listen_limits)
             .field("confirm_key", confirm_key)
             .field("shadow_all", shadow_all)
+            .field("metrics", &metrics.is_some())
             .finish()
     }
 }

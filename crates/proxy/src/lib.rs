@@ -83,6 +83,7 @@ pub mod http_upstream;
 pub mod jsonrpc;
 pub mod listener;
 pub mod log_seal;
+pub mod metrics;
 pub mod provenance_token;
 mod raw;
 mod relay;

@@ -48,6 +48,8 @@ pub struct GatewayRuntime {
     pub user: String,
     /// Seals 2026-07-28 confirmations (`confirm_key`).
     pub confirm_key: Arc<crate::seal::SealKey>,
+    /// Prometheus metrics (`[metrics]`), kept by every route.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// What the gateway reports while it runs (the CLI prints these).
@@ -116,6 +118,7 @@ impl Gateway {
         let mut cfg = lock(&self.config).proxy_config(server, self.rt.user.clone());
         cfg.provenance_signer = self.rt.signer.clone();
         cfg.confirm_key = Arc::clone(&self.rt.confirm_key);
+        cfg.metrics = self.rt.metrics.clone();
         cfg.bearer = self.rt.bearer.clone();
         let (factory, shared): (Arc<dyn EndpointFactory>, _) =
             match (&server.instances, &server.upstream) {
@@ -378,6 +381,7 @@ fn restart_needed(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str>
         format!("{:?}", old.limits) == format!("{:?}", new.limits),
     );
     check("federation.separator", old.separator == new.separator);
+    check("metrics.listen", old.metrics_listen == new.metrics_listen);
     keys
 }
 
@@ -403,6 +407,7 @@ pub async fn serve_gateway(
     let drain_timeout = config.limits.drain_timeout;
     let mut http_cfg = config.http_config(rt.user.clone());
     http_cfg.bearer = rt.bearer.clone();
+    http_cfg.metrics = rt.metrics.clone();
     let federation = Arc::new(FederationFactory::new(
         &config.separator,
         Vec::new(),

@@ -36,6 +36,18 @@ impl Relay {
             None => self.log.write(call, decided, None),
         });
         let mut st = lock(&self.st);
+        if let Some(m) = &self.cfg.metrics {
+            match (upstream, &result) {
+                (_, Err(_)) => m.record_log_error(),
+                (Some(outcome), Ok(())) => m.record_upstream(&call.server, outcome),
+                (None, Ok(())) => m.record_decision(
+                    call,
+                    decided,
+                    st.tools.lists(&call.tool),
+                    self.cfg.shadow_all,
+                ),
+            }
+        }
         match result {
             Ok(()) => st.audit_broken = None,
             Err(e) => {
@@ -72,7 +84,17 @@ impl Relay {
         call: &CallContext,
         decided: &Decided,
     ) -> Result<DecideGuard<'g>, String> {
-        if let Err(e) = self.waiting_for_log(|| self.log.write_decision(call, decided)) {
+        let written = self.waiting_for_log(|| self.log.write_decision(call, decided));
+        if let Some(m) = &self.cfg.metrics {
+            match &written {
+                Ok(()) => {
+                    let listed = lock(&self.st).tools.lists(&call.tool);
+                    m.record_decision(call, decided, listed, self.cfg.shadow_all);
+                }
+                Err(_) => m.record_log_error(),
+            }
+        }
+        if let Err(e) = written {
             drop(guard);
             tracing::error!("decision {} was not logged: {e}", decided.id);
             lock(&self.st).audit_broken = Some(e.to_string());

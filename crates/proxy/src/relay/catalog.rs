@@ -31,6 +31,12 @@ impl ToolCache {
     }
 
     /// What the cache holds of `name`, fresh or not.
+    /// Whether the upstream's catalog lists `name` (what a metric may
+    /// name: the catalog bounds the label's values).
+    pub(super) fn lists(&self, name: &str) -> bool {
+        self.tools.contains_key(name)
+    }
+
     pub(super) fn get(&self, name: &str) -> ToolInfo {
         self.tools.get(name).copied().unwrap_or_default()
     }

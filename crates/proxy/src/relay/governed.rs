@@ -12,6 +12,7 @@ use super::{Relay, lock};
 use crate::bearer::Caller;
 use crate::govern::{self, ToolInfo};
 use crate::jsonrpc::{self, id_key};
+use crate::metrics::ConfirmationOutcome;
 use crate::raw::Message;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -61,7 +62,11 @@ impl Relay {
         cancel: CancellationToken,
         caller: Option<Arc<Caller>>,
     ) {
+        let started = std::time::Instant::now();
         let reply = self.govern(msg, &client_id, &cancel, caller).await;
+        if let Some(m) = &self.cfg.metrics {
+            m.record_call(started.elapsed());
+        }
         lock(&self.st).pending.remove_client(&id_key(&client_id));
         if let Some(reply) = reply
             && !cancel.is_cancelled()
@@ -247,6 +252,7 @@ impl Relay {
         if let Some(a) = confirmed_answer {
             Ok(Answer::of_retry(&a))
         } else if !g.ctx.elicitation_form {
+            self.count_confirmation(ConfirmationOutcome::Unsupported);
             let denial = Denial {
                 rules: confirmation.rules.clone(),
                 reason: format!(
@@ -261,6 +267,7 @@ impl Relay {
                 .refuse(g.client_id, &g.call, decided, denial, g.info)
                 .into())
         } else if g.ctx.stateless {
+            self.count_confirmation(ConfirmationOutcome::Asked);
             Err(self
                 .ask_stateless(
                     g.client_id,
@@ -273,6 +280,7 @@ impl Relay {
                 .into())
         } else {
             let question = govern::confirm_message(&g.call, &confirmation.message, &decided.id);
+            self.count_confirmation(ConfirmationOutcome::Asked);
             Ok(self.ask_person(question, g.client_id, g.cancel).await)
         }
     }
@@ -290,6 +298,14 @@ impl Relay {
     ) -> Option<Message> {
         let tool = g.call.tool.clone();
         let rules_text = rules_text(confirmation);
+        self.count_confirmation(match &answer {
+            Answer::Accept => ConfirmationOutcome::Accepted,
+            Answer::Decline => ConfirmationOutcome::Declined,
+            Answer::Cancel => ConfirmationOutcome::Dismissed,
+            Answer::TimedOut => ConfirmationOutcome::TimedOut,
+            Answer::Failed(_) => ConfirmationOutcome::Failed,
+            Answer::CallCancelled => ConfirmationOutcome::Cancelled,
+        });
         let (reason, instead) = match answer {
             Answer::Accept => {
                 g.call.confirmed = confirmation.rules.iter().map(|h| h.rule.clone()).collect();
@@ -359,6 +375,14 @@ impl Relay {
             self.refuse(g.client_id, &g.call, decided, denial, g.info)
                 .into(),
         )
+    }
+}
+
+impl Relay {
+    fn count_confirmation(&self, outcome: ConfirmationOutcome) {
+        if let Some(m) = &self.cfg.metrics {
+            m.record_confirmation(outcome);
+        }
     }
 }
 

@@ -150,6 +150,8 @@ pub(crate) struct Relay {
     /// Bumped when an answer to the client's initialize arrives (or the
     /// link fails), so a call waiting for the server's name looks again.
     named: tokio::sync::watch::Sender<u64>,
+    /// Counts this session in `warden_sessions_active` while it lives.
+    _session: Option<crate::metrics::SessionGuard>,
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -183,7 +185,9 @@ impl Relay {
                 std::process::id()
             )
         });
+        let session = cfg.metrics.as_ref().map(|m| m.session());
         Arc::new(Relay {
+            _session: session,
             cfg,
             engine,
             log,

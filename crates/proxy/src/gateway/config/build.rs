@@ -40,6 +40,7 @@ const TOP: &[&str] = &[
     "auth",
     "limits",
     "federation",
+    "metrics",
     "server",
 ];
 const IDENTITY: &[&str] = &["user", "groups", "model"];
@@ -66,6 +67,7 @@ const LIMITS: &[&str] = &[
     "drain_timeout",
 ];
 const FEDERATION: &[&str] = &["separator"];
+const METRICS: &[&str] = &["listen"];
 
 /// Where a key belongs, for the help of an unknown key that is known
 /// elsewhere (TOML puts every key below a `[section]` line into that
@@ -74,7 +76,7 @@ pub(super) fn elsewhere(key: &str) -> Option<&'static str> {
     if key == "call_timeout" {
         return Some("`[limits]` or a `[[server]]`");
     }
-    let places: [(&[&str], &str); 7] = [
+    let places: [(&[&str], &str); 8] = [
         (
             TOP,
             "the top level: keys below a `[section]` line belong to that section, so move it above the first one",
@@ -84,6 +86,7 @@ pub(super) fn elsewhere(key: &str) -> Option<&'static str> {
         (AUTH, "`[auth]`"),
         (LIMITS, "`[limits]`"),
         (FEDERATION, "`[federation]`"),
+        (METRICS, "`[metrics]`"),
         (server::KEYS, "a `[[server]]`"),
     ];
     places
@@ -159,6 +162,7 @@ pub(super) fn parse(
     let tls = tls(&mut cx, &root, &dir);
     let auth = auth(&mut cx, &root, &dir);
     let limits = limits(&mut cx, &root);
+    let metrics_listen = metrics(&mut cx, &root);
     let separator = separator(&mut cx, &root);
     let servers = server::servers(
         &mut cx,
@@ -193,6 +197,7 @@ pub(super) fn parse(
                 tls,
                 auth,
                 limits,
+                metrics_listen,
                 separator,
                 servers,
             })
@@ -332,6 +337,20 @@ fn listen(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Option<String> {
         ),
     );
     None
+}
+
+/// `[metrics] listen`: the admin listener for `/metrics` (a bare port
+/// binds 127.0.0.1, as `listen` does).
+fn metrics(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Option<String> {
+    let t = root.table(cx, "metrics", "`[metrics]`")?;
+    t.check_keys(cx, METRICS, elsewhere);
+    t.require(
+        cx,
+        "listen",
+        "add e.g. `listen = \"127.0.0.1:9464\"` under `[metrics]`, or remove the table",
+    )
+    .then(|| listen(cx, &t))
+    .flatten()
 }
 
 fn origins(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Vec<String> {

@@ -68,6 +68,9 @@ pub struct GatewayConfig {
     /// `decision_log_checkpoint_every`: lines between two signed
     /// checkpoints of the decision log's chain (with `signing_key`).
     pub decision_log_checkpoint_every: u64,
+    /// `[metrics] listen`: where `/metrics` is served (an admin listener
+    /// apart from `listen`); `None`: no metrics.
+    pub metrics_listen: Option<String>,
     /// `mode = "shadow"`: decide and log every call, enforce nothing.
     pub shadow_all: bool,
     /// `records`: a PostgreSQL URL for the ledger of records agents
@@ -218,6 +221,7 @@ impl fmt::Debug for GatewayConfig {
             tls,
             auth,
             limits,
+            metrics_listen,
             separator,
             servers,
         } = self;
@@ -249,6 +253,7 @@ impl fmt::Debug for GatewayConfig {
             .field("tls", tls)
             .field("auth", auth)
             .field("limits", limits)
+            .field("metrics_listen", metrics_listen)
             .field("separator", separator)
             .field("servers", servers)
             .finish()
