@@ -2,11 +2,15 @@
 //! --metrics-listen` serves `/metrics` apart from MCP; after real calls it
 //! counts them by outcome, rule, server and catalog tool, and times them;
 //! Debian's `promtool check metrics` accepts the text; a real `prometheus`
-//! server started here scrapes warden and its query API returns the
-//! decision counter. `.ci/run` installs the `prometheus` package: a
+//! server started here scrapes warden, its query API returns the decision
+//! counter, and it runs every query of the Grafana dashboard
+//! (docs/grafana); with state in a real Redis, `warden_store_up` follows
+//! Redis going away. `.ci/run` installs the `prometheus` package: a
 //! machine without it fails these tests.
 
 mod common;
+#[path = "../crates/engine/tests/support/redis_server.rs"]
+mod redis_server;
 
 use common::Res;
 use common::raw_proxy::RawProxy;
@@ -44,9 +48,11 @@ async fn call(p: &mut RawProxy, id: u64, args: Value) -> Res<Value> {
 
 /// The proxy with metrics on `port`, initialized, after three allowed
 /// calls and one denied.
-async fn proxy_after_calls(port: u16) -> Res<RawProxy> {
+async fn proxy_after_calls(port: u16, extra: &[&str]) -> Res<RawProxy> {
     let addr = format!("127.0.0.1:{port}");
-    let mut p = RawProxy::start(POLICY, None, &["--metrics-listen", &addr]).await?;
+    let mut args = vec!["--metrics-listen", &addr];
+    args.extend_from_slice(extra);
+    let mut p = RawProxy::start(POLICY, None, &args).await?;
     let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {},
                    "clientInfo": {"name": "metrics-client", "version": "1"}}});
@@ -99,7 +105,7 @@ fn sample(text: &str, name: &str, parts: &[&str]) -> Option<f64> {
 #[tokio::test]
 async fn metrics_count_and_time_the_calls_and_promtool_accepts_them() -> Res<()> {
     let port = free_port()?;
-    let p = proxy_after_calls(port).await?;
+    let p = proxy_after_calls(port, &[]).await?;
     let text = scrape(port).await?;
     let allow = sample(
         &text,
@@ -248,14 +254,74 @@ impl Drop for Prometheus {
     }
 }
 
-#[tokio::test]
-async fn a_real_prometheus_scrapes_warden_and_queries_the_decision_counter() -> Res<()> {
-    let port = free_port()?;
-    let _p = proxy_after_calls(port).await?;
-    let prometheus = Prometheus::start(port)?;
+/// `text` with every byte but letters and digits percent-encoded, for a
+/// query string.
+fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Every query of the Grafana dashboard (docs/grafana) is valid PromQL
+/// that the real server runs, names only metrics warden serves (`served`:
+/// its exposition), and the decision panel finds the calls made.
+async fn dashboard_queries_run(port: u16, served: &str) -> Res<()> {
+    let dashboard: Value =
+        serde_json::from_str(include_str!("../docs/grafana/warden-dashboard.json"))?;
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .ok_or("no panels")?
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_string))
+        .collect();
+    assert!(exprs.len() >= 15, "{exprs:?}");
+    for expr in &exprs {
+        for name in expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("warden_"))
+        {
+            let family = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            assert!(
+                served.contains(&format!("# TYPE {family} ")),
+                "the dashboard's `{expr}` names `{name}`, which warden does not serve"
+            );
+        }
+        let v: Value = reqwest::get(format!(
+            "http://127.0.0.1:{port}/api/v1/query?query={}",
+            percent_encoded(expr)
+        ))
+        .await?
+        .json()
+        .await?;
+        assert_eq!(v["status"], "success", "`{expr}`: {v}");
+        if expr.contains(r#"warden_decisions_total{mode="enforce"}"#) {
+            assert!(
+                v["data"]["result"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty()),
+                "`{expr}` found no decisions: {v}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Waits until the Prometheus on `port` returns the decision counter at
+/// `allow` allowed and `deny` denied calls.
+async fn wait_for_counts(port: u16, allow: &str, deny: &str) -> Res<()> {
     let query = format!(
-        "http://127.0.0.1:{}/api/v1/query?query=sum%20by%20(outcome)%20(warden_decisions_total)",
-        prometheus.port
+        "http://127.0.0.1:{port}/api/v1/query?query={}",
+        percent_encoded("sum by (outcome) (warden_decisions_total)")
     );
     let until = Instant::now() + Duration::from_secs(60);
     let mut last = String::new();
@@ -270,8 +336,8 @@ async fn a_real_prometheus_scrapes_warden_and_queries_the_decision_counter() -> 
                     .find(|r| r["metric"]["outcome"] == o)
                     .and_then(|r| r["value"][1].as_str().map(str::to_string))
             };
-            if by_outcome("allow").as_deref() == Some("3")
-                && by_outcome("deny").as_deref() == Some("1")
+            if by_outcome("allow").as_deref() == Some(allow)
+                && by_outcome("deny").as_deref() == Some(deny)
             {
                 return Ok(());
             }
@@ -279,8 +345,37 @@ async fn a_real_prometheus_scrapes_warden_and_queries_the_decision_counter() -> 
         }
         assert!(
             Instant::now() < until,
-            "prometheus did not return the decision counter within 60 s: {last}"
+            "prometheus did not return the decision counter at {allow} allowed and {deny} denied within 60 s: {last}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+#[tokio::test]
+async fn a_real_prometheus_scrapes_warden_and_queries_the_decision_counter() -> Res<()> {
+    let port = free_port()?;
+    // State in a real Redis, so that the store panel has a store to show.
+    let mut redis = redis_server::RedisServer::start();
+    let mut p = proxy_after_calls(port, &["--state", &redis.url()]).await?;
+    let prometheus = Prometheus::start(port)?;
+    wait_for_counts(prometheus.port, "3", "1").await?;
+    // One more call between two scrapes, so that rates are not empty.
+    call(&mut p, 5, json!({"path": "/more.fa"})).await?;
+    wait_for_counts(prometheus.port, "4", "1").await?;
+    let served = scrape(port).await?;
+    assert_eq!(
+        sample(&served, "warden_store_up", &[r#"store="state""#]),
+        Some(1.0),
+        "{served}"
+    );
+    dashboard_queries_run(prometheus.port, &served).await?;
+    // Redis goes away: the next scrape says so.
+    redis.stop();
+    let served = scrape(port).await?;
+    assert_eq!(
+        sample(&served, "warden_store_up", &[r#"store="state""#]),
+        Some(0.0),
+        "{served}"
+    );
+    Ok(())
 }

@@ -191,6 +191,24 @@ impl Metrics {
         ] {
             registry.register(m).expect("names are unique");
         }
+        // Series with a known, fixed set of label values start at 0, so a
+        // dashboard shows 0 rather than nothing and `increase()` sees the
+        // first one.
+        for outcome in [
+            ConfirmationOutcome::Asked,
+            ConfirmationOutcome::Accepted,
+            ConfirmationOutcome::Declined,
+            ConfirmationOutcome::Dismissed,
+            ConfirmationOutcome::TimedOut,
+            ConfirmationOutcome::Failed,
+            ConfirmationOutcome::Cancelled,
+            ConfirmationOutcome::Unsupported,
+        ] {
+            confirmations.with_label_values(&[outcome.label()]);
+        }
+        for result in ["ok", "failed"] {
+            reloads.with_label_values(&[result]);
+        }
         Arc::new(Metrics {
             registry,
             decisions,

@@ -11,7 +11,11 @@
 //! where the tool is `genomics__get_sample`) sit in front of the same HTTP
 //! demo upstream as the `warden proxy --listen --upstream` row, and these
 //! three paths are measured interleaved (blocks of calls in turn), so a
-//! change in the machine's load falls on all three alike. The `mcp-proxy`
+//! change in the machine's load falls on all three alike. A fourth path is
+//! interleaved with them: the same `warden proxy --listen` with metrics
+//! served (`--metrics-listen`) and the log's checkpoints signed
+//! (`--signing-key`, a key made with `openssl genpkey`), against issue
+//! 15's target of +10 µs p50 over the proxy without them. The `mcp-proxy`
 //! rows are interleaved the same way with the warden row of the same shape.
 
 use crate::common::{
@@ -216,6 +220,36 @@ pub async fn run() -> Result<(), BoxError> {
         ),
     )?;
 
+    // The same proxy with metrics served and the log's checkpoints signed
+    // (issue 15's target: within +10 µs p50 of the proxy without them). The
+    // hash chain is on in both: it cannot be turned off, and the log bench
+    // prices it on its own (`log_chain`).
+    let key = dir.file("warden.key");
+    let made = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out", &key])
+        .status()?;
+    if !made.success() {
+        return Err("openssl genpkey -algorithm ed25519 failed".into());
+    }
+    let observed_front = free_port();
+    let _observed = Background::spawn(
+        &bin,
+        &proxy_args(
+            &policies,
+            &dir.file("observed-decisions.jsonl"),
+            &[
+                "--listen",
+                &format!("127.0.0.1:{observed_front}"),
+                "--metrics-listen",
+                &format!("127.0.0.1:{}", free_port()),
+                "--signing-key",
+                &key,
+                "--upstream",
+                &format!("http://127.0.0.1:{up}/mcp"),
+            ],
+        ),
+    )?;
+
     let gateway = free_port();
     // The config in a directory of its own: `warden serve` watches the
     // config file's directory, and the decision logs' writes (one or two
@@ -247,11 +281,13 @@ pub async fn run() -> Result<(), BoxError> {
     let federated = http_client_at(gateway, "/mcp")
         .await
         .map_err(serve_failed)?;
+    let observed = http_client(observed_front).await?;
     let mut times = measure_interleaved(
         &[
             (&proxied, "get_sample"),
             (&routed, "get_sample"),
             (&federated, "genomics__get_sample"),
+            (&observed, "get_sample"),
         ],
         calls,
     )
@@ -261,10 +297,11 @@ pub async fn run() -> Result<(), BoxError> {
         "HTTP, through warden (HTTP upstream)",
         "HTTP, warden serve /servers/genomics/mcp",
         "HTTP, warden serve /mcp (federated)",
+        "HTTP, through warden, metrics + signed checkpoints",
     ] {
         rows.push(row(path, &times.next().ok_or("a path without times")?));
     }
-    for client in [proxied, routed, federated] {
+    for client in [proxied, routed, federated, observed] {
         client.cancel().await?;
     }
 
@@ -345,6 +382,19 @@ pub async fn run() -> Result<(), BoxError> {
             if p50 <= 1.10 { "" } else { "  [over 10%]" }
         );
     }
+    println!();
+    let (plain, observed) = (&rows[3], &rows[6]);
+    println!(
+        "metrics and signed checkpoints on, over the same proxy without (target: p50 within +10 µs):\n  {}: p50 {}, p99 {}{}",
+        observed.path,
+        signed_us(observed.p50, plain.p50),
+        signed_us(observed.p99, plain.p99),
+        if observed.p50 <= plain.p50 + Duration::from_micros(10) {
+            ""
+        } else {
+            "  [over +10 µs]"
+        }
+    );
     if !peer_rows.is_empty() {
         println!();
         println!("mcp-proxy against warden, same shape, interleaved (p50):");
