@@ -27,6 +27,7 @@ mod files;
 mod fmt_cmd;
 mod lint;
 mod proxy_cmd;
+mod replay_cmd;
 mod runtime;
 mod sarif;
 mod serve_cmd;
@@ -138,6 +139,12 @@ enum Command {
     ///
     /// Exit codes: 0 valid, 1 invalid, 2 bad usage (unreadable key).
     Verify(verify_cmd::VerifyArgs),
+    /// Decide the calls of a decision log again against candidate policies,
+    /// and show each call whose decision would change.
+    ///
+    /// Exit codes: 0 no change, 1 some call changes or cannot be decided
+    /// (an argument the log holds redacted), 2 bad usage.
+    Replay(replay_cmd::ReplayArgs),
     /// Check the decision log: its hash chain and signed checkpoints.
     Audit {
         #[command(subcommand)]
@@ -190,6 +197,7 @@ pub fn run() -> i32 {
         Command::Test { paths } => test_cmd::run(paths),
         Command::Verify(args) => verify_cmd::run(args),
         Command::Audit { command } => audit_cmd::run(command),
+        Command::Replay(args) => replay_cmd::run(args),
         Command::Proxy(args) => proxy_cmd::run(*args),
         Command::Serve(args) => serve_cmd::run(args),
         Command::Check(args) => check_cmd::run(args),

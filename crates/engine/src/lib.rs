@@ -25,6 +25,7 @@ pub mod records;
 pub mod redis_state;
 pub mod reload;
 pub mod remote;
+pub mod replay;
 pub mod sqlite;
 pub mod sqlite_limits;
 pub mod state;
