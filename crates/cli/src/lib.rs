@@ -28,6 +28,7 @@ mod fmt_cmd;
 mod lint;
 mod proxy_cmd;
 mod replay_cmd;
+mod report_cmd;
 mod runtime;
 mod sarif;
 mod serve_cmd;
@@ -145,6 +146,8 @@ enum Command {
     /// Exit codes: 0 no change, 1 some call changes or cannot be decided
     /// (an argument the log holds redacted), 2 bad usage.
     Replay(replay_cmd::ReplayArgs),
+    /// Write a self-contained HTML page with charts of a decision log.
+    Report(report_cmd::ReportArgs),
     /// Check the decision log: its hash chain and signed checkpoints.
     Audit {
         #[command(subcommand)]
@@ -198,6 +201,7 @@ pub fn run() -> i32 {
         Command::Verify(args) => verify_cmd::run(args),
         Command::Audit { command } => audit_cmd::run(command),
         Command::Replay(args) => replay_cmd::run(args),
+        Command::Report(args) => report_cmd::run(args),
         Command::Proxy(args) => proxy_cmd::run(*args),
         Command::Serve(args) => serve_cmd::run(args),
         Command::Check(args) => check_cmd::run(args),

@@ -26,6 +26,7 @@ pub mod redis_state;
 pub mod reload;
 pub mod remote;
 pub mod replay;
+pub mod report;
 pub mod sqlite;
 pub mod sqlite_limits;
 pub mod state;
