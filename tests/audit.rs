@@ -206,6 +206,44 @@ async fn each_kind_of_tampering_is_reported_at_its_first_line() -> Res<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn sigterm_seals_the_log_with_a_last_checkpoint() -> Res<()> {
+    let keys = tempfile::tempdir()?;
+    let (private, public) = key_pair(keys.path(), "warden", 5)?;
+    let mut p = RawProxy::start(
+        "default allow\n",
+        None,
+        &["--signing-key", private.to_str().ok_or("path")?],
+    )
+    .await?;
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "audit-client", "version": "1"}}});
+    p.send_line(init.to_string().as_bytes()).await?;
+    p.next_line().await?;
+    p.send_line(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+        .await?;
+    let msg = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "echo_meta", "arguments": {"n": 1}}});
+    p.send_line(msg.to_string().as_bytes()).await?;
+    loop {
+        let v: Value = serde_json::from_str(&p.next_line().await?)?;
+        if v["id"] == 1 {
+            break;
+        }
+    }
+    let (status, dir) = p.terminate().await?;
+    assert!(status.success(), "warden exited with {status} on SIGTERM");
+    let log = dir.path().join("audit.jsonl");
+    let all = lines(&log)?;
+    let last: Value = serde_json::from_str(all.last().ok_or("empty log")?)?;
+    assert_eq!(last["event"], "checkpoint", "{all:?}");
+    let out = audit_verify(Some(&public), &[log])?;
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("note:"), "{}", stdout(&out));
+    Ok(())
+}
+
 #[test]
 fn bad_usage_exits_2() -> Res<()> {
     let dir = tempfile::tempdir()?;

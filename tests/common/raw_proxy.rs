@@ -86,6 +86,20 @@ impl RawProxy {
         Ok((status, self.dir))
     }
 
+    /// Sends warden SIGTERM, as a supervisor stopping it does, and waits
+    /// for it to exit; the temp dir stays for the test to read.
+    pub async fn terminate(mut self) -> Res<(std::process::ExitStatus, tempfile::TempDir)> {
+        let pid = self._child.id().ok_or("warden has exited")?;
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()?;
+        assert!(sent.success(), "kill -TERM {pid}");
+        let status = tokio::time::timeout(LINE_TIMEOUT, self._child.wait())
+            .await
+            .map_err(|_| "warden did not exit within 10 s of SIGTERM")??;
+        Ok((status, self.dir))
+    }
+
     /// The temp dir the policy and the default decision log are in.
     pub fn dir(&self) -> &Path {
         self.dir.path()

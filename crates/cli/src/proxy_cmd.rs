@@ -426,7 +426,15 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
         return exit::FAILURE;
     }
     let result = match listen {
-        None => runtime.block_on(warden_proxy::serve_stdio(cfg, engine, log, reloads_rx)),
+        // SIGTERM or Ctrl-C ends the session as the end of stdin does, so
+        // that the decision log is closed (and sealed with its checkpoint)
+        // instead of the process being killed mid-chain.
+        None => runtime.block_on(async move {
+            tokio::select! {
+                served = warden_proxy::serve_stdio(cfg, engine, log, reloads_rx) => served,
+                () = runtime::stop_signal() => Ok(()),
+            }
+        }),
         Some(addr) => runtime.block_on(async move {
             let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
                 warden_proxy::ProxyError::Listen {
@@ -446,7 +454,15 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
                 }
                 Err(_) => eprintln!("warden: MCP at http://{addr}/mcp"),
             }
-            warden_proxy::serve_http(cfg, engine, log, reloads_rx, listener).await
+            warden_proxy::serve_http_until(
+                cfg,
+                engine,
+                log,
+                reloads_rx,
+                listener,
+                runtime::stop_signal(),
+            )
+            .await
         }),
     };
     // Pending reads of stdin must not keep the process alive.
