@@ -7,25 +7,11 @@
 
 mod common;
 
-use common::Res;
 use common::raw_proxy::RawProxy;
-use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey, spki::der::pem::LineEnding};
+use common::{Res, key_pair};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Output;
-
-/// Writes an ed25519 key pair as PEM files: (private, public).
-fn key_pair(dir: &Path, name: &str, seed: u8) -> Res<(PathBuf, PathBuf)> {
-    let sk = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
-    let private = dir.join(format!("{name}.key"));
-    let public = dir.join(format!("{name}.pub"));
-    std::fs::write(&private, sk.to_pkcs8_pem(LineEnding::LF)?.as_bytes())?;
-    std::fs::write(
-        &public,
-        sk.verifying_key().to_public_key_pem(LineEnding::LF)?,
-    )?;
-    Ok((private, public))
-}
 
 /// A proxy session of `calls` calls with a checkpoint every 4 lines and
 /// rotation at 3 KB, closed as a client that is done closes it; the log
@@ -33,9 +19,9 @@ fn key_pair(dir: &Path, name: &str, seed: u8) -> Res<(PathBuf, PathBuf)> {
 async fn logged_session(calls: u64) -> Res<(Vec<PathBuf>, tempfile::TempDir, PathBuf)> {
     let keys = tempfile::tempdir()?;
     let (private, public) = key_pair(keys.path(), "warden", 3)?;
-    let mut p = RawProxy::start(
-        "default allow\n",
-        None,
+    let mut p = RawProxy::start_initialized(
+        "default allow
+",
         &[
             "--signing-key",
             private.to_str().ok_or("path")?,
@@ -44,25 +30,11 @@ async fn logged_session(calls: u64) -> Res<(Vec<PathBuf>, tempfile::TempDir, Pat
             "--audit-log-rotate-bytes",
             "3000",
         ],
+        "audit-client",
     )
     .await?;
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                   "clientInfo": {"name": "audit-client", "version": "1"}}});
-    p.send_line(init.to_string().as_bytes()).await?;
-    p.next_line().await?;
-    p.send_line(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
-        .await?;
     for id in 1..=calls {
-        let msg = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-            "params": {"name": "echo_meta", "arguments": {"n": id}}});
-        p.send_line(msg.to_string().as_bytes()).await?;
-        loop {
-            let v: Value = serde_json::from_str(&p.next_line().await?)?;
-            if v["id"] == id {
-                break;
-            }
-        }
+        p.call_tool(id, "echo_meta", json!({"n": id})).await?;
     }
     let (status, dir) = p.close().await?;
     assert!(status.success(), "warden exited with {status}");
@@ -210,28 +182,14 @@ async fn each_kind_of_tampering_is_reported_at_its_first_line() -> Res<()> {
 async fn sigterm_seals_the_log_with_a_last_checkpoint() -> Res<()> {
     let keys = tempfile::tempdir()?;
     let (private, public) = key_pair(keys.path(), "warden", 5)?;
-    let mut p = RawProxy::start(
-        "default allow\n",
-        None,
+    let mut p = RawProxy::start_initialized(
+        "default allow
+",
         &["--signing-key", private.to_str().ok_or("path")?],
+        "audit-client",
     )
     .await?;
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                   "clientInfo": {"name": "audit-client", "version": "1"}}});
-    p.send_line(init.to_string().as_bytes()).await?;
-    p.next_line().await?;
-    p.send_line(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
-        .await?;
-    let msg = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": {"name": "echo_meta", "arguments": {"n": 1}}});
-    p.send_line(msg.to_string().as_bytes()).await?;
-    loop {
-        let v: Value = serde_json::from_str(&p.next_line().await?)?;
-        if v["id"] == 1 {
-            break;
-        }
-    }
+    p.call_tool(1, "echo_meta", json!({"n": 1})).await?;
     let (status, dir) = p.terminate().await?;
     assert!(status.success(), "warden exited with {status} on SIGTERM");
     let log = dir.path().join("audit.jsonl");

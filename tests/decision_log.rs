@@ -18,32 +18,16 @@ async fn started(extra: &[&str]) -> Res<RawProxy> {
 }
 
 async fn started_with(policy: &str, extra: &[&str]) -> Res<RawProxy> {
-    let mut p = RawProxy::start(policy, None, extra).await?;
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                   "clientInfo": {"name": "log-client", "version": "1"}}});
-    p.send_line(init.to_string().as_bytes()).await?;
-    p.next_line().await?;
-    p.send_line(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
-        .await?;
-    Ok(p)
+    RawProxy::start_initialized(policy, extra, "log-client").await
 }
 
 /// Calls `echo_meta` with `args`; the answer.
 async fn call(p: &mut RawProxy, id: u64, args: Value) -> Res<Value> {
-    call_tool(p, id, "echo_meta", args).await
+    p.call_tool(id, "echo_meta", args).await
 }
 
 async fn call_tool(p: &mut RawProxy, id: u64, tool: &str, args: Value) -> Res<Value> {
-    let msg = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-        "params": {"name": tool, "arguments": args}});
-    p.send_line(msg.to_string().as_bytes()).await?;
-    loop {
-        let v: Value = serde_json::from_str(&p.next_line().await?)?;
-        if v["id"] == id {
-            return Ok(v);
-        }
-    }
+    p.call_tool(id, tool, args).await
 }
 
 /// The first decision line whose arguments have `key`.

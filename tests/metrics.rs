@@ -35,15 +35,7 @@ fn free_port() -> Res<u16> {
 }
 
 async fn call(p: &mut RawProxy, id: u64, args: Value) -> Res<Value> {
-    let msg = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-        "params": {"name": "echo_meta", "arguments": args}});
-    p.send_line(msg.to_string().as_bytes()).await?;
-    loop {
-        let v: Value = serde_json::from_str(&p.next_line().await?)?;
-        if v["id"] == id {
-            return Ok(v);
-        }
-    }
+    p.call_tool(id, "echo_meta", args).await
 }
 
 /// The proxy with metrics on `port`, initialized, after three allowed
@@ -52,14 +44,7 @@ async fn proxy_after_calls(port: u16, extra: &[&str]) -> Res<RawProxy> {
     let addr = format!("127.0.0.1:{port}");
     let mut args = vec!["--metrics-listen", &addr];
     args.extend_from_slice(extra);
-    let mut p = RawProxy::start(POLICY, None, &args).await?;
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                   "clientInfo": {"name": "metrics-client", "version": "1"}}});
-    p.send_line(init.to_string().as_bytes()).await?;
-    p.next_line().await?;
-    p.send_line(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
-        .await?;
+    let mut p = RawProxy::start_initialized(POLICY, &args, "metrics-client").await?;
     for id in 1..=3 {
         let answer = call(&mut p, id, json!({"path": "/reads.fa"})).await?;
         assert!(answer["result"]["isError"] != true, "{answer}");

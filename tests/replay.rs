@@ -100,23 +100,11 @@ fn a_stricter_candidate_lists_the_recorded_calls_it_would_refuse() -> Res<()> {
 
 #[tokio::test]
 async fn a_redacted_argument_the_candidate_reads_makes_the_call_unknown() -> Res<()> {
-    let mut p = RawProxy::start("default allow\n", None, &["--redact", "token"]).await?;
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                   "clientInfo": {"name": "replay-client", "version": "1"}}});
-    p.send_line(init.to_string().as_bytes()).await?;
-    p.next_line().await?;
-    p.send_line(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+    let mut p =
+        RawProxy::start_initialized("default allow\n", &["--redact", "token"], "replay-client")
+            .await?;
+    p.call_tool(1, "echo_meta", json!({"token": "s3cret"}))
         .await?;
-    let msg = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": {"name": "echo_meta", "arguments": {"token": "s3cret"}}});
-    p.send_line(msg.to_string().as_bytes()).await?;
-    loop {
-        let v: Value = serde_json::from_str(&p.next_line().await?)?;
-        if v["id"] == 1 {
-            break;
-        }
-    }
     let log = p.dir().join("audit.jsonl");
     assert!(std::fs::read_to_string(&log)?.contains("[redacted]"));
     let candidate = p.dir().join("candidate.policy");

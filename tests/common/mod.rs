@@ -56,3 +56,22 @@ pub fn merge_outcomes(lines: Vec<Value>) -> Vec<Value> {
     }
     out
 }
+
+/// Writes the ed25519 key pair of `seed` as PEM files in `dir`:
+/// (`NAME.key`, PKCS#8; `NAME.pub`, SPKI).
+pub fn key_pair(
+    dir: &std::path::Path,
+    name: &str,
+    seed: u8,
+) -> Res<(std::path::PathBuf, std::path::PathBuf)> {
+    use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey, spki::der::pem::LineEnding};
+    let sk = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+    let private = dir.join(format!("{name}.key"));
+    let public = dir.join(format!("{name}.pub"));
+    std::fs::write(&private, sk.to_pkcs8_pem(LineEnding::LF)?.as_bytes())?;
+    std::fs::write(
+        &public,
+        sk.verifying_key().to_public_key_pem(LineEnding::LF)?,
+    )?;
+    Ok((private, public))
+}

@@ -60,6 +60,34 @@ impl RawProxy {
         })
     }
 
+    /// [`RawProxy::start`] with the default decision log, then the
+    /// 2025-06-18 handshake as client `client`.
+    pub async fn start_initialized(policy: &str, extra: &[&str], client: &str) -> Res<RawProxy> {
+        let mut p = RawProxy::start(policy, None, extra).await?;
+        let init = serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                       "clientInfo": {"name": client, "version": "1"}}});
+        p.send_line(init.to_string().as_bytes()).await?;
+        p.next_line().await?;
+        p.send_line(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+            .await?;
+        Ok(p)
+    }
+
+    /// Calls `tool` with `args` as request `id`; its answer (messages
+    /// before it are skipped).
+    pub async fn call_tool(&mut self, id: u64, tool: &str, args: Value) -> Res<Value> {
+        let msg = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": tool, "arguments": args}});
+        self.send_line(msg.to_string().as_bytes()).await?;
+        loop {
+            let v: Value = serde_json::from_str(&self.next_line().await?)?;
+            if v["id"] == id {
+                return Ok(v);
+            }
+        }
+    }
+
     /// Writes `bytes` and a newline, as one message.
     pub async fn send_line(&mut self, bytes: &[u8]) -> Res<()> {
         self.stdin.write_all(bytes).await?;

@@ -193,17 +193,7 @@ fn recorded(text: &str, place: Place) -> Result<Option<RecordedCall>, String> {
         .as_millisecond();
     let call: CallContext =
         serde_json::from_value(v.clone()).map_err(|e| format!("not a recorded call ({e})"))?;
-    let strings = |key: &str| -> Vec<String> {
-        v.get(key)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let strings = |key: &str| string_list(&v, key);
     Ok(Some(RecordedCall {
         place,
         time,
@@ -217,6 +207,20 @@ fn recorded(text: &str, place: Place) -> Result<Option<RecordedCall>, String> {
         rules: strings("rules"),
         call,
     }))
+}
+
+/// The strings of the array at `key` of a log line (`rules`,
+/// `confirmed`); none when it is absent.
+pub(crate) fn string_list(line: &Value, key: &str) -> Vec<String> {
+    line.get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Decides `calls` again against `bundle`, in time order (ties in the

@@ -95,22 +95,10 @@ fn decision(v: &Value) -> Option<Result<Decision, ()>> {
     Some(Ok(Decision {
         ms: ms.as_millisecond(),
         verdict,
-        rules: v
-            .get("rules")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default(),
+        rules: crate::replay::string_list(v, "rules"),
         reason: text("/reason"),
         retry: text("/retry/when"),
-        confirmed: v
-            .get("confirmed")
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty()),
+        confirmed: !crate::replay::string_list(v, "confirmed").is_empty(),
         tool: format!("{}/{}", text("/server"), text("/tool")),
         agent: match text("/identity/agent") {
             a if a.is_empty() => "(no agent)".to_string(),
