@@ -5,7 +5,6 @@
 
 use crate::exit;
 use clap::{Args, Subcommand, ValueEnum};
-use std::io::BufReader;
 use std::path::PathBuf;
 use warden_engine::log::CheckpointVerifier;
 use warden_engine::log::verify::{Verification, verify_chain};
@@ -60,16 +59,10 @@ fn verify(args: &VerifyArgs) -> i32 {
             return exit::USAGE;
         }
     };
-    let mut files: Vec<(String, Box<dyn std::io::BufRead>)> = Vec::new();
-    for path in &args.files {
-        match std::fs::File::open(path) {
-            Ok(f) => files.push((path.display().to_string(), Box::new(BufReader::new(f)))),
-            Err(e) => {
-                eprintln!("error: cannot read `{}`: {e}", path.display());
-                return exit::USAGE;
-            }
-        }
-    }
+    let files = match crate::files::open_log_files(&args.files) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
     let report = match verify_chain(files, key.as_ref().map(|k| k as &dyn CheckpointVerifier)) {
         Ok(r) => r,
         Err(e) => {

@@ -1,7 +1,9 @@
 //! Finding and reading .policy files: a path is a file, or a directory
 //! whose .policy files (recursively, in sorted order) form one set, found
-//! by the engine's walk.
+//! by the engine's walk. Also opening the decision log files that
+//! `warden audit verify`, `replay` and `report` read.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use warden_lang::Sources;
 
@@ -34,4 +36,25 @@ pub(crate) fn read_sources(files: &[PathBuf]) -> Result<Sources, String> {
 pub(crate) fn display_path(p: &Path) -> String {
     let s = p.display().to_string().replace('\\', "/");
     s.strip_prefix("./").map(str::to_string).unwrap_or(s)
+}
+
+/// A decision log file: its name as given, for reports, and its content.
+pub(crate) type LogFile = (String, Box<dyn BufRead>);
+
+/// Opens each decision log file; a file that cannot be opened is
+/// reported and is bad usage (exit 2).
+pub(crate) fn open_log_files(paths: &[PathBuf]) -> Result<Vec<LogFile>, i32> {
+    paths
+        .iter()
+        .map(|path| match std::fs::File::open(path) {
+            Ok(f) => Ok((
+                path.display().to_string(),
+                Box::new(BufReader::new(f)) as Box<dyn BufRead>,
+            )),
+            Err(e) => {
+                eprintln!("error: cannot read `{}`: {e}", path.display());
+                Err(crate::exit::USAGE)
+            }
+        })
+        .collect()
 }

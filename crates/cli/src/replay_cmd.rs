@@ -5,9 +5,8 @@
 
 use crate::exit;
 use clap::Args;
-use std::io::BufReader;
 use std::path::PathBuf;
-use warden_engine::replay::{ReplayReport, read_recorded, replay};
+use warden_engine::replay::{ReplayReport, Replayed, read_recorded, replay};
 
 /// `warden replay` arguments.
 #[derive(Debug, Args)]
@@ -40,16 +39,10 @@ pub(crate) fn run(args: ReplayArgs) -> i32 {
         Ok(b) => b,
         Err(_) => return exit::USAGE,
     };
-    let mut files: Vec<(String, Box<dyn std::io::BufRead>)> = Vec::new();
-    for path in &args.logs {
-        match std::fs::File::open(path) {
-            Ok(f) => files.push((path.display().to_string(), Box::new(BufReader::new(f)))),
-            Err(e) => {
-                eprintln!("error: cannot read `{}`: {e}", path.display());
-                return exit::USAGE;
-            }
-        }
-    }
+    let files = match crate::files::open_log_files(&args.logs) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
     let mut report = ReplayReport::default();
     let calls = match read_recorded(files, &mut report) {
         Ok(c) => c,
@@ -94,20 +87,24 @@ fn who(user: &str, agent: Option<&str>) -> String {
     }
 }
 
+/// A replayed call's first line: when, who, what, old -> `after`, where.
+fn headline(call: &Replayed, after: &str) {
+    println!(
+        "{}  {}  {}/{}  {} -> {after}  ({}:{})",
+        call.time,
+        who(&call.user, call.agent.as_deref()),
+        call.server,
+        call.tool,
+        call.before.as_str(),
+        call.file,
+        call.line
+    );
+}
+
 fn print_human(report: &ReplayReport) {
     for c in &report.changed {
         let call = &c.call;
-        println!(
-            "{}  {}  {}/{}  {} -> {}  ({}:{})",
-            call.time,
-            who(&call.user, call.agent.as_deref()),
-            call.server,
-            call.tool,
-            call.before.as_str(),
-            c.after.as_str(),
-            call.file,
-            call.line
-        );
+        headline(call, c.after.as_str());
         println!(
             "    was {} by {}; now {} by {}",
             call.before.as_str(),
@@ -120,17 +117,7 @@ fn print_human(report: &ReplayReport) {
         }
     }
     for u in &report.unknown {
-        let call = &u.call;
-        println!(
-            "{}  {}  {}/{}  {} -> unknown  ({}:{})",
-            call.time,
-            who(&call.user, call.agent.as_deref()),
-            call.server,
-            call.tool,
-            call.before.as_str(),
-            call.file,
-            call.line
-        );
+        headline(&u.call, "unknown");
         for r in &u.rules {
             println!(
                 "    `{}` reads {}, which the log does not hold",

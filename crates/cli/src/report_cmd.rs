@@ -8,7 +8,6 @@
 use crate::exit;
 use clap::Args;
 use std::fmt::Write as _;
-use std::io::BufReader;
 use std::path::PathBuf;
 use warden_engine::log::rfc3339;
 use warden_engine::report::{ReportData, report_data};
@@ -28,24 +27,18 @@ pub(crate) struct ReportArgs {
 }
 
 pub(crate) fn run(args: ReportArgs) -> i32 {
-    let mut files: Vec<Box<dyn std::io::BufRead>> = Vec::new();
-    for path in &args.logs {
-        match std::fs::File::open(path) {
-            Ok(f) => files.push(Box::new(BufReader::new(f))),
-            Err(e) => {
-                eprintln!("error: cannot read `{}`: {e}", path.display());
-                return exit::USAGE;
-            }
-        }
-    }
-    let data = match report_data(files) {
+    let files = match crate::files::open_log_files(&args.logs) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let names: Vec<String> = files.iter().map(|(name, _)| name.clone()).collect();
+    let data = match report_data(files.into_iter().map(|(_, r)| r).collect()) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: cannot read the log: {e}");
             return exit::USAGE;
         }
     };
-    let names: Vec<String> = args.logs.iter().map(|p| p.display().to_string()).collect();
     if let Err(e) = std::fs::write(&args.out, page(&data, &names)) {
         eprintln!("error: cannot write `{}`: {e}", args.out.display());
         return exit::USAGE;

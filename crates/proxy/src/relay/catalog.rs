@@ -30,13 +30,13 @@ impl ToolCache {
         self.fresh.then(|| self.get(name))
     }
 
-    /// What the cache holds of `name`, fresh or not.
     /// Whether the upstream's catalog lists `name` (what a metric may
     /// name: the catalog bounds the label's values).
     pub(super) fn lists(&self, name: &str) -> bool {
         self.tools.contains_key(name)
     }
 
+    /// What the cache holds of `name`, fresh or not.
     pub(super) fn get(&self, name: &str) -> ToolInfo {
         self.tools.get(name).copied().unwrap_or_default()
     }

@@ -376,9 +376,7 @@ impl Relay {
                 .into(),
         )
     }
-}
 
-impl Relay {
     fn count_confirmation(&self, outcome: ConfirmationOutcome) {
         if let Some(m) = &self.cfg.metrics {
             m.record_confirmation(outcome);
