@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use warden_engine::DEFAULT_DEBOUNCE;
+use warden_proxy::traces::TraceSettings;
 use warden_proxy::{DEFAULT_MAX_MESSAGE_BYTES, ProxyConfig, Upstream, UpstreamCommand};
 
 /// `warden proxy` arguments.
@@ -39,6 +40,21 @@ pub(crate) struct ProxyArgs {
     /// listener apart from the MCP one (a bare PORT binds 127.0.0.1).
     #[arg(long, value_name = "HOST:PORT")]
     metrics_listen: Option<String>,
+    /// Export an OpenTelemetry span per governed call (with its decision,
+    /// confirmation wait and upstream call) over OTLP/HTTP to URL's
+    /// /v1/traces, e.g. http://127.0.0.1:4318. Default: no traces.
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
+    /// With --otlp-endpoint: the share of new traces kept, 0 to 1; a call
+    /// continuing a client's trace follows the client's sampled flag.
+    #[arg(long, value_name = "RATIO", default_value_t = 1.0,
+          requires = "otlp_endpoint", value_parser = sample_ratio)]
+    trace_sample_ratio: f64,
+    /// With --otlp-endpoint: an argument whose value goes on the call's
+    /// span, as the decision log writes it (redacted, bounded); repeatable.
+    /// Default: no argument values on spans.
+    #[arg(long = "trace-argument", value_name = "NAME", requires = "otlp_endpoint")]
+    trace_arguments: Vec<String>,
     /// Append one JSON line per decided call to FILE (default: standard error).
     #[arg(long, value_name = "FILE")]
     audit_log: Option<PathBuf>,
@@ -391,6 +407,16 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
 
     let metrics = runtime::metrics_for(metrics_listen.as_deref(), &engine);
     cfg.metrics = metrics.clone();
+    let traces = match runtime::start_traces(args.otlp_endpoint.as_ref().map(|endpoint| {
+        let mut t = TraceSettings::new(endpoint.clone());
+        t.sample_ratio = args.trace_sample_ratio;
+        t.arguments = args.trace_arguments.clone();
+        t
+    })) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    cfg.traces = traces.clone();
     let (reloads_rx, _watch) = runtime::watch_policies(
         &args.policies,
         &engine,
@@ -467,6 +493,7 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
     };
     // Pending reads of stdin must not keep the process alive.
     runtime.shutdown_timeout(Duration::from_millis(100));
+    runtime::stop_traces(traces);
     match result {
         Ok(()) => exit::OK,
         Err(e) => {
@@ -511,5 +538,13 @@ pub(crate) fn demo_server(listen: Option<String>) -> i32 {
             eprintln!("error: demo server: {e}");
             exit::FAILURE
         }
+    }
+}
+
+/// `--trace-sample-ratio`: a number from 0 to 1.
+fn sample_ratio(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("`{s}` is not a number from 0 to 1")),
     }
 }

@@ -16,6 +16,7 @@ use warden_engine::{
     StateLocation, WatchHandle, load_bundle,
 };
 use warden_proxy::metrics::Metrics;
+use warden_proxy::traces::{TraceSettings, Traces};
 
 /// Loads the policy set, printing its diagnostics when it does not load.
 pub(crate) fn load_policies(path: &Path) -> Result<PolicyBundle, i32> {
@@ -211,6 +212,40 @@ pub(crate) fn metrics_for(listen: Option<&str>, engine: &Engine) -> Option<Arc<M
     let metrics = Metrics::new();
     metrics.policies_loaded(engine.policies().version());
     Some(metrics)
+}
+
+/// Starts exporting traces when an OTLP endpoint is configured
+/// (`--otlp-endpoint`, `[traces]`), naming this process's replica; says
+/// where. `Err`: the exit code (the reason printed).
+pub(crate) fn start_traces(settings: Option<TraceSettings>) -> Result<Option<Arc<Traces>>, i32> {
+    let Some(mut settings) = settings else {
+        return Ok(None);
+    };
+    settings.instance = Some(warden_proxy::replica_tag().to_string());
+    match Traces::start(&settings) {
+        Ok(t) => {
+            eprintln!(
+                "warden: traces to {}/{}",
+                settings.endpoint.trim_end_matches('/'),
+                warden_proxy::traces::TRACES_PATH
+            );
+            Ok(Some(t))
+        }
+        Err(e) => {
+            eprint!("{}", crate::lint::render_report(&e));
+            Err(exit::USAGE)
+        }
+    }
+}
+
+/// Sends the last spans (off the runtime: this blocks up to a few
+/// seconds) and says so when they could not go.
+pub(crate) fn stop_traces(traces: Option<Arc<Traces>>) {
+    if let Some(t) = traces
+        && let Err(e) = t.shutdown()
+    {
+        eprintln!("warden: the last traces were not exported: {e}");
+    }
 }
 
 /// Binds the admin listener and serves `/metrics` on it in the current

@@ -106,6 +106,11 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
             return exit::FAILURE;
         }
     };
+    let traces = match runtime::start_traces(config.traces.clone()) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let rt_traces = traces.clone();
     let authenticated = bearer.is_some();
     let result = runtime.block_on(async move {
         // The watcher's thread sends into the runtime: start it inside.
@@ -147,6 +152,7 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
             user,
             confirm_key,
             metrics,
+            traces: rt_traces,
         };
         serve_gateway(
             config,
@@ -161,6 +167,7 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
     });
     // Pending reads must not keep the process alive.
     runtime.shutdown_timeout(Duration::from_millis(100));
+    runtime::stop_traces(traces);
     match result {
         Ok(()) => exit::OK,
         Err(e) => {

@@ -275,6 +275,14 @@ impl DecisionLog {
         }
     }
 
+    /// A call's arguments as its decision line holds them: the configured
+    /// keys redacted, then each value past the bound as its SHA-256, size
+    /// and prefix. The proxy records configured arguments on trace spans
+    /// in this form, so a span never shows more than the log.
+    pub fn logged_arguments(&self, arguments: &Value) -> Value {
+        bound::bound_arguments(redact(arguments, &self.redact), self.max_value)
+    }
+
     /// The JSON line (without its newline) [`DecisionLog::write`] writes.
     pub fn line(
         &self,
@@ -330,10 +338,7 @@ impl DecisionLog {
                 via_server: call.provenance.via_server.as_deref(),
             },
             annotations: &call.annotations,
-            arguments: bound::bound_arguments(
-                redact(&call.arguments, &self.redact),
-                self.max_value,
-            ),
+            arguments: self.logged_arguments(&call.arguments),
             confirmed: &call.confirmed,
             rules,
             reason: reason.as_deref(),

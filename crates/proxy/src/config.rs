@@ -251,6 +251,10 @@ pub struct ProxyConfig {
     /// Prometheus metrics to keep (`--metrics-listen`, `[metrics]`);
     /// `None`: none.
     pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    /// OpenTelemetry traces of governed calls (`--otlp-endpoint`,
+    /// `[traces]`); `None`: none, and a client's trace context passes
+    /// through untouched.
+    pub traces: Option<std::sync::Arc<crate::traces::Traces>>,
 }
 
 impl ProxyConfig {
@@ -277,6 +281,7 @@ impl ProxyConfig {
             confirm_key: crate::seal::SealKey::process(),
             shadow_all: false,
             metrics: None,
+            traces: None,
         }
     }
 }
@@ -305,6 +310,7 @@ impl fmt::Debug for ProxyConfig {
             confirm_key,
             shadow_all,
             metrics,
+            traces,
         } = self;
         f.debug_struct("ProxyConfig")
             .field("upstream", upstream)
@@ -327,6 +333,7 @@ impl fmt::Debug for ProxyConfig {
             .field("confirm_key", confirm_key)
             .field("shadow_all", shadow_all)
             .field("metrics", &metrics.is_some())
+            .field("traces", &traces.is_some())
             .finish()
     }
 }

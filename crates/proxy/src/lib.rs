@@ -94,6 +94,7 @@ mod stdio;
 #[doc(hidden)]
 pub mod testkit;
 pub mod tls;
+pub mod traces;
 mod upstream;
 
 pub use config::{

@@ -42,7 +42,8 @@ pub enum ConfirmationOutcome {
 }
 
 impl ConfirmationOutcome {
-    fn label(self) -> &'static str {
+    /// The `outcome` label (and the `warden.confirmation` span attribute).
+    pub fn label(self) -> &'static str {
         match self {
             ConfirmationOutcome::Asked => "asked",
             ConfirmationOutcome::Accepted => "accepted",

@@ -50,6 +50,8 @@ pub struct GatewayRuntime {
     pub confirm_key: Arc<crate::seal::SealKey>,
     /// Prometheus metrics (`[metrics]`), kept by every route.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// OpenTelemetry traces (`[traces]`), kept by every route.
+    pub traces: Option<Arc<crate::traces::Traces>>,
 }
 
 /// What the gateway reports while it runs (the CLI prints these).
@@ -119,6 +121,7 @@ impl Gateway {
         cfg.provenance_signer = self.rt.signer.clone();
         cfg.confirm_key = Arc::clone(&self.rt.confirm_key);
         cfg.metrics = self.rt.metrics.clone();
+        cfg.traces = self.rt.traces.clone();
         cfg.bearer = self.rt.bearer.clone();
         let (factory, shared): (Arc<dyn EndpointFactory>, _) =
             match (&server.instances, &server.upstream) {
@@ -382,6 +385,7 @@ fn restart_needed(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str>
     );
     check("federation.separator", old.separator == new.separator);
     check("metrics.listen", old.metrics_listen == new.metrics_listen);
+    check("traces", old.traces == new.traces);
     keys
 }
 
@@ -408,6 +412,7 @@ pub async fn serve_gateway(
     let mut http_cfg = config.http_config(rt.user.clone());
     http_cfg.bearer = rt.bearer.clone();
     http_cfg.metrics = rt.metrics.clone();
+    http_cfg.traces = rt.traces.clone();
     let federation = Arc::new(FederationFactory::new(
         &config.separator,
         Vec::new(),

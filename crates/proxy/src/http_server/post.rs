@@ -108,6 +108,10 @@ pub(super) async fn post(
             );
         }
     };
+    // The text the relay reads: as sent, unless a trace header went into
+    // `_meta` (then only that member is written anew).
+    let folded = srv.settings.trace_headers
+        && crate::traces::fold_header_into_meta(headers, &mut msg);
     let stateless = is_stateless(headers, &msg);
     let request_id = match &kind {
         Kind::Request { id, .. } => id.clone(),
@@ -189,7 +193,12 @@ pub(super) async fn post(
             msg.to_string().into_bytes(),
         )
     } else {
-        (id_key(&id), None, bytes.to_vec())
+        let line = if folded {
+            crate::raw::rewrite(&String::from_utf8_lossy(&bytes), &msg).into_bytes()
+        } else {
+            bytes.to_vec()
+        };
+        (id_key(&id), None, line)
     };
     let owner = stateless.then(|| Owner::of(caller.as_deref()));
     let progress_token = msg.pointer("/params/_meta/progressToken").map(id_key);

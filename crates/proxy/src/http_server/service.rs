@@ -35,6 +35,9 @@ pub(super) struct Settings {
     /// (SEP-2575): the upstream is a command, which has no HTTP status of
     /// its own to pass on.
     pub(super) status_from_error_code: bool,
+    /// Traces are on: a `tools/call`'s `traceparent` header is its trace
+    /// context when its `_meta` has none.
+    pub(super) trace_headers: bool,
 }
 
 /// One MCP path's Streamable HTTP service.
@@ -72,6 +75,7 @@ impl McpService {
             max_message_bytes: cfg.max_message_bytes,
             body_read_timeout: cfg.listen_limits.body_read,
             status_from_error_code: matches!(cfg.upstream, Upstream::Command(_)),
+            trace_headers: cfg.traces.is_some(),
         };
         Arc::new(McpService {
             settings,

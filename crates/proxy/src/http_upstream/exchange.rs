@@ -3,7 +3,7 @@
 //! into JSON-RPC errors, and the answer read as JSON (one message or
 //! several in a row) or as an SSE stream.
 
-use super::headers::{provenance_headers, standard_headers};
+use super::headers::{provenance_headers, standard_headers, trace_headers};
 use super::{
     Conn, PROTOCOL_HEADER, SESSION_HEADER, STANDARD_HEADERS_PROTOCOL, error_chain, response_id,
 };
@@ -45,6 +45,7 @@ impl Conn {
         if method == Some("tools/call") {
             provenance_headers(&mut headers, &msg);
         }
+        trace_headers(&mut headers, &msg);
         let stateless = headers
             .get(PROTOCOL_HEADER)
             .and_then(|v| v.to_str().ok())

@@ -1,8 +1,9 @@
 //! The headers of upstream requests besides the session's: the
 //! configured ones (checked: none may name a header warden sets), the
-//! 2026-07-28 standard `Mcp-Method`/`Mcp-Name`, and the provenance
-//! headers of a forwarded `tools/call`, with values that cannot travel
-//! plainly sent base64-encoded.
+//! 2026-07-28 standard `Mcp-Method`/`Mcp-Name`, the W3C trace context of
+//! the body's `_meta`, and the provenance headers of a forwarded
+//! `tools/call`, with values that cannot travel plainly sent
+//! base64-encoded.
 
 use super::LAST_EVENT_ID_HEADER;
 use crate::config::ProxyError;
@@ -64,6 +65,11 @@ pub fn check_upstream_header(name: &str) -> Result<(), String> {
     if lower.starts_with("warden-") {
         return Err(format!(
             "`{name}` is a warden provenance header, which warden sets itself"
+        ));
+    }
+    if matches!(lower.as_str(), "traceparent" | "tracestate") {
+        return Err(format!(
+            "`{name}` is W3C trace context, which warden sends from each request's `_meta`"
         ));
     }
     if RESERVED_HEADERS.contains(&lower.as_str()) {
@@ -135,6 +141,18 @@ pub(super) fn standard_headers(h: &mut HeaderMap, method: &str, params: Option<&
         && let Ok(v) = HeaderValue::from_str(&header_text(name))
     {
         h.insert("mcp-name", v);
+    }
+}
+
+/// `traceparent` and `tracestate`, saying what the body's `_meta` says
+/// (warden's upstream span on a traced call, else what the client sent),
+/// so an HTTP server that reads trace context from headers joins the same
+/// trace. Only a valid context is sent, written anew by the propagator.
+pub(super) fn trace_headers(h: &mut HeaderMap, msg: &Value) {
+    for (name, value) in crate::traces::header_pairs(msg) {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
     }
 }
 
@@ -215,6 +233,8 @@ mod tests {
             "Content-Length",
             "Transfer-Encoding",
             "Host",
+            "Traceparent",
+            "tracestate",
         ] {
             let err = check_upstream_header(name).expect_err(name);
             assert!(err.contains(&format!("`{name}`")), "{err}");

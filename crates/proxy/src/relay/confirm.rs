@@ -12,6 +12,7 @@ use super::{Relay, clip, lock};
 use crate::bearer::Caller;
 use crate::govern::{self, CONFIRM_INPUT_KEY};
 use crate::jsonrpc::{self, id_key};
+use crate::metrics::ConfirmationOutcome;
 use crate::raw::Message;
 use crate::seal::SealKey;
 use serde_json::{Map, Value, json};
@@ -114,6 +115,18 @@ pub(super) enum Answer {
 }
 
 impl Answer {
+    /// How the confirmation went, as metrics and spans say it.
+    pub(super) fn outcome(&self) -> ConfirmationOutcome {
+        match self {
+            Answer::Accept => ConfirmationOutcome::Accepted,
+            Answer::Decline => ConfirmationOutcome::Declined,
+            Answer::Cancel => ConfirmationOutcome::Dismissed,
+            Answer::TimedOut => ConfirmationOutcome::TimedOut,
+            Answer::Failed(_) => ConfirmationOutcome::Failed,
+            Answer::CallCancelled => ConfirmationOutcome::Cancelled,
+        }
+    }
+
     /// The action a 2026-07-28 retry carried.
     pub(super) fn of_retry(action: &str) -> Answer {
         match action {

@@ -13,6 +13,7 @@ use crate::govern::{self, PROVENANCE_KEY};
 use crate::jsonrpc::{self, id_key};
 use crate::provenance_token::TOKEN_META_KEY;
 use crate::raw::Message;
+use crate::traces::{CallTrace, UpstreamSpan};
 use serde_json::{Value, json};
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -28,6 +29,7 @@ struct Sent {
     up_id: Value,
     up_key: String,
     started: Instant,
+    span: UpstreamSpan,
 }
 
 /// How a forwarded call's wait for the upstream ended.
@@ -41,6 +43,7 @@ enum Waited {
 impl Relay {
     /// Forwards an allowed call with its provenance, counts it, waits for
     /// the upstream's answer and logs the outcome.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn forward(
         &self,
         guard: DecideGuard<'_>,
@@ -49,13 +52,14 @@ impl Relay {
         call: &CallContext,
         decided: &Decided,
         cancel: &CancellationToken,
+        trace: &CallTrace,
     ) -> Option<Message> {
         let guard = match self.stamp(guard, &mut msg, client_id, call, decided) {
             Ok(guard) => guard,
             Err(reply) => return Some(reply),
         };
         let mut sent = match self
-            .send_counted(guard, msg, client_id, call, decided)
+            .send_counted(guard, msg, client_id, call, decided, trace)
             .await
         {
             Ok(sent) => sent,
@@ -63,19 +67,24 @@ impl Relay {
         };
         let waited = self.wait_answer(&mut sent.rx, &sent.up_key, cancel).await;
         let duration_ms = sent.started.elapsed().as_millis() as u64;
-        match waited {
-            Waited::TimedOut => Some(
-                self.timed_out(sent, client_id, call, decided, duration_ms)
-                    .await,
-            ),
-            Waited::Cancelled => {
-                self.cancelled(sent, call, decided, duration_ms).await;
-                None
+        let span = std::mem::replace(&mut sent.span, UpstreamSpan::none());
+        let (reply, outcome) = match waited {
+            Waited::TimedOut => {
+                let reply = self.timed_out(sent, client_id, call, duration_ms).await;
+                (Some(reply.0), reply.1)
             }
+            Waited::Cancelled => (None, self.cancelled(sent, duration_ms).await),
             Waited::Answer(answer) => {
-                Some(self.answered(answer, client_id, call, decided, duration_ms))
+                let (reply, outcome) = self.answered(answer, client_id, call, decided, duration_ms);
+                (Some(reply), outcome)
             }
-        }
+        };
+        self.audit(call, decided, Some(&outcome));
+        let tool_error = reply
+            .as_ref()
+            .is_some_and(|r| r.pointer("/result/isError") == Some(&Value::Bool(true)));
+        span.end(&outcome, tool_error, trace);
+        reply
     }
 
     /// Phase 1, before anything goes upstream: refused while the decision
@@ -142,15 +151,18 @@ impl Relay {
         client_id: &Value,
         call: &CallContext,
         decided: &Decided,
+        trace: &CallTrace,
     ) -> Result<Sent, Message> {
         let up_id = self.upstream_id(client_id);
         let up_key = id_key(&up_id);
         msg.set_id(up_id.clone());
         let (tx, rx) = oneshot::channel();
         let started = Instant::now();
-        let sender = {
+        let (listed, sender) = {
             let mut st = lock(&self.st);
-            match Self::up_sender(&st, false) {
+            // Read only for traces: the upstream span's name.
+            let listed = self.cfg.traces.is_some() && st.tools.lists(&call.tool);
+            let sender = match Self::up_sender(&st, false) {
                 Some((sender, epoch)) if !st.pending.has_up(&up_key) => {
                     st.pending.insert_up(
                         up_key.clone(),
@@ -166,7 +178,8 @@ impl Relay {
                 }
                 Some(_) => Err(super::client_side::duplicate_id(client_id.clone())),
                 None => Err(self.unavailable(client_id.clone(), &st)),
-            }
+            };
+            (listed, sender)
         };
         let sender = match sender {
             Ok(s) => s,
@@ -189,6 +202,7 @@ impl Relay {
                 return Err(reply.into());
             }
         };
+        let span = trace.upstream(&mut msg, &call.tool, listed);
         if sender.send(msg.to_string()).await.is_err() {
             let reply = {
                 let mut st = lock(&self.st);
@@ -196,15 +210,13 @@ impl Relay {
                 self.unavailable(client_id.clone(), &st)
             };
             drop(guard);
-            self.audit(
-                call,
-                decided,
-                Some(&UpstreamOutcome {
-                    ok: false,
-                    error: Some("the upstream server is not available".into()),
-                    duration_ms: 0,
-                }),
-            );
+            let outcome = UpstreamOutcome {
+                ok: false,
+                error: Some("the upstream server is not available".into()),
+                duration_ms: 0,
+            };
+            self.audit(call, decided, Some(&outcome));
+            span.end(&outcome, false, trace);
             return Err(reply.into());
         }
         self.engine.record_forwarded(call, decided);
@@ -214,6 +226,7 @@ impl Relay {
             up_id,
             up_key,
             started,
+            span,
         })
     }
 
@@ -254,41 +267,36 @@ impl Relay {
         }
     }
 
-    /// Phase 4, no answer in time: the upstream is asked to cancel, the
-    /// outcome logged, the client told.
+    /// Phase 4, no answer in time: the upstream is asked to cancel; the
+    /// client's answer and the outcome to log.
     async fn timed_out(
         &self,
         sent: Sent,
         client_id: &Value,
         call: &CallContext,
-        decided: &Decided,
         duration_ms: u64,
-    ) -> Message {
+    ) -> (Message, UpstreamOutcome) {
         tracing::warn!(
             "upstream did not answer `{}` call {client_id} in time; cancelled",
             call.tool
         );
         self.cancel_up(sent.up_id).await;
-        self.audit(
-            call,
-            decided,
-            Some(&UpstreamOutcome {
-                ok: false,
-                error: Some(format!(
-                    "timed out: no answer within {} s",
-                    secs(self.cfg.call_timeout)
-                )),
-                duration_ms,
-            }),
-        );
-        self.timeout_error(client_id.clone()).into()
+        let outcome = UpstreamOutcome {
+            ok: false,
+            error: Some(format!(
+                "timed out: no answer within {} s",
+                secs(self.cfg.call_timeout)
+            )),
+            duration_ms,
+        };
+        (self.timeout_error(client_id.clone()).into(), outcome)
     }
 
     /// Phase 4, the client cancelled, or its session ended (the client
     /// went away, the session was closed or timed out, warden is stopping):
-    /// so is the upstream's request, and the outcome is logged saying which
+    /// so is the upstream's request; the outcome to log says which
     /// (nothing is answered).
-    async fn cancelled(&self, sent: Sent, call: &CallContext, decided: &Decided, duration_ms: u64) {
+    async fn cancelled(&self, sent: Sent, duration_ms: u64) -> UpstreamOutcome {
         let (reason, logged) = if self.ending.load(std::sync::atomic::Ordering::SeqCst) {
             (
                 "the client's session ended",
@@ -303,19 +311,16 @@ impl Relay {
             Some(json!({"requestId": sent.up_id, "reason": reason})),
         ))
         .await;
-        self.audit(
-            call,
-            decided,
-            Some(&UpstreamOutcome {
-                ok: false,
-                error: Some(logged.into()),
-                duration_ms,
-            }),
-        );
+        UpstreamOutcome {
+            ok: false,
+            error: Some(logged.into()),
+            duration_ms,
+        }
     }
 
     /// Phase 4, an answer (or why there is none): a record the call
-    /// created is stored before the reply goes out, the outcome is logged.
+    /// created is stored before the reply goes out; the reply and the
+    /// outcome to log.
     fn answered(
         &self,
         answer: Result<Result<Message, String>, oneshot::error::RecvError>,
@@ -323,8 +328,8 @@ impl Relay {
         call: &CallContext,
         decided: &Decided,
         duration_ms: u64,
-    ) -> Message {
-        let (reply, outcome) = match answer {
+    ) -> (Message, UpstreamOutcome) {
+        match answer {
             Ok(Ok(mut resp)) => {
                 let mut outcome = outcome_of(&resp, duration_ms);
                 if outcome.ok
@@ -372,9 +377,7 @@ impl Relay {
                     },
                 )
             }
-        };
-        self.audit(call, decided, Some(&outcome));
-        reply
+        }
     }
 }
 

@@ -14,8 +14,10 @@ use crate::govern::{self, ToolInfo};
 use crate::jsonrpc::{self, id_key};
 use crate::metrics::ConfirmationOutcome;
 use crate::raw::Message;
+use crate::traces::CallTrace;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::SystemTime;
 use tokio_util::sync::CancellationToken;
 use warden_engine::{CallContext, Confirmation, Decided, Denial, Outcome, Retry};
 
@@ -36,6 +38,8 @@ struct Governed<'a> {
     ctx: ReqCtx,
     call: CallContext,
     info: ToolInfo,
+    /// The call's spans (nothing while traces are off).
+    trace: &'a CallTrace,
 }
 
 /// What one decision left to do.
@@ -63,14 +67,18 @@ impl Relay {
         caller: Option<Arc<Caller>>,
     ) {
         let started = std::time::Instant::now();
-        let reply = self.govern(msg, &client_id, &cancel, caller).await;
+        let trace = match &self.cfg.traces {
+            Some(t) => t.start_call(&msg, &self.session_id),
+            None => CallTrace::default(),
+        };
+        let reply = self.govern(msg, &client_id, &cancel, caller, &trace).await;
         if let Some(m) = &self.cfg.metrics {
             m.record_call(started.elapsed());
         }
         lock(&self.st).pending.remove_client(&id_key(&client_id));
-        if let Some(reply) = reply
-            && !cancel.is_cancelled()
-        {
+        let reply = reply.filter(|_| !cancel.is_cancelled());
+        trace.finish(reply.as_deref());
+        if let Some(reply) = reply {
             self.send_client(reply).await;
         }
     }
@@ -83,12 +91,16 @@ impl Relay {
         client_id: &Value,
         cancel: &CancellationToken,
         caller: Option<Arc<Caller>>,
+        trace: &CallTrace,
     ) -> Option<Message> {
         let resolved = match self.resolve(&mut msg, client_id, caller.as_deref()).await {
             Ok(r) => r,
             Err(reply) => return Some(reply),
         };
         let (call, info) = self.call_of(&msg, &resolved, caller.as_deref()).await;
+        if !trace.argument_names().is_empty() {
+            trace.arguments(&self.log.logged_arguments(&call.arguments));
+        }
         let mut g = Governed {
             client_id,
             cancel,
@@ -96,6 +108,7 @@ impl Relay {
             ctx: resolved.ctx,
             call,
             info,
+            trace,
         };
         let (msg, decided, confirmation) = match self.decide(msg, &g).await {
             Decision::Done(reply) => return reply,
@@ -202,21 +215,29 @@ impl Relay {
     /// forwarded (the lock held until it counts), a denied one logged and
     /// answered.
     async fn decide(&self, msg: Message, g: &Governed<'_>) -> Decision {
+        let started = SystemTime::now();
         let guard = self.decide_lock.lock().await;
         let decided = self.engine.decide(&g.call);
+        g.trace.decided(
+            started,
+            &g.call,
+            &decided,
+            || lock(&self.st).tools.lists(&g.call.tool),
+            self.cfg.shadow_all,
+        );
         // Global shadow mode: what would be refused or asked is logged as
         // such (the log line says `"mode": "shadow"`) and forwarded.
         let enforced = !self.cfg.shadow_all;
         let confirmation = match &decided.outcome {
             Outcome::Deny(_) | Outcome::Confirm(_) if !enforced => {
                 return Decision::Done(
-                    self.forward(guard, msg, g.client_id, &g.call, &decided, g.cancel)
+                    self.forward(guard, msg, g.client_id, &g.call, &decided, g.cancel, g.trace)
                         .await,
                 );
             }
             Outcome::Allow { .. } => {
                 return Decision::Done(
-                    self.forward(guard, msg, g.client_id, &g.call, &decided, g.cancel)
+                    self.forward(guard, msg, g.client_id, &g.call, &decided, g.cancel, g.trace)
                         .await,
                 );
             }
@@ -252,7 +273,7 @@ impl Relay {
         if let Some(a) = confirmed_answer {
             Ok(Answer::of_retry(&a))
         } else if !g.ctx.elicitation_form {
-            self.count_confirmation(ConfirmationOutcome::Unsupported);
+            self.count_confirmation(g.trace, ConfirmationOutcome::Unsupported);
             let denial = Denial {
                 rules: confirmation.rules.clone(),
                 reason: format!(
@@ -267,7 +288,7 @@ impl Relay {
                 .refuse(g.client_id, &g.call, decided, denial, g.info)
                 .into())
         } else if g.ctx.stateless {
-            self.count_confirmation(ConfirmationOutcome::Asked);
+            self.count_confirmation(g.trace, ConfirmationOutcome::Asked);
             Err(self
                 .ask_stateless(
                     g.client_id,
@@ -280,8 +301,11 @@ impl Relay {
                 .into())
         } else {
             let question = govern::confirm_message(&g.call, &confirmation.message, &decided.id);
-            self.count_confirmation(ConfirmationOutcome::Asked);
-            Ok(self.ask_person(question, g.client_id, g.cancel).await)
+            self.count_confirmation(g.trace, ConfirmationOutcome::Asked);
+            let wait = g.trace.confirmation_wait();
+            let answer = self.ask_person(question, g.client_id, g.cancel).await;
+            wait.end(answer.outcome().label());
+            Ok(answer)
         }
     }
 
@@ -298,14 +322,7 @@ impl Relay {
     ) -> Option<Message> {
         let tool = g.call.tool.clone();
         let rules_text = rules_text(confirmation);
-        self.count_confirmation(match &answer {
-            Answer::Accept => ConfirmationOutcome::Accepted,
-            Answer::Decline => ConfirmationOutcome::Declined,
-            Answer::Cancel => ConfirmationOutcome::Dismissed,
-            Answer::TimedOut => ConfirmationOutcome::TimedOut,
-            Answer::Failed(_) => ConfirmationOutcome::Failed,
-            Answer::CallCancelled => ConfirmationOutcome::Cancelled,
-        });
+        self.count_confirmation(g.trace, answer.outcome());
         let (reason, instead) = match answer {
             Answer::Accept => {
                 g.call.confirmed = confirmation.rules.iter().map(|h| h.rule.clone()).collect();
@@ -377,10 +394,12 @@ impl Relay {
         )
     }
 
-    fn count_confirmation(&self, outcome: ConfirmationOutcome) {
+    /// A step of a confirmation, in the metrics and on the call's span.
+    fn count_confirmation(&self, trace: &CallTrace, outcome: ConfirmationOutcome) {
         if let Some(m) = &self.cfg.metrics {
             m.record_confirmation(outcome);
         }
+        trace.confirmation(outcome.label());
     }
 }
 

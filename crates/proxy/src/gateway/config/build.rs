@@ -41,6 +41,7 @@ const TOP: &[&str] = &[
     "limits",
     "federation",
     "metrics",
+    "traces",
     "server",
 ];
 const IDENTITY: &[&str] = &["user", "groups", "model"];
@@ -68,6 +69,7 @@ const LIMITS: &[&str] = &[
 ];
 const FEDERATION: &[&str] = &["separator"];
 const METRICS: &[&str] = &["listen"];
+const TRACES: &[&str] = &["otlp_endpoint", "sample_ratio", "arguments"];
 
 /// Where a key belongs, for the help of an unknown key that is known
 /// elsewhere (TOML puts every key below a `[section]` line into that
@@ -76,7 +78,7 @@ pub(super) fn elsewhere(key: &str) -> Option<&'static str> {
     if key == "call_timeout" {
         return Some("`[limits]` or a `[[server]]`");
     }
-    let places: [(&[&str], &str); 8] = [
+    let places: [(&[&str], &str); 9] = [
         (
             TOP,
             "the top level: keys below a `[section]` line belong to that section, so move it above the first one",
@@ -87,6 +89,7 @@ pub(super) fn elsewhere(key: &str) -> Option<&'static str> {
         (LIMITS, "`[limits]`"),
         (FEDERATION, "`[federation]`"),
         (METRICS, "`[metrics]`"),
+        (TRACES, "`[traces]`"),
         (server::KEYS, "a `[[server]]`"),
     ];
     places
@@ -163,6 +166,7 @@ pub(super) fn parse(
     let auth = auth(&mut cx, &root, &dir);
     let limits = limits(&mut cx, &root);
     let metrics_listen = metrics(&mut cx, &root);
+    let traces = traces(&mut cx, &root);
     let separator = separator(&mut cx, &root);
     let servers = server::servers(
         &mut cx,
@@ -198,6 +202,7 @@ pub(super) fn parse(
                 auth,
                 limits,
                 metrics_listen,
+                traces,
                 separator,
                 servers,
             })
@@ -351,6 +356,33 @@ fn metrics(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Option<String> {
     )
     .then(|| listen(cx, &t))
     .flatten()
+}
+
+/// `[traces]`: OpenTelemetry traces over OTLP/HTTP, as `warden proxy`'s
+/// `--otlp-endpoint`, `--trace-sample-ratio` and `--trace-argument`.
+fn traces(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Option<crate::traces::TraceSettings> {
+    let t = root.table(cx, "traces", "`[traces]`")?;
+    t.check_keys(cx, TRACES, elsewhere);
+    let required = t.require(
+        cx,
+        "otlp_endpoint",
+        "add e.g. `otlp_endpoint = \"http://127.0.0.1:4318\"` under `[traces]`, or remove the table",
+    );
+    let endpoint = t.nonempty(cx, "otlp_endpoint");
+    let sample_ratio = t.fraction(cx, "sample_ratio");
+    let arguments = values(t.strings(cx, "arguments"));
+    let endpoint = endpoint.filter(|_| required)?;
+    if let Err(e) = crate::traces::check_endpoint(&endpoint.value) {
+        cx.push(
+            Problem::error(endpoint.span, format!("`otlp_endpoint` is not an OTLP/HTTP URL: {e}"), "not an OTLP/HTTP URL")
+                .with_help("the collector's OTLP/HTTP base URL, e.g. `http://127.0.0.1:4318`; warden sends to its `/v1/traces`"),
+        );
+        return None;
+    }
+    let mut settings = crate::traces::TraceSettings::new(endpoint.value);
+    settings.sample_ratio = sample_ratio.unwrap_or(1.0);
+    settings.arguments = arguments;
+    Some(settings)
 }
 
 fn origins(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Vec<String> {

@@ -71,6 +71,8 @@ pub struct GatewayConfig {
     /// `[metrics] listen`: where `/metrics` is served (an admin listener
     /// apart from `listen`); `None`: no metrics.
     pub metrics_listen: Option<String>,
+    /// `[traces]`: OpenTelemetry traces over OTLP/HTTP; `None`: none.
+    pub traces: Option<crate::traces::TraceSettings>,
     /// `mode = "shadow"`: decide and log every call, enforce nothing.
     pub shadow_all: bool,
     /// `records`: a PostgreSQL URL for the ledger of records agents
@@ -222,6 +224,7 @@ impl fmt::Debug for GatewayConfig {
             auth,
             limits,
             metrics_listen,
+            traces,
             separator,
             servers,
         } = self;
@@ -254,6 +257,7 @@ impl fmt::Debug for GatewayConfig {
             .field("auth", auth)
             .field("limits", limits)
             .field("metrics_listen", metrics_listen)
+            .field("traces", traces)
             .field("separator", separator)
             .field("servers", servers)
             .finish()

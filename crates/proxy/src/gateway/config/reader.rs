@@ -238,6 +238,34 @@ impl<'a, 'i> Table<'a, 'i> {
         }
     }
 
+    /// A number from 0 to 1 (`0.25`, `1`, `0`).
+    pub(super) fn fraction(&self, cx: &mut Cx<'_>, key: &str) -> Option<f64> {
+        let (_, v) = self.entry(key)?;
+        let f = match v.get_ref() {
+            DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
+            DeValue::Integer(i) => i.as_str().parse::<f64>().ok(),
+            _ => {
+                cx.push(wrong_type(
+                    key,
+                    v,
+                    "a number",
+                    &format!("a number from 0 to 1 without quotes, e.g. `{key} = 0.25`"),
+                ));
+                return None;
+            }
+        };
+        match f {
+            Some(f) if (0.0..=1.0).contains(&f) => Some(f),
+            _ => {
+                cx.push(
+                    Problem::error(v.span(), format!("`{key}` is out of range"), "out of range")
+                        .with_help("give a number from 0 to 1 (the share of traces kept)"),
+                );
+                None
+            }
+        }
+    }
+
     /// A duration string (`"500ms"`, `"30s"`, `"10m"`, `"1h"`), at most `max`.
     pub(super) fn duration(&self, cx: &mut Cx<'_>, key: &str, max: Duration) -> Option<Duration> {
         let (_, v) = self.entry(key)?;
