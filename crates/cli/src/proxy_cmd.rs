@@ -53,7 +53,11 @@ pub(crate) struct ProxyArgs {
     /// With --otlp-endpoint: an argument whose value goes on the call's
     /// span, as the decision log writes it (redacted, bounded); repeatable.
     /// Default: no argument values on spans.
-    #[arg(long = "trace-argument", value_name = "NAME", requires = "otlp_endpoint")]
+    #[arg(
+        long = "trace-argument",
+        value_name = "NAME",
+        requires = "otlp_endpoint"
+    )]
     trace_arguments: Vec<String>,
     /// Append one JSON line per decided call to FILE (default: standard error).
     #[arg(long, value_name = "FILE")]

@@ -110,8 +110,8 @@ pub(super) async fn post(
     };
     // The text the relay reads: as sent, unless a trace header went into
     // `_meta` (then only that member is written anew).
-    let folded = srv.settings.trace_headers
-        && crate::traces::fold_header_into_meta(headers, &mut msg);
+    let folded =
+        srv.settings.trace_headers && crate::traces::fold_header_into_meta(headers, &mut msg);
     let stateless = is_stateless(headers, &msg);
     let request_id = match &kind {
         Kind::Request { id, .. } => id.clone(),

@@ -231,14 +231,30 @@ impl Relay {
         let confirmation = match &decided.outcome {
             Outcome::Deny(_) | Outcome::Confirm(_) if !enforced => {
                 return Decision::Done(
-                    self.forward(guard, msg, g.client_id, &g.call, &decided, g.cancel, g.trace)
-                        .await,
+                    self.forward(
+                        guard,
+                        msg,
+                        g.client_id,
+                        &g.call,
+                        &decided,
+                        g.cancel,
+                        g.trace,
+                    )
+                    .await,
                 );
             }
             Outcome::Allow { .. } => {
                 return Decision::Done(
-                    self.forward(guard, msg, g.client_id, &g.call, &decided, g.cancel, g.trace)
-                        .await,
+                    self.forward(
+                        guard,
+                        msg,
+                        g.client_id,
+                        &g.call,
+                        &decided,
+                        g.cancel,
+                        g.trace,
+                    )
+                    .await,
                 );
             }
             Outcome::Deny(d) => {

@@ -9,9 +9,10 @@ use super::context::{META_TRACEPARENT, META_TRACESTATE, pairs_of, parent_of};
 use crate::jsonrpc;
 use crate::raw::Message;
 use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer as _};
-use opentelemetry::{Context, KeyValue, StringValue};
-use serde_json::Value;
-use std::sync::Arc;
+use opentelemetry::{Context, Key, KeyValue, StringValue, Value};
+use serde_json::Value as JsonValue;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use warden_engine::{CallContext, Decided, Outcome, UpstreamOutcome};
 
@@ -28,13 +29,26 @@ struct On {
     traces: Arc<Traces>,
     /// The call's own span, as the parent of the others.
     cx: Context,
+    /// What goes on the call's span when it ends, by key: a later value
+    /// (the decision after a confirmation) replaces an earlier one, which
+    /// the SDK's `set_attribute` would keep as a duplicate.
+    attributes: Mutex<BTreeMap<Key, Value>>,
+}
+
+impl On {
+    fn set(&self, kv: KeyValue) {
+        self.attributes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(kv.key, kv.value);
+    }
 }
 
 impl Traces {
     /// Starts the span of a `tools/call` (`msg`) that came with
     /// `client_id` in session `session`, continuing the trace in its
     /// `_meta` if it carries a valid one.
-    pub(crate) fn start_call(self: &Arc<Self>, msg: &Value, session: &str) -> CallTrace {
+    pub(crate) fn start_call(self: &Arc<Self>, msg: &JsonValue, session: &str) -> CallTrace {
         let parent = parent_of(jsonrpc::meta(msg));
         let mut attributes = vec![
             KeyValue::new("mcp.method.name", "tools/call"),
@@ -44,7 +58,7 @@ impl Traces {
         if let Some(id) = msg.get("id") {
             attributes.push(KeyValue::new("jsonrpc.request.id", id_text(id)));
         }
-        if let Some(tool) = msg.pointer("/params/name").and_then(Value::as_str) {
+        if let Some(tool) = msg.pointer("/params/name").and_then(JsonValue::as_str) {
             attributes.push(KeyValue::new("gen_ai.tool.name", clip(tool)));
         }
         let span = self
@@ -57,6 +71,7 @@ impl Traces {
             on: Some(On {
                 traces: Arc::clone(self),
                 cx: parent.with_span(span),
+                attributes: Mutex::default(),
             }),
         }
     }
@@ -78,11 +93,11 @@ impl CallTrace {
 
     /// The configured arguments' values, as the decision log writes them
     /// (`logged`: the call's arguments redacted and bounded).
-    pub(crate) fn arguments(&self, logged: &Value) {
+    pub(crate) fn arguments(&self, logged: &JsonValue) {
         let Some(on) = self.recording() else { return };
         for name in &on.traces.arguments {
             if let Some(v) = logged.get(name) {
-                on.cx.span().set_attribute(KeyValue::new(
+                on.set(KeyValue::new(
                     format!("warden.argument.{name}"),
                     v.to_string(),
                 ));
@@ -139,10 +154,13 @@ impl CallTrace {
             .with_attributes(attributes.clone())
             .start_with_context(&on.traces.tracer, &on.cx);
         span.end();
-        let root = on.cx.span();
-        root.set_attributes(attributes);
+        for kv in attributes {
+            on.set(kv);
+        }
         if listed() {
-            root.update_name(format!("tools/call {}", clip(&call.tool)));
+            on.cx
+                .span()
+                .update_name(format!("tools/call {}", clip(&call.tool)));
         }
     }
 
@@ -166,9 +184,7 @@ impl CallTrace {
     /// span.
     pub(crate) fn confirmation(&self, outcome: &'static str) {
         if let Some(on) = self.recording() {
-            on.cx
-                .span()
-                .set_attribute(KeyValue::new("warden.confirmation", outcome));
+            on.set(KeyValue::new("warden.confirmation", outcome));
         }
     }
 
@@ -201,7 +217,7 @@ impl CallTrace {
         ])) {
             meta.remove(META_TRACESTATE);
             for (key, value) in pairs_of(&cx) {
-                meta.insert(key.to_string(), Value::String(value));
+                meta.insert(key.to_string(), JsonValue::String(value));
             }
         }
         UpstreamSpan { cx: Some(cx) }
@@ -209,20 +225,23 @@ impl CallTrace {
 
     /// The call is answered (`reply`), or was cancelled by the client
     /// (`None`): its span ends, an error answer marked as one.
-    pub(crate) fn finish(self, reply: Option<&Value>) {
+    pub(crate) fn finish(self, reply: Option<&JsonValue>) {
         let Some(on) = self.on else { return };
         let span = on.cx.span();
         match reply {
-            None => span.set_attribute(KeyValue::new("warden.cancelled", true)),
+            None => on.set(KeyValue::new("warden.cancelled", true)),
             Some(r) => {
                 if let Some(e) = r.get("error") {
-                    let code = e.get("code").map(Value::to_string).unwrap_or_default();
-                    span.set_attribute(KeyValue::new("error.type", code));
-                    let message = e.get("message").and_then(Value::as_str).unwrap_or("");
+                    let code = e.get("code").map(JsonValue::to_string).unwrap_or_default();
+                    on.set(KeyValue::new("error.type", code));
+                    let message = e.get("message").and_then(JsonValue::as_str).unwrap_or("");
                     span.set_status(Status::error(message.to_string()));
                 }
             }
         }
+        let attributes =
+            std::mem::take(&mut *on.attributes.lock().unwrap_or_else(|p| p.into_inner()));
+        span.set_attributes(attributes.into_iter().map(|(k, v)| KeyValue::new(k, v)));
         span.end();
     }
 }
@@ -270,7 +289,7 @@ impl UpstreamSpan {
             span.set_attribute(KeyValue::new("error.type", kind));
             span.set_status(Status::error(why.clone()));
             if let Some(on) = &call.on {
-                on.cx.span().set_attribute(KeyValue::new("error.type", kind));
+                on.set(KeyValue::new("error.type", kind));
                 on.cx.span().set_status(Status::error(why));
             }
         }
@@ -279,9 +298,9 @@ impl UpstreamSpan {
 }
 
 /// A JSON-RPC id as span text: a string as it is, a number as written.
-fn id_text(id: &Value) -> String {
+fn id_text(id: &JsonValue) -> String {
     match id {
-        Value::String(s) => clip(s),
+        JsonValue::String(s) => clip(s),
         other => other.to_string(),
     }
 }
@@ -290,8 +309,8 @@ fn clip(s: &str) -> String {
     s.chars().take(MAX_TOOL_CHARS).collect()
 }
 
-fn string_array(items: Vec<String>) -> opentelemetry::Value {
-    opentelemetry::Value::Array(opentelemetry::Array::String(
+fn string_array(items: Vec<String>) -> Value {
+    Value::Array(opentelemetry::Array::String(
         items.into_iter().map(StringValue::from).collect(),
     ))
 }

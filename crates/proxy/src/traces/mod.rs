@@ -143,10 +143,8 @@ impl Traces {
         if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
             resource = resource.with_service_name("warden");
         }
-        resource = resource.with_attribute(KeyValue::new(
-            "service.version",
-            env!("CARGO_PKG_VERSION"),
-        ));
+        resource =
+            resource.with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
         if let Some(instance) = &settings.instance {
             resource =
                 resource.with_attribute(KeyValue::new("service.instance.id", instance.clone()));
@@ -154,9 +152,9 @@ impl Traces {
         let ratio = settings.sample_ratio.clamp(0.0, 1.0);
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
-            .with_sampler(Sampler::ParentBased(Box::new(
-                Sampler::TraceIdRatioBased(ratio),
-            )))
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                ratio,
+            ))))
             .with_resource(resource.build())
             .build();
         let tracer = provider.tracer("warden");
