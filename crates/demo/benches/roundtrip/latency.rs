@@ -14,7 +14,9 @@
 //! change in the machine's load falls on all three alike. A fourth path is
 //! interleaved with them: the same `warden proxy --listen` with metrics
 //! kept and served (`--metrics-listen`), against issue 15's target of
-//! +10 µs p50 over the proxy without them. The `mcp-proxy`
+//! +10 µs p50 over the proxy without them; and a fifth, the same proxy
+//! exporting a span per call (`--otlp-endpoint`) to an OTLP/HTTP sink in
+//! this process, to price traces (off by default). The `mcp-proxy`
 //! rows are interleaved the same way with the warden row of the same shape.
 
 use crate::common::{
@@ -243,6 +245,26 @@ pub async fn run() -> Result<(), BoxError> {
         ),
     )?;
 
+    // The same proxy exporting traces, to a sink that takes OTLP/HTTP and
+    // answers 200 (what a collector does; its work is not warden's).
+    let sink = otlp_sink().await?;
+    let traced_front = free_port();
+    let _traced = Background::spawn(
+        &bin,
+        &proxy_args(
+            &policies,
+            &dir.file("traced-decisions.jsonl"),
+            &[
+                "--listen",
+                &format!("127.0.0.1:{traced_front}"),
+                "--otlp-endpoint",
+                &sink.url,
+                "--upstream",
+                &format!("http://127.0.0.1:{up}/mcp"),
+            ],
+        ),
+    )?;
+
     let gateway = free_port();
     // The config in a directory of its own: `warden serve` watches the
     // config file's directory, and the decision logs' writes (one or two
@@ -275,12 +297,14 @@ pub async fn run() -> Result<(), BoxError> {
         .await
         .map_err(serve_failed)?;
     let observed = http_client(observed_front).await?;
+    let traced = http_client(traced_front).await?;
     let mut times = measure_interleaved(
         &[
             (&proxied, "get_sample"),
             (&routed, "get_sample"),
             (&federated, "genomics__get_sample"),
             (&observed, "get_sample"),
+            (&traced, "get_sample"),
         ],
         calls,
     )
@@ -291,10 +315,11 @@ pub async fn run() -> Result<(), BoxError> {
         "HTTP, warden serve /servers/genomics/mcp",
         "HTTP, warden serve /mcp (federated)",
         "HTTP, through warden, metrics on",
+        "HTTP, through warden, traces on",
     ] {
         rows.push(row(path, &times.next().ok_or("a path without times")?));
     }
-    for client in [proxied, routed, federated, observed] {
+    for client in [proxied, routed, federated, observed, traced] {
         client.cancel().await?;
     }
 
@@ -388,6 +413,14 @@ pub async fn run() -> Result<(), BoxError> {
             "  [over +10 µs]"
         }
     );
+    let traced = &rows[7];
+    println!(
+        "traces on, over the same proxy without ({} export requests to the sink):\n  {}: p50 {}, p99 {}",
+        sink.requests(),
+        traced.path,
+        signed_us(traced.p50, plain.p50),
+        signed_us(traced.p99, plain.p99),
+    );
     if !peer_rows.is_empty() {
         println!();
         println!("mcp-proxy against warden, same shape, interleaved (p50):");
@@ -414,4 +447,34 @@ pub async fn run() -> Result<(), BoxError> {
         }
     }
     Ok(())
+}
+
+/// An OTLP/HTTP endpoint that takes every export and answers 200.
+struct OtlpSink {
+    url: String,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl OtlpSink {
+    fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+async fn otlp_sink() -> Result<OtlpSink, BoxError> {
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&requests);
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |_body: axum::body::Bytes| async move {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            axum::http::StatusCode::OK
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(OtlpSink { url, requests })
 }

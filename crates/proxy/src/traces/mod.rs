@@ -221,7 +221,8 @@ mod tests {
             "ftp://x/",
             "http://h/?a=1",
             "not a url",
-            "http:///v1",
+            "mailto:ops@example.com",
+            "http://h/#frag",
         ] {
             assert!(
                 matches!(traces_url(bad), Err(TraceError::Endpoint(_))),
