@@ -74,6 +74,7 @@ pub async fn start(
         user: "tester".into(),
         confirm_key: warden_proxy::seal::SealKey::process(),
         metrics: None,
+        traces: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
