@@ -654,20 +654,23 @@ args = ["proxy-test-upstream"]
     let http = reqwest::Client::builder().no_proxy().build()?;
     let header = client_traceparent();
 
+    // Calls `call` in session `s` at `url` with the client's traceparent
+    // header; the trace id the upstream got.
+    let traced = |url: String, s: String, call: Value| {
+        let (http, header) = (http.clone(), header.clone());
+        async move {
+            let headers = [("mcp-session-id", s.as_str()), ("traceparent", &header)];
+            let (a, _) = post_json(&http, &url, &call, &headers).await?;
+            Res::Ok(upstream_parent(&a.ok_or("answered")?).0)
+        }
+    };
+
     // The server's own route, trace context in the header only.
     let route = format!("{base}/servers/up/mcp");
     let s = open_session(&http, &route).await?;
     let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
         "params": {"name": "echo_meta", "arguments": {}}});
-    let (a, _) = post_json(
-        &http,
-        &route,
-        &call,
-        &[("mcp-session-id", &s), ("traceparent", &header)],
-    )
-    .await?;
-    let a = a.ok_or("answered")?;
-    assert_eq!(upstream_parent(&a).0, CLIENT_TRACE, "{a}");
+    assert_eq!(traced(route, s, call).await?, CLIENT_TRACE);
 
     // The federated endpoint: the header, and a `_meta` that contradicts
     // it, which wins (it is what every transport carries).
@@ -675,26 +678,12 @@ args = ["proxy-test-upstream"]
     let s = open_session(&http, &fed).await?;
     let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
         "params": {"name": "up__echo_meta", "arguments": {}}});
-    let (a, _) = post_json(
-        &http,
-        &fed,
-        &call,
-        &[("mcp-session-id", &s), ("traceparent", &header)],
-    )
-    .await?;
-    assert_eq!(upstream_parent(&a.ok_or("answered")?).0, CLIENT_TRACE);
+    assert_eq!(traced(fed.clone(), s.clone(), call).await?, CLIENT_TRACE);
     let other_trace = "0af7651916cd43dd8448eb211c80319c";
     let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
         "params": {"name": "up__echo_meta", "arguments": {},
                    "_meta": {"traceparent": format!("00-{other_trace}-b7ad6b7169203331-01")}}});
-    let (a, _) = post_json(
-        &http,
-        &fed,
-        &call,
-        &[("mcp-session-id", &s), ("traceparent", &header)],
-    )
-    .await?;
-    assert_eq!(upstream_parent(&a.ok_or("answered")?).0, other_trace);
+    assert_eq!(traced(fed, s, call).await?, other_trace);
 
     // SIGTERM: the gateway drains and sends its last spans.
     let pid = child.id().ok_or("running")?;

@@ -228,35 +228,22 @@ impl Relay {
         // Global shadow mode: what would be refused or asked is logged as
         // such (the log line says `"mode": "shadow"`) and forwarded.
         let enforced = !self.cfg.shadow_all;
+        if !enforced || matches!(decided.outcome, Outcome::Allow { .. }) {
+            return Decision::Done(
+                self.forward(
+                    guard,
+                    msg,
+                    g.client_id,
+                    &g.call,
+                    &decided,
+                    g.cancel,
+                    g.trace,
+                )
+                .await,
+            );
+        }
         let confirmation = match &decided.outcome {
-            Outcome::Deny(_) | Outcome::Confirm(_) if !enforced => {
-                return Decision::Done(
-                    self.forward(
-                        guard,
-                        msg,
-                        g.client_id,
-                        &g.call,
-                        &decided,
-                        g.cancel,
-                        g.trace,
-                    )
-                    .await,
-                );
-            }
-            Outcome::Allow { .. } => {
-                return Decision::Done(
-                    self.forward(
-                        guard,
-                        msg,
-                        g.client_id,
-                        &g.call,
-                        &decided,
-                        g.cancel,
-                        g.trace,
-                    )
-                    .await,
-                );
-            }
+            Outcome::Allow { .. } => unreachable!("forwarded above"),
             Outcome::Deny(d) => {
                 drop(guard);
                 self.audit(&g.call, &decided, None);
