@@ -54,6 +54,9 @@ pub struct Confirmation {
     pub rules: Vec<RuleHit>,
     /// The question to put to the person.
     pub message: String,
+    /// The rules among `rules` whose approval must come from someone other
+    /// than the caller (`by group` / `by user`), with who that is.
+    pub approvers: Vec<(String, warden_lang::CompiledApprover)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

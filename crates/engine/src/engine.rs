@@ -568,13 +568,24 @@ impl Engine {
             ));
         }
         if only_confirms {
+            let approvers = hits
+                .iter()
+                .filter_map(|(r, _)| {
+                    let by = r.approval.as_ref()?.approver.clone()?;
+                    Some((r.id.clone(), by))
+                })
+                .collect();
             let rules: Vec<RuleHit> = hits.into_iter().map(|(_, h)| h).collect();
             let message = rules
                 .iter()
                 .map(|h| h.message.as_str())
                 .collect::<Vec<_>>()
                 .join("\n");
-            return Outcome::Confirm(Confirmation { rules, message });
+            return Outcome::Confirm(Confirmation {
+                rules,
+                message,
+                approvers,
+            });
         }
         // Restrictions other than confirmations decide; a confirmation
         // would not help while they hold.

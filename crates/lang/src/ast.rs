@@ -5,9 +5,11 @@
 use crate::source::{FileId, Span};
 use std::fmt;
 
+mod approval;
 mod during;
 mod scope;
 mod size;
+pub use approval::*;
 pub use during::*;
 pub use scope::*;
 pub use size::*;
@@ -200,6 +202,10 @@ pub enum Clause {
     Limit(Limit),
     /// `sum args.estimated_cost`: what a budget adds up.
     Sum(ArgPath),
+    /// `by group "lab-leads"`: who approves a require-confirm rule's call.
+    Approver(Approver),
+    /// `grant for 30m within args.sample_id`: what one approval lets through.
+    Grant(Grant),
 }
 
 impl Clause {
@@ -211,6 +217,8 @@ impl Clause {
             Clause::Mode(m) => m.span,
             Clause::Limit(l) => l.span,
             Clause::Sum(p) => p.span,
+            Clause::Approver(a) => a.span,
+            Clause::Grant(g) => g.span,
         }
     }
 
@@ -223,6 +231,8 @@ impl Clause {
             Clause::Mode(_) => "mode",
             Clause::Limit(_) => "max",
             Clause::Sum(_) => "sum",
+            Clause::Approver(_) => "by",
+            Clause::Grant(_) => "grant",
         }
     }
 }

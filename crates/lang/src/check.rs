@@ -12,6 +12,7 @@ use crate::source::{Sources, Span};
 use crate::template::parse_template;
 use std::collections::HashMap;
 
+mod approval;
 mod elements;
 mod limits;
 mod time;
@@ -31,6 +32,8 @@ pub struct RuleParts<'a> {
     pub mode: Option<&'a Spanned<Mode>>,
     pub limit: Option<&'a Limit>,
     pub sum: Option<&'a ArgPath>,
+    pub approver: Option<&'a Approver>,
+    pub grant: Option<&'a Grant>,
 }
 
 impl<'a> RuleParts<'a> {
@@ -57,6 +60,8 @@ impl<'a> RuleParts<'a> {
                 Clause::Mode(m) => parts.mode = Some(m),
                 Clause::Limit(l) => parts.limit = Some(l),
                 Clause::Sum(p) => parts.sum = Some(p),
+                Clause::Approver(a) => parts.approver = Some(a),
+                Clause::Grant(g) => parts.grant = Some(g),
             }
         }
         parts
@@ -322,6 +327,7 @@ fn covers(deny: &RuleParts<'_>, later: &RuleParts<'_>) -> bool {
 fn check_rule(rule: &Rule, parts: &RuleParts<'_>, sources: &Sources, diags: &mut Vec<Diagnostic>) {
     let kind = rule.kind.node;
     limits::check_limit(rule, parts, diags);
+    approval::check_approval(rule, parts, diags);
 
     if let Some(tools) = parts.tool {
         for p in &tools.patterns {

@@ -38,8 +38,9 @@ pub const DEFAULT_POLICY_ID: &str = "#default";
 pub const COUNTING_SUFFIX: &str = "/match";
 
 pub use crate::compiled::{
-    ArgType, CompiledBudget, CompiledLimit, CompiledPolicySet, CompiledRecords, CompiledRule,
-    CreatedArg, EachTest, ElementTest, ElementValue, Order,
+    ArgType, CompiledApproval, CompiledApprover, CompiledBudget, CompiledGrant, CompiledLimit,
+    CompiledPolicySet, CompiledRecords, CompiledRule, CreatedArg, EachTest, ElementTest,
+    ElementValue, Order,
 };
 
 /// Compiles checked files. Call only when the checker reported no error;
@@ -331,6 +332,7 @@ impl Emitter {
             None => Tri::definite(CExpr::Bool(true)),
         };
 
+        let approval = (kind == RuleKind::RequireConfirm).then(|| compiled_approval(parts));
         let mut annotations = vec![
             ("id", id.clone()),
             ("kind", kind.keyword().to_string()),
@@ -347,6 +349,21 @@ impl Emitter {
         ];
         if let Some(r) = parts.reason {
             annotations.push(("reason", r.node.clone()));
+        }
+        // Who approves and what an approval lets through: read by the
+        // engine, not by Cedar (the policy only checks `context.confirmed`,
+        // which the engine fills from the person's answer or a grant).
+        if let Some(a) = &approval {
+            if let Some(by) = &a.approver {
+                annotations.push(("approver", by.text()));
+            }
+            // A rule that says nothing of grants keeps the Cedar it had.
+            if parts.grant.is_some() {
+                annotations.push(("grant", a.grant.text()));
+            }
+            if !a.within.is_empty() {
+                annotations.push(("grant_within", a.within.join(" ")));
+            }
         }
         if let Some(l) = limit {
             let max = if kind == RuleKind::Budget {
@@ -449,6 +466,7 @@ impl Emitter {
             reason: parts.reason.and_then(|r| parse_template(&r.node).ok()),
             reason_source: parts.reason.map(|r| r.node.clone()),
             limit,
+            approval,
             budget,
             servers: parts
                 .server
@@ -747,4 +765,29 @@ fn normalize_decimal(text: &str) -> String {
     };
     let frac = if frac.is_empty() { "0" } else { frac };
     format!("{int}.{frac}")
+}
+
+/// A require-confirm rule's approval as the engine reads it.
+fn compiled_approval(parts: &RuleParts<'_>) -> CompiledApproval {
+    let approver = parts.approver.map(|a| match a.kind {
+        ApproverKind::Group => CompiledApprover::Group(a.name.node.clone()),
+        ApproverKind::User => CompiledApprover::User(a.name.node.clone()),
+    });
+    let (grant, within) = match parts.grant {
+        None => (CompiledGrant::Once, Vec::new()),
+        Some(g) => (
+            match g.scope.node {
+                GrantScope::Once => CompiledGrant::Once,
+                GrantScope::For(d) => CompiledGrant::ForSecs(d.as_secs()),
+                GrantScope::Session => CompiledGrant::Session,
+                GrantScope::Calls(n) => CompiledGrant::Calls(n),
+            },
+            g.within.iter().map(ArgPath::json_pointer).collect(),
+        ),
+    };
+    CompiledApproval {
+        approver,
+        grant,
+        within,
+    }
 }

@@ -87,6 +87,62 @@ pub struct CompiledBudget {
     pub written: String,
 }
 
+/// Who approves a `require-confirm` rule's call and what the approval
+/// lets through (`by`, `grant`; both optional in the source).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CompiledApproval {
+    /// `None`: the caller confirms their own call.
+    pub approver: Option<CompiledApprover>,
+    pub grant: CompiledGrant,
+    /// RFC 6901 pointers of the arguments a later call must share with the
+    /// approved one (`within`); empty: all of them, exactly.
+    pub within: Vec<String>,
+}
+
+/// `by group "..."` / `by user "..."`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompiledApprover {
+    Group(String),
+    User(String),
+}
+
+impl CompiledApprover {
+    /// As the Cedar annotation and messages write it: `group:lab-leads`.
+    pub fn text(&self) -> String {
+        match self {
+            CompiledApprover::Group(g) => format!("group:{g}"),
+            CompiledApprover::User(u) => format!("user:{u}"),
+        }
+    }
+}
+
+/// How far one approval reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompiledGrant {
+    /// The approved call only.
+    Once,
+    /// Calls within this many seconds of the approval.
+    ForSecs(u64),
+    /// Calls in the approved call's session.
+    Session,
+    /// This many calls, the approved one included.
+    Calls(u64),
+}
+
+impl CompiledGrant {
+    /// As the Cedar annotation writes it: `once`, `1800s`, `session`, `5 calls`.
+    pub fn text(self) -> String {
+        match self {
+            CompiledGrant::Once => "once".to_string(),
+            CompiledGrant::ForSecs(s) => format!("{s}s"),
+            CompiledGrant::Session => "session".to_string(),
+            CompiledGrant::Calls(n) => format!("{n} calls"),
+        }
+    }
+}
+
 /// Everything the engine needs to know about one rule besides its Cedar.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CompiledRule {
@@ -100,6 +156,9 @@ pub struct CompiledRule {
     pub reason: Option<Template>,
     pub reason_source: Option<String>,
     pub limit: Option<CompiledLimit>,
+    /// For a require-confirm rule: who approves, and what one approval
+    /// lets through (the caller, once, when the rule says nothing).
+    pub approval: Option<CompiledApproval>,
     /// For a budget: what it sums.
     pub budget: Option<CompiledBudget>,
     /// `None` means any server.

@@ -127,6 +127,12 @@ codes! {
     FractionalCount = "fractional-count", Error, "caps and rate limits count calls: `max` is a whole number";
     /// A budget without `sum`, or `sum` on another rule kind.
     MisplacedSum = "misplaced-sum", Error, "a budget adds up one argument (`sum args.NAME`); other rules take no `sum`";
+    /// `by` or `grant` on a rule that asks nobody.
+    MisplacedApproval = "misplaced-approval", Error, "`by` and `grant` belong to `require-confirm` rules";
+    /// A grant that holds for no call, longer than a day, for more than 10,000 calls, or `within` on a single call.
+    InvalidGrant = "invalid-grant", Error, "a grant holds for 1 to 10,000 calls or up to a day, and `within` needs a grant that outlives its call";
+    /// `by group ""` or `by user ""`.
+    EmptyApprover = "empty-approver", Error, "an approver names a group or a user";
     /// A `per model` limit whose rule does not require `verified model`.
     UnverifiedModelLimit = "unverified-model-limit", Warning, "a `per model` limit on a declared model name is evaded by declaring another name";
     /// A tool-flag test whose result on a tool without that hint comes from a default that lets calls through.

@@ -185,6 +185,17 @@ impl Printer<'_> {
                 self.out.push_str("sum ");
                 write_path(&mut self.out, p);
             }
+            Clause::Approver(a) => {
+                let _ = write!(self.out, "by {} ", a.kind.keyword());
+                write_string(&mut self.out, &a.name.node);
+            }
+            Clause::Grant(g) => {
+                let _ = write!(self.out, "grant {}", g.scope.node.text());
+                for (i, p) in g.within.iter().enumerate() {
+                    self.out.push_str(if i == 0 { " within " } else { ", " });
+                    write_path(&mut self.out, p);
+                }
+            }
         }
     }
 

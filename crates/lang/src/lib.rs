@@ -42,7 +42,8 @@ pub mod template;
 pub mod terminal;
 
 pub use compile::{
-    ArgType, CompiledLimit, CompiledPolicySet, CompiledRecords, CompiledRule, CreatedArg,
+    ArgType, CompiledApproval, CompiledApprover, CompiledGrant, CompiledLimit, CompiledPolicySet,
+    CompiledRecords, CompiledRule, CreatedArg,
 };
 pub use diagnostic::{Code, Diagnostic, Diagnostics, Label, Location, Severity};
 pub use source::{FileId, SourceFile, Sources, Span};

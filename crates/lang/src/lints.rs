@@ -3,10 +3,12 @@
 //! where it is written. `tests/lints.rs` has a passing and a failing example
 //! of each, with the rendered report as an insta snapshot.
 
+pub(crate) mod approval;
 mod dead;
 mod elements;
 mod limits;
 mod time;
+pub(crate) use approval::*;
 pub(crate) use dead::*;
 pub(crate) use elements::*;
 pub(crate) use limits::*;

@@ -204,8 +204,61 @@ impl Builder {
                 })
             }
             Rule::sum_clause => Clause::Sum(self.arg_path(inner.next().expect("grammar: path"))),
+            Rule::approver_clause => {
+                let kind = match inner.next().expect("grammar: approver kind").as_str() {
+                    "group" => ApproverKind::Group,
+                    _ => ApproverKind::User,
+                };
+                let name = self.string(inner.next().expect("grammar: approver"));
+                Clause::Approver(Approver {
+                    kind,
+                    span: Span::new(span.file, span.start, name.span.end),
+                    name,
+                })
+            }
+            Rule::grant_clause => {
+                let scope_pair = inner.next().expect("grammar: grant scope");
+                let scope = self.grant_scope(scope_pair);
+                let within: Vec<ArgPath> = inner
+                    .next()
+                    .map(|w| {
+                        w.into_inner()
+                            .filter(|p| p.as_rule() == Rule::arg_path)
+                            .map(|p| self.arg_path(p))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                // The clause ends where its last part does (pest keeps the
+                // whitespace after an optional tail in the pair).
+                let end = within.last().map_or(scope.span.end, |p| p.span.end);
+                Clause::Grant(Grant {
+                    scope,
+                    within,
+                    span: Span::new(span.file, span.start, end),
+                })
+            }
             r => unreachable!("grammar: unexpected clause {r:?}"),
         }
+    }
+
+    /// `once`, `for 30m`, `for session`, `for 5 calls`.
+    fn grant_scope(&mut self, pair: Pair<'_, Rule>) -> Spanned<GrantScope> {
+        let span = self.span(&pair);
+        let mut scope = GrantScope::Once;
+        let mut end = span.end;
+        for p in pair.into_inner() {
+            end = self.span(&p).end;
+            match p.as_rule() {
+                Rule::kw_session => scope = GrantScope::Session,
+                Rule::duration => scope = GrantScope::For(self.duration(&p).node),
+                Rule::grant_calls => {
+                    let n = p.into_inner().next().expect("grammar: count");
+                    scope = GrantScope::Calls(self.integer(&n));
+                }
+                _ => {}
+            }
+        }
+        Spanned::new(scope, Span::new(span.file, span.start, end))
     }
 
     fn pattern_list(&mut self, pair: Pair<'_, Rule>, clause_span: Span) -> PatternList {
@@ -664,6 +717,11 @@ fn is_keyword(r: Rule) -> bool {
             | Rule::kw_length
             | Rule::kw_size
             | Rule::kw_of
+            | Rule::kw_grant
+            | Rule::kw_once
+            | Rule::kw_for
+            | Rule::kw_within
+            | Rule::kw_calls
     )
 }
 

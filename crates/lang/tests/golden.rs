@@ -166,3 +166,28 @@ fn the_issue_12_examples_lint_without_errors() {
         );
     }
 }
+
+/// Issue 16's example rule lints as the issue writes it.
+#[test]
+fn the_issue_16_example_lints_as_written() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text =
+        std::fs::read_to_string(root.join("test_data/issue16_example.policy")).expect("read");
+    let diags = lint_policy_set(&common::sources("issue16_example.policy", &text));
+    assert!(diags.is_empty(), "{}", common::render(&diags));
+    let out =
+        compile_policy_set(&common::sources("issue16_example.policy", &text)).expect("compiles");
+    let rule = &out.policy_set.rules()[0];
+    let approval = rule.approval.as_ref().expect("an approval");
+    assert_eq!(
+        approval.approver,
+        Some(warden_lang::CompiledApprover::Group("lab-leads".into()))
+    );
+    assert_eq!(approval.grant, warden_lang::CompiledGrant::ForSecs(1800));
+    assert!(
+        rule.cedar.contains(r#"@approver("group:lab-leads")"#),
+        "{}",
+        rule.cedar
+    );
+    assert!(rule.cedar.contains(r#"@grant("1800s")"#), "{}", rule.cedar);
+}

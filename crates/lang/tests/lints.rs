@@ -523,3 +523,43 @@ fn cap_ended_by_confirm() {
         "default allow\nrequire-confirm writes {\n  tool \"write_*\"\n  when via agent\n}\ncap-consecutive streak {\n  tool \"write_file\"\n  max 3 per session\n}\n",
     );
 }
+
+#[test]
+fn misplaced_approval() {
+    check(
+        Code::MisplacedApproval,
+        "default allow\ndeny x {\n  tool \"wipe\"\n  by group \"admins\"\n}\n",
+        "default allow\nrequire-confirm x {\n  tool \"wipe\"\n  by group \"admins\"\n}\n",
+    );
+}
+
+#[test]
+fn invalid_grant() {
+    check(
+        Code::InvalidGrant,
+        "default allow\nrequire-confirm x {\n  tool \"run\"\n  grant for 2d\n}\n",
+        "default allow\nrequire-confirm x {\n  tool \"run\"\n  grant for 1d\n}\n",
+    );
+}
+
+#[test]
+fn invalid_grant_within_once() {
+    let fail = "default allow\nrequire-confirm x {\n  tool \"run\"\n  grant once within args.sample_id\n}\n";
+    let diags = lint_policy_set(&common::sources("within.policy", fail));
+    assert!(
+        diags.iter().any(|d| d.code() == Code::InvalidGrant),
+        "{}",
+        common::render(&diags)
+    );
+    let pass = "default allow\nrequire-confirm x {\n  tool \"run\"\n  grant for 2 calls within args.sample_id\n}\n";
+    assert!(lint_policy_set(&common::sources("within.policy", pass)).is_empty());
+}
+
+#[test]
+fn empty_approver() {
+    check(
+        Code::EmptyApprover,
+        "default allow\nrequire-confirm x {\n  tool \"run\"\n  by user \"\"\n}\n",
+        "default allow\nrequire-confirm x {\n  tool \"run\"\n  by user \"lead@example.org\"\n}\n",
+    );
+}

@@ -189,6 +189,51 @@ impl Messy {
                 self.ws();
                 self.path(p);
             }
+            Clause::Approver(a) => {
+                self.out.push_str("by");
+                self.ws();
+                self.out.push_str(a.kind.keyword());
+                self.opt_ws();
+                self.string(&a.name.node);
+            }
+            Clause::Grant(g) => {
+                self.out.push_str("grant");
+                self.ws();
+                match g.scope.node {
+                    GrantScope::Once => self.out.push_str("once"),
+                    GrantScope::Session => {
+                        self.out.push_str("for");
+                        self.ws();
+                        self.out.push_str("session");
+                    }
+                    GrantScope::Calls(n) => {
+                        self.out.push_str("for");
+                        self.ws();
+                        self.zeros();
+                        let _ = write!(self.out, "{n}");
+                        self.ws();
+                        self.out.push_str(if n == 1 { "call" } else { "calls" });
+                    }
+                    GrantScope::For(d) => {
+                        self.out.push_str("for");
+                        self.ws();
+                        self.zeros();
+                        let _ = write!(self.out, "{d}");
+                    }
+                }
+                for (i, p) in g.within.iter().enumerate() {
+                    if i == 0 {
+                        self.ws();
+                        self.out.push_str("within");
+                        self.ws();
+                    } else {
+                        self.opt_ws();
+                        self.out.push(',');
+                        self.opt_ws();
+                    }
+                    self.path(p);
+                }
+            }
         }
     }
 

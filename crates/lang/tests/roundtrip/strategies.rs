@@ -550,6 +550,21 @@ fn any_clause() -> impl Strategy<Value = Clause> {
         1 => mode().prop_map(|m| Clause::Mode(sp(m))),
         1 => limit,
         1 => arg_path().prop_map(Clause::Sum),
+        1 => (prop_oneof![Just(ApproverKind::Group), Just(ApproverKind::User)], any_string())
+            .prop_map(|(kind, name)| Clause::Approver(Approver { kind, name: sp(name), span: S })),
+        1 => (grant_scope(), proptest::collection::vec(arg_path(), 0..3))
+            .prop_map(|(scope, within)| Clause::Grant(Grant { scope: sp(scope), within, span: S })),
+    ]
+}
+
+/// Any grant scope the grammar accepts (the checker may not).
+fn grant_scope() -> impl Strategy<Value = GrantScope> {
+    prop_oneof![
+        Just(GrantScope::Once),
+        Just(GrantScope::Session),
+        prop_oneof![any::<u64>(), 0u64..100].prop_map(GrantScope::Calls),
+        (prop_oneof![any::<u64>(), 0u64..100], duration_unit())
+            .prop_map(|(amount, unit)| GrantScope::For(Duration { amount, unit })),
     ]
 }
 

@@ -59,6 +59,17 @@ fn strip_rule(r: &mut Rule) {
             Clause::Reason(s) => s.span = S,
             Clause::Mode(m) => m.span = S,
             Clause::Sum(p) => p.span = S,
+            Clause::Approver(a) => {
+                a.span = S;
+                a.name.span = S;
+            }
+            Clause::Grant(g) => {
+                g.span = S;
+                g.scope.span = S;
+                for p in &mut g.within {
+                    p.span = S;
+                }
+            }
             Clause::Limit(l) => {
                 l.span = S;
                 l.max.span = S;

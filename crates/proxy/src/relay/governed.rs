@@ -273,6 +273,25 @@ impl Relay {
         confirmation: &Confirmation,
     ) -> Result<Answer, Message> {
         let tool = &g.call.tool;
+        if let Some((rule, by)) = confirmation.approvers.first() {
+            // Four eyes: the caller's own yes is not the approval the rule
+            // asks for, and no channel to another person exists yet.
+            self.count_confirmation(g.trace, ConfirmationOutcome::Unsupported);
+            let who = approver_text(by);
+            let denial = Denial {
+                rules: confirmation.rules.clone(),
+                reason: format!(
+                    "`{tool}` was not called: it needs the approval of {who} (rule `{rule}`), someone other than the caller, and this warden cannot take an approval from another person yet"
+                ),
+                retry: Retry::Never,
+                instead: format!(
+                    "do not retry; tell the person that this call needs the approval of {who}, which this warden cannot collect"
+                ),
+            };
+            return Err(self
+                .refuse(g.client_id, &g.call, decided, denial, g.info)
+                .into());
+        }
         if let Some(a) = confirmed_answer {
             Ok(Answer::of_retry(&a))
         } else if !g.ctx.elicitation_form {
@@ -403,6 +422,14 @@ impl Relay {
             m.record_confirmation(outcome);
         }
         trace.confirmation(outcome.label());
+    }
+}
+
+/// Who must approve, for messages: "a member of group `lab-leads`".
+fn approver_text(by: &warden_lang::CompiledApprover) -> String {
+    match by {
+        warden_lang::CompiledApprover::Group(g) => format!("a member of group `{g}`"),
+        warden_lang::CompiledApprover::User(u) => format!("user `{u}`"),
     }
 }
 
