@@ -46,9 +46,9 @@ pub(crate) fn grant_too_many_calls(at: Span, calls: u64) -> Diagnostic {
         format!("`grant for {calls} calls` is more than 10,000 calls"),
     )
     .with_label(at, "too many calls for one approval")
-    .with_help(format!(
-        "a grant holds for at most 10,000 calls; for standing permission write an `allow` rule instead"
-    ))
+    .with_help(
+        "a grant holds for at most 10,000 calls; for standing permission write an `allow` rule instead",
+    )
 }
 
 pub(crate) fn within_once(at: Span) -> Diagnostic {
