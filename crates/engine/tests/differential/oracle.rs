@@ -148,6 +148,10 @@ impl Policy {
                                 ))
                             }
                             Clause::Sum(p) => rule.sum = Some(p.segments.clone()),
+                            // Who approves and what a grant covers are the
+                            // relay's and the store's, not the decision's:
+                            // the generated sets have none.
+                            Clause::Approver(_) | Clause::Grant(_) => {}
                         }
                     }
                     rules.push(rule);
