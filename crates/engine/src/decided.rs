@@ -103,6 +103,10 @@ pub struct Decided {
     /// note must show although the probe was denied for want of an allow).
     #[serde(skip)]
     pub restricting: Vec<String>,
+    /// Grants this decision used (a rule confirmed by an earlier yes) or
+    /// created (this call's yes reaches later calls); set by the proxy.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<crate::engine::GrantUse>,
 }
 
 fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

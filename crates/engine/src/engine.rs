@@ -29,12 +29,14 @@ use warden_lang::compile::{COUNTING_SUFFIX, DEFAULT_POLICY_ID};
 use warden_lang::{CompiledRule, CreatedArg};
 
 mod answer;
+mod grants;
 mod limit_advice;
 mod limits;
 use limit_advice::{budget_or_rate_retry, cap_retry, hit, never_fits, unmeasured};
 use limits::{Measures, cap_rows, hold_keys, measure};
 
 pub use crate::decided::{Confirmation, Decided, Denial, Outcome, Retry, RuleHit, ShadowFinding};
+pub use grants::{GrantUse, MAX_GRANT_LIFE};
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -249,6 +251,7 @@ impl Engine {
             latency: start.elapsed(),
             hold,
             restricting,
+            grants: Vec::new(),
         }
     }
 

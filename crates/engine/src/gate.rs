@@ -188,6 +188,20 @@ impl StateGate {
         self.store.use_once(mark, ttl)
     }
 
+    pub(crate) fn put_grant(
+        &self,
+        key: &str,
+        id: &str,
+        ttl: std::time::Duration,
+        uses: Option<u64>,
+    ) -> Result<(), StateError> {
+        self.store.put_grant(key, id, ttl, uses)
+    }
+
+    pub(crate) fn use_grant(&self, key: &str) -> Result<Option<String>, StateError> {
+        self.store.use_grant(key)
+    }
+
     pub(crate) fn health(&self) -> Option<crate::state::StoreHealth> {
         self.store.health()
     }

@@ -340,6 +340,7 @@ impl DecisionLog {
             annotations: &call.annotations,
             arguments: self.logged_arguments(&call.arguments),
             confirmed: &call.confirmed,
+            grants: &decided.grants,
             rules,
             reason: reason.as_deref(),
             retry,
@@ -382,6 +383,9 @@ struct Line<'a> {
     arguments: Value,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     confirmed: &'a [String],
+    /// Grants the decision used or created (`"new": true`).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    grants: &'a [crate::engine::GrantUse],
     /// Allow: the allow rules that matched; deny and confirm: the rules
     /// that denied or ask (empty when nothing allowed the call).
     rules: Vec<String>,

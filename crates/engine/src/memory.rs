@@ -118,6 +118,8 @@ struct Inner {
     entries: HashMap<EntryKey, Entry>,
     /// Single-use marks and when each expires.
     marks: HashMap<String, Instant>,
+    /// Grants by key: id, expiry, uses left when counted.
+    grants: HashMap<String, (String, Instant, Option<u64>)>,
     /// User → owned entries their calls created.
     per_user: HashMap<String, usize>,
     next_hold: u64,
@@ -459,6 +461,49 @@ impl StateStore for CallState {
         }
         inner.marks.insert(mark.to_string(), now + ttl);
         Ok(true)
+    }
+
+    fn put_grant(
+        &self,
+        key: &str,
+        id: &str,
+        ttl: Duration,
+        uses: Option<u64>,
+    ) -> Result<(), StateError> {
+        let now = self.clock.now();
+        let mut inner = self.lock()?;
+        if inner.grants.len() >= MAX_MARKS && !inner.grants.contains_key(key) {
+            inner.grants.retain(|_, (_, exp, _)| *exp > now);
+            if inner.grants.len() >= MAX_MARKS {
+                return Err(StateError::Store(format!(
+                    "it keeps at most {MAX_MARKS} grants in memory"
+                )));
+            }
+        }
+        inner
+            .grants
+            .insert(key.to_string(), (id.to_string(), now + ttl, uses));
+        Ok(())
+    }
+
+    fn use_grant(&self, key: &str) -> Result<Option<String>, StateError> {
+        let now = self.clock.now();
+        let mut inner = self.lock()?;
+        let Some((id, exp, uses)) = inner.grants.get_mut(key) else {
+            return Ok(None);
+        };
+        if *exp <= now || *uses == Some(0) {
+            inner.grants.remove(key);
+            return Ok(None);
+        }
+        let id = id.clone();
+        if let Some(n) = uses {
+            *n -= 1;
+            if *n == 0 {
+                inner.grants.remove(key);
+            }
+        }
+        Ok(Some(id))
     }
 
     fn end_streaks(&self, keys: &[ScopeKey], _wait: bool) -> Result<(), StateError> {

@@ -71,6 +71,9 @@ static COUNT: LazyLock<Script> = LazyLock::new(|| script(include_str!("redis_sta
 static RESERVE: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("redis_state/reserve.lua")));
 static COMMIT: LazyLock<Script> = LazyLock::new(|| script(include_str!("redis_state/commit.lua")));
+/// One use of a grant, atomically (no clock: the key's TTL is its expiry).
+static USE_GRANT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("redis_state/use_grant.lua")));
 
 /// Which clock times the store's rows.
 #[derive(Debug, Clone, Default)]
@@ -418,6 +421,36 @@ impl StateStore for RedisState {
                 .query(c)
         })?;
         Ok(set.is_some())
+    }
+
+    fn put_grant(
+        &self,
+        key_text: &str,
+        id: &str,
+        ttl: Duration,
+        uses: Option<u64>,
+    ) -> Result<(), StateError> {
+        let k = key('g', &[key_text]);
+        self.pool.run(false, |c| {
+            let mut pipe = redis::pipe();
+            pipe.atomic().cmd("DEL").arg(&k).ignore();
+            pipe.cmd("HSET").arg(&k).arg("id").arg(id).ignore();
+            if let Some(n) = uses {
+                pipe.cmd("HSET").arg(&k).arg("uses").arg(n).ignore();
+            }
+            pipe.cmd("PEXPIRE").arg(&k).arg(millis(ttl).max(1)).ignore();
+            pipe.query::<()>(c)
+        })
+    }
+
+    fn use_grant(&self, key_text: &str) -> Result<Option<String>, StateError> {
+        let k = key('g', &[key_text]);
+        self.pool.run(false, |c| {
+            USE_GRANT
+                .prepare_invoke()
+                .key(&k)
+                .invoke::<Option<String>>(c)
+        })
     }
 
     /// Whether the server answers now (a `PING`).

@@ -152,6 +152,17 @@ pub const MIGRATIONS: &[&str] = &[
         expires INTEGER NOT NULL
     ) WITHOUT ROWID;
 ",
+    // Grants of approvals (issue 16): a require-confirm rule's yes
+    // reaching later calls with the same key until `expires` (store time)
+    // and, when counted, for `uses` more calls.
+    "
+    CREATE TABLE grants (
+        grant_key TEXT PRIMARY KEY,
+        grant_id TEXT NOT NULL,
+        expires INTEGER NOT NULL,
+        uses INTEGER
+    ) WITHOUT ROWID;
+",
 ];
 
 /// Cap and rate state in a SQLite file.

@@ -476,6 +476,54 @@ impl StateStore for SqliteState {
         .map_err(store_error)
     }
 
+    fn put_grant(
+        &self,
+        key: &str,
+        id: &str,
+        ttl: Duration,
+        uses: Option<u64>,
+    ) -> Result<(), StateError> {
+        let expires = self.store_now().saturating_add(millis(ttl));
+        let uses = uses.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        let conn = self.conn()?;
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO grants (grant_key, grant_id, expires, uses) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .and_then(|mut s| s.execute(params![key, id, expires, uses]))
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    fn use_grant(&self, key: &str) -> Result<Option<String>, StateError> {
+        let now = self.store_now();
+        let mut conn = self.conn()?;
+        (|| {
+            // One write transaction: parallel calls (other processes on
+            // the file included) take the last use once.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.prepare_cached(
+                "DELETE FROM grants WHERE grant_key = ?1 AND (expires <= ?2 OR uses <= 0)",
+            )?
+            .execute(params![key, now])?;
+            let found: Option<(String, Option<i64>)> = tx
+                .prepare_cached("SELECT grant_id, uses FROM grants WHERE grant_key = ?1")?
+                .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            if let Some((_, Some(uses))) = &found {
+                if *uses <= 1 {
+                    tx.prepare_cached("DELETE FROM grants WHERE grant_key = ?1")?
+                        .execute(params![key])?;
+                } else {
+                    tx.prepare_cached("UPDATE grants SET uses = uses - 1 WHERE grant_key = ?1")?
+                        .execute(params![key])?;
+                }
+            }
+            tx.commit()?;
+            Ok(found.map(|(id, _)| id))
+        })()
+        .map_err(store_error)
+    }
+
     fn end_streaks(&self, keys: &[ScopeKey], wait: bool) -> Result<(), StateError> {
         let mut conn = if wait {
             self.conn()?

@@ -284,6 +284,29 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
         ))
     }
 
+    /// Keeps grant `id` under `key` for `ttl` (store time), for `uses`
+    /// more calls when counted (`None`: any number). A grant already under
+    /// `key` is replaced. The default refuses: a store that cannot keep
+    /// grants has the person asked every time.
+    fn put_grant(
+        &self,
+        key: &str,
+        id: &str,
+        ttl: Duration,
+        uses: Option<u64>,
+    ) -> Result<(), StateError> {
+        let _ = (key, id, ttl, uses);
+        Err(StateError::Store("this state store keeps no grants".into()))
+    }
+
+    /// One use of the live grant under `key`, atomically: its id, or `None`
+    /// when there is none (expired, its uses spent). A store shared by
+    /// replicas answers for all of them.
+    fn use_grant(&self, key: &str) -> Result<Option<String>, StateError> {
+        let _ = key;
+        Err(StateError::Store("this state store keeps no grants".into()))
+    }
+
     /// Whether a store on another machine (Redis) answers now, for
     /// `/readyz`. `None` for a store in this process or on its disk.
     fn health(&self) -> Option<StoreHealth> {

@@ -40,6 +40,9 @@ struct Governed<'a> {
     info: ToolInfo,
     /// The call's spans (nothing while traces are off).
     trace: &'a CallTrace,
+    /// The person just said yes: an allowed decision creates the grants
+    /// of the confirmed rules.
+    fresh_yes: bool,
 }
 
 /// What one decision left to do.
@@ -109,8 +112,9 @@ impl Relay {
             call,
             info,
             trace,
+            fresh_yes: false,
         };
-        let (msg, decided, confirmation) = match self.decide(msg, &g).await {
+        let (msg, decided, confirmation) = match self.decide(msg, &mut g).await {
             Decision::Done(reply) => return reply,
             Decision::Confirm(c) => {
                 let ToConfirm {
@@ -214,10 +218,11 @@ impl Relay {
     /// Phase 3: decides the call under the decide lock; an allowed call is
     /// forwarded (the lock held until it counts), a denied one logged and
     /// answered.
-    async fn decide(&self, msg: Message, g: &Governed<'_>) -> Decision {
+    async fn decide(&self, msg: Message, g: &mut Governed<'_>) -> Decision {
         let started = SystemTime::now();
         let guard = self.decide_lock.lock().await;
-        let decided = self.engine.decide(&g.call);
+        let mut decided = self.engine.decide(&g.call);
+        self.apply_grants(g, &mut decided);
         g.trace.decided(
             started,
             &g.call,
@@ -348,6 +353,7 @@ impl Relay {
         let (reason, instead) = match answer {
             Answer::Accept => {
                 g.call.confirmed = confirmation.rules.iter().map(|h| h.rule.clone()).collect();
+                g.fresh_yes = true;
                 return match self.decide(msg, g).await {
                     Decision::Done(reply) => reply,
                     Decision::Confirm(again) => {
@@ -414,6 +420,43 @@ impl Relay {
             self.refuse(g.client_id, &g.call, decided, denial, g.info)
                 .into(),
         )
+    }
+
+    /// Grants, under the decide lock. A call that would ask the caller is
+    /// confirmed instead by live grants of an earlier yes, when every rule
+    /// that asks has one (decided again with them, one use of each taken);
+    /// a call the person just confirmed creates the grants its rules give.
+    /// A store that fails means asking (and no grant): never a call let
+    /// through that the person did not approve.
+    fn apply_grants(&self, g: &mut Governed<'_>, decided: &mut Decided) {
+        if g.fresh_yes {
+            if decided.is_allow() {
+                let (made, failed) = self.engine.create_grants(&g.call, &g.call.confirmed);
+                for (rule, e) in failed {
+                    tracing::warn!("the grant of rule `{rule}` was not kept: {e}");
+                }
+                decided.grants = made;
+            }
+            return;
+        }
+        let Outcome::Confirm(c) = &decided.outcome else {
+            return;
+        };
+        if !c.approvers.is_empty() {
+            return;
+        }
+        match self.engine.use_grants(&g.call, c) {
+            Ok(Some(uses)) => {
+                let mut call = g.call.clone();
+                call.confirmed = c.rules.iter().map(|h| h.rule.clone()).collect();
+                let mut again = self.engine.decide(&call);
+                again.grants = uses;
+                g.call = call;
+                *decided = again;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("grants could not be read (the person is asked): {e}"),
+        }
     }
 
     /// A step of a confirmation, in the metrics and on the call's span.
