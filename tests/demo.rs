@@ -4,7 +4,7 @@
 use assert_cmd::Command;
 
 #[test]
-fn the_demo_shows_allow_deny_confirmation_cap_and_budget_and_logs_every_call() {
+fn the_demo_shows_allow_deny_confirmation_grant_cap_and_budget_and_logs_every_call() {
     let out = Command::cargo_bin("warden")
         .expect("warden binary")
         .arg("demo")
@@ -19,13 +19,16 @@ fn the_demo_shows_allow_deny_confirmation_cap_and_budget_and_logs_every_call() {
         "> list_samples {}\n    ALLOWED: 3 samples",
         "DENIED by at-most-3-runs-in-a-row",
         "? warden asks the person: start pipeline `wgs-align` on sample S-0001? this uses paid compute\n    ? the person answers: accept\n    ALLOWED: run",
+        // The yes on S-0001 covers the next paid run on S-0001: not asked.
+        "{\"sample_id\":\"S-0001\",\"pipeline\":\"variant-call\",\"estimated_cost\":300}\n    ALLOWED: run",
         "? the person answers: decline\n    DENIED by pipeline-run-needs-confirmation",
         // The declined run freed its 300 credits: only the accepted 600
-        // count, and the denial says what is left of the day's 1500.
+        // and the granted 300 count, and the denial says what is left of
+        // the day's 1500.
         "\"estimated_cost\":960}\n    DENIED by compute-per-person-per-day: ",
-        "at most 1500 credits of paid compute per person a day; 600 used in the last 24 hours, 900 left",
+        "at most 1500 credits of paid compute per person a day; 900 used in the last 24 hours, 600 left",
         "> delete_sample {\"sample_id\":\"S-0003\"}\n    DENIED by agents-never-delete",
-        "11 lines (7 allow, 4 deny)",
+        "12 lines (8 allow, 4 deny)",
     ] {
         assert!(
             stdout.contains(expected),

@@ -79,7 +79,12 @@ pub(crate) fn run(args: CheckArgs) -> i32 {
         };
         errors.push(at_key(&cfg, key, &e));
     }
-    let failures = errors.len();
+    let mut warnings = warnings(&cfg);
+    let mut unusable = Vec::new();
+    if let Some(bundle) = &bundle {
+        approver_findings(&cfg, bundle, &mut unusable, &mut warnings);
+    }
+    let failures = errors.len() + unusable.len();
     if !errors.is_empty() {
         let failures = errors.len();
         let title = format!(
@@ -93,8 +98,18 @@ pub(crate) fn run(args: CheckArgs) -> i32 {
         );
         eprint!("{}", crate::lint::render_human(&policy_diagnostics));
     }
+    if !unusable.is_empty() {
+        let n = unusable.len();
+        let title = format!(
+            "`{file}`: {n} rule{} can never be approved",
+            if n == 1 { "" } else { "s" }
+        );
+        eprint!(
+            "{}",
+            render_report(&cfg.findings(title, Severity::Error, unusable))
+        );
+    }
 
-    let warnings = warnings(&cfg);
     if !warnings.is_empty() {
         let n = warnings.len();
         let title = format!("{file}: {n} warning{}", if n == 1 { "" } else { "s" });
@@ -120,6 +135,54 @@ pub(crate) fn run(args: CheckArgs) -> i32 {
         _ => {
             eprintln!("warden: {file} is not usable");
             exit::FAILURE
+        }
+    }
+}
+
+/// Rules whose approval must come from another person (`by group` /
+/// `by user`): without `[auth]` every call acts as the `[identity]` user,
+/// so no other person exists to approve (an error: such calls are always
+/// refused); with it, this version has no channel to that person yet (a
+/// warning saying so).
+fn approver_findings(
+    cfg: &GatewayConfig,
+    bundle: &warden_engine::PolicyBundle,
+    errors: &mut Vec<Problem>,
+    warnings: &mut Vec<Problem>,
+) {
+    for rule in bundle.rules() {
+        let Some(by) = rule.approval.as_ref().and_then(|a| a.approver.as_ref()) else {
+            continue;
+        };
+        let who = match by {
+            warden_lang::CompiledApprover::Group(g) => format!("a member of group `{g}`"),
+            warden_lang::CompiledApprover::User(u) => format!("user `{u}`"),
+        };
+        let span = cfg.span_of("policies");
+        if cfg.auth.is_none() {
+            errors.push(
+                Problem::error(
+                    span,
+                    format!(
+                        "rule `{}` ({}) needs the approval of {who}, and without `[auth]` every call acts as one user: no one else can approve, so its calls are always refused",
+                        rule.id, rule.location
+                    ),
+                    "approval by another person",
+                )
+                .with_help("drop `by` so the caller confirms; approval by another person needs `[auth]` too, so that callers are people of their own"),
+            );
+        } else {
+            warnings.push(
+                Problem::warning(
+                    span,
+                    format!(
+                        "rule `{}` ({}) needs the approval of {who}, which this warden cannot collect yet: its calls are refused",
+                        rule.id, rule.location
+                    ),
+                    "approval by another person",
+                )
+                .with_help("drop `by` so the caller confirms, until approvals by another person are available"),
+            );
         }
     }
 }

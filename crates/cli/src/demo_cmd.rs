@@ -3,7 +3,8 @@
 //! bundled demo genomics MCP server (`warden demo-server`), connects a real
 //! MCP client to the proxy over stdio, and plays a scripted agent session,
 //! printing each call and what warden decided: allowed, denied,
-//! confirmation asked and answered, cap reached, budget crossed.
+//! confirmation asked and answered, a grant covering a later call, cap
+//! reached, budget crossed.
 //!
 //! The demo runs on the real clock, so its script keeps out of what
 //! depends on the time of day: every run it starts is quoted below the
@@ -180,7 +181,7 @@ async fn play(policies: Option<PathBuf>, keep_log: Option<PathBuf>) -> Result<()
     }
     outln!();
 
-    let steps: [(&str, &str, Value); 11] = [
+    let steps: [(&str, &str, Value); 12] = [
         ("Read freely", "list_samples", json!({})),
         ("", "get_sample", json!({"sample_id": "S-0001"})),
         (
@@ -212,6 +213,11 @@ async fn play(policies: Option<PathBuf>, keep_log: Option<PathBuf>) -> Result<()
             "A costly run needs the person's confirmation",
             "start_pipeline_run",
             json!({"sample_id": "S-0001", "pipeline": "wgs-align", "estimated_cost": 600}),
+        ),
+        (
+            "The yes covers paid runs on that sample for 30 minutes (`grant for 30m within args.sample_id`)",
+            "start_pipeline_run",
+            json!({"sample_id": "S-0001", "pipeline": "variant-call", "estimated_cost": 300}),
         ),
         (
             "",

@@ -37,8 +37,11 @@ pub enum ConfirmationOutcome {
     Failed,
     /// The client cancelled the call while the person was asked.
     Cancelled,
-    /// The client cannot ask (no elicitation): the call was refused.
+    /// The client cannot ask (no elicitation), or the approval must come
+    /// from another person: the call was refused.
     Unsupported,
+    /// A grant of an earlier yes covered the call: nobody was asked.
+    Granted,
 }
 
 impl ConfirmationOutcome {
@@ -53,6 +56,7 @@ impl ConfirmationOutcome {
             ConfirmationOutcome::Failed => "failed",
             ConfirmationOutcome::Cancelled => "cancelled",
             ConfirmationOutcome::Unsupported => "unsupported",
+            ConfirmationOutcome::Granted => "granted",
         }
     }
 }
@@ -133,7 +137,7 @@ impl Metrics {
         let confirmations = IntCounterVec::new(
             Opts::new(
                 "warden_confirmations_total",
-                "Confirmations asked of the person and how they ended (asked, accepted, declined, dismissed, timed_out, failed, cancelled, unsupported).",
+                "Confirmations asked of the person and how they ended (asked, accepted, declined, dismissed, timed_out, failed, cancelled, unsupported; granted: a grant of an earlier yes covered the call).",
             ),
             &["outcome"],
         )

@@ -453,6 +453,7 @@ impl Relay {
                 again.grants = uses;
                 g.call = call;
                 *decided = again;
+                self.count_confirmation(g.trace, ConfirmationOutcome::Granted);
             }
             Ok(None) => {}
             Err(e) => tracing::warn!("grants could not be read (the person is asked): {e}"),

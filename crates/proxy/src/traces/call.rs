@@ -139,6 +139,12 @@ impl CallTrace {
             KeyValue::new("warden.mode", if shadow_all { "shadow" } else { "enforce" }),
             KeyValue::new("warden.server", call.server.clone()),
         ];
+        if !decided.grants.is_empty() {
+            attributes.push(KeyValue::new(
+                "warden.grants",
+                string_array(decided.grants.iter().map(|g| g.grant.clone()).collect()),
+            ));
+        }
         if !decided.shadow.is_empty() {
             attributes.push(KeyValue::new(
                 "warden.shadow_rules",
