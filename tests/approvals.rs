@@ -284,3 +284,247 @@ require-confirm in-session {
     c.close().await?;
     Ok(())
 }
+
+/// `warden proxy --listen` in front of the raw test server, with `extra`
+/// flags; its MCP URL, base URL and temp dir (policy, decision log).
+struct HttpWarden {
+    _child: tokio::process::Child,
+    mcp: String,
+    base: String,
+    dir: tempfile::TempDir,
+}
+
+impl HttpWarden {
+    async fn start(policy: &str, extra: &[&str]) -> Res<HttpWarden> {
+        use tokio::io::AsyncBufReadExt;
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("p.policy"), policy)?;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+            .arg("proxy")
+            .arg("--policies")
+            .arg(dir.path().join("p.policy"))
+            .arg("--audit-log")
+            .arg(dir.path().join("audit.jsonl"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_warden"))
+            .arg("proxy-test-upstream")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().ok_or("stderr")?).lines();
+        let mcp = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(url) = line.strip_prefix("warden: MCP at ") {
+                    return Some(url.trim().to_string());
+                }
+            }
+            None
+        })
+        .await?
+        .ok_or("warden did not say where it listens")?;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let base = mcp.trim_end_matches("/mcp").to_string();
+        Ok(HttpWarden {
+            _child: child,
+            mcp,
+            base,
+            dir,
+        })
+    }
+
+    /// One 2025-06-18 session without elicitation: its id.
+    async fn session(&self, http: &reqwest::Client) -> Res<String> {
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                       "clientInfo": {"name": "no-elicitation", "version": "1"}}});
+        let resp = self.post(http, None, &init).await?;
+        let sid = resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .ok_or("no session id")?
+            .to_string();
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        self.post(http, Some(&sid), &note).await?;
+        Ok(sid)
+    }
+
+    async fn post(
+        &self,
+        http: &reqwest::Client,
+        sid: Option<&str>,
+        msg: &Value,
+    ) -> Res<reqwest::Response> {
+        let mut req = http
+            .post(&self.mcp)
+            .header("accept", "application/json")
+            .header("content-type", "application/json")
+            .header("mcp-protocol-version", "2025-06-18");
+        if let Some(s) = sid {
+            req = req.header("mcp-session-id", s);
+        }
+        Ok(req.body(msg.to_string()).send().await?)
+    }
+
+    async fn call(&self, http: &reqwest::Client, sid: &str, id: u64, args: Value) -> Res<Value> {
+        let msg = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "echo_meta", "arguments": args}});
+        Ok(self.post(http, Some(sid), &msg).await?.json().await?)
+    }
+
+    fn log(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+/// The approval link in a refusal's text.
+fn link_in(answer: &Value) -> Res<String> {
+    let t = text(answer);
+    let start = t.find("http://").ok_or_else(|| format!("no link in {t}"))?;
+    let link: String = t[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    Ok(link)
+}
+
+/// The value of hidden input `name` in a page.
+fn hidden(page: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let at = page.find(&marker)? + marker.len();
+    Some(page[at..].split('"').next()?.to_string())
+}
+
+#[tokio::test]
+async fn a_client_without_elicitation_gets_an_approval_link_and_its_retry_goes_through() -> Res<()>
+{
+    let policy = r#"default allow
+
+require-confirm runs {
+  tool "echo_meta"
+  reason "run {args.label}?"
+}
+"#;
+    let w = HttpWarden::start(policy, &[]).await?;
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let sid = w.session(&http).await?;
+    let args = json!({"label": "<script>alert(1)</script>", "n": 1});
+
+    // The call: refused with the link and retry after approval.
+    let first = w.call(&http, &sid, 1, args.clone()).await?;
+    assert_eq!(first["result"]["isError"], true, "{first}");
+    assert_eq!(
+        first["result"]["structuredContent"]["warden/decision"]["retry"]["when"], "after_approval",
+        "{first}"
+    );
+    let link = link_in(&first)?;
+    assert!(
+        link.starts_with(&format!("{}/approvals/", w.base)),
+        "{link}"
+    );
+
+    // The page shows the call, escaped, with a strict CSP.
+    let resp = http.get(&link).send().await?;
+    assert_eq!(resp.status(), 200);
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()?
+        .to_string();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    assert_eq!(resp.headers()["referrer-policy"], "no-referrer");
+    let page = resp.text().await?;
+    assert!(
+        !page.contains("<script>"),
+        "markup is shown as text: {page}"
+    );
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{page}"
+    );
+    assert!(page.contains("echo_meta"), "{page}");
+
+    // Guesses get nothing: another secret, no secret.
+    let (path, secret) = link.split_once("?s=").ok_or("a secret in the link")?;
+    for bad in [format!("{path}?s=0000"), path.to_string()] {
+        assert_eq!(http.get(&bad).send().await?.status(), 404, "{bad}");
+    }
+    let csrf = hidden(&page, "csrf").ok_or("a csrf token")?;
+    let post = |form: Vec<(&'static str, String)>| {
+        let http = http.clone();
+        let path = path.to_string();
+        async move { http.post(&path).form(&form).send().await }
+    };
+    // A wrong CSRF token, and a form from another site, are refused.
+    let r = post(vec![
+        ("s", secret.to_string()),
+        ("csrf", "forged".into()),
+        ("action", "approve".into()),
+    ])
+    .await?;
+    assert_eq!(r.status(), 403);
+    let r = http
+        .post(path)
+        .header("origin", "https://evil.example")
+        .form(&[("s", secret), ("csrf", &csrf), ("action", "approve")])
+        .send()
+        .await?;
+    assert_eq!(r.status(), 403);
+    // Still pending: the retry is refused again (with a new link).
+    let again = w.call(&http, &sid, 2, args.clone()).await?;
+    assert_eq!(again["result"]["isError"], true, "{again}");
+
+    // The approval, once; the link does not work twice.
+    let r = post(vec![
+        ("s", secret.to_string()),
+        ("csrf", csrf.clone()),
+        ("action", "approve".into()),
+        ("note", "ok for <b>today</b>".into()),
+    ])
+    .await?;
+    assert_eq!(r.status(), 200);
+    let done = r.text().await?;
+    assert!(done.contains("Approved by"), "{done}");
+    let r = post(vec![
+        ("s", secret.to_string()),
+        ("csrf", csrf),
+        ("action", "approve".into()),
+    ])
+    .await?;
+    assert_eq!(r.status(), 409);
+
+    // The retry goes through, once (grant once); the next asks again.
+    let ok = w.call(&http, &sid, 3, args.clone()).await?;
+    assert!(ok["result"]["isError"] != true, "{ok}");
+    let next = w.call(&http, &sid, 4, args.clone()).await?;
+    assert_eq!(next["result"]["isError"], true, "{next}");
+
+    let log = w.log();
+    let approval = log
+        .iter()
+        .find(|l| l["event"] == "approval")
+        .ok_or("an approval line")?;
+    assert_eq!(approval["approved"], true);
+    assert_eq!(approval["channel"], "page");
+    assert_eq!(approval["note"], "ok for <b>today</b>");
+    assert!(
+        approval["by"].as_str().unwrap_or("").contains("the caller"),
+        "{approval}"
+    );
+    let grant = approval["grants"][0]["grant"].clone();
+    let used = log
+        .iter()
+        .find(|l| l["decision"] == "allow")
+        .ok_or("the allowed retry")?;
+    assert_eq!(used["grants"][0]["grant"], grant, "{used}");
+    assert!(
+        !std::fs::read_to_string(w.dir.path().join("audit.jsonl"))?.contains(secret),
+        "the link's secret is never logged"
+    );
+    Ok(())
+}

@@ -557,6 +557,7 @@ fn check(expect: Expect, case: &Case, d: &Decided) -> Result<(), String> {
                 Retry::Never => "never".to_string(),
                 Retry::AfterStreakEnds => "after_streak_ends".to_string(),
                 Retry::AtAnotherTime => "at_another_time".to_string(),
+                Retry::AfterApproval => "after_approval".to_string(),
                 Retry::AfterSeconds { seconds } => format!("after_seconds:{seconds}"),
             },
             _ => "(not a denial)".to_string(),

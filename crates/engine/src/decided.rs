@@ -35,6 +35,9 @@ pub enum Retry {
     /// call can succeed at another time, when the window the rule reads
     /// says otherwise.
     AtAnotherTime,
+    /// The call waits for an approval on warden's approval page: the same
+    /// call succeeds once it is given (and while its grant lasts).
+    AfterApproval,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -36,7 +36,7 @@ use limit_advice::{budget_or_rate_retry, cap_retry, hit, never_fits, unmeasured}
 use limits::{Measures, cap_rows, hold_keys, measure};
 
 pub use crate::decided::{Confirmation, Decided, Denial, Outcome, Retry, RuleHit, ShadowFinding};
-pub use grants::{GrantUse, MAX_GRANT_LIFE};
+pub use grants::{APPROVED_CALL_LIFE, GrantUse, MAX_GRANT_LIFE};
 
 /// Engine settings.
 #[derive(Debug, Clone)]

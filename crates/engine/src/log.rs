@@ -275,6 +275,23 @@ impl DecisionLog {
         }
     }
 
+    /// An approval given or refused on the approval page, appended after
+    /// the decision line (`decision_id`) that asked for it: who, how
+    /// (`channel`), their note, and the grants it created.
+    pub fn write_approval(&self, approval: &ApprovalLine<'_>) -> Result<(), LogError> {
+        let line = serde_json::to_string(&ApprovalRecord {
+            time: rfc3339(SystemTime::now()),
+            event: "approval",
+            approval,
+        });
+        match line {
+            Ok(line) => self.out.submit(line).wait(),
+            Err(e) => Err(LogError::Encode {
+                message: e.to_string(),
+            }),
+        }
+    }
+
     /// A call's arguments as its decision line holds them: the configured
     /// keys redacted, then each value past the bound as its SHA-256, size
     /// and prefix. The proxy records configured arguments on trace spans
@@ -352,6 +369,33 @@ impl DecisionLog {
             message: e.to_string(),
         })
     }
+}
+
+/// What an approval line says (`"event": "approval"`).
+#[derive(Debug, Serialize)]
+pub struct ApprovalLine<'a> {
+    /// The decision that asked for the approval.
+    pub decision_id: &'a str,
+    /// The approval's id (its page is `/approvals/<id>`).
+    pub approval: &'a str,
+    pub approved: bool,
+    /// Who approved or refused, as authenticated (or `the caller, by the
+    /// link` without bearer auth).
+    pub by: &'a str,
+    /// `page`.
+    pub channel: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub note: &'a str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub grants: &'a [crate::engine::GrantUse],
+}
+
+#[derive(Serialize)]
+struct ApprovalRecord<'a> {
+    time: String,
+    event: &'static str,
+    #[serde(flatten)]
+    approval: &'a ApprovalLine<'a>,
 }
 
 #[derive(Serialize)]

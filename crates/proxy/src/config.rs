@@ -255,6 +255,10 @@ pub struct ProxyConfig {
     /// `[traces]`); `None`: none, and a client's trace context passes
     /// through untouched.
     pub traces: Option<std::sync::Arc<crate::traces::Traces>>,
+    /// The approval page (`/approvals/<id>` on the HTTP listener), set by
+    /// the HTTP server that serves it; `None` (stdio): confirmations are
+    /// asked in the chat only.
+    pub(crate) approvals: Option<std::sync::Arc<crate::approvals::Approvals>>,
 }
 
 impl ProxyConfig {
@@ -282,6 +286,7 @@ impl ProxyConfig {
             shadow_all: false,
             metrics: None,
             traces: None,
+            approvals: None,
         }
     }
 }
@@ -311,6 +316,7 @@ impl fmt::Debug for ProxyConfig {
             shadow_all,
             metrics,
             traces,
+            approvals,
         } = self;
         f.debug_struct("ProxyConfig")
             .field("upstream", upstream)
@@ -334,6 +340,7 @@ impl fmt::Debug for ProxyConfig {
             .field("shadow_all", shadow_all)
             .field("metrics", &metrics.is_some())
             .field("traces", &traces.is_some())
+            .field("approvals", approvals)
             .finish()
     }
 }

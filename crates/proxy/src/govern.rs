@@ -92,6 +92,7 @@ fn retry_text(retry: Retry) -> String {
         // counts is refused before anyone is asked (finding 20).
         Retry::AfterStreakEnds => "retrying can succeed once the streak ends: after a call to a tool this limit does not count".to_string(),
         Retry::AtAnotherTime => "retrying now will be denied again; the rule depends on the time of day, so the same call can succeed at another time".to_string(),
+        Retry::AfterApproval => "retrying the same call succeeds once the approval is given".to_string(),
     }
 }
 

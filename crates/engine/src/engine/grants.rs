@@ -24,6 +24,10 @@ use warden_lang::{CompiledApproval, CompiledGrant, CompiledRule};
 /// grants included; `warden lint` refuses a longer `for`).
 pub const MAX_GRANT_LIFE: Duration = Duration::from_secs(86_400);
 
+/// How long the approval of a `grant once` call given ahead of the call
+/// (on the approval page, for the agent's retry) waits for that retry.
+pub const APPROVED_CALL_LIFE: Duration = Duration::from_secs(15 * 60);
+
 /// A grant a decision used or created, as the decision log names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GrantUse {
@@ -38,13 +42,17 @@ pub struct GrantUse {
 
 impl Engine {
     /// The person confirmed `rules` for `call`: a grant for each of them
-    /// whose `grant` reaches beyond this call. A rule the store could not
-    /// keep a grant for is returned with why (the call goes on; later
-    /// calls ask again).
+    /// whose `grant` reaches beyond this call. `ran`: the confirmed call
+    /// itself goes through now (a yes in the chat); else the approval was
+    /// given ahead of it (on the approval page), and the grant covers the
+    /// call's retry too (`grant once`: that retry alone, within
+    /// [`APPROVED_CALL_LIFE`]). A rule the store could not keep a grant
+    /// for is returned with why (later calls ask again).
     pub fn create_grants(
         &self,
         call: &CallContext,
         rules: &[String],
+        ran: bool,
     ) -> (Vec<GrantUse>, Vec<(String, StateError)>) {
         let bundle = self.policies.load();
         let mut made = Vec::new();
@@ -56,12 +64,18 @@ impl Engine {
             let Some(approval) = &rule.approval else {
                 continue;
             };
-            let (ttl, uses) = match approval.grant {
-                CompiledGrant::Once | CompiledGrant::Calls(0 | 1) => continue,
-                CompiledGrant::ForSecs(s) => (Duration::from_secs(s).min(MAX_GRANT_LIFE), None),
-                CompiledGrant::Session => (MAX_GRANT_LIFE, None),
-                // The confirmed call is the first of them.
-                CompiledGrant::Calls(n) => (MAX_GRANT_LIFE, Some(n - 1)),
+            let (ttl, uses) = match (approval.grant, ran) {
+                (CompiledGrant::Once | CompiledGrant::Calls(0 | 1), true) => continue,
+                (CompiledGrant::Once | CompiledGrant::Calls(0), false) => {
+                    (APPROVED_CALL_LIFE, Some(1))
+                }
+                (CompiledGrant::ForSecs(s), _) => {
+                    (Duration::from_secs(s).min(MAX_GRANT_LIFE), None)
+                }
+                (CompiledGrant::Session, _) => (MAX_GRANT_LIFE, None),
+                // The confirmed call is the first of them when it ran.
+                (CompiledGrant::Calls(n), true) => (MAX_GRANT_LIFE, Some(n - 1)),
+                (CompiledGrant::Calls(n), false) => (MAX_GRANT_LIFE, Some(n)),
             };
             let grant = format!("grant-{}", uuid_hex());
             let key = grant_key(rule, approval, call);
@@ -93,7 +107,9 @@ impl Engine {
             let Some(rule) = bundle.rule_index(&hit.rule).map(|i| &bundle.rules()[i]) else {
                 return Ok(None);
             };
-            let Some(approval) = rule.approval.as_ref().filter(|a| reaches_later(a)) else {
+            // `grant once` too: an approval given on the page ahead of the
+            // call is a one-use grant for it.
+            let Some(approval) = rule.approval.as_ref() else {
                 return Ok(None);
             };
             keyed.push((&hit.rule, grant_key(rule, approval, call)));
@@ -111,11 +127,6 @@ impl Engine {
         }
         Ok((!used.is_empty()).then_some(used))
     }
-}
-
-/// Whether an approval can cover calls after the one approved.
-fn reaches_later(a: &CompiledApproval) -> bool {
-    !matches!(a.grant, CompiledGrant::Once | CompiledGrant::Calls(0 | 1))
 }
 
 /// What binds a grant: rule, user, server, tool, the session (for `grant

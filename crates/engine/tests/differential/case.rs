@@ -114,6 +114,11 @@ pub fn engine_view(d: &Decided) -> Decision {
                 warden_engine::Retry::AfterStreakEnds => Retry::AfterStreakEnds,
                 warden_engine::Retry::AtAnotherTime => Retry::AtAnotherTime,
                 warden_engine::Retry::AfterSeconds { seconds } => Retry::AfterSeconds(seconds),
+                // The proxy's answer for a call waiting on the approval
+                // page; the engine never decides it.
+                warden_engine::Retry::AfterApproval => {
+                    unreachable!("the engine never retries after approval")
+                }
             },
         ),
     };

@@ -102,6 +102,8 @@ struct Route {
 
 struct Gateway {
     rt: GatewayRuntime,
+    /// The approval page's pending approvals, shared by every route.
+    approvals: Arc<crate::approvals::Approvals>,
     loopback_bind: bool,
     /// The running config: its shared settings are those at start (a
     /// reload changes only `servers`).
@@ -122,6 +124,7 @@ impl Gateway {
         cfg.confirm_key = Arc::clone(&self.rt.confirm_key);
         cfg.metrics = self.rt.metrics.clone();
         cfg.traces = self.rt.traces.clone();
+        cfg.approvals = Some(Arc::clone(&self.approvals));
         cfg.bearer = self.rt.bearer.clone();
         let (factory, shared): (Arc<dyn EndpointFactory>, _) =
             match (&server.instances, &server.upstream) {
@@ -409,7 +412,15 @@ pub async fn serve_gateway(
     let loopback_bind = addr.ip().is_loopback();
     let limits = config.limits.listen;
     let drain_timeout = config.limits.drain_timeout;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let approvals = crate::approvals::Approvals::new(
+        format!("{scheme}://{addr}"),
+        Arc::clone(&rt.engine),
+        Arc::clone(&rt.log),
+        rt.bearer.clone(),
+    );
     let mut http_cfg = config.http_config(rt.user.clone());
+    http_cfg.approvals = Some(Arc::clone(&approvals));
     http_cfg.bearer = rt.bearer.clone();
     http_cfg.metrics = rt.metrics.clone();
     http_cfg.traces = rt.traces.clone();
@@ -428,6 +439,7 @@ pub async fn serve_gateway(
     let servers = config.servers.clone();
     let gw = Arc::new(Gateway {
         rt,
+        approvals,
         loopback_bind,
         config: Mutex::new(config),
         routes: RwLock::new(BTreeMap::new()),
@@ -489,7 +501,7 @@ pub async fn serve_gateway(
         }
     });
 
-    let app = router(Arc::clone(&gw));
+    let app = router(Arc::clone(&gw)).merge(crate::approvals::router(Arc::clone(&gw.approvals)));
     (gw.on_event)(GatewayEvent::Listening {
         addr,
         tls: tls.is_some(),

@@ -162,6 +162,14 @@ pub async fn serve_http_until(
         message: e.to_string(),
     })?;
     let limits = cfg.listen_limits;
+    let mut cfg = cfg;
+    let approvals = crate::approvals::Approvals::new(
+        format!("http://{addr}"),
+        Arc::clone(&engine),
+        Arc::clone(&log),
+        cfg.bearer.clone(),
+    );
+    cfg.approvals = Some(Arc::clone(&approvals));
     let factory = Arc::new(RelayFactory::new(cfg.clone(), engine, log));
     let service = McpService::new(cfg, factory, addr.ip().is_loopback(), MCP_PATH.to_string());
 
@@ -172,7 +180,7 @@ pub async fn serve_http_until(
         }
     });
     let reaper = service.spawn_reaper();
-    let app = router(Arc::clone(&service));
+    let app = router(Arc::clone(&service)).merge(crate::approvals::router(approvals));
     // The listener's own limits: header and body timeouts, a connection
     // cap (crate::listener).
     let stopping = CancellationToken::new();

@@ -278,15 +278,25 @@ impl Relay {
         confirmation: &Confirmation,
     ) -> Result<Answer, Message> {
         let tool = &g.call.tool;
+        let page = self.cfg.approvals.as_ref();
         if let Some((rule, by)) = confirmation.approvers.first() {
             // Four eyes: the caller's own yes is not the approval the rule
-            // asks for, and no channel to another person exists yet.
+            // asks for; only the approval page, with bearer auth telling
+            // the approver apart from the caller, can take it.
+            if let Some(page) = page.filter(|p| p.authenticates()) {
+                return Err(self.await_approval(page, g, decided, confirmation));
+            }
             self.count_confirmation(g.trace, ConfirmationOutcome::Unsupported);
             let who = approver_text(by);
+            let why = if page.is_some() {
+                "and without bearer authentication warden cannot tell another person from the caller"
+            } else {
+                "and this warden serves no approval page where they could give it (it runs on stdio)"
+            };
             let denial = Denial {
                 rules: confirmation.rules.clone(),
                 reason: format!(
-                    "`{tool}` was not called: it needs the approval of {who} (rule `{rule}`), someone other than the caller, and this warden cannot take an approval from another person yet"
+                    "`{tool}` was not called: it needs the approval of {who} (rule `{rule}`), someone other than the caller, {why}"
                 ),
                 retry: Retry::Never,
                 instead: format!(
@@ -299,6 +309,11 @@ impl Relay {
         }
         if let Some(a) = confirmed_answer {
             Ok(Answer::of_retry(&a))
+        } else if !g.ctx.elicitation_form
+            && let Some(page) = page
+        {
+            // The client cannot ask its person: the approval page can.
+            Err(self.await_approval(page, g, decided, confirmation))
         } else if !g.ctx.elicitation_form {
             self.count_confirmation(g.trace, ConfirmationOutcome::Unsupported);
             let denial = Denial {
@@ -431,7 +446,7 @@ impl Relay {
     fn apply_grants(&self, g: &mut Governed<'_>, decided: &mut Decided) {
         if g.fresh_yes {
             if decided.is_allow() {
-                let (made, failed) = self.engine.create_grants(&g.call, &g.call.confirmed);
+                let (made, failed) = self.engine.create_grants(&g.call, &g.call.confirmed, true);
                 for (rule, e) in failed {
                     tracing::warn!("the grant of rule `{rule}` was not kept: {e}");
                 }
@@ -442,9 +457,8 @@ impl Relay {
         let Outcome::Confirm(c) = &decided.outcome else {
             return;
         };
-        if !c.approvers.is_empty() {
-            return;
-        }
+        // A rule another person approves is covered only by a grant of
+        // theirs (the approval page's): the caller's own yes makes none.
         match self.engine.use_grants(&g.call, c) {
             Ok(Some(uses)) => {
                 let mut call = g.call.clone();
@@ -466,6 +480,54 @@ impl Relay {
             m.record_confirmation(outcome);
         }
         trace.confirmation(outcome.label());
+    }
+}
+
+impl Relay {
+    /// A pending approval on the approval page for a call the chat cannot
+    /// confirm: the call is refused with the link (for the agent only: the
+    /// decision log gets the approval's id, never the link's secret) and
+    /// `retry: after approval`; the approval creates the grant its retry
+    /// goes through with.
+    fn await_approval(
+        &self,
+        page: &crate::approvals::Approvals,
+        g: &Governed<'_>,
+        decided: &Decided,
+        confirmation: &Confirmation,
+    ) -> Message {
+        let tool = &g.call.tool;
+        let Some(opened) = page.open(&g.call, confirmation, &decided.id) else {
+            return self.refuse_by_warden(
+                g.client_id,
+                &g.call,
+                decided,
+                format!("`{tool}` was not called: too many approvals are pending on this warden"),
+                "try again later; if it persists, tell the platform team",
+            );
+        };
+        self.count_confirmation(g.trace, ConfirmationOutcome::Asked);
+        let who = confirmation
+            .approvers
+            .first()
+            .map_or_else(|| "the person".to_string(), |(_, by)| approver_text(by));
+        let minutes = warden_engine::engine::APPROVED_CALL_LIFE.as_secs() / 60;
+        let denial = Denial {
+            rules: confirmation.rules.clone(),
+            reason: format!(
+                "`{tool}` was not called yet: it needs the approval of {who} (rule {}: {}); approval `{}` is pending on warden's approval page",
+                rules_text(confirmation),
+                confirmation.message,
+                opened.id
+            ),
+            retry: Retry::AfterApproval,
+            instead: format!(
+                "give {who} this link to approve the call: {} (it expires in {minutes} minutes); once it is approved, make the same call again",
+                opened.link
+            ),
+        };
+        self.refuse(g.client_id, &g.call, decided, denial, g.info)
+            .into()
     }
 }
 

@@ -1,0 +1,308 @@
+//! Approvals on warden's page: a confirmation that cannot be asked in the
+//! chat (the client has no elicitation) or that must come from someone
+//! other than the caller (`by group` / `by user`) becomes a pending
+//! approval with a page at `/approvals/<id>` on warden's HTTP listener.
+//! The agent's call is refused with the link and `retry: after approval`;
+//! whoever may approve opens it, sees the call, and approves or refuses
+//! it with a note. An approval creates the rule's grant in the state
+//! store (a one-use grant for the very call under `grant once`), so the
+//! agent's retry goes through, on any replica that shares the store.
+//!
+//! What keeps it safe:
+//! - ids and link secrets are random (v4 UUIDs; the secret 244 bits, only
+//!   its SHA-256 kept); every POST needs the secret and the page's CSRF
+//!   token, and an `Origin` other than warden's own is refused;
+//! - single use: a decided approval cannot be decided again; it expires
+//!   after [`APPROVED_CALL_LIFE`];
+//! - the approver: with bearer auth, a token of the issuer, whose user
+//!   must be someone other than the caller in the named group (four
+//!   eyes), or the caller for a rule without `by`; without bearer auth,
+//!   only the caller's own calls, by the link alone (anyone holding the
+//!   link can then approve: docs/approvals.md);
+//! - the page has no script and no external asset (a strict CSP), shows
+//!   every value escaped, and is never cached or sent as a referrer.
+//!
+//! `page` writes the HTML; `routes` answers GET and POST.
+
+mod page;
+mod routes;
+
+pub(crate) use routes::router;
+
+use crate::bearer::Verifier;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+use warden_engine::engine::APPROVED_CALL_LIFE;
+use warden_engine::log::ApprovalLine;
+use warden_engine::{CallContext, Confirmation, DecisionLog, Engine};
+use warden_lang::CompiledApprover;
+
+/// Most approvals pending at once in one process; past it (after dropping
+/// expired ones) a new one is refused, and so is the call (fail closed).
+const MAX_PENDING: usize = 10_000;
+
+/// The pending approvals of one process, and how to act on them.
+pub struct Approvals {
+    /// `http://127.0.0.1:8080`: where links point.
+    base: String,
+    engine: Arc<Engine>,
+    log: Arc<DecisionLog>,
+    bearer: Option<Arc<Verifier>>,
+    book: Mutex<HashMap<String, Pending>>,
+}
+
+impl std::fmt::Debug for Approvals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Approvals")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One approval: the call as it was asked, and where it stands.
+#[derive(Clone)]
+pub(crate) struct Pending {
+    secret_hash: [u8; 32],
+    pub(crate) csrf: String,
+    pub(crate) call: CallContext,
+    /// The arguments as the decision log shows them (redacted, bounded).
+    pub(crate) shown_args: Value,
+    pub(crate) rules: Vec<String>,
+    pub(crate) message: String,
+    pub(crate) approver: Option<CompiledApprover>,
+    pub(crate) decision_id: String,
+    pub(crate) expires_at: SystemTime,
+    expires: Instant,
+    pub(crate) status: Status,
+}
+
+/// Where an approval stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Status {
+    Pending,
+    Approved { by: String },
+    Refused { by: String },
+}
+
+/// Why a decision on the page was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// No such approval, or the link's secret is wrong: the same answer,
+    /// so a guess learns nothing.
+    NotFound,
+    Expired,
+    AlreadyDecided,
+    /// The form's CSRF token is not this approval's.
+    BadForm,
+    /// Who tried may not approve this call (the reason says why).
+    NotAllowed(String),
+}
+
+/// A new approval's link.
+pub(crate) struct Opened {
+    pub(crate) id: String,
+    pub(crate) link: String,
+}
+
+fn random_hex() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn hash(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+impl Approvals {
+    /// Approvals whose links start with `base` (`http://HOST:PORT`).
+    pub(crate) fn new(
+        base: String,
+        engine: Arc<Engine>,
+        log: Arc<DecisionLog>,
+        bearer: Option<Arc<Verifier>>,
+    ) -> Arc<Approvals> {
+        Arc::new(Approvals {
+            base: base.trim_end_matches('/').to_string(),
+            engine,
+            log,
+            bearer,
+            book: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Pending>> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether approvers can be told apart from callers (bearer auth).
+    pub(crate) fn authenticates(&self) -> bool {
+        self.bearer.is_some()
+    }
+
+    /// A pending approval for `call`, decided as `decision_id` wanting
+    /// `confirmation`: its link (with the secret). `None` when the book is
+    /// full.
+    pub(crate) fn open(
+        &self,
+        call: &CallContext,
+        confirmation: &Confirmation,
+        decision_id: &str,
+    ) -> Option<Opened> {
+        let now = Instant::now();
+        let mut book = self.lock();
+        if book.len() >= MAX_PENDING {
+            book.retain(|_, p| p.expires > now);
+            if book.len() >= MAX_PENDING {
+                return None;
+            }
+        }
+        let id = random_hex();
+        let secret = format!("{}{}", random_hex(), random_hex());
+        book.insert(
+            id.clone(),
+            Pending {
+                secret_hash: hash(&secret),
+                csrf: random_hex(),
+                call: call.clone(),
+                shown_args: self.log.logged_arguments(&call.arguments),
+                rules: confirmation.rules.iter().map(|h| h.rule.clone()).collect(),
+                message: confirmation.message.clone(),
+                approver: confirmation.approvers.first().map(|(_, by)| by.clone()),
+                decision_id: decision_id.to_string(),
+                expires_at: SystemTime::now() + APPROVED_CALL_LIFE,
+                expires: now + APPROVED_CALL_LIFE,
+                status: Status::Pending,
+            },
+        );
+        Some(Opened {
+            link: format!("{}/approvals/{id}?s={secret}", self.base),
+            id,
+        })
+    }
+
+    /// The approval `id` if `secret` is its link's.
+    pub(crate) fn get(&self, id: &str, secret: &str) -> Result<Pending, Refusal> {
+        let book = self.lock();
+        match book.get(id) {
+            Some(p) if p.secret_hash == hash(secret) => Ok(p.clone()),
+            _ => Err(Refusal::NotFound),
+        }
+    }
+
+    /// Approves (or refuses) approval `id`, once. `token`: the bearer token
+    /// the person gave (required with bearer auth). Returns who decided.
+    pub(crate) fn decide(
+        &self,
+        id: &str,
+        secret: &str,
+        csrf: &str,
+        token: Option<&str>,
+        approve: bool,
+        note: &str,
+    ) -> Result<String, Refusal> {
+        let pending = self.get(id, secret)?;
+        if pending.csrf != csrf {
+            return Err(Refusal::BadForm);
+        }
+        if pending.status != Status::Pending {
+            return Err(Refusal::AlreadyDecided);
+        }
+        if pending.expires <= Instant::now() {
+            return Err(Refusal::Expired);
+        }
+        let by = self.approver_of(&pending, token)?;
+        // Taken under the lock: two POSTs racing decide once.
+        {
+            let mut book = self.lock();
+            let Some(p) = book.get_mut(id) else {
+                return Err(Refusal::NotFound);
+            };
+            if p.status != Status::Pending {
+                return Err(Refusal::AlreadyDecided);
+            }
+            p.status = if approve {
+                Status::Approved { by: by.clone() }
+            } else {
+                Status::Refused { by: by.clone() }
+            };
+        }
+        let grants = if approve {
+            let (made, failed) = self
+                .engine
+                .create_grants(&pending.call, &pending.rules, false);
+            for (rule, e) in failed {
+                tracing::warn!("the approval of rule `{rule}` was not kept: {e}");
+            }
+            made
+        } else {
+            Vec::new()
+        };
+        let line = ApprovalLine {
+            decision_id: &pending.decision_id,
+            approval: id,
+            approved: approve,
+            by: &by,
+            channel: "page",
+            note,
+            grants: &grants,
+        };
+        if let Err(e) = self.log.write_approval(&line) {
+            tracing::error!("approval {id} was not logged: {e}");
+        }
+        if approve && grants.is_empty() {
+            return Err(Refusal::NotAllowed(
+                "warden could not keep the approval in its state store; the call will be asked again".into(),
+            ));
+        }
+        Ok(by)
+    }
+
+    /// Who is deciding, if they may: with bearer auth the token's user
+    /// (someone other than the caller, in the group or the user the rule
+    /// names; the caller when the rule names no one); without it only a
+    /// rule without `by`, by the link.
+    fn approver_of(&self, p: &Pending, token: Option<&str>) -> Result<String, Refusal> {
+        let caller = &p.call.identity.user;
+        let Some(verifier) = &self.bearer else {
+            return match &p.approver {
+                None => Ok(format!("{caller} (the caller, by the link)")),
+                Some(_) => Err(Refusal::NotAllowed(
+                    "this call needs the approval of another person, and without bearer authentication warden cannot tell who approves".into(),
+                )),
+            };
+        };
+        let token = token
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Refusal::NotAllowed("give your access token: warden checks who approves".into())
+            })?;
+        let who = verifier
+            .verify(token)
+            .map_err(|e| Refusal::NotAllowed(format!("the token was not accepted: {e}")))?;
+        match &p.approver {
+            None if &who.user == caller => Ok(who.user),
+            None => Err(Refusal::NotAllowed(format!(
+                "only `{caller}`, who made the call, can confirm it"
+            ))),
+            Some(_) if &who.user == caller => Err(Refusal::NotAllowed(
+                "you made this call: it needs the approval of someone else (four eyes)".into(),
+            )),
+            Some(CompiledApprover::User(u)) if &who.user == u => Ok(who.user),
+            Some(CompiledApprover::User(u)) => Err(Refusal::NotAllowed(format!(
+                "this call needs the approval of `{u}`"
+            ))),
+            Some(CompiledApprover::Group(g)) => {
+                if who.groups.as_ref().is_some_and(|gs| gs.contains(g)) {
+                    Ok(who.user)
+                } else {
+                    Err(Refusal::NotAllowed(format!(
+                        "this call needs the approval of a member of group `{g}`, and your token does not name that group"
+                    )))
+                }
+            }
+        }
+    }
+}
