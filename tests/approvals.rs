@@ -335,12 +335,13 @@ impl HttpWarden {
         })
     }
 
-    /// One 2025-06-18 session without elicitation: its id.
-    async fn session(&self, http: &reqwest::Client) -> Res<String> {
+    /// One 2025-06-18 session without elicitation, as the bearer of
+    /// `token` when given: its id.
+    async fn session(&self, http: &reqwest::Client, token: Option<&str>) -> Res<String> {
         let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
             "params": {"protocolVersion": "2025-06-18", "capabilities": {},
                        "clientInfo": {"name": "no-elicitation", "version": "1"}}});
-        let resp = self.post(http, None, &init).await?;
+        let resp = self.post(http, None, token, &init).await?;
         let sid = resp
             .headers()
             .get("mcp-session-id")
@@ -348,7 +349,7 @@ impl HttpWarden {
             .ok_or("no session id")?
             .to_string();
         let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        self.post(http, Some(&sid), &note).await?;
+        self.post(http, Some(&sid), token, &note).await?;
         Ok(sid)
     }
 
@@ -356,6 +357,7 @@ impl HttpWarden {
         &self,
         http: &reqwest::Client,
         sid: Option<&str>,
+        token: Option<&str>,
         msg: &Value,
     ) -> Res<reqwest::Response> {
         let mut req = http
@@ -366,13 +368,31 @@ impl HttpWarden {
         if let Some(s) = sid {
             req = req.header("mcp-session-id", s);
         }
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
         Ok(req.body(msg.to_string()).send().await?)
     }
 
     async fn call(&self, http: &reqwest::Client, sid: &str, id: u64, args: Value) -> Res<Value> {
+        self.call_as(http, sid, None, id, args).await
+    }
+
+    async fn call_as(
+        &self,
+        http: &reqwest::Client,
+        sid: &str,
+        token: Option<&str>,
+        id: u64,
+        args: Value,
+    ) -> Res<Value> {
         let msg = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
             "params": {"name": "echo_meta", "arguments": args}});
-        Ok(self.post(http, Some(sid), &msg).await?.json().await?)
+        Ok(self
+            .post(http, Some(sid), token, &msg)
+            .await?
+            .json()
+            .await?)
     }
 
     fn log(&self) -> Vec<Value> {
@@ -414,7 +434,7 @@ require-confirm runs {
 "#;
     let w = HttpWarden::start(policy, &[]).await?;
     let http = reqwest::Client::builder().no_proxy().build()?;
-    let sid = w.session(&http).await?;
+    let sid = w.session(&http, None).await?;
     let args = json!({"label": "<script>alert(1)</script>", "n": 1});
 
     // The call: refused with the link and retry after approval.
@@ -526,5 +546,134 @@ require-confirm runs {
         !std::fs::read_to_string(w.dir.path().join("audit.jsonl"))?.contains(secret),
         "the link's secret is never logged"
     );
+    Ok(())
+}
+
+const ISS: &str = "https://auth.example.com";
+const AUD: &str = "https://warden.example.com/mcp";
+
+/// A token of `sub` in `groups`, signed with the issuer's key `pem`.
+fn token(pem: &std::path::Path, sub: &str, groups: &[&str]) -> Res<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let claims = json!({"iss": ISS, "aud": AUD, "sub": sub, "iat": now, "exp": now + 600,
+        "groups": groups});
+    let key = jsonwebtoken::EncodingKey::from_ed_pem(&std::fs::read(pem)?)?;
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
+        &claims,
+        &key,
+    )?)
+}
+
+#[tokio::test]
+async fn four_eyes_a_lab_lead_other_than_the_caller_approves_on_the_page() -> Res<()> {
+    let policy = r#"default allow
+
+require-confirm big-runs {
+  tool "echo_meta"
+  when via agent
+  by group "lab-leads"
+  grant for 30m
+}
+"#;
+    let keys = tempfile::tempdir()?;
+    let (private, public) = common::key_pair(keys.path(), "issuer", 42)?;
+    let public = public.to_str().ok_or("utf-8")?.to_string();
+    let w = HttpWarden::start(
+        policy,
+        &[
+            "--jwt-issuer",
+            ISS,
+            "--jwt-audience",
+            AUD,
+            "--jwt-key",
+            &public,
+        ],
+    )
+    .await?;
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    // The caller is a lab lead herself: four eyes still need another.
+    let ada = token(&private, "ada", &["lab-leads"])?;
+    let sid = w.session(&http, Some(&ada)).await?;
+    let args = json!({"pipeline": "wgs-align", "sample_id": "S-0001"});
+    let first = w.call_as(&http, &sid, Some(&ada), 1, args.clone()).await?;
+    assert_eq!(first["result"]["isError"], true, "{first}");
+    assert!(
+        text(&first).contains("needs the approval of a member of group `lab-leads`"),
+        "{first}"
+    );
+    let link = link_in(&first)?;
+    let page = http.get(&link).send().await?.text().await?;
+    assert!(
+        page.contains("name=\"token\""),
+        "the page asks who approves: {page}"
+    );
+    let (path, secret) = link.split_once("?s=").ok_or("secret")?;
+    let csrf = hidden(&page, "csrf").ok_or("csrf")?;
+    let approve_as = |who: String| {
+        let (http, path, secret, csrf) = (
+            http.clone(),
+            path.to_string(),
+            secret.to_string(),
+            csrf.clone(),
+        );
+        async move {
+            http.post(&path)
+                .form(&[
+                    ("s", secret.as_str()),
+                    ("csrf", csrf.as_str()),
+                    ("action", "approve"),
+                    ("token", who.as_str()),
+                    ("note", "budget ok"),
+                ])
+                .send()
+                .await
+        }
+    };
+    // The caller, someone outside the group, no token, a forged token.
+    let r = approve_as(ada.clone()).await?;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await?.contains("you made this call"));
+    let r = approve_as(token(&private, "bob", &["lab"])?).await?;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await?.contains("group `lab-leads`"));
+    assert_eq!(approve_as(String::new()).await?.status(), 403);
+    let other = tempfile::tempdir()?;
+    let (forger, _) = common::key_pair(other.path(), "forger", 7)?;
+    assert_eq!(
+        approve_as(token(&forger, "lena", &["lab-leads"])?)
+            .await?
+            .status(),
+        403
+    );
+    // Still refused before the approval.
+    let again = w.call_as(&http, &sid, Some(&ada), 2, args.clone()).await?;
+    assert_eq!(again["result"]["isError"], true, "{again}");
+
+    // A lab lead approves: the caller's retry goes through, and the grant
+    // holds for further calls with these arguments.
+    let r = approve_as(token(&private, "lena", &["lab-leads"])?).await?;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await?.contains("Approved by lena"));
+    for id in 3..=4 {
+        let ok = w.call_as(&http, &sid, Some(&ada), id, args.clone()).await?;
+        assert!(ok["result"]["isError"] != true, "{ok}");
+    }
+    let other_args = json!({"pipeline": "wgs-align", "sample_id": "S-0002"});
+    let other_call = w.call_as(&http, &sid, Some(&ada), 5, other_args).await?;
+    assert_eq!(
+        other_call["result"]["isError"], true,
+        "another sample asks again"
+    );
+
+    let log = w.log();
+    let approval = log
+        .iter()
+        .find(|l| l["event"] == "approval")
+        .ok_or("an approval line")?;
+    assert_eq!(approval["by"], "lena");
+    assert_eq!(approval["note"], "budget ok");
     Ok(())
 }
