@@ -677,3 +677,26 @@ require-confirm big-runs {
     assert_eq!(approval["note"], "budget ok");
     Ok(())
 }
+
+#[tokio::test]
+async fn the_page_shows_what_the_log_shows_redacted_arguments_stay_hidden() -> Res<()> {
+    let policy = r#"default allow
+
+require-confirm runs {
+  tool "echo_meta"
+  reason "use token {args.token} on {args.sample_id}?"
+}
+"#;
+    let w = HttpWarden::start(policy, &["--redact", "token"]).await?;
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let sid = w.session(&http, None).await?;
+    let args = json!({"token": "s3cret-value", "sample_id": "S-0001"});
+    let link = link_in(&w.call(&http, &sid, 1, args).await?)?;
+    let page = http.get(&link).send().await?.text().await?;
+    assert!(!page.contains("s3cret-value"), "{page}");
+    assert!(
+        page.contains("[redacted]") && page.contains("S-0001"),
+        "{page}"
+    );
+    Ok(())
+}

@@ -292,6 +292,12 @@ impl DecisionLog {
         }
     }
 
+    /// `text` (a reason that may quote the call's arguments) with the
+    /// values of redacted arguments replaced, as decision lines show it.
+    pub fn scrubbed(&self, call: &CallContext, text: &str) -> String {
+        scrub(text, &redacted_values(&call.arguments, &self.redact))
+    }
+
     /// A call's arguments as its decision line holds them: the configured
     /// keys redacted, then each value past the bound as its SHA-256, size
     /// and prefix. The proxy records configured arguments on trace spans

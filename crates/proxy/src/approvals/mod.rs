@@ -168,7 +168,8 @@ impl Approvals {
                 call: call.clone(),
                 shown_args: self.log.logged_arguments(&call.arguments),
                 rules: confirmation.rules.iter().map(|h| h.rule.clone()).collect(),
-                message: confirmation.message.clone(),
+                // A reason may quote an argument the log redacts.
+                message: self.log.scrubbed(call, &confirmation.message),
                 approver: confirmation.approvers.first().map(|(_, by)| by.clone()),
                 decision_id: decision_id.to_string(),
                 expires_at: SystemTime::now() + APPROVED_CALL_LIFE,
