@@ -79,11 +79,11 @@ pub(crate) fn run(args: CheckArgs) -> i32 {
         };
         errors.push(at_key(&cfg, key, &e));
     }
-    let mut warnings = warnings(&cfg);
-    let mut unusable = Vec::new();
-    if let Some(bundle) = &bundle {
-        approver_findings(&cfg, bundle, &mut unusable, &mut warnings);
-    }
+    let warnings = warnings(&cfg);
+    let unusable = bundle
+        .as_ref()
+        .map(|b| approver_findings(&cfg, b))
+        .unwrap_or_default();
     let failures = errors.len() + unusable.len();
     if !errors.is_empty() {
         let failures = errors.len();
@@ -140,16 +140,15 @@ pub(crate) fn run(args: CheckArgs) -> i32 {
 }
 
 /// Rules whose approval must come from another person (`by group` /
-/// `by user`): without `[auth]` every call acts as the `[identity]` user,
-/// so no other person exists to approve (an error: such calls are always
-/// refused); with it, this version has no channel to that person yet (a
-/// warning saying so).
-fn approver_findings(
-    cfg: &GatewayConfig,
-    bundle: &warden_engine::PolicyBundle,
-    errors: &mut Vec<Problem>,
-    warnings: &mut Vec<Problem>,
-) {
+/// `by user`) under a config without `[auth]`: every call acts as the
+/// `[identity]` user, so no other person exists to approve, and such calls
+/// are always refused (an error). With `[auth]` the approval page takes
+/// their approval.
+fn approver_findings(cfg: &GatewayConfig, bundle: &warden_engine::PolicyBundle) -> Vec<Problem> {
+    if cfg.auth.is_some() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
     for rule in bundle.rules() {
         let Some(by) = rule.approval.as_ref().and_then(|a| a.approver.as_ref()) else {
             continue;
@@ -158,33 +157,19 @@ fn approver_findings(
             warden_lang::CompiledApprover::Group(g) => format!("a member of group `{g}`"),
             warden_lang::CompiledApprover::User(u) => format!("user `{u}`"),
         };
-        let span = cfg.span_of("policies");
-        if cfg.auth.is_none() {
-            errors.push(
-                Problem::error(
-                    span,
-                    format!(
-                        "rule `{}` ({}) needs the approval of {who}, and without `[auth]` every call acts as one user: no one else can approve, so its calls are always refused",
-                        rule.id, rule.location
-                    ),
-                    "approval by another person",
-                )
-                .with_help("drop `by` so the caller confirms; approval by another person needs `[auth]` too, so that callers are people of their own"),
-            );
-        } else {
-            warnings.push(
-                Problem::warning(
-                    span,
-                    format!(
-                        "rule `{}` ({}) needs the approval of {who}, which this warden cannot collect yet: its calls are refused",
-                        rule.id, rule.location
-                    ),
-                    "approval by another person",
-                )
-                .with_help("drop `by` so the caller confirms, until approvals by another person are available"),
-            );
-        }
+        out.push(
+            Problem::error(
+                cfg.span_of("policies"),
+                format!(
+                    "rule `{}` ({}) needs the approval of {who}, and without `[auth]` every call acts as one user: no one else can approve, so its calls are always refused",
+                    rule.id, rule.location
+                ),
+                "approval by another person",
+            )
+            .with_help("add an `[auth]` section so that callers and approvers are people of their own (docs/approvals.md), or drop `by` so the caller confirms"),
+        );
     }
+    out
 }
 
 /// A load error as a problem at the config key that named the file.
