@@ -282,24 +282,30 @@ async fn confirmations_are_asked_on_the_calls_stream() -> TestResult {
     assert!(asked[0].contains("wgs-align"), "{asked:?}");
     client.cancel().await?;
 
+    // Another sample: the yes above covers runs on S-0001 for 30 minutes
+    // (`grant for 30m within args.sample_id`), so only another is asked.
+    let other = json!({"sample_id": "S-0002", "pipeline": "wgs-align", "estimated_cost": 600});
     let no = Person::new(Some(ElicitationAction::Decline));
     let client = connect(&warden.url(), no.clone()).await?;
-    let refused = call(client.peer(), "start_pipeline_run", args.clone()).await?;
+    let refused = call(client.peer(), "start_pipeline_run", other.clone()).await?;
     assert_eq!(refused.is_error, Some(true));
     assert!(text(&refused).contains("declined"), "{}", text(&refused));
     assert_eq!(no.asked.lock().unwrap().len(), 1);
     client.cancel().await?;
 
+    // A client that cannot ask: on HTTP, the approval page can (docs/approvals.md).
+    let third = json!({"sample_id": "S-0003", "pipeline": "wgs-align", "estimated_cost": 600});
     let cannot = Person::new(None);
     let client = connect(&warden.url(), cannot).await?;
-    let refused = call(client.peer(), "start_pipeline_run", args).await?;
+    let refused = call(client.peer(), "start_pipeline_run", third).await?;
     assert_eq!(refused.is_error, Some(true));
     assert!(
-        text(&refused).contains("requires the person's confirmation")
-            && text(&refused).contains("cannot ask for it"),
+        text(&refused).contains("needs the approval of the person")
+            && text(&refused).contains("/approvals/"),
         "{}",
         text(&refused)
     );
+    assert_eq!(decision(&refused)["retry"]["when"], "after_approval");
     client.cancel().await?;
     Ok(())
 }
@@ -312,10 +318,13 @@ async fn two_sessions_are_isolated_and_a_reload_reaches_both() -> TestResult {
     let b = Person::new(Some(ElicitationAction::Decline));
     let url = warden.url();
     let (ca, cb) = tokio::try_join!(connect(&url, a.clone()), connect(&url, b.clone()))?;
-    let args = json!({"sample_id": "S-0002", "pipeline": "variant-call", "estimated_cost": 300});
+    // Two samples: one user's yes on a sample covers the other session's
+    // run on it too (`grant for 30m within args.sample_id`).
+    let args_a = json!({"sample_id": "S-0002", "pipeline": "variant-call", "estimated_cost": 300});
+    let args_b = json!({"sample_id": "S-0003", "pipeline": "variant-call", "estimated_cost": 300});
     let (ra, rb) = tokio::join!(
-        call(ca.peer(), "start_pipeline_run", args.clone()),
-        call(cb.peer(), "start_pipeline_run", args.clone())
+        call(ca.peer(), "start_pipeline_run", args_a),
+        call(cb.peer(), "start_pipeline_run", args_b)
     );
     let (ra, rb) = (ra?, rb?);
     // Each session's confirmation went to its own client.
