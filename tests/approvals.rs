@@ -700,3 +700,109 @@ require-confirm runs {
     );
     Ok(())
 }
+
+/// Reads SSE events from `resp` until `stop` accepts one; every message.
+async fn sse_until(
+    resp: &mut reqwest::Response,
+    buf: &mut String,
+    stop: impl Fn(&Value) -> bool,
+) -> Res<Vec<Value>> {
+    let mut seen = Vec::new();
+    loop {
+        while let Some(at) = buf.find("\n\n") {
+            let event: String = buf.drain(..at + 2).collect();
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:").map(str::trim_start))
+                .collect();
+            if let Ok(v) = serde_json::from_str::<Value>(&data.join("\n")) {
+                let done = stop(&v);
+                seen.push(v);
+                if done {
+                    return Ok(seen);
+                }
+            }
+        }
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), resp.chunk())
+            .await??
+            .ok_or("the stream ended")?;
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test]
+async fn a_client_with_url_elicitation_is_sent_to_the_page_and_the_call_waits_for_it() -> Res<()> {
+    let policy = r#"default allow
+
+require-confirm runs {
+  tool "echo_meta"
+  reason "run {args.label}?"
+}
+"#;
+    let w = HttpWarden::start(policy, &[]).await?;
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {"elicitation": {"url": {}}},
+                   "clientInfo": {"name": "url-client", "version": "1"}}});
+    let resp = w.post(&http, None, None, &init).await?;
+    let sid = resp.headers()["mcp-session-id"].to_str()?.to_string();
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    w.post(&http, Some(&sid), None, &note).await?;
+
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "echo_meta", "arguments": {"label": "x"}}});
+    let mut stream = http
+        .post(&w.mcp)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("mcp-session-id", &sid)
+        .body(call.to_string())
+        .send()
+        .await?;
+    let mut buf = String::new();
+    let got = sse_until(&mut stream, &mut buf, |v| {
+        v["method"] == "elicitation/create"
+    })
+    .await?;
+    let ask = got.last().ok_or("asked")?.clone();
+    assert_eq!(ask["params"]["mode"], "url", "{ask}");
+    let url = ask["params"]["url"].as_str().ok_or("a url")?.to_string();
+    let elicitation_id = ask["params"]["elicitationId"].clone();
+    assert!(url.starts_with(&format!("{}/approvals/", w.base)), "{url}");
+    assert!(
+        url.contains(elicitation_id.as_str().unwrap_or("?")),
+        "{url}"
+    );
+    // The person agrees to open the page: the call still waits.
+    let accept = json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "accept"}});
+    w.post(&http, Some(&sid), None, &accept).await?;
+
+    // The decision on the page releases the held call at once.
+    let page = http.get(&url).send().await?.text().await?;
+    let (path, secret) = url.split_once("?s=").ok_or("secret")?;
+    let csrf = hidden(&page, "csrf").ok_or("csrf")?;
+    let r = http
+        .post(path)
+        .form(&[("s", secret), ("csrf", &csrf), ("action", "approve")])
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    let rest = sse_until(&mut stream, &mut buf, |v| v["id"] == 1).await?;
+    assert!(
+        rest.iter()
+            .any(|m| m["method"] == "notifications/elicitation/complete"
+                && m["params"]["elicitationId"] == elicitation_id),
+        "{rest:?}"
+    );
+    let answer = rest.last().ok_or("answered")?;
+    assert!(answer["result"]["isError"] != true, "{answer}");
+    // The one-use grant went to this call: the next asks again.
+    let log = w.log();
+    let allowed = log
+        .iter()
+        .find(|l| l["decision"] == "allow")
+        .ok_or("allowed")?;
+    assert_eq!(allowed["grants"][0]["rule"], "runs", "{allowed}");
+    Ok(())
+}

@@ -77,6 +77,9 @@ pub(crate) struct Pending {
     pub(crate) expires_at: SystemTime,
     expires: Instant,
     pub(crate) status: Status,
+    /// Tells a call held for this approval (URL-mode elicitation) how it
+    /// went, at once.
+    changed: Arc<tokio::sync::watch::Sender<Status>>,
 }
 
 /// Where an approval stands.
@@ -175,12 +178,18 @@ impl Approvals {
                 expires_at: SystemTime::now() + APPROVED_CALL_LIFE,
                 expires: now + APPROVED_CALL_LIFE,
                 status: Status::Pending,
+                changed: Arc::new(tokio::sync::watch::Sender::new(Status::Pending)),
             },
         );
         Some(Opened {
             link: format!("{}/approvals/{id}?s={secret}", self.base),
             id,
         })
+    }
+
+    /// Where approval `id` stands, as it changes (for a held call).
+    pub(crate) fn watch(&self, id: &str) -> Option<tokio::sync::watch::Receiver<Status>> {
+        self.lock().get(id).map(|p| p.changed.subscribe())
     }
 
     /// The approval `id` if `secret` is its link's.
@@ -252,6 +261,14 @@ impl Approvals {
         if let Err(e) = self.log.write_approval(&line) {
             tracing::error!("approval {id} was not logged: {e}");
         }
+        // A held call learns it now (it decides again, and so finds the
+        // grant, or is refused).
+        let status = if approve && !grants.is_empty() {
+            Status::Approved { by: by.clone() }
+        } else {
+            Status::Refused { by: by.clone() }
+        };
+        pending.changed.send_replace(status);
         if approve && grants.is_empty() {
             return Err(Refusal::NotAllowed(
                 "warden could not keep the approval in its state store; the call will be asked again".into(),

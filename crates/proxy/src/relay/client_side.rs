@@ -224,6 +224,8 @@ impl Relay {
                     .and_then(Value::as_str)
                     .map(str::to_string);
                 st.session.elicitation_form = elicitation_supports_form(params.get("capabilities"));
+                st.session.elicitation_url =
+                    super::context::elicitation_supports_url(params.get("capabilities"));
                 st.session.init_params = Some(params);
                 Fwd::Initialize
             }

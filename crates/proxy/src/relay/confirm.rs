@@ -107,6 +107,9 @@ fn open_confirm(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Answer {
     Accept,
+    /// Approved on warden's approval page (URL-mode elicitation): the
+    /// approval made the grant the call is decided again with.
+    ApprovedOnPage,
     Decline,
     Cancel,
     TimedOut,
@@ -118,7 +121,7 @@ impl Answer {
     /// How the confirmation went, as metrics and spans say it.
     pub(super) fn outcome(&self) -> ConfirmationOutcome {
         match self {
-            Answer::Accept => ConfirmationOutcome::Accepted,
+            Answer::Accept | Answer::ApprovedOnPage => ConfirmationOutcome::Accepted,
             Answer::Decline => ConfirmationOutcome::Declined,
             Answer::Cancel => ConfirmationOutcome::Dismissed,
             Answer::TimedOut => ConfirmationOutcome::TimedOut,
@@ -265,6 +268,81 @@ impl Relay {
             )
             .await;
         }
+        answer
+    }
+
+    /// Asks the person by URL-mode elicitation (2025-11-25) to decide on
+    /// warden's approval page (`link`, approval `id`), and holds the call
+    /// until the page's decision, the client's refusal to open it, the
+    /// confirmation timeout or the call's cancellation. The client is told
+    /// when the interaction is complete.
+    pub(super) async fn ask_by_url(
+        &self,
+        page: &crate::approvals::Approvals,
+        id: &str,
+        link: &str,
+        message: String,
+        client_id: &Value,
+        cancel: &CancellationToken,
+    ) -> Answer {
+        use crate::approvals::Status;
+        let Some(mut status) = page.watch(id) else {
+            return Answer::Failed("the approval is gone".into());
+        };
+        let req_id = self.own_id();
+        let key = id_key(&req_id);
+        let (tx, mut rx) = oneshot::channel();
+        lock(&self.st)
+            .pending
+            .insert_down(key.clone(), DownPending::Own(tx));
+        self.send_client_for(
+            jsonrpc::request(
+                req_id.clone(),
+                "elicitation/create",
+                json!({"mode": "url", "elicitationId": id, "url": link, "message": message}),
+            ),
+            Some(client_id.clone()),
+        )
+        .await;
+        let deadline = tokio::time::sleep(self.cfg.confirm_timeout);
+        tokio::pin!(deadline);
+        let mut opened = false;
+        let answer = loop {
+            tokio::select! {
+                r = &mut rx, if !opened => match r {
+                    // Accept: the person agreed to open the page; the
+                    // decision is the page's.
+                    Ok(resp) => match read_elicit_answer(&resp) {
+                        Answer::Accept => opened = true,
+                        other => break other,
+                    },
+                    Err(_) => break Answer::Failed("the client went away".into()),
+                },
+                changed = status.changed() => {
+                    if changed.is_err() {
+                        break Answer::Failed("the approval is gone".into());
+                    }
+                    match &*status.borrow() {
+                        Status::Pending => {}
+                        Status::Approved { .. } => break Answer::ApprovedOnPage,
+                        Status::Refused { .. } => break Answer::Decline,
+                    }
+                },
+                () = &mut deadline => break Answer::TimedOut,
+                () = cancel.cancelled() => break Answer::CallCancelled,
+            }
+        };
+        if !opened {
+            lock(&self.st).pending.take_down(&key);
+        }
+        self.send_client_for(
+            jsonrpc::notification(
+                "notifications/elicitation/complete",
+                Some(json!({"elicitationId": id})),
+            ),
+            Some(client_id.clone()),
+        )
+        .await;
         answer
     }
 

@@ -26,6 +26,8 @@ pub(super) struct ClientSession {
     pub(super) initialized: bool,
     pub(super) agent: Option<String>,
     pub(super) elicitation_form: bool,
+    /// The client declared URL-mode elicitation (2025-11-25).
+    pub(super) elicitation_url: bool,
     pub(super) log_level: Option<Value>,
     pub(super) subscriptions: BTreeSet<String>,
 }
@@ -36,9 +38,20 @@ pub(super) struct ReqCtx {
     pub(super) stateless: bool,
     pub(super) agent: Option<String>,
     pub(super) elicitation_form: bool,
+    /// URL-mode elicitation (sessions only: a 2026-07-28 request asks with
+    /// `input_required`).
+    pub(super) elicitation_url: bool,
     /// The `io.modelcontextprotocol/*` keys of the request's `_meta`, for
     /// warden's own requests on its behalf (2026-07-28 needs them).
     pub(super) mcp_meta: Map<String, Value>,
+}
+
+/// Whether client capabilities `caps` declare URL-mode elicitation
+/// (`elicitation: {url: {}}`, 2025-11-25).
+pub(super) fn elicitation_supports_url(caps: Option<&Value>) -> bool {
+    caps.and_then(|c| c.get("elicitation"))
+        .and_then(Value::as_object)
+        .is_some_and(|e| e.contains_key("url"))
 }
 
 /// Whether client capabilities `caps` let warden ask the person with an
@@ -73,6 +86,7 @@ impl Relay {
                     .and_then(Value::as_str)
                     .map(str::to_string),
                 elicitation_form: elicitation_supports_form(meta.get(CLIENT_CAPABILITIES_META)),
+                elicitation_url: false,
                 mcp_meta: meta
                     .into_iter()
                     .filter(|(k, _)| k.starts_with("io.modelcontextprotocol/"))
@@ -84,6 +98,7 @@ impl Relay {
                 stateless,
                 agent: st.session.agent.clone(),
                 elicitation_form: st.session.elicitation_form,
+                elicitation_url: st.session.elicitation_url,
                 mcp_meta: Map::new(),
             }
         }

@@ -310,6 +310,44 @@ impl Relay {
         if let Some(a) = confirmed_answer {
             Ok(Answer::of_retry(&a))
         } else if !g.ctx.elicitation_form
+            && g.ctx.elicitation_url
+            && let Some(page) = page
+        {
+            // URL-mode elicitation: the client opens warden's page out of
+            // band (neither it nor the model sees what is entered there),
+            // and the call waits for the page's decision.
+            let Some(opened) = page.open(&g.call, confirmation, &decided.id) else {
+                return Err(self
+                    .refuse_by_warden(
+                        g.client_id,
+                        &g.call,
+                        decided,
+                        format!(
+                            "`{tool}` was not called: too many approvals are pending on this warden"
+                        ),
+                        "try again later; if it persists, tell the platform team",
+                    )
+                    .into());
+            };
+            self.count_confirmation(g.trace, ConfirmationOutcome::Asked);
+            let message = format!(
+                "warden asks you to approve a call on its approval page: {}",
+                confirmation.message
+            );
+            let wait = g.trace.confirmation_wait();
+            let answer = self
+                .ask_by_url(
+                    page,
+                    &opened.id,
+                    &opened.link,
+                    message,
+                    g.client_id,
+                    g.cancel,
+                )
+                .await;
+            wait.end(answer.outcome().label());
+            Ok(answer)
+        } else if !g.ctx.elicitation_form
             && let Some(page) = page
         {
             // The client cannot ask its person: the approval page can.
@@ -366,9 +404,13 @@ impl Relay {
         let rules_text = rules_text(confirmation);
         self.count_confirmation(g.trace, answer.outcome());
         let (reason, instead) = match answer {
-            Answer::Accept => {
-                g.call.confirmed = confirmation.rules.iter().map(|h| h.rule.clone()).collect();
-                g.fresh_yes = true;
+            Answer::Accept | Answer::ApprovedOnPage => {
+                // A yes in the chat confirms the call itself; an approval
+                // on the page made the grant the call is decided with.
+                if matches!(answer, Answer::Accept) {
+                    g.call.confirmed = confirmation.rules.iter().map(|h| h.rule.clone()).collect();
+                    g.fresh_yes = true;
+                }
                 return match self.decide(msg, g).await {
                     Decision::Done(reply) => reply,
                     Decision::Confirm(again) => {
