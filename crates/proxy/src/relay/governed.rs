@@ -317,17 +317,15 @@ impl Relay {
             // band (neither it nor the model sees what is entered there),
             // and the call waits for the page's decision.
             let Some(opened) = page.open(&g.call, confirmation, &decided.id) else {
-                return Err(self
-                    .refuse_by_warden(
-                        g.client_id,
-                        &g.call,
-                        decided,
-                        format!(
-                            "`{tool}` was not called: too many approvals are pending on this warden"
-                        ),
-                        "try again later; if it persists, tell the platform team",
-                    )
-                    .into());
+                return Err(self.refuse_by_warden(
+                    g.client_id,
+                    &g.call,
+                    decided,
+                    format!(
+                        "`{tool}` was not called: too many approvals are pending on this warden"
+                    ),
+                    "try again later; if it persists, tell the platform team",
+                ));
             };
             self.count_confirmation(g.trace, ConfirmationOutcome::Asked);
             let message = format!(
