@@ -6,6 +6,7 @@
 //! confirmation (`relay::confirm`), and carry the answer out: decided again
 //! with the confirmation, or refused saying why.
 
+use super::approval::approver_text;
 use super::confirm::Answer;
 use super::context::ReqCtx;
 use super::{Relay, lock};
@@ -31,18 +32,18 @@ struct Resolved {
 }
 
 /// One governed call as its phases see it.
-struct Governed<'a> {
-    client_id: &'a Value,
-    cancel: &'a CancellationToken,
-    caller: Option<Arc<Caller>>,
-    ctx: ReqCtx,
-    call: CallContext,
-    info: ToolInfo,
+pub(super) struct Governed<'a> {
+    pub(super) client_id: &'a Value,
+    pub(super) cancel: &'a CancellationToken,
+    pub(super) caller: Option<Arc<Caller>>,
+    pub(super) ctx: ReqCtx,
+    pub(super) call: CallContext,
+    pub(super) info: ToolInfo,
     /// The call's spans (nothing while traces are off).
-    trace: &'a CallTrace,
+    pub(super) trace: &'a CallTrace,
     /// The person just said yes: an allowed decision creates the grants
     /// of the confirmed rules.
-    fresh_yes: bool,
+    pub(super) fresh_yes: bool,
 }
 
 /// What one decision left to do.
@@ -316,17 +317,7 @@ impl Relay {
             // URL-mode elicitation: the client opens warden's page out of
             // band (neither it nor the model sees what is entered there),
             // and the call waits for the page's decision.
-            let Some(opened) = page.open(&g.call, confirmation, &decided.id) else {
-                return Err(self.refuse_by_warden(
-                    g.client_id,
-                    &g.call,
-                    decided,
-                    format!(
-                        "`{tool}` was not called: too many approvals are pending on this warden"
-                    ),
-                    "try again later; if it persists, tell the platform team",
-                ));
-            };
+            let opened = self.open_approval(page, g, decided, confirmation)?;
             self.count_confirmation(g.trace, ConfirmationOutcome::Asked);
             let message = format!(
                 "warden asks you to approve a call on its approval page: {}",
@@ -515,7 +506,7 @@ impl Relay {
     }
 
     /// A step of a confirmation, in the metrics and on the call's span.
-    fn count_confirmation(&self, trace: &CallTrace, outcome: ConfirmationOutcome) {
+    pub(super) fn count_confirmation(&self, trace: &CallTrace, outcome: ConfirmationOutcome) {
         if let Some(m) = &self.cfg.metrics {
             m.record_confirmation(outcome);
         }
@@ -523,64 +514,8 @@ impl Relay {
     }
 }
 
-impl Relay {
-    /// A pending approval on the approval page for a call the chat cannot
-    /// confirm: the call is refused with the link (for the agent only: the
-    /// decision log gets the approval's id, never the link's secret) and
-    /// `retry: after approval`; the approval creates the grant its retry
-    /// goes through with.
-    fn await_approval(
-        &self,
-        page: &crate::approvals::Approvals,
-        g: &Governed<'_>,
-        decided: &Decided,
-        confirmation: &Confirmation,
-    ) -> Message {
-        let tool = &g.call.tool;
-        let Some(opened) = page.open(&g.call, confirmation, &decided.id) else {
-            return self.refuse_by_warden(
-                g.client_id,
-                &g.call,
-                decided,
-                format!("`{tool}` was not called: too many approvals are pending on this warden"),
-                "try again later; if it persists, tell the platform team",
-            );
-        };
-        self.count_confirmation(g.trace, ConfirmationOutcome::Asked);
-        let who = confirmation
-            .approvers
-            .first()
-            .map_or_else(|| "the person".to_string(), |(_, by)| approver_text(by));
-        let minutes = warden_engine::engine::APPROVED_CALL_LIFE.as_secs() / 60;
-        let denial = Denial {
-            rules: confirmation.rules.clone(),
-            reason: format!(
-                "`{tool}` was not called yet: it needs the approval of {who} (rule {}: {}); approval `{}` is pending on warden's approval page",
-                rules_text(confirmation),
-                confirmation.message,
-                opened.id
-            ),
-            retry: Retry::AfterApproval,
-            instead: format!(
-                "give {who} this link to approve the call: {} (it expires in {minutes} minutes); once it is approved, make the same call again",
-                opened.link
-            ),
-        };
-        self.refuse(g.client_id, &g.call, decided, denial, g.info)
-            .into()
-    }
-}
-
-/// Who must approve, for messages: "a member of group `lab-leads`".
-fn approver_text(by: &warden_lang::CompiledApprover) -> String {
-    match by {
-        warden_lang::CompiledApprover::Group(g) => format!("a member of group `{g}`"),
-        warden_lang::CompiledApprover::User(u) => format!("user `{u}`"),
-    }
-}
-
 /// The rules that want a confirmation, for messages: "`a`, `b`".
-fn rules_text(confirmation: &Confirmation) -> String {
+pub(super) fn rules_text(confirmation: &Confirmation) -> String {
     confirmation
         .rules
         .iter()

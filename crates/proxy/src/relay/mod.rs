@@ -41,6 +41,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use warden_engine::{DecisionLog, Engine};
 
+mod approval;
 mod audit;
 mod catalog;
 mod client_side;
