@@ -806,3 +806,92 @@ require-confirm runs {
     assert_eq!(allowed["grants"][0]["rule"], "runs", "{allowed}");
     Ok(())
 }
+
+#[tokio::test]
+async fn each_pending_approval_is_posted_to_the_webhook_signed() -> Res<()> {
+    use aws_lc_rs::hmac;
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>;
+    let seen: Seen = Default::default();
+    let s = seen.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: String| async move {
+                s.lock().unwrap().push((headers, body));
+                axum::http::StatusCode::NO_CONTENT
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hook = format!("http://{}/hook", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let secrets = tempfile::tempdir()?;
+    let secret_file = secrets.path().join("hook.secret");
+    std::fs::write(&secret_file, "a-shared-secret-of-some-length\n")?;
+    let policy = r#"default allow
+
+require-confirm runs {
+  tool "echo_meta"
+  reason "run {args.label}?"
+}
+"#;
+    let w = HttpWarden::start(
+        policy,
+        &[
+            "--approvals-webhook",
+            &hook,
+            "--approvals-webhook-secret",
+            secret_file.to_str().ok_or("utf-8")?,
+        ],
+    )
+    .await?;
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let sid = w.session(&http, None).await?;
+    let refused = w.call(&http, &sid, 1, json!({"label": "wgs"})).await?;
+    let link = link_in(&refused)?;
+
+    let delivery = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            if let Some(d) = seen.lock().unwrap().first().cloned() {
+                return d;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await?;
+    let (headers, body) = delivery;
+    let payload: Value = serde_json::from_str(&body)?;
+    assert_eq!(payload["event"], "approval.pending");
+    assert_eq!(payload["url"], link.as_str());
+    assert_eq!(payload["tool"], "echo_meta");
+    assert_eq!(payload["rules"], json!(["runs"]));
+    assert_eq!(payload["reason"], "run wgs?");
+    assert_eq!(payload["arguments"], json!({"label": "wgs"}));
+    // The signature verifies with the shared secret, over "timestamp.body".
+    let timestamp = headers["warden-timestamp"].to_str()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    assert!(now.abs_diff(timestamp.parse::<u64>()?) < 60, "{timestamp}");
+    let key = hmac::Key::new(hmac::HMAC_SHA256, b"a-shared-secret-of-some-length");
+    let tag = hmac::sign(&key, format!("{timestamp}.{body}").as_bytes());
+    let expected: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        headers["warden-signature"],
+        format!("sha256={expected}").as_str()
+    );
+    // Another secret does not verify it.
+    let other = hmac::Key::new(hmac::HMAC_SHA256, b"another-secret-of-some-length");
+    let forged: String = hmac::sign(&other, format!("{timestamp}.{body}").as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_ne!(
+        headers["warden-signature"],
+        format!("sha256={forged}").as_str()
+    );
+    Ok(())
+}

@@ -84,6 +84,11 @@ pub(crate) fn run(args: CheckArgs) -> i32 {
         .as_ref()
         .map(|b| approver_findings(&cfg, b))
         .unwrap_or_default();
+    if let Some(hook) = &cfg.approvals_webhook
+        && let Err(e) = warden_proxy::approvals::webhook::check(hook)
+    {
+        errors.push(at_key(&cfg, "approvals.webhook_secret_file", &e));
+    }
     let failures = errors.len() + unusable.len();
     if !errors.is_empty() {
         let failures = errors.len();

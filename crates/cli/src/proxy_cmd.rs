@@ -40,6 +40,15 @@ pub(crate) struct ProxyArgs {
     /// listener apart from the MCP one (a bare PORT binds 127.0.0.1).
     #[arg(long, value_name = "HOST:PORT")]
     metrics_listen: Option<String>,
+    /// With --listen: POST each pending approval (who asks for what, the
+    /// approval page's link) as JSON to URL, signed with the secret in
+    /// --approvals-webhook-secret (Warden-Signature: sha256=HMAC of
+    /// "TIMESTAMP.BODY"; docs/approvals.md).
+    #[arg(long, value_name = "URL", requires_all = ["listen", "approvals_webhook_secret"])]
+    approvals_webhook: Option<String>,
+    /// The file holding the approvals webhook's shared secret.
+    #[arg(long, value_name = "FILE", requires = "approvals_webhook")]
+    approvals_webhook_secret: Option<PathBuf>,
     /// Export an OpenTelemetry span per governed call (with its decision,
     /// confirmation wait and upstream call) over OTLP/HTTP to URL's
     /// /v1/traces, e.g. http://127.0.0.1:4318. Default: no traces.
@@ -421,6 +430,13 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
         Err(code) => return code,
     };
     cfg.traces = traces.clone();
+    cfg.approvals_webhook = match (&args.approvals_webhook, &args.approvals_webhook_secret) {
+        (Some(url), Some(secret_file)) => Some(warden_proxy::approvals::WebhookSettings {
+            url: url.clone(),
+            secret_file: secret_file.clone(),
+        }),
+        _ => None,
+    };
     let (reloads_rx, _watch) = runtime::watch_policies(
         &args.policies,
         &engine,

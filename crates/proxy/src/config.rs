@@ -259,6 +259,9 @@ pub struct ProxyConfig {
     /// the HTTP server that serves it; `None` (stdio): confirmations are
     /// asked in the chat only.
     pub(crate) approvals: Option<std::sync::Arc<crate::approvals::Approvals>>,
+    /// Where pending approvals are POSTed, signed (`--approvals-webhook`,
+    /// `[approvals] webhook`); `None`: nowhere.
+    pub approvals_webhook: Option<crate::approvals::WebhookSettings>,
 }
 
 impl ProxyConfig {
@@ -287,6 +290,7 @@ impl ProxyConfig {
             metrics: None,
             traces: None,
             approvals: None,
+            approvals_webhook: None,
         }
     }
 }
@@ -317,6 +321,7 @@ impl fmt::Debug for ProxyConfig {
             metrics,
             traces,
             approvals,
+            approvals_webhook,
         } = self;
         f.debug_struct("ProxyConfig")
             .field("upstream", upstream)
@@ -341,6 +346,7 @@ impl fmt::Debug for ProxyConfig {
             .field("metrics", &metrics.is_some())
             .field("traces", &traces.is_some())
             .field("approvals", approvals)
+            .field("approvals_webhook", approvals_webhook)
             .finish()
     }
 }
@@ -370,4 +376,7 @@ pub enum ProxyError {
         "give --listen as HOST:PORT, e.g. `--listen 127.0.0.1:8931`, on a free port"
     ))]
     Listen { addr: String, message: String },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Webhook(crate::approvals::WebhookError),
 }

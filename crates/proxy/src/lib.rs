@@ -68,7 +68,7 @@
 //! already been answered, so from then on warden refuses to forward calls
 //! (each refusal says why) until a write succeeds again.
 
-mod approvals;
+pub mod approvals;
 pub mod bearer;
 mod config;
 mod confirm_text;

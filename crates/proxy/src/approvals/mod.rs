@@ -26,8 +26,10 @@
 
 mod page;
 mod routes;
+pub mod webhook;
 
 pub(crate) use routes::router;
+pub use webhook::{WebhookError, WebhookSettings};
 
 use crate::bearer::Verifier;
 use serde_json::Value;
@@ -51,6 +53,7 @@ pub struct Approvals {
     engine: Arc<Engine>,
     log: Arc<DecisionLog>,
     bearer: Option<Arc<Verifier>>,
+    webhook: Option<webhook::Webhook>,
     book: Mutex<HashMap<String, Pending>>,
 }
 
@@ -125,14 +128,16 @@ impl Approvals {
         engine: Arc<Engine>,
         log: Arc<DecisionLog>,
         bearer: Option<Arc<Verifier>>,
-    ) -> Arc<Approvals> {
-        Arc::new(Approvals {
+        webhook: Option<&WebhookSettings>,
+    ) -> Result<Arc<Approvals>, WebhookError> {
+        Ok(Arc::new(Approvals {
             base: base.trim_end_matches('/').to_string(),
             engine,
             log,
             bearer,
+            webhook: webhook.map(webhook::Webhook::load).transpose()?,
             book: Mutex::new(HashMap::new()),
-        })
+        }))
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Pending>> {
@@ -181,10 +186,11 @@ impl Approvals {
                 changed: Arc::new(tokio::sync::watch::Sender::new(Status::Pending)),
             },
         );
-        Some(Opened {
-            link: format!("{}/approvals/{id}?s={secret}", self.base),
-            id,
-        })
+        let link = format!("{}/approvals/{id}?s={secret}", self.base);
+        if let (Some(hook), Some(p)) = (&self.webhook, book.get(&id)) {
+            hook.deliver(pending_payload(&id, &link, p));
+        }
+        Some(Opened { link, id })
     }
 
     /// Where approval `id` stands, as it changes (for a held call).
@@ -323,4 +329,26 @@ impl Approvals {
             }
         }
     }
+}
+
+/// What the webhook says of a new pending approval: who asks for what,
+/// who may approve, until when, and the link (docs/approvals.md).
+fn pending_payload(id: &str, link: &str, p: &Pending) -> Value {
+    let identity = &p.call.identity;
+    serde_json::json!({
+        "event": "approval.pending",
+        "approval": id,
+        "url": link,
+        "decision_id": p.decision_id,
+        "expires": warden_engine::log::rfc3339(p.expires_at),
+        "user": identity.user,
+        "agent": identity.agent,
+        "model": identity.model,
+        "server": p.call.server,
+        "tool": p.call.tool,
+        "arguments": p.shown_args,
+        "rules": p.rules,
+        "reason": p.message,
+        "approver": p.approver.as_ref().map(CompiledApprover::text),
+    })
 }

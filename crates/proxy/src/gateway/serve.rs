@@ -389,6 +389,7 @@ fn restart_needed(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str>
     check("federation.separator", old.separator == new.separator);
     check("metrics.listen", old.metrics_listen == new.metrics_listen);
     check("traces", old.traces == new.traces);
+    check("approvals", old.approvals_webhook == new.approvals_webhook);
     keys
 }
 
@@ -418,7 +419,9 @@ pub async fn serve_gateway(
         Arc::clone(&rt.engine),
         Arc::clone(&rt.log),
         rt.bearer.clone(),
-    );
+        config.approvals_webhook.as_ref(),
+    )
+    .map_err(ProxyError::Webhook)?;
     let mut http_cfg = config.http_config(rt.user.clone());
     http_cfg.approvals = Some(Arc::clone(&approvals));
     http_cfg.bearer = rt.bearer.clone();

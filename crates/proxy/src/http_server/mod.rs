@@ -168,7 +168,9 @@ pub async fn serve_http_until(
         Arc::clone(&engine),
         Arc::clone(&log),
         cfg.bearer.clone(),
-    );
+        cfg.approvals_webhook.as_ref(),
+    )
+    .map_err(ProxyError::Webhook)?;
     cfg.approvals = Some(Arc::clone(&approvals));
     let factory = Arc::new(RelayFactory::new(cfg.clone(), engine, log));
     let service = McpService::new(cfg, factory, addr.ip().is_loopback(), MCP_PATH.to_string());

@@ -42,6 +42,7 @@ const TOP: &[&str] = &[
     "federation",
     "metrics",
     "traces",
+    "approvals",
     "server",
 ];
 const IDENTITY: &[&str] = &["user", "groups", "model"];
@@ -70,6 +71,7 @@ const LIMITS: &[&str] = &[
 const FEDERATION: &[&str] = &["separator"];
 const METRICS: &[&str] = &["listen"];
 const TRACES: &[&str] = &["otlp_endpoint", "sample_ratio", "arguments"];
+const APPROVALS: &[&str] = &["webhook", "webhook_secret_file"];
 
 /// Where a key belongs, for the help of an unknown key that is known
 /// elsewhere (TOML puts every key below a `[section]` line into that
@@ -78,7 +80,7 @@ pub(super) fn elsewhere(key: &str) -> Option<&'static str> {
     if key == "call_timeout" {
         return Some("`[limits]` or a `[[server]]`");
     }
-    let places: [(&[&str], &str); 9] = [
+    let places: [(&[&str], &str); 10] = [
         (
             TOP,
             "the top level: keys below a `[section]` line belong to that section, so move it above the first one",
@@ -90,6 +92,7 @@ pub(super) fn elsewhere(key: &str) -> Option<&'static str> {
         (FEDERATION, "`[federation]`"),
         (METRICS, "`[metrics]`"),
         (TRACES, "`[traces]`"),
+        (APPROVALS, "`[approvals]`"),
         (server::KEYS, "a `[[server]]`"),
     ];
     places
@@ -167,6 +170,7 @@ pub(super) fn parse(
     let limits = limits(&mut cx, &root);
     let metrics_listen = metrics(&mut cx, &root);
     let traces = traces(&mut cx, &root);
+    let approvals_webhook = approvals(&mut cx, &root, &dir);
     let separator = separator(&mut cx, &root);
     let servers = server::servers(
         &mut cx,
@@ -203,6 +207,7 @@ pub(super) fn parse(
                 limits,
                 metrics_listen,
                 traces,
+                approvals_webhook,
                 separator,
                 servers,
             })
@@ -383,6 +388,49 @@ fn traces(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Option<crate::traces::TraceS
     settings.sample_ratio = sample_ratio.unwrap_or(1.0);
     settings.arguments = arguments;
     Some(settings)
+}
+
+/// `[approvals]`: the webhook pending approvals are POSTed to, signed with
+/// the secret in `webhook_secret_file` (both required in the table).
+fn approvals(
+    cx: &mut Cx<'_>,
+    root: &Table<'_, '_>,
+    dir: &Path,
+) -> Option<crate::approvals::WebhookSettings> {
+    let t = root.table(cx, "approvals", "`[approvals]`")?;
+    t.check_keys(cx, APPROVALS, elsewhere);
+    let has_url = t.require(
+        cx,
+        "webhook",
+        "add e.g. `webhook = \"https://chat.example.com/hooks/warden\"` under `[approvals]`, or remove the table",
+    );
+    let has_secret = t.require(
+        cx,
+        "webhook_secret_file",
+        "add `webhook_secret_file = \"webhook.secret\"`: the receiver verifies each delivery's signature with it",
+    );
+    let url = t.nonempty(cx, "webhook").filter(|_| has_url);
+    let secret = t.nonempty(cx, "webhook_secret_file").filter(|_| has_secret);
+    if let Some(url) = &url {
+        let ok = reqwest::Url::parse(&url.value)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+        if !ok {
+            cx.push(
+                Problem::error(
+                    url.span.clone(),
+                    format!("`webhook` is not an http(s) URL: `{}`", url.value),
+                    "not a URL",
+                )
+                .with_help("give the receiver's URL, e.g. `https://chat.example.com/hooks/warden`"),
+            );
+            return None;
+        }
+    }
+    let (url, secret) = (url?, secret?);
+    Some(crate::approvals::WebhookSettings {
+        url: url.value,
+        secret_file: resolve(dir, &secret.value),
+    })
 }
 
 fn origins(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Vec<String> {

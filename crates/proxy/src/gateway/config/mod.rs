@@ -73,6 +73,8 @@ pub struct GatewayConfig {
     pub metrics_listen: Option<String>,
     /// `[traces]`: OpenTelemetry traces over OTLP/HTTP; `None`: none.
     pub traces: Option<crate::traces::TraceSettings>,
+    /// `[approvals]`: the webhook pending approvals are POSTed to.
+    pub approvals_webhook: Option<crate::approvals::WebhookSettings>,
     /// `mode = "shadow"`: decide and log every call, enforce nothing.
     pub shadow_all: bool,
     /// `records`: a PostgreSQL URL for the ledger of records agents
@@ -225,6 +227,7 @@ impl fmt::Debug for GatewayConfig {
             limits,
             metrics_listen,
             traces,
+            approvals_webhook,
             separator,
             servers,
         } = self;
@@ -258,6 +261,7 @@ impl fmt::Debug for GatewayConfig {
             .field("limits", limits)
             .field("metrics_listen", metrics_listen)
             .field("traces", traces)
+            .field("approvals_webhook", approvals_webhook)
             .field("separator", separator)
             .field("servers", servers)
             .finish()
