@@ -26,6 +26,8 @@
 
 mod page;
 mod routes;
+#[cfg(test)]
+mod tests;
 pub mod webhook;
 
 pub(crate) use routes::router;
@@ -55,6 +57,8 @@ pub struct Approvals {
     bearer: Option<Arc<Verifier>>,
     webhook: Option<webhook::Webhook>,
     book: Mutex<HashMap<String, Pending>>,
+    /// How long an approval may be decided ([`APPROVED_CALL_LIFE`]).
+    ttl: std::time::Duration,
 }
 
 impl std::fmt::Debug for Approvals {
@@ -137,6 +141,7 @@ impl Approvals {
             bearer,
             webhook: webhook.map(webhook::Webhook::load).transpose()?,
             book: Mutex::new(HashMap::new()),
+            ttl: APPROVED_CALL_LIFE,
         }))
     }
 
@@ -180,8 +185,8 @@ impl Approvals {
                 message: self.log.scrubbed(call, &confirmation.message),
                 approver: confirmation.approvers.first().map(|(_, by)| by.clone()),
                 decision_id: decision_id.to_string(),
-                expires_at: SystemTime::now() + APPROVED_CALL_LIFE,
-                expires: now + APPROVED_CALL_LIFE,
+                expires_at: SystemTime::now() + self.ttl,
+                expires: now + self.ttl,
                 status: Status::Pending,
                 changed: Arc::new(tokio::sync::watch::Sender::new(Status::Pending)),
             },
