@@ -10,6 +10,9 @@
 //! case-folded ([`warden_lang::paths`]) when it normalises; otherwise it
 //! is unknown too.
 //!
+//! Also the arguments' canonical JSON ([`canonical_json`]), which grants
+//! bind to and signed provenance hashes.
+//!
 //! For `ignoring case`, a string lands in `istr` lowercased with
 //! [`str::to_lowercase`] (the literal is lowercased the same way when the
 //! policy is compiled). For `length of`, `len` holds a string's characters
@@ -469,5 +472,43 @@ mod tests {
             check_arg_limits(&deep, &ArgLimits::default()),
             Err(ArgProblem::TooDeep(32))
         );
+    }
+}
+
+/// The canonical JSON of a value: object keys sorted (by their UTF-8
+/// bytes), no whitespace, strings and numbers as serde_json writes them.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
     }
 }

@@ -111,43 +111,10 @@ impl Claims {
     }
 }
 
-/// The canonical JSON of a value: object keys sorted (by their UTF-8
-/// bytes), no whitespace, strings and numbers as serde_json writes them.
-pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
-    write_canonical(value, &mut out);
-    out
-}
-
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[k], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(v, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
-}
+/// The canonical JSON of a value (the engine's, which grants bind with):
+/// object keys sorted, no whitespace, strings and numbers as serde_json
+/// writes them.
+pub use warden_engine::args::canonical_json;
 
 /// Lowercase hex SHA-256 of the canonical JSON of `arguments`; `None`
 /// (absent arguments) hashes as `{}`.

@@ -11,11 +11,11 @@
 //! (or fails) means the person is asked again: never a call let through.
 
 use super::Engine;
+use crate::args::canonical_json;
 use crate::call::CallContext;
 use crate::decided::Confirmation;
 use crate::state::StateError;
 use serde::Serialize;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 use warden_lang::{CompiledApproval, CompiledGrant, CompiledRule};
@@ -152,56 +152,18 @@ pub(crate) fn grant_key(
         _ => "",
     });
     if approval.within.is_empty() {
-        part(&canonical(&call.arguments));
+        part(&canonical_json(&call.arguments));
     } else {
         for pointer in &approval.within {
             part(pointer);
             match call.arguments.pointer(pointer) {
-                Some(v) => part(&canonical(v)),
+                Some(v) => part(&canonical_json(v)),
                 // Absent is not the same as any value (not even null).
                 None => part("\u{0}absent"),
             }
         }
     }
     hex(&h.finalize())
-}
-
-/// JSON with object keys sorted at every level, so that the same
-/// arguments in another key order bind the same grant.
-fn canonical(v: &Value) -> String {
-    let mut out = String::new();
-    write_canonical(v, &mut out);
-    out
-}
-
-fn write_canonical(v: &Value, out: &mut String) {
-    match v {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[k], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
 }
 
 fn hex(bytes: &[u8]) -> String {
