@@ -10,6 +10,7 @@
 mod common;
 
 use common::Res;
+use common::http_warden::HttpWarden;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use std::process::Stdio;
@@ -69,93 +70,32 @@ async fn browser(d: &Driver) -> Res<Client> {
         .await?)
 }
 
-/// `warden proxy --listen` in front of the raw test server.
-async fn warden(policy: &str, dir: &std::path::Path) -> Res<(tokio::process::Child, String)> {
-    use tokio::io::AsyncBufReadExt;
-    std::fs::write(dir.join("p.policy"), policy)?;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden"))
-        .arg("proxy")
-        .arg("--policies")
-        .arg(dir.join("p.policy"))
-        .arg("--audit-log")
-        .arg(dir.join("audit.jsonl"))
-        .args(["--listen", "127.0.0.1:0", "--user", "ada"])
-        .arg("--")
-        .arg(env!("CARGO_BIN_EXE_warden"))
-        .arg("proxy-test-upstream")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().ok_or("stderr")?).lines();
-    let mcp = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(url) = line.strip_prefix("warden: MCP at ") {
-                return Some(url.trim().to_string());
-            }
-        }
-        None
-    })
-    .await?
-    .ok_or("warden did not say where it listens")?;
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok((child, mcp))
-}
-
-/// A client without elicitation: one session, then calls.
+/// A client without elicitation in front of `warden proxy --listen`.
 struct Agent {
     http: reqwest::Client,
-    mcp: String,
+    warden: HttpWarden,
     sid: String,
 }
 
 impl Agent {
-    async fn open(mcp: &str) -> Res<Agent> {
+    async fn start(policy: &str) -> Res<Agent> {
+        let warden = HttpWarden::start(policy, &["--user", "ada"]).await?;
         let http = reqwest::Client::builder().no_proxy().build()?;
-        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                       "clientInfo": {"name": "agent", "version": "1"}}});
-        let resp = post(&http, mcp, None, &init).await?;
-        let sid = resp
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-            .ok_or("a session")?
-            .to_string();
-        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        post(&http, mcp, Some(&sid), &note).await?;
-        Ok(Agent {
-            http,
-            mcp: mcp.to_string(),
-            sid,
-        })
+        let sid = warden.session(&http, None).await?;
+        Ok(Agent { http, warden, sid })
     }
 
     async fn call(&self, id: u64, args: &Value) -> Res<Value> {
-        let msg = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-            "params": {"name": "echo_meta", "arguments": args}});
-        Ok(post(&self.http, &self.mcp, Some(&self.sid), &msg)
-            .await?
-            .json()
-            .await?)
+        self.warden
+            .call(&self.http, &self.sid, id, args.clone())
+            .await
     }
-}
 
-async fn post(
-    http: &reqwest::Client,
-    url: &str,
-    sid: Option<&str>,
-    msg: &Value,
-) -> Res<reqwest::Response> {
-    let mut req = http
-        .post(url)
-        .header("accept", "application/json")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", "2025-06-18");
-    if let Some(s) = sid {
-        req = req.header("mcp-session-id", s);
+    fn log(&self) -> Res<String> {
+        Ok(std::fs::read_to_string(
+            self.warden.dir.path().join("audit.jsonl"),
+        )?)
     }
-    Ok(req.body(msg.to_string()).send().await?)
 }
 
 fn link_in(answer: &Value) -> Res<String> {
@@ -191,9 +131,7 @@ fn save_screenshot(name: &str, png: &[u8]) -> Res<()> {
 #[tokio::test]
 async fn a_person_approves_in_the_browser_and_the_agents_retry_goes_through() -> Res<()> {
     let d = driver().await?;
-    let dir = tempfile::tempdir()?;
-    let (_warden, mcp) = warden(POLICY, dir.path()).await?;
-    let agent = Agent::open(&mcp).await?;
+    let agent = Agent::start(POLICY).await?;
     let args = json!({"pipeline": "wgs-align", "sample_id": "S-0001",
         "label": "<script>document.title='pwned'</script><b>bold</b>"});
     let refused = agent.call(1, &args).await?;
@@ -250,7 +188,7 @@ async fn a_person_approves_in_the_browser_and_the_agents_retry_goes_through() ->
         ok["result"]["isError"] != true,
         "the retry goes through: {ok}"
     );
-    let log = std::fs::read_to_string(dir.path().join("audit.jsonl"))?;
+    let log = agent.log()?;
     assert!(
         log.contains(r#""note":"fine for the S-0001 rerun""#),
         "{log}"
@@ -262,9 +200,7 @@ async fn a_person_approves_in_the_browser_and_the_agents_retry_goes_through() ->
 #[tokio::test]
 async fn a_person_refuses_in_the_browser_and_the_retry_asks_again() -> Res<()> {
     let d = driver().await?;
-    let dir = tempfile::tempdir()?;
-    let (_warden, mcp) = warden(POLICY, dir.path()).await?;
-    let agent = Agent::open(&mcp).await?;
+    let agent = Agent::start(POLICY).await?;
     let args = json!({"pipeline": "wgs-align", "sample_id": "S-0002"});
     let link = link_in(&agent.call(1, &args).await?)?;
     let b = browser(&d).await?;
@@ -281,7 +217,7 @@ async fn a_person_refuses_in_the_browser_and_the_retry_asks_again() -> Res<()> {
     let again = agent.call(2, &args).await?;
     assert_eq!(again["result"]["isError"], true, "{again}");
     assert_ne!(link_in(&again)?, link, "a new approval");
-    let log = std::fs::read_to_string(dir.path().join("audit.jsonl"))?;
+    let log = agent.log()?;
     assert!(log.contains(r#""approved":false"#), "{log}");
     b.close().await?;
     Ok(())

@@ -7,6 +7,7 @@
 mod common;
 
 use common::Res;
+use common::http_warden::HttpWarden;
 use common::raw_proxy::RawProxy;
 use serde_json::{Value, json};
 
@@ -48,6 +49,13 @@ async fn call_answering(
             return Ok((v, asked));
         }
     }
+}
+
+/// How many times warden asked the person for call `id` (answered yes).
+async fn asked(p: &mut RawProxy, id: u64, args: &Value) -> Res<usize> {
+    let (a, n) = call_answering(p, id, "echo_meta", args.clone(), "accept").await?;
+    assert!(a["result"]["isError"] != true, "{a}");
+    Ok(n)
 }
 
 fn text(answer: &Value) -> String {
@@ -236,172 +244,23 @@ require-confirm in-session {
     let session = json!({"scope": "session"});
 
     let mut a = asking_client(policy, &["--state", state, "--user", "alice"]).await?;
-    assert_eq!(
-        call_answering(&mut a, 1, "echo_meta", time.clone(), "accept")
-            .await?
-            .1,
-        1
-    );
-    assert_eq!(
-        call_answering(&mut a, 2, "echo_meta", session.clone(), "accept")
-            .await?
-            .1,
-        1
-    );
-    assert_eq!(
-        call_answering(&mut a, 3, "echo_meta", session.clone(), "accept")
-            .await?
-            .1,
-        0
-    );
+    assert_eq!(asked(&mut a, 1, &time).await?, 1);
+    assert_eq!(asked(&mut a, 2, &session).await?, 1);
+    assert_eq!(asked(&mut a, 3, &session).await?, 0);
     a.close().await?;
 
     // Another process on the same file, as alice: the 30-minute grant
     // holds, the session grant does not (a new session).
     let mut b = asking_client(policy, &["--state", state, "--user", "alice"]).await?;
-    assert_eq!(
-        call_answering(&mut b, 1, "echo_meta", time.clone(), "accept")
-            .await?
-            .1,
-        0
-    );
-    assert_eq!(
-        call_answering(&mut b, 2, "echo_meta", session.clone(), "accept")
-            .await?
-            .1,
-        1
-    );
+    assert_eq!(asked(&mut b, 1, &time).await?, 0);
+    assert_eq!(asked(&mut b, 2, &session).await?, 1);
     b.close().await?;
 
     // Bob has no grant of alice's.
     let mut c = asking_client(policy, &["--state", state, "--user", "bob"]).await?;
-    assert_eq!(
-        call_answering(&mut c, 1, "echo_meta", time, "accept")
-            .await?
-            .1,
-        1
-    );
+    assert_eq!(asked(&mut c, 1, &time).await?, 1);
     c.close().await?;
     Ok(())
-}
-
-/// `warden proxy --listen` in front of the raw test server, with `extra`
-/// flags; its MCP URL, base URL and temp dir (policy, decision log).
-struct HttpWarden {
-    _child: tokio::process::Child,
-    mcp: String,
-    base: String,
-    dir: tempfile::TempDir,
-}
-
-impl HttpWarden {
-    async fn start(policy: &str, extra: &[&str]) -> Res<HttpWarden> {
-        use tokio::io::AsyncBufReadExt;
-        let dir = tempfile::tempdir()?;
-        std::fs::write(dir.path().join("p.policy"), policy)?;
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden"))
-            .arg("proxy")
-            .arg("--policies")
-            .arg(dir.path().join("p.policy"))
-            .arg("--audit-log")
-            .arg(dir.path().join("audit.jsonl"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(extra)
-            .arg("--")
-            .arg(env!("CARGO_BIN_EXE_warden"))
-            .arg("proxy-test-upstream")
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
-        let mut lines = tokio::io::BufReader::new(child.stderr.take().ok_or("stderr")?).lines();
-        let mcp = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(url) = line.strip_prefix("warden: MCP at ") {
-                    return Some(url.trim().to_string());
-                }
-            }
-            None
-        })
-        .await?
-        .ok_or("warden did not say where it listens")?;
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let base = mcp.trim_end_matches("/mcp").to_string();
-        Ok(HttpWarden {
-            _child: child,
-            mcp,
-            base,
-            dir,
-        })
-    }
-
-    /// One 2025-06-18 session without elicitation, as the bearer of
-    /// `token` when given: its id.
-    async fn session(&self, http: &reqwest::Client, token: Option<&str>) -> Res<String> {
-        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                       "clientInfo": {"name": "no-elicitation", "version": "1"}}});
-        let resp = self.post(http, None, token, &init).await?;
-        let sid = resp
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-            .ok_or("no session id")?
-            .to_string();
-        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        self.post(http, Some(&sid), token, &note).await?;
-        Ok(sid)
-    }
-
-    async fn post(
-        &self,
-        http: &reqwest::Client,
-        sid: Option<&str>,
-        token: Option<&str>,
-        msg: &Value,
-    ) -> Res<reqwest::Response> {
-        let mut req = http
-            .post(&self.mcp)
-            .header("accept", "application/json")
-            .header("content-type", "application/json")
-            .header("mcp-protocol-version", "2025-06-18");
-        if let Some(s) = sid {
-            req = req.header("mcp-session-id", s);
-        }
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        Ok(req.body(msg.to_string()).send().await?)
-    }
-
-    async fn call(&self, http: &reqwest::Client, sid: &str, id: u64, args: Value) -> Res<Value> {
-        self.call_as(http, sid, None, id, args).await
-    }
-
-    async fn call_as(
-        &self,
-        http: &reqwest::Client,
-        sid: &str,
-        token: Option<&str>,
-        id: u64,
-        args: Value,
-    ) -> Res<Value> {
-        let msg = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-            "params": {"name": "echo_meta", "arguments": args}});
-        Ok(self
-            .post(http, Some(sid), token, &msg)
-            .await?
-            .json()
-            .await?)
-    }
-
-    fn log(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
 }
 
 /// The approval link in a refusal's text.

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
+pub mod http_warden;
 pub mod otlp;
 pub mod raw_proxy;
 
