@@ -754,3 +754,33 @@ require-confirm runs {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn links_start_with_the_public_url_and_its_origin_may_post() -> Res<()> {
+    let policy = "default allow\nrequire-confirm runs {\n  tool \"echo_meta\"\n}\n";
+    let w = HttpWarden::start(policy, &["--public-url", "https://warden.example.com/"]).await?;
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let sid = w.session(&http, None).await?;
+    let refused = w.call(&http, &sid, 1, json!({})).await?;
+    let t = text(&refused);
+    let start = t
+        .find("https://warden.example.com/approvals/")
+        .ok_or(t.clone())?;
+    let link: String = t[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    // Behind the proxy: the same path on the listener itself.
+    let local = link.replacen("https://warden.example.com", &w.base, 1);
+    let page = http.get(&local).send().await?.text().await?;
+    let csrf = hidden(&page, "csrf").ok_or("csrf")?;
+    let (path, secret) = local.split_once("?s=").ok_or("secret")?;
+    let r = http
+        .post(path)
+        .header("origin", "https://warden.example.com")
+        .form(&[("s", secret), ("csrf", &csrf), ("action", "approve")])
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200, "the public origin is warden's own");
+    Ok(())
+}

@@ -40,6 +40,12 @@ pub(crate) struct ProxyArgs {
     /// listener apart from the MCP one (a bare PORT binds 127.0.0.1).
     #[arg(long, value_name = "HOST:PORT")]
     metrics_listen: Option<String>,
+    /// With --listen: where people reach this warden (an origin such as
+    /// https://warden.example.com, when it sits behind a reverse proxy):
+    /// the approval page's links start with it. Default: the listener's
+    /// address.
+    #[arg(long, value_name = "URL", requires = "listen", value_parser = public_url)]
+    public_url: Option<String>,
     /// With --listen: POST each pending approval (who asks for what, the
     /// approval page's link) as JSON to URL, signed with the secret in
     /// --approvals-webhook-secret (Warden-Signature: sha256=HMAC of
@@ -430,6 +436,7 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
         Err(code) => return code,
     };
     cfg.traces = traces.clone();
+    cfg.public_url = args.public_url.clone();
     cfg.approvals_webhook = match (&args.approvals_webhook, &args.approvals_webhook_secret) {
         (Some(url), Some(secret_file)) => Some(warden_proxy::approvals::WebhookSettings {
             url: url.clone(),
@@ -559,6 +566,11 @@ pub(crate) fn demo_server(listen: Option<String>) -> i32 {
             exit::FAILURE
         }
     }
+}
+
+/// `--public-url`: an origin.
+fn public_url(s: &str) -> Result<String, String> {
+    warden_proxy::approvals::check_public_url(s).map_err(|why| format!("`{s}` {why}"))
 }
 
 /// `--trace-sample-ratio`: a number from 0 to 1.

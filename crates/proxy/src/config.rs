@@ -262,6 +262,9 @@ pub struct ProxyConfig {
     /// Where pending approvals are POSTed, signed (`--approvals-webhook`,
     /// `[approvals] webhook`); `None`: nowhere.
     pub approvals_webhook: Option<crate::approvals::WebhookSettings>,
+    /// Where people reach this warden (`--public-url`, `public_url`): the
+    /// approval page's links start with it; `None`: the listener's address.
+    pub public_url: Option<String>,
 }
 
 impl ProxyConfig {
@@ -291,6 +294,7 @@ impl ProxyConfig {
             traces: None,
             approvals: None,
             approvals_webhook: None,
+            public_url: None,
         }
     }
 }
@@ -322,6 +326,7 @@ impl fmt::Debug for ProxyConfig {
             traces,
             approvals,
             approvals_webhook,
+            public_url,
         } = self;
         f.debug_struct("ProxyConfig")
             .field("upstream", upstream)
@@ -347,6 +352,7 @@ impl fmt::Debug for ProxyConfig {
             .field("traces", &traces.is_some())
             .field("approvals", approvals)
             .field("approvals_webhook", approvals_webhook)
+            .field("public_url", public_url)
             .finish()
     }
 }

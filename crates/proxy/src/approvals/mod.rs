@@ -117,6 +117,22 @@ pub(crate) struct Opened {
     pub(crate) link: String,
 }
 
+/// `url` as an origin (scheme, host, optional port; no path, query or
+/// credentials), without a trailing slash; else why not.
+pub fn check_public_url(url: &str) -> Result<String, String> {
+    let u = reqwest::Url::parse(url).map_err(|e| format!("is not a URL: {e}"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+        return Err("must be an http or https URL with a host".into());
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err("must not hold credentials".into());
+    }
+    if u.path() != "/" || u.query().is_some() || u.fragment().is_some() {
+        return Err("must be an origin, without a path, query or fragment".into());
+    }
+    Ok(u.as_str().trim_end_matches('/').to_string())
+}
+
 fn random_hex() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }

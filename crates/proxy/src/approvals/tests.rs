@@ -151,3 +151,24 @@ fn another_persons_approval_needs_bearer_auth() {
         Err(Refusal::NotAllowed(_))
     ));
 }
+
+#[test]
+fn a_public_url_is_an_origin() {
+    assert_eq!(
+        check_public_url("https://warden.example.com/").as_deref(),
+        Ok("https://warden.example.com")
+    );
+    assert_eq!(
+        check_public_url("http://127.0.0.1:8080").as_deref(),
+        Ok("http://127.0.0.1:8080")
+    );
+    for bad in [
+        "warden.example.com",
+        "ftp://warden.example.com",
+        "https://warden.example.com/approvals",
+        "https://user:pw@warden.example.com",
+        "https://warden.example.com/?a=1",
+    ] {
+        assert!(check_public_url(bad).is_err(), "{bad}");
+    }
+}

@@ -390,6 +390,7 @@ fn restart_needed(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str>
     check("metrics.listen", old.metrics_listen == new.metrics_listen);
     check("traces", old.traces == new.traces);
     check("approvals", old.approvals_webhook == new.approvals_webhook);
+    check("public_url", old.public_url == new.public_url);
     keys
 }
 
@@ -415,7 +416,10 @@ pub async fn serve_gateway(
     let drain_timeout = config.limits.drain_timeout;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let approvals = crate::approvals::Approvals::new(
-        format!("{scheme}://{addr}"),
+        config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("{scheme}://{addr}")),
         Arc::clone(&rt.engine),
         Arc::clone(&rt.log),
         rt.bearer.clone(),

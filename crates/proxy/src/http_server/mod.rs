@@ -164,7 +164,9 @@ pub async fn serve_http_until(
     let limits = cfg.listen_limits;
     let mut cfg = cfg;
     let approvals = crate::approvals::Approvals::new(
-        format!("http://{addr}"),
+        cfg.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}")),
         Arc::clone(&engine),
         Arc::clone(&log),
         cfg.bearer.clone(),

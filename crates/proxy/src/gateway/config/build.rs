@@ -34,6 +34,7 @@ const TOP: &[&str] = &[
     "confirm_key",
     "signing_key",
     "allow_origins",
+    "public_url",
     "reload_debounce",
     "identity",
     "tls",
@@ -161,6 +162,7 @@ pub(super) fn parse(
     let confirm_key = root.nonempty(&mut cx, "confirm_key").map(resolve);
     let redact = values(root.strings(&mut cx, "redact"));
     let allow_origins = origins(&mut cx, &root);
+    let public_url = public_url(&mut cx, &root);
     let reload_debounce = root
         .duration(&mut cx, "reload_debounce", HOUR)
         .unwrap_or(warden_engine::DEFAULT_DEBOUNCE);
@@ -208,6 +210,7 @@ pub(super) fn parse(
                 metrics_listen,
                 traces,
                 approvals_webhook,
+                public_url,
                 separator,
                 servers,
             })
@@ -431,6 +434,22 @@ fn approvals(
         url: url.value,
         secret_file: resolve(dir, &secret.value),
     })
+}
+
+/// `public_url`: where people reach this warden (`https://warden.example.com`),
+/// for the approval page's links; an origin, as `allow_origins` takes.
+fn public_url(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Option<String> {
+    let s = root.nonempty(cx, "public_url")?;
+    match crate::approvals::check_public_url(&s.value) {
+        Ok(url) => Some(url),
+        Err(why) => {
+            cx.push(
+                Problem::error(s.span, format!("`public_url` {why}"), "not an origin")
+                    .with_help("the scheme, host and port people reach warden at, e.g. `https://warden.example.com`; the approval page's links start with it"),
+            );
+            None
+        }
+    }
 }
 
 fn origins(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Vec<String> {

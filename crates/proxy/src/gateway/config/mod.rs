@@ -75,6 +75,9 @@ pub struct GatewayConfig {
     pub traces: Option<crate::traces::TraceSettings>,
     /// `[approvals]`: the webhook pending approvals are POSTed to.
     pub approvals_webhook: Option<crate::approvals::WebhookSettings>,
+    /// `public_url`: where people reach warden, for the approval page's
+    /// links; `None`: the listener's own address.
+    pub public_url: Option<String>,
     /// `mode = "shadow"`: decide and log every call, enforce nothing.
     pub shadow_all: bool,
     /// `records`: a PostgreSQL URL for the ledger of records agents
@@ -228,6 +231,7 @@ impl fmt::Debug for GatewayConfig {
             metrics_listen,
             traces,
             approvals_webhook,
+            public_url,
             separator,
             servers,
         } = self;
@@ -262,6 +266,7 @@ impl fmt::Debug for GatewayConfig {
             .field("metrics_listen", metrics_listen)
             .field("traces", traces)
             .field("approvals_webhook", approvals_webhook)
+            .field("public_url", public_url)
             .field("separator", separator)
             .field("servers", servers)
             .finish()
