@@ -784,3 +784,36 @@ async fn links_start_with_the_public_url_and_its_origin_may_post() -> Res<()> {
     assert_eq!(r.status(), 200, "the public origin is warden's own");
     Ok(())
 }
+
+#[tokio::test]
+async fn on_stdio_the_approval_page_has_a_listener_of_its_own() -> Res<()> {
+    let policy = "default allow\nrequire-confirm runs {\n  tool \"echo_meta\"\n}\n";
+    // A client without elicitation, on stdio.
+    let mut p = RawProxy::start_initialized(
+        policy,
+        &["--approvals-listen", "127.0.0.1:0"],
+        "stdio-agent",
+    )
+    .await?;
+    let refused = p.call_tool(1, "echo_meta", json!({"n": 1})).await?;
+    assert_eq!(
+        refused["result"]["structuredContent"]["warden/decision"]["retry"]["when"],
+        "after_approval",
+        "{refused}"
+    );
+    let link = link_in(&refused)?;
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let page = http.get(&link).send().await?.text().await?;
+    let csrf = hidden(&page, "csrf").ok_or("csrf")?;
+    let (path, secret) = link.split_once("?s=").ok_or("secret")?;
+    let r = http
+        .post(path)
+        .form(&[("s", secret), ("csrf", &csrf), ("action", "approve")])
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    let ok = p.call_tool(2, "echo_meta", json!({"n": 1})).await?;
+    assert!(ok["result"]["isError"] != true, "{ok}");
+    p.close().await?;
+    Ok(())
+}

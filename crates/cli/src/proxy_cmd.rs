@@ -40,17 +40,23 @@ pub(crate) struct ProxyArgs {
     /// listener apart from the MCP one (a bare PORT binds 127.0.0.1).
     #[arg(long, value_name = "HOST:PORT")]
     metrics_listen: Option<String>,
+    /// On stdio: serve the approval page at http://HOST:PORT/approvals/...
+    /// (a bare PORT binds 127.0.0.1), so that a confirmation the client
+    /// cannot ask is approved there (docs/approvals.md). With --listen the
+    /// page is on that listener.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "listen")]
+    approvals_listen: Option<String>,
     /// With --listen: where people reach this warden (an origin such as
     /// https://warden.example.com, when it sits behind a reverse proxy):
     /// the approval page's links start with it. Default: the listener's
     /// address.
-    #[arg(long, value_name = "URL", requires = "listen", value_parser = public_url)]
+    #[arg(long, value_name = "URL", value_parser = public_url)]
     public_url: Option<String>,
     /// With --listen: POST each pending approval (who asks for what, the
     /// approval page's link) as JSON to URL, signed with the secret in
     /// --approvals-webhook-secret (Warden-Signature: sha256=HMAC of
     /// "TIMESTAMP.BODY"; docs/approvals.md).
-    #[arg(long, value_name = "URL", requires_all = ["listen", "approvals_webhook_secret"])]
+    #[arg(long, value_name = "URL", requires = "approvals_webhook_secret")]
     approvals_webhook: Option<String>,
     /// The file holding the approvals webhook's shared secret.
     #[arg(long, value_name = "FILE", requires = "approvals_webhook")]
@@ -335,6 +341,19 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
         }
     };
     let listen = args.listen.as_deref().map(runtime::loopback_if_bare);
+    let approvals_listen = args
+        .approvals_listen
+        .as_deref()
+        .map(runtime::loopback_if_bare);
+    if listen.is_none()
+        && approvals_listen.is_none()
+        && (args.public_url.is_some() || args.approvals_webhook.is_some())
+    {
+        eprintln!(
+            "error: --public-url and --approvals-webhook are for the approval page, which needs --listen or --approvals-listen\n  help: add `--approvals-listen 127.0.0.1:8940` to serve the page next to stdio"
+        );
+        return exit::USAGE;
+    }
     let metrics_listen = args
         .metrics_listen
         .as_deref()
@@ -483,6 +502,23 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
         // that the decision log is closed (and sealed with its checkpoint)
         // instead of the process being killed mid-chain.
         None => runtime.block_on(async move {
+            let mut cfg = cfg;
+            if let Some(addr) = &approvals_listen {
+                let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                    warden_proxy::ProxyError::Listen {
+                        addr: format!("{addr} (approvals)"),
+                        message: e.to_string(),
+                    }
+                })?;
+                let base = warden_proxy::approvals::serve_page(
+                    &mut cfg,
+                    Arc::clone(&engine),
+                    Arc::clone(&log),
+                    listener,
+                )
+                .await?;
+                eprintln!("warden: approvals at {base}/approvals/");
+            }
             tokio::select! {
                 served = warden_proxy::serve_stdio(cfg, engine, log, reloads_rx) => served,
                 () = runtime::stop_signal() => Ok(()),

@@ -117,6 +117,44 @@ pub(crate) struct Opened {
     pub(crate) link: String,
 }
 
+/// Serves the approval page alone on `listener` (`warden proxy` on stdio,
+/// `--approvals-listen`), for the relays `cfg` configures: they then send
+/// confirmations their client cannot ask to it. Returns the page's base
+/// URL. Runs in the current runtime until the process ends.
+pub async fn serve_page(
+    cfg: &mut crate::ProxyConfig,
+    engine: Arc<Engine>,
+    log: Arc<DecisionLog>,
+    listener: tokio::net::TcpListener,
+) -> Result<String, crate::ProxyError> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| crate::ProxyError::Listen {
+            addr: "?".into(),
+            message: e.to_string(),
+        })?;
+    let base = cfg
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let approvals = Approvals::new(
+        base.clone(),
+        engine,
+        log,
+        cfg.bearer.clone(),
+        cfg.approvals_webhook.as_ref(),
+    )
+    .map_err(crate::ProxyError::Webhook)?;
+    cfg.approvals = Some(Arc::clone(&approvals));
+    let app = router(approvals);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("the approval page stopped: {e}");
+        }
+    });
+    Ok(base)
+}
+
 /// `url` as an origin (scheme, host, optional port; no path, query or
 /// credentials), without a trailing slash; else why not.
 pub fn check_public_url(url: &str) -> Result<String, String> {
