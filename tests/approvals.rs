@@ -817,3 +817,51 @@ async fn on_stdio_the_approval_page_has_a_listener_of_its_own() -> Res<()> {
     p.close().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_url_elicitation_the_person_declines_cannot_be_approved_later() -> Res<()> {
+    let policy = "default allow\nrequire-confirm runs {\n  tool \"echo_meta\"\n}\n";
+    let w = HttpWarden::start(policy, &[]).await?;
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {"elicitation": {"url": {}}},
+                   "clientInfo": {"name": "url-client", "version": "1"}}});
+    let resp = w.post(&http, None, None, &init).await?;
+    let sid = resp.headers()["mcp-session-id"].to_str()?.to_string();
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    w.post(&http, Some(&sid), None, &note).await?;
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "echo_meta", "arguments": {}}});
+    let mut stream = http
+        .post(&w.mcp)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("mcp-session-id", &sid)
+        .body(call.to_string())
+        .send()
+        .await?;
+    let mut buf = String::new();
+    let got = sse_until(&mut stream, &mut buf, |v| {
+        v["method"] == "elicitation/create"
+    })
+    .await?;
+    let ask = got.last().ok_or("asked")?.clone();
+    let url = ask["params"]["url"].as_str().ok_or("a url")?.to_string();
+    let page = http.get(&url).send().await?.text().await?;
+    let decline = json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "decline"}});
+    w.post(&http, Some(&sid), None, &decline).await?;
+    let rest = sse_until(&mut stream, &mut buf, |v| v["id"] == 1).await?;
+    let answer = rest.last().ok_or("answered")?;
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    // The page, opened before, can no longer approve it.
+    let (path, secret) = url.split_once("?s=").ok_or("secret")?;
+    let csrf = hidden(&page, "csrf").ok_or("csrf")?;
+    let r = http
+        .post(path)
+        .form(&[("s", secret), ("csrf", &csrf), ("action", "approve")])
+        .send()
+        .await?;
+    assert_eq!(r.status(), 409, "withdrawn with the call");
+    Ok(())
+}

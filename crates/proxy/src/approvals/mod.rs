@@ -252,6 +252,20 @@ impl Approvals {
         Some(Opened { link, id })
     }
 
+    /// A held call ended without the page's decision (the client declined
+    /// to open it, the wait timed out, the call was cancelled): the
+    /// approval can no longer be given, so no grant outlives the call.
+    pub(crate) fn withdraw(&self, id: &str, why: &str) {
+        if let Some(p) = self.lock().get_mut(id)
+            && p.status == Status::Pending
+        {
+            p.status = Status::Refused {
+                by: format!("nobody: {why}"),
+            };
+            p.changed.send_replace(p.status.clone());
+        }
+    }
+
     /// Where approval `id` stands, as it changes (for a held call).
     pub(crate) fn watch(&self, id: &str) -> Option<tokio::sync::watch::Receiver<Status>> {
         self.lock().get(id).map(|p| p.changed.subscribe())

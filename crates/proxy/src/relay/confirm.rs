@@ -335,6 +335,9 @@ impl Relay {
         if !opened {
             lock(&self.st).pending.take_down(&key);
         }
+        if !matches!(answer, Answer::ApprovedOnPage) {
+            page.withdraw(id, "the call stopped waiting for it");
+        }
         self.send_client_for(
             jsonrpc::notification(
                 "notifications/elicitation/complete",
