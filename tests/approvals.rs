@@ -865,3 +865,28 @@ async fn a_url_elicitation_the_person_declines_cannot_be_approved_later() -> Res
     assert_eq!(r.status(), 409, "withdrawn with the call");
     Ok(())
 }
+
+#[test]
+fn warden_proxy_without_bearer_auth_warns_of_rules_no_one_else_can_approve() -> Res<()> {
+    let dir = tempfile::tempdir()?;
+    let policy = dir.path().join("p.policy");
+    std::fs::write(
+        &policy,
+        "default allow\nrequire-confirm big-runs {\n  tool \"run\"\n  by group \"lab-leads\"\n}\n",
+    )?;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .arg("proxy")
+        .arg("--policies")
+        .arg(&policy)
+        .args(["--", "true"])
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: rule `big-runs`")
+            && err.contains("needs the approval of a member of group `lab-leads`")
+            && err.contains("help: run with --listen and --jwt-issuer"),
+        "{err}"
+    );
+    Ok(())
+}

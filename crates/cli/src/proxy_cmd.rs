@@ -441,6 +441,22 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
     cfg.confirm_key = confirm_key;
     cfg.shadow_all = args.mode == runtime::Mode::Shadow;
     let authenticated = bearer.is_some();
+    if !authenticated {
+        // Four eyes need to tell people apart: without bearer auth every
+        // call acts as one user, so these rules refuse every call.
+        for rule in engine.policies().rules() {
+            if let Some(by) = rule.approval.as_ref().and_then(|a| a.approver.as_ref()) {
+                let by = match by {
+                    warden_lang::CompiledApprover::Group(g) => format!("a member of group `{g}`"),
+                    warden_lang::CompiledApprover::User(u) => format!("user `{u}`"),
+                };
+                eprintln!(
+                    "warning: rule `{}` ({}) needs the approval of {}, and without bearer authentication every call acts as one user: its calls are refused\n  help: run with --listen and --jwt-issuer, --jwt-audience and --jwks (or --jwt-key), or drop `by` so the caller confirms",
+                    rule.id, rule.location, by
+                );
+            }
+        }
+    }
     cfg.bearer = bearer;
 
     let metrics = runtime::metrics_for(metrics_listen.as_deref(), &engine);
