@@ -890,3 +890,43 @@ fn warden_proxy_without_bearer_auth_warns_of_rules_no_one_else_can_approve() -> 
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn an_approval_opened_on_one_replica_is_given_on_another_and_the_retry_goes_through()
+-> Res<()> {
+    let policy = "default allow\nrequire-confirm runs {\n  tool \"echo_meta\"\n}\n";
+    let state_dir = tempfile::tempdir()?;
+    let state = state_dir.path().join("shared.sqlite");
+    let state = state.to_str().ok_or("utf-8")?;
+    let a = HttpWarden::start(policy, &["--state", state]).await?;
+    let b = HttpWarden::start(policy, &["--state", state]).await?;
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let sid = a.session(&http, None).await?;
+    let refused = a.call(&http, &sid, 1, json!({"n": 7})).await?;
+    let link = link_in(&refused)?;
+    // The same approval on replica B's page.
+    let on_b = link.replacen(&a.base, &b.base, 1);
+    let page = http.get(&on_b).send().await?;
+    assert_eq!(page.status(), 200, "replica B shows what A opened");
+    let page = page.text().await?;
+    let csrf = hidden(&page, "csrf").ok_or("csrf")?;
+    let (path, secret) = on_b.split_once("?s=").ok_or("secret")?;
+    let r = http
+        .post(path)
+        .form(&[("s", secret), ("csrf", &csrf), ("action", "approve")])
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    // Decided once for both: A's page refuses a second decision.
+    let (path_a, _) = link.split_once("?s=").ok_or("secret")?;
+    let again = http
+        .post(path_a)
+        .form(&[("s", secret), ("csrf", &csrf), ("action", "refuse")])
+        .send()
+        .await?;
+    assert_eq!(again.status(), 409);
+    // The retry on A goes through on the grant B made.
+    let ok = a.call(&http, &sid, 2, json!({"n": 7})).await?;
+    assert!(ok["result"]["isError"] != true, "{ok}");
+    Ok(())
+}

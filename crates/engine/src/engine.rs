@@ -16,7 +16,7 @@ use crate::index::{PolicyBundle, Slice};
 use crate::memo::{Answer, KeyInput, MemoMode, MemoStats};
 use crate::records::{NewRecord, RecordBackend, RecordError, RecordStore, extract_ids, id_of};
 use crate::state::{
-    Clock, Counted, Hold, Reserved, StateBackend, StateError, StateLimits, SystemClock,
+    Clock, Counted, Hold, Reserved, StateBackend, StateError, StateLimits, StateStore, SystemClock,
 };
 use arc_swap::ArcSwap;
 use cedar_policy::Authorizer;
@@ -119,6 +119,12 @@ impl Engine {
     /// An error means it cannot be known: treat it as used (fail closed).
     pub fn use_once(&self, mark: &str, ttl: std::time::Duration) -> Result<bool, StateError> {
         self.state.use_once(mark, ttl)
+    }
+
+    /// The state store (memory, SQLite, Redis) for what replicas share
+    /// besides limits: pending approvals (the proxy's approval page).
+    pub fn state_store(&self) -> &dyn StateStore {
+        self.state.store()
     }
 
     /// Whether the state server (Redis) answers now; `None` for a store

@@ -202,6 +202,10 @@ impl StateGate {
         self.store.use_grant(key)
     }
 
+    pub(crate) fn store(&self) -> &dyn crate::state::StateStore {
+        self.store.as_ref()
+    }
+
     pub(crate) fn health(&self) -> Option<crate::state::StoreHealth> {
         self.store.health()
     }

@@ -120,6 +120,8 @@ struct Inner {
     marks: HashMap<String, Instant>,
     /// Grants by key: id, expiry, uses left when counted.
     grants: HashMap<String, (String, Instant, Option<u64>)>,
+    /// Pending approvals by id: record, decision, expiry.
+    approvals: HashMap<String, (String, Option<String>, Instant)>,
     /// User → owned entries their calls created.
     per_user: HashMap<String, usize>,
     next_hold: u64,
@@ -484,6 +486,45 @@ impl StateStore for CallState {
             .grants
             .insert(key.to_string(), (id.to_string(), now + ttl, uses));
         Ok(())
+    }
+
+    fn put_approval(&self, id: &str, record: &str, ttl: Duration) -> Result<(), StateError> {
+        let now = self.clock.now();
+        let mut inner = self.lock()?;
+        if inner.approvals.len() >= MAX_MARKS {
+            inner.approvals.retain(|_, (_, _, exp)| *exp > now);
+            if inner.approvals.len() >= MAX_MARKS {
+                return Err(StateError::Store(format!(
+                    "it keeps at most {MAX_MARKS} approvals in memory"
+                )));
+            }
+        }
+        inner
+            .approvals
+            .insert(id.to_string(), (record.to_string(), None, now + ttl));
+        Ok(())
+    }
+
+    fn get_approval(&self, id: &str) -> Result<Option<(String, Option<String>)>, StateError> {
+        let now = self.clock.now();
+        let inner = self.lock()?;
+        Ok(inner
+            .approvals
+            .get(id)
+            .filter(|(_, _, exp)| *exp > now)
+            .map(|(r, d, _)| (r.clone(), d.clone())))
+    }
+
+    fn decide_approval(&self, id: &str, decision: &str) -> Result<bool, StateError> {
+        let now = self.clock.now();
+        let mut inner = self.lock()?;
+        match inner.approvals.get_mut(id) {
+            Some((_, d @ None, exp)) if *exp > now => {
+                *d = Some(decision.to_string());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     fn use_grant(&self, key: &str) -> Result<Option<String>, StateError> {

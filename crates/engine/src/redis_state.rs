@@ -74,6 +74,9 @@ static COMMIT: LazyLock<Script> = LazyLock::new(|| script(include_str!("redis_st
 /// One use of a grant, atomically (no clock: the key's TTL is its expiry).
 static USE_GRANT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("redis_state/use_grant.lua")));
+/// Decides an approval once (no clock: the key's TTL is its expiry).
+static DECIDE_APPROVAL: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("redis_state/decide_approval.lua")));
 
 /// Which clock times the store's rows.
 #[derive(Debug, Clone, Default)]
@@ -441,6 +444,51 @@ impl StateStore for RedisState {
             pipe.cmd("PEXPIRE").arg(&k).arg(millis(ttl).max(1)).ignore();
             pipe.query::<()>(c)
         })
+    }
+
+    fn put_approval(&self, id: &str, record: &str, ttl: Duration) -> Result<(), StateError> {
+        let k = key('a', &[id]);
+        self.pool.run(false, |c| {
+            redis::pipe()
+                .atomic()
+                .cmd("DEL")
+                .arg(&k)
+                .ignore()
+                .cmd("HSET")
+                .arg(&k)
+                .arg("record")
+                .arg(record)
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(&k)
+                .arg(millis(ttl).max(1))
+                .ignore()
+                .query::<()>(c)
+        })
+    }
+
+    fn get_approval(&self, id: &str) -> Result<Option<(String, Option<String>)>, StateError> {
+        let k = key('a', &[id]);
+        let (record, decision): (Option<String>, Option<String>) = self.pool.run(false, |c| {
+            redis::cmd("HMGET")
+                .arg(&k)
+                .arg("record")
+                .arg("decision")
+                .query(c)
+        })?;
+        Ok(record.map(|r| (r, decision)))
+    }
+
+    fn decide_approval(&self, id: &str, decision: &str) -> Result<bool, StateError> {
+        let k = key('a', &[id]);
+        let set: i64 = self.pool.run(false, |c| {
+            DECIDE_APPROVAL
+                .prepare_invoke()
+                .key(&k)
+                .arg(decision)
+                .invoke(c)
+        })?;
+        Ok(set == 1)
     }
 
     fn use_grant(&self, key_text: &str) -> Result<Option<String>, StateError> {

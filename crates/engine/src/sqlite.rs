@@ -163,6 +163,16 @@ pub const MIGRATIONS: &[&str] = &[
         uses INTEGER
     ) WITHOUT ROWID;
 ",
+    // Pending approvals (issue 16), so that every process on the file can
+    // show and decide one; `decision` is set once.
+    "
+    CREATE TABLE approvals (
+        approval_id TEXT PRIMARY KEY,
+        record TEXT NOT NULL,
+        decision TEXT,
+        expires INTEGER NOT NULL
+    ) WITHOUT ROWID;
+",
 ];
 
 /// Cap and rate state in a SQLite file.

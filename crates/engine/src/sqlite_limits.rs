@@ -494,6 +494,46 @@ impl StateStore for SqliteState {
         Ok(())
     }
 
+    fn put_approval(&self, id: &str, record: &str, ttl: Duration) -> Result<(), StateError> {
+        let now = self.store_now();
+        let conn = self.conn()?;
+        (|| {
+            conn.prepare_cached("DELETE FROM approvals WHERE expires <= ?1")?
+                .execute(params![now])?;
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO approvals (approval_id, record, decision, expires) VALUES (?1, ?2, NULL, ?3)",
+            )?
+            .execute(params![id, record, now.saturating_add(millis(ttl))])?;
+            Ok(())
+        })()
+        .map_err(store_error)
+    }
+
+    fn get_approval(&self, id: &str) -> Result<Option<(String, Option<String>)>, StateError> {
+        let now = self.store_now();
+        let conn = self.conn()?;
+        conn.prepare_cached(
+            "SELECT record, decision FROM approvals WHERE approval_id = ?1 AND expires > ?2",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![id, now], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(store_error)
+    }
+
+    fn decide_approval(&self, id: &str, decision: &str) -> Result<bool, StateError> {
+        let now = self.store_now();
+        let conn = self.conn()?;
+        let changed = conn
+            .prepare_cached(
+                "UPDATE approvals SET decision = ?2 WHERE approval_id = ?1 AND decision IS NULL AND expires > ?3",
+            )
+            .and_then(|mut s| s.execute(params![id, decision, now]))
+            .map_err(store_error)?;
+        Ok(changed == 1)
+    }
+
     fn use_grant(&self, key: &str) -> Result<Option<String>, StateError> {
         let now = self.store_now();
         let mut conn = self.conn()?;

@@ -307,6 +307,34 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
         Err(StateError::Store("this state store keeps no grants".into()))
     }
 
+    /// Keeps a pending approval's `record` (JSON) under `id` for `ttl`, so
+    /// that any replica sharing the store can show and decide it. The
+    /// default refuses: the approval then lives in the process that
+    /// opened it only.
+    fn put_approval(&self, id: &str, record: &str, ttl: Duration) -> Result<(), StateError> {
+        let _ = (id, record, ttl);
+        Err(StateError::Store(
+            "this state store keeps no approvals".into(),
+        ))
+    }
+
+    /// The approval under `id`: its record and, once decided, its decision.
+    fn get_approval(&self, id: &str) -> Result<Option<(String, Option<String>)>, StateError> {
+        let _ = id;
+        Err(StateError::Store(
+            "this state store keeps no approvals".into(),
+        ))
+    }
+
+    /// Decides approval `id` as `decision` (JSON) if it is still
+    /// undecided and alive, atomically: `true` for the one call that did.
+    fn decide_approval(&self, id: &str, decision: &str) -> Result<bool, StateError> {
+        let _ = (id, decision);
+        Err(StateError::Store(
+            "this state store keeps no approvals".into(),
+        ))
+    }
+
     /// Whether a store on another machine (Redis) answers now, for
     /// `/readyz`. `None` for a store in this process or on its disk.
     fn health(&self) -> Option<StoreHealth> {

@@ -1,7 +1,9 @@
-//! Grants in each state store (memory, a SQLite file, a real Redis): the
-//! last use of a counted grant is taken once when calls race for it, a
-//! grant ends at its expiry, a replaced grant is the new one, and a key
-//! no grant has is no grant.
+//! Grants and pending approvals in each state store (memory, a SQLite
+//! file, a real Redis): the last use of a counted grant is taken once when
+//! calls race for it, a grant ends at its expiry, a replaced grant is the
+//! new one, and a key no grant has is no grant; an approval is decided
+//! once when decisions race, keeps its record and decision, and ends at
+//! its expiry.
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
@@ -66,6 +68,43 @@ fn behaves(store: Arc<dyn StateStore>, clock: Option<&ManualClock>) {
         None => std::thread::sleep(Duration::from_millis(400)),
     }
     assert_eq!(store.use_grant("k-time").unwrap(), None, "expired");
+
+    // Approvals: decided once across racing deciders.
+    store
+        .put_approval("ap-1", r#"{"call":1}"#, Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(
+        store.get_approval("ap-1").unwrap(),
+        Some((r#"{"call":1}"#.to_string(), None))
+    );
+    let barrier = Arc::new(Barrier::new(8));
+    let decided = (0..8)
+        .map(|i| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.decide_approval("ap-1", &format!("d{i}")).unwrap()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|won| *won)
+        .count();
+    assert_eq!(decided, 1, "one decision");
+    let (_, decision) = store.get_approval("ap-1").unwrap().unwrap();
+    assert!(decision.is_some_and(|d| d.starts_with('d')));
+    assert!(!store.decide_approval("never-opened", "d").unwrap());
+    assert_eq!(store.get_approval("never-opened").unwrap(), None);
+    store
+        .put_approval("ap-2", "{}", Duration::from_millis(300))
+        .unwrap();
+    match clock {
+        Some(c) => c.advance(Duration::from_millis(301)),
+        None => std::thread::sleep(Duration::from_millis(400)),
+    }
+    assert_eq!(store.get_approval("ap-2").unwrap(), None, "expired");
+    assert!(!store.decide_approval("ap-2", "d").unwrap(), "too late");
 }
 
 #[test]

@@ -100,7 +100,7 @@ pub struct CompiledApproval {
 }
 
 /// `by group "..."` / `by user "..."`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CompiledApprover {
     Group(String),

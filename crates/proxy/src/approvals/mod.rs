@@ -97,6 +97,90 @@ pub(crate) enum Status {
     Refused { by: String },
 }
 
+/// A pending approval as the state store keeps it, for every replica
+/// that shares the store (the page, the decision, the grant on any of
+/// them).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SharedRecord {
+    secret_hash: String,
+    csrf: String,
+    call: CallContext,
+    shown_args: Value,
+    rules: Vec<String>,
+    message: String,
+    approver: Option<CompiledApprover>,
+    decision_id: String,
+    /// Unix milliseconds.
+    expires_at: u64,
+}
+
+/// A decision as the state store keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SharedDecision {
+    approved: bool,
+    by: String,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Pending {
+    fn shared(&self) -> SharedRecord {
+        SharedRecord {
+            secret_hash: hex(&self.secret_hash),
+            csrf: self.csrf.clone(),
+            call: self.call.clone(),
+            shown_args: self.shown_args.clone(),
+            rules: self.rules.clone(),
+            message: self.message.clone(),
+            approver: self.approver.clone(),
+            decision_id: self.decision_id.clone(),
+            expires_at: unix_ms(self.expires_at),
+        }
+    }
+
+    /// A record another replica opened, with its decision if it has one.
+    fn from_shared(r: SharedRecord, decision: Option<SharedDecision>) -> Option<Pending> {
+        let mut secret_hash = [0u8; 32];
+        if r.secret_hash.len() != 64 {
+            return None;
+        }
+        for (i, b) in secret_hash.iter_mut().enumerate() {
+            *b = u8::from_str_radix(r.secret_hash.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        let expires_at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.expires_at);
+        let left = expires_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let status = match decision {
+            None => Status::Pending,
+            Some(d) if d.approved => Status::Approved { by: d.by },
+            Some(d) => Status::Refused { by: d.by },
+        };
+        Some(Pending {
+            secret_hash,
+            csrf: r.csrf,
+            call: r.call,
+            shown_args: r.shown_args,
+            rules: r.rules,
+            message: r.message,
+            approver: r.approver,
+            decision_id: r.decision_id,
+            expires_at,
+            expires: Instant::now() + left,
+            changed: Arc::new(tokio::sync::watch::Sender::new(status.clone())),
+            status,
+        })
+    }
+}
+
 /// Why a decision on the page was not taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Refusal {
@@ -245,6 +329,16 @@ impl Approvals {
                 changed: Arc::new(tokio::sync::watch::Sender::new(Status::Pending)),
             },
         );
+        if let Some(p) = book.get(&id)
+            && let Ok(record) = serde_json::to_string(&p.shared())
+            && let Err(e) = self
+                .engine
+                .state_store()
+                .put_approval(&id, &record, self.ttl)
+        {
+            // A store that keeps none: the approval lives here only.
+            tracing::debug!("approval {id} is kept by this process only: {e}");
+        }
         let link = format!("{}/approvals/{id}?s={secret}", self.base);
         if let (Some(hook), Some(p)) = (&self.webhook, book.get(&id)) {
             hook.deliver(pending_payload(&id, &link, p));
@@ -256,12 +350,17 @@ impl Approvals {
     /// to open it, the wait timed out, the call was cancelled): the
     /// approval can no longer be given, so no grant outlives the call.
     pub(crate) fn withdraw(&self, id: &str, why: &str) {
+        let by = format!("nobody: {why}");
+        let decision = serde_json::to_string(&SharedDecision {
+            approved: false,
+            by: by.clone(),
+        })
+        .unwrap_or_default();
+        let _ = self.engine.state_store().decide_approval(id, &decision);
         if let Some(p) = self.lock().get_mut(id)
             && p.status == Status::Pending
         {
-            p.status = Status::Refused {
-                by: format!("nobody: {why}"),
-            };
+            p.status = Status::Refused { by };
             p.changed.send_replace(p.status.clone());
         }
     }
@@ -273,10 +372,43 @@ impl Approvals {
 
     /// The approval `id` if `secret` is its link's.
     pub(crate) fn get(&self, id: &str, secret: &str) -> Result<Pending, Refusal> {
-        let book = self.lock();
-        match book.get(id) {
-            Some(p) if p.secret_hash == hash(secret) => Ok(p.clone()),
-            _ => Err(Refusal::NotFound),
+        if let Some(p) = self.lock().get(id) {
+            return if p.secret_hash == hash(secret) {
+                Ok(p.clone())
+            } else {
+                Err(Refusal::NotFound)
+            };
+        }
+        // Opened on another replica sharing the store.
+        let p = self.shared(id).ok_or(Refusal::NotFound)?;
+        if p.secret_hash != hash(secret) {
+            return Err(Refusal::NotFound);
+        }
+        Ok(p)
+    }
+
+    /// Approval `id` from the state store, as another replica opened it.
+    fn shared(&self, id: &str) -> Option<Pending> {
+        let (record, decision) = self.engine.state_store().get_approval(id).ok()??;
+        let record: SharedRecord = serde_json::from_str(&record).ok()?;
+        let decision = decision.and_then(|d| serde_json::from_str(&d).ok());
+        Pending::from_shared(record, decision)
+    }
+
+    /// A held call's look at the store: a decision another replica took
+    /// reaches it (through its watch).
+    pub(crate) fn refresh(&self, id: &str) {
+        let Some(shared) = self.shared(id) else {
+            return;
+        };
+        if shared.status == Status::Pending {
+            return;
+        }
+        if let Some(p) = self.lock().get_mut(id)
+            && p.status == Status::Pending
+        {
+            p.status = shared.status.clone();
+            p.changed.send_replace(shared.status);
         }
     }
 
@@ -302,12 +434,22 @@ impl Approvals {
             return Err(Refusal::Expired);
         }
         let by = self.approver_of(&pending, token)?;
+        // Once across replicas: the store's decision is taken first (a
+        // store that keeps no approvals leaves it to this process).
+        let decision = serde_json::to_string(&SharedDecision {
+            approved: approve,
+            by: by.clone(),
+        })
+        .unwrap_or_default();
+        if let Ok(false) = self.engine.state_store().decide_approval(id, &decision) {
+            return Err(Refusal::AlreadyDecided);
+        }
         // Taken under the lock: two POSTs racing decide once.
         {
             let mut book = self.lock();
-            let Some(p) = book.get_mut(id) else {
-                return Err(Refusal::NotFound);
-            };
+            let p = book
+                .entry(id.to_string())
+                .or_insert_with(|| pending.clone());
             if p.status != Status::Pending {
                 return Err(Refusal::AlreadyDecided);
             }
@@ -347,7 +489,9 @@ impl Approvals {
         } else {
             Status::Refused { by: by.clone() }
         };
-        pending.changed.send_replace(status);
+        if let Some(p) = self.lock().get(id) {
+            p.changed.send_replace(status);
+        }
         if approve && grants.is_empty() {
             return Err(Refusal::NotAllowed(
                 "warden could not keep the approval in its state store; the call will be asked again".into(),

@@ -306,6 +306,9 @@ impl Relay {
         .await;
         let deadline = tokio::time::sleep(self.cfg.confirm_timeout);
         tokio::pin!(deadline);
+        // A decision taken on another replica's page reaches this one
+        // through the shared state store.
+        let mut look = tokio::time::interval(std::time::Duration::from_millis(500));
         let mut opened = false;
         let answer = loop {
             tokio::select! {
@@ -328,6 +331,7 @@ impl Relay {
                         Status::Refused { .. } => break Answer::Decline,
                     }
                 },
+                _ = look.tick() => page.refresh(id),
                 () = &mut deadline => break Answer::TimedOut,
                 () = cancel.cancelled() => break Answer::CallCancelled,
             }
