@@ -930,3 +930,58 @@ async fn an_approval_opened_on_one_replica_is_given_on_another_and_the_retry_goe
     assert!(ok["result"]["isError"] != true, "{ok}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_2026_07_28_client_with_url_elicitation_gets_input_required_pointing_at_the_page()
+-> Res<()> {
+    let policy = "default allow\nrequire-confirm runs {\n  tool \"echo_meta\"\n}\n";
+    let w = HttpWarden::start(policy, &[]).await?;
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let call = |extra: Value| {
+        let mut params = json!({"name": "echo_meta", "arguments": {"n": 3},
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "stateless", "version": "1"},
+            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"url": {}}},
+        }});
+        if let (Some(p), Value::Object(e)) = (params.as_object_mut(), extra) {
+            p.extend(e);
+        }
+        json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": params})
+    };
+    let send = |msg: Value| {
+        let (http, url) = (http.clone(), w.mcp.clone());
+        async move {
+            http.post(&url)
+                .header("accept", "application/json")
+                .header("content-type", "application/json")
+                .header("mcp-protocol-version", "2026-07-28")
+                .body(msg.to_string())
+                .send()
+                .await?
+                .json::<Value>()
+                .await
+        }
+    };
+    let first = send(call(json!({}))).await?;
+    assert_eq!(first["result"]["resultType"], "input_required", "{first}");
+    let ask = &first["result"]["inputRequests"]["warden/approve"];
+    assert_eq!(ask["params"]["mode"], "url", "{first}");
+    let url = ask["params"]["url"].as_str().ok_or("a url")?.to_string();
+    // Approved on the page; the retry (with its answer) goes through.
+    let page = http.get(&url).send().await?.text().await?;
+    let csrf = hidden(&page, "csrf").ok_or("csrf")?;
+    let (path, secret) = url.split_once("?s=").ok_or("secret")?;
+    let r = http
+        .post(path)
+        .form(&[("s", secret), ("csrf", &csrf), ("action", "approve")])
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    let retry = send(call(
+        json!({"inputResponses": {"warden/approve": {"action": "accept"}}}),
+    ))
+    .await?;
+    assert!(retry["result"]["isError"] != true, "{retry}");
+    Ok(())
+}

@@ -25,6 +25,10 @@ pub const GOVERNED_METHODS: &[&str] = &["tools/call", "tools/list", "initialize"
 pub const DECISION_KEY: &str = "warden/decision";
 /// The `inputRequests` key of warden's confirmation (protocol 2026-07-28).
 pub const CONFIRM_INPUT_KEY: &str = "warden/confirm";
+
+/// The `inputRequests` key of warden's approval-page request (2026-07-28,
+/// URL-mode elicitation).
+pub const APPROVE_INPUT_KEY: &str = "warden/approve";
 /// Where the notes on a tool start in its description.
 pub const NOTE_PREFIX: &str = "[warden] ";
 

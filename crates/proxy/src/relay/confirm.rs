@@ -10,7 +10,7 @@
 use super::pending::DownPending;
 use super::{Relay, clip, lock};
 use crate::bearer::Caller;
-use crate::govern::{self, CONFIRM_INPUT_KEY};
+use crate::govern::{self, APPROVE_INPUT_KEY, CONFIRM_INPUT_KEY};
 use crate::jsonrpc::{self, id_key};
 use crate::metrics::ConfirmationOutcome;
 use crate::raw::Message;
@@ -351,6 +351,34 @@ impl Relay {
         )
         .await;
         answer
+    }
+
+    /// 2026-07-28 with URL-mode elicitation: answers with `input_required`
+    /// whose request sends the person to warden's approval page. There is
+    /// no state to hand back: the client's retry is decided afresh, and
+    /// goes through on the grant the approval made (or asks again).
+    pub(super) fn ask_stateless_url(
+        &self,
+        client_id: &Value,
+        call: &CallContext,
+        decided: &Decided,
+        opened: &crate::approvals::Opened,
+        message: String,
+    ) -> Value {
+        self.audit(call, decided, None);
+        jsonrpc::result(
+            client_id.clone(),
+            json!({
+                "resultType": "input_required",
+                "inputRequests": {
+                    APPROVE_INPUT_KEY: {
+                        "method": "elicitation/create",
+                        "params": {"mode": "url", "elicitationId": opened.id,
+                                   "url": opened.link, "message": message},
+                    }
+                },
+            }),
+        )
     }
 
     /// 2026-07-28: answers with `input_required`, carrying warden's

@@ -38,8 +38,8 @@ pub(super) struct ReqCtx {
     pub(super) stateless: bool,
     pub(super) agent: Option<String>,
     pub(super) elicitation_form: bool,
-    /// URL-mode elicitation (sessions only: a 2026-07-28 request asks with
-    /// `input_required`).
+    /// URL-mode elicitation (a session holds the call for it; a 2026-07-28
+    /// request gets it as an `input_required`).
     pub(super) elicitation_url: bool,
     /// The `io.modelcontextprotocol/*` keys of the request's `_meta`, for
     /// warden's own requests on its behalf (2026-07-28 needs them).
@@ -86,7 +86,7 @@ impl Relay {
                     .and_then(Value::as_str)
                     .map(str::to_string),
                 elicitation_form: elicitation_supports_form(meta.get(CLIENT_CAPABILITIES_META)),
-                elicitation_url: false,
+                elicitation_url: elicitation_supports_url(meta.get(CLIENT_CAPABILITIES_META)),
                 mcp_meta: meta
                     .into_iter()
                     .filter(|(k, _)| k.starts_with("io.modelcontextprotocol/"))

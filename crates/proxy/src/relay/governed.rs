@@ -189,6 +189,27 @@ impl Relay {
             }
             confirmed_answer = Some(answer);
         }
+        // A 2026-07-28 retry after warden's approval page: its answer to
+        // warden's own input request is warden's, not the upstream's.
+        if ctx.stateless
+            && msg
+                .pointer(&format!(
+                    "/params/inputResponses/{}",
+                    govern::APPROVE_INPUT_KEY.replace('/', "~1")
+                ))
+                .is_some()
+            && let Some(params) = msg
+                .edit(&[&["params", "inputResponses"]])
+                .get_mut("params")
+                .and_then(Value::as_object_mut)
+        {
+            if let Some(Value::Object(responses)) = params.get_mut("inputResponses") {
+                responses.remove(govern::APPROVE_INPUT_KEY);
+                if responses.is_empty() {
+                    params.remove("inputResponses");
+                }
+            }
+        }
         Ok(Resolved {
             tool,
             server,
@@ -323,6 +344,11 @@ impl Relay {
                 "warden asks you to approve a call on its approval page: {}",
                 confirmation.message
             );
+            if g.ctx.stateless {
+                return Err(self
+                    .ask_stateless_url(g.client_id, &g.call, decided, &opened, message)
+                    .into());
+            }
             let wait = g.trace.confirmation_wait();
             let answer = self
                 .ask_by_url(
