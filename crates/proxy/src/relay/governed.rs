@@ -191,24 +191,8 @@ impl Relay {
         }
         // A 2026-07-28 retry after warden's approval page: its answer to
         // warden's own input request is warden's, not the upstream's.
-        if ctx.stateless
-            && msg
-                .pointer(&format!(
-                    "/params/inputResponses/{}",
-                    govern::APPROVE_INPUT_KEY.replace('/', "~1")
-                ))
-                .is_some()
-            && let Some(params) = msg
-                .edit(&[&["params", "inputResponses"]])
-                .get_mut("params")
-                .and_then(Value::as_object_mut)
-        {
-            if let Some(Value::Object(responses)) = params.get_mut("inputResponses") {
-                responses.remove(govern::APPROVE_INPUT_KEY);
-                if responses.is_empty() {
-                    params.remove("inputResponses");
-                }
-            }
+        if ctx.stateless {
+            take_approve_response(msg);
         }
         Ok(Resolved {
             tool,
@@ -552,4 +536,60 @@ pub(super) fn rules_text(confirmation: &Confirmation) -> String {
 
 fn invalid_params(id: &Value, message: &str) -> Value {
     jsonrpc::error(id.clone(), jsonrpc::INVALID_PARAMS, message, None)
+}
+
+/// Removes `params.inputResponses["warden/approve"]` (and an
+/// `inputResponses` left empty) from a message, changing nothing else.
+fn take_approve_response(msg: &mut Message) {
+    let pointer = format!(
+        "/params/inputResponses/{}",
+        govern::APPROVE_INPUT_KEY.replace('/', "~1")
+    );
+    if msg.pointer(&pointer).is_none() {
+        return;
+    }
+    let Some(params) = msg
+        .edit(&[&["params", "inputResponses"]])
+        .get_mut("params")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    if let Some(Value::Object(responses)) = params.get_mut("inputResponses") {
+        responses.remove(govern::APPROVE_INPUT_KEY);
+        if responses.is_empty() {
+            params.remove("inputResponses");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_wardens_own_input_response_is_taken_out() {
+        let mut m: Message = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "t", "inputResponses": {"warden/approve": {"action": "accept"}}}})
+        .into();
+        take_approve_response(&mut m);
+        assert_eq!(m.get("params"), Some(&json!({"name": "t"})));
+        let mut m: Message = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "t", "inputResponses": {
+                "warden/approve": {"action": "accept"}, "upstream/x": {"v": 1}}}})
+        .into();
+        take_approve_response(&mut m);
+        assert_eq!(
+            m.pointer("/params/inputResponses"),
+            Some(&json!({"upstream/x": {"v": 1}}))
+        );
+        let mut m: Message = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "t", "inputResponses": {"upstream/x": {}}}})
+        .into();
+        take_approve_response(&mut m);
+        assert_eq!(
+            m.pointer("/params/inputResponses"),
+            Some(&json!({"upstream/x": {}}))
+        );
+    }
 }
