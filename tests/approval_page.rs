@@ -98,6 +98,17 @@ impl Agent {
     }
 }
 
+/// Clicks the button `css` and reads the page's status once it shows.
+async fn click_and_read_status(b: &Client, css: &str) -> Res<String> {
+    b.find(Locator::Css(css)).await?.click().await?;
+    Ok(b.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("status"))
+        .await?
+        .text()
+        .await?)
+}
+
 fn link_in(answer: &Value) -> Res<String> {
     let t = answer["result"]["content"][0]["text"]
         .as_str()
@@ -165,17 +176,7 @@ async fn a_person_approves_in_the_browser_and_the_agents_retry_goes_through() ->
         .await?
         .send_keys("fine for the S-0001 rerun")
         .await?;
-    b.find(Locator::Css("button.approve"))
-        .await?
-        .click()
-        .await?;
-    let status = b
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Id("status"))
-        .await?
-        .text()
-        .await?;
+    let status = click_and_read_status(&b, "button.approve").await?;
     assert!(status.starts_with("Approved by ada"), "{status}");
     save_screenshot("approvals-approved.png", &b.screenshot().await?)?;
 
@@ -205,14 +206,7 @@ async fn a_person_refuses_in_the_browser_and_the_retry_asks_again() -> Res<()> {
     let link = link_in(&agent.call(1, &args).await?)?;
     let b = browser(&d).await?;
     b.goto(&link).await?;
-    b.find(Locator::Css("button.refuse")).await?.click().await?;
-    let status = b
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Id("status"))
-        .await?
-        .text()
-        .await?;
+    let status = click_and_read_status(&b, "button.refuse").await?;
     assert!(status.starts_with("Refused by ada"), "{status}");
     let again = agent.call(2, &args).await?;
     assert_eq!(again["result"]["isError"], true, "{again}");

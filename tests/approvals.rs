@@ -14,15 +14,7 @@ use serde_json::{Value, json};
 /// `warden proxy` with `policy`, handshaken as a client that declares
 /// form elicitation.
 async fn asking_client(policy: &str, extra: &[&str]) -> Res<RawProxy> {
-    let mut p = RawProxy::start(policy, None, extra).await?;
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {"elicitation": {}},
-                   "clientInfo": {"name": "asker", "version": "1"}}});
-    p.send_line(init.to_string().as_bytes()).await?;
-    p.next_line().await?;
-    p.send_line(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
-        .await?;
-    Ok(p)
+    RawProxy::start_initialized_with(policy, extra, "asker", json!({"elicitation": {}})).await
 }
 
 /// Sends a tools/call; answers each elicitation warden asks with `answer`
@@ -560,6 +552,49 @@ require-confirm runs {
     Ok(())
 }
 
+/// A 2025-11-25 session whose client declares only URL-mode elicitation,
+/// and its `tools/call` of `echo_meta` (id 1) with `args`, answered on an
+/// SSE stream: the session id and the stream.
+async fn url_client_call(
+    w: &HttpWarden,
+    http: &reqwest::Client,
+    args: Value,
+) -> Res<(String, reqwest::Response)> {
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {"elicitation": {"url": {}}},
+                   "clientInfo": {"name": "url-client", "version": "1"}}});
+    let resp = w.post(http, None, None, &init).await?;
+    let sid = resp.headers()["mcp-session-id"].to_str()?.to_string();
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    w.post(http, Some(&sid), None, &note).await?;
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "echo_meta", "arguments": args}});
+    let stream = http
+        .post(&w.mcp)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("mcp-session-id", &sid)
+        .body(call.to_string())
+        .send()
+        .await?;
+    Ok((sid, stream))
+}
+
+/// Opens the approval page at `link` and approves with its CSRF token:
+/// the answer's status.
+async fn approve_on_page(http: &reqwest::Client, link: &str) -> Res<reqwest::StatusCode> {
+    let page = http.get(link).send().await?.text().await?;
+    let csrf = hidden(&page, "csrf").ok_or("csrf")?;
+    let (path, secret) = link.split_once("?s=").ok_or("secret")?;
+    Ok(http
+        .post(path)
+        .form(&[("s", secret), ("csrf", &csrf), ("action", "approve")])
+        .send()
+        .await?
+        .status())
+}
+
 /// Reads SSE events from `resp` until `stop` accepts one; every message.
 async fn sse_until(
     resp: &mut reqwest::Response,
@@ -600,25 +635,7 @@ require-confirm runs {
 "#;
     let w = HttpWarden::start(policy, &[]).await?;
     let http = reqwest::Client::builder().no_proxy().build()?;
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {"elicitation": {"url": {}}},
-                   "clientInfo": {"name": "url-client", "version": "1"}}});
-    let resp = w.post(&http, None, None, &init).await?;
-    let sid = resp.headers()["mcp-session-id"].to_str()?.to_string();
-    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    w.post(&http, Some(&sid), None, &note).await?;
-
-    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": {"name": "echo_meta", "arguments": {"label": "x"}}});
-    let mut stream = http
-        .post(&w.mcp)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", "2025-11-25")
-        .header("mcp-session-id", &sid)
-        .body(call.to_string())
-        .send()
-        .await?;
+    let (sid, mut stream) = url_client_call(&w, &http, json!({"label": "x"})).await?;
     let mut buf = String::new();
     let got = sse_until(&mut stream, &mut buf, |v| {
         v["method"] == "elicitation/create"
@@ -638,15 +655,7 @@ require-confirm runs {
     w.post(&http, Some(&sid), None, &accept).await?;
 
     // The decision on the page releases the held call at once.
-    let page = http.get(&url).send().await?.text().await?;
-    let (path, secret) = url.split_once("?s=").ok_or("secret")?;
-    let csrf = hidden(&page, "csrf").ok_or("csrf")?;
-    let r = http
-        .post(path)
-        .form(&[("s", secret), ("csrf", &csrf), ("action", "approve")])
-        .send()
-        .await?;
-    assert_eq!(r.status(), 200);
+    assert_eq!(approve_on_page(&http, &url).await?, 200);
     let rest = sse_until(&mut stream, &mut buf, |v| v["id"] == 1).await?;
     assert!(
         rest.iter()
@@ -803,15 +812,7 @@ async fn on_stdio_the_approval_page_has_a_listener_of_its_own() -> Res<()> {
     );
     let link = link_in(&refused)?;
     let http = reqwest::Client::builder().no_proxy().build()?;
-    let page = http.get(&link).send().await?.text().await?;
-    let csrf = hidden(&page, "csrf").ok_or("csrf")?;
-    let (path, secret) = link.split_once("?s=").ok_or("secret")?;
-    let r = http
-        .post(path)
-        .form(&[("s", secret), ("csrf", &csrf), ("action", "approve")])
-        .send()
-        .await?;
-    assert_eq!(r.status(), 200);
+    assert_eq!(approve_on_page(&http, &link).await?, 200);
     let ok = p.call_tool(2, "echo_meta", json!({"n": 1})).await?;
     assert!(ok["result"]["isError"] != true, "{ok}");
     p.close().await?;
@@ -823,24 +824,7 @@ async fn a_url_elicitation_the_person_declines_cannot_be_approved_later() -> Res
     let policy = "default allow\nrequire-confirm runs {\n  tool \"echo_meta\"\n}\n";
     let w = HttpWarden::start(policy, &[]).await?;
     let http = reqwest::Client::builder().no_proxy().build()?;
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {"elicitation": {"url": {}}},
-                   "clientInfo": {"name": "url-client", "version": "1"}}});
-    let resp = w.post(&http, None, None, &init).await?;
-    let sid = resp.headers()["mcp-session-id"].to_str()?.to_string();
-    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    w.post(&http, Some(&sid), None, &note).await?;
-    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": {"name": "echo_meta", "arguments": {}}});
-    let mut stream = http
-        .post(&w.mcp)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header("mcp-protocol-version", "2025-11-25")
-        .header("mcp-session-id", &sid)
-        .body(call.to_string())
-        .send()
-        .await?;
+    let (sid, mut stream) = url_client_call(&w, &http, json!({})).await?;
     let mut buf = String::new();
     let got = sse_until(&mut stream, &mut buf, |v| {
         v["method"] == "elicitation/create"
@@ -969,15 +953,7 @@ async fn a_2026_07_28_client_with_url_elicitation_gets_input_required_pointing_a
     assert_eq!(ask["params"]["mode"], "url", "{first}");
     let url = ask["params"]["url"].as_str().ok_or("a url")?.to_string();
     // Approved on the page; the retry (with its answer) goes through.
-    let page = http.get(&url).send().await?.text().await?;
-    let csrf = hidden(&page, "csrf").ok_or("csrf")?;
-    let (path, secret) = url.split_once("?s=").ok_or("secret")?;
-    let r = http
-        .post(path)
-        .form(&[("s", secret), ("csrf", &csrf), ("action", "approve")])
-        .send()
-        .await?;
-    assert_eq!(r.status(), 200);
+    assert_eq!(approve_on_page(&http, &url).await?, 200);
     let retry = send(call(
         json!({"inputResponses": {"warden/approve": {"action": "accept"}}}),
     ))

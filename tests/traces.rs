@@ -298,14 +298,13 @@ require-confirm confirm-wipe {
 }
 "#;
     let otlp = Receiver::start().await?;
-    let mut p = RawProxy::start(policy, None, &["--otlp-endpoint", &otlp.url]).await?;
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {"elicitation": {}},
-                   "clientInfo": {"name": "asker", "version": "1"}}});
-    p.send_line(init.to_string().as_bytes()).await?;
-    p.next_line().await?;
-    p.send_line(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
-        .await?;
+    let mut p = RawProxy::start_initialized_with(
+        policy,
+        &["--otlp-endpoint", &otlp.url],
+        "asker",
+        json!({"elicitation": {}}),
+    )
+    .await?;
     p.send_line(
         call_with_meta(
             1,

@@ -63,9 +63,20 @@ impl RawProxy {
     /// [`RawProxy::start`] with the default decision log, then the
     /// 2025-06-18 handshake as client `client`.
     pub async fn start_initialized(policy: &str, extra: &[&str], client: &str) -> Res<RawProxy> {
+        RawProxy::start_initialized_with(policy, extra, client, serde_json::json!({})).await
+    }
+
+    /// [`RawProxy::start_initialized`] for a client declaring
+    /// `capabilities` (e.g. `{"elicitation": {}}`).
+    pub async fn start_initialized_with(
+        policy: &str,
+        extra: &[&str],
+        client: &str,
+        capabilities: Value,
+    ) -> Res<RawProxy> {
         let mut p = RawProxy::start(policy, None, extra).await?;
         let init = serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+            "params": {"protocolVersion": "2025-06-18", "capabilities": capabilities,
                        "clientInfo": {"name": client, "version": "1"}}});
         p.send_line(init.to_string().as_bytes()).await?;
         p.next_line().await?;

@@ -158,10 +158,7 @@ fn approver_findings(cfg: &GatewayConfig, bundle: &warden_engine::PolicyBundle) 
         let Some(by) = rule.approval.as_ref().and_then(|a| a.approver.as_ref()) else {
             continue;
         };
-        let who = match by {
-            warden_lang::CompiledApprover::Group(g) => format!("a member of group `{g}`"),
-            warden_lang::CompiledApprover::User(u) => format!("user `{u}`"),
-        };
+        let who = by.who();
         out.push(
             Problem::error(
                 cfg.span_of("policies"),

@@ -446,13 +446,11 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
         // call acts as one user, so these rules refuse every call.
         for rule in engine.policies().rules() {
             if let Some(by) = rule.approval.as_ref().and_then(|a| a.approver.as_ref()) {
-                let by = match by {
-                    warden_lang::CompiledApprover::Group(g) => format!("a member of group `{g}`"),
-                    warden_lang::CompiledApprover::User(u) => format!("user `{u}`"),
-                };
                 eprintln!(
                     "warning: rule `{}` ({}) needs the approval of {}, and without bearer authentication every call acts as one user: its calls are refused\n  help: run with --listen and --jwt-issuer, --jwt-audience and --jwks (or --jwt-key), or drop `by` so the caller confirms",
-                    rule.id, rule.location, by
+                    rule.id,
+                    rule.location,
+                    by.who()
                 );
             }
         }
@@ -622,7 +620,7 @@ pub(crate) fn demo_server(listen: Option<String>) -> i32 {
 
 /// `--public-url`: an origin.
 fn public_url(s: &str) -> Result<String, String> {
-    warden_proxy::approvals::check_public_url(s).map_err(|why| format!("`{s}` {why}"))
+    warden_proxy::check_origin(s).map_err(|why| format!("`{s}` {why}"))
 }
 
 /// `--trace-sample-ratio`: a number from 0 to 1.

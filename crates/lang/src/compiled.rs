@@ -108,6 +108,15 @@ pub enum CompiledApprover {
 }
 
 impl CompiledApprover {
+    /// Who that is, in a sentence: "a member of group `lab-leads`",
+    /// "user `lead@example.org`".
+    pub fn who(&self) -> String {
+        match self {
+            CompiledApprover::Group(g) => format!("a member of group `{g}`"),
+            CompiledApprover::User(u) => format!("user `{u}`"),
+        }
+    }
+
     /// As the Cedar annotation and messages write it: `group:lab-leads`.
     pub fn text(&self) -> String {
         match self {

@@ -357,6 +357,22 @@ impl fmt::Debug for ProxyConfig {
     }
 }
 
+/// `url` as a browser origin (`allow_origins`, `public_url`) (scheme, host, optional port; no path, query or
+/// credentials), without a trailing slash; else why not.
+pub fn check_origin(url: &str) -> Result<String, String> {
+    let u = reqwest::Url::parse(url).map_err(|e| format!("is not a URL: {e}"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+        return Err("must be an http or https URL with a host".into());
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err("must not hold credentials".into());
+    }
+    if u.path() != "/" || u.query().is_some() || u.fragment().is_some() {
+        return Err("must be an origin, without a path, query or fragment".into());
+    }
+    Ok(u.as_str().trim_end_matches('/').to_string())
+}
+
 /// Why the proxy could not run.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ProxyError {

@@ -100,7 +100,7 @@ mod upstream;
 
 pub use config::{
     DEFAULT_CONFIRM_TIMEOUT, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SESSION_IDLE_TIMEOUT, ProxyConfig,
-    ProxyError, Upstream, UpstreamCommand,
+    ProxyError, Upstream, UpstreamCommand, check_origin,
 };
 pub use http_server::{MAX_BUFFERED, replica_tag, serve_http, serve_http_until};
 

@@ -163,11 +163,7 @@ pub(crate) fn grant_key(
             }
         }
     }
-    hex(&h.finalize())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::log::chain::hex(&h.finalize())
 }
 
 /// A random v4 UUID (122 bits from the OS), hex: grant ids are not

@@ -90,10 +90,7 @@ fn elided_json(v: &Value) -> (Value, usize) {
 
 /// The stand-in for a value whose text is `text`.
 fn elided(bytes: &[u8], text: &str) -> (Value, usize) {
-    let sha: String = Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha = super::chain::hex(&Sha256::digest(bytes));
     let prefix: String = text.chars().take(PREFIX_CHARS).collect();
     let v = json!({ ELIDED_KEY: { "sha256": sha, "bytes": bytes.len(), "prefix": prefix } });
     let n = v.to_string().len();

@@ -51,10 +51,11 @@ pub fn line_hash(line: &[u8]) -> LineHash {
     Sha256::digest(line).into()
 }
 
-/// Lower-case hex, as `prev` is written.
-pub fn hex(hash: &LineHash) -> String {
+/// Lower-case hex, as `prev` is written (and every digest warden shows:
+/// argument hashes, grant keys, webhook signatures).
+pub fn hex(hash: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(64);
+    let mut s = String::with_capacity(2 * hash.len());
     for b in hash {
         s.push(char::from(DIGITS[usize::from(b >> 4)]));
         s.push(char::from(DIGITS[usize::from(b & 0xf)]));

@@ -41,14 +41,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 use warden_engine::engine::APPROVED_CALL_LIFE;
 use warden_engine::log::ApprovalLine;
-use warden_engine::{CallContext, Confirmation, DecisionLog, Engine};
+use warden_engine::{CallContext, Confirmation, DecisionLog, Engine, StateError};
 use warden_lang::CompiledApprover;
 
 /// Most approvals pending at once in one process; past it (after dropping
 /// expired ones) a new one is refused, and so is the call (fail closed).
 const MAX_PENDING: usize = 10_000;
 
-/// The pending approvals of one process, and how to act on them.
+/// The pending approvals this process opened (each also written to the
+/// state store, where replicas sharing it find the others), and how to act
+/// on them.
 pub struct Approvals {
     /// `http://127.0.0.1:8080`: where links point.
     base: String,
@@ -127,14 +129,10 @@ fn unix_ms(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Pending {
     fn shared(&self) -> SharedRecord {
         SharedRecord {
-            secret_hash: hex(&self.secret_hash),
+            secret_hash: warden_engine::log::chain::hex(&self.secret_hash),
             csrf: self.csrf.clone(),
             call: self.call.clone(),
             shown_args: self.shown_args.clone(),
@@ -239,22 +237,6 @@ pub async fn serve_page(
     Ok(base)
 }
 
-/// `url` as an origin (scheme, host, optional port; no path, query or
-/// credentials), without a trailing slash; else why not.
-pub fn check_public_url(url: &str) -> Result<String, String> {
-    let u = reqwest::Url::parse(url).map_err(|e| format!("is not a URL: {e}"))?;
-    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
-        return Err("must be an http or https URL with a host".into());
-    }
-    if !u.username().is_empty() || u.password().is_some() {
-        return Err("must not hold credentials".into());
-    }
-    if u.path() != "/" || u.query().is_some() || u.fragment().is_some() {
-        return Err("must be an origin, without a path, query or fragment".into());
-    }
-    Ok(u.as_str().trim_end_matches('/').to_string())
-}
-
 fn random_hex() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
@@ -346,17 +328,23 @@ impl Approvals {
         Some(Opened { link, id })
     }
 
+    /// Decides `id` in the state store, once across replicas: `Ok(true)`
+    /// for the one decision taken; `Err` when the store keeps no approvals.
+    fn store_decision(&self, id: &str, approved: bool, by: &str) -> Result<bool, StateError> {
+        let decision = serde_json::to_string(&SharedDecision {
+            approved,
+            by: by.to_string(),
+        })
+        .unwrap_or_default();
+        self.engine.state_store().decide_approval(id, &decision)
+    }
+
     /// A held call ended without the page's decision (the client declined
     /// to open it, the wait timed out, the call was cancelled): the
     /// approval can no longer be given, so no grant outlives the call.
     pub(crate) fn withdraw(&self, id: &str, why: &str) {
         let by = format!("nobody: {why}");
-        let decision = serde_json::to_string(&SharedDecision {
-            approved: false,
-            by: by.clone(),
-        })
-        .unwrap_or_default();
-        let _ = self.engine.state_store().decide_approval(id, &decision);
+        let _ = self.store_decision(id, false, &by);
         if let Some(p) = self.lock().get_mut(id)
             && p.status == Status::Pending
         {
@@ -436,12 +424,7 @@ impl Approvals {
         let by = self.approver_of(&pending, token)?;
         // Once across replicas: the store's decision is taken first (a
         // store that keeps no approvals leaves it to this process).
-        let decision = serde_json::to_string(&SharedDecision {
-            approved: approve,
-            by: by.clone(),
-        })
-        .unwrap_or_default();
-        if let Ok(false) = self.engine.state_store().decide_approval(id, &decision) {
+        if let Ok(false) = self.store_decision(id, approve, &by) {
             return Err(Refusal::AlreadyDecided);
         }
         // Taken under the lock: two POSTs racing decide once.

@@ -155,11 +155,11 @@ fn another_persons_approval_needs_bearer_auth() {
 #[test]
 fn a_public_url_is_an_origin() {
     assert_eq!(
-        check_public_url("https://warden.example.com/").as_deref(),
+        crate::check_origin("https://warden.example.com/").as_deref(),
         Ok("https://warden.example.com")
     );
     assert_eq!(
-        check_public_url("http://127.0.0.1:8080").as_deref(),
+        crate::check_origin("http://127.0.0.1:8080").as_deref(),
         Ok("http://127.0.0.1:8080")
     );
     for bad in [
@@ -169,6 +169,6 @@ fn a_public_url_is_an_origin() {
         "https://user:pw@warden.example.com",
         "https://warden.example.com/?a=1",
     ] {
-        assert!(check_public_url(bad).is_err(), "{bad}");
+        assert!(crate::check_origin(bad).is_err(), "{bad}");
     }
 }

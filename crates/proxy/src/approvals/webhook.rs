@@ -69,11 +69,15 @@ pub fn check(s: &WebhookSettings) -> Result<(), WebhookError> {
     Webhook::load(s).map(|_| ())
 }
 
+/// Whether `url` can be a webhook receiver: http or https, with a host.
+pub fn is_http_url(url: &str) -> bool {
+    reqwest::Url::parse(url)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+}
+
 impl Webhook {
     pub(crate) fn load(s: &WebhookSettings) -> Result<Webhook, WebhookError> {
-        let ok = reqwest::Url::parse(&s.url)
-            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
-        if !ok {
+        if !is_http_url(&s.url) {
             return Err(WebhookError::Url { url: s.url.clone() });
         }
         let secret_err = |message: String| WebhookError::Secret {
@@ -129,8 +133,7 @@ impl Webhook {
 /// `sha256=<hex>` of HMAC-SHA256 over `<timestamp>.<body>`.
 pub(crate) fn signature(key: &hmac::Key, timestamp: u64, body: &str) -> String {
     let tag = hmac::sign(key, format!("{timestamp}.{body}").as_bytes());
-    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
+    format!("sha256={}", warden_engine::log::chain::hex(tag.as_ref()))
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ impl Relay {
         let who = confirmation
             .approvers
             .first()
-            .map_or_else(|| "the person".to_string(), |(_, by)| approver_text(by));
+            .map_or_else(|| "the person".to_string(), |(_, by)| by.who());
         let minutes = warden_engine::engine::APPROVED_CALL_LIFE.as_secs() / 60;
         let denial = Denial {
             rules: confirmation.rules.clone(),
@@ -76,13 +76,5 @@ impl Relay {
                     "try again later; if it persists, tell the platform team",
                 )
             })
-    }
-}
-
-/// Who must approve, for messages: "a member of group `lab-leads`".
-pub(super) fn approver_text(by: &warden_lang::CompiledApprover) -> String {
-    match by {
-        warden_lang::CompiledApprover::Group(g) => format!("a member of group `{g}`"),
-        warden_lang::CompiledApprover::User(u) => format!("user `{u}`"),
     }
 }

@@ -6,7 +6,6 @@
 //! confirmation (`relay::confirm`), and carry the answer out: decided again
 //! with the confirmation, or refused saying why.
 
-use super::approval::approver_text;
 use super::confirm::Answer;
 use super::context::ReqCtx;
 use super::{Relay, lock};
@@ -293,7 +292,7 @@ impl Relay {
                 return Err(self.await_approval(page, g, decided, confirmation));
             }
             self.count_confirmation(g.trace, ConfirmationOutcome::Unsupported);
-            let who = approver_text(by);
+            let who = by.who();
             let why = if page.is_some() {
                 "and without bearer authentication warden cannot tell another person from the caller"
             } else {

@@ -415,9 +415,7 @@ fn approvals(
     let url = t.nonempty(cx, "webhook").filter(|_| has_url);
     let secret = t.nonempty(cx, "webhook_secret_file").filter(|_| has_secret);
     if let Some(url) = &url {
-        let ok = reqwest::Url::parse(&url.value)
-            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
-        if !ok {
+        if !crate::approvals::webhook::is_http_url(&url.value) {
             cx.push(
                 Problem::error(
                     url.span.clone(),
@@ -440,7 +438,7 @@ fn approvals(
 /// for the approval page's links; an origin, as `allow_origins` takes.
 fn public_url(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Option<String> {
     let s = root.nonempty(cx, "public_url")?;
-    match crate::approvals::check_public_url(&s.value) {
+    match crate::check_origin(&s.value) {
         Ok(url) => Some(url),
         Err(why) => {
             cx.push(
@@ -455,16 +453,7 @@ fn public_url(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Option<String> {
 fn origins(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Vec<String> {
     let mut out = Vec::new();
     for s in root.strings(cx, "allow_origins").unwrap_or_default() {
-        let ok = reqwest::Url::parse(s.value.trim()).is_ok_and(|u| {
-            matches!(u.scheme(), "http" | "https")
-                && u.host_str().is_some()
-                && u.username().is_empty()
-                && u.password().is_none()
-                && u.path() == "/"
-                && u.query().is_none()
-                && u.fragment().is_none()
-        });
-        if ok {
+        if crate::check_origin(s.value.trim()).is_ok() {
             out.push(s.value);
         } else {
             cx.push(
