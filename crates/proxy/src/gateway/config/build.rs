@@ -414,18 +414,18 @@ fn approvals(
     );
     let url = t.nonempty(cx, "webhook").filter(|_| has_url);
     let secret = t.nonempty(cx, "webhook_secret_file").filter(|_| has_secret);
-    if let Some(url) = &url {
-        if !crate::approvals::webhook::is_http_url(&url.value) {
-            cx.push(
-                Problem::error(
-                    url.span.clone(),
-                    format!("`webhook` is not an http(s) URL: `{}`", url.value),
-                    "not a URL",
-                )
-                .with_help("give the receiver's URL, e.g. `https://chat.example.com/hooks/warden`"),
-            );
-            return None;
-        }
+    if let Some(url) = &url
+        && !crate::approvals::webhook::is_http_url(&url.value)
+    {
+        cx.push(
+            Problem::error(
+                url.span.clone(),
+                format!("`webhook` is not an http(s) URL: `{}`", url.value),
+                "not a URL",
+            )
+            .with_help("give the receiver's URL, e.g. `https://chat.example.com/hooks/warden`"),
+        );
+        return None;
     }
     let (url, secret) = (url?, secret?);
     Some(crate::approvals::WebhookSettings {
