@@ -869,7 +869,7 @@ fn warden_proxy_without_bearer_auth_warns_of_rules_no_one_else_can_approve() -> 
     assert!(
         err.contains("warning: rule `big-runs`")
             && err.contains("needs the approval of a member of group `lab-leads`")
-            && err.contains("help: run with --listen and --jwt-issuer"),
+            && err.contains("help: give --jwt-issuer, --jwt-audience and --jwks (or --jwt-key) with --listen, or with --approvals-listen on stdio"),
         "{err}"
     );
     Ok(())

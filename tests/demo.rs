@@ -4,7 +4,7 @@
 use assert_cmd::Command;
 
 #[test]
-fn the_demo_shows_allow_deny_confirmation_grant_cap_and_budget_and_logs_every_call() {
+fn the_demo_shows_allow_deny_confirmation_grant_four_eyes_cap_and_budget_and_logs_every_call() {
     let out = Command::cargo_bin("warden")
         .expect("warden binary")
         .arg("demo")
@@ -18,17 +18,24 @@ fn the_demo_shows_allow_deny_confirmation_grant_cap_and_budget_and_logs_every_ca
         "(delete_sample is hidden: rule agents-never-delete",
         "> list_samples {}\n    ALLOWED: 3 samples",
         "DENIED by at-most-3-runs-in-a-row",
-        "? warden asks the person: start pipeline `wgs-align` on sample S-0001? this uses paid compute\n    ? the person answers: accept\n    ALLOWED: run",
+        "? warden asks the person: start pipeline `variant-call` on sample S-0001? this uses paid compute\n    ? the person answers: accept\n    ALLOWED: run",
         // The yes on S-0001 covers the next paid run on S-0001: not asked.
         "{\"sample_id\":\"S-0001\",\"pipeline\":\"variant-call\",\"estimated_cost\":300}\n    ALLOWED: run",
         "? the person answers: decline\n    DENIED by pipeline-run-needs-confirmation",
-        // The declined run freed its 300 credits: only the accepted 600
-        // and the granted 300 count, and the denial says what is left of
-        // the day's 1500.
-        "\"estimated_cost\":960}\n    DENIED by compute-per-person-per-day: ",
-        "at most 1500 credits of paid compute per person a day; 900 used in the last 24 hours, 600 left",
+        // A whole-genome run: the caller is never asked; her own approval
+        // on the page is refused (four eyes), a lab lead's lets the retry
+        // through.
+        "\"wgs-align\",\"estimated_cost\":600}\n    DENIED by wgs-runs-need-a-lab-lead: `start_pipeline_run` was not called yet: it needs the approval of a member of group `lab-leads`",
+        "! ada, the caller, herself a lab lead, approves on warden's approval page: refused: you made this call: it needs the approval of someone else (four eyes)",
+        "! lena, a lab lead, approves on warden's approval page: Approved by lena.",
+        "\"wgs-align\",\"estimated_cost\":600}\n    ALLOWED: run R-0007 of `wgs-align` on S-0001",
+        // The declined run freed its 300 credits: the accepted 300, the
+        // granted 300 and the approved 600 count, and the denial says what
+        // is left of the day's 1500.
+        "\"estimated_cost\":480}\n    DENIED by compute-per-person-per-day: ",
+        "at most 1500 credits of paid compute per person a day; 1200 used in the last 24 hours, 300 left",
         "> delete_sample {\"sample_id\":\"S-0003\"}\n    DENIED by agents-never-delete",
-        "12 lines (8 allow, 4 deny)",
+        "14 lines (9 allow, 5 deny)",
     ] {
         assert!(
             stdout.contains(expected),
@@ -57,8 +64,18 @@ const VARIABLE_KEYS: [&str; 6] = [
 ];
 
 /// A transcript line as compared: a JSON line with its variable values
-/// blanked, any other line as it is (without trailing spaces).
+/// blanked, any other line as it is (without trailing spaces) but for the
+/// id of the pending approval, which is random.
 fn comparable(line: &str) -> String {
+    if let Some((before, rest)) = line.split_once("approval `")
+        && let Some((id, after)) = rest.split_once('`')
+        && id.len() == 32
+        && id.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return format!("{before}approval `(id)`{after}")
+            .trim_end()
+            .to_string();
+    }
     match serde_json::from_str::<serde_json::Value>(line) {
         Ok(serde_json::Value::Object(mut map)) => {
             for key in VARIABLE_KEYS {

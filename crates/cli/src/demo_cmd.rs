@@ -3,8 +3,9 @@
 //! bundled demo genomics MCP server (`warden demo-server`), connects a real
 //! MCP client to the proxy over stdio, and plays a scripted agent session,
 //! printing each call and what warden decided: allowed, denied,
-//! confirmation asked and answered, a grant covering a later call, cap
-//! reached, budget crossed.
+//! confirmation asked and answered, a grant covering a later call, a run
+//! that a lab lead approves on warden's approval page (four eyes: the
+//! caller's own approval is refused), cap reached, budget crossed.
 //!
 //! The demo runs on the real clock, so its script keeps out of what
 //! depends on the time of day: every run it starts is quoted below the
@@ -12,6 +13,7 @@
 //! `big-runs-only-in-working-hours` applies, and its output is the same at
 //! 3 am as at noon (tests/demo.rs compares it with README.md).
 
+use crate::demo_lab_lead::{self, DemoIssuer};
 use crate::exit;
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ElicitRequestParams,
@@ -133,11 +135,14 @@ async fn play(policies: Option<PathBuf>, keep_log: Option<PathBuf>) -> Result<()
         ),
     };
     let warden = std::env::current_exe()?;
+    let issuer = DemoIssuer::create(&scratch.0)?;
 
     outln!("warden demo: an AI agent works on a genomics platform through warden");
     outln!("  policy:   {shown}");
     outln!("  upstream: the demo genomics MCP server (warden demo-server), on stdio");
     outln!("  audit:    {log_shown}");
+    outln!("  people:   ada, whose agent this is; lena, a lab lead, who approves on warden's");
+    outln!("            approval page with a token of the demo's own issuer");
     outln!();
 
     let mut command = tokio::process::Command::new(&warden);
@@ -149,6 +154,16 @@ async fn play(policies: Option<PathBuf>, keep_log: Option<PathBuf>) -> Result<()
         .arg(&log_path)
         .arg("--user")
         .arg("ada")
+        // The approval page next to stdio, where approvers show who they
+        // are with a token of the demo's issuer (four eyes).
+        .arg("--approvals-listen")
+        .arg("127.0.0.1:0")
+        .arg("--jwt-issuer")
+        .arg(demo_lab_lead::ISSUER)
+        .arg("--jwt-audience")
+        .arg(demo_lab_lead::AUDIENCE)
+        .arg("--jwt-key")
+        .arg(issuer.public_key_file())
         .arg("--")
         .arg(&warden)
         .arg("demo-server")
@@ -181,70 +196,122 @@ async fn play(policies: Option<PathBuf>, keep_log: Option<PathBuf>) -> Result<()
     }
     outln!();
 
-    let steps: [(&str, &str, Value); 12] = [
-        ("Read freely", "list_samples", json!({})),
-        ("", "get_sample", json!({"sample_id": "S-0001"})),
-        (
+    let steps = [
+        Step::call("Read freely", "list_samples", json!({})),
+        Step::call("", "get_sample", json!({"sample_id": "S-0001"})),
+        Step::call(
             "Cheap QC runs need no confirmation, but at most 3 runs in a row",
             "start_pipeline_run",
             json!({"sample_id": "S-0001", "pipeline": "qc"}),
         ),
-        (
+        Step::call(
             "",
             "start_pipeline_run",
             json!({"sample_id": "S-0002", "pipeline": "qc"}),
         ),
-        (
+        Step::call(
             "",
             "start_pipeline_run",
             json!({"sample_id": "S-0003", "pipeline": "qc"}),
         ),
-        (
+        Step::call(
             "",
             "start_pipeline_run",
             json!({"sample_id": "S-0001", "pipeline": "qc"}),
         ),
-        (
+        Step::call(
             "Another tool ends the streak",
             "run_status",
             json!({"run_id": "R-0001"}),
         ),
-        (
-            "A costly run needs the person's confirmation",
+        Step::call(
+            "A paid run needs the person's confirmation",
             "start_pipeline_run",
-            json!({"sample_id": "S-0001", "pipeline": "wgs-align", "estimated_cost": 600}),
+            json!({"sample_id": "S-0001", "pipeline": "variant-call", "estimated_cost": 300}),
         ),
-        (
+        Step::call(
             "The yes covers paid runs on that sample for 30 minutes (`grant for 30m within args.sample_id`)",
             "start_pipeline_run",
             json!({"sample_id": "S-0001", "pipeline": "variant-call", "estimated_cost": 300}),
         ),
-        (
+        Step::call(
             "",
             "start_pipeline_run",
             json!({"sample_id": "S-0002", "pipeline": "variant-call", "estimated_cost": 300}),
         ),
-        (
+        Step::call(
+            "A whole-genome run needs a lab lead's approval, given on warden's approval page (four eyes)",
+            "start_pipeline_run",
+            json!({"sample_id": "S-0001", "pipeline": "wgs-align", "estimated_cost": 600}),
+        ),
+        Step::Approve {
+            who: "ada, the caller, herself a lab lead",
+            user: "ada",
+            groups: &["lab-leads"],
+            note: "my own run",
+        },
+        Step::Approve {
+            who: "lena, a lab lead",
+            user: "lena",
+            groups: &["lab-leads"],
+            note: "NA12878 is our reference sample",
+        },
+        Step::call(
+            "",
+            "start_pipeline_run",
+            json!({"sample_id": "S-0001", "pipeline": "wgs-align", "estimated_cost": 600}),
+        ),
+        Step::call(
             "Paid compute has a daily budget per person; this run would cross it",
             "start_pipeline_run",
             json!({
-                "sample_id": "S-0002",
-                "pipeline": "wgs-align",
+                "sample_id": "S-0001",
+                "pipeline": "variant-call",
                 "priority": 8,
-                "estimated_cost": 960
+                "estimated_cost": 480
             }),
         ),
-        (
+        Step::call(
             "Agents never delete, even a tool they were not shown",
             "delete_sample",
             json!({"sample_id": "S-0003"}),
         ),
     ];
-    for (heading, tool, args) in steps {
-        if !heading.is_empty() {
-            outln!("{heading}:");
+    let mut last_link: Option<String> = None;
+    for step in steps {
+        match step {
+            Step::Call {
+                heading,
+                tool,
+                args,
+            } => {
+                if !heading.is_empty() {
+                    outln!("{heading}:");
+                }
+                let result = call_and_show(&agent, tool, args).await?;
+                if let Some(link) = approval_link(&result) {
+                    last_link = Some(link);
+                }
+            }
+            Step::Approve {
+                who,
+                user,
+                groups,
+                note,
+            } => {
+                let link = last_link
+                    .as_deref()
+                    .ok_or("no denial gave an approval link")?;
+                let token = issuer.token(user, groups)?;
+                let answer = demo_lab_lead::approve_on_page(link, &token, note).await?;
+                let outcome = if answer.approved {
+                    answer.message
+                } else {
+                    format!("refused: {}", answer.message)
+                };
+                outln!("    ! {who}, approves on warden's approval page: {outcome}");
+            }
         }
-        call_and_show(&agent, tool, args).await?;
     }
     agent.cancel().await?;
 
@@ -253,17 +320,54 @@ async fn play(policies: Option<PathBuf>, keep_log: Option<PathBuf>) -> Result<()
     Ok(())
 }
 
+/// One step of the scripted session.
+enum Step {
+    /// The agent calls `tool` (under `heading`, when not empty).
+    Call {
+        heading: &'static str,
+        tool: &'static str,
+        args: Value,
+    },
+    /// `user` (`who`, in words) opens the link of the last pending
+    /// approval and approves it with a token of the demo's issuer.
+    Approve {
+        who: &'static str,
+        user: &'static str,
+        groups: &'static [&'static str],
+        note: &'static str,
+    },
+}
+
+impl Step {
+    fn call(heading: &'static str, tool: &'static str, args: Value) -> Step {
+        Step::Call {
+            heading,
+            tool,
+            args,
+        }
+    }
+}
+
 async fn call_and_show(
     agent: &RunningService<RoleClient, ScriptedPerson>,
     tool: &str,
     args: Value,
-) -> Result<(), DemoError> {
+) -> Result<CallToolResult, DemoError> {
     outln!("  > {tool} {args}");
     let params = CallToolRequestParams::new(tool.to_string())
         .with_arguments(args.as_object().cloned().unwrap_or_default());
     let result = agent.call_tool(params).await?;
     outln!("    {}", describe(&result));
-    Ok(())
+    Ok(result)
+}
+
+/// The approval page's link in a denial that waits for an approval.
+fn approval_link(result: &CallToolResult) -> Option<String> {
+    let decision = result.meta.as_ref()?.0.get("warden/decision")?;
+    if decision["retry"]["when"].as_str() != Some("after_approval") {
+        return None;
+    }
+    demo_lab_lead::link_in(decision["instead"].as_str()?).map(str::to_string)
 }
 
 /// One line on a call's result: the decision and the gist of the answer.
@@ -296,6 +400,10 @@ fn describe(result: &CallToolResult) -> String {
                 format!(" (retrying can succeed in {})", after(seconds))
             }
             Some("after_streak_ends") => " (retrying can succeed once the streak ends)".to_string(),
+            Some("after_approval") => {
+                " (retrying can succeed once it is approved; the advice holds the page's link)"
+                    .to_string()
+            }
             // `never`, or advice this demo does not know how to show.
             _ => String::new(),
         };

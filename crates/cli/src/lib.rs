@@ -22,6 +22,7 @@ macro_rules! outln {
 mod audit_cmd;
 mod check_cmd;
 mod demo_cmd;
+mod demo_lab_lead;
 mod eval_cmd;
 mod files;
 mod fmt_cmd;

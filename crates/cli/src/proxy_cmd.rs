@@ -155,8 +155,10 @@ pub(crate) struct ProxyArgs {
     #[arg(long, value_enum, default_value_t = runtime::Mode::Enforce)]
     mode: runtime::Mode,
     /// With --listen: every request needs a bearer JWT from this issuer
-    /// (its `iss`, exactly), and calls act for the token's user. Needs
-    /// --jwt-audience and --jwks or --jwt-key.
+    /// (its `iss`, exactly), and calls act for the token's user. On stdio
+    /// with --approvals-listen: approvers give such a token on the approval
+    /// page (four eyes; calls act for --user). Needs --jwt-audience and
+    /// --jwks or --jwt-key.
     #[arg(long, value_name = "URL")]
     jwt_issuer: Option<String>,
     /// With --jwt-issuer: an accepted `aud` (repeatable). It must name
@@ -232,7 +234,7 @@ pub(crate) struct ProxyArgs {
 
 /// The bearer settings from the flags: `Ok(None)` when none is given, an
 /// error message (a usage error) when they are incomplete or given without
-/// `--listen`.
+/// `--listen` or `--approvals-listen`.
 fn bearer_settings(
     args: &ProxyArgs,
 ) -> Result<Option<warden_proxy::bearer::BearerSettings>, String> {
@@ -248,8 +250,10 @@ fn bearer_settings(
     if !given {
         return Ok(None);
     }
-    if args.listen.is_none() {
-        return Err("bearer authentication (--jwt-issuer, --jwt-audience, --jwks, --jwt-key, --*-claim) needs --listen\n  help: on stdio the client is the process that launched warden; give its identity with --user and --group".into());
+    // On stdio the client is the process that launched warden, which has
+    // no token; the flags can then only tell approvers apart on the page.
+    if args.listen.is_none() && args.approvals_listen.is_none() {
+        return Err("bearer authentication (--jwt-issuer, --jwt-audience, --jwks, --jwt-key, --*-claim) needs --listen, or --approvals-listen to authenticate approvers\n  help: on stdio the client is the process that launched warden; give its identity with --user and --group".into());
     }
     let Some(issuer) = args.jwt_issuer.clone() else {
         return Err(
@@ -440,14 +444,20 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
     cfg.provenance_signer = signer;
     cfg.confirm_key = confirm_key;
     cfg.shadow_all = args.mode == runtime::Mode::Shadow;
+    // On stdio the tokens authenticate approvers on the page, not calls.
+    let (bearer, approvers) = if listen.is_some() {
+        (bearer.clone(), bearer)
+    } else {
+        (None, bearer)
+    };
     let authenticated = bearer.is_some();
-    if !authenticated {
+    if approvers.is_none() {
         // Four eyes need to tell people apart: without bearer auth every
         // call acts as one user, so these rules refuse every call.
         for rule in engine.policies().rules() {
             if let Some(by) = rule.approval.as_ref().and_then(|a| a.approver.as_ref()) {
                 eprintln!(
-                    "warning: rule `{}` ({}) needs the approval of {}, and without bearer authentication every call acts as one user: its calls are refused\n  help: run with --listen and --jwt-issuer, --jwt-audience and --jwks (or --jwt-key), or drop `by` so the caller confirms",
+                    "warning: rule `{}` ({}) needs the approval of {}, and without bearer authentication warden cannot tell the approver from the caller: its calls are refused\n  help: give --jwt-issuer, --jwt-audience and --jwks (or --jwt-key) with --listen, or with --approvals-listen on stdio, or drop `by` so the caller confirms",
                     rule.id,
                     rule.location,
                     by.who()
@@ -526,6 +536,7 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
                 })?;
                 let base = warden_proxy::approvals::serve_page(
                     &mut cfg,
+                    approvers,
                     Arc::clone(&engine),
                     Arc::clone(&log),
                     listener,

@@ -251,12 +251,16 @@ pub fn tool_view(engine: &Engine, probe: &CallContext) -> ToolView {
         let id = &rule.id;
         match (rule.kind, rule.limit) {
             (RuleKind::RequireConfirm, _) => {
+                // Four eyes: the approval is someone else's, not a yes of
+                // the person in the chat.
+                let whose = match rule.approval.as_ref().and_then(|a| a.approver.as_ref()) {
+                    Some(by) => format!("the approval of {}", by.who()),
+                    None => "the person's confirmation".to_string(),
+                };
                 if reads_args(rule) {
-                    notes.push(format!(
-                        "Some calls need the person's confirmation (rule `{id}`)."
-                    ));
+                    notes.push(format!("Some calls need {whose} (rule `{id}`)."));
                 } else if held(id) {
-                    notes.push(format!("Needs the person's confirmation (rule `{id}`)."));
+                    notes.push(format!("Needs {whose} (rule `{id}`)."));
                 }
             }
             (RuleKind::CapConsecutive, Some(l)) => notes.push(format!(
@@ -452,5 +456,22 @@ records sample {
         ] {
             assert_eq!(notes(&policy), want, "{what}:\n{policy}");
         }
+    }
+
+    #[test]
+    fn a_rule_someone_else_approves_says_whose_approval_not_the_persons() {
+        let policy = "default allow\nrequire-confirm c {\n  tool \"t\"\n  when args.big == true\n  by group \"lab-leads\"\n}\n";
+        assert_eq!(
+            notes(policy),
+            vec![
+                "Some calls need the approval of a member of group `lab-leads` (rule `c`)."
+                    .to_string()
+            ]
+        );
+        let policy = "default allow\nrequire-confirm c {\n  tool \"t\"\n  by user \"lena\"\n}\n";
+        assert_eq!(
+            notes(policy),
+            vec!["Needs the approval of user `lena` (rule `c`).".to_string()]
+        );
     }
 }

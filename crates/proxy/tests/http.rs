@@ -270,7 +270,7 @@ async fn lists_reads_and_denies_through_warden_over_http() -> TestResult {
 async fn confirmations_are_asked_on_the_calls_stream() -> TestResult {
     let demo = start_demo().await?;
     let warden = start_warden(format!("http://{demo}/mcp"), |_| {}).await?;
-    let args = json!({"sample_id": "S-0001", "pipeline": "wgs-align", "estimated_cost": 600});
+    let args = json!({"sample_id": "S-0001", "pipeline": "variant-call", "estimated_cost": 300});
 
     let yes = Person::new(Some(ElicitationAction::Accept));
     let client = connect(&warden.url(), yes.clone()).await?;
@@ -279,12 +279,12 @@ async fn confirmations_are_asked_on_the_calls_stream() -> TestResult {
     assert!(text(&run).contains("queued"), "{}", text(&run));
     let asked = yes.asked.lock().unwrap().clone();
     assert_eq!(asked.len(), 1);
-    assert!(asked[0].contains("wgs-align"), "{asked:?}");
+    assert!(asked[0].contains("variant-call"), "{asked:?}");
     client.cancel().await?;
 
     // Another sample: the yes above covers runs on S-0001 for 30 minutes
     // (`grant for 30m within args.sample_id`), so only another is asked.
-    let other = json!({"sample_id": "S-0002", "pipeline": "wgs-align", "estimated_cost": 600});
+    let other = json!({"sample_id": "S-0002", "pipeline": "variant-call", "estimated_cost": 300});
     let no = Person::new(Some(ElicitationAction::Decline));
     let client = connect(&warden.url(), no.clone()).await?;
     let refused = call(client.peer(), "start_pipeline_run", other.clone()).await?;
@@ -294,7 +294,7 @@ async fn confirmations_are_asked_on_the_calls_stream() -> TestResult {
     client.cancel().await?;
 
     // A client that cannot ask: on HTTP, the approval page can (docs/approvals.md).
-    let third = json!({"sample_id": "S-0003", "pipeline": "wgs-align", "estimated_cost": 600});
+    let third = json!({"sample_id": "S-0003", "pipeline": "variant-call", "estimated_cost": 300});
     let cannot = Person::new(None);
     let client = connect(&warden.url(), cannot).await?;
     let refused = call(client.peer(), "start_pipeline_run", third).await?;

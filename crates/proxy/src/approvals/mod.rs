@@ -201,10 +201,14 @@ pub(crate) struct Opened {
 
 /// Serves the approval page alone on `listener` (`warden proxy` on stdio,
 /// `--approvals-listen`), for the relays `cfg` configures: they then send
-/// confirmations their client cannot ask to it. Returns the page's base
-/// URL. Runs in the current runtime until the process ends.
+/// confirmations their client cannot ask to it. `approvers`: the tokens
+/// approvers authenticate with (stdio calls carry none, so this is apart
+/// from `cfg.bearer`); `None`, only the caller approves, by the link.
+/// Returns the page's base URL. Runs in the current runtime until the
+/// process ends.
 pub async fn serve_page(
     cfg: &mut crate::ProxyConfig,
+    approvers: Option<Arc<Verifier>>,
     engine: Arc<Engine>,
     log: Arc<DecisionLog>,
     listener: tokio::net::TcpListener,
@@ -223,7 +227,7 @@ pub async fn serve_page(
         base.clone(),
         engine,
         log,
-        cfg.bearer.clone(),
+        approvers,
         cfg.approvals_webhook.as_ref(),
     )
     .map_err(crate::ProxyError::Webhook)?;
