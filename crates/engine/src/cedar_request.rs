@@ -126,6 +126,7 @@ pub(crate) fn build_request_at(
         counters,
         budgets,
         agent_created,
+        labels,
         each,
         clock,
     } = *input;
@@ -205,6 +206,14 @@ pub(crate) fn build_request_at(
             agent_created
                 .iter()
                 .map(|p| RestrictedExpression::new_string(p.clone())),
+        ),
+    ));
+    pairs.push((
+        "labels".to_string(),
+        RestrictedExpression::new_set(
+            labels
+                .iter()
+                .map(|l| RestrictedExpression::new_string(l.clone())),
         ),
     ));
     // Local day and minute per zone of the slice; a zone left out reads

@@ -110,6 +110,9 @@ pub struct Decided {
     /// created (this call's yes reaches later calls); set by the proxy.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub grants: Vec<crate::engine::GrantUse>,
+    /// The session labels this call put on its session (`label` rules it
+    /// matched, written before it was forwarded).
+    pub labels: Vec<String>,
 }
 
 fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -169,13 +169,15 @@ impl Engine {
         let bundle = self.policies.load_full();
         let mut counts_for = Vec::new();
         let mut restricting = Vec::new();
+        let mut labels = Vec::new();
         let mut hold = None;
         let mut attempts = 0;
         let (outcome, shadow) = loop {
             counts_for.clear();
             restricting.clear();
+            labels.clear();
             let (outcome, shadow) =
-                match self.evaluate(&bundle, call, &mut counts_for, &mut restricting) {
+                match self.evaluate(&bundle, call, &mut counts_for, &mut restricting, &mut labels) {
                     Ok(r) => r,
                     Err(denial) => {
                         counts_for.clear();
@@ -245,6 +247,28 @@ impl Engine {
                 }
             }
         };
+        // The labels of an allowed call are on its session before it goes
+        // out: a label that could not be written would let a later call
+        // through that it should stop, so the call is refused instead.
+        let (outcome, labels) = match outcome {
+            Outcome::Allow { .. } if reserve && !labels.is_empty() => {
+                match self.state.add_session_labels(&call.session, &labels) {
+                    Ok(()) => (outcome, labels.into_iter().map(|(l, _)| l).collect()),
+                    Err(e) => {
+                        hold = None;
+                        let denial = plain_denial(
+                            format!(
+                                "`{}` was not called: state store unavailable: the session's labels could not be written: {e}",
+                                call.tool
+                            ),
+                            "report this to the platform team; it is not caused by the agent",
+                        );
+                        (Outcome::Deny(denial), Vec::new())
+                    }
+                }
+            }
+            outcome => (outcome, Vec::new()),
+        };
         Decided {
             id: format!(
                 "{}-{}",
@@ -258,6 +282,7 @@ impl Engine {
             hold,
             restricting,
             grants: Vec::new(),
+            labels,
         }
     }
 
@@ -386,6 +411,7 @@ impl Engine {
         call: &CallContext,
         counts_for: &mut Vec<Counted>,
         restricting: &mut Vec<String>,
+        labels_set: &mut Vec<(String, std::time::Duration)>,
     ) -> Result<(Outcome, Vec<ShadowFinding>), Denial> {
         if let Err(problem) = check_arg_limits(&call.arguments, &self.arg_limits) {
             let instead = match problem {
@@ -443,6 +469,29 @@ impl Engine {
         // reached", and its denial says why.
         let measures = measure(&self.state, bundle, &slice, call);
 
+        // The labels the slice's rules ask about, as the session has them.
+        let labels = if slice.labels_read.is_empty() {
+            Vec::new()
+        } else {
+            match self.state.session_labels(&call.session, &slice.labels_read) {
+                Ok(mut live) => {
+                    live.sort_unstable();
+                    live
+                }
+                Err(e) if slice.labels_enforced => {
+                    return Err(plain_denial(
+                        format!(
+                            "`{}` was not called: state store unavailable: the session's labels could not be read: {e}",
+                            call.tool
+                        ),
+                        "report this to the platform team; it is not caused by the agent",
+                    ));
+                }
+                // Only shadow rules ask: they see a session without labels.
+                Err(_) => Vec::new(),
+            }
+        };
+
         let now = self.clock.unix_millis();
         let clock = slice.clock.locals(now);
         let args = projection(&call.arguments, &slice.arg_fields);
@@ -453,6 +502,7 @@ impl Engine {
             counters: &measures.counters,
             budgets: &measures.budgets,
             agent_created: &agent_created,
+            labels: &labels,
             each: &each,
             clock: &clock,
         };
@@ -463,8 +513,16 @@ impl Engine {
             shadow_hits,
             counted,
             counting_failed,
+            labels: labelled,
         } = &*answer;
         let counting_failed = *counting_failed;
+        labels_set.extend(labelled.iter().map(|&i| {
+            let rule = &bundle.rules()[i];
+            let keep = rule
+                .keep_secs
+                .unwrap_or(warden_lang::ast::Keep::SESSION_SECS);
+            (rule.id.clone(), std::time::Duration::from_secs(keep))
+        }));
 
         restricting.extend(forbids.iter().map(|(_, id)| id.to_string()));
         let outcome = if forbids.is_empty() && !permits.is_empty() {
@@ -662,6 +720,8 @@ enum Role {
     Shadow(usize),
     /// A cap or rate rule's counting policy.
     Counting(usize),
+    /// A `label` rule's policy: the call sets the label.
+    Label(usize),
 }
 
 fn role(bundle: &PolicyBundle, id: &str) -> Option<Role> {
@@ -672,7 +732,9 @@ fn role(bundle: &PolicyBundle, id: &str) -> Option<Role> {
         return bundle.rule_index(rule).map(Role::Counting);
     }
     let i = bundle.rule_index(id)?;
-    Some(match bundle.rules()[i].mode {
+    let rule = &bundle.rules()[i];
+    Some(match rule.mode {
+        _ if rule.kind == RuleKind::Label => Role::Label(i),
         Mode::Shadow => Role::Shadow(i),
         _ => Role::Enforced(i),
     })

@@ -188,6 +188,22 @@ impl StateGate {
         self.store.use_once(mark, ttl)
     }
 
+    pub(crate) fn add_session_labels(
+        &self,
+        session: &str,
+        labels: &[(String, std::time::Duration)],
+    ) -> Result<(), StateError> {
+        self.store.add_session_labels(session, labels)
+    }
+
+    pub(crate) fn session_labels(
+        &self,
+        session: &str,
+        names: &[String],
+    ) -> Result<Vec<String>, StateError> {
+        self.store.session_labels(session, names)
+    }
+
     pub(crate) fn put_grant(
         &self,
         key: &str,

@@ -50,6 +50,15 @@ pub struct Slice {
     /// a record store that cannot answer denies the call; shadow rules
     /// alone never change a decision).
     pub created_enforced: bool,
+    /// The session labels the slice's rules ask about (`session has
+    /// label`), sorted: the engine reads these from the state store.
+    pub labels_read: Vec<String>,
+    /// Whether an enforced rule of the slice reads a label (then a store
+    /// that cannot say denies the call).
+    pub labels_enforced: bool,
+    /// Whether a `label` rule can match the slice's calls (then an
+    /// allowed call's labels are written before it goes out).
+    pub sets_labels: bool,
     /// The time zones the slice's `during` windows name, resolved once.
     pub clock: crate::clock_context::SliceZones,
     /// What the policies of `evaluated` read of the context: what the
@@ -255,7 +264,8 @@ impl PolicyBundle {
                 .compiled
                 .enforced_policies()
                 .policy(&id)
-                .or_else(|| self.compiled.shadow_policies().policy(&id));
+                .or_else(|| self.compiled.shadow_policies().policy(&id))
+                .or_else(|| self.compiled.label_policies().policy(&id));
             // Built from the compiler's tree, not re-parsed from its text:
             // `tests/pst_equivalence.rs` holds the two equal.
             let core = rule.core_policy().ok().and_then(as_permit);
@@ -294,6 +304,9 @@ impl PolicyBundle {
             arg_fields: BTreeMap::new(),
             created_args: BTreeSet::new(),
             created_enforced: false,
+            labels_read: Vec::new(),
+            labels_enforced: false,
+            sets_labels: false,
             clock: Default::default(),
             reads: Default::default(),
             tool_uid: crate::cedar_request::tool_uid(&tool_id),
@@ -341,6 +354,11 @@ impl PolicyBundle {
                     }
                 }
             }
+            if !rule.labels_read.is_empty() {
+                slice.labels_read.extend(rule.labels_read.iter().cloned());
+                slice.labels_enforced |= rule.mode != warden_lang::ast::Mode::Shadow;
+            }
+            slice.sets_labels |= rule.kind == warden_lang::ast::RuleKind::Label;
             if !rule.created_args.is_empty() {
                 slice.created_args.extend(rule.created_args.iter().cloned());
                 slice.created_enforced |= rule.mode != warden_lang::ast::Mode::Shadow;
@@ -354,6 +372,8 @@ impl PolicyBundle {
                     .extend(types);
             }
         }
+        slice.labels_read.sort_unstable();
+        slice.labels_read.dedup();
         slice.clock = crate::clock_context::SliceZones::resolve(zones);
         slice.reads = crate::memo::SliceReads::of(slice.evaluated.policies());
         slice

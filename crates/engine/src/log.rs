@@ -364,6 +364,7 @@ impl DecisionLog {
             arguments: self.logged_arguments(&call.arguments),
             confirmed: &call.confirmed,
             grants: &decided.grants,
+            labels: &decided.labels,
             rules,
             reason: reason.as_deref(),
             retry,
@@ -436,6 +437,9 @@ struct Line<'a> {
     /// Grants the decision used or created (`"new": true`).
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     grants: &'a [crate::engine::GrantUse],
+    /// The session labels the call put on its session (`label` rules).
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    labels: &'a [String],
     /// Allow: the allow rules that matched; deny and confirm: the rules
     /// that denied or ask (empty when nothing allowed the call).
     rules: Vec<String>,

@@ -89,6 +89,9 @@ pub(crate) struct Answer {
     /// A counting policy failed to evaluate (then the answer had an
     /// error, and is not kept).
     pub counting_failed: bool,
+    /// `label` rules satisfied: the labels the call sets once allowed
+    /// (rule indexes).
+    pub labels: Vec<usize>,
 }
 
 impl Answer {
@@ -99,7 +102,7 @@ impl Answer {
             .chain(&self.forbids)
             .map(|(_, id)| id.len() + 32)
             .sum();
-        64 + ids + 16 * (self.shadow_hits.len() + self.counted.len())
+        64 + ids + 16 * (self.shadow_hits.len() + self.counted.len() + self.labels.len())
     }
 }
 

@@ -112,6 +112,9 @@ impl Entry {
 /// Most single-use marks kept in memory; past it (after dropping expired
 /// ones) a new mark is refused, which fails closed.
 pub const MAX_MARKS: usize = 100_000;
+/// Most sessions with labels kept in memory; past it (after dropping
+/// expired labels) a call that would label another session is denied.
+pub const MAX_LABELLED_SESSIONS: usize = 100_000;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -122,6 +125,8 @@ struct Inner {
     grants: HashMap<String, (String, Instant, Option<u64>)>,
     /// Pending approvals by id: record, decision, expiry.
     approvals: HashMap<String, (String, Option<String>, Instant)>,
+    /// Session → label → when it expires.
+    labels: HashMap<String, HashMap<String, Instant>>,
     /// User → owned entries their calls created.
     per_user: HashMap<String, usize>,
     next_hold: u64,
@@ -463,6 +468,48 @@ impl StateStore for CallState {
         }
         inner.marks.insert(mark.to_string(), now + ttl);
         Ok(true)
+    }
+
+    fn add_session_labels(
+        &self,
+        session: &str,
+        labels: &[(String, Duration)],
+    ) -> Result<(), StateError> {
+        let now = self.clock.now();
+        let mut inner = self.lock()?;
+        if !inner.labels.contains_key(session) && inner.labels.len() >= MAX_LABELLED_SESSIONS {
+            inner.labels.retain(|_, l| {
+                l.retain(|_, exp| *exp > now);
+                !l.is_empty()
+            });
+            if inner.labels.len() >= MAX_LABELLED_SESSIONS {
+                return Err(StateError::Store(format!(
+                    "it keeps the labels of at most {MAX_LABELLED_SESSIONS} sessions in memory"
+                )));
+            }
+        }
+        let on = inner.labels.entry(session.to_string()).or_default();
+        for (name, ttl) in labels {
+            let until = now + *ttl;
+            let exp = on.entry(name.clone()).or_insert(until);
+            if *exp < until {
+                *exp = until;
+            }
+        }
+        Ok(())
+    }
+
+    fn session_labels(&self, session: &str, names: &[String]) -> Result<Vec<String>, StateError> {
+        let now = self.clock.now();
+        let inner = self.lock()?;
+        let Some(on) = inner.labels.get(session) else {
+            return Ok(Vec::new());
+        };
+        Ok(names
+            .iter()
+            .filter(|n| on.get(*n).is_some_and(|exp| *exp > now))
+            .cloned()
+            .collect())
     }
 
     fn put_grant(

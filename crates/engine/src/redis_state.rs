@@ -426,6 +426,47 @@ impl StateStore for RedisState {
         Ok(set.is_some())
     }
 
+    /// One key per (session, label) whose expiry is the label's end:
+    /// `SET NX PX` creates it, `PEXPIRE GT` (Redis 7) only lengthens it.
+    fn add_session_labels(
+        &self,
+        session: &str,
+        labels: &[(String, Duration)],
+    ) -> Result<(), StateError> {
+        self.pool.run(false, |c| {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for (name, ttl) in labels {
+                let k = key('l', &[session, name]);
+                let ms = millis(*ttl).max(1);
+                pipe.cmd("SET")
+                    .arg(&k)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms)
+                    .ignore();
+                pipe.cmd("PEXPIRE").arg(&k).arg(ms).arg("GT").ignore();
+            }
+            pipe.query::<()>(c)
+        })
+    }
+
+    fn session_labels(&self, session: &str, names: &[String]) -> Result<Vec<String>, StateError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = names.iter().map(|n| key('l', &[session, n])).collect();
+        let found: Vec<Option<String>> =
+            self.pool.run(false, |c| redis::cmd("MGET").arg(&keys).query(c))?;
+        Ok(names
+            .iter()
+            .zip(found)
+            .filter(|(_, v)| v.is_some())
+            .map(|(n, _)| n.clone())
+            .collect())
+    }
+
     fn put_grant(
         &self,
         key_text: &str,

@@ -173,6 +173,16 @@ pub const MIGRATIONS: &[&str] = &[
         expires INTEGER NOT NULL
     ) WITHOUT ROWID;
 ",
+    // Session labels (issue 17): a `label` rule's label on a session until
+    // `expires` (store time), so that any process on the file reads it.
+    "
+    CREATE TABLE session_labels (
+        session TEXT NOT NULL,
+        label TEXT NOT NULL,
+        expires INTEGER NOT NULL,
+        PRIMARY KEY (session, label)
+    ) WITHOUT ROWID;
+",
 ];
 
 /// Cap and rate state in a SQLite file.

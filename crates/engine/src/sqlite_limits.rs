@@ -353,6 +353,8 @@ impl SqliteState {
             .execute(params![now.saturating_sub(millis(HOLD_TTL))])?;
         tx.prepare_cached("DELETE FROM once_marks WHERE expires <= ?1")?
             .execute(params![now])?;
+        tx.prepare_cached("DELETE FROM session_labels WHERE expires <= ?1")?
+            .execute(params![now])?;
         Ok(true)
     }
 }
@@ -474,6 +476,45 @@ impl StateStore for SqliteState {
             Ok(new == 1)
         })()
         .map_err(store_error)
+    }
+
+    fn add_session_labels(
+        &self,
+        session: &str,
+        labels: &[(String, Duration)],
+    ) -> Result<(), StateError> {
+        let now = self.store_now();
+        let mut conn = self.conn()?;
+        (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for (name, ttl) in labels {
+                tx.prepare_cached(
+                    "INSERT INTO session_labels (session, label, expires) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (session, label) DO UPDATE SET expires = MAX(expires, excluded.expires)",
+                )?
+                .execute(params![session, name, now.saturating_add(millis(*ttl))])?;
+            }
+            tx.commit()
+        })()
+        .map_err(store_error)
+    }
+
+    fn session_labels(&self, session: &str, names: &[String]) -> Result<Vec<String>, StateError> {
+        let now = self.store_now();
+        let conn = self.conn()?;
+        let mut live = Vec::new();
+        for name in names {
+            let found = conn
+                .prepare_cached(
+                    "SELECT 1 FROM session_labels WHERE session = ?1 AND label = ?2 AND expires > ?3",
+                )
+                .and_then(|mut q| q.exists(params![session, name, now]))
+                .map_err(store_error)?;
+            if found {
+                live.push(name.clone());
+            }
+        }
+        Ok(live)
     }
 
     fn put_grant(

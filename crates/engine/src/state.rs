@@ -335,6 +335,31 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
         ))
     }
 
+    /// Puts each label of `labels` (its name and how long it lasts) on
+    /// `session`; a label the session has already lasts until the later
+    /// of its two ends. A store shared by replicas labels the session for
+    /// all of them. The default refuses: calls that would set a label are
+    /// then denied (fail closed).
+    fn add_session_labels(
+        &self,
+        session: &str,
+        labels: &[(String, Duration)],
+    ) -> Result<(), StateError> {
+        let _ = (session, labels);
+        Err(StateError::Store(
+            "this state store keeps no session labels".into(),
+        ))
+    }
+
+    /// Which of `names` are live labels of `session`. The default refuses:
+    /// a rule reading labels then denies.
+    fn session_labels(&self, session: &str, names: &[String]) -> Result<Vec<String>, StateError> {
+        let _ = (session, names);
+        Err(StateError::Store(
+            "this state store keeps no session labels".into(),
+        ))
+    }
+
     /// Whether a store on another machine (Redis) answers now, for
     /// `/readyz`. `None` for a store in this process or on its disk.
     fn health(&self) -> Option<StoreHealth> {

@@ -129,16 +129,20 @@ pub enum RuleKind {
     RateLimit,
     /// Sums a numeric argument of matching calls over a window.
     Budget,
+    /// Labels the session when a matching call is forwarded; decides
+    /// nothing itself (`session has label` reads it).
+    Label,
 }
 
 impl RuleKind {
-    pub const ALL: [RuleKind; 6] = [
+    pub const ALL: [RuleKind; 7] = [
         RuleKind::Allow,
         RuleKind::Deny,
         RuleKind::RequireConfirm,
         RuleKind::CapConsecutive,
         RuleKind::RateLimit,
         RuleKind::Budget,
+        RuleKind::Label,
     ];
 
     pub fn keyword(self) -> &'static str {
@@ -149,6 +153,7 @@ impl RuleKind {
             RuleKind::CapConsecutive => "cap-consecutive",
             RuleKind::RateLimit => "rate-limit",
             RuleKind::Budget => "budget",
+            RuleKind::Label => "label",
         }
     }
 
@@ -163,7 +168,12 @@ impl RuleKind {
 
     /// Rules that restrict (compile to a Cedar `forbid`).
     pub fn is_restriction(self) -> bool {
-        !matches!(self, RuleKind::Allow)
+        !matches!(self, RuleKind::Allow | RuleKind::Label)
+    }
+
+    /// Rules that take part in the decision (every kind but `label`).
+    pub fn decides(self) -> bool {
+        self != RuleKind::Label
     }
 }
 
@@ -206,6 +216,38 @@ pub enum Clause {
     Approver(Approver),
     /// `grant for 30m within args.sample_id`: what one approval lets through.
     Grant(Grant),
+    /// `for 8h` or `for session`: how long a `label` rule's label lasts.
+    Keep(Spanned<Keep>),
+}
+
+/// How long a session label lasts once set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Keep {
+    /// As long as the session (at most [`Keep::SESSION_SECS`]).
+    Session,
+    /// A fixed time after the call that set it (set again: renewed).
+    For(Duration),
+}
+
+impl Keep {
+    /// How long a session's label is kept at most: the state store cannot
+    /// tell when a session ends, so `for session` is this long (a new
+    /// session has a new id and starts without labels).
+    pub const SESSION_SECS: u64 = 30 * 86_400;
+
+    pub fn secs(self) -> u64 {
+        match self {
+            Keep::Session => Keep::SESSION_SECS,
+            Keep::For(d) => d.as_secs(),
+        }
+    }
+
+    pub fn text(self) -> String {
+        match self {
+            Keep::Session => "for session".to_string(),
+            Keep::For(d) => format!("for {d}"),
+        }
+    }
 }
 
 impl Clause {
@@ -219,6 +261,7 @@ impl Clause {
             Clause::Sum(p) => p.span,
             Clause::Approver(a) => a.span,
             Clause::Grant(g) => g.span,
+            Clause::Keep(k) => k.span,
         }
     }
 
@@ -233,6 +276,7 @@ impl Clause {
             Clause::Sum(_) => "sum",
             Clause::Approver(_) => "by",
             Clause::Grant(_) => "grant",
+            Clause::Keep(_) => "for",
         }
     }
 }
@@ -386,6 +430,9 @@ pub enum Atom {
     /// comparison (`==`, `!=`, `in` or `matches` with strings) with both
     /// sides case-folded.
     IgnoringCase(Box<Atom>),
+    /// `session has label read-private`: a `label` rule of that name
+    /// labelled the call's session (and the label has not expired).
+    SessionLabel(Spanned<String>),
 }
 
 /// `any` or `all` in front of a list argument.

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 mod approval;
 mod elements;
+mod labels;
 mod limits;
 mod time;
 pub use time::zone;
@@ -34,6 +35,7 @@ pub struct RuleParts<'a> {
     pub sum: Option<&'a ArgPath>,
     pub approver: Option<&'a Approver>,
     pub grant: Option<&'a Grant>,
+    pub keep: Option<&'a Spanned<Keep>>,
 }
 
 impl<'a> RuleParts<'a> {
@@ -62,6 +64,7 @@ impl<'a> RuleParts<'a> {
                 Clause::Sum(p) => parts.sum = Some(p),
                 Clause::Approver(a) => parts.approver = Some(a),
                 Clause::Grant(g) => parts.grant = Some(g),
+                Clause::Keep(k) => parts.keep = Some(k),
             }
         }
         parts
@@ -96,6 +99,9 @@ fn check(files: &[PolicyFile], sources: &Sources, complete: bool) -> Diagnostics
     // Rules reading `created by agent`: their server patterns and the
     // conditions, resolved to a kind once every declaration is seen.
     let mut created_uses: Vec<(Option<&PatternList>, Vec<CreatedUse<'_>>)> = Vec::new();
+    // `session has label` tests, and the `label` rules declared.
+    let mut label_uses: Vec<&Spanned<String>> = Vec::new();
+    let mut label_names: Vec<&str> = Vec::new();
 
     for file in files {
         for item in &file.items {
@@ -136,7 +142,11 @@ fn check(files: &[PolicyFile], sources: &Sources, complete: bool) -> Diagnostics
                     }
                     let parts = RuleParts::of(rule, &mut diags);
                     check_rule(rule, &parts, sources, &mut diags);
+                    if rule.kind.node == RuleKind::Label {
+                        label_names.push(&rule.name.node);
+                    }
                     if let Some(when) = parts.when {
+                        labels::label_uses(when, &mut label_uses);
                         let mut uses = Vec::new();
                         created_by_uses(when, &mut uses);
                         if !uses.is_empty() {
@@ -169,6 +179,11 @@ fn check(files: &[PolicyFile], sources: &Sources, complete: bool) -> Diagnostics
 
     // With files missing, their declarations might cover the rule.
     if complete {
+        for name in label_uses {
+            if !label_names.contains(&name.node.as_str()) {
+                diags.push(lints::unknown_label(name.span, &name.node, &label_names));
+            }
+        }
         for (servers, uses) in created_uses {
             let which = match servers {
                 None => "any server".to_string(),
@@ -328,6 +343,7 @@ fn check_rule(rule: &Rule, parts: &RuleParts<'_>, sources: &Sources, diags: &mut
     let kind = rule.kind.node;
     limits::check_limit(rule, parts, diags);
     approval::check_approval(rule, parts, diags);
+    labels::check_label_clauses(rule, parts, diags);
 
     if let Some(tools) = parts.tool {
         for p in &tools.patterns {

@@ -105,6 +105,7 @@ pub(crate) fn compile_files(
     let mut enforced = PolicySet::new();
     let mut shadow = PolicySet::new();
     let mut counting = PolicySet::new();
+    let mut labels = PolicySet::new();
     let mut all: Vec<cedar_policy::Policy> = Vec::with_capacity(policies.len());
     let mut span_of: BTreeMap<String, Span> = BTreeMap::new();
     if default == Effect::Allow {
@@ -118,6 +119,11 @@ pub(crate) fn compile_files(
         );
     }
     let mode_of: BTreeMap<&str, Mode> = rules.iter().map(|r| (r.id.as_str(), r.mode)).collect();
+    let label_ids: BTreeSet<&str> = rules
+        .iter()
+        .filter(|r| r.kind == RuleKind::Label)
+        .map(|r| r.id.as_str())
+        .collect();
     // Built through Cedar's policy tree, not printed and parsed back: the
     // same policies (tests/pst_equivalence.rs), without the text parser.
     let builder = match PolicyBuilder::new() {
@@ -150,6 +156,8 @@ pub(crate) fn compile_files(
         }
         let target = if id.ends_with(COUNTING_SUFFIX) {
             &mut counting
+        } else if label_ids.contains(id.as_str()) {
+            &mut labels
         } else if mode_of.get(id.as_str()) == Some(&Mode::Shadow) {
             &mut shadow
         } else {
@@ -185,6 +193,7 @@ pub(crate) fn compile_files(
         enforced,
         shadow,
         counting,
+        labels,
         arg_fields: emitter.arg_fields,
         clock_zones: emitter.clock_zones,
         records,
@@ -255,6 +264,8 @@ struct Emitter {
     clock_zones: BTreeSet<String>,
     /// The zones the rule being emitted names.
     rule_zones: BTreeSet<String>,
+    /// The session labels the rule being emitted reads.
+    rule_labels: BTreeSet<String>,
 }
 
 fn context() -> CExpr {
@@ -302,6 +313,7 @@ impl Emitter {
         self.rule_created.clear();
         self.rule_zones.clear();
         self.rule_each.clear();
+        self.rule_labels.clear();
         self.rule_server = parts.server.cloned();
         let location = sources.location(rule.name.span);
         let limit = parts.limit.map(|l| CompiledLimit {
@@ -411,6 +423,11 @@ impl Emitter {
                     None,
                 )
             }
+            // Satisfied when the call sets the label: on the possibly-true
+            // condition, as restrictions fire (a label only restricts what
+            // later calls may do). Evaluated by the engine, never part of
+            // the decision's sets.
+            RuleKind::Label => (CEffect::Permit, cond.p.clone(), None),
             RuleKind::Budget => {
                 self.budgets.push(id.clone());
                 // Whole units of 1/10,000 (`crate::amount`): a `Long`, not a
@@ -485,6 +502,9 @@ impl Emitter {
             clock_zones: std::mem::take(&mut self.rule_zones),
             time_bound: parts.when.is_some_and(Expr::is_time_bound),
             each_tests: std::mem::take(&mut self.rule_each),
+            labels_read: std::mem::take(&mut self.rule_labels),
+            keep_secs: (kind == RuleKind::Label)
+                .then(|| parts.keep.map_or(Keep::SESSION_SECS, |k| k.node.secs())),
         };
         (compiled, policy, counting)
     }
@@ -514,6 +534,17 @@ impl Emitter {
         match atom {
             Atom::Bool(b) => Tri::definite(CExpr::Bool(*b)),
             Atom::ViaAgent => Tri::definite(context().attr("via_agent")),
+            // A required set the engine always supplies (the labels of the
+            // session that the slice's rules ask about): nothing to guard.
+            // A store that cannot say denies before Cedar is asked.
+            Atom::SessionLabel(name) => {
+                self.rule_labels.insert(name.node.clone());
+                Tri::definite(
+                    context()
+                        .attr("labels")
+                        .method("contains", vec![CExpr::str(&name.node)]),
+                )
+            }
             Atom::ViaServer(s) => Tri::definite(CExpr::and(vec![
                 context().has("via_server"),
                 CExpr::bin(BinOp::Eq, context().attr("via_server"), CExpr::str(&s.node)),

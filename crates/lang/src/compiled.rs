@@ -213,6 +213,13 @@ pub struct CompiledRule {
     /// The quantified tests (`any`/`all`) this rule reads: the engine
     /// evaluates each per element and supplies `context.each[id]`.
     pub each_tests: BTreeSet<EachTest>,
+    /// The session labels this rule's condition asks about (`session has
+    /// label NAME`): the engine supplies those the session has in
+    /// `context.labels`.
+    pub labels_read: BTreeSet<String>,
+    /// For a `label` rule: how long the label stays on the session once
+    /// a call sets it, in seconds.
+    pub keep_secs: Option<u64>,
 }
 
 impl CompiledRule {
@@ -394,6 +401,7 @@ pub struct CompiledPolicySet {
     pub(crate) enforced: PolicySet,
     pub(crate) shadow: PolicySet,
     pub(crate) counting: PolicySet,
+    pub(crate) labels: PolicySet,
     pub(crate) arg_fields: BTreeMap<String, BTreeSet<ArgType>>,
     pub(crate) records: Vec<CompiledRecords>,
     pub(crate) clock_zones: BTreeSet<String>,
@@ -432,6 +440,11 @@ impl CompiledPolicySet {
     /// call counts towards that rule's limit.
     pub fn counting_policies(&self) -> &PolicySet {
         &self.counting
+    }
+    /// One permit per `label` rule (id: the rule's), satisfied when a
+    /// call sets that label on its session. Never part of a decision.
+    pub fn label_policies(&self) -> &PolicySet {
+        &self.labels
     }
     /// Every argument a rule reads, by JSON pointer, with the types it is
     /// read as. The engine fills `context.args` from exactly these.

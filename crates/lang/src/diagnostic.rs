@@ -131,6 +131,12 @@ codes! {
     MisplacedApproval = "misplaced-approval", Error, "`by` and `grant` belong to `require-confirm` rules";
     /// A grant that holds for no call, longer than a day, for more than 10,000 calls, or `within` on a single call.
     InvalidGrant = "invalid-grant", Error, "a grant holds for 1 to 10,000 calls or up to a day, and `within` needs a grant that outlives its call";
+    /// A clause a `label` rule cannot take, or `for` on a rule that sets no label.
+    MisplacedLabelClause = "misplaced-label-clause", Error, "a `label` rule takes `server`, `tool`, `when` and `for`; `for` belongs to `label` rules";
+    /// A label kept for no time, or longer than 30 days.
+    InvalidLabelLife = "invalid-label-life", Error, "a label lasts from 1s to 30d, or `for session`";
+    /// `session has label NAME` naming no `label` rule of the set.
+    UnknownLabel = "unknown-label", Error, "`session has label` names a `label` rule of the set";
     /// `by group ""` or `by user ""`.
     EmptyApprover = "empty-approver", Error, "an approver names a group or a user";
     /// A `per model` limit whose rule does not require `verified model`.

@@ -196,6 +196,7 @@ impl Printer<'_> {
                     write_path(&mut self.out, p);
                 }
             }
+            Clause::Keep(k) => self.out.push_str(&k.node.text()),
         }
     }
 
@@ -265,6 +266,10 @@ fn write_atom(out: &mut String, a: &Atom) {
     match a {
         Atom::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Atom::ViaAgent => out.push_str("via agent"),
+        Atom::SessionLabel(name) => {
+            out.push_str("session has label ");
+            out.push_str(&name.node);
+        }
         Atom::ViaServer(s) => {
             out.push_str("via server ");
             write_string(out, &s.node);

@@ -6,11 +6,13 @@
 pub(crate) mod approval;
 mod dead;
 mod elements;
+mod labels;
 mod limits;
 mod time;
 pub(crate) use approval::*;
 pub(crate) use dead::*;
 pub(crate) use elements::*;
+pub(crate) use labels::*;
 pub(crate) use limits::*;
 #[allow(unused_imports)]
 pub(crate) use time::*;

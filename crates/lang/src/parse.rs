@@ -93,6 +93,7 @@ impl Builder {
             "require-confirm" => RuleKind::RequireConfirm,
             "cap-consecutive" => RuleKind::CapConsecutive,
             "budget" => RuleKind::Budget,
+            "label" => RuleKind::Label,
             _ => RuleKind::RateLimit,
         };
         let kind = Spanned::new(kind, self.span(&kind_pair));
@@ -236,6 +237,15 @@ impl Builder {
                     within,
                     span: Span::new(span.file, span.start, end),
                 })
+            }
+            Rule::keep_clause => {
+                // `for session` leaves nothing once the keywords are
+                // filtered out; `for 8h` its duration.
+                let keep = match inner.next() {
+                    Some(d) => Keep::For(self.duration(&d).node),
+                    None => Keep::Session,
+                };
+                Clause::Keep(Spanned::new(keep, span))
             }
             r => unreachable!("grammar: unexpected clause {r:?}"),
         }
@@ -404,6 +414,10 @@ impl Builder {
         match kind {
             Rule::bool_lit => Atom::Bool(text == "true"),
             Rule::via_agent => Atom::ViaAgent,
+            Rule::session_label => {
+                let name = inner.next().expect("grammar: label name");
+                Atom::SessionLabel(Spanned::new(name.as_str().to_string(), self.span(&name)))
+            }
             Rule::via_server => Atom::ViaServer(self.string(inner.next().expect("grammar"))),
             Rule::tool_flag => {
                 let f = inner.next().expect("grammar: flag name");
@@ -722,6 +736,8 @@ fn is_keyword(r: Rule) -> bool {
             | Rule::kw_for
             | Rule::kw_within
             | Rule::kw_calls
+            | Rule::kw_label
+            | Rule::kw_has
     )
 }
 

@@ -84,6 +84,7 @@ fn evaluate(
         shadow_hits: Vec::new(),
         counted: Vec::new(),
         counting_failed: false,
+        labels: Vec::new(),
     };
     let mut errors: Vec<String> = Vec::new();
     let mut clean = true;
@@ -97,6 +98,7 @@ fn evaluate(
             Some(Role::Enforced(i)) => answer.forbids.push((i, text)),
             Some(Role::Shadow(i)) => answer.shadow_hits.push((i, false)),
             Some(Role::Counting(i)) => answer.counted.push(i),
+            Some(Role::Label(i)) => answer.labels.push(i),
             None => errors.push(format!("policy `{id}` is not part of the set")),
         }
     }
@@ -108,6 +110,9 @@ fn evaluate(
         match role(bundle, pe.policy_id().as_ref()) {
             Some(Role::Shadow(i)) => answer.shadow_hits.push((i, true)),
             Some(Role::Counting(_)) => counting_failed = true,
+            // Fail closed: a label that cannot be told is set (it only
+            // restricts what later calls may do).
+            Some(Role::Label(i)) => answer.labels.push(i),
             _ => errors.push(e.to_string()),
         }
     }
@@ -125,6 +130,7 @@ fn evaluate(
     answer.forbids.sort_unstable();
     answer.shadow_hits.sort_unstable();
     answer.counted.sort_unstable();
+    answer.labels.sort_unstable();
     answer.counting_failed = counting_failed;
     Ok(Evaluated { answer, clean })
 }

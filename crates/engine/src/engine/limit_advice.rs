@@ -196,6 +196,7 @@ fn default_message(rule: &CompiledRule, call: &CallContext, usage: Option<Usage>
     match (rule.kind, rule.limit) {
         (RuleKind::Allow, _) => format!("rule `{id}` allows `{tool}` on `{server}`"),
         (RuleKind::Deny, _) => format!("rule `{id}` denies `{tool}` on `{server}`"),
+        (RuleKind::Label, _) => format!("rule `{id}` labels the session"),
         (RuleKind::RequireConfirm, _) => {
             format!("allow `{tool}` on `{server}`? (rule `{id}` asks for your confirmation)")
         }

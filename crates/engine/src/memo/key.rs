@@ -54,6 +54,8 @@ pub(crate) struct KeyInput<'a> {
     pub counters: &'a [(String, u64)],
     pub budgets: &'a [(String, u64)],
     pub agent_created: &'a [String],
+    /// The session's labels among those the slice's rules read, sorted.
+    pub labels: &'a [String],
     pub each: &'a [EachResult],
     pub clock: &'a [Option<LocalTime>],
 }
@@ -178,6 +180,10 @@ pub(crate) fn key(input: &KeyInput<'_>) -> Option<Vec<u8>> {
     if read("agent_created") {
         w.tag(b'r');
         w.strs(input.agent_created);
+    }
+    if read("labels") {
+        w.tag(b'l');
+        w.strs(input.labels);
     }
     if read("each") {
         w.tag(b'e');

@@ -72,7 +72,7 @@ impl Emitter {
         out.push_str("    principal: [User],\n    resource: [Tool],\n    context: {\n");
         out.push_str("      \"via_agent\": Bool,\n      \"via_server\"?: String,\n      \"agent\"?: String,\n      \"model\"?: String,\n");
         out.push_str("      \"session\": String,\n      \"confirmed\": Set<String>,\n      \"args\": Args,\n      \"counters\": Counters,\n      \"budgets\": Budgets,\n      \"each\": Each,\n");
-        out.push_str("      \"verified\": Verified,\n      \"agent_created\": Set<String>,\n");
+        out.push_str("      \"verified\": Verified,\n      \"agent_created\": Set<String>,\n      \"labels\": Set<String>,\n");
         out.push_str("      \"clock\": Clock,\n");
         out.push_str("    },\n  };\n}\n");
         out

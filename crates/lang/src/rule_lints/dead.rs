@@ -253,6 +253,7 @@ fn atom_reads<'a>(
         | Atom::ToolFlag(_)
         | Atom::InGroup(_)
         | Atom::Verified(_)
+        | Atom::SessionLabel(_)
         | Atom::During(_) => {}
     }
 }
