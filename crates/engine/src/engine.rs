@@ -176,14 +176,19 @@ impl Engine {
             counts_for.clear();
             restricting.clear();
             labels.clear();
-            let (outcome, shadow) =
-                match self.evaluate(&bundle, call, &mut counts_for, &mut restricting, &mut labels) {
-                    Ok(r) => r,
-                    Err(denial) => {
-                        counts_for.clear();
-                        break (Outcome::Deny(denial), Vec::new());
-                    }
-                };
+            let (outcome, shadow) = match self.evaluate(
+                &bundle,
+                call,
+                &mut counts_for,
+                &mut restricting,
+                &mut labels,
+            ) {
+                Ok(r) => r,
+                Err(denial) => {
+                    counts_for.clear();
+                    break (Outcome::Deny(denial), Vec::new());
+                }
+            };
             if !reserve || !matches!(outcome, Outcome::Allow { .. }) {
                 break (outcome, shadow);
             }

@@ -457,8 +457,9 @@ impl StateStore for RedisState {
             return Ok(Vec::new());
         }
         let keys: Vec<String> = names.iter().map(|n| key('l', &[session, n])).collect();
-        let found: Vec<Option<String>> =
-            self.pool.run(false, |c| redis::cmd("MGET").arg(&keys).query(c))?;
+        let found: Vec<Option<String>> = self
+            .pool
+            .run(false, |c| redis::cmd("MGET").arg(&keys).query(c))?;
         Ok(names
             .iter()
             .zip(found)

@@ -604,6 +604,12 @@ impl StateStore for Unavailable {
     fn use_once(&self, _: &str, _: Duration) -> Result<bool, StateError> {
         Err(self.0.clone())
     }
+    fn add_session_labels(&self, _: &str, _: &[(String, Duration)]) -> Result<(), StateError> {
+        Err(self.0.clone())
+    }
+    fn session_labels(&self, _: &str, _: &[String]) -> Result<Vec<String>, StateError> {
+        Err(self.0.clone())
+    }
 }
 
 /// A call's row for a limit: the row part of the limit's scope and the

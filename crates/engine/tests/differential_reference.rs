@@ -21,7 +21,10 @@
 //! case's wall clock (starting near the 2026 DST changes) with DST rules
 //! written out by hand (`differential/clock.rs`), `any`/`all` over list
 //! elements, `ignoring case`, `length of` and `size of`
-//! (`differential/conditions.rs`), and shadow rules that never decide.
+//! (`differential/conditions.rs`), shadow rules that never decide, and
+//! session labels (`label` rules set on the calls that go out, for their
+//! session and their life, read by `session has label`; the labels an
+//! allowed call sets are compared too).
 //! Every outcome of the newer tests and limits must be reached in a fair
 //! share of the decisions ([`MUST_REACH`]).
 //!
@@ -138,6 +141,8 @@ const MUST_REACH: &[&str] = &[
     "scope:user+tool",
     "scope:session+model",
     "scope:user+model+tool",
+    "label:true",
+    "label:false",
 ];
 
 /// The cases are split into [`SHARDS`] tests, which the test harness runs

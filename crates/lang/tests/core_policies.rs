@@ -26,6 +26,7 @@ fn core_policies_parse_and_validate_strictly() {
                 .enforced_policies()
                 .policy(&id)
                 .or_else(|| set.shadow_policies().policy(&id))
+                .or_else(|| set.label_policies().policy(&id))
                 .expect("compiled policy");
             assert_eq!(core.effect(), full.effect(), "{name}: `{}`", rule.id);
             assert_eq!(

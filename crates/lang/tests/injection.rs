@@ -295,6 +295,7 @@ fn authorize(out: &CompileOutput, call: &Call) -> Response {
         "clock": {},
         "verified": {"user": false, "groups": false, "agent": false, "model": false},
         "agent_created": [],
+        "labels": [],
     });
     let action = action();
     let context = Context::from_json_value(context, Some((schema, &action)))

@@ -563,3 +563,58 @@ fn empty_approver() {
         "default allow\nrequire-confirm x {\n  tool \"run\"\n  by user \"lead@example.org\"\n}\n",
     );
 }
+
+const LABEL_AND_DENY: &str = "label read-private {\n  tool [\"get_sample\", \"read_results\"]\n}\n\ndeny exfiltration {\n  when session has label read-private and tool.open_world\n}\n";
+
+#[test]
+fn the_issue_17_label_rules_lint_as_written() {
+    let text = format!("default allow\n\n{LABEL_AND_DENY}");
+    let diags = lint_policy_set(&common::sources("labels.policy", &text));
+    assert!(diags.is_empty(), "{}", common::render(&diags));
+}
+
+#[test]
+fn misplaced_label_clause() {
+    check(
+        Code::MisplacedLabelClause,
+        "default allow\nlabel read-private {\n  tool \"get_sample\"\n  reason \"read private data\"\n}\n",
+        "default allow\nlabel read-private {\n  tool \"get_sample\"\n  for 8h\n}\n",
+    );
+    // `for` on a rule that sets no label.
+    let diags = lint_policy_set(&common::sources(
+        "for.policy",
+        "default allow\ndeny x {\n  tool \"t\"\n  for 8h\n}\n",
+    ));
+    assert_eq!(common::codes(&diags), ["misplaced-label-clause"]);
+    assert!(
+        diags
+            .iter()
+            .next()
+            .unwrap()
+            .message()
+            .contains("`deny` rules take no `for`")
+    );
+}
+
+#[test]
+fn invalid_label_life() {
+    check(
+        Code::InvalidLabelLife,
+        "default allow\nlabel read-private {\n  tool \"get_sample\"\n  for 31d\n}\n",
+        "default allow\nlabel read-private {\n  tool \"get_sample\"\n  for 30d\n}\n",
+    );
+    let diags = lint_policy_set(&common::sources(
+        "zero.policy",
+        "default allow\nlabel l {\n  for 0s\n}\n",
+    ));
+    assert_eq!(common::codes(&diags), ["invalid-label-life"]);
+}
+
+#[test]
+fn unknown_label() {
+    check(
+        Code::UnknownLabel,
+        "default allow\nlabel read-private {\n  tool \"get_sample\"\n}\ndeny exfiltration {\n  when session has label read-privat and tool.open_world\n}\n",
+        &format!("default allow\n{LABEL_AND_DENY}"),
+    );
+}

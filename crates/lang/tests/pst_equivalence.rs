@@ -43,6 +43,7 @@ fn assert_set(name: &str, set: &CompiledPolicySet) -> usize {
             .enforced_policies()
             .policy(&id)
             .or_else(|| set.shadow_policies().policy(&id))
+            .or_else(|| set.label_policies().policy(&id))
             .unwrap_or_else(|| panic!("{what}: no compiled policy"));
         assert_same(&what, built, &rule.id, &rule.cedar);
         let core = rule.core_policy().expect("core builds");

@@ -128,7 +128,11 @@ pub fn engine_view(d: &Decided) -> Decision {
         .map(|f| (f.rule.clone(), f.would.to_string()))
         .collect();
     shadow.sort();
-    Decision { verdict, shadow }
+    Decision {
+        verdict,
+        shadow,
+        labels: sorted(d.labels.clone()),
+    }
 }
 
 /// The wall time a golden file without `start` begins at:
@@ -243,6 +247,9 @@ pub struct Expected {
     /// Shadow findings as `rule:would`.
     #[serde(default)]
     pub shadow: Vec<String>,
+    /// The labels an allowed call puts on its session.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
 }
 
 impl From<&Decision> for Expected {
@@ -266,6 +273,7 @@ impl From<&Decision> for Expected {
             rules,
             retry,
             shadow: d.shadow.iter().map(|(r, w)| format!("{r}:{w}")).collect(),
+            labels: d.labels.clone(),
         }
     }
 }

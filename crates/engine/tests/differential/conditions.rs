@@ -56,6 +56,8 @@ impl Tri {
 pub struct Env<'a> {
     pub call: &'a CallContext,
     pub created: &'a HashSet<String>,
+    /// The labels the call's session has when it is decided.
+    pub labels: &'a HashSet<String>,
     pub now: i64,
 }
 
@@ -109,6 +111,11 @@ fn atom_value(atom: &Atom, env: &Env<'_>) -> Tri {
     match atom {
         Atom::Bool(b) => Tri::of(*b),
         Atom::ViaAgent => Tri::of(call.provenance.via_agent),
+        Atom::SessionLabel(name) => {
+            let t = Tri::of(env.labels.contains(&name.node));
+            hit("label", t);
+            t
+        }
         // Compared exactly, not a glob; false when no server is known.
         Atom::ViaServer(name) => Tri::of(call.provenance.via_server.as_deref() == Some(&name.node)),
         Atom::ToolFlag(flag) => {

@@ -28,6 +28,8 @@ pub struct GenRule {
     pub window: &'static str,
     /// `per user per tool`: the scope phrase as written.
     pub scope: &'static str,
+    /// A `label` rule's `for` clause as written (`""`: none).
+    pub keep: &'static str,
 }
 
 /// A condition, printed with parentheses around every compound part.
@@ -102,14 +104,30 @@ impl Case {
                     "  sum args.c\n  max {} per {} {}\n",
                     r.max, r.window, r.scope
                 )),
+                RuleKind::Label if !r.keep.is_empty() => out.push_str(&format!("  {}\n", r.keep)),
                 _ => {}
             }
-            match r.shadow {
+            // A label decides nothing: it has no mode.
+            match r.shadow.filter(|_| r.kind != RuleKind::Label) {
                 Some(true) => out.push_str("  mode shadow\n"),
                 Some(false) => out.push_str("  mode enforce\n"),
                 None => {}
             }
             out.push_str("}\n");
+        }
+        // `session has label Lk` names the k-th label rule of the set
+        // (round robin), or is `false` in a set without one: an unknown
+        // label does not lint.
+        let labels: Vec<usize> = (0..self.rules.len())
+            .filter(|&i| self.rules[i].kind == RuleKind::Label)
+            .collect();
+        for k in 0..LABEL_SLOTS {
+            let placeholder = format!("session has label L{k}");
+            let named = match labels.as_slice() {
+                [] => "false".to_string(),
+                ls => format!("session has label r{}", ls[k % ls.len()]),
+            };
+            out = out.replace(&placeholder, &named);
         }
         out
     }
@@ -339,6 +357,9 @@ fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+/// How many distinct label placeholders the generator writes.
+const LABEL_SLOTS: usize = 3;
+
 fn atom() -> impl Strategy<Value = String> {
     let literal = prop_oneof![select(STRINGS), select(NUMBERS), select(BOOLS)];
     let list = prop_oneof![
@@ -371,6 +392,7 @@ fn atom() -> impl Strategy<Value = String> {
         1 => select(&["read_only", "destructive", "idempotent", "open_world"][..])
             .prop_map(|f| format!("tool.{f}")),
         1 => select(GROUPS).prop_map(|g| format!("user in group {}", quote(g))),
+        3 => (0..LABEL_SLOTS).prop_map(|k| unless_skipped("label", format!("session has label L{k}"))),
         2 => select(ARG_PATHS).prop_map(|p| format!("{p} exists")),
         // Mostly the arguments that hold record ids (see `arguments`).
         2 => prop_oneof![2 => select(&["args.a", "args.b"][..]), 1 => select(ARG_PATHS)]
@@ -467,6 +489,7 @@ fn rule() -> impl Strategy<Value = GenRule> {
         2 => Just(RuleKind::CapConsecutive),
         2 => Just(RuleKind::RateLimit),
         2 => Just(RuleKind::Budget),
+        2 => Just(RuleKind::Label),
     ];
     (
         kind,
@@ -476,22 +499,28 @@ fn rule() -> impl Strategy<Value = GenRule> {
         select(&[None, None, None, Some(false), Some(true)][..]),
         (select(&["1", "2", "3"][..]), select(BUDGETS)),
         select(&["30s", "1m", "2m", "1h"][..]),
-        select(SCOPES),
+        (
+            select(SCOPES),
+            select(&["", "", "for session", "for 30s", "for 1m", "for 2h"][..]),
+        ),
     )
         .prop_map(
-            |(kind, servers, tools, when, shadow, (count, budget), window, scope)| GenRule {
-                kind,
-                servers,
-                tools,
-                when,
-                shadow,
-                max: if kind == RuleKind::Budget {
-                    budget
-                } else {
-                    count
-                },
-                window,
-                scope,
+            |(kind, servers, tools, when, shadow, (count, budget), window, (scope, keep))| {
+                GenRule {
+                    kind,
+                    servers,
+                    tools,
+                    when,
+                    shadow,
+                    max: if kind == RuleKind::Budget {
+                        budget
+                    } else {
+                        count
+                    },
+                    window,
+                    scope,
+                    keep,
+                }
             },
         )
 }

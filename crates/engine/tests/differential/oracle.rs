@@ -27,6 +27,8 @@ pub struct Rule {
     pub limit: Option<(u64, Option<u64>, ScopeSet)>,
     /// What a budget adds up: the argument's path.
     pub sum: Option<Vec<String>>,
+    /// A `label` rule: how long its label lasts, in seconds.
+    pub keep: Option<u64>,
 }
 
 /// A `records` declaration: the servers it covers (`None`: all) and its
@@ -79,6 +81,8 @@ pub enum Verdict {
 pub struct Decision {
     pub verdict: Verdict,
     pub shadow: Vec<(String, String)>,
+    /// The labels an allowed call puts on its session, sorted.
+    pub labels: Vec<String>,
 }
 
 /// The id of the `default allow` permit.
@@ -123,6 +127,8 @@ impl Policy {
                         when: None,
                         limit: None,
                         sum: None,
+                        keep: (r.kind.node == RuleKind::Label)
+                            .then_some(warden_lang::ast::Keep::SESSION_SECS),
                     };
                     for clause in &r.clauses {
                         use warden_lang::ast::Clause;
@@ -152,6 +158,7 @@ impl Policy {
                             // relay's and the store's, not the decision's:
                             // the generated sets have none.
                             Clause::Approver(_) | Clause::Grant(_) => {}
+                            Clause::Keep(k) => rule.keep = Some(k.node.secs()),
                         }
                     }
                     rules.push(rule);
@@ -218,11 +225,12 @@ impl Policy {
         let mut refusals: Vec<(&Rule, Option<Retry>)> = Vec::new();
         let mut shadow = Vec::new();
         let created = self.agent_created(history, &call.server);
-        for rule in &self.rules {
-            let refusal = self.refuses(rule, call, &created, history, now);
+        let labels = self.labels_at(history, &call.session, now);
+        for rule in self.rules.iter().filter(|r| r.kind != RuleKind::Label) {
+            let refusal = self.refuses(rule, call, &created, &labels, history, now);
             let applies = match rule.kind {
                 // An allow grants only on "definitely true".
-                RuleKind::Allow => self.reads(rule, call, &created, now) == Tri::True,
+                RuleKind::Allow => self.reads(rule, call, &created, &labels, now) == Tri::True,
                 _ => refusal.is_some(),
             };
             if !applies {
@@ -276,7 +284,59 @@ impl Policy {
                 .expect("at least one refusal");
             Verdict::Deny(ids(&refusals), retry)
         };
-        Decision { verdict, shadow }
+        // A label is set by a call that goes out, when the label rule's
+        // patterns match and its condition is possibly true.
+        let mut set: Vec<String> = match verdict {
+            Verdict::Allow(_) => self
+                .rules
+                .iter()
+                .filter(|r| r.kind == RuleKind::Label)
+                .filter(|r| self.counts(r, call, &created, &labels, now))
+                .map(|r| r.name.clone())
+                .collect(),
+            _ => Vec::new(),
+        };
+        set.sort();
+        Decision {
+            verdict,
+            shadow,
+            labels: set,
+        }
+    }
+
+    /// The labels of `session` at `now`, after the forwarded calls of
+    /// `history`: each forwarded call of the session sets every label
+    /// whose rule it matches (read with the labels the session had when
+    /// it was decided), until its time plus the label's life; set again,
+    /// a label lasts until the later end. Live while its end is after
+    /// `now`.
+    pub fn labels_at(&self, history: &[Forwarded], session: &str, now: u64) -> HashSet<String> {
+        let live = |until: &HashMap<String, u64>, at: u64| -> HashSet<String> {
+            until
+                .iter()
+                .filter(|(_, end)| **end > at)
+                .map(|(l, _)| l.clone())
+                .collect()
+        };
+        let mut until: HashMap<String, u64> = HashMap::new();
+        for (i, h) in history.iter().enumerate() {
+            if h.call.session != session {
+                continue;
+            }
+            let before = live(&until, h.at);
+            let created = self.agent_created(&history[..i], &h.call.server);
+            for rule in self.rules.iter().filter(|r| r.kind == RuleKind::Label) {
+                let sets = crate::conditions::quietly(|| {
+                    self.counts(rule, &h.call, &created, &before, h.at)
+                });
+                if sets {
+                    let end = h.at + rule.keep.expect("a label rule lasts");
+                    let e = until.entry(rule.name.clone()).or_insert(end);
+                    *e = (*e).max(end);
+                }
+            }
+        }
+        live(&until, now)
     }
 
     /// Whether a restricting rule refuses the call: `Some(retry)` if it
@@ -287,11 +347,12 @@ impl Policy {
         rule: &Rule,
         call: &CallContext,
         created: &HashSet<String>,
+        labels: &HashSet<String>,
         history: &[Forwarded],
         now: u64,
     ) -> Option<Option<Retry>> {
         // Restricting rules apply on "possibly true".
-        if !self.counts(rule, call, created, now) {
+        if !self.counts(rule, call, created, labels, now) {
             return None;
         }
         if let Some((_, _, scopes)) = rule.limit {
@@ -306,7 +367,7 @@ impl Policy {
             }
         }
         match rule.kind {
-            RuleKind::Allow => None,
+            RuleKind::Allow | RuleKind::Label => None,
             RuleKind::Deny => Some(Some(
                 if rule.when.as_ref().is_some_and(|w| w.is_time_bound()) {
                     Retry::AtAnotherTime
@@ -454,19 +515,34 @@ impl Policy {
         let h = &history[i];
         crate::conditions::quietly(|| {
             let created = self.agent_created(&history[..i], &h.call.server);
-            self.counts(rule, &h.call, &created, h.at)
+            let labels = self.labels_at(&history[..i], &h.call.session, h.at);
+            self.counts(rule, &h.call, &created, &labels, h.at)
         })
     }
 
     /// Whether a call counts towards (and so can be restricted by) a rule:
     /// its patterns match and its condition is possibly true.
-    fn counts(&self, rule: &Rule, call: &CallContext, created: &HashSet<String>, now: u64) -> bool {
-        self.reads(rule, call, created, now) != Tri::False
+    fn counts(
+        &self,
+        rule: &Rule,
+        call: &CallContext,
+        created: &HashSet<String>,
+        labels: &HashSet<String>,
+        now: u64,
+    ) -> bool {
+        self.reads(rule, call, created, labels, now) != Tri::False
     }
 
     /// A rule's `server`, `tool` and `when` clauses on a call at `now`,
     /// given the agent-created ids on its server.
-    fn reads(&self, rule: &Rule, call: &CallContext, created: &HashSet<String>, now: u64) -> Tri {
+    fn reads(
+        &self,
+        rule: &Rule,
+        call: &CallContext,
+        created: &HashSet<String>,
+        labels: &HashSet<String>,
+        now: u64,
+    ) -> Tri {
         let listed = |patterns: &Option<Vec<String>>, name: &str| {
             patterns
                 .as_ref()
@@ -478,6 +554,7 @@ impl Policy {
         let env = Env {
             call,
             created,
+            labels,
             now: now as i64,
         };
         rule.when.as_ref().map_or(Tri::True, |e| eval(e, &env))

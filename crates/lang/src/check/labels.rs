@@ -9,11 +9,7 @@ use crate::diagnostic::Diagnostic;
 use crate::lints;
 use crate::lints::MAX_LABEL_SECS;
 
-pub(super) fn check_label_clauses(
-    rule: &Rule,
-    parts: &RuleParts<'_>,
-    diags: &mut Vec<Diagnostic>,
-) {
+pub(super) fn check_label_clauses(rule: &Rule, parts: &RuleParts<'_>, diags: &mut Vec<Diagnostic>) {
     let kind = rule.kind.node;
     if kind != RuleKind::Label {
         if let Some(k) = parts.keep {

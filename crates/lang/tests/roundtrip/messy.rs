@@ -196,6 +196,17 @@ impl Messy {
                 self.opt_ws();
                 self.string(&a.name.node);
             }
+            Clause::Keep(k) => {
+                self.out.push_str("for");
+                self.ws();
+                match k.node {
+                    Keep::Session => self.out.push_str("session"),
+                    Keep::For(d) => {
+                        self.zeros();
+                        let _ = write!(self.out, "{d}");
+                    }
+                }
+            }
             Clause::Grant(g) => {
                 self.out.push_str("grant");
                 self.ws();
@@ -316,6 +327,15 @@ impl Messy {
                 self.out.push_str("via");
                 self.ws();
                 self.out.push_str("agent");
+            }
+            Atom::SessionLabel(name) => {
+                self.out.push_str("session");
+                self.ws();
+                self.out.push_str("has");
+                self.ws();
+                self.out.push_str("label");
+                self.ws();
+                self.out.push_str(&name.node);
             }
             Atom::ViaServer(s) => {
                 self.out.push_str("via");

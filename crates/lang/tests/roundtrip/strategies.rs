@@ -421,7 +421,7 @@ fn atom(valid: bool) -> BoxedStrategy<Atom> {
             .prop_map(|(s, l)| Atom::In(s, l))
             .boxed()
     };
-    prop_oneof![
+    let atoms = prop_oneof![
         1 => any::<bool>().prop_map(Atom::Bool),
         1 => Just(Atom::ViaAgent),
         1 => any_string().prop_map(|s| Atom::ViaServer(sp(s))),
@@ -442,8 +442,17 @@ fn atom(valid: bool) -> BoxedStrategy<Atom> {
         1 => (quantifier(), element_test(valid)).prop_map(|(q, t)| Atom::Each(sp(q), Box::new(t))),
         1 => string_comparison(valid).prop_map(|a| Atom::IgnoringCase(Box::new(a))),
         1 => measure(valid),
-    ]
-    .boxed()
+    ];
+    // A valid set declares no label, so it names none.
+    if valid {
+        atoms.boxed()
+    } else {
+        prop_oneof![
+            24 => atoms,
+            1 => rule_name().prop_map(|n| Atom::SessionLabel(sp(n))),
+        ]
+        .boxed()
+    }
 }
 
 /// An n-ary node in the parser's canonical form: children of the same kind
@@ -554,6 +563,12 @@ fn any_clause() -> impl Strategy<Value = Clause> {
             .prop_map(|(kind, name)| Clause::Approver(Approver { kind, name: sp(name), span: S })),
         1 => (grant_scope(), proptest::collection::vec(arg_path(), 0..3))
             .prop_map(|(scope, within)| Clause::Grant(Grant { scope: sp(scope), within, span: S })),
+        1 => prop_oneof![
+            Just(Keep::Session),
+            (prop_oneof![any::<u64>(), 0u64..100], duration_unit())
+                .prop_map(|(amount, unit)| Keep::For(Duration { amount, unit })),
+        ]
+        .prop_map(|k| Clause::Keep(sp(k))),
     ]
 }
 
@@ -678,8 +693,18 @@ fn valid_rule() -> impl Strategy<Value = Rule> {
             clauses.extend(server.map(Clause::Server));
             clauses.extend(tool.map(Clause::Tool));
             clauses.extend(when.map(Clause::When));
-            clauses.extend(reason.map(|r| Clause::Reason(sp(r))));
-            clauses.extend(mode.map(|m| Clause::Mode(sp(m))));
+            // A label decides nothing: it takes no reason and no mode.
+            if kind != RuleKind::Label {
+                clauses.extend(reason.map(|r| Clause::Reason(sp(r))));
+                clauses.extend(mode.map(|m| Clause::Mode(sp(m))));
+            } else if limit.1 % 3 == 0 {
+                clauses.push(Clause::Keep(sp(Keep::For(Duration {
+                    amount: 1 + limit.1 % 30,
+                    unit: DurationUnit::Days,
+                }))));
+            } else if limit.1 % 3 == 1 {
+                clauses.push(Clause::Keep(sp(Keep::Session)));
+            }
             let (max, amount, unit, scopes, budget_max, sum) = limit;
             let window = matches!(kind, RuleKind::RateLimit | RuleKind::Budget).then(|| {
                 let most = warden_lang::check::MAX_WINDOW_SECS / unit.secs();

@@ -58,6 +58,7 @@ fn strip_rule(r: &mut Rule) {
             Clause::When(e) => strip_expr(e),
             Clause::Reason(s) => s.span = S,
             Clause::Mode(m) => m.span = S,
+            Clause::Keep(k) => k.span = S,
             Clause::Sum(p) => p.span = S,
             Clause::Approver(a) => {
                 a.span = S;
@@ -110,7 +111,7 @@ fn strip_atom(a: &mut Atom) {
                 k.span = S;
             }
         }
-        Atom::ViaServer(s) | Atom::InGroup(s) => s.span = S,
+        Atom::ViaServer(s) | Atom::InGroup(s) | Atom::SessionLabel(s) => s.span = S,
         Atom::Exists(p) => p.span = S,
         Atom::Compare(subj, op, lit) => {
             strip_subject(subj);

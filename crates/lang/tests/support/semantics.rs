@@ -167,6 +167,7 @@ pub fn decide(set: &CompiledPolicySet, call: &Call) -> (Decision, Vec<String>) {
         "counters": call.counters.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
         "verified": {"user": false, "groups": false, "agent": false, "model": false},
         "agent_created": [],
+        "labels": [],
         // What the engine supplies for budgets, clocks and quantified tests;
         // what a call leaves out is unknown.
         "budgets": call.budgets.iter().map(|(k, v)| (k.to_string(), json!(warden_lang::amount::parse_units(v).expect("an exact amount")))).collect::<serde_json::Map<_, _>>(),

@@ -58,6 +58,7 @@ fn allowed(set: &CompiledPolicySet, args: Value, each: Value) -> bool {
         "counters": {}, "budgets": {}, "each": each,
         "verified": {"user": false, "groups": false, "agent": false, "model": false},
         "agent_created": [],
+        "labels": [],
     });
     let mut ctx = ctx;
     // Whatever else the schema's context requires (other features' records),
@@ -91,6 +92,7 @@ fn schema_context_records(set: &CompiledPolicySet) -> Option<Vec<String>> {
         "each",
         "verified",
         "agent_created",
+        "labels",
     ];
     Some(
         body.lines()
