@@ -87,6 +87,39 @@ impl ToolAnnotations {
     /// changes nothing, so it is not destructive and calling it again has
     /// no further effect (it is idempotent), whatever those two hints say.
     /// Every absent hint takes the cautious reading.
+    /// These hints with the operator's word (`stated`, from annotation
+    /// declarations) in place of the upstream's wherever it is given. A
+    /// tool the operator calls destructive, or not idempotent, is not
+    /// read-only (MCP: a read-only tool is neither), even if another
+    /// declaration calls it read-only: the cautious reading wins.
+    pub fn stated_by(self, stated: &ToolAnnotations) -> ToolAnnotations {
+        let mut out = self;
+        if let Some(v) = stated.read_only_hint {
+            out.read_only_hint = Some(v);
+        }
+        if let Some(v) = stated.destructive_hint {
+            out.destructive_hint = Some(v);
+            if v {
+                out.read_only_hint = Some(false);
+            }
+        }
+        if let Some(v) = stated.idempotent_hint {
+            out.idempotent_hint = Some(v);
+            if !v {
+                out.read_only_hint = Some(false);
+            }
+        }
+        if let Some(v) = stated.open_world_hint {
+            out.open_world_hint = Some(v);
+        }
+        out
+    }
+
+    /// Whether no hint is given.
+    pub fn is_empty(&self) -> bool {
+        *self == ToolAnnotations::default()
+    }
+
     pub fn resolved(self) -> ResolvedAnnotations {
         let read_only = self.read_only_hint.unwrap_or(false);
         ResolvedAnnotations {

@@ -52,7 +52,7 @@ fn entity_set(
     call: &CallContext,
     user: &EntityUid,
 ) -> Result<Arc<Entities>, String> {
-    let annotations = call.annotations.resolved();
+    let annotations = slice.annotations_of(call.annotations);
     let bits = annotation_bits(annotations);
     let id = &call.identity;
     let mut hasher = std::hash::DefaultHasher::new();

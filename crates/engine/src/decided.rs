@@ -113,6 +113,9 @@ pub struct Decided {
     /// The session labels this call put on its session (`label` rules it
     /// matched, written before it was forwarded).
     pub labels: Vec<String>,
+    /// What the operator says the tool is (annotation declarations), which
+    /// the decision read instead of the upstream's hints.
+    pub stated_annotations: crate::call::ToolAnnotations,
 }
 
 fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

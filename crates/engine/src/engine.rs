@@ -288,6 +288,11 @@ impl Engine {
             restricting,
             grants: Vec::new(),
             labels,
+            stated_annotations: if bundle.compiled().stated_annotations().is_empty() {
+                crate::call::ToolAnnotations::default()
+            } else {
+                bundle.slice(&call.server, &call.tool).stated
+            },
         }
     }
 

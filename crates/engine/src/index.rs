@@ -59,6 +59,10 @@ pub struct Slice {
     /// Whether a `label` rule can match the slice's calls (then an
     /// allowed call's labels are written before it goes out).
     pub sets_labels: bool,
+    /// What the operator says this tool is (annotation declarations; for
+    /// each hint the first declaration covering the tool): rules read it
+    /// instead of the upstream's claim.
+    pub stated: crate::call::ToolAnnotations,
     /// The time zones the slice's `during` windows name, resolved once.
     pub clock: crate::clock_context::SliceZones,
     /// What the policies of `evaluated` read of the context: what the
@@ -107,7 +111,30 @@ pub(crate) fn annotation_bits(a: ResolvedAnnotations) -> usize {
         | usize::from(a.open_world) << 3
 }
 
+/// The operator's word on `tool` of `server`: per hint, the first
+/// annotation declaration of the set that covers the tool and states it.
+fn stated_for(set: &CompiledPolicySet, server: &str, tool: &str) -> crate::call::ToolAnnotations {
+    let mut out = crate::call::ToolAnnotations::default();
+    for a in set
+        .stated_annotations()
+        .iter()
+        .filter(|a| a.covers(server, tool))
+    {
+        out.read_only_hint = out.read_only_hint.or(a.read_only);
+        out.destructive_hint = out.destructive_hint.or(a.destructive);
+        out.idempotent_hint = out.idempotent_hint.or(a.idempotent);
+        out.open_world_hint = out.open_world_hint.or(a.open_world);
+    }
+    out
+}
+
 impl Slice {
+    /// The annotations the slice's rules read for a call whose upstream
+    /// reported `upstream`: the operator's word where given.
+    pub fn annotations_of(&self, upstream: crate::call::ToolAnnotations) -> ResolvedAnnotations {
+        upstream.stated_by(&self.stated).resolved()
+    }
+
     /// The `Warden::Tool` entity of this slice's tool with annotations `a`,
     /// built once per combination.
     pub(crate) fn tool_entity(&self, a: ResolvedAnnotations) -> Result<Entity, String> {
@@ -307,6 +334,7 @@ impl PolicyBundle {
             labels_read: Vec::new(),
             labels_enforced: false,
             sets_labels: false,
+            stated: stated_for(&self.compiled, server, tool),
             clock: Default::default(),
             reads: Default::default(),
             tool_uid: crate::cedar_request::tool_uid(&tool_id),

@@ -361,6 +361,7 @@ impl DecisionLog {
                 via_server: call.provenance.via_server.as_deref(),
             },
             annotations: &call.annotations,
+            stated_annotations: &decided.stated_annotations,
             arguments: self.logged_arguments(&call.arguments),
             confirmed: &call.confirmed,
             grants: &decided.grants,
@@ -431,6 +432,10 @@ struct Line<'a> {
     /// `tool.read_only` and the like read); absent when it gave none.
     #[serde(skip_serializing_if = "is_unannotated")]
     annotations: &'a crate::call::ToolAnnotations,
+    /// What the operator says the tool is (annotation declarations), read
+    /// instead of `annotations` where given; absent when nothing is said.
+    #[serde(skip_serializing_if = "is_unannotated")]
+    stated_annotations: &'a crate::call::ToolAnnotations,
     arguments: Value,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     confirmed: &'a [String],

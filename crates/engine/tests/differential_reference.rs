@@ -143,6 +143,7 @@ const MUST_REACH: &[&str] = &[
     "scope:user+model+tool",
     "label:true",
     "label:false",
+    "stated:applied",
 ];
 
 /// The cases are split into [`SHARDS`] tests, which the test harness runs

@@ -27,6 +27,8 @@ pub struct PolicyFile {
 pub enum Item {
     Default(DefaultDecl),
     Records(RecordsDecl),
+    /// `tool "delete_*" is destructive`: the operator's word on tools.
+    Annotation(AnnotationDecl),
     Rule(Rule),
 }
 
@@ -35,6 +37,7 @@ impl Item {
         match self {
             Item::Default(d) => d.span,
             Item::Records(r) => r.span,
+            Item::Annotation(a) => a.span,
             Item::Rule(r) => r.span,
         }
     }
@@ -100,6 +103,40 @@ pub struct CreatedBy {
     pub tool: Spanned<String>,
     pub pointer: Spanned<String>,
     pub span: Span,
+}
+
+/// `tool "delete_*" on server "genomics" is destructive, not idempotent`:
+/// what the operator says the matching tools are. Rules' `tool.destructive`
+/// and friends read it instead of the upstream's annotations (which are
+/// the upstream's claim about itself).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnnotationDecl {
+    pub tools: PatternList,
+    /// `on server ...`: the servers whose tools these are (any if absent).
+    pub servers: Option<PatternList>,
+    /// In the order written.
+    pub claims: Vec<Claim>,
+    pub span: Span,
+}
+
+/// `destructive` or `not open-world` in an annotation declaration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Claim {
+    pub flag: ToolFlag,
+    pub value: bool,
+    pub span: Span,
+}
+
+impl Claim {
+    /// As `warden fmt` writes it: `destructive`, `not open-world`.
+    pub fn text(&self) -> String {
+        let word = self.flag.claim_word();
+        if self.value {
+            word.to_string()
+        } else {
+            format!("not {word}")
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -494,6 +531,15 @@ impl ToolFlag {
             ToolFlag::Destructive => "destructive",
             ToolFlag::Idempotent => "idempotent",
             ToolFlag::OpenWorld => "open_world",
+        }
+    }
+    /// The word an annotation declaration writes (`tool "x" is read-only`).
+    pub fn claim_word(self) -> &'static str {
+        match self {
+            ToolFlag::ReadOnly => "read-only",
+            ToolFlag::Destructive => "destructive",
+            ToolFlag::Idempotent => "idempotent",
+            ToolFlag::OpenWorld => "open-world",
         }
     }
     /// The MCP annotation this flag reads.

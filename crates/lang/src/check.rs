@@ -12,6 +12,7 @@ use crate::source::{Sources, Span};
 use crate::template::parse_template;
 use std::collections::HashMap;
 
+mod annotations;
 mod approval;
 mod elements;
 mod labels;
@@ -102,6 +103,15 @@ fn check(files: &[PolicyFile], sources: &Sources, complete: bool) -> Diagnostics
     // `session has label` tests, and the `label` rules declared.
     let mut label_uses: Vec<&Spanned<String>> = Vec::new();
     let mut label_names: Vec<&str> = Vec::new();
+    // Annotation declarations, and the rules to check against them.
+    let annotation_decls: Vec<&AnnotationDecl> = files
+        .iter()
+        .flat_map(|f| &f.items)
+        .filter_map(|item| match item {
+            Item::Annotation(a) => Some(a),
+            _ => None,
+        })
+        .collect();
 
     for file in files {
         for item in &file.items {
@@ -130,6 +140,7 @@ fn check(files: &[PolicyFile], sources: &Sources, complete: bool) -> Diagnostics
                         servers: check_records(decl, &mut diags),
                     });
                 }
+                Item::Annotation(decl) => annotations::check_annotation(decl, &mut diags),
                 Item::Rule(rule) => {
                     if let Some(first) = names.get(rule.name.node.as_str()) {
                         diags.push(lints::duplicate_rule_name(
@@ -142,6 +153,9 @@ fn check(files: &[PolicyFile], sources: &Sources, complete: bool) -> Diagnostics
                     }
                     let parts = RuleParts::of(rule, &mut diags);
                     check_rule(rule, &parts, sources, &mut diags);
+                    if complete {
+                        annotations::check_upstream_reads(&parts, &annotation_decls, &mut diags);
+                    }
                     if rule.kind.node == RuleKind::Label {
                         label_names.push(&rule.name.node);
                     }

@@ -38,9 +38,9 @@ pub const DEFAULT_POLICY_ID: &str = "#default";
 pub const COUNTING_SUFFIX: &str = "/match";
 
 pub use crate::compiled::{
-    ArgType, CompiledApproval, CompiledApprover, CompiledBudget, CompiledGrant, CompiledLimit,
-    CompiledPolicySet, CompiledRecords, CompiledRule, CreatedArg, EachTest, ElementTest,
-    ElementValue, Order,
+    ArgType, CompiledAnnotation, CompiledApproval, CompiledApprover, CompiledBudget, CompiledGrant,
+    CompiledLimit, CompiledPolicySet, CompiledRecords, CompiledRule, CreatedArg, EachTest,
+    ElementTest, ElementValue, Order,
 };
 
 /// Compiles checked files. Call only when the checker reported no error;
@@ -55,6 +55,7 @@ pub(crate) fn compile_files(
     let mut emitter = Emitter::default();
     let mut scratch = Vec::new();
     let mut records = Vec::new();
+    let mut annotations = Vec::new();
     // Every declaration first: a rule's `created by agent` may resolve to
     // a kind declared further down or in another file.
     emitter.record_decls = files
@@ -71,6 +72,7 @@ pub(crate) fn compile_files(
             match item {
                 Item::Default(d) => default = d.effect,
                 Item::Records(decl) => records.push(compile_records(decl, sources)),
+                Item::Annotation(decl) => annotations.push(compile_annotation(decl, sources)),
                 Item::Rule(rule) => {
                     let parts = RuleParts::of(rule, &mut scratch);
                     let (compiled, policy, counting) = emitter.rule(rule, &parts, sources);
@@ -197,7 +199,23 @@ pub(crate) fn compile_files(
         arg_fields: emitter.arg_fields,
         clock_zones: emitter.clock_zones,
         records,
+        annotations,
     })
+}
+
+fn compile_annotation(decl: &AnnotationDecl, sources: &Sources) -> CompiledAnnotation {
+    let names = |l: &PatternList| l.patterns.iter().map(|p| p.node.clone()).collect();
+    // The checker refused a hint claimed twice; the first would win.
+    let said = |flag: ToolFlag| decl.claims.iter().find(|c| c.flag == flag).map(|c| c.value);
+    CompiledAnnotation {
+        location: sources.location(decl.span),
+        servers: decl.servers.as_ref().map(names),
+        tools: names(&decl.tools),
+        read_only: said(ToolFlag::ReadOnly),
+        destructive: said(ToolFlag::Destructive),
+        idempotent: said(ToolFlag::Idempotent),
+        open_world: said(ToolFlag::OpenWorld),
+    }
 }
 
 fn compile_records(decl: &RecordsDecl, sources: &Sources) -> CompiledRecords {

@@ -356,6 +356,36 @@ impl CreatedArg {
     }
 }
 
+/// An annotation declaration (`tool "delete_*" is destructive`): what the
+/// operator says the matching tools are, as MCP hints (`None`: the
+/// declaration says nothing of that hint).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CompiledAnnotation {
+    /// `file:line:col` of the declaration.
+    pub location: String,
+    /// `None` means any server.
+    pub servers: Option<Vec<String>>,
+    /// Tool names or globs.
+    pub tools: Vec<String>,
+    pub read_only: Option<bool>,
+    pub destructive: Option<bool>,
+    pub idempotent: Option<bool>,
+    pub open_world: Option<bool>,
+}
+
+impl CompiledAnnotation {
+    /// Whether this declaration speaks of `tool` on `server`.
+    pub fn covers(&self, server: &str, tool: &str) -> bool {
+        self.servers
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|p| crate::glob::glob_matches(p, server)))
+            && self
+                .tools
+                .iter()
+                .any(|p| crate::glob::glob_matches(p, tool))
+    }
+}
+
 /// A `records` declaration: which tools create records of a kind and where
 /// the new record's id is in their result.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -404,6 +434,7 @@ pub struct CompiledPolicySet {
     pub(crate) labels: PolicySet,
     pub(crate) arg_fields: BTreeMap<String, BTreeSet<ArgType>>,
     pub(crate) records: Vec<CompiledRecords>,
+    pub(crate) annotations: Vec<CompiledAnnotation>,
     pub(crate) clock_zones: BTreeSet<String>,
 }
 
@@ -411,6 +442,11 @@ impl CompiledPolicySet {
     /// The `records` declarations, in source order.
     pub fn records(&self) -> &[CompiledRecords] {
         &self.records
+    }
+    /// The annotation declarations (the operator's word on tools), in
+    /// source order: for each hint, the first that covers a tool decides.
+    pub fn stated_annotations(&self) -> &[CompiledAnnotation] {
+        &self.annotations
     }
     pub fn default_effect(&self) -> Effect {
         self.default

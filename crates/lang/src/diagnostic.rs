@@ -137,6 +137,10 @@ codes! {
     InvalidLabelLife = "invalid-label-life", Error, "a label lasts from 1s to 30d, or `for session`";
     /// `session has label NAME` naming no `label` rule of the set.
     UnknownLabel = "unknown-label", Error, "`session has label` names a `label` rule of the set";
+    /// An annotation declaration that claims a hint twice, or hints that contradict (`read-only, destructive`).
+    ConflictingAnnotation = "conflicting-annotation", Error, "an annotation declaration says each thing once, and a read-only tool is neither destructive nor non-idempotent";
+    /// A rule on a tool annotation, for tools the operator says nothing of: it trusts the upstream's claim about itself.
+    UpstreamAnnotation = "upstream-annotation", Warning, "a rule on `tool.destructive` and the like reads the upstream's own claim unless the operator states it (`tool \"x\" is destructive`)";
     /// `by group ""` or `by user ""`.
     EmptyApprover = "empty-approver", Error, "an approver names a group or a user";
     /// A `per model` limit whose rule does not require `verified model`.

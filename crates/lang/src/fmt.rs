@@ -29,6 +29,19 @@ pub fn format_policy_file(file: &PolicyFile, text: &str) -> String {
                 p.out.push('\n');
             }
             Item::Records(r) => p.records(r),
+            Item::Annotation(a) => {
+                p.out.push_str("tool ");
+                p.patterns(&a.tools);
+                if let Some(s) = &a.servers {
+                    p.out.push_str(" on server ");
+                    p.patterns(s);
+                }
+                p.out.push_str(" is ");
+                let claims: Vec<String> = a.claims.iter().map(Claim::text).collect();
+                p.out.push_str(&claims.join(", "));
+                p.trailing_comment(a.span.end);
+                p.out.push('\n');
+            }
             Item::Rule(rule) => p.rule(rule),
         }
     }

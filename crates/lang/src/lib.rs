@@ -42,8 +42,8 @@ pub mod template;
 pub mod terminal;
 
 pub use compile::{
-    ArgType, CompiledApproval, CompiledApprover, CompiledGrant, CompiledLimit, CompiledPolicySet,
-    CompiledRecords, CompiledRule, CreatedArg,
+    ArgType, CompiledAnnotation, CompiledApproval, CompiledApprover, CompiledGrant, CompiledLimit,
+    CompiledPolicySet, CompiledRecords, CompiledRule, CreatedArg,
 };
 pub use diagnostic::{Code, Diagnostic, Diagnostics, Label, Location, Severity};
 pub use source::{FileId, SourceFile, Sources, Span};

@@ -3,12 +3,14 @@
 //! where it is written. `tests/lints.rs` has a passing and a failing example
 //! of each, with the rendered report as an insta snapshot.
 
+mod annotations;
 pub(crate) mod approval;
 mod dead;
 mod elements;
 mod labels;
 mod limits;
 mod time;
+pub(crate) use annotations::*;
 pub(crate) use approval::*;
 pub(crate) use dead::*;
 pub(crate) use elements::*;

@@ -42,6 +42,7 @@ pub fn parse_file(file: FileId, text: &str) -> Result<PolicyFile, Vec<Diagnostic
         match pair.as_rule() {
             Rule::default_decl => items.push(Item::Default(b.default_decl(pair))),
             Rule::records_decl => items.push(Item::Records(b.records(pair))),
+            Rule::annotation_decl => items.push(Item::Annotation(b.annotation(pair))),
             Rule::rule_decl => items.push(Item::Rule(b.rule(pair))),
             Rule::EOI => {}
             r => unreachable!("grammar: unexpected {r:?} in file"),
@@ -105,6 +106,55 @@ impl Builder {
             name,
             clauses,
             span,
+        }
+    }
+
+    fn annotation(&mut self, pair: Pair<'_, Rule>) -> AnnotationDecl {
+        let span = self.span(&pair);
+        let mut lists = Vec::new();
+        let mut claims = Vec::new();
+        for p in pair.into_inner().filter(|p| !is_keyword(p.as_rule())) {
+            match p.as_rule() {
+                Rule::pattern_list => {
+                    let pspan = self.span(&p);
+                    lists.push(self.pattern_list(p, pspan));
+                }
+                Rule::claim => {
+                    let cspan = self.span(&p);
+                    let mut value = true;
+                    let mut flag = ToolFlag::OpenWorld;
+                    for part in p.into_inner() {
+                        match part.as_rule() {
+                            Rule::not_op => value = false,
+                            _ => {
+                                flag = match part.as_str() {
+                                    "read-only" | "read_only" => ToolFlag::ReadOnly,
+                                    "destructive" => ToolFlag::Destructive,
+                                    "idempotent" => ToolFlag::Idempotent,
+                                    _ => ToolFlag::OpenWorld,
+                                }
+                            }
+                        }
+                    }
+                    claims.push(Claim {
+                        flag,
+                        value,
+                        span: cspan,
+                    });
+                }
+                r => unreachable!("grammar: unexpected {r:?} in an annotation"),
+            }
+        }
+        let mut lists = lists.into_iter();
+        let tools = lists.next().expect("grammar: tool patterns");
+        let servers = lists.next();
+        // Pest keeps the whitespace after the last repeated claim.
+        let end = claims.last().map_or(span.end, |c| c.span.end);
+        AnnotationDecl {
+            tools,
+            servers,
+            claims,
+            span: Span::new(span.file, span.start, end),
         }
     }
 
@@ -738,6 +788,8 @@ fn is_keyword(r: Rule) -> bool {
             | Rule::kw_calls
             | Rule::kw_label
             | Rule::kw_has
+            | Rule::kw_is
+            | Rule::kw_on
     )
 }
 

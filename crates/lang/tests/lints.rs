@@ -618,3 +618,51 @@ fn unknown_label() {
         &format!("default allow\n{LABEL_AND_DENY}"),
     );
 }
+
+#[test]
+fn conflicting_annotation() {
+    check(
+        Code::ConflictingAnnotation,
+        "default allow\ntool \"delete_*\" is destructive, not destructive\n",
+        "default allow\ntool \"delete_*\" is destructive, not idempotent\n",
+    );
+    let diags = lint_policy_set(&common::sources(
+        "ro.policy",
+        "default allow\ntool \"get_*\" is read-only, destructive\n",
+    ));
+    assert_eq!(common::codes(&diags), ["conflicting-annotation"]);
+    assert!(
+        diags
+            .iter()
+            .next()
+            .unwrap()
+            .message()
+            .contains("a read-only tool cannot be `destructive`")
+    );
+}
+
+#[test]
+fn upstream_annotation() {
+    check(
+        Code::UpstreamAnnotation,
+        "default allow\ndeny no-destructive-deletes {\n  tool \"delete_*\"\n  when tool.destructive\n}\n",
+        "default allow\ntool \"delete_*\" is destructive\ndeny no-destructive-deletes {\n  tool \"delete_*\"\n  when tool.destructive\n}\n",
+    );
+    // A declaration for other tools, or another flag, or only some
+    // servers of the rule, leaves the warning.
+    for stated in [
+        "tool \"drop_*\" is destructive",
+        "tool \"delete_*\" is not open-world",
+        "tool \"delete_*\" on server \"lims\" is destructive",
+    ] {
+        let text = format!(
+            "default allow\n{stated}\ndeny d {{\n  tool \"delete_*\"\n  when tool.destructive\n}}\n"
+        );
+        let diags = lint_policy_set(&common::sources("u.policy", &text));
+        assert_eq!(common::codes(&diags), ["upstream-annotation"], "{stated}");
+    }
+    // A rule without a `tool` clause reads any tool's hint: not reported
+    // (docs/language.md says what it trusts).
+    let any = "default allow\ndeny d {\n  when tool.destructive\n}\n";
+    assert!(lint_policy_set(&common::sources("a.policy", any)).is_empty());
+}

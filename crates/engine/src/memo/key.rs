@@ -123,7 +123,7 @@ pub(crate) fn key(input: &KeyInput<'_>) -> Option<Vec<u8>> {
         w.strs(&call.identity.groups);
     }
     if !omitted(Part::Annotations) {
-        w.tag(annotation_bits(call.annotations.resolved()) as u8);
+        w.tag(annotation_bits(input.slice.annotations_of(call.annotations)) as u8);
     }
     // The context, attribute by attribute, each only when read.
     let read = |name: &str| reads.reads(name);

@@ -55,6 +55,9 @@ impl Tri {
 /// its server, and the wall time of the call (Unix seconds).
 pub struct Env<'a> {
     pub call: &'a CallContext,
+    /// The tool's hints as the rules read them: the operator's word where
+    /// an annotation declaration gives it, else the upstream's.
+    pub annotations: warden_engine::ToolAnnotations,
     pub created: &'a HashSet<String>,
     /// The labels the call's session has when it is decided.
     pub labels: &'a HashSet<String>,
@@ -122,7 +125,7 @@ fn atom_value(atom: &Atom, env: &Env<'_>) -> Tri {
             // MCP defaults for a hint the server does not give; destructive
             // and idempotent mean something only when not read-only (a
             // read-only tool is neither destructive nor non-idempotent).
-            let a = &call.annotations;
+            let a = &env.annotations;
             let read_only = a.read_only_hint.unwrap_or(false);
             Tri::of(match flag {
                 ToolFlag::ReadOnly => read_only,

@@ -64,6 +64,8 @@ pub struct Case {
     pub default_allow: bool,
     pub rules: Vec<GenRule>,
     pub steps: Vec<Step>,
+    /// Annotation declarations (`tool "x" is destructive`), as written.
+    pub stated: Vec<String>,
 }
 
 impl Case {
@@ -76,6 +78,10 @@ impl Case {
             "default {}\nrecords thing {{\n  created by tool \"create_*\" at \"/id\"\n}}\n",
             if self.default_allow { "allow" } else { "deny" }
         );
+        for s in &self.stated {
+            out.push_str(s);
+            out.push('\n');
+        }
         let list = |ps: &[&str]| {
             let quoted: Vec<String> = ps.iter().map(|p| format!("\"{p}\"")).collect();
             if quoted.len() == 1 {
@@ -355,6 +361,43 @@ const RECORD_IDS: &[&str] = &["\"S-1\"", "\"S-2\"", "7", "7.0"];
 /// A policy string literal: `"` and `\\` escaped.
 fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// An annotation declaration: tool patterns, sometimes a server, and one
+/// or two things said (never a contradiction the checker refuses).
+fn stated() -> impl Strategy<Value = String> {
+    let claim = select(
+        &[
+            "read-only",
+            "not read-only",
+            "destructive",
+            "not destructive",
+            "idempotent",
+            "not idempotent",
+            "open-world",
+            "not open-world",
+        ][..],
+    );
+    (
+        vec(select(TOOL_PATTERNS), 1..3),
+        option::weighted(0.3, select(SERVER_PATTERNS)),
+        vec(claim, 1..3),
+    )
+        .prop_map(|(tools, server, mut claims)| {
+            // One word per hint, and no read-only tool that is destructive
+            // or not idempotent.
+            claims.dedup_by(|a, b| a.trim_start_matches("not ") == b.trim_start_matches("not "));
+            if claims.contains(&"read-only") {
+                claims.retain(|c| *c != "destructive" && *c != "not idempotent");
+            }
+            let quoted: Vec<String> = tools.iter().map(|t| format!("\"{t}\"")).collect();
+            let mut out = format!("tool [{}]", quoted.join(", "));
+            if let Some(s) = server {
+                out.push_str(&format!(" on server \"{s}\""));
+            }
+            out.push_str(&format!(" is {}", claims.join(", ")));
+            out
+        })
 }
 
 /// How many distinct label placeholders the generator writes.
@@ -673,13 +716,14 @@ pub fn case() -> impl Strategy<Value = Case> {
         any::<bool>(),
         vec(rule(), 1..=8),
         vec(step(), 1..=12),
+        proptest::collection::vec(stated(), 0..3),
         vec(
             (proptest::bool::weighted(0.3), any::<usize>(), any::<bool>()),
             12,
         ),
     )
         .prop_map(
-            |((anchor, before), default_allow, rules, mut steps, links)| {
+            |((anchor, before), default_allow, rules, mut steps, stated, links)| {
                 for i in 1..steps.len() {
                     let (follow, pick, also_b) = links[i];
                     let creators: Vec<usize> = (0..i)
@@ -712,6 +756,7 @@ pub fn case() -> impl Strategy<Value = Case> {
                     default_allow,
                     rules,
                     steps,
+                    stated,
                 }
             },
         )

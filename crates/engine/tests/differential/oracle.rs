@@ -10,7 +10,7 @@ use crate::conditions::{Env, Tri, argument_or_null, count, decimal, eval, glob, 
 use serde_json::Value as Json;
 use std::collections::{HashMap, HashSet};
 use warden_engine::CallContext;
-use warden_lang::ast::{Effect, Expr, Item, Mode, PolicyFile, RuleKind, Scope, ScopeSet};
+use warden_lang::ast::{Effect, Expr, Item, Mode, PolicyFile, RuleKind, Scope, ScopeSet, ToolFlag};
 
 /// A rule as the reference reads it: only what decides.
 #[derive(Debug, Clone)]
@@ -39,12 +39,22 @@ pub struct Records {
     pub creators: Vec<(String, String)>,
 }
 
+/// An annotation declaration: the servers it covers (`None`: all), its
+/// tool patterns, and what it says, as (flag, value) in written order.
+#[derive(Debug, Clone)]
+pub struct Stated {
+    pub servers: Option<Vec<String>>,
+    pub tools: Vec<String>,
+    pub claims: Vec<(ToolFlag, bool)>,
+}
+
 /// A checked policy set.
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub default: Effect,
     pub rules: Vec<Rule>,
     pub records: Vec<Records>,
+    pub stated: Vec<Stated>,
 }
 
 /// A call that was forwarded upstream, at a time in whole seconds, and
@@ -95,9 +105,20 @@ impl Policy {
         let mut default = None;
         let mut rules = Vec::new();
         let mut records = Vec::new();
+        let mut stated = Vec::new();
         for item in files.iter().flat_map(|f| &f.items) {
             match item {
                 Item::Default(d) => default = Some(d.effect),
+                Item::Annotation(a) => {
+                    let names = |l: &warden_lang::ast::PatternList| {
+                        l.patterns.iter().map(|p| p.node.clone()).collect()
+                    };
+                    stated.push(Stated {
+                        servers: a.servers.as_ref().map(names),
+                        tools: names(&a.tools),
+                        claims: a.claims.iter().map(|c| (c.flag, c.value)).collect(),
+                    });
+                }
                 Item::Records(decl) => {
                     use warden_lang::ast::RecordsClause;
                     let mut read = Records {
@@ -169,7 +190,55 @@ impl Policy {
             default: default.expect("a checked set has a default"),
             rules,
             records,
+            stated,
         }
+    }
+
+    /// The hints the rules read for `call` (docs/language.md, "What the
+    /// operator says a tool is"): per hint, the first declaration that
+    /// covers the tool and says it, else the upstream's; a tool said to be
+    /// destructive, or not idempotent, is not read-only whatever else is
+    /// said of it.
+    pub fn hints(&self, call: &CallContext) -> warden_engine::ToolAnnotations {
+        let said = |flag: ToolFlag| {
+            self.stated.iter().find_map(|s| {
+                let server_ok = s
+                    .servers
+                    .as_ref()
+                    .is_none_or(|ps| ps.iter().any(|p| glob(p, &call.server)));
+                let tool_ok = s.tools.iter().any(|p| glob(p, &call.tool));
+                if !(server_ok && tool_ok) {
+                    return None;
+                }
+                s.claims.iter().find(|(f, _)| *f == flag).map(|(_, v)| *v)
+            })
+        };
+        let mut h = call.annotations;
+        let (ro, de, id, ow) = (
+            said(ToolFlag::ReadOnly),
+            said(ToolFlag::Destructive),
+            said(ToolFlag::Idempotent),
+            said(ToolFlag::OpenWorld),
+        );
+        if ro.is_some() {
+            h.read_only_hint = ro;
+        }
+        if de.is_some() {
+            h.destructive_hint = de;
+        }
+        if id.is_some() {
+            h.idempotent_hint = id;
+        }
+        if ow.is_some() {
+            h.open_world_hint = ow;
+        }
+        if de == Some(true) || id == Some(false) {
+            h.read_only_hint = Some(false);
+        }
+        if ro.is_some() || de.is_some() || id.is_some() || ow.is_some() {
+            crate::conditions::count("stated:applied");
+        }
+        h
     }
 
     /// The ids on `server` whose record a call through the agent path
@@ -553,6 +622,7 @@ impl Policy {
         }
         let env = Env {
             call,
+            annotations: self.hints(call),
             created,
             labels,
             now: now as i64,

@@ -45,6 +45,39 @@ impl Messy {
                     m.out.push_str(d.effect.keyword());
                 }
                 Item::Records(r) => m.records(r),
+                Item::Annotation(a) => {
+                    m.out.push_str("tool");
+                    m.opt_ws();
+                    m.patterns(&a.tools);
+                    if let Some(s) = &a.servers {
+                        m.ws();
+                        m.out.push_str("on");
+                        m.ws();
+                        m.out.push_str("server");
+                        m.opt_ws();
+                        m.patterns(s);
+                    }
+                    m.ws();
+                    m.out.push_str("is");
+                    for (i, c) in a.claims.iter().enumerate() {
+                        if i > 0 {
+                            m.opt_ws();
+                            m.out.push(',');
+                        }
+                        m.ws();
+                        if !c.value {
+                            m.out.push_str("not");
+                            m.ws();
+                        }
+                        // Both spellings parse.
+                        let word = c.flag.claim_word();
+                        if m.one_in(3) {
+                            m.out.push_str(&word.replace('-', "_"));
+                        } else {
+                            m.out.push_str(word);
+                        }
+                    }
+                }
                 Item::Rule(r) => m.rule(r),
             }
         }

@@ -325,7 +325,7 @@ fn element_test(valid: bool) -> BoxedStrategy<Atom> {
 fn measure(valid: bool) -> BoxedStrategy<Atom> {
     if valid {
         prop_oneof![
-            (valid_arg_path(), cmp_op(), 1i64..100_000).prop_map(|(p, op, n)| Atom::Compare(
+            1 => (valid_arg_path(), cmp_op(), 1i64..100_000).prop_map(|(p, op, n)| Atom::Compare(
                 Subject::Length(p, S),
                 sp(op),
                 Literal {
@@ -333,12 +333,12 @@ fn measure(valid: bool) -> BoxedStrategy<Atom> {
                     span: S
                 }
             )),
-            (valid_arg_path(), cmp_op(), byte_size(true)).prop_map(|(p, op, l)| Atom::Compare(
+            2 => (valid_arg_path(), cmp_op(), byte_size(true)).prop_map(|(p, op, l)| Atom::Compare(
                 Subject::Size(p, S),
                 sp(op),
                 l
             )),
-            (valid_arg_path(), cmp_op(), 1i64..100_000).prop_map(|(p, op, n)| Atom::Compare(
+            1 => (valid_arg_path(), cmp_op(), 1i64..100_000).prop_map(|(p, op, n)| Atom::Compare(
                 Subject::Size(p, S),
                 sp(op),
                 Literal {
@@ -441,7 +441,7 @@ fn atom(valid: bool) -> BoxedStrategy<Atom> {
         1 => during(valid),
         1 => (quantifier(), element_test(valid)).prop_map(|(q, t)| Atom::Each(sp(q), Box::new(t))),
         1 => string_comparison(valid).prop_map(|a| Atom::IgnoringCase(Box::new(a))),
-        1 => measure(valid),
+        2 => measure(valid),
     ];
     // A valid set declares no label, so it names none.
     if valid {
@@ -596,8 +596,35 @@ fn records_clause() -> impl Strategy<Value = RecordsClause> {
     ]
 }
 
+/// An annotation declaration of the grammar (any claims, repeated or
+/// contradicting too: the checker's to refuse).
+fn any_annotation(
+    tools: BoxedStrategy<String>,
+    claims: usize,
+) -> impl Strategy<Value = AnnotationDecl> {
+    (
+        pattern_list(tools),
+        proptest::option::of(pattern_list(any_string().boxed())),
+        vec((tool_flag(), any::<bool>()), 1..=claims),
+    )
+        .prop_map(|(tools, servers, claims)| AnnotationDecl {
+            tools,
+            servers,
+            claims: claims
+                .into_iter()
+                .map(|(flag, value)| Claim {
+                    flag,
+                    value,
+                    span: S,
+                })
+                .collect(),
+            span: S,
+        })
+}
+
 fn any_item() -> impl Strategy<Value = Item> {
     prop_oneof![
+        1 => any_annotation(any_string().boxed(), 3).prop_map(Item::Annotation),
         1 => (rule_name(), vec(records_clause(), 0..4)).prop_map(|(name, clauses)| {
             Item::Records(RecordsDecl {
                 name: sp(name),
@@ -749,8 +776,21 @@ pub fn valid_file() -> impl Strategy<Value = PolicyFile> {
         select(vec![Effect::Allow, Effect::Deny]),
         vec(valid_rule(), 0..5),
         proptest::option::of(0usize..6),
+        // One claim each: never twice the same, never a contradiction.
+        proptest::option::of(any_annotation("[A-Za-z0-9_.*-]{1,12}".boxed(), 1).prop_map(
+            |mut a| {
+                if let Some(s) = &mut a.servers {
+                    for p in &mut s.patterns {
+                        if p.node.is_empty() {
+                            p.node = "lims".into();
+                        }
+                    }
+                }
+                a
+            },
+        )),
     )
-        .prop_map(|(effect, rules, restate_at)| {
+        .prop_map(|(effect, rules, restate_at, stated)| {
             let default = || Item::Default(DefaultDecl { effect, span: S });
             // Covers every server, so that `created by agent` is valid.
             let records = Item::Records(RecordsDecl {
@@ -763,6 +803,7 @@ pub fn valid_file() -> impl Strategy<Value = PolicyFile> {
                 span: S,
             });
             let mut items = vec![default(), records];
+            items.extend(stated.map(Item::Annotation));
             for (i, mut r) in rules.into_iter().enumerate() {
                 r.name.node = format!("{}-{i}", r.name.node);
                 items.push(Item::Rule(r));

@@ -14,6 +14,18 @@ pub fn strip_file(f: &PolicyFile) -> PolicyFile {
         match item {
             Item::Default(d) => d.span = S,
             Item::Records(r) => strip_records(r),
+            Item::Annotation(a) => {
+                a.span = S;
+                for list in std::iter::once(&mut a.tools).chain(a.servers.as_mut()) {
+                    list.span = S;
+                    for p in &mut list.patterns {
+                        p.span = S;
+                    }
+                }
+                for c in &mut a.claims {
+                    c.span = S;
+                }
+            }
             Item::Rule(r) => strip_rule(r),
         }
     }
