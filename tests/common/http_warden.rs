@@ -32,6 +32,9 @@ impl HttpWarden {
             .arg("--")
             .arg(env!("CARGO_BIN_EXE_warden"))
             .arg("proxy-test-upstream")
+            // Tools the test upstream lists besides its own, if the test
+            // writes them (`tools.json` in the temp dir).
+            .env("WARDEN_TEST_UPSTREAM_TOOLS", dir.path().join("tools.json"))
             .stdin(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)

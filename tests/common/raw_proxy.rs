@@ -45,6 +45,9 @@ impl RawProxy {
             .arg("--")
             .arg(env!("CARGO_BIN_EXE_warden"))
             .arg("proxy-test-upstream")
+            // Tools the test upstream lists besides its own, if the test
+            // writes them (`tools.json` in the temp dir).
+            .env("WARDEN_TEST_UPSTREAM_TOOLS", dir.path().join("tools.json"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -34,6 +34,7 @@ mod runtime;
 mod sarif;
 mod serve_cmd;
 mod test_cmd;
+mod tools_cmd;
 mod verify_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -154,6 +155,12 @@ enum Command {
         #[command(subcommand)]
         command: audit_cmd::AuditCommand,
     },
+    /// The tools an upstream offers, and the definitions warden pinned:
+    /// list, diff and approve changes, write a pin file.
+    Tools {
+        #[command(subcommand)]
+        command: tools_cmd::ToolsCommand,
+    },
     /// Format .policy files canonically, in place.
     Fmt {
         /// Files or directories.
@@ -201,6 +208,7 @@ pub fn run() -> i32 {
         Command::Test { paths } => test_cmd::run(paths),
         Command::Verify(args) => verify_cmd::run(args),
         Command::Audit { command } => audit_cmd::run(command),
+        Command::Tools { command } => tools_cmd::run(command),
         Command::Replay(args) => replay_cmd::run(args),
         Command::Report(args) => report_cmd::run(args),
         Command::Proxy(args) => proxy_cmd::run(*args),

@@ -154,6 +154,15 @@ pub(crate) struct ProxyArgs {
     /// log line says `"mode": "shadow"`. Per-rule `mode shadow` is apart.
     #[arg(long, value_enum, default_value_t = runtime::Mode::Enforce)]
     mode: runtime::Mode,
+    /// How tool definitions are pinned: `trust-on-first-use` keeps each
+    /// tool's first definition in the state store and hides a changed one
+    /// (its calls refused) until `warden tools approve`; `strict` trusts
+    /// only --pin-file; `off` checks nothing.
+    #[arg(long, value_enum, default_value_t = runtime::PinMode::TrustOnFirstUse)]
+    tool_pins: runtime::PinMode,
+    /// With --tool-pins strict: the pin file (`warden tools pin > tools.lock`).
+    #[arg(long, value_name = "FILE")]
+    pin_file: Option<PathBuf>,
     /// With --listen: every request needs a bearer JWT from this issuer
     /// (its `iss`, exactly), and calls act for the token's user. On stdio
     /// with --approvals-listen: approvers give such a token on the approval
@@ -444,6 +453,10 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
     cfg.provenance_signer = signer;
     cfg.confirm_key = confirm_key;
     cfg.shadow_all = args.mode == runtime::Mode::Shadow;
+    cfg.tool_pins = match runtime::tool_pins(args.tool_pins, args.pin_file.as_ref()) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     // On stdio the tokens authenticate approvers on the page, not calls.
     let (bearer, approvers) = if listen.is_some() {
         (bearer.clone(), bearer)

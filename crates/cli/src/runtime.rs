@@ -297,6 +297,50 @@ pub(crate) enum Mode {
     Shadow,
 }
 
+/// How tool definitions are pinned (`--tool-pins`, `[tools] pins`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum PinMode {
+    /// Pin each tool's first definition in the state store; hide and
+    /// refuse a changed one until `warden tools approve`.
+    TrustOnFirstUse,
+    /// Trust only the definitions of the pin file (`--pin-file`).
+    Strict,
+    /// Do not check tool definitions.
+    Off,
+}
+
+/// The pinning the mode and pin file say, or why not (a usage error).
+pub(crate) fn tool_pins(
+    mode: PinMode,
+    pin_file: Option<&std::path::PathBuf>,
+) -> Result<warden_proxy::tool_pins::ToolPins, i32> {
+    use warden_proxy::tool_pins::ToolPins;
+    match (mode, pin_file) {
+        (PinMode::Strict, Some(path)) => match warden_proxy::tool_pins::load_pin_file(path) {
+            Ok(file) => Ok(ToolPins::Strict(file)),
+            Err(e) => {
+                eprint!("{}", crate::lint::render_report(&e));
+                Err(exit::USAGE)
+            }
+        },
+        (PinMode::Strict, None) => {
+            eprintln!(
+                "error: strict tool pinning needs a pin file\n  help: write one with `warden tools pin --state FILE > tools.lock` and give it with `--pin-file tools.lock`"
+            );
+            Err(exit::USAGE)
+        }
+        (_, Some(_)) => {
+            eprintln!(
+                "error: a pin file is read in strict mode only\n  help: add `--tool-pins strict`"
+            );
+            Err(exit::USAGE)
+        }
+        (PinMode::TrustOnFirstUse, None) => Ok(ToolPins::TrustOnFirstUse),
+        (PinMode::Off, None) => Ok(ToolPins::Off),
+    }
+}
+
 /// The key that seals 2026-07-28 confirmations: the file's (shared by
 /// replicas), else this process's own.
 pub(crate) fn load_confirm_key(

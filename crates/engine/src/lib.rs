@@ -20,6 +20,7 @@ pub mod log;
 pub mod memo;
 pub mod memory;
 pub mod message;
+pub mod pins;
 pub mod postgres_records;
 pub mod records;
 pub mod redis_state;
@@ -38,7 +39,7 @@ pub use engine::{
     Confirmation, Decided, Denial, Engine, EngineOptions, Outcome, Retry, RuleHit, ShadowFinding,
 };
 pub use index::PolicyBundle;
-pub use log::{DecisionLog, LogError, UpstreamOutcome};
+pub use log::{DecisionLog, LogError, ToolChangedLine, UpstreamOutcome};
 pub use postgres_records::{PostgresOptions, PostgresRecords};
 pub use records::{MemoryRecords, NewRecord, RecordBackend, RecordError, RecordStore};
 pub use redis_state::{RedisOptions, RedisState, RedisTime};

@@ -292,6 +292,23 @@ impl DecisionLog {
         }
     }
 
+    /// A tool whose definition is not the pinned one (`"event":
+    /// "tool_changed"`): which, the pinned and the seen digest, and what
+    /// warden does (hides it and refuses its calls until approved).
+    pub fn write_tool_changed(&self, change: &ToolChangedLine<'_>) -> Result<(), LogError> {
+        let line = serde_json::to_string(&ToolChangedRecord {
+            time: rfc3339(SystemTime::now()),
+            event: "tool_changed",
+            change,
+        });
+        match line {
+            Ok(line) => self.out.submit(line).wait(),
+            Err(e) => Err(LogError::Encode {
+                message: e.to_string(),
+            }),
+        }
+    }
+
     /// `text` (a reason that may quote the call's arguments) with the
     /// values of redacted arguments replaced, as decision lines show it.
     pub fn scrubbed(&self, call: &CallContext, text: &str) -> String {
@@ -396,6 +413,28 @@ pub struct ApprovalLine<'a> {
     pub note: &'a str,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub grants: &'a [crate::engine::GrantUse],
+}
+
+/// What a `tool_changed` line says.
+#[derive(Debug, Serialize)]
+pub struct ToolChangedLine<'a> {
+    pub server: &'a str,
+    pub tool: &'a str,
+    /// The pinned digest (`None`: strict mode, and the pin file has no
+    /// such tool).
+    pub pinned: Option<&'a str>,
+    /// The digest of the definition the upstream listed.
+    pub seen: &'a str,
+    /// `trust-on-first-use` or `strict`.
+    pub mode: &'a str,
+}
+
+#[derive(Serialize)]
+struct ToolChangedRecord<'a> {
+    time: String,
+    event: &'static str,
+    #[serde(flatten)]
+    change: &'a ToolChangedLine<'a>,
 }
 
 #[derive(Serialize)]

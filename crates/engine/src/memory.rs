@@ -127,6 +127,8 @@ struct Inner {
     approvals: HashMap<String, (String, Option<String>, Instant)>,
     /// Session → label → when it expires.
     labels: HashMap<String, HashMap<String, Instant>>,
+    /// (server, tool) → the pinned definition and a pending one.
+    pins: std::collections::BTreeMap<(String, String), crate::pins::ToolPin>,
     /// User → owned entries their calls created.
     per_user: HashMap<String, usize>,
     next_hold: u64,
@@ -510,6 +512,65 @@ impl StateStore for CallState {
             .filter(|n| on.get(*n).is_some_and(|exp| *exp > now))
             .cloned()
             .collect())
+    }
+
+    fn check_pin(
+        &self,
+        server: &str,
+        tool: &str,
+        digest: &str,
+        definition: &str,
+    ) -> Result<crate::pins::PinCheck, StateError> {
+        use crate::pins::{PendingDefinition, PinCheck, ToolPin};
+        let mut inner = self.lock()?;
+        let key = (server.to_string(), tool.to_string());
+        if !inner.pins.contains_key(&key) && inner.pins.len() >= MAX_MARKS {
+            return Err(StateError::Store(format!(
+                "it keeps at most {MAX_MARKS} tool pins in memory"
+            )));
+        }
+        match inner.pins.get_mut(&key) {
+            None => {
+                inner.pins.insert(
+                    key,
+                    ToolPin {
+                        server: server.to_string(),
+                        tool: tool.to_string(),
+                        digest: digest.to_string(),
+                        definition: definition.to_string(),
+                        pending: None,
+                    },
+                );
+                Ok(PinCheck::New)
+            }
+            Some(pin) if pin.digest == digest => Ok(PinCheck::Same),
+            Some(pin) => {
+                pin.pending = Some(PendingDefinition {
+                    digest: digest.to_string(),
+                    definition: definition.to_string(),
+                });
+                Ok(PinCheck::Changed {
+                    pinned: pin.digest.clone(),
+                })
+            }
+        }
+    }
+
+    fn pins(&self) -> Result<Vec<crate::pins::ToolPin>, StateError> {
+        Ok(self.lock()?.pins.values().cloned().collect())
+    }
+
+    fn approve_pin(&self, server: &str, tool: &str) -> Result<bool, StateError> {
+        let mut inner = self.lock()?;
+        let Some(pin) = inner.pins.get_mut(&(server.to_string(), tool.to_string())) else {
+            return Ok(false);
+        };
+        let Some(p) = pin.pending.take() else {
+            return Ok(false);
+        };
+        pin.digest = p.digest;
+        pin.definition = p.definition;
+        Ok(true)
     }
 
     fn put_grant(

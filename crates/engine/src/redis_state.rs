@@ -122,6 +122,9 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// `warden:` + kind + each part as `LEN:PART`.
+/// The set of every pinned tool (`["server","tool"]` members).
+const PINS_KEY: &str = "warden:pins";
+
 fn key(kind: char, parts: &[&str]) -> String {
     let mut k = String::with_capacity(16 + parts.iter().map(|p| p.len() + 4).sum::<usize>());
     k.push_str("warden:");
@@ -424,6 +427,135 @@ impl StateStore for RedisState {
                 .query(c)
         })?;
         Ok(set.is_some())
+    }
+
+    /// One hash per tool (`digest`, `definition`, `pending_digest`,
+    /// `pending_definition`), listed in a set of every pinned tool. The
+    /// first replica's `HSETNX` pins; the digest read back in the same
+    /// transaction tells whether this definition is the pinned one.
+    fn check_pin(
+        &self,
+        server: &str,
+        tool: &str,
+        digest: &str,
+        definition: &str,
+    ) -> Result<crate::pins::PinCheck, StateError> {
+        use crate::pins::PinCheck;
+        let k = key('p', &[server, tool]);
+        let member = serde_json::json!([server, tool]).to_string();
+        let (created, pinned): (bool, String) = self.pool.run(false, |c| {
+            redis::pipe()
+                .atomic()
+                .cmd("HSETNX")
+                .arg(&k)
+                .arg("digest")
+                .arg(digest)
+                .cmd("HGET")
+                .arg(&k)
+                .arg("digest")
+                .cmd("HSETNX")
+                .arg(&k)
+                .arg("definition")
+                .arg(definition)
+                .ignore()
+                .cmd("SADD")
+                .arg(PINS_KEY)
+                .arg(&member)
+                .ignore()
+                .query(c)
+        })?;
+        if created {
+            return Ok(PinCheck::New);
+        }
+        if pinned == digest {
+            return Ok(PinCheck::Same);
+        }
+        self.pool.run(false, |c| {
+            redis::cmd("HSET")
+                .arg(&k)
+                .arg("pending_digest")
+                .arg(digest)
+                .arg("pending_definition")
+                .arg(definition)
+                .query::<()>(c)
+        })?;
+        Ok(PinCheck::Changed { pinned })
+    }
+
+    fn pins(&self) -> Result<Vec<crate::pins::ToolPin>, StateError> {
+        use crate::pins::{PendingDefinition, ToolPin};
+        let members: Vec<String> = self
+            .pool
+            .run(false, |c| redis::cmd("SMEMBERS").arg(PINS_KEY).query(c))?;
+        let mut out = Vec::new();
+        for m in members {
+            let Ok((server, tool)) = serde_json::from_str::<(String, String)>(&m) else {
+                continue;
+            };
+            let k = key('p', &[&server, &tool]);
+            let fields: (
+                Option<String>,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+            ) = self.pool.run(false, |c| {
+                redis::cmd("HMGET")
+                    .arg(&k)
+                    .arg("digest")
+                    .arg("definition")
+                    .arg("pending_digest")
+                    .arg("pending_definition")
+                    .query(c)
+            })?;
+            let (Some(digest), Some(definition), pd, pdef) = fields else {
+                continue;
+            };
+            let pending = match (pd, pdef) {
+                (Some(digest), Some(definition)) => Some(PendingDefinition { digest, definition }),
+                _ => None,
+            };
+            out.push(ToolPin {
+                server,
+                tool,
+                digest,
+                definition,
+                pending,
+            });
+        }
+        out.sort_by(|a, b| (&a.server, &a.tool).cmp(&(&b.server, &b.tool)));
+        Ok(out)
+    }
+
+    fn approve_pin(&self, server: &str, tool: &str) -> Result<bool, StateError> {
+        let k = key('p', &[server, tool]);
+        let (pd, pdef): (Option<String>, Option<String>) = self.pool.run(false, |c| {
+            redis::cmd("HMGET")
+                .arg(&k)
+                .arg("pending_digest")
+                .arg("pending_definition")
+                .query(c)
+        })?;
+        let (Some(digest), Some(definition)) = (pd, pdef) else {
+            return Ok(false);
+        };
+        self.pool.run(false, |c| {
+            redis::pipe()
+                .atomic()
+                .cmd("HSET")
+                .arg(&k)
+                .arg("digest")
+                .arg(&digest)
+                .arg("definition")
+                .arg(&definition)
+                .ignore()
+                .cmd("HDEL")
+                .arg(&k)
+                .arg("pending_digest")
+                .arg("pending_definition")
+                .ignore()
+                .query::<()>(c)
+        })?;
+        Ok(true)
     }
 
     /// One key per (session, label) whose expiry is the label's end:

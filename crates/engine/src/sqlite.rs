@@ -183,6 +183,19 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (session, label)
     ) WITHOUT ROWID;
 ",
+    // Pinned tool definitions (issue 17): the first definition seen of
+    // each tool (or the last approved), and a different one seen since.
+    "
+    CREATE TABLE tool_pins (
+        server TEXT NOT NULL,
+        tool TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        definition TEXT NOT NULL,
+        pending_digest TEXT,
+        pending_definition TEXT,
+        PRIMARY KEY (server, tool)
+    ) WITHOUT ROWID;
+",
 ];
 
 /// Cap and rate state in a SQLite file.

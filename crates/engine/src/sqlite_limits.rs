@@ -478,6 +478,87 @@ impl StateStore for SqliteState {
         .map_err(store_error)
     }
 
+    fn check_pin(
+        &self,
+        server: &str,
+        tool: &str,
+        digest: &str,
+        definition: &str,
+    ) -> Result<crate::pins::PinCheck, StateError> {
+        use crate::pins::PinCheck;
+        let mut conn = self.conn()?;
+        (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let pinned: Option<String> = tx
+                .prepare_cached("SELECT digest FROM tool_pins WHERE server = ?1 AND tool = ?2")?
+                .query_row(params![server, tool], |r| r.get(0))
+                .optional()?;
+            let check = match pinned {
+                None => {
+                    tx.prepare_cached(
+                        "INSERT INTO tool_pins (server, tool, digest, definition) VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![server, tool, digest, definition])?;
+                    PinCheck::New
+                }
+                Some(p) if p == digest => PinCheck::Same,
+                Some(p) => {
+                    tx.prepare_cached(
+                        "UPDATE tool_pins SET pending_digest = ?3, pending_definition = ?4 WHERE server = ?1 AND tool = ?2",
+                    )?
+                    .execute(params![server, tool, digest, definition])?;
+                    PinCheck::Changed { pinned: p }
+                }
+            };
+            tx.commit()?;
+            Ok(check)
+        })()
+        .map_err(store_error)
+    }
+
+    fn pins(&self) -> Result<Vec<crate::pins::ToolPin>, StateError> {
+        use crate::pins::{PendingDefinition, ToolPin};
+        let conn = self.conn()?;
+        let mut q = conn
+            .prepare_cached(
+                "SELECT server, tool, digest, definition, pending_digest, pending_definition FROM tool_pins ORDER BY server, tool",
+            )
+            .map_err(store_error)?;
+        let rows = q
+            .query_map([], |r| {
+                let pending = match (
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                ) {
+                    (Some(digest), Some(definition)) => {
+                        Some(PendingDefinition { digest, definition })
+                    }
+                    _ => None,
+                };
+                Ok(ToolPin {
+                    server: r.get(0)?,
+                    tool: r.get(1)?,
+                    digest: r.get(2)?,
+                    definition: r.get(3)?,
+                    pending,
+                })
+            })
+            .map_err(store_error)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(store_error)
+    }
+
+    fn approve_pin(&self, server: &str, tool: &str) -> Result<bool, StateError> {
+        let conn = self.conn()?;
+        let n = conn
+            .prepare_cached(
+                "UPDATE tool_pins SET digest = pending_digest, definition = pending_definition, pending_digest = NULL, pending_definition = NULL \
+                 WHERE server = ?1 AND tool = ?2 AND pending_digest IS NOT NULL",
+            )
+            .and_then(|mut s| s.execute(params![server, tool]))
+            .map_err(store_error)?;
+        Ok(n == 1)
+    }
+
     fn add_session_labels(
         &self,
         session: &str,

@@ -360,6 +360,40 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
         ))
     }
 
+    /// Checks `tool` of `server`'s definition (`digest` of `definition`,
+    /// [`crate::pins`]) against the pinned one, atomically: pins it when
+    /// none is ([`PinCheck::New`]), and keeps a different one as pending
+    /// until [`StateStore::approve_pin`]. The default refuses: a store
+    /// that keeps no pins fails closed (the tool is treated as changed).
+    fn check_pin(
+        &self,
+        server: &str,
+        tool: &str,
+        digest: &str,
+        definition: &str,
+    ) -> Result<crate::pins::PinCheck, StateError> {
+        let _ = (server, tool, digest, definition);
+        Err(StateError::Store(
+            "this state store keeps no tool pins".into(),
+        ))
+    }
+
+    /// Every pinned tool, ordered by server and tool.
+    fn pins(&self) -> Result<Vec<crate::pins::ToolPin>, StateError> {
+        Err(StateError::Store(
+            "this state store keeps no tool pins".into(),
+        ))
+    }
+
+    /// Pins `tool`'s pending definition (the one seen since it was
+    /// pinned) in place of the pinned one: `true` when there was one.
+    fn approve_pin(&self, server: &str, tool: &str) -> Result<bool, StateError> {
+        let _ = (server, tool);
+        Err(StateError::Store(
+            "this state store keeps no tool pins".into(),
+        ))
+    }
+
     /// Whether a store on another machine (Redis) answers now, for
     /// `/readyz`. `None` for a store in this process or on its disk.
     fn health(&self) -> Option<StoreHealth> {
@@ -608,6 +642,21 @@ impl StateStore for Unavailable {
         Err(self.0.clone())
     }
     fn session_labels(&self, _: &str, _: &[String]) -> Result<Vec<String>, StateError> {
+        Err(self.0.clone())
+    }
+    fn check_pin(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &str,
+    ) -> Result<crate::pins::PinCheck, StateError> {
+        Err(self.0.clone())
+    }
+    fn pins(&self) -> Result<Vec<crate::pins::ToolPin>, StateError> {
+        Err(self.0.clone())
+    }
+    fn approve_pin(&self, _: &str, _: &str) -> Result<bool, StateError> {
         Err(self.0.clone())
     }
 }

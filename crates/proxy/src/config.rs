@@ -248,6 +248,10 @@ pub struct ProxyConfig {
     /// is decided and logged as it would be, and none is refused or held
     /// for a confirmation (a would-be denial or confirmation is forwarded).
     pub shadow_all: bool,
+    /// How tool definitions are pinned (`--tool-pins`, `[tools] pins`):
+    /// trust on first use (the default), strict against a pin file, or
+    /// off.
+    pub tool_pins: crate::tool_pins::ToolPins,
     /// Prometheus metrics to keep (`--metrics-listen`, `[metrics]`);
     /// `None`: none.
     pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
@@ -290,6 +294,7 @@ impl ProxyConfig {
             listen_limits: crate::listener::ListenLimits::default(),
             confirm_key: crate::seal::SealKey::process(),
             shadow_all: false,
+            tool_pins: crate::tool_pins::ToolPins::default(),
             metrics: None,
             traces: None,
             approvals: None,
@@ -322,6 +327,7 @@ impl fmt::Debug for ProxyConfig {
             listen_limits,
             confirm_key,
             shadow_all,
+            tool_pins,
             metrics,
             traces,
             approvals,
@@ -348,6 +354,7 @@ impl fmt::Debug for ProxyConfig {
             .field("listen_limits", listen_limits)
             .field("confirm_key", confirm_key)
             .field("shadow_all", shadow_all)
+            .field("tool_pins", &tool_pins.name())
             .field("metrics", &metrics.is_some())
             .field("traces", &traces.is_some())
             .field("approvals", approvals)

@@ -39,6 +39,60 @@ pub struct ToolInfo {
     /// The tool declares an `outputSchema`, so a `structuredContent` of
     /// warden's own could fail the client's validation.
     pub has_output_schema: bool,
+    /// Its definition against the pinned one ([`crate::tool_pins`]).
+    pub pin: PinVerdict,
+}
+
+/// A listed tool's definition against its pin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PinVerdict {
+    /// Not checked: pinning is off, or the tool was never listed.
+    #[default]
+    Unchecked,
+    /// The pinned definition (or pinned now, on first sight).
+    Pinned,
+    /// Not the pinned definition: hidden, its calls refused until an
+    /// operator approves the new one.
+    Changed,
+    /// Strict mode: the pin file has no such tool.
+    NotInPinFile,
+    /// The state store could not check it (fail closed).
+    Unavailable,
+}
+
+impl PinVerdict {
+    /// Whether the tool is hidden and its calls refused.
+    pub fn blocks(self) -> bool {
+        matches!(
+            self,
+            PinVerdict::Changed | PinVerdict::NotInPinFile | PinVerdict::Unavailable
+        )
+    }
+
+    /// Why a call to `tool` was refused, and what to do instead.
+    pub fn refusal(self, tool: &str) -> Option<(String, &'static str)> {
+        let why = match self {
+            PinVerdict::Changed => format!(
+                "`{tool}` was not called: its definition changed since it was approved (a tool's description, schema or annotations are not what warden pinned); an operator must review it"
+            ),
+            PinVerdict::NotInPinFile => format!(
+                "`{tool}` was not called: the tool is not in warden's pin file (strict mode), so no operator has approved its definition"
+            ),
+            PinVerdict::Unavailable => format!(
+                "`{tool}` was not called: state store unavailable: the tool's pinned definition could not be checked"
+            ),
+            PinVerdict::Unchecked | PinVerdict::Pinned => return None,
+        };
+        let instead = match self {
+            PinVerdict::Unavailable => {
+                "report this to the platform team; it is not caused by the agent"
+            }
+            _ => {
+                "do not retry; tell the person that an operator must review the tool (`warden tools diff`, then `warden tools approve`)"
+            }
+        };
+        Some((why, instead))
+    }
 }
 
 impl ToolInfo {
@@ -55,6 +109,7 @@ impl ToolInfo {
                 open_world_hint: hint("openWorldHint"),
             },
             has_output_schema: tool.get("outputSchema").is_some_and(|s| !s.is_null()),
+            pin: PinVerdict::Unchecked,
         }
     }
 }

@@ -95,6 +95,7 @@ mod stdio;
 #[doc(hidden)]
 pub mod testkit;
 pub mod tls;
+pub mod tool_pins;
 pub mod traces;
 mod upstream;
 

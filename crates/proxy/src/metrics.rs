@@ -77,6 +77,7 @@ pub struct Metrics {
     policy_version: Mutex<String>,
     store_up: IntGaugeVec,
     log_errors: IntCounter,
+    tool_changes: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -181,8 +182,17 @@ impl Metrics {
             "Decision log writes that failed (the call was refused or its outcome not recorded).",
         )
         .expect("a valid metric");
+        let tool_changes = IntCounterVec::new(
+            Opts::new(
+                "warden_tool_definition_changes_total",
+                "Tool definitions an upstream listed that are not the pinned ones (each tool and definition counted once per session): the tool is hidden and its calls refused until approved.",
+            ),
+            &["server"],
+        )
+        .expect("a valid metric");
         for m in [
             Box::new(decisions.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(tool_changes.clone()),
             Box::new(decision_seconds.clone()),
             Box::new(upstream_seconds.clone()),
             Box::new(call_seconds.clone()),
@@ -228,6 +238,7 @@ impl Metrics {
             policy_version: Mutex::new(String::new()),
             store_up,
             log_errors,
+            tool_changes,
         })
     }
 
@@ -278,6 +289,11 @@ impl Metrics {
     /// A decision log write failed.
     pub fn record_log_error(&self) {
         self.log_errors.inc();
+    }
+
+    /// `server` listed a tool whose definition is not the pinned one.
+    pub fn record_tool_change(&self, server: &str) {
+        self.tool_changes.with_label_values(&[server]).inc();
     }
 
     /// A session starts; it is counted until the guard is dropped.

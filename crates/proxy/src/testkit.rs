@@ -127,6 +127,17 @@ fn tools() -> Value {
     ])
 }
 
+/// Tools listed after the built-in ones: the JSON array in the file that
+/// `WARDEN_TEST_UPSTREAM_TOOLS` names, read at every tools/list (a test
+/// rewrites it to change a definition, as a rug pull would). Each answers
+/// a call with its name and arguments.
+fn extra_tools() -> Vec<Value> {
+    std::env::var_os("WARDEN_TEST_UPSTREAM_TOOLS")
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| serde_json::from_str::<Vec<Value>>(&t).ok())
+        .unwrap_or_default()
+}
+
 fn text_result(value: Value) -> Value {
     json!({
         "content": [{"type": "text", "text": value.to_string()}],
@@ -235,6 +246,10 @@ fn call_tool(
                 Err(_) => text_result(json!({"client_answer": null})),
             }
         }
+        other if extra_tools().iter().any(|t| t["name"] == other) => text_result(json!({
+            "tool": other,
+            "arguments": args,
+        })),
         other => {
             send(
                 &out,
@@ -296,9 +311,13 @@ pub fn run_test_upstream() {
                 );
             }
             (Some("tools/list"), Some(id)) => {
+                let mut all = tools();
+                if let Some(list) = all.as_array_mut() {
+                    list.extend(extra_tools());
+                }
                 send(
                     &out,
-                    &json!({"jsonrpc": "2.0", "id": id, "result": {"tools": tools()}}),
+                    &json!({"jsonrpc": "2.0", "id": id, "result": {"tools": all}}),
                 );
             }
             (Some("tools/call"), Some(id)) => {

@@ -96,7 +96,50 @@ impl Relay {
         lock(&self.st).tools.get(name)
     }
 
+    /// What the catalog knows of a listed tool, its definition checked
+    /// against its pin; a definition that is not the pinned one is logged
+    /// (`tool_changed`), counted and warned of once per session.
+    fn learn_tool(&self, server: Option<&str>, tool: &Value) -> ToolInfo {
+        let mut info = ToolInfo::from_tool(tool);
+        let Some(server) = server else {
+            return info;
+        };
+        let (verdict, change) =
+            crate::tool_pins::check_tool(&self.cfg.tool_pins, &self.engine, server, tool);
+        info.pin = verdict;
+        if let (Some(change), Some(name)) = (change, tool.get("name").and_then(Value::as_str)) {
+            let first = lock(&self.st)
+                .reported_changes
+                .insert((name.to_string(), change.seen.clone()));
+            if first {
+                tracing::warn!(
+                    "tool `{name}` of `{server}`: {} (listed {}); it is hidden and its calls refused until an operator approves it (`warden tools diff`, `warden tools approve`)",
+                    match &change.pinned {
+                        Some(p) => format!("its definition is not the pinned one ({p})"),
+                        None => "the pin file has no such tool".to_string(),
+                    },
+                    change.seen
+                );
+                let line = warden_engine::ToolChangedLine {
+                    server,
+                    tool: name,
+                    pinned: change.pinned.as_deref(),
+                    seen: &change.seen,
+                    mode: self.cfg.tool_pins.name(),
+                };
+                if let Err(e) = self.log.write_tool_changed(&line) {
+                    tracing::error!("cannot log the changed definition of `{name}`: {e}");
+                }
+                if let Some(m) = &self.cfg.metrics {
+                    m.record_tool_change(server);
+                }
+            }
+        }
+        info
+    }
+
     async fn fetch_tools(&self, ctx: &ReqCtx) -> Result<(), String> {
+        let server = self.known_server_name();
         let mut all = HashMap::new();
         let mut cursor: Option<Value> = None;
         for _ in 0..MAX_TOOL_PAGES {
@@ -123,7 +166,7 @@ impl Relay {
                 .flatten()
             {
                 if let Some(name) = t.get("name").and_then(Value::as_str) {
-                    all.insert(name.to_string(), ToolInfo::from_tool(t));
+                    all.insert(name.to_string(), self.learn_tool(server.as_deref(), t));
                 }
             }
             match result.get("nextCursor") {
@@ -150,13 +193,16 @@ impl Relay {
         let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) else {
             return;
         };
+        let server_name = self.known_server_name();
         let infos: Vec<(String, ToolInfo)> = tools
             .iter()
             .filter_map(|t| {
                 let name = t.get("name")?.as_str()?.to_string();
-                Some((name, ToolInfo::from_tool(t)))
+                Some((name, self.learn_tool(server_name.as_deref(), t)))
             })
             .collect();
+        let pinned: HashMap<String, crate::govern::PinVerdict> =
+            infos.iter().map(|(n, i)| (n.clone(), i.pin)).collect();
         lock(&self.st)
             .tools
             .learn_page(infos, complete && !has_next);
@@ -174,6 +220,13 @@ impl Relay {
             let Some(name) = tool.get("name").and_then(Value::as_str) else {
                 return true;
             };
+            // A definition that is not the pinned one is not shown: the
+            // agent must not read a changed description (shadow mode
+            // shows it, as it hides nothing).
+            if pinned.get(name).is_some_and(|p| p.blocks()) && !self.cfg.shadow_all {
+                tracing::debug!("tool `{name}` hidden from the agent (definition not pinned)");
+                return false;
+            }
             let mut probe = base.clone();
             probe.tool = name.to_string();
             probe.annotations = ToolInfo::from_tool(tool).annotations;

@@ -224,6 +224,22 @@ impl Relay {
     /// forwarded (the lock held until it counts), a denied one logged and
     /// answered.
     async fn decide(&self, msg: Message, g: &mut Governed<'_>) -> Decision {
+        // A tool whose definition is not the pinned one is refused before
+        // anything is decided (no slot held, no label set); shadow mode
+        // logs the refusal it would make and decides as usual.
+        if let Some((reason, instead)) = g.info.pin.refusal(&g.call.tool) {
+            if !self.cfg.shadow_all {
+                let previewed = self.engine.preview(&g.call);
+                return Decision::Done(Some(self.refuse_by_warden(
+                    g.client_id,
+                    &g.call,
+                    &previewed,
+                    reason,
+                    instead,
+                )));
+            }
+            tracing::info!("shadow mode: {reason}");
+        }
         let started = SystemTime::now();
         let guard = self.decide_lock.lock().await;
         let mut decided = self.engine.decide(&g.call);

@@ -116,6 +116,8 @@ struct State {
     session: ClientSession,
     server_info_name: Option<String>,
     tools: ToolCache,
+    /// (tool, digest) of each changed definition already logged.
+    reported_changes: std::collections::HashSet<(String, String)>,
     /// Why the decision log failed last, while it is failing.
     audit_broken: Option<String>,
     tasks: tokio::task::JoinSet<()>,
@@ -200,6 +202,7 @@ impl Relay {
                 session: ClientSession::default(),
                 server_info_name: None,
                 tools: ToolCache::default(),
+                reported_changes: Default::default(),
                 audit_broken: None,
                 tasks: tokio::task::JoinSet::new(),
             }),
