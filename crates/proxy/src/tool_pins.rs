@@ -8,7 +8,7 @@ use crate::govern::PinVerdict;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use warden_engine::Engine;
 use warden_engine::pins::{PinCheck, ToolPin, definition_digest, definition_of};
@@ -144,7 +144,7 @@ impl PinFile {
 }
 
 /// Where the pin file named by a flag or config is.
-pub fn load_pin_file(path: &PathBuf) -> Result<Arc<PinFile>, PinFileError> {
+pub fn load_pin_file(path: &Path) -> Result<Arc<PinFile>, PinFileError> {
     PinFile::load(path).map(Arc::new)
 }
 
