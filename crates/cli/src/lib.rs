@@ -75,6 +75,10 @@ enum Command {
         /// Exit 1 on warnings too.
         #[arg(long)]
         deny_warnings: bool,
+        /// A pin file (`warden tools pin > tools.lock`): also report every
+        /// `server` or `tool` pattern that matches no server or tool in it.
+        #[arg(long, value_name = "FILE")]
+        tools: Option<PathBuf>,
     },
     /// Print the Cedar policies a policy set compiles to.
     Compile {
@@ -197,7 +201,8 @@ pub fn run() -> i32 {
             paths,
             format,
             deny_warnings,
-        } => lint::run(paths, format, deny_warnings),
+            tools,
+        } => lint::run(paths, format, deny_warnings, tools.as_deref()),
         Command::Compile { paths, schema } => lint::compile(paths, schema),
         Command::Fmt { paths, check } => fmt_cmd::run(paths, check),
         Command::Eval {

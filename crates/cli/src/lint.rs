@@ -14,10 +14,22 @@ pub(crate) struct LintedSet {
     pub diagnostics: Diagnostics,
 }
 
-pub(crate) fn run(mut paths: Vec<PathBuf>, format: Format, deny_warnings: bool) -> i32 {
+pub(crate) fn run(
+    mut paths: Vec<PathBuf>,
+    format: Format,
+    deny_warnings: bool,
+    tools: Option<&std::path::Path>,
+) -> i32 {
     if paths.is_empty() {
         paths.push(PathBuf::from("policies"));
     }
+    let catalog = match tools.map(warden_proxy::tool_pins::load_pin_file).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{}", render_report(&e));
+            return exit::USAGE;
+        }
+    };
     let mut sets = Vec::new();
     for path in &paths {
         let loaded = files::policy_files(path).and_then(|f| {
@@ -29,7 +41,10 @@ pub(crate) fn run(mut paths: Vec<PathBuf>, format: Format, deny_warnings: bool) 
         });
         match loaded {
             Ok(sources) => {
-                let diagnostics = lint_policy_set(&sources);
+                let diagnostics = match &catalog {
+                    Some(pins) => warden_lang::lint_policy_set_against(&sources, pins.catalog()),
+                    None => lint_policy_set(&sources),
+                };
                 sets.push(LintedSet {
                     name: files::display_path(path),
                     sources,

@@ -104,6 +104,34 @@ fn budget_amount(set: &CompiledPolicySet, rule: &str, call: &CallContext) -> Opt
 /// recorded here), at the wall time `now` (Unix seconds). A limit that
 /// counts per model has no counter for a call that declares no model
 /// (fail closed), and a budget none for an amount that is not exact.
+/// The hints rules read for `call` (docs/language.md, "What the operator
+/// says a tool is"): per hint the first annotation declaration covering
+/// the tool, else the upstream's; destructive or not idempotent means not
+/// read-only.
+fn stated_hints(set: &CompiledPolicySet, call: &CallContext) -> warden_engine::ToolAnnotations {
+    let covering: Vec<_> = set
+        .stated_annotations()
+        .iter()
+        .filter(|a| a.covers(&call.server, &call.tool))
+        .collect();
+    let first = |f: fn(&warden_lang::CompiledAnnotation) -> Option<bool>| covering.iter().find_map(|a| f(a));
+    let mut h = call.annotations;
+    let (ro, de, id, ow) = (
+        first(|a| a.read_only),
+        first(|a| a.destructive),
+        first(|a| a.idempotent),
+        first(|a| a.open_world),
+    );
+    h.read_only_hint = ro.or(h.read_only_hint);
+    h.destructive_hint = de.or(h.destructive_hint);
+    h.idempotent_hint = id.or(h.idempotent_hint);
+    h.open_world_hint = ow.or(h.open_world_hint);
+    if de == Some(true) || id == Some(false) {
+        h.read_only_hint = Some(false);
+    }
+    h
+}
+
 fn raw_request(set: &CompiledPolicySet, call: &CallContext, now: i64) -> (Request, Entities) {
     let user = uid("Warden::User", &call.identity.user);
     let tool = uid(
@@ -124,7 +152,7 @@ fn raw_request(set: &CompiledPolicySet, call: &CallContext, now: i64) -> (Reques
         RestrictedExpression::new_string(call.identity.user.clone()),
     )]);
     entities.push(Entity::new(user.clone(), name, groups).unwrap());
-    let a = call.annotations.resolved();
+    let a = stated_hints(set, call).resolved();
     let attrs = HashMap::from([
         (
             "name".to_string(),
@@ -241,6 +269,11 @@ fn raw_request(set: &CompiledPolicySet, call: &CallContext, now: i64) -> (Reques
         // handed to it), so no argument is an agent-created id.
         (
             "agent_created".to_string(),
+            RestrictedExpression::new_set(std::iter::empty()),
+        ),
+        // Nor does it label a session (only a decision that reserves does).
+        (
+            "labels".to_string(),
             RestrictedExpression::new_set(std::iter::empty()),
         ),
     ];
@@ -393,7 +426,10 @@ fn agree(name: &str, set: &CompiledPolicySet, text: &str, seed: u64, calls: usiz
     let kind = |id: &str| set.rule(id).map(|r| r.kind);
     let mut tally = [0; 4];
     for n in 0..calls {
-        let call = random_call(&mut rng, set, &words);
+        let mut call = random_call(&mut rng, set, &words);
+        // A session of its own: an allowed call labels its session (a
+        // `label` rule), and the raw request has no labels.
+        call.session = format!("differential-{n}");
         let now = rng.pick(&ANCHORS) - rng.below(6 * 3600) as i64;
         wall.step_wall(now * 1000 - wall.unix_millis());
         let (request, entities) = raw_request(set, &call, now);
@@ -496,7 +532,10 @@ fn shipped(name: &str) -> String {
 fn genomics_decides_as_cedar_over_the_whole_set() {
     let text = shipped("genomics.policy");
     let set = compile("genomics.policy", &text);
-    let [allowed, confirmed, denied, _] = agree("genomics", &set, &text, 1, 3_000);
+    // 20,000 calls: a confirmation needs an agent's paid run on the
+    // genomics server with an exact amount that fits the budget, which the
+    // words of the grown policy make rarer (none in 3,000 since issue 17).
+    let [allowed, confirmed, denied, _] = agree("genomics", &set, &text, 1, 20_000);
     assert!(
         allowed > 30 && confirmed > 0 && denied > 30,
         "{allowed} {confirmed} {denied}"

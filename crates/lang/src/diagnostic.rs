@@ -141,6 +141,10 @@ codes! {
     ConflictingAnnotation = "conflicting-annotation", Error, "an annotation declaration says each thing once, and a read-only tool is neither destructive nor non-idempotent";
     /// A rule on a tool annotation, for tools the operator says nothing of: it trusts the upstream's claim about itself.
     UpstreamAnnotation = "upstream-annotation", Warning, "a rule on `tool.destructive` and the like reads the upstream's own claim unless the operator states it (`tool \"x\" is destructive`)";
+    /// A `server` pattern no server of the pin file matches (`warden lint --tools`).
+    UnknownServer = "unknown-server", Warning, "a `server` pattern matches a server that exists";
+    /// A `tool` pattern no tool of its servers in the pin file matches (`warden lint --tools`).
+    UnknownTool = "unknown-tool", Warning, "a `tool` pattern matches a tool that exists";
     /// `by group ""` or `by user ""`.
     EmptyApprover = "empty-approver", Error, "an approver names a group or a user";
     /// A `per model` limit whose rule does not require `verified model`.

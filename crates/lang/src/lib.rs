@@ -24,6 +24,7 @@
 
 pub mod amount;
 pub mod ast;
+pub mod catalog_lints;
 pub mod cedar;
 pub mod check;
 pub mod compile;
@@ -90,6 +91,18 @@ pub fn compile_policy_set(sources: &Sources) -> Result<CompileOutput, Diagnostic
         policy_set,
         warnings: checked,
     })
+}
+
+/// What [`lint_policy_set`] reports, plus the findings of the set against
+/// the servers and tools that exist (`warden lint --tools`): patterns that
+/// match none of them.
+pub fn lint_policy_set_against(sources: &Sources, catalog: &catalog_lints::Catalog) -> Diagnostics {
+    let mut diags = lint_policy_set(sources);
+    let (files, parsed) = parse_policy_set(sources);
+    if !parsed.has_errors() {
+        diags.extend(catalog_lints::check_against_catalog(&files, sources, catalog));
+    }
+    diags
 }
 
 /// Everything `warden lint` reports for a set: parse errors, check findings

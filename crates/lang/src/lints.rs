@@ -57,6 +57,11 @@ pub(crate) fn syntax_error(at: Span, expected: &[String], found: &str) -> Diagno
     .with_help(help)
 }
 
+/// Levenshtein distance, for "did you mean" hints.
+pub(crate) fn distance(a: &str, b: &str) -> usize {
+    edit_distance(a, b)
+}
+
 /// Levenshtein distance, for "did you mean" hints on misspelled keywords.
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();

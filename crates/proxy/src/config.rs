@@ -252,6 +252,11 @@ pub struct ProxyConfig {
     /// trust on first use (the default), strict against a pin file, or
     /// off.
     pub tool_pins: crate::tool_pins::ToolPins,
+    /// Warn, whenever the upstream's whole tool list is read, of every
+    /// rule that names a server or a tool this upstream does not have (it
+    /// never applies). `warden proxy`: on; `warden serve`, whose rules
+    /// name several servers, checks its server names at start instead.
+    pub warn_unmatched_rules: bool,
     /// Prometheus metrics to keep (`--metrics-listen`, `[metrics]`);
     /// `None`: none.
     pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
@@ -295,6 +300,7 @@ impl ProxyConfig {
             confirm_key: crate::seal::SealKey::process(),
             shadow_all: false,
             tool_pins: crate::tool_pins::ToolPins::default(),
+            warn_unmatched_rules: true,
             metrics: None,
             traces: None,
             approvals: None,
@@ -328,6 +334,7 @@ impl fmt::Debug for ProxyConfig {
             confirm_key,
             shadow_all,
             tool_pins,
+            warn_unmatched_rules,
             metrics,
             traces,
             approvals,
@@ -355,6 +362,7 @@ impl fmt::Debug for ProxyConfig {
             .field("confirm_key", confirm_key)
             .field("shadow_all", shadow_all)
             .field("tool_pins", &tool_pins.name())
+            .field("warn_unmatched_rules", warn_unmatched_rules)
             .field("metrics", &metrics.is_some())
             .field("traces", &traces.is_some())
             .field("approvals", approvals)

@@ -27,6 +27,14 @@ pub enum ToolPins {
     Strict(Arc<PinFile>),
 }
 
+/// Two settings are the same when their modes are (a pin file is compared
+/// by the path it was read from, in the config).
+impl PartialEq for ToolPins {
+    fn eq(&self, other: &ToolPins) -> bool {
+        self.name() == other.name()
+    }
+}
+
 impl ToolPins {
     /// As config and logs write it.
     pub fn name(&self) -> &'static str {
@@ -146,6 +154,52 @@ impl PinFile {
 /// Where the pin file named by a flag or config is.
 pub fn load_pin_file(path: &Path) -> Result<Arc<PinFile>, PinFileError> {
     PinFile::load(path).map(Arc::new)
+}
+
+/// One warning per rule or annotation declaration of `bundle` that names
+/// a server other than `server`, or (on this server) a tool pattern none
+/// of `tools` matches: such a rule never applies here.
+pub fn unmatched_rules(
+    bundle: &warden_engine::PolicyBundle,
+    server: &str,
+    tools: &[String],
+) -> Vec<String> {
+    use warden_lang::glob::glob_matches;
+    let set = bundle.compiled();
+    let mut out = Vec::new();
+    let mut check = |what: String, servers: Option<&Vec<String>>, patterns: Option<&Vec<String>>| {
+        if let Some(ss) = servers
+            && !ss.iter().any(|p| glob_matches(p, server))
+        {
+            out.push(format!(
+                "{what} names server {}, and this warden's upstream is `{server}`: it never applies\n  help: patterns match the name the server gives itself (`warden tools list -- COMMAND` shows it), or the one `--name` gives",
+                ss.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+            ));
+            return;
+        }
+        for p in patterns.into_iter().flatten() {
+            if !tools.iter().any(|t| glob_matches(p, t)) {
+                out.push(format!(
+                    "{what} names tool `{p}`, which `{server}` does not list: it never applies to it\n  help: `warden tools list -- COMMAND` shows the tools; `warden lint --tools tools.lock` checks policies against a pin file"
+                ));
+            }
+        }
+    };
+    for r in set.rules() {
+        check(
+            format!("rule `{}` ({})", r.id, r.location),
+            r.servers.as_ref(),
+            r.tools.as_ref(),
+        );
+    }
+    for a in set.stated_annotations() {
+        check(
+            format!("the annotation declaration at {}", a.location),
+            a.servers.as_ref(),
+            Some(&a.tools),
+        );
+    }
+    out
 }
 
 /// A definition not the pinned one: for the log and the metrics.

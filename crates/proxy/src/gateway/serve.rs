@@ -390,6 +390,10 @@ fn restart_needed(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str>
     check("metrics.listen", old.metrics_listen == new.metrics_listen);
     check("traces", old.traces == new.traces);
     check("approvals", old.approvals_webhook == new.approvals_webhook);
+    check(
+        "tools",
+        old.tool_pins.name() == new.tool_pins.name() && old.pin_file == new.pin_file,
+    );
     check("public_url", old.public_url == new.public_url);
     keys
 }

@@ -174,8 +174,31 @@ impl Relay {
                 _ => break,
             }
         }
+        let names: Vec<String> = all.keys().cloned().collect();
         lock(&self.st).tools.replace(all);
+        if let Some(s) = &server {
+            self.warn_unmatched(s, &names);
+        }
         Ok(())
+    }
+
+    /// Warns of every rule (and annotation declaration) that names a
+    /// server other than this upstream's, or a tool it does not list: it
+    /// never applies, so an intended deny lets calls through.
+    fn warn_unmatched(&self, server: &str, tools: &[String]) {
+        if !self.cfg.warn_unmatched_rules {
+            return;
+        }
+        let warnings = crate::tool_pins::unmatched_rules(&self.engine.policies(), server, tools);
+        let mut st = lock(&self.st);
+        if st.unmatched_warned == warnings {
+            return;
+        }
+        st.unmatched_warned = warnings.clone();
+        drop(st);
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
     }
 
     /// The client's view of a tools/list `result` (a page when `complete`
@@ -203,9 +226,12 @@ impl Relay {
             .collect();
         let pinned: HashMap<String, crate::govern::PinVerdict> =
             infos.iter().map(|(n, i)| (n.clone(), i.pin)).collect();
-        lock(&self.st)
-            .tools
-            .learn_page(infos, complete && !has_next);
+        let whole = complete && !has_next;
+        let names: Vec<String> = infos.iter().map(|(n, _)| n.clone()).collect();
+        lock(&self.st).tools.learn_page(infos, whole);
+        if whole && let Some(s) = &server_name {
+            self.warn_unmatched(s, &names);
+        }
         // No call to an unnamed server is decided (finding 3), so
         // none of its tools can be used.
         let Some(server) = self.known_server_name() else {

@@ -118,6 +118,9 @@ struct State {
     tools: ToolCache,
     /// (tool, digest) of each changed definition already logged.
     reported_changes: std::collections::HashSet<(String, String)>,
+    /// The warnings last given of rules that match nothing (given again
+    /// only when they change).
+    unmatched_warned: Vec<String>,
     /// Why the decision log failed last, while it is failing.
     audit_broken: Option<String>,
     tasks: tokio::task::JoinSet<()>,
@@ -203,6 +206,7 @@ impl Relay {
                 server_info_name: None,
                 tools: ToolCache::default(),
                 reported_changes: Default::default(),
+                unmatched_warned: Vec::new(),
                 audit_broken: None,
                 tasks: tokio::task::JoinSet::new(),
             }),

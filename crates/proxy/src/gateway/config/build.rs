@@ -44,6 +44,7 @@ const TOP: &[&str] = &[
     "metrics",
     "traces",
     "approvals",
+    "tools",
     "server",
 ];
 const IDENTITY: &[&str] = &["user", "groups", "model"];
@@ -73,6 +74,7 @@ const FEDERATION: &[&str] = &["separator"];
 const METRICS: &[&str] = &["listen"];
 const TRACES: &[&str] = &["otlp_endpoint", "sample_ratio", "arguments"];
 const APPROVALS: &[&str] = &["webhook", "webhook_secret_file"];
+const TOOLS: &[&str] = &["pins", "pin_file"];
 
 /// Where a key belongs, for the help of an unknown key that is known
 /// elsewhere (TOML puts every key below a `[section]` line into that
@@ -81,7 +83,7 @@ pub(super) fn elsewhere(key: &str) -> Option<&'static str> {
     if key == "call_timeout" {
         return Some("`[limits]` or a `[[server]]`");
     }
-    let places: [(&[&str], &str); 10] = [
+    let places: [(&[&str], &str); 11] = [
         (
             TOP,
             "the top level: keys below a `[section]` line belong to that section, so move it above the first one",
@@ -94,6 +96,7 @@ pub(super) fn elsewhere(key: &str) -> Option<&'static str> {
         (METRICS, "`[metrics]`"),
         (TRACES, "`[traces]`"),
         (APPROVALS, "`[approvals]`"),
+        (TOOLS, "`[tools]`"),
         (server::KEYS, "a `[[server]]`"),
     ];
     places
@@ -173,6 +176,7 @@ pub(super) fn parse(
     let metrics_listen = metrics(&mut cx, &root);
     let traces = traces(&mut cx, &root);
     let approvals_webhook = approvals(&mut cx, &root, &dir);
+    let (tool_pins, pin_file) = tools(&mut cx, &root, &dir);
     let separator = separator(&mut cx, &root);
     let servers = server::servers(
         &mut cx,
@@ -210,6 +214,8 @@ pub(super) fn parse(
                 metrics_listen,
                 traces,
                 approvals_webhook,
+                tool_pins,
+                pin_file,
                 public_url,
                 separator,
                 servers,
@@ -391,6 +397,62 @@ fn traces(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Option<crate::traces::TraceS
     settings.sample_ratio = sample_ratio.unwrap_or(1.0);
     settings.arguments = arguments;
     Some(settings)
+}
+
+/// `[tools]`: `pins = "trust-on-first-use" | "strict" | "off"` and, for
+/// strict, `pin_file` (read now, so that a bad one is a config error).
+fn tools(
+    cx: &mut Cx<'_>,
+    root: &Table<'_, '_>,
+    dir: &Path,
+) -> (crate::tool_pins::ToolPins, Option<std::path::PathBuf>) {
+    use crate::tool_pins::ToolPins;
+    let Some(t) = root.table(cx, "tools", "`[tools]`") else {
+        return (ToolPins::default(), None);
+    };
+    t.check_keys(cx, TOOLS, elsewhere);
+    let mode = t.nonempty(cx, "pins");
+    let file = t.nonempty(cx, "pin_file");
+    let path = file.as_ref().map(|f| dir.join(&f.value));
+    match (mode.as_ref().map(|m| m.value.trim()), &file, &path) {
+        (Some("strict"), Some(f), Some(p)) => match crate::tool_pins::load_pin_file(p) {
+            Ok(pins) => (ToolPins::Strict(pins), path),
+            Err(e) => {
+                cx.push(
+                    Problem::error(f.span.clone(), e.to_string(), "not a pin file")
+                        .with_help("write one with `warden tools pin --state FILE > tools.lock`"),
+                );
+                (ToolPins::default(), None)
+            }
+        },
+        (Some("strict"), None, _) => {
+            if let Some(m) = &mode {
+                cx.push(
+                    Problem::error(m.span.clone(), "strict tool pinning needs a pin file", "no `pin_file`")
+                        .with_help("add `pin_file = \"tools.lock\"` (written by `warden tools pin`) under `[tools]`"),
+                );
+            }
+            (ToolPins::default(), None)
+        }
+        (_, Some(f), _) => {
+            cx.push(
+                Problem::error(f.span.clone(), "a pin file is read in strict mode only", "not read")
+                    .with_help("add `pins = \"strict\"` under `[tools]`, or remove `pin_file`"),
+            );
+            (ToolPins::default(), None)
+        }
+        (None | Some("trust-on-first-use"), None, _) => (ToolPins::TrustOnFirstUse, None),
+        (Some("off"), None, _) => (ToolPins::Off, None),
+        (Some(other), None, _) => {
+            if let Some(m) = &mode {
+                cx.push(
+                    Problem::error(m.span.clone(), format!("`pins` is not `trust-on-first-use`, `strict` or `off`: `{other}`"), "unknown mode")
+                        .with_help("`trust-on-first-use` (the default) pins each tool's first definition; `strict` trusts only `pin_file`"),
+                );
+            }
+            (ToolPins::default(), None)
+        }
+    }
 }
 
 /// `[approvals]`: the webhook pending approvals are POSTed to, signed with

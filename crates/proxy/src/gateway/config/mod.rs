@@ -75,6 +75,10 @@ pub struct GatewayConfig {
     pub traces: Option<crate::traces::TraceSettings>,
     /// `[approvals]`: the webhook pending approvals are POSTed to.
     pub approvals_webhook: Option<crate::approvals::WebhookSettings>,
+    /// `[tools] pins` and `pin_file`: how tool definitions are pinned
+    /// (trust on first use by default), and the pin file strict mode reads.
+    pub tool_pins: crate::tool_pins::ToolPins,
+    pub pin_file: Option<PathBuf>,
     /// `public_url`: where people reach warden, for the approval page's
     /// links; `None`: the listener's own address.
     pub public_url: Option<String>,
@@ -231,6 +235,8 @@ impl fmt::Debug for GatewayConfig {
             metrics_listen,
             traces,
             approvals_webhook,
+            tool_pins,
+            pin_file,
             public_url,
             separator,
             servers,
@@ -266,6 +272,8 @@ impl fmt::Debug for GatewayConfig {
             .field("metrics_listen", metrics_listen)
             .field("traces", traces)
             .field("approvals_webhook", approvals_webhook)
+            .field("tool_pins", &tool_pins.name())
+            .field("pin_file", pin_file)
             .field("public_url", public_url)
             .field("separator", separator)
             .field("servers", servers)
@@ -388,6 +396,10 @@ impl GatewayConfig {
         cfg.session_idle_timeout = self.limits.session_idle_timeout;
         cfg.listen_limits = self.limits.listen;
         cfg.shadow_all = self.shadow_all;
+        cfg.tool_pins = self.tool_pins.clone();
+        // Rules name several servers here; `warden check` and the start
+        // check names against the config's servers instead.
+        cfg.warn_unmatched_rules = false;
         cfg
     }
 
