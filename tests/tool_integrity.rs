@@ -353,3 +353,108 @@ async fn a_pin_file_in_strict_mode_refuses_an_unknown_tool() -> Res<()> {
     p.close().await?;
     Ok(())
 }
+
+/// `warden proxy` with `policy` in front of the test upstream, on stdio:
+/// the handshake, one tools/list, then the end of input; its stderr.
+async fn stderr_after_a_list(policy: &str, extra: &[&str]) -> Res<String> {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("p.policy"), policy)?;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .arg("proxy")
+        .arg("--policies")
+        .arg(dir.path().join("p.policy"))
+        .args(extra)
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_warden"))
+        .arg("proxy-test-upstream")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut stdin = child.stdin.take().ok_or("stdin")?;
+    for line in [
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18",
+               "capabilities": {}, "clientInfo": {"name": "agent", "version": "1"}}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+    ] {
+        stdin.write_all(format!("{line}\n").as_bytes()).await?;
+    }
+    // Give warden the time to answer the list before its input ends.
+    let mut out = tokio::io::BufReader::new(child.stdout.take().ok_or("stdout")?);
+    let mut answers = 0;
+    let mut line = String::new();
+    while answers < 2 {
+        line.clear();
+        use tokio::io::AsyncBufReadExt;
+        if tokio::time::timeout(std::time::Duration::from_secs(10), out.read_line(&mut line))
+            .await??
+            == 0
+        {
+            break;
+        }
+        answers += usize::from(line.contains("\"id\":"));
+    }
+    drop(stdin);
+    let output = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait_with_output())
+        .await??;
+    Ok(String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn warden_proxy_warns_of_rules_that_name_a_server_or_tool_the_upstream_does_not_have()
+-> Res<()> {
+    let policy = "default allow\n\ndeny no-wipes {\n  server \"filesystem\"\n  tool \"wipe\"\n}\n\ndeny typo {\n  tool \"ech_meta\"\n}\n\ndeny fine {\n  tool \"echo_*\"\n  when user == \"nobody\"\n}\n";
+    let err = stderr_after_a_list(policy, &[]).await?;
+    assert!(
+        err.contains("rule `no-wipes`")
+            && err.contains(
+                "names server `filesystem`, and this warden's upstream is `proxy-test-upstream`"
+            ),
+        "{err}"
+    );
+    assert!(
+        err.contains("rule `typo`") && err.contains("names tool `ech_meta`"),
+        "{err}"
+    );
+    assert!(!err.contains("rule `fine`"), "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn warden_lint_with_a_pin_file_reports_patterns_that_match_nothing() -> Res<()> {
+    let state = tempfile::tempdir()?;
+    let db = state.path().join("state.db");
+    let db = db.to_str().ok_or("path")?;
+    let mut p = RawProxy::start_initialized("default allow\n", &["--state", db], "agent").await?;
+    list(&mut p, 1).await?;
+    p.close().await?;
+    let pinned = warden_tools(&["pin", "--state", db])?;
+    let lock = state.path().join("tools.lock");
+    std::fs::write(&lock, &pinned.stdout)?;
+    let policy = state.path().join("p.policy");
+    std::fs::write(
+        &policy,
+        "default allow\n\ndeny typo {\n  server \"proxy-test-upstream\"\n  tool \"ech_meta\"\n}\n",
+    )?;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["lint", "--tools"])
+        .arg(&lock)
+        .arg(&policy)
+        .env("NO_COLOR", "1")
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("unknown-tool") && text.contains("did you mean `echo_meta`?"),
+        "{text}"
+    );
+    // Without the pin file the same set lints clean.
+    let plain = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .arg("lint")
+        .arg(&policy)
+        .output()?;
+    assert!(String::from_utf8_lossy(&plain.stdout).contains("no problems"));
+    Ok(())
+}

@@ -23,7 +23,10 @@ pub(crate) fn run(
     if paths.is_empty() {
         paths.push(PathBuf::from("policies"));
     }
-    let catalog = match tools.map(warden_proxy::tool_pins::load_pin_file).transpose() {
+    let catalog = match tools
+        .map(warden_proxy::tool_pins::load_pin_file)
+        .transpose()
+    {
         Ok(c) => c,
         Err(e) => {
             eprint!("{}", render_report(&e));

@@ -114,7 +114,9 @@ fn stated_hints(set: &CompiledPolicySet, call: &CallContext) -> warden_engine::T
         .iter()
         .filter(|a| a.covers(&call.server, &call.tool))
         .collect();
-    let first = |f: fn(&warden_lang::CompiledAnnotation) -> Option<bool>| covering.iter().find_map(|a| f(a));
+    let first = |f: fn(&warden_lang::CompiledAnnotation) -> Option<bool>| {
+        covering.iter().find_map(|a| f(a))
+    };
     let mut h = call.annotations;
     let (ro, de, id, ow) = (
         first(|a| a.read_only),

@@ -58,7 +58,10 @@ fn check_patterns(
         None => matched.extend(catalog.iter()),
         Some(list) => {
             for p in &list.patterns {
-                let hits: Vec<_> = catalog.iter().filter(|(s, _)| glob_matches(&p.node, s)).collect();
+                let hits: Vec<_> = catalog
+                    .iter()
+                    .filter(|(s, _)| glob_matches(&p.node, s))
+                    .collect();
                 if hits.is_empty() {
                     diags.push(unknown_server(p.span, &p.node, &known));
                 }
@@ -95,10 +98,16 @@ fn near<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
 
 fn unknown_server(at: Span, pattern: &str, known: &[&str]) -> Diagnostic {
     let help = match near(pattern, known) {
-        Some(k) => format!("did you mean `{k}`? servers are named as they call themselves (`serverInfo.name`), or as `--name` / `[servers.NAME]` names them"),
+        Some(k) => format!(
+            "did you mean `{k}`? servers are named as they call themselves (`serverInfo.name`), or as `--name` / `[servers.NAME]` names them"
+        ),
         None => format!(
             "the pinned servers are {}; `warden tools list -- COMMAND` shows a server's name",
-            known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            known
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
     Diagnostic::new(
@@ -110,7 +119,11 @@ fn unknown_server(at: Span, pattern: &str, known: &[&str]) -> Diagnostic {
 }
 
 fn unknown_tool(at: Span, pattern: &str, servers: &[&str], tools: &[&str]) -> Diagnostic {
-    let on = servers.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ");
+    let on = servers
+        .iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let help = match near(pattern, tools) {
         Some(t) => format!("did you mean `{t}`?"),
         None => format!("`warden tools list -- COMMAND` shows the tools of {on}"),

@@ -100,7 +100,9 @@ pub fn lint_policy_set_against(sources: &Sources, catalog: &catalog_lints::Catal
     let mut diags = lint_policy_set(sources);
     let (files, parsed) = parse_policy_set(sources);
     if !parsed.has_errors() {
-        diags.extend(catalog_lints::check_against_catalog(&files, sources, catalog));
+        diags.extend(catalog_lints::check_against_catalog(
+            &files, sources, catalog,
+        ));
     }
     diags
 }

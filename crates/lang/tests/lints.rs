@@ -666,3 +666,56 @@ fn upstream_annotation() {
     let any = "default allow\ndeny d {\n  when tool.destructive\n}\n";
     assert!(lint_policy_set(&common::sources("a.policy", any)).is_empty());
 }
+
+/// The servers and tools a pin file names (`warden lint --tools`).
+fn catalog() -> Vec<(String, Vec<String>)> {
+    vec![(
+        "secure-filesystem-server".to_string(),
+        vec!["read_text_file".to_string(), "write_file".to_string()],
+    )]
+}
+
+/// As `check`, against the catalog above.
+fn check_against(code: Code, fail: &str, pass: &str) {
+    let name = format!("{}.policy", code.id());
+    let diags = warden_lang::lint_policy_set_against(&common::sources(&name, fail), &catalog());
+    let d = diags
+        .iter()
+        .find(|d| d.code() == code)
+        .unwrap_or_else(|| panic!("`{}` not reported:\n{}", code.id(), common::render(&diags)));
+    assert_eq!(d.severity(), code.default_severity());
+    assert!(d.help_text().is_some() && d.location().is_some());
+    insta::assert_snapshot!(code.id(), common::render(&diags));
+    let clean = warden_lang::lint_policy_set_against(&common::sources(&name, pass), &catalog());
+    assert!(clean.is_empty(), "{}", common::render(&clean));
+}
+
+#[test]
+fn unknown_server() {
+    // Tried as a new user would: the server calls itself otherwise.
+    check_against(
+        Code::UnknownServer,
+        "default allow\ndeny no-writes {\n  server \"filesystem\"\n  tool \"write_file\"\n}\n",
+        "default allow\ndeny no-writes {\n  server \"secure-filesystem-server\"\n  tool \"write_file\"\n}\n",
+    );
+}
+
+#[test]
+fn unknown_tool() {
+    check_against(
+        Code::UnknownTool,
+        "default allow\ndeny no-reads {\n  tool \"read_text_flie\"\n}\n",
+        "default allow\ndeny no-reads {\n  tool \"read_text_*\"\n}\n",
+    );
+    let diags = warden_lang::lint_policy_set_against(
+        &common::sources(
+            "t.policy",
+            "default allow\ndeny no-reads {\n  tool \"read_text_flie\"\n}\n",
+        ),
+        &catalog(),
+    );
+    assert_eq!(
+        diags.iter().next().and_then(|d| d.help_text()).as_deref(),
+        Some("did you mean `read_text_file`?")
+    );
+}

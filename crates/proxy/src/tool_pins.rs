@@ -167,7 +167,9 @@ pub fn unmatched_rules(
     use warden_lang::glob::glob_matches;
     let set = bundle.compiled();
     let mut out = Vec::new();
-    let mut check = |what: String, servers: Option<&Vec<String>>, patterns: Option<&Vec<String>>| {
+    let mut check = |what: String,
+                     servers: Option<&Vec<String>>,
+                     patterns: Option<&Vec<String>>| {
         if let Some(ss) = servers
             && !ss.iter().any(|p| glob_matches(p, server))
         {

@@ -436,8 +436,12 @@ fn tools(
         }
         (_, Some(f), _) => {
             cx.push(
-                Problem::error(f.span.clone(), "a pin file is read in strict mode only", "not read")
-                    .with_help("add `pins = \"strict\"` under `[tools]`, or remove `pin_file`"),
+                Problem::error(
+                    f.span.clone(),
+                    "a pin file is read in strict mode only",
+                    "not read",
+                )
+                .with_help("add `pins = \"strict\"` under `[tools]`, or remove `pin_file`"),
             );
             (ToolPins::default(), None)
         }
