@@ -715,7 +715,7 @@ fn unknown_tool() {
         &catalog(),
     );
     assert_eq!(
-        diags.iter().next().and_then(|d| d.help_text()).as_deref(),
+        diags.iter().next().and_then(|d| d.help_text()),
         Some("did you mean `read_text_file`?")
     );
 }
