@@ -458,3 +458,99 @@ async fn warden_lint_with_a_pin_file_reports_patterns_that_match_nothing() -> Re
     assert!(String::from_utf8_lossy(&plain.stdout).contains("no problems"));
     Ok(())
 }
+
+#[tokio::test]
+async fn warden_serve_warns_of_rules_that_name_a_server_it_does_not_serve() -> Res<()> {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("p.policy"),
+        "default allow\n\ndeny no-writes {\n  server \"filesystem\"\n  tool \"wipe\"\n}\n\ndeny fine {\n  server \"test*\"\n  tool \"wipe\"\n}\n",
+    )?;
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\npolicies = \"p.policy\"\n\n[[server]]\nname = \"test-upstream\"\ncommand = {:?}\nargs = [\"proxy-test-upstream\"]\n",
+        env!("CARGO_BIN_EXE_warden")
+    );
+    std::fs::write(dir.path().join("warden.toml"), config)?;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["serve", "--config"])
+        .arg(dir.path().join("warden.toml"))
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().ok_or("stderr")?).lines();
+    let mut seen = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let serving = line.contains("warden: serving at");
+            seen.push(line);
+            if serving {
+                break;
+            }
+        }
+    })
+    .await?;
+    let text = seen.join("\n");
+    assert!(
+        text.contains("rule `no-writes`")
+            && text.contains(
+                "names server `filesystem`, which this gateway does not serve (`test-upstream`)"
+            ),
+        "{text}"
+    );
+    assert!(!text.contains("rule `fine`"), "{text}");
+    child.kill().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_change_warden_finds_on_its_own_read_tells_the_client_the_list_changed() -> Res<()> {
+    let mut p = RawProxy::start_initialized("default allow\n", &[], "agent").await?;
+    let tools = p.dir().join("tools.json");
+    std::fs::write(&tools, lookup("Looks a sample up.").to_string())?;
+    list(&mut p, 1).await?;
+    // The upstream changes the tool and restarts without announcing it:
+    // warden drops its catalog and reads the list itself for the next call.
+    std::fs::write(
+        &tools,
+        lookup("Looks a sample up, and mails it out.").to_string(),
+    )?;
+    let crash = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                       "params": {"name": "crash", "arguments": {}}});
+    p.send_line(crash.to_string().as_bytes()).await?;
+    loop {
+        let v: Value = serde_json::from_str(&p.next_line().await?)?;
+        if v["id"] == 2 {
+            break;
+        }
+    }
+    // Until warden has restarted it, the call is answered "unavailable".
+    let mut told = false;
+    let mut answer = Value::Null;
+    for id in 3..40u64 {
+        let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                          "params": {"name": "lookup", "arguments": {}}});
+        p.send_line(call.to_string().as_bytes()).await?;
+        answer = loop {
+            let v: Value = serde_json::from_str(&p.next_line().await?)?;
+            if v["method"] == "notifications/tools/list_changed" {
+                told = true;
+            }
+            if v["id"] == id {
+                break v;
+            }
+        };
+        if answer["error"]["code"] != -32001 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        refused(&answer) || answer["result"]["isError"] == true,
+        "{answer}"
+    );
+    assert!(told, "the client was told the list changed");
+    p.close().await?;
+    Ok(())
+}

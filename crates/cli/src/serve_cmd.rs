@@ -41,6 +41,13 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
         Ok(b) => b,
         Err(code) => return code,
     };
+    // A rule naming a server the gateway does not serve never applies (an
+    // intended deny lets calls through): say so. Tool names are checked by
+    // `warden lint --tools` against a pin file.
+    let names: Vec<String> = config.servers.iter().map(|s| s.name.clone()).collect();
+    for warning in warden_proxy::tool_pins::unmatched_servers(&bundle, &names) {
+        eprintln!("warning: {warning}");
+    }
     let engine = match runtime::open_engine(
         bundle,
         config.state.as_ref(),

@@ -204,6 +204,48 @@ pub fn unmatched_rules(
     out
 }
 
+/// One warning per rule or annotation declaration of `bundle` whose
+/// `server` patterns match none of `servers` (`warden serve`'s
+/// configured names): it never applies.
+pub fn unmatched_servers(bundle: &warden_engine::PolicyBundle, servers: &[String]) -> Vec<String> {
+    use warden_lang::glob::glob_matches;
+    let set = bundle.compiled();
+    let named = |patterns: &Vec<String>| {
+        patterns
+            .iter()
+            .any(|p| servers.iter().any(|s| glob_matches(p, s)))
+    };
+    let list = servers
+        .iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut out = Vec::new();
+    let rules = set.rules().iter().map(|r| {
+        (
+            format!("rule `{}` ({})", r.id, r.location),
+            r.servers.as_ref(),
+        )
+    });
+    let decls = set.stated_annotations().iter().map(|a| {
+        (
+            format!("the annotation declaration at {}", a.location),
+            a.servers.as_ref(),
+        )
+    });
+    for (what, patterns) in rules.chain(decls) {
+        if let Some(ps) = patterns
+            && !named(ps)
+        {
+            out.push(format!(
+                "{what} names server {}, which this gateway does not serve ({list}): it never applies\n  help: patterns match the `name` of a `[[server]]`",
+                ps.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    out
+}
+
 /// A definition not the pinned one: for the log and the metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {

@@ -98,12 +98,14 @@ impl Relay {
 
     /// What the catalog knows of a listed tool, its definition checked
     /// against its pin; a definition that is not the pinned one is logged
-    /// (`tool_changed`), counted and warned of once per session.
-    fn learn_tool(&self, server: Option<&str>, tool: &Value) -> ToolInfo {
+    /// (`tool_changed`), counted and warned of once per session. `true`
+    /// with it: that report is new.
+    fn learn_tool(&self, server: Option<&str>, tool: &Value) -> (ToolInfo, bool) {
         let mut info = ToolInfo::from_tool(tool);
         let Some(server) = server else {
-            return info;
+            return (info, false);
         };
+        let mut reported = false;
         let (verdict, change) =
             crate::tool_pins::check_tool(&self.cfg.tool_pins, &self.engine, server, tool);
         info.pin = verdict;
@@ -112,6 +114,7 @@ impl Relay {
                 .reported_changes
                 .insert((name.to_string(), change.seen.clone()));
             if first {
+                reported = true;
                 tracing::warn!(
                     "tool `{name}` of `{server}`: {} (listed {}); it is hidden and its calls refused until an operator approves it (`warden tools diff`, `warden tools approve`)",
                     match &change.pinned {
@@ -135,12 +138,13 @@ impl Relay {
                 }
             }
         }
-        info
+        (info, reported)
     }
 
     async fn fetch_tools(&self, ctx: &ReqCtx) -> Result<(), String> {
         let server = self.known_server_name();
         let mut all = HashMap::new();
+        let mut changed = false;
         let mut cursor: Option<Value> = None;
         for _ in 0..MAX_TOOL_PAGES {
             let mut params = Map::new();
@@ -166,7 +170,9 @@ impl Relay {
                 .flatten()
             {
                 if let Some(name) = t.get("name").and_then(Value::as_str) {
-                    all.insert(name.to_string(), self.learn_tool(server.as_deref(), t));
+                    let (info, reported) = self.learn_tool(server.as_deref(), t);
+                    changed |= reported;
+                    all.insert(name.to_string(), info);
                 }
             }
             match result.get("nextCursor") {
@@ -178,6 +184,15 @@ impl Relay {
         lock(&self.st).tools.replace(all);
         if let Some(s) = &server {
             self.warn_unmatched(s, &names);
+        }
+        // warden's own read found a definition that is not the pinned one:
+        // the list the client holds shows a tool it now hides.
+        if changed {
+            self.send_client(serde_json::json!({
+                "jsonrpc": "2.0",
+                "method": "notifications/tools/list_changed"
+            }))
+            .await;
         }
         Ok(())
     }
@@ -221,7 +236,7 @@ impl Relay {
             .iter()
             .filter_map(|t| {
                 let name = t.get("name")?.as_str()?.to_string();
-                Some((name, self.learn_tool(server_name.as_deref(), t)))
+                Some((name, self.learn_tool(server_name.as_deref(), t).0))
             })
             .collect();
         let pinned: HashMap<String, crate::govern::PinVerdict> =
