@@ -79,7 +79,22 @@ pub(crate) fn run(args: CheckArgs) -> i32 {
         };
         errors.push(at_key(&cfg, key, &e));
     }
-    let warnings = warnings(&cfg);
+    let mut warnings = warnings(&cfg);
+    // A rule naming a server this config does not serve never applies.
+    if let Some(b) = &bundle {
+        let names: Vec<String> = cfg.servers.iter().map(|s| s.name.clone()).collect();
+        for w in warden_proxy::tool_pins::unmatched_servers(b, &names) {
+            let (message, help) = w.split_once("\n  help: ").unwrap_or((&w, ""));
+            warnings.push(
+                Problem::warning(
+                    cfg.span_of("policies"),
+                    message.to_string(),
+                    "a rule for no server here",
+                )
+                .with_help(help.to_string()),
+            );
+        }
+    }
     let unusable = bundle
         .as_ref()
         .map(|b| approver_findings(&cfg, b))
