@@ -92,16 +92,9 @@ impl Drop for ScratchDir {
 }
 
 pub(crate) fn run(policies: Option<PathBuf>, keep_log: Option<PathBuf>) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime::async_runtime(Some(2)) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::FAILURE;
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(play(policies, keep_log));
     runtime.shutdown_timeout(Duration::from_millis(200));

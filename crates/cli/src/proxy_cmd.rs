@@ -510,17 +510,9 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
     // One session on stdio: a single-threaded runtime saves the cross-thread
     // wake-ups of a work-stealing one on every message (measured in
     // crates/demo/benches/roundtrip.rs). HTTP serves many sessions at once.
-    let mut builder = if listen.is_none() {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    };
-    let runtime = match builder.enable_all().build() {
+    let runtime = match runtime::async_runtime(listen.is_none().then_some(0)) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::FAILURE;
-        }
+        Err(code) => return code,
     };
     let started_metrics = match (&metrics_listen, &metrics) {
         (Some(addr), Some(m)) => runtime.block_on(runtime::start_metrics(
@@ -608,16 +600,9 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
 /// demo and the tests run it behind the proxy).
 pub(crate) fn demo_server(listen: Option<String>) -> i32 {
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime::async_runtime(Some(1)) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::FAILURE;
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async move {
         match listen {

@@ -297,6 +297,23 @@ pub(crate) enum Mode {
     Shadow,
 }
 
+/// The async runtime a command runs on: `workers` threads (`None`: one per
+/// core), or the current thread with `Some(0)`. A runtime that cannot
+/// start is an error the command exits with.
+pub(crate) fn async_runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, i32> {
+    let mut builder = match workers {
+        Some(0) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if let Some(n) = workers.filter(|n| *n > 0) {
+        builder.worker_threads(n);
+    }
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        exit::FAILURE
+    })
+}
+
 /// How tool definitions are pinned (`--tool-pins`, `[tools] pins`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]

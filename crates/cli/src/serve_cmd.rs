@@ -103,15 +103,9 @@ pub(crate) fn run(args: ServeArgs) -> i32 {
         .user
         .clone()
         .unwrap_or_else(runtime::os_user);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime::async_runtime(None) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::FAILURE;
-        }
+        Err(code) => return code,
     };
     let traces = match runtime::start_traces(config.traces.clone()) {
         Ok(t) => t,

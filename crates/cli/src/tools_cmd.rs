@@ -166,15 +166,9 @@ fn list(args: ListArgs) -> i32 {
         );
         return exit::USAGE;
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime::async_runtime(Some(0)) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(list_upstream(args.upstream, args.command)) {
         Ok(()) => exit::OK,
