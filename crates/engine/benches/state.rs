@@ -52,6 +52,16 @@ budget spend {
   max 100000000 per 1h per user
 }
 ";
+/// The lethal-trifecta pattern: `read_results` labels the session, and
+/// every call reads the label (the deny names no tool).
+const LABELLED: &str = "default allow
+label read-private {
+  tool \"read_results\"
+}
+deny no-way-out {
+  when session has label read-private and tool.open_world
+}
+";
 const PLAIN: &str = "default allow
 deny no-wipes {
   tool \"wipe\"
@@ -82,6 +92,18 @@ fn call(tool: &str) -> CallContext {
         arguments: json!({"sample_id": "S-1", "cost": 1}),
         ..CallContext::default()
     }
+}
+
+/// `call` in session `session`.
+fn in_session(mut call: CallContext, session: &str) -> CallContext {
+    call.session = session.into();
+    call
+}
+
+/// `call` of a tool that says it does not reach the outside world.
+fn closed_world(mut call: CallContext) -> CallContext {
+    call.annotations.open_world_hint = Some(false);
+    call
 }
 
 struct Case {
@@ -172,6 +194,31 @@ fn main() {
             name: "uncapped in a set with a cap, Redis",
             engine: engine(CAPPED, Some(redis())),
             call: call("list"),
+            times: Vec::new(),
+        },
+        Case {
+            name: "reads a label, memory",
+            engine: engine(LABELLED, None),
+            call: in_session(call("list"), "reader"),
+            times: Vec::new(),
+        },
+        Case {
+            name: "reads a label, Redis",
+            engine: engine(LABELLED, Some(redis())),
+            // Not the session the next cases label (one Redis for all).
+            call: in_session(call("list"), "reader"),
+            times: Vec::new(),
+        },
+        Case {
+            name: "sets a label, memory",
+            engine: engine(LABELLED, None),
+            call: closed_world(call("read_results")),
+            times: Vec::new(),
+        },
+        Case {
+            name: "sets a label, Redis",
+            engine: engine(LABELLED, Some(redis())),
+            call: closed_world(call("read_results")),
             times: Vec::new(),
         },
         Case {
