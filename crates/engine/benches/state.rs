@@ -210,6 +210,18 @@ fn main() {
             times: Vec::new(),
         },
         Case {
+            name: "closed-world under a label rule, memory",
+            engine: engine(LABELLED, None),
+            call: closed_world(in_session(call("list"), "reader")),
+            times: Vec::new(),
+        },
+        Case {
+            name: "closed-world under a label rule, Redis",
+            engine: engine(LABELLED, Some(redis())),
+            call: closed_world(in_session(call("list"), "reader")),
+            times: Vec::new(),
+        },
+        Case {
             name: "sets a label, memory",
             engine: engine(LABELLED, None),
             call: closed_world(call("read_results")),

@@ -30,6 +30,7 @@ use warden_lang::{CompiledRule, CreatedArg};
 
 mod answer;
 mod grants;
+mod labels;
 mod limit_advice;
 mod limits;
 use limit_advice::{budget_or_rate_retry, cap_retry, hit, never_fits, unmeasured};
@@ -479,44 +480,61 @@ impl Engine {
         // reached", and its denial says why.
         let measures = measure(&self.state, bundle, &slice, call);
 
-        // The labels the slice's rules ask about, as the session has them.
-        let labels = if slice.labels_read.is_empty() {
-            Vec::new()
-        } else {
-            match self.state.session_labels(&call.session, &slice.labels_read) {
-                Ok(mut live) => {
-                    live.sort_unstable();
-                    live
-                }
-                Err(e) if slice.labels_enforced => {
-                    return Err(plain_denial(
-                        format!(
-                            "`{}` was not called: state store unavailable: the session's labels could not be read: {e}",
-                            call.tool
-                        ),
-                        "report this to the platform team; it is not caused by the agent",
-                    ));
-                }
-                // Only shadow rules ask: they see a session without labels.
-                Err(_) => Vec::new(),
-            }
-        };
-
         let now = self.clock.unix_millis();
         let clock = slice.clock.locals(now);
         let args = projection(&call.arguments, &slice.arg_fields);
-        let input = KeyInput {
+        let base = KeyInput {
             slice: &slice,
             call,
             args: &args,
             counters: &measures.counters,
             budgets: &measures.budgets,
             agent_created: &agent_created,
-            labels: &labels,
+            labels: &[],
             each: &each,
             clock: &clock,
         };
-        let answer = answer::answer(&self.authorizer, self.memo, bundle, &input)?;
+        // The session's labels matter only when some of them change Cedar's
+        // answer: with few labels asked about, every combination is
+        // answered (from the memo after the first time), and when all agree
+        // (a closed-world tool under `session has label x and
+        // tool.open_world`) the store is not read.
+        let unread = (!slice.labels_read.is_empty()
+            && slice.labels_read.len() <= labels::MAX_LABELS_TRIED)
+            .then(|| self.answer_whatever_the_labels(bundle, &slice.labels_read, base))
+            .flatten();
+        let answer = match unread {
+            Some(a) => a,
+            None => {
+                // The labels the slice's rules ask about, as the session has them.
+                let labels = if slice.labels_read.is_empty() {
+                    Vec::new()
+                } else {
+                    match self.state.session_labels(&call.session, &slice.labels_read) {
+                        Ok(mut live) => {
+                            live.sort_unstable();
+                            live
+                        }
+                        Err(e) if slice.labels_enforced => {
+                            return Err(plain_denial(
+                                format!(
+                                    "`{}` was not called: state store unavailable: the session's labels could not be read: {e}",
+                                    call.tool
+                                ),
+                                "report this to the platform team; it is not caused by the agent",
+                            ));
+                        }
+                        // Only shadow rules ask: they see a session without labels.
+                        Err(_) => Vec::new(),
+                    }
+                };
+                let input = KeyInput {
+                    labels: &labels,
+                    ..base
+                };
+                answer::answer(&self.authorizer, self.memo, bundle, &input)?
+            }
+        };
         let Answer {
             permits,
             forbids,

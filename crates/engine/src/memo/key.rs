@@ -47,6 +47,7 @@ fn omitted(_: Part) -> bool {
 
 /// What a key is built from: the call and what the engine measured and
 /// looked up for it before building its request.
+#[derive(Clone, Copy)]
 pub(crate) struct KeyInput<'a> {
     pub slice: &'a Slice,
     pub call: &'a CallContext,
