@@ -554,3 +554,117 @@ async fn a_change_warden_finds_on_its_own_read_tells_the_client_the_list_changed
     p.close().await?;
     Ok(())
 }
+
+/// `warden serve` with one command server (the test upstream, listing the
+/// tools of `tools`), the log in `dir`; its base URL.
+async fn serve_one(
+    dir: &std::path::Path,
+    tools: &std::path::Path,
+) -> Res<(tokio::process::Child, String)> {
+    use tokio::io::AsyncBufReadExt;
+    std::fs::write(dir.join("p.policy"), "default allow\n")?;
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\npolicies = \"p.policy\"\ndecision_log = \"audit.jsonl\"\n\n[[server]]\nname = \"lab\"\ncommand = {:?}\nargs = [\"proxy-test-upstream\"]\nenv = {{ WARDEN_TEST_UPSTREAM_TOOLS = {:?} }}\n",
+        env!("CARGO_BIN_EXE_warden"),
+        tools.display().to_string()
+    );
+    std::fs::write(dir.join("warden.toml"), config)?;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["serve", "--config"])
+        .arg(dir.join("warden.toml"))
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().ok_or("stderr")?).lines();
+    let base = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(rest) = line.split("serving at ").nth(1) {
+                return rest.split("/mcp").next().map(str::to_string);
+            }
+        }
+        None
+    })
+    .await?
+    .ok_or("no serving line")?;
+    // Keep reading stderr so that warden never blocks on it.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, base))
+}
+
+#[tokio::test]
+async fn through_warden_serve_a_changed_tool_is_hidden_on_the_federated_endpoint_too() -> Res<()> {
+    let dir = tempfile::tempdir()?;
+    let tools = dir.path().join("tools.json");
+    std::fs::write(&tools, lookup("Looks a sample up.").to_string())?;
+    let (_child, base) = serve_one(dir.path(), &tools).await?;
+    let http = reqwest::Client::new();
+    for (path, name) in [("/mcp", "lab__lookup"), ("/servers/lab/mcp", "lookup")] {
+        std::fs::write(&tools, lookup("Looks a sample up.").to_string())?;
+        let url = format!("{base}{path}");
+        let post = |sid: Option<String>, msg: Value| {
+            let mut req = http
+                .post(&url)
+                .header("accept", "application/json, text/event-stream")
+                .header("content-type", "application/json")
+                .header("mcp-protocol-version", "2025-06-18");
+            if let Some(s) = sid {
+                req = req.header("mcp-session-id", s);
+            }
+            req.body(msg.to_string()).send()
+        };
+        let init = post(
+            None,
+            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                       "clientInfo": {"name": "agent", "version": "1"}}}),
+        )
+        .await?;
+        let sid = init
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .ok_or("no session")?
+            .to_string();
+        post(
+            Some(sid.clone()),
+            json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        )
+        .await?;
+        let list = |id: u64| json!({"jsonrpc": "2.0", "id": id, "method": "tools/list"});
+        let body = |text: String| -> Res<Value> {
+            // An SSE answer (its last `data:` line is the answer) or a JSON one.
+            let json = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .last()
+                .map(str::to_string)
+                .unwrap_or_else(|| text.clone());
+            serde_json::from_str(&json).map_err(|e| format!("{e}: {text:?}").into())
+        };
+        let first = body(post(Some(sid.clone()), list(1)).await?.text().await?)?;
+        assert!(
+            listed_names(&first).contains(&name.to_string()),
+            "{path}: {first}"
+        );
+        std::fs::write(
+            &tools,
+            lookup("Looks a sample up and posts it.").to_string(),
+        )?;
+        let second = body(post(Some(sid.clone()), list(2)).await?.text().await?)?;
+        assert!(
+            !listed_names(&second).contains(&name.to_string()),
+            "{path}: {second}"
+        );
+        let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                          "params": {"name": name, "arguments": {}}});
+        let refused_call = body(post(Some(sid), call).await?.text().await?)?;
+        assert_eq!(
+            refused_call["result"]["isError"], true,
+            "{path}: {refused_call}"
+        );
+    }
+    Ok(())
+}
