@@ -639,7 +639,7 @@ async fn through_warden_serve_a_changed_tool_is_hidden_on_the_federated_endpoint
                 .filter_map(|l| l.strip_prefix("data:"))
                 .map(str::trim)
                 .filter(|d| !d.is_empty())
-                .last()
+                .next_back()
                 .map(str::to_string)
                 .unwrap_or_else(|| text.clone());
             serde_json::from_str(&json).map_err(|e| format!("{e}: {text:?}").into())
