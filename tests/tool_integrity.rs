@@ -638,8 +638,7 @@ async fn through_warden_serve_a_changed_tool_is_hidden_on_the_federated_endpoint
                 .lines()
                 .filter_map(|l| l.strip_prefix("data:"))
                 .map(str::trim)
-                .filter(|d| !d.is_empty())
-                .next_back()
+                .rfind(|d| !d.is_empty())
                 .map(str::to_string)
                 .unwrap_or_else(|| text.clone());
             serde_json::from_str(&json).map_err(|e| format!("{e}: {text:?}").into())
