@@ -667,3 +667,34 @@ async fn through_warden_serve_a_changed_tool_is_hidden_on_the_federated_endpoint
     }
     Ok(())
 }
+
+#[test]
+fn warden_tools_list_shows_the_servers_name_and_the_flags_rules_read() -> Res<()> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["tools", "list", "--"])
+        .arg(env!("CARGO_BIN_EXE_warden"))
+        .arg("proxy-test-upstream")
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("server `proxy-test-upstream`"), "{text}");
+    // `slow` gives no openWorldHint: open-world by MCP's default.
+    assert!(
+        text.contains("  - slow: tool.read_only true, tool.destructive false, tool.idempotent true, tool.open_world true"),
+        "{text}"
+    );
+    assert!(
+        text.contains("no openWorldHint (MCP default true)"),
+        "{text}"
+    );
+    // `wipe` says it is destructive.
+    assert!(
+        text.contains("  - wipe: tool.read_only false, tool.destructive true"),
+        "{text}"
+    );
+    Ok(())
+}

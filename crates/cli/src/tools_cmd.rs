@@ -214,13 +214,12 @@ async fn list_upstream(url: Option<String>, command: Vec<OsString>) -> Result<()
         let json = serde_json::to_value(t)?;
         let info = warden_proxy::govern::ToolInfo::from_tool(&json);
         let r = info.annotations.resolved();
-        let said = |v: Option<bool>, yes: &str, no: &str| match v {
-            Some(true) => yes.to_string(),
-            Some(false) => no.to_string(),
-            None => format!(
-                "({} by default)",
-                if yes.starts_with("not") { no } else { yes }
-            ),
+        // What the server said of each hint; one it did not give takes
+        // MCP's default (readOnlyHint false, destructiveHint true,
+        // idempotentHint false, openWorldHint true), as rules read it.
+        let said = |v: Option<bool>, hint: &str, default: bool| match v {
+            Some(b) => format!("{hint} {b}"),
+            None => format!("no {hint} (MCP default {default})"),
         };
         let a = info.annotations;
         outln!(
@@ -233,22 +232,10 @@ async fn list_upstream(url: Option<String>, command: Vec<OsString>) -> Result<()
         );
         outln!(
             "      the server says: {}, {}, {}, {}",
-            said(a.read_only_hint, "readOnlyHint true", "readOnlyHint false"),
-            said(
-                a.destructive_hint,
-                "destructiveHint true",
-                "destructiveHint false"
-            ),
-            said(
-                a.idempotent_hint,
-                "idempotentHint true",
-                "idempotentHint false"
-            ),
-            said(
-                a.open_world_hint,
-                "openWorldHint true",
-                "openWorldHint false"
-            ),
+            said(a.read_only_hint, "readOnlyHint", false),
+            said(a.destructive_hint, "destructiveHint", true),
+            said(a.idempotent_hint, "idempotentHint", false),
+            said(a.open_world_hint, "openWorldHint", true),
         );
     }
     client.cancel().await?;
