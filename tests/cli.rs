@@ -329,7 +329,7 @@ fn eval_shows_the_decision_and_uses_cedar_exit_codes() {
     let stdout = String::from_utf8_lossy(&out.get_output().stdout).to_string();
     assert!(stdout.starts_with("DENY"), "{stdout}");
     assert!(
-        stdout.contains("rule agents-never-delete (deny) at policies/genomics.policy:43:6"),
+        stdout.contains("rule agents-never-delete (deny) at policies/genomics.policy:51:6"),
         "{stdout}"
     );
     assert!(stdout.contains("S-9"), "{stdout}");

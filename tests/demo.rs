@@ -4,7 +4,8 @@
 use assert_cmd::Command;
 
 #[test]
-fn the_demo_shows_allow_deny_confirmation_grant_four_eyes_cap_and_budget_and_logs_every_call() {
+fn the_demo_shows_allow_deny_confirmation_grant_four_eyes_cap_budget_and_labels_and_logs_every_call()
+ {
     let out = Command::cargo_bin("warden")
         .expect("warden binary")
         .arg("demo")
@@ -35,7 +36,12 @@ fn the_demo_shows_allow_deny_confirmation_grant_four_eyes_cap_and_budget_and_log
         "\"estimated_cost\":480}\n    DENIED by compute-per-person-per-day: ",
         "at most 1500 credits of paid compute per person a day; 1200 used in the last 24 hours, 300 left",
         "> delete_sample {\"sample_id\":\"S-0003\"}\n    DENIED by agents-never-delete",
-        "14 lines (9 allow, 5 deny)",
+        // The lethal trifecta: sharing goes out until the session reads
+        // raw results.
+        "> share_results {\"sample_id\":\"S-0001\",\"to\":\"collaborator@partner.org\"}\n    ALLOWED: results of S-0001 sent",
+        "> read_results {\"sample_id\":\"S-0001\"}\n    ALLOWED",
+        "collaborator@partner.org\"}\n    DENIED by no-way-out-after-raw-results: `share_results` was not called: this session read raw results",
+        "17 lines (11 allow, 6 deny)",
     ] {
         assert!(
             stdout.contains(expected),

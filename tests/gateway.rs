@@ -50,13 +50,14 @@ use serde_json::{Value, json};
 
 /// The demo server's tools (crates/demo), as any of its routes lists them
 /// without policies.
-const DEMO_TOOLS: [&str; 8] = [
+const DEMO_TOOLS: [&str; 9] = [
     "create_sample",
     "delete_sample",
     "get_sample",
     "list_samples",
     "read_results",
     "run_status",
+    "share_results",
     "start_pipeline_run",
     "update_sample",
 ];

@@ -53,7 +53,7 @@ fn the_policies_that_wrote_the_log_change_nothing() -> Res<()> {
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
-        text.contains("14 call(s) replayed: 0 change(s), 0 unknown"),
+        text.contains("17 call(s) replayed: 0 change(s), 0 unknown"),
         "{text}"
     );
     Ok(())

@@ -5,7 +5,9 @@
 //! printing each call and what warden decided: allowed, denied,
 //! confirmation asked and answered, a grant covering a later call, a run
 //! that a lab lead approves on warden's approval page (four eyes: the
-//! caller's own approval is refused), cap reached, budget crossed.
+//! caller's own approval is refused), cap reached, budget crossed, and a
+//! session that read raw results refused a tool that reaches outside the
+//! platform (a session label).
 //!
 //! The demo runs on the real clock, so its script keeps out of what
 //! depends on the time of day: every run it starts is quoted below the
@@ -265,6 +267,17 @@ async fn play(policies: Option<PathBuf>, keep_log: Option<PathBuf>) -> Result<()
             }),
         ),
         Step::call(
+            "Results may go to a collaborator, until the session reads raw results: then nothing leaves the platform (`label read-raw-results`)",
+            "share_results",
+            json!({"sample_id": "S-0001", "to": "collaborator@partner.org"}),
+        ),
+        Step::call("", "read_results", json!({"sample_id": "S-0001"})),
+        Step::call(
+            "",
+            "share_results",
+            json!({"sample_id": "S-0001", "to": "collaborator@partner.org"}),
+        ),
+        Step::call(
             "Agents never delete, even a tool they were not shown",
             "delete_sample",
             json!({"sample_id": "S-0003"}),
@@ -450,6 +463,21 @@ fn gist(v: &Value) -> String {
             run["pipeline"].as_str().unwrap_or("?"),
             run["sample_id"].as_str().unwrap_or("?"),
             run["status"].as_str().unwrap_or("?")
+        );
+    }
+    if let Some(shared) = v.get("shared") {
+        return format!(
+            "results of {} {} to {}",
+            shared["sample_id"].as_str().unwrap_or("?"),
+            shared["status"].as_str().unwrap_or("?"),
+            shared["to"].as_str().unwrap_or("?")
+        );
+    }
+    if let Some(results) = v["results"].as_array() {
+        return format!(
+            "{} result(s) of {}",
+            results.len(),
+            v["sample_id"].as_str().unwrap_or("?")
         );
     }
     if let Some(sample) = v.get("sample") {

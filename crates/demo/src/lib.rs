@@ -177,6 +177,17 @@ pub struct SampleIdArgs {
     pub sample_id: String,
 }
 
+/// Arguments of `share_results`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct ShareArgs {
+    /// The sample id, e.g. "S-0001".
+    pub sample_id: String,
+    /// Who gets the link, e.g. "collaborator@partner.org".
+    pub to: String,
+}
+
 /// Arguments of `create_sample`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -470,6 +481,23 @@ impl GenomicsServer {
             RunStatus::Succeeded => {}
         }
         ok(json!({ "run": run }))
+    }
+
+    /// Email a link to a sample's results to someone outside the
+    /// platform (the demo sends nothing; it says it did).
+    #[tool(annotations(
+        title = "Share results",
+        read_only_hint = false,
+        destructive_hint = false,
+        idempotent_hint = false,
+        open_world_hint = true
+    ))]
+    fn share_results(&self, Parameters(args): Parameters<ShareArgs>) -> CallToolResult {
+        let state = self.state();
+        if !state.samples.contains_key(&args.sample_id) {
+            return no_sample(&args.sample_id);
+        }
+        ok(json!({ "shared": { "sample_id": args.sample_id, "to": args.to, "status": "sent" } }))
     }
 
     /// Delete a sample and its pipeline runs. This cannot be undone.

@@ -102,7 +102,7 @@ async fn lists_eight_tools_with_annotations_and_schemas() -> TestResult {
     tools.sort_by(|a, b| a.name.cmp(&b.name));
     let s = Some;
     // (name, readOnly, destructive, idempotent, openWorld, required args)
-    let expected: [(&str, _, &[&str]); 8] = [
+    let expected: [(&str, _, &[&str]); 9] = [
         (
             "create_sample",
             (s(false), s(false), s(false), s(false)),
@@ -128,6 +128,11 @@ async fn lists_eight_tools_with_annotations_and_schemas() -> TestResult {
             "run_status",
             (s(true), s(false), s(true), s(false)),
             &["run_id"],
+        ),
+        (
+            "share_results",
+            (s(false), s(false), s(false), s(true)),
+            &["sample_id", "to"],
         ),
         (
             "start_pipeline_run",
@@ -288,6 +293,11 @@ async fn bad_values_are_tool_errors() -> TestResult {
             "no pipeline run with id `R-9999`",
         ),
         (
+            "share_results",
+            json!({"sample_id": "S-9999", "to": "someone@partner.org"}),
+            "no sample",
+        ),
+        (
             "start_pipeline_run",
             json!({"sample_id": "S-9999", "pipeline": "qc"}),
             "no sample",
@@ -392,7 +402,7 @@ async fn http_sessions_share_one_store() -> TestResult {
 
     let a = http_client(addr).await?;
     let b = http_client(addr).await?;
-    assert_eq!(a.list_all_tools().await?.len(), 8);
+    assert_eq!(a.list_all_tools().await?.len(), 9);
     let created =
         structured(&call(&a, "create_sample", json!({"name": "x", "project": "p"})).await?);
     let id = created["sample"]["id"].as_str().expect("id").to_owned();

@@ -90,7 +90,7 @@ fn agents_never_delete_and_are_told_why() {
     assert!(d.reason.contains("S-17"), "{}", d.reason);
     assert_eq!(d.retry, Retry::Never);
     assert!(
-        d.rules[0].source.ends_with("genomics.policy:43:6"),
+        d.rules[0].source.ends_with("genomics.policy:51:6"),
         "{}",
         d.rules[0].source
     );
