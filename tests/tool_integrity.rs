@@ -212,6 +212,14 @@ async fn on_stdio_a_changed_description_hides_the_tool_and_refuses_it_until_appr
             && reason.contains("an operator must review it"),
         "{reason}"
     );
+    // With pins in the state file, the operator approves with `warden tools`.
+    let instead = no["result"]["_meta"]["warden/decision"]["instead"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        instead.contains("`warden tools diff`, then `warden tools approve`"),
+        "{instead}"
+    );
     let changed: Vec<Value> = p
         .audit_lines()
         .into_iter()
@@ -293,6 +301,15 @@ async fn over_http_a_changed_tool_is_hidden_and_refused() -> Res<()> {
         .json()
         .await?;
     assert_eq!(refused_call["result"]["isError"], true, "{refused_call}");
+    // Its pins are in memory: `warden tools approve` cannot reach them, and
+    // the advice says so.
+    let instead = refused_call["result"]["_meta"]["warden/decision"]["instead"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        instead.contains("keeps its pins in memory, so only a restart"),
+        "{instead}"
+    );
     // Another session of the same warden sees the same pin.
     let other = w.session(&http, None).await?;
     let third: Value = w
@@ -348,6 +365,14 @@ async fn a_pin_file_in_strict_mode_refuses_an_unknown_tool() -> Res<()> {
         .as_str()
         .unwrap_or_default();
     assert!(reason.contains("not in warden's pin file"), "{no}");
+    // The advice is what strict mode takes: the pin file, not an approval.
+    let instead = no["result"]["_meta"]["warden/decision"]["instead"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        instead.contains("put its definition in warden's pin file"),
+        "{instead}"
+    );
     let yes = p.call_tool(3, "echo_meta", json!({})).await?;
     assert!(!refused(&yes), "{yes}");
     p.close().await?;

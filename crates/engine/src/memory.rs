@@ -328,6 +328,10 @@ impl CallState {
 }
 
 impl StateStore for CallState {
+    fn in_process(&self) -> bool {
+        true
+    }
+
     fn count(
         &self,
         rule: &str,

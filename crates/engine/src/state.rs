@@ -378,6 +378,12 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
         ))
     }
 
+    /// Whether the store lives in this process only (memory): nothing
+    /// outside it, such as `warden tools approve`, can reach what it keeps.
+    fn in_process(&self) -> bool {
+        false
+    }
+
     /// Every pinned tool, ordered by server and tool.
     fn pins(&self) -> Result<Vec<crate::pins::ToolPin>, StateError> {
         Err(StateError::Store(

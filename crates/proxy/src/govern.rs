@@ -54,8 +54,13 @@ pub enum PinVerdict {
     /// Not the pinned definition: hidden, its calls refused until an
     /// operator approves the new one.
     Changed,
+    /// As `Changed`, with the pins in this process's memory, which
+    /// `warden tools approve` cannot reach.
+    ChangedInMemory,
     /// Strict mode: the pin file has no such tool.
     NotInPinFile,
+    /// Strict mode: the pin file pins another definition.
+    DiffersFromPinFile,
     /// The state store could not check it (fail closed).
     Unavailable,
 }
@@ -65,16 +70,22 @@ impl PinVerdict {
     pub fn blocks(self) -> bool {
         matches!(
             self,
-            PinVerdict::Changed | PinVerdict::NotInPinFile | PinVerdict::Unavailable
+            PinVerdict::Changed
+                | PinVerdict::ChangedInMemory
+                | PinVerdict::NotInPinFile
+                | PinVerdict::DiffersFromPinFile
+                | PinVerdict::Unavailable
         )
     }
 
     /// Why a call to `tool` was refused, and what to do instead.
     pub fn refusal(self, tool: &str) -> Option<(String, &'static str)> {
         let why = match self {
-            PinVerdict::Changed => format!(
-                "`{tool}` was not called: its definition changed since it was approved (a tool's description, schema or annotations are not what warden pinned); an operator must review it"
-            ),
+            PinVerdict::Changed | PinVerdict::ChangedInMemory | PinVerdict::DiffersFromPinFile => {
+                format!(
+                    "`{tool}` was not called: its definition changed since it was approved (a tool's description, schema or annotations are not what warden pinned); an operator must review it"
+                )
+            }
             PinVerdict::NotInPinFile => format!(
                 "`{tool}` was not called: the tool is not in warden's pin file (strict mode), so no operator has approved its definition"
             ),
@@ -86,6 +97,13 @@ impl PinVerdict {
         let instead = match self {
             PinVerdict::Unavailable => {
                 "report this to the platform team; it is not caused by the agent"
+            }
+            PinVerdict::ChangedInMemory => {
+                "do not retry; tell the person that an operator must review the tool: this warden keeps its pins in memory, so only a restart trusts the new definition (with --state, `warden tools diff` and `warden tools approve` review it)"
+            }
+            // Strict mode trusts the committed pin file alone.
+            PinVerdict::NotInPinFile | PinVerdict::DiffersFromPinFile => {
+                "do not retry; tell the person that an operator must review the tool and put its definition in warden's pin file"
             }
             _ => {
                 "do not retry; tell the person that an operator must review the tool (`warden tools diff`, then `warden tools approve`)"

@@ -270,7 +270,7 @@ pub fn check_tool(
         ToolPins::Strict(file) => match file.digest(server, name) {
             Some(d) if d == digest => (PinVerdict::Pinned, None),
             Some(d) => (
-                PinVerdict::Changed,
+                PinVerdict::DiffersFromPinFile,
                 Some(Change {
                     pinned: Some(d.to_string()),
                     seen: digest,
@@ -291,7 +291,11 @@ pub fn check_tool(
             {
                 Ok(PinCheck::New | PinCheck::Same) => (PinVerdict::Pinned, None),
                 Ok(PinCheck::Changed { pinned }) => (
-                    PinVerdict::Changed,
+                    if engine.state_store().in_process() {
+                        PinVerdict::ChangedInMemory
+                    } else {
+                        PinVerdict::Changed
+                    },
                     Some(Change {
                         pinned: Some(pinned),
                         seen: digest,

@@ -115,8 +115,19 @@ impl Relay {
                 .insert((name.to_string(), change.seen.clone()));
             if first {
                 reported = true;
+                let review = match (&self.cfg.tool_pins, verdict) {
+                    (crate::tool_pins::ToolPins::Strict(_), _) => {
+                        "until its definition is in the pin file (`warden tools pin` writes one)"
+                    }
+                    (_, crate::govern::PinVerdict::ChangedInMemory) => {
+                        "until warden restarts (its pins are in memory; with --state, `warden tools approve` approves a change)"
+                    }
+                    _ => {
+                        "until an operator approves it (`warden tools diff`, `warden tools approve`)"
+                    }
+                };
                 tracing::warn!(
-                    "tool `{name}` of `{server}`: {} (listed {}); it is hidden and its calls refused until an operator approves it (`warden tools diff`, `warden tools approve`)",
+                    "tool `{name}` of `{server}`: {} (listed {}); it is hidden and its calls refused {review}",
                     match &change.pinned {
                         Some(p) => format!("its definition is not the pinned one ({p})"),
                         None => "the pin file has no such tool".to_string(),
