@@ -2,10 +2,10 @@
 //! forwarding records (`decide` then `record_forwarded`), with caps and
 //! rates in memory against a real Redis on loopback (a `redis-server`
 //! started on a free port), for
-//! - a capped call (a cap per user: count, reserve, commit: three round
-//!   trips to Redis),
-//! - a call with a cap and a budget (both counts read in one pipelined
-//!   round trip, then reserve and commit),
+//! - a capped call (a cap per user: its counts read and its hold taken in
+//!   one script, then the commit: two round trips to Redis),
+//! - a call with a cap and a budget (both counts read and both slots held
+//!   in one script, then the commit),
 //! - an uncapped call in a set that has a cap (it ends the user's streaks:
 //!   one round trip),
 //! - an uncapped call in a set without limits (no store at all).

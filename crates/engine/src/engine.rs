@@ -8,33 +8,31 @@
 //! error on the way (bad arguments, an evaluation error, state that cannot
 //! be read) ends in Deny with a reason; nothing here can allow by accident.
 
-use crate::args::projection;
-use crate::args::{ArgLimits, ArgProblem, check_arg_limits};
+use crate::args::ArgLimits;
 use crate::call::CallContext;
-use crate::gate::{HoldGuard, StateGate};
+use crate::gate::StateGate;
 use crate::index::{PolicyBundle, Slice};
-use crate::memo::{Answer, KeyInput, MemoMode, MemoStats};
+use crate::memo::{MemoMode, MemoStats};
 use crate::records::{NewRecord, RecordBackend, RecordError, RecordStore, extract_ids, id_of};
-use crate::state::{
-    Clock, Counted, Hold, Reserved, StateBackend, StateError, StateLimits, StateStore, SystemClock,
-};
+use crate::state::{Clock, StateBackend, StateError, StateLimits, StateStore, SystemClock};
 use arc_swap::ArcSwap;
 use cedar_policy::Authorizer;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::atomic::AtomicU64;
 use warden_lang::ast::{Mode, RuleKind};
 use warden_lang::compile::{COUNTING_SUFFIX, DEFAULT_POLICY_ID};
 use warden_lang::{CompiledRule, CreatedArg};
 
 mod answer;
+mod evaluate;
 mod grants;
 mod labels;
 mod limit_advice;
 mod limits;
-use limit_advice::{budget_or_rate_retry, cap_retry, hit, never_fits, unmeasured};
-use limits::{Measures, cap_rows, hold_keys, measure};
+mod reserve;
+use limit_advice::{budget_or_rate_retry, cap_retry, hit, never_fits};
+use limits::{Measures, cap_rows};
 
 pub use crate::decided::{Confirmation, Decided, Denial, Outcome, Retry, RuleHit, ShadowFinding};
 pub use grants::{APPROVED_CALL_LIFE, GrantUse, MAX_GRANT_LIFE};
@@ -51,6 +49,11 @@ pub struct EngineOptions {
     pub records: RecordBackend,
     /// Whether Cedar's answers are kept and reused ([`crate::memo`]).
     pub memo: MemoMode,
+    /// Whether a limited call's counts are read in the store step that
+    /// takes its hold ([`StateStore::count_and_reserve`], `engine::reserve`):
+    /// one round trip instead of two. `None`: where the store says it
+    /// saves one ([`StateStore::reads_with_reserve`]: Redis).
+    pub reserve_with_counts: Option<bool>,
 }
 
 impl Default for EngineOptions {
@@ -62,6 +65,7 @@ impl Default for EngineOptions {
             state: StateBackend::Memory,
             records: RecordBackend::Memory,
             memo: MemoMode::On,
+            reserve_with_counts: None,
         }
     }
 }
@@ -77,6 +81,7 @@ pub struct Engine {
     arg_limits: ArgLimits,
     authorizer: Authorizer,
     memo: MemoMode,
+    reserve_with_counts: bool,
     next_id: AtomicU64,
     id_prefix: String,
 }
@@ -86,18 +91,21 @@ impl Engine {
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
+        let store = options
+            .state
+            .open(options.state_limits, Arc::clone(&options.clock));
+        let reserve_with_counts = options
+            .reserve_with_counts
+            .unwrap_or_else(|| store.reads_with_reserve());
         Engine {
             policies: ArcSwap::from_pointee(bundle),
-            state: Arc::new(StateGate::new(
-                options
-                    .state
-                    .open(options.state_limits, Arc::clone(&options.clock)),
-            )),
+            state: Arc::new(StateGate::new(store)),
             records: options.records.open(Arc::clone(&options.clock)),
             clock: options.clock,
             arg_limits: options.arg_limits,
             authorizer: Authorizer::new(),
             memo: options.memo,
+            reserve_with_counts,
             next_id: AtomicU64::new(1),
             // Unique across restarts, so decision ids never repeat in a log.
             id_prefix: format!("{:x}{:04x}", started.as_secs(), std::process::id() & 0xffff),
@@ -163,138 +171,6 @@ impl Engine {
     /// preview never takes a slot a real call needs.
     pub fn preview(&self, call: &CallContext) -> Decided {
         self.decide_with(call, false)
-    }
-
-    fn decide_with(&self, call: &CallContext, reserve: bool) -> Decided {
-        let start = Instant::now();
-        let bundle = self.policies.load_full();
-        let mut counts_for = Vec::new();
-        let mut restricting = Vec::new();
-        let mut labels = Vec::new();
-        let mut hold = None;
-        let mut attempts = 0;
-        let (outcome, shadow) = loop {
-            counts_for.clear();
-            restricting.clear();
-            labels.clear();
-            let (outcome, shadow) = match self.evaluate(
-                &bundle,
-                call,
-                &mut counts_for,
-                &mut restricting,
-                &mut labels,
-            ) {
-                Ok(r) => r,
-                Err(denial) => {
-                    counts_for.clear();
-                    break (Outcome::Deny(denial), Vec::new());
-                }
-            };
-            if !reserve || !matches!(outcome, Outcome::Allow { .. }) {
-                break (outcome, shadow);
-            }
-            let wanted = Hold {
-                user: call.identity.user.clone(),
-                keys: hold_keys(&bundle, call, &counts_for),
-                matched: counts_for.clone(),
-                confirmed: !call.confirmed.is_empty(),
-                unchecked: counts_for
-                    .iter()
-                    .filter(|c| {
-                        bundle
-                            .rule_index(&c.rule)
-                            .is_some_and(|i| bundle.rules()[i].mode == Mode::Shadow)
-                    })
-                    .map(|c| c.rule.clone())
-                    .collect(),
-            };
-            if wanted.slots().next().is_none() {
-                break (outcome, shadow);
-            }
-            let denied = |reason: String, instead: &str| {
-                (Outcome::Deny(plain_denial(reason, instead)), shadow.clone())
-            };
-            match self.state.reserve(&wanted) {
-                Ok(Reserved::Held(id)) => {
-                    hold = Some(Arc::new(HoldGuard::new(
-                        Arc::clone(&self.state),
-                        id,
-                        wanted,
-                    )));
-                    break (outcome, shadow);
-                }
-                Ok(Reserved::Full { .. }) if attempts < MAX_RESERVE_ATTEMPTS => attempts += 1,
-                Ok(Reserved::Full { rule }) => {
-                    break denied(
-                        format!(
-                            "`{}` was not called: calls decided at the same time kept taking the last slots of rule `{rule}`",
-                            call.tool
-                        ),
-                        "call again once; if the limit is reached, the answer says so and when it frees",
-                    );
-                }
-                Ok(Reserved::Untracked(why)) => {
-                    break denied(
-                        format!(
-                            "`{}` was not called: warden's own bound on the limits it tracks was reached ({why}); no policy rule's limit was reached",
-                            call.tool
-                        ),
-                        "tell the person; an operator can raise warden's state bounds, and idle limits free room as they expire",
-                    );
-                }
-                Err(e) => {
-                    break denied(
-                        format!(
-                            "`{}` was not called: state store unavailable: {e}",
-                            call.tool
-                        ),
-                        "report this to the platform team; it is not caused by the agent",
-                    );
-                }
-            }
-        };
-        // The labels of an allowed call are on its session before it goes
-        // out: a label that could not be written would let a later call
-        // through that it should stop, so the call is refused instead.
-        let (outcome, labels) = match outcome {
-            Outcome::Allow { .. } if reserve && !labels.is_empty() => {
-                match self.state.add_session_labels(&call.session, &labels) {
-                    Ok(()) => (outcome, labels.into_iter().map(|(l, _)| l).collect()),
-                    Err(e) => {
-                        hold = None;
-                        let denial = plain_denial(
-                            format!(
-                                "`{}` was not called: state store unavailable: the session's labels could not be written: {e}",
-                                call.tool
-                            ),
-                            "report this to the platform team; it is not caused by the agent",
-                        );
-                        (Outcome::Deny(denial), Vec::new())
-                    }
-                }
-            }
-            outcome => (outcome, Vec::new()),
-        };
-        Decided {
-            id: format!(
-                "{}-{}",
-                self.id_prefix,
-                self.next_id.fetch_add(1, Ordering::Relaxed)
-            ),
-            policy_version: bundle.version().to_string(),
-            outcome,
-            shadow,
-            latency: start.elapsed(),
-            hold,
-            restricting,
-            grants: Vec::new(),
-            labels,
-            stated_annotations: if bundle.compiled().stated_annotations().is_empty() {
-                crate::call::ToolAnnotations::default()
-            } else {
-                bundle.slice(&call.server, &call.tool).stated
-            },
-        }
     }
 
     /// Counts a call that was forwarded upstream by committing the slots
@@ -414,224 +290,6 @@ impl Engine {
             );
         }
         Ok(yes)
-    }
-
-    fn evaluate(
-        &self,
-        bundle: &PolicyBundle,
-        call: &CallContext,
-        counts_for: &mut Vec<Counted>,
-        restricting: &mut Vec<String>,
-        labels_set: &mut Vec<(String, std::time::Duration)>,
-    ) -> Result<(Outcome, Vec<ShadowFinding>), Denial> {
-        if let Err(problem) = check_arg_limits(&call.arguments, &self.arg_limits) {
-            let instead = match problem {
-                ArgProblem::NotAnObject => {
-                    "send the arguments as a JSON object of named values (`{}` for none)"
-                }
-                _ => "send smaller, flatter arguments",
-            };
-            return Err(plain_denial(
-                format!("`{}` was not called: {problem}", call.tool),
-                instead,
-            ));
-        }
-        let slice = bundle.slice(&call.server, &call.tool);
-        if let Some(problem) = &slice.broken {
-            return Err(plain_denial(
-                format!(
-                    "`{}` was not called: the policies could not be loaded ({problem})",
-                    call.tool
-                ),
-                "report this to the platform team; it is not caused by the agent",
-            ));
-        }
-
-        let agent_created = match self.agent_created(&slice, call) {
-            Ok(found) => found,
-            Err(e) if slice.created_enforced => {
-                return Err(plain_denial(
-                    format!(
-                        "`{}` was not called: record store unavailable: {e}",
-                        call.tool
-                    ),
-                    "report this to the platform team; it is not caused by the agent",
-                ));
-            }
-            // Only shadow rules ask: they see no agent-created record.
-            Err(_) => Vec::new(),
-        };
-        // Only an enforced rule's `any`/`all ... created by agent` makes a
-        // store that cannot answer deny (elements::each_results).
-        let each = crate::elements::each_results(bundle, &slice, call, self.records.as_ref())
-            .map_err(|e| {
-                plain_denial(
-                    format!(
-                        "`{}` was not called: record store unavailable: {e}",
-                        call.tool
-                    ),
-                    "report this to the platform team; it is not caused by the agent",
-                )
-            })?;
-
-        // Counts and sums of the slice's limits; one that cannot be read
-        // (store unavailable, no model declared, a bad amount) is left out
-        // of the context, which the compiled policy reads as "limit
-        // reached", and its denial says why.
-        let measures = measure(&self.state, bundle, &slice, call);
-
-        let now = self.clock.unix_millis();
-        let clock = slice.clock.locals(now);
-        let args = projection(&call.arguments, &slice.arg_fields);
-        let base = KeyInput {
-            slice: &slice,
-            call,
-            args: &args,
-            counters: &measures.counters,
-            budgets: &measures.budgets,
-            agent_created: &agent_created,
-            labels: &[],
-            each: &each,
-            clock: &clock,
-        };
-        // The session's labels matter only when some of them change Cedar's
-        // answer: with few labels asked about, every combination is
-        // answered (from the memo after the first time), and when all agree
-        // (a closed-world tool under `session has label x and
-        // tool.open_world`) the store is not read.
-        let unread = (!slice.labels_read.is_empty()
-            && slice.labels_read.len() <= labels::MAX_LABELS_TRIED)
-            .then(|| self.answer_whatever_the_labels(bundle, &slice.labels_read, base))
-            .flatten();
-        let answer = match unread {
-            Some(a) => a,
-            None => {
-                // The labels the slice's rules ask about, as the session has them.
-                let labels = if slice.labels_read.is_empty() {
-                    Vec::new()
-                } else {
-                    match self.state.session_labels(&call.session, &slice.labels_read) {
-                        Ok(mut live) => {
-                            live.sort_unstable();
-                            live
-                        }
-                        Err(e) if slice.labels_enforced => {
-                            return Err(plain_denial(
-                                format!(
-                                    "`{}` was not called: state store unavailable: the session's labels could not be read: {e}",
-                                    call.tool
-                                ),
-                                "report this to the platform team; it is not caused by the agent",
-                            ));
-                        }
-                        // Only shadow rules ask: they see a session without labels.
-                        Err(_) => Vec::new(),
-                    }
-                };
-                let input = KeyInput {
-                    labels: &labels,
-                    ..base
-                };
-                answer::answer(&self.authorizer, self.memo, bundle, &input)?
-            }
-        };
-        let Answer {
-            permits,
-            forbids,
-            shadow_hits,
-            counted,
-            counting_failed,
-            labels: labelled,
-        } = &*answer;
-        let counting_failed = *counting_failed;
-        labels_set.extend(labelled.iter().map(|&i| {
-            let rule = &bundle.rules()[i];
-            let keep = rule
-                .keep_secs
-                .unwrap_or(warden_lang::ast::Keep::SESSION_SECS);
-            (rule.id.clone(), std::time::Duration::from_secs(keep))
-        }));
-
-        restricting.extend(forbids.iter().map(|(_, id)| id.to_string()));
-        let outcome = if forbids.is_empty() && !permits.is_empty() {
-            Outcome::Allow {
-                rules: permits.iter().map(|(_, id)| id.to_string()).collect(),
-            }
-        } else {
-            let reasons: Vec<String> = forbids.iter().map(|(_, id)| id.to_string()).collect();
-            let outcome =
-                self.denial_outcome(bundle, call, &reasons, !permits.is_empty(), &measures);
-            unmeasured(outcome, bundle, call, &measures)
-        };
-
-        let shadow = shadow_hits
-            .iter()
-            .filter_map(|&(i, errored)| {
-                let rule = &bundle.rules()[i];
-                let would = match rule.kind {
-                    RuleKind::Allow if errored => return None,
-                    RuleKind::Allow => "allow",
-                    RuleKind::RequireConfirm => "confirm",
-                    _ => "deny",
-                };
-                Some(ShadowFinding {
-                    rule: rule.id.clone(),
-                    kind: rule.kind,
-                    would,
-                    message: hit(rule, call, &measures).message,
-                })
-            })
-            .collect();
-
-        if counting_failed {
-            if matches!(outcome, Outcome::Allow { .. }) {
-                // Not knowing whether the call counts would let a cap be
-                // bypassed: refuse rather than forward uncounted.
-                return Err(plain_denial(
-                    format!(
-                        "`{}` was not called: its call count could not be determined",
-                        call.tool
-                    ),
-                    "report this to the platform team; it is not caused by the agent",
-                ));
-            }
-        } else {
-            for &i in counted {
-                let rule = &bundle.rules()[i];
-                match measures.measured.get(&rule.id) {
-                    Some(m) => counts_for.push(Counted {
-                        rule: rule.id.clone(),
-                        spec: m.spec,
-                        split: m.split.clone(),
-                        weight: m.weight,
-                    }),
-                    // Unmeasured: an enforced rule denied above (its
-                    // context entry is missing); a shadow one cannot count
-                    // this call, and refuses nothing.
-                    None if rule.mode != Mode::Shadow
-                        && matches!(outcome, Outcome::Allow { .. }) =>
-                    {
-                        let (why, instead) = measures
-                            .unmeasured
-                            .get(&rule.id)
-                            .map(|u| u.explain(rule))
-                            .unwrap_or_else(|| {
-                                (
-                                    format!("rule `{}` could not be counted", rule.id),
-                                    "report this to the platform team; it is not caused by the agent"
-                                        .to_string(),
-                                )
-                            });
-                        return Err(plain_denial(
-                            format!("`{}` was not called: {why}", call.tool),
-                            &instead,
-                        ));
-                    }
-                    None => {}
-                }
-            }
-        }
-        Ok((outcome, shadow))
     }
 
     fn denial_outcome(

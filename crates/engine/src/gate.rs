@@ -12,7 +12,9 @@
 //! or write of those scopes. Applying such an end earlier than a kept
 //! older write can only make a streak longer than it is (fail closed).
 
-use crate::state::{Count, Hold, HoldId, Reserved, ScopeKey, StateError, StateStore};
+use crate::state::{
+    Count, CountsAndReserved, Hold, HoldId, Reserved, ScopeKey, StateError, StateStore,
+};
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -158,6 +160,21 @@ impl StateGate {
     pub(crate) fn reserve(&self, hold: &Hold) -> Result<Reserved, StateError> {
         self.check(&hold.keys)?;
         self.store.reserve(hold)
+    }
+
+    /// The counts of `reads` and the reservation of `hold` in one store
+    /// step ([`StateStore::count_and_reserve`]); while writes are kept for
+    /// a retry, one after the other, each checked as
+    /// [`StateGate::count_many`] and [`StateGate::reserve`] check.
+    pub(crate) fn count_and_reserve(
+        &self,
+        reads: &[crate::state::Slot<'_>],
+        hold: &Hold,
+    ) -> CountsAndReserved {
+        if self.dirty.load(Ordering::Acquire) {
+            return (self.count_many(reads), self.reserve(hold));
+        }
+        self.store.count_and_reserve(reads, hold)
     }
 
     /// Applies now, or keeps the write for a retry and returns why not.

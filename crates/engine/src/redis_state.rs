@@ -44,8 +44,8 @@
 mod pool;
 
 use crate::state::{
-    Clock, Count, Hold, HoldId, LimitSpec, Reserved, ScopeKey, Slot, StateError, StateLimits,
-    StateStore, StoreHealth, coalescing, fits, frees_in,
+    Clock, Count, CountsAndReserved, Hold, HoldId, LimitSpec, Reserved, ScopeKey, Slot, StateError,
+    StateLimits, StateStore, StoreHealth, coalescing, fits, frees_in,
 };
 use pool::Pool;
 use redis::Script;
@@ -70,6 +70,8 @@ fn script(body: &str) -> Script {
 static COUNT: LazyLock<Script> = LazyLock::new(|| script(include_str!("redis_state/count.lua")));
 static RESERVE: LazyLock<Script> =
     LazyLock::new(|| script(include_str!("redis_state/reserve.lua")));
+static COUNT_RESERVE: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("redis_state/count_reserve.lua")));
 static COMMIT: LazyLock<Script> = LazyLock::new(|| script(include_str!("redis_state/commit.lua")));
 /// One use of a grant, atomically (no clock: the key's TTL is its expiry).
 static USE_GRANT: LazyLock<Script> =
@@ -184,6 +186,62 @@ impl RedisState {
     fn hold_ttl(&self) -> u64 {
         millis(self.options.hold_ttl).max(1)
     }
+
+    /// The hold's keys and arguments as `reserve_slots` (prelude.lua) reads
+    /// them; false when the hold has no slot (nothing to take).
+    fn hold_args(&self, inv: &mut redis::ScriptInvocation<'_>, hold: &Hold, id: HoldId) -> bool {
+        let max_owned = self.limits.max_keys_per_user;
+        inv.arg(id.0.to_string()).arg(max_owned).arg(format!(
+            "one user's calls may hold live caps, rates and budgets for at most {max_owned} sessions, agents, models and tools"
+        ));
+        let mut any = false;
+        for s in hold.slots() {
+            any = true;
+            // A key a caller can multiply by declaring names (a session,
+            // an agent, a model or tool value) counts towards the user's
+            // bound for as long as it lives in Redis.
+            let owned = s.key.is_declared() || !s.split.is_empty();
+            let life = match s.spec.window {
+                Some(w) => millis(w).max(1),
+                None => millis(self.limits.idle_ttl).max(1),
+            };
+            inv.key(streak_key(s.key))
+                .key(events_key(s.key, s.split, s.rule))
+                .key(holds_key(s.key, s.split, s.rule))
+                .arg(s.rule)
+                .arg(s.split)
+                .arg(window_ms(s.spec))
+                .arg(s.weight.min(EXACT))
+                .arg(s.spec.max.min(EXACT))
+                .arg(if hold.is_unchecked(s.rule) { "1" } else { "0" })
+                .arg(if owned {
+                    key('k', &[&s.key.row.key(), &s.key.value, s.split])
+                } else {
+                    String::new()
+                })
+                .arg(life);
+        }
+        if any {
+            inv.key(key('o', &[&hold.user]));
+        }
+        any
+    }
+
+    /// What `reserve_slots` answered, as a [`Reserved`].
+    fn reserved_of(&self, id: HoldId, reply: &[String]) -> Result<Reserved, StateError> {
+        match reply.first().map(String::as_str) {
+            Some("held") => Ok(Reserved::Held(id)),
+            Some("full") => Ok(Reserved::Full {
+                rule: reply.get(1).cloned().unwrap_or_default(),
+            }),
+            Some("untracked") => Ok(Reserved::Untracked(
+                reply.get(1).cloned().unwrap_or_default(),
+            )),
+            _ => Err(self
+                .pool
+                .error(format!("the reserve script answered `{reply:?}`"))),
+        }
+    }
 }
 
 fn window_ms(spec: &LimitSpec) -> u64 {
@@ -289,62 +347,73 @@ impl StateStore for RedisState {
 
     fn reserve(&self, hold: &Hold) -> Result<Reserved, StateError> {
         let id = HoldId::random();
-        let max_owned = self.limits.max_keys_per_user;
         let mut inv = RESERVE.prepare_invoke();
-        inv.arg(self.now_arg())
-            .arg(self.hold_ttl())
-            .arg(id.0.to_string())
-            .arg(max_owned)
-            .arg(format!(
-                "one user's calls may hold live caps, rates and budgets for at most {max_owned} sessions, agents, models and tools"
-            ));
-        let mut any = false;
-        for s in hold.slots() {
-            any = true;
-            // A key a caller can multiply by declaring names (a session,
-            // an agent, a model or tool value) counts towards the user's
-            // bound for as long as it lives in Redis.
-            let owned = s.key.is_declared() || !s.split.is_empty();
-            let life = match s.spec.window {
-                Some(w) => millis(w).max(1),
-                None => millis(self.limits.idle_ttl).max(1),
-            };
-            inv.key(streak_key(s.key))
-                .key(events_key(s.key, s.split, s.rule))
-                .key(holds_key(s.key, s.split, s.rule))
-                .arg(s.rule)
-                .arg(s.split)
-                .arg(window_ms(s.spec))
-                .arg(s.weight.min(EXACT))
-                .arg(s.spec.max.min(EXACT))
-                .arg(if hold.is_unchecked(s.rule) { "1" } else { "0" })
-                .arg(if owned {
-                    key('k', &[&s.key.row.key(), &s.key.value, s.split])
-                } else {
-                    String::new()
-                })
-                .arg(life);
-        }
-        if !any {
+        inv.arg(self.now_arg()).arg(self.hold_ttl());
+        if !self.hold_args(&mut inv, hold, id) {
             return Ok(Reserved::Held(id));
         }
-        inv.key(key('o', &[&hold.user]));
         // Not retried on a lost connection: a reservation whose reply was
         // lost may have been taken, and a second one would hold twice
         // (until the hold TTL) where the first already counts.
         let reply: Vec<String> = self.pool.run(false, |c| inv.invoke(c))?;
-        match reply.first().map(String::as_str) {
-            Some("held") => Ok(Reserved::Held(id)),
-            Some("full") => Ok(Reserved::Full {
-                rule: reply.get(1).cloned().unwrap_or_default(),
-            }),
-            Some("untracked") => Ok(Reserved::Untracked(
-                reply.get(1).cloned().unwrap_or_default(),
-            )),
-            _ => Err(self
-                .pool
-                .error(format!("the reserve script answered `{reply:?}`"))),
+        self.reserved_of(id, &reply)
+    }
+
+    /// One script: the counts first, then the hold checked against the
+    /// same state and taken (`count_reserve.lua`).
+    fn count_and_reserve(&self, reads: &[Slot<'_>], hold: &Hold) -> CountsAndReserved {
+        let id = HoldId::random();
+        let mut inv = COUNT_RESERVE.prepare_invoke();
+        inv.arg(self.now_arg())
+            .arg(self.hold_ttl())
+            .arg(reads.len());
+        for r in reads {
+            inv.key(streak_key(r.key))
+                .key(events_key(r.key, r.split, r.rule))
+                .key(holds_key(r.key, r.split, r.rule))
+                .arg(r.rule)
+                .arg(r.split)
+                .arg(window_ms(r.spec))
+                .arg(r.weight.min(EXACT))
+                .arg(r.spec.max.min(EXACT));
         }
+        if !self.hold_args(&mut inv, hold, id) {
+            return (self.count_many(reads), Ok(Reserved::Held(id)));
+        }
+        // Not retried on a lost connection, as a reservation.
+        let reply: Result<Vec<redis::Value>, StateError> = self.pool.run(false, |c| inv.invoke(c));
+        let fail = |e: StateError| (reads.iter().map(|_| Err(e.clone())).collect(), Err(e));
+        let reply = match reply {
+            Ok(r) if r.len() == reads.len() + 1 => r,
+            Ok(r) => {
+                return fail(self.pool.error(format!(
+                    "the count-and-reserve script answered {} parts for {} counts",
+                    r.len(),
+                    reads.len()
+                )));
+            }
+            Err(e) => return fail(e),
+        };
+        let mut parts = reply.into_iter();
+        let reserved = parts
+            .next()
+            .map(redis::from_redis_value::<Vec<String>>)
+            .transpose()
+            .map_err(|e| self.pool.error(format!("the reservation's answer: {e}")))
+            .and_then(|r| self.reserved_of(id, &r.unwrap_or_default()));
+        let counts = reads
+            .iter()
+            .zip(parts)
+            .map(|(r, v)| match redis::from_redis_value::<Vec<i64>>(v) {
+                Ok(reply) => Ok(Some(count_of(r, &reply))),
+                Err(e) => Err(self.pool.error(format!("a count's answer: {e}"))),
+            })
+            .collect();
+        (counts, reserved)
+    }
+
+    fn reads_with_reserve(&self) -> bool {
+        true
     }
 
     fn commit(&self, id: HoldId, hold: &Hold) -> Result<(), StateError> {

@@ -215,6 +215,13 @@ pub enum StateError {
     Busy,
 }
 
+/// What [`StateStore::count_and_reserve`] answers: each read's count, in
+/// order, and the reservation.
+pub type CountsAndReserved = (
+    Vec<Result<Option<Count>, StateError>>,
+    Result<Reserved, StateError>,
+);
+
 /// Where caps, rates and budgets keep their state.
 ///
 /// Counting is split in three steps so that a limit is exact under any
@@ -253,6 +260,24 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// `used + weight <= max`; otherwise takes nothing and names the first
     /// full one.
     fn reserve(&self, hold: &Hold) -> Result<Reserved, StateError>;
+
+    /// [`StateStore::count_many`] of `reads`, then [`StateStore::reserve`]
+    /// of `hold`. A store on another machine does both in one step: one
+    /// round trip, and no other call's step between them, so the counts
+    /// are those the reservation was checked against. The default does
+    /// one after the other (the reservation checks again, as always).
+    fn count_and_reserve(&self, reads: &[Slot<'_>], hold: &Hold) -> CountsAndReserved {
+        (self.count_many(reads), self.reserve(hold))
+    }
+
+    /// Whether the engine should reserve with the counts read
+    /// ([`StateStore::count_and_reserve`]): true for a store whose every
+    /// step is a round trip to another process, where it saves one per
+    /// limited call. The engine then decides first as if every limit had
+    /// room, and decides again on the counts the reservation returns.
+    fn reads_with_reserve(&self) -> bool {
+        false
+    }
 
     /// The held call was forwarded: its slots become counted calls and
     /// amounts. In every row of the call, streaks of caps it did not match

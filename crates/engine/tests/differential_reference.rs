@@ -26,7 +26,10 @@
 //! session and their life, read by `session has label`; the labels an
 //! allowed call sets are compared too).
 //! Every outcome of the newer tests and limits must be reached in a fair
-//! share of the decisions ([`MUST_REACH`]).
+//! share of the decisions ([`MUST_REACH`]). Half the cases (those whose
+//! start is odd) run the engine as it runs on Redis: a limited call is
+//! first concluded as if every limit had room, its hold taken as its
+//! counts are read, and concluded again on them (`engine::reserve`).
 //!
 //! Cost: 140 to 150 s of wall time for the 10,000 cases in a debug build
 //! on this project's two-core machine under load (2026-12-02, issue 12).

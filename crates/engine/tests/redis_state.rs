@@ -362,3 +362,91 @@ fn one_user_declaring_new_names_cannot_fill_redis() {
         "another user has room of their own"
     );
 }
+
+#[test]
+fn counts_read_with_a_reservation_are_those_it_was_checked_against() {
+    let server = RedisServer::start();
+    let s = store(&server, None);
+    let h = cap_hold();
+    let reads: Vec<_> = h.slots().collect();
+    let (counts, reserved) = s.count_and_reserve(&reads, &h);
+    assert_eq!(counts.len(), 1);
+    assert_eq!(counts[0].as_ref().unwrap().as_ref().unwrap().count, 0);
+    let Ok(Reserved::Held(first)) = reserved else {
+        panic!("the first slot of max 1: {reserved:?}")
+    };
+    // The second sees the first's hold, and takes nothing.
+    let (counts, reserved) = s.count_and_reserve(&reads, &h);
+    assert_eq!(counts[0].as_ref().unwrap().as_ref().unwrap().count, 1);
+    assert_eq!(
+        reserved.unwrap(),
+        Reserved::Full {
+            rule: "runs".into()
+        }
+    );
+    s.release(first, &h).unwrap();
+    let spec = h.matched[0].spec;
+    let n = s.count("runs", &spec, &user_row(), "", 1).unwrap().unwrap();
+    assert_eq!(n.count, 0, "the refused reservation held nothing");
+}
+
+/// How many scripts the server ran (`INFO commandstats`: `evalsha` and
+/// `eval`; each of warden's store steps on a limit is one script, and the
+/// commands a script runs inside Redis are counted apart).
+fn scripts_run(server: &RedisServer) -> u64 {
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut c)
+        .unwrap();
+    info.lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_")?.split_once(':'))
+        .filter(|(name, _)| *name == "evalsha" || *name == "eval")
+        .filter_map(|(_, stats)| {
+            stats
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("calls="))?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+#[test]
+fn a_capped_call_costs_two_store_steps_one_before_it_is_forwarded() {
+    let server = RedisServer::start();
+    let e = replica(&server, None);
+    // Warm: the scripts are loaded (SCRIPT LOAD after NOSCRIPT).
+    assert!(allowed(&call(&e, &call_of("alice", "list", 0))));
+    assert!(allowed(&call(&e, &call_of("alice", "run", 0))));
+    assert!(allowed(&call(&e, &call_of("alice", "list", 0))));
+    let before = scripts_run(&server);
+    let c = call_of("alice", "run", 0);
+    let decided = e.decide(&c);
+    assert!(decided.is_allow());
+    let decided_at = scripts_run(&server);
+    assert_eq!(
+        decided_at - before,
+        1,
+        "deciding a capped call: its counts read and its hold taken in one script"
+    );
+    e.record_forwarded(&c, &decided);
+    assert_eq!(
+        scripts_run(&server) - decided_at,
+        1,
+        "forwarding it: one commit"
+    );
+    // The fourth in a row is refused on the counts read with the attempt,
+    // with the cap's own advice, and holds nothing.
+    for _ in 0..2 {
+        let c = call_of("alice", "run", 0);
+        let d = e.decide(&c);
+        assert!(d.is_allow());
+        e.record_forwarded(&c, &d);
+    }
+    let Outcome::Deny(d) = call(&e, &call_of("alice", "run", 0)) else {
+        panic!("the fourth run in a row")
+    };
+    assert!(d.reason.contains("runs"), "{}", d.reason);
+}

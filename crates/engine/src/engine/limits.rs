@@ -8,7 +8,7 @@
 use crate::call::CallContext;
 use crate::gate::StateGate;
 use crate::index::{PolicyBundle, Slice};
-use crate::state::{Counted, LimitSpec, ScopeKey, Slot, StateError};
+use crate::state::{Count, Counted, LimitSpec, ScopeKey, Slot, StateError};
 use std::collections::HashMap;
 use std::time::Duration;
 use warden_lang::ast::{RuleKind, Scope, ScopeSet};
@@ -171,115 +171,149 @@ pub(super) fn limit_spec(rule: &CompiledRule) -> LimitSpec {
     }
 }
 
-/// Reads every limit of the slice for the call.
-pub(super) fn measure(
-    state: &StateGate,
-    bundle: &PolicyBundle,
-    slice: &Slice,
-    call: &CallContext,
-) -> Measures {
-    let mut m = Measures::default();
-    // First what each limit needs read, then every read at once (one round
-    // trip to a shared store), then the answers in the same order.
-    struct Want {
-        id: String,
-        spec: LimitSpec,
-        key: ScopeKey,
-        split: String,
-        weight: u64,
-    }
-    let mut wants = Vec::with_capacity(slice.limited.len());
-    for &i in &slice.limited {
-        let rule = &bundle.rules()[i];
-        let spec = limit_spec(rule);
-        let id = rule.id.clone();
-        let split = match split_value(call, spec.scope.split_by()) {
-            Ok(s) => s,
-            Err(scope) => {
-                m.unmeasured.insert(id, Unmeasured::NoValue(scope));
-                continue;
-            }
-        };
-        let weight = match &rule.budget {
-            None => 1,
-            Some(b) => match amount_of(call, &b.pointer) {
-                Ok(units) => units,
-                Err(why) => {
-                    m.unmeasured.insert(id, Unmeasured::Amount(why));
+/// What a slice's limits need read for a call (each limit's row, split
+/// value and weight), and the limits it cannot be measured for at all.
+#[derive(Debug)]
+pub(super) struct LimitReads {
+    wants: Vec<Want>,
+    unmeasured: HashMap<String, Unmeasured>,
+}
+
+#[derive(Debug)]
+struct Want {
+    id: String,
+    spec: LimitSpec,
+    key: ScopeKey,
+    split: String,
+    weight: u64,
+}
+
+impl LimitReads {
+    pub(super) fn new(bundle: &PolicyBundle, slice: &Slice, call: &CallContext) -> Self {
+        let mut unmeasured = HashMap::new();
+        let mut wants = Vec::with_capacity(slice.limited.len());
+        for &i in &slice.limited {
+            let rule = &bundle.rules()[i];
+            let spec = limit_spec(rule);
+            let id = rule.id.clone();
+            let split = match split_value(call, spec.scope.split_by()) {
+                Ok(s) => s,
+                Err(scope) => {
+                    unmeasured.insert(id, Unmeasured::NoValue(scope));
                     continue;
                 }
-            },
-        };
-        let key = row_key(call, spec.scope.row());
-        wants.push(Want {
-            id,
-            spec,
-            key,
-            split,
-            weight,
-        });
-    }
-    let reqs: Vec<Slot<'_>> = wants
-        .iter()
-        .map(|w| Slot {
-            rule: &w.id,
-            spec: &w.spec,
-            key: &w.key,
-            split: &w.split,
-            weight: w.weight,
-        })
-        .collect();
-    let answers = state.count_many(&reqs);
-    drop(reqs);
-    for (w, answer) in wants.into_iter().zip(answers) {
-        let Want {
-            id,
-            spec,
-            split,
-            weight,
-            ..
-        } = w;
-        let count = match answer {
-            Ok(Some(c)) => c,
-            // The store cannot track the key: warden's bound, which the
-            // denial must not present as the rule's limit.
-            Ok(None) => {
-                m.unmeasured.insert(
-                    id,
-                    Unmeasured::Store(StateError::Store(
-                        "its table of tracked scopes is full".into(),
-                    )),
-                );
-                continue;
-            }
-            Err(e) => {
-                m.unmeasured.insert(id, Unmeasured::Store(e));
-                continue;
-            }
-        };
-        if spec.summed {
-            match count.count.checked_add(weight) {
-                Some(total) if total <= amount::MAX_UNITS => m.budgets.push((id.clone(), total)),
-                _ => {
-                    m.unmeasured.insert(id, Unmeasured::Overflow);
-                    continue;
-                }
-            }
-        } else {
-            m.counters.push((id.clone(), count.count));
-        }
-        m.measured.insert(
-            id,
-            Measured {
+            };
+            let weight = match &rule.budget {
+                None => 1,
+                Some(b) => match amount_of(call, &b.pointer) {
+                    Ok(units) => units,
+                    Err(why) => {
+                        unmeasured.insert(id, Unmeasured::Amount(why));
+                        continue;
+                    }
+                },
+            };
+            let key = row_key(call, spec.scope.row());
+            wants.push(Want {
+                id,
                 spec,
+                key,
                 split,
                 weight,
-                used: count.count,
-                frees_in: count.frees_in,
-            },
-        );
+            });
+        }
+        LimitReads { wants, unmeasured }
     }
-    m
+
+    /// Whether no limit needs the store.
+    pub(super) fn is_empty(&self) -> bool {
+        self.wants.is_empty()
+    }
+
+    /// The reads, in the order [`LimitReads::measures`] takes answers.
+    pub(super) fn slots(&self) -> Vec<Slot<'_>> {
+        self.wants
+            .iter()
+            .map(|w| Slot {
+                rule: &w.id,
+                spec: &w.spec,
+                key: &w.key,
+                split: &w.split,
+                weight: w.weight,
+            })
+            .collect()
+    }
+
+    /// Every limit read from the store, in one round trip to a shared one.
+    pub(super) fn read(&self, state: &StateGate) -> Measures {
+        self.measures(state.count_many(&self.slots()))
+    }
+
+    /// The measures if nothing were used yet in any limit: what the call
+    /// is decided on before its counts arrive with its reservation.
+    pub(super) fn with_room(&self) -> Measures {
+        let none_used = || {
+            Ok(Some(Count {
+                count: 0,
+                frees_in: None,
+            }))
+        };
+        self.measures(self.wants.iter().map(|_| none_used()).collect())
+    }
+
+    /// The measures given the store's answer to each of
+    /// [`LimitReads::slots`].
+    pub(super) fn measures(&self, answers: Vec<Result<Option<Count>, StateError>>) -> Measures {
+        let mut m = Measures {
+            unmeasured: self.unmeasured.clone(),
+            ..Measures::default()
+        };
+        for (w, answer) in self.wants.iter().zip(answers) {
+            let id = w.id.clone();
+            let count = match answer {
+                Ok(Some(c)) => c,
+                // The store cannot track the key: warden's bound, which the
+                // denial must not present as the rule's limit.
+                Ok(None) => {
+                    m.unmeasured.insert(
+                        id,
+                        Unmeasured::Store(StateError::Store(
+                            "its table of tracked scopes is full".into(),
+                        )),
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    m.unmeasured.insert(id, Unmeasured::Store(e));
+                    continue;
+                }
+            };
+            if w.spec.summed {
+                match count.count.checked_add(w.weight) {
+                    Some(total) if total <= amount::MAX_UNITS => {
+                        m.budgets.push((id.clone(), total))
+                    }
+                    _ => {
+                        m.unmeasured.insert(id, Unmeasured::Overflow);
+                        continue;
+                    }
+                }
+            } else {
+                m.counters.push((id.clone(), count.count));
+            }
+            m.measured.insert(
+                id,
+                Measured {
+                    spec: w.spec,
+                    split: w.split.clone(),
+                    weight: w.weight,
+                    used: count.count,
+                    frees_in: count.frees_in,
+                },
+            );
+        }
+        m
+    }
 }
 
 /// The rows a cap of the set measures streaks in, for the call: where a

@@ -76,3 +76,84 @@ local function used(streak_key, events_key, holds_key, rule, split, window, now,
   end
   return committed, held(holds_key, now, ttl), evs
 end
+
+-- One slot's count (count.lua, count_reserve.lua): {committed, held} and,
+-- when `need` does not fit a window, its events as (ms until each leaves,
+-- weight) pairs.
+local function count_slot(streak_key, events_key, holds_key, rule, split, window, now, ttl, need, max)
+  local committed, h, evs = used(streak_key, events_key, holds_key, rule, split, window, now, ttl)
+  local out = { committed, h }
+  if evs and committed + h + need > max then
+    for _, e in ipairs(evs) do
+      local left = window - math.max(now - e.last, 0)
+      out[#out + 1] = math.max(left, 0)
+      out[#out + 1] = e.weight
+    end
+  end
+  return out
+end
+
+-- Takes a hold (reserve.lua, count_reserve.lua). Its keys are the last of
+-- KEYS, from kb + 1: per slot streak, events, holds; then the user's set
+-- of owned keys. ARGV from ab + 1: the hold id, the most owned keys a
+-- user may have, the words for that bound, then per slot rule, split,
+-- window, weight, max, unchecked, owned member ('' for a key no caller
+-- can multiply), and how long that key lives.
+-- Checks every slot, then takes all of them: {'held'}, {'full', rule},
+-- or {'untracked', words} when the call would pass the user's bound.
+local function reserve_slots(kb, ab, now, ttl)
+  local id = ARGV[ab + 1]
+  local max_owned = tonumber(ARGV[ab + 2])
+  local per = 8
+  local n = (#KEYS - kb - 1) / 3
+  local owner = KEYS[#KEYS]
+  local function k(i, j)
+    return KEYS[kb + i * 3 + j]
+  end
+  for i = 0, n - 1 do
+    local a = ab + 4 + i * per
+    if ARGV[a + 5] == '0' then
+      local c, h = used(k(i, 1), k(i, 2), k(i, 3),
+        ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), now, ttl)
+      if c + h + tonumber(ARGV[a + 3]) > tonumber(ARGV[a + 4]) then
+        return { 'full', ARGV[a] }
+      end
+    end
+  end
+  -- Keys a caller can multiply by declaring names (a session, an agent, a
+  -- model or tool value) count towards the user's bound while they live.
+  redis.call('ZREMRANGEBYSCORE', owner, '-inf', now)
+  local fresh, seen = 0, {}
+  for i = 0, n - 1 do
+    local m = ARGV[ab + 4 + i * per + 6]
+    if m ~= '' and not seen[m] then
+      seen[m] = true
+      if not redis.call('ZSCORE', owner, m) then
+        fresh = fresh + 1
+      end
+    end
+  end
+  if fresh > 0 and redis.call('ZCARD', owner) + fresh > max_owned then
+    return { 'untracked', ARGV[ab + 3] }
+  end
+  local longest = 0
+  for i = 0, n - 1 do
+    local a = ab + 4 + i * per
+    redis.call('ZADD', k(i, 3), now, id .. ':' .. ARGV[a + 3])
+    redis.call('PEXPIRE', k(i, 3), ttl)
+    local m = ARGV[a + 6]
+    if m ~= '' then
+      local life = tonumber(ARGV[a + 7])
+      local exp = now + life
+      local cur = redis.call('ZSCORE', owner, m)
+      if not cur or tonumber(cur) < exp then
+        redis.call('ZADD', owner, exp, m)
+      end
+      longest = math.max(longest, life)
+    end
+  end
+  if longest > 0 and redis.call('PTTL', owner) < longest then
+    redis.call('PEXPIRE', owner, longest)
+  end
+  return { 'held' }
+end

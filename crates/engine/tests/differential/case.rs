@@ -171,6 +171,11 @@ pub fn run(policy: &str, start: i64, steps: &[Step]) -> Result<Vec<StepRun>, Str
             clock: clock.clone(),
             // Every memo hit is evaluated again and compared (below).
             memo: MemoMode::Verify,
+            // Half the cases (by the parity of their start) decide as the
+            // engine does on Redis: first as if every limit had room, the
+            // hold taken with the counts read, then again on those counts
+            // (engine::reserve). Both ways must agree with the reference.
+            reserve_with_counts: Some(start % 2 == 1),
             ..EngineOptions::default()
         },
     );
