@@ -273,4 +273,56 @@ fn main() {
             );
         }
     }
+    where_a_capped_call_goes(&server, &cases[1], calls.min(5_000));
+}
+
+/// Where a capped call's time on Redis goes: the round trip alone (a
+/// `PING` from this process, p50), and what the server spent inside the
+/// scripts per call (`INFO commandstats` over `n` more calls of the case).
+fn where_a_capped_call_goes(server: &redis_server::RedisServer, case: &Case, n: usize) {
+    let client = redis::Client::open(server.url()).expect("redis url");
+    let mut c = client.get_connection().expect("a connection");
+    let mut pings: Vec<Duration> = (0..n.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            let _: String = redis::cmd("PING").query(&mut c).expect("PONG");
+            t.elapsed()
+        })
+        .collect();
+    pings.sort();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut c)
+        .expect("CONFIG RESETSTAT");
+    for _ in 0..n {
+        let d = case.engine.decide(&case.call);
+        case.engine
+            .try_record_forwarded(&case.call, &d)
+            .expect("recorded");
+    }
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut c)
+        .expect("INFO");
+    let (mut calls, mut usec) = (0u64, 0u64);
+    for line in info.lines() {
+        let Some(stats) = line.strip_prefix("cmdstat_evalsha:") else {
+            continue;
+        };
+        for kv in stats.split(',') {
+            if let Some(v) = kv.strip_prefix("calls=") {
+                calls = v.parse().unwrap_or(0);
+            }
+            if let Some(v) = kv.strip_prefix("usec=") {
+                usec = v.parse().unwrap_or(0);
+            }
+        }
+    }
+    println!(
+        "\n{}: one round trip (PING) p50 {:.1} µs; per call {:.1} scripts, {:.1} µs inside Redis",
+        case.name,
+        us(pings[pings.len() / 2]),
+        calls as f64 / n.max(1) as f64,
+        usec as f64 / n.max(1) as f64,
+    );
 }

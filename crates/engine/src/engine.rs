@@ -196,20 +196,37 @@ impl Engine {
         call: &CallContext,
         decided: &Decided,
     ) -> Result<(), StateError> {
+        self.forwarded_writes(call, decided).apply()
+    }
+
+    /// What [`Engine::record_forwarded`] writes, owned, to be applied
+    /// elsewhere: a transport whose store is a round trip away
+    /// ([`Engine::state_is_remote`]) applies it on a blocking thread while
+    /// the upstream already works on the call, and lets the session's
+    /// next call be decided (and the answer be given) only once it is
+    /// applied. Dropped unapplied, a held call's slots are released when
+    /// its last [`Decided`] goes, as if it had not been forwarded.
+    pub fn forwarded_writes(&self, call: &CallContext, decided: &Decided) -> ForwardedWrites {
         if let Some(hold) = &decided.hold {
-            return hold.commit();
+            return ForwardedWrites(Writes::Commit(Arc::clone(hold)));
         }
         if !decided.is_allow() {
-            return Ok(());
+            return ForwardedWrites(Writes::Nothing);
         }
         // No slot held: nothing counts it, so it only ends streaks, in the
         // rows some cap of the set in force measures streaks in.
         let bundle = self.policies.load();
         let keys = cap_rows(&bundle, call);
         if keys.is_empty() {
-            return Ok(());
+            return ForwardedWrites(Writes::Nothing);
         }
-        self.state.end_streaks(&keys)
+        ForwardedWrites(Writes::EndStreaks(Arc::clone(&self.state), keys))
+    }
+
+    /// Whether each write to the state store is a round trip to another
+    /// process (Redis), worth taking off the call's path.
+    pub fn state_is_remote(&self) -> bool {
+        self.state.store().reads_with_reserve()
     }
 
     /// Stores the records a forwarded call created: when the call was
@@ -393,6 +410,34 @@ impl Engine {
             retry,
             instead,
         })
+    }
+}
+
+/// The writes that count a forwarded call ([`Engine::forwarded_writes`]).
+#[derive(Debug)]
+#[must_use = "a forwarded call is counted only when its writes are applied"]
+pub struct ForwardedWrites(Writes);
+
+#[derive(Debug)]
+enum Writes {
+    Nothing,
+    Commit(Arc<crate::gate::HoldGuard>),
+    EndStreaks(Arc<StateGate>, Vec<crate::state::ScopeKey>),
+}
+
+impl ForwardedWrites {
+    /// Whether there is anything to write (a store to reach).
+    pub fn is_empty(&self) -> bool {
+        matches!(self.0, Writes::Nothing)
+    }
+
+    /// Writes them (see [`Engine::record_forwarded`]).
+    pub fn apply(self) -> Result<(), StateError> {
+        match self.0 {
+            Writes::Nothing => Ok(()),
+            Writes::Commit(hold) => hold.commit(),
+            Writes::EndStreaks(state, keys) => state.end_streaks(&keys),
+        }
     }
 }
 

@@ -36,7 +36,8 @@ pub mod store;
 
 pub use call::{CallContext, Identity, Provenance, ToolAnnotations, Verified};
 pub use engine::{
-    Confirmation, Decided, Denial, Engine, EngineOptions, Outcome, Retry, RuleHit, ShadowFinding,
+    Confirmation, Decided, Denial, Engine, EngineOptions, ForwardedWrites, Outcome, Retry, RuleHit,
+    ShadowFinding,
 };
 pub use index::PolicyBundle;
 pub use log::{DecisionLog, LogError, ToolChangedLine, UpstreamOutcome};

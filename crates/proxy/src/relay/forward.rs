@@ -219,7 +219,7 @@ impl Relay {
             span.end(&outcome, false, trace);
             return Err(reply.into());
         }
-        self.engine.record_forwarded(call, decided);
+        self.count_forwarded(call, decided).await;
         drop(guard);
         Ok(Sent {
             rx,
@@ -228,6 +228,26 @@ impl Relay {
             started,
             span,
         })
+    }
+
+    /// Counts the call just sent. A store a round trip away (Redis) is
+    /// written on the blocking pool, so the upstream works on the call
+    /// meanwhile (on a single-threaded runtime the link sends it only once
+    /// this task waits); the decide lock is held until the write is done,
+    /// so the session's next call is decided on it, and the answer comes
+    /// after it.
+    async fn count_forwarded(&self, call: &CallContext, decided: &Decided) {
+        let writes = self.engine.forwarded_writes(call, decided);
+        if writes.is_empty() {
+            return;
+        }
+        if !self.engine.state_is_remote() {
+            let _ = writes.apply();
+            return;
+        }
+        // An error is kept by the engine and retried; the calls that need
+        // those counters are denied meanwhile.
+        let _ = tokio::task::spawn_blocking(move || writes.apply()).await;
     }
 
     /// Phase 3: waits for the answer, the client's cancellation or the
