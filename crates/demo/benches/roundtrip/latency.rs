@@ -41,7 +41,7 @@ const BLOCK: usize = 100;
 /// Like [`measure`] for several paths at once (client, tool name): each
 /// warms up, then they take turns, `BLOCK` calls each, until every path
 /// has `calls` timed calls. Sorted times per path, in the order given.
-async fn measure_interleaved(
+pub(crate) async fn measure_interleaved(
     paths: &[(&Client, &str)],
     calls: usize,
 ) -> Result<Vec<Vec<Duration>>, BoxError> {

@@ -1,16 +1,18 @@
 //! Proxy latency and load: `tools/call` round trips made directly to the
 //! demo server and through warden (`warden proxy`, `warden serve`), over
 //! stdio and Streamable HTTP, with real processes and a real MCP client
-//! (rmcp). Four modes:
+//! (rmcp). Five modes:
 //!
 //! - latency ([`latency`]): one session per path, sequential calls;
 //! - load ([`load`]): 32 sessions per path at once, calls/s and p50/p99;
 //! - replicas ([`replicas`]): 32 sessions on 1 and on 3 `warden proxy`
 //!   replicas sharing state in Redis;
+//! - state ([`state`]): a capped and an uncapped call with state in memory
+//!   and in Redis;
 //! - drive ([`drive`]): one warden path busy for a while, for `perf`.
 //!
-//! `ROUNDTRIP_MODE` picks `latency`, `load`, `replicas` or `all` (the
-//! default: latency and load); a set
+//! `ROUNDTRIP_MODE` picks `latency`, `load`, `replicas`, `state` or `all` (the
+//! default: latency, load and state); a set
 //! `ROUNDTRIP_DRIVE` picks drive mode. The optional `mcp-proxy` rows are in
 //! [`peer`].
 //!
@@ -30,6 +32,7 @@ mod peer;
 #[path = "../../../engine/tests/support/redis_server.rs"]
 mod redis_server;
 mod replicas;
+mod state;
 
 use common::BoxError;
 
@@ -43,11 +46,16 @@ async fn main() -> Result<(), BoxError> {
         "latency" => latency::run().await,
         "load" => load::run().await,
         "replicas" => replicas::run().await,
+        "state" => state::run().await,
         "all" => {
             latency::run().await?;
             println!();
-            load::run().await
+            load::run().await?;
+            println!();
+            state::run().await
         }
-        other => Err(format!("ROUNDTRIP_MODE={other}: want latency, load, replicas or all").into()),
+        other => Err(
+            format!("ROUNDTRIP_MODE={other}: want latency, load, replicas, state or all").into(),
+        ),
     }
 }
