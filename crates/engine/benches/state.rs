@@ -3,7 +3,9 @@
 //! rates in memory against a real Redis on loopback (a `redis-server`
 //! started on a free port), for
 //! - a capped call (a cap per user: its counts read and its hold taken in
-//!   one script, then the commit: two round trips to Redis),
+//!   one script, then the commit: two round trips to Redis), and the same
+//!   with the counts read apart from the reservation (three round trips,
+//!   as before `engine::reserve` read them together),
 //! - a call with a cap and a budget (both counts read and both slots held
 //!   in one script, then the commit),
 //! - an uncapped call in a set that has a cap (it ends the user's streaks:
@@ -69,10 +71,22 @@ deny no-wipes {
 ";
 
 fn engine(policy: &str, state: Option<Arc<dyn StateStore>>) -> Engine {
+    engine_with(policy, state, None)
+}
+
+/// With `reserve_with_counts` as given (`None`: as the store says).
+fn engine_with(
+    policy: &str,
+    state: Option<Arc<dyn StateStore>>,
+    reserve_with_counts: Option<bool>,
+) -> Engine {
     let mut s = Sources::new();
     s.add("b.policy", policy);
     let bundle = PolicyBundle::new(compile_policy_set(&s).unwrap().policy_set, "v1".into());
-    let mut options = EngineOptions::default();
+    let mut options = EngineOptions {
+        reserve_with_counts,
+        ..EngineOptions::default()
+    };
     if let Some(state) = state {
         options.state = StateBackend::Store(state);
     }
@@ -169,6 +183,18 @@ fn main() {
         Case {
             name: "capped, Redis",
             engine: engine(CAPPED, Some(redis())),
+            call: call("run"),
+            times: Vec::new(),
+        },
+        Case {
+            name: "capped, memory, counts read apart",
+            engine: engine_with(CAPPED, None, Some(false)),
+            call: call("run"),
+            times: Vec::new(),
+        },
+        Case {
+            name: "capped, Redis, counts read apart (before d19cc2e)",
+            engine: engine_with(CAPPED, Some(redis()), Some(false)),
             call: call("run"),
             times: Vec::new(),
         },
