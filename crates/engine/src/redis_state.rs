@@ -205,15 +205,8 @@ impl RedisState {
                 Some(w) => millis(w).max(1),
                 None => millis(self.limits.idle_ttl).max(1),
             };
-            inv.key(streak_key(s.key))
-                .key(events_key(s.key, s.split, s.rule))
-                .key(holds_key(s.key, s.split, s.rule))
-                .arg(s.rule)
-                .arg(s.split)
-                .arg(window_ms(s.spec))
-                .arg(s.weight.min(EXACT))
-                .arg(s.spec.max.min(EXACT))
-                .arg(if hold.is_unchecked(s.rule) { "1" } else { "0" })
+            slot_args(inv, &s);
+            inv.arg(if hold.is_unchecked(s.rule) { "1" } else { "0" })
                 .arg(if owned {
                     key('k', &[&s.key.row.key(), &s.key.value, s.split])
                 } else {
@@ -246,6 +239,20 @@ impl RedisState {
 
 fn window_ms(spec: &LimitSpec) -> u64 {
     spec.window.map_or(0, |w| millis(w).max(1))
+}
+
+/// A slot's three keys (streak, events, holds) and its first five
+/// arguments (rule, split, window, weight, max), as `count_slot` and
+/// `reserve_slots` (prelude.lua) read them.
+fn slot_args(inv: &mut redis::ScriptInvocation<'_>, s: &Slot<'_>) {
+    inv.key(streak_key(s.key))
+        .key(events_key(s.key, s.split, s.rule))
+        .key(holds_key(s.key, s.split, s.rule))
+        .arg(s.rule)
+        .arg(s.split)
+        .arg(window_ms(s.spec))
+        .arg(s.weight.min(EXACT))
+        .arg(s.spec.max.min(EXACT));
 }
 
 /// A count script's reply (`{committed, held, events...}`) as a [`Count`].
@@ -368,14 +375,7 @@ impl StateStore for RedisState {
             .arg(self.hold_ttl())
             .arg(reads.len());
         for r in reads {
-            inv.key(streak_key(r.key))
-                .key(events_key(r.key, r.split, r.rule))
-                .key(holds_key(r.key, r.split, r.rule))
-                .arg(r.rule)
-                .arg(r.split)
-                .arg(window_ms(r.spec))
-                .arg(r.weight.min(EXACT))
-                .arg(r.spec.max.min(EXACT));
+            slot_args(&mut inv, r);
         }
         if !self.hold_args(&mut inv, hold, id) {
             return (self.count_many(reads), Ok(Reserved::Held(id)));
