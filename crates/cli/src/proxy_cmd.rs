@@ -32,6 +32,12 @@ pub(crate) struct ProxyArgs {
     /// (a bare PORT binds 127.0.0.1).
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<String>,
+    /// With --listen: the threads that serve sessions (0: all on the main
+    /// thread, the fewest hand-offs per call, but a session waiting on a
+    /// state store holds up the others). Default: one per core. On stdio
+    /// warden always runs on one thread.
+    #[arg(long, value_name = "N", requires = "listen")]
+    worker_threads: Option<usize>,
     /// With --listen: an Origin allowed besides loopback ones (repeatable),
     /// e.g. https://app.example.com.
     #[arg(long = "allow-origin", value_name = "ORIGIN", requires = "listen")]
@@ -510,7 +516,12 @@ pub(crate) fn run(args: ProxyArgs) -> i32 {
     // One session on stdio: a single-threaded runtime saves the cross-thread
     // wake-ups of a work-stealing one on every message (measured in
     // crates/demo/benches/roundtrip.rs). HTTP serves many sessions at once.
-    let runtime = match runtime::async_runtime(listen.is_none().then_some(0)) {
+    let workers = if listen.is_none() {
+        Some(0)
+    } else {
+        args.worker_threads
+    };
+    let runtime = match runtime::async_runtime(workers) {
         Ok(r) => r,
         Err(code) => return code,
     };

@@ -16,7 +16,8 @@
 //! kept and served (`--metrics-listen`), against issue 15's target of
 //! +10 µs p50 over the proxy without them; and a fifth, the same proxy
 //! exporting a span per call (`--otlp-endpoint`) to an OTLP/HTTP sink in
-//! this process, to price traces (off by default). The `mcp-proxy`
+//! this process, to price traces (off by default); and a sixth, the same
+//! proxy on one thread (`--worker-threads 0`). The `mcp-proxy`
 //! rows are interleaved the same way with the warden row of the same shape.
 
 use crate::common::{
@@ -265,6 +266,25 @@ pub async fn run() -> Result<(), BoxError> {
         ),
     )?;
 
+    // The same proxy on one thread (`--worker-threads 0`): what the
+    // hand-offs between worker threads cost a call.
+    let single_front = free_port();
+    let _single = Background::spawn(
+        &bin,
+        &proxy_args(
+            &policies,
+            &dir.file("single-decisions.jsonl"),
+            &[
+                "--listen",
+                &format!("127.0.0.1:{single_front}"),
+                "--worker-threads",
+                "0",
+                "--upstream",
+                &format!("http://127.0.0.1:{up}/mcp"),
+            ],
+        ),
+    )?;
+
     let gateway = free_port();
     // The config in a directory of its own: `warden serve` watches the
     // config file's directory, and the decision logs' writes (one or two
@@ -298,6 +318,7 @@ pub async fn run() -> Result<(), BoxError> {
         .map_err(serve_failed)?;
     let observed = http_client(observed_front).await?;
     let traced = http_client(traced_front).await?;
+    let single = http_client(single_front).await?;
     let mut times = measure_interleaved(
         &[
             (&proxied, "get_sample"),
@@ -305,6 +326,7 @@ pub async fn run() -> Result<(), BoxError> {
             (&federated, "genomics__get_sample"),
             (&observed, "get_sample"),
             (&traced, "get_sample"),
+            (&single, "get_sample"),
         ],
         calls,
     )
@@ -316,10 +338,11 @@ pub async fn run() -> Result<(), BoxError> {
         "HTTP, warden serve /mcp (federated)",
         "HTTP, through warden, metrics on",
         "HTTP, through warden, traces on",
+        "HTTP, through warden, --worker-threads 0",
     ] {
         rows.push(row(path, &times.next().ok_or("a path without times")?));
     }
-    for client in [proxied, routed, federated, observed, traced] {
+    for client in [proxied, routed, federated, observed, traced, single] {
         client.cancel().await?;
     }
 
@@ -420,6 +443,13 @@ pub async fn run() -> Result<(), BoxError> {
         traced.path,
         signed_us(traced.p50, plain.p50),
         signed_us(traced.p99, plain.p99),
+    );
+    let single = &rows[8];
+    println!(
+        "one thread, over the same proxy on one worker per core:\n  {}: p50 {}, p99 {}",
+        single.path,
+        signed_us(single.p50, plain.p50),
+        signed_us(single.p99, plain.p99),
     );
     if !peer_rows.is_empty() {
         println!();
