@@ -471,6 +471,15 @@ fn role(bundle: &PolicyBundle, id: &str) -> Option<Role> {
     })
 }
 
+/// What a call refused for the platform's sake is told to do instead.
+const FOR_THE_PLATFORM: &str = "report this to the platform team; it is not caused by the agent";
+
+/// A plain denial whose cause is warden's or the platform's (a store that
+/// cannot answer, policies that cannot be used), not the agent's.
+fn platform_denial(reason: String) -> Denial {
+    plain_denial(reason, FOR_THE_PLATFORM)
+}
+
 fn plain_denial(reason: String, instead: &str) -> Denial {
     Denial {
         rules: Vec::new(),

@@ -238,6 +238,41 @@ impl Drop for TempDir {
 
 /// The arguments of `warden proxy` with the bench's policies and decision
 /// log, followed by `rest` (`--listen ...`, `--upstream ...`, `-- cmd`).
+/// Timed calls per path in latency and state modes: `ROUNDTRIP_CALLS`, or
+/// 3000 under `--bench` and `smoke` under `cargo test`.
+pub fn calls_per_path(smoke: usize) -> usize {
+    env_count("ROUNDTRIP_CALLS", if bench_mode() { 3000 } else { smoke })
+}
+
+/// The demo server over Streamable HTTP on a free port: (port, process).
+pub fn demo_over_http(bin: &Path) -> Result<(u16, Background), BoxError> {
+    let up = free_port();
+    let demo = Background::spawn(
+        bin,
+        &args(&["demo-server", "--listen", &format!("127.0.0.1:{up}")]),
+    )?;
+    Ok((up, demo))
+}
+
+/// `warden proxy --listen` on a free port in front of the HTTP demo
+/// upstream on `up`, with `extra` flags: (port, process).
+pub fn http_proxy(
+    bin: &Path,
+    policies: &str,
+    audit: &str,
+    up: u16,
+    extra: &[&str],
+) -> Result<(u16, Background), BoxError> {
+    let front = free_port();
+    let listen = format!("127.0.0.1:{front}");
+    let upstream = format!("http://127.0.0.1:{up}/mcp");
+    let mut rest = vec!["--listen", listen.as_str()];
+    rest.extend_from_slice(extra);
+    rest.extend(["--upstream", upstream.as_str()]);
+    let proxy = Background::spawn(bin, &proxy_args(policies, audit, &rest))?;
+    Ok((front, proxy))
+}
+
 pub fn proxy_args(policies: &str, audit: &str, rest: &[&str]) -> Vec<String> {
     let mut v = args(&["proxy", "--policies", policies, "--audit-log", audit]);
     v.extend(args(rest));

@@ -13,7 +13,7 @@
 //! warden answers them itself and the upstream never sees them.
 
 use crate::common::{
-    Background, BoxError, Client, TempDir, args, env_count, free_port, http_client, policies,
+    BoxError, Client, TempDir, demo_over_http, env_count, http_client, http_proxy, policies,
     proxy_args, sample_call, stdio_client_pid, warden_bin, warmup,
 };
 use std::time::{Duration, Instant};
@@ -44,25 +44,9 @@ pub async fn run(path: &str) -> Result<(), BoxError> {
             .await?
         }
         "http" => {
-            let up = free_port();
-            _procs.push(Background::spawn(
-                &bin,
-                &args(&["demo-server", "--listen", &format!("127.0.0.1:{up}")]),
-            )?);
-            let front = free_port();
-            let proxy = Background::spawn(
-                &bin,
-                &proxy_args(
-                    &policies,
-                    &audit,
-                    &[
-                        "--listen",
-                        &format!("127.0.0.1:{front}"),
-                        "--upstream",
-                        &format!("http://127.0.0.1:{up}/mcp"),
-                    ],
-                ),
-            )?;
+            let (up, demo) = demo_over_http(&bin)?;
+            _procs.push(demo);
+            let (front, proxy) = http_proxy(&bin, &policies, &audit, up, &[])?;
             let pid = proxy.pid();
             _procs.push(proxy);
             (http_client(front).await?, pid)

@@ -21,9 +21,9 @@
 //! rows are interleaved the same way with the warden row of the same shape.
 
 use crate::common::{
-    Background, BoxError, Client, Row, TempDir, args, env_count, free_port, http_client,
-    http_client_at, load_average, policies, proxy_args, row, sample_call, signed_us, stdio_client,
-    timed_call, toml_string, us, warden_bin, warmup,
+    Background, BoxError, Client, Row, TempDir, args, calls_per_path, demo_over_http, free_port,
+    http_client, http_client_at, http_proxy, load_average, policies, proxy_args, row, sample_call,
+    signed_us, stdio_client, timed_call, toml_string, us, warden_bin, warmup,
 };
 use crate::peer;
 use std::time::Duration;
@@ -166,14 +166,7 @@ async fn peer_rows(
 }
 
 pub async fn run() -> Result<(), BoxError> {
-    let calls = env_count(
-        "ROUNDTRIP_CALLS",
-        if crate::common::bench_mode() {
-            3000
-        } else {
-            10
-        },
-    );
+    let calls = calls_per_path(10);
     let bin = warden_bin();
     let policies = policies();
     let dir = TempDir::new("roundtrip")?;
@@ -198,29 +191,12 @@ pub async fn run() -> Result<(), BoxError> {
     ));
     client.cancel().await?;
 
-    let up = free_port();
-    let _demo = Background::spawn(
-        &bin,
-        &args(&["demo-server", "--listen", &format!("127.0.0.1:{up}")]),
-    )?;
+    let (up, _demo) = demo_over_http(&bin)?;
     let client = http_client(up).await?;
     rows.push(row("HTTP, direct", &measure(&client, calls).await?));
     client.cancel().await?;
 
-    let front = free_port();
-    let _proxy = Background::spawn(
-        &bin,
-        &proxy_args(
-            &policies,
-            &audit,
-            &[
-                "--listen",
-                &format!("127.0.0.1:{front}"),
-                "--upstream",
-                &format!("http://127.0.0.1:{up}/mcp"),
-            ],
-        ),
-    )?;
+    let (front, _proxy) = http_proxy(&bin, &policies, &audit, up, &[])?;
 
     // The same proxy with metrics kept and served (issue 15's target: within
     // +10 µs p50 of the proxy without them). The decision log's hash chain
@@ -229,60 +205,34 @@ pub async fn run() -> Result<(), BoxError> {
     // way to sign them, `--signing-key`, also signs a provenance token on
     // every call, a cost of its own; a checkpoint is one signature per
     // 1000 lines.
-    let observed_front = free_port();
-    let _observed = Background::spawn(
+    let metrics_at = format!("127.0.0.1:{}", free_port());
+    let (observed_front, _observed) = http_proxy(
         &bin,
-        &proxy_args(
-            &policies,
-            &dir.file("observed-decisions.jsonl"),
-            &[
-                "--listen",
-                &format!("127.0.0.1:{observed_front}"),
-                "--metrics-listen",
-                &format!("127.0.0.1:{}", free_port()),
-                "--upstream",
-                &format!("http://127.0.0.1:{up}/mcp"),
-            ],
-        ),
+        &policies,
+        &dir.file("observed-decisions.jsonl"),
+        up,
+        &["--metrics-listen", &metrics_at],
     )?;
 
     // The same proxy exporting traces, to a sink that takes OTLP/HTTP and
     // answers 200 (what a collector does; its work is not warden's).
     let sink = otlp_sink().await?;
-    let traced_front = free_port();
-    let _traced = Background::spawn(
+    let (traced_front, _traced) = http_proxy(
         &bin,
-        &proxy_args(
-            &policies,
-            &dir.file("traced-decisions.jsonl"),
-            &[
-                "--listen",
-                &format!("127.0.0.1:{traced_front}"),
-                "--otlp-endpoint",
-                &sink.url,
-                "--upstream",
-                &format!("http://127.0.0.1:{up}/mcp"),
-            ],
-        ),
+        &policies,
+        &dir.file("traced-decisions.jsonl"),
+        up,
+        &["--otlp-endpoint", &sink.url],
     )?;
 
     // The same proxy on one thread (`--worker-threads 0`): what the
     // hand-offs between worker threads cost a call.
-    let single_front = free_port();
-    let _single = Background::spawn(
+    let (single_front, _single) = http_proxy(
         &bin,
-        &proxy_args(
-            &policies,
-            &dir.file("single-decisions.jsonl"),
-            &[
-                "--listen",
-                &format!("127.0.0.1:{single_front}"),
-                "--worker-threads",
-                "0",
-                "--upstream",
-                &format!("http://127.0.0.1:{up}/mcp"),
-            ],
-        ),
+        &policies,
+        &dir.file("single-decisions.jsonl"),
+        up,
+        &["--worker-threads", "0"],
     )?;
 
     let gateway = free_port();

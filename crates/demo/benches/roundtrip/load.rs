@@ -14,9 +14,9 @@
 //! after.
 
 use crate::common::{
-    Background, BoxError, Client, Row, TempDir, args, bench_mode, env_count, free_port,
-    http_client, load_average, policies, proxy_args, row, sample_call, signed_us, stdio_client,
-    timed_call, us, warden_bin,
+    Background, BoxError, Client, Row, TempDir, args, bench_mode, demo_over_http, env_count,
+    free_port, http_client, load_average, policies, proxy_args, row, sample_call, signed_us,
+    stdio_client, timed_call, us, warden_bin,
 };
 use crate::peer;
 use std::sync::Arc;
@@ -162,11 +162,7 @@ pub async fn run() -> Result<(), BoxError> {
         .await?,
         Vec::new(),
     ));
-    let up = free_port();
-    let demo = Background::spawn(
-        &bin,
-        &args(&["demo-server", "--listen", &format!("127.0.0.1:{up}")]),
-    )?;
+    let (up, demo) = demo_over_http(&bin)?;
     paths.push(Path::new(
         "HTTP, direct",
         http_sessions(up, sessions).await?,

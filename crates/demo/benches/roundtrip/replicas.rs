@@ -10,7 +10,7 @@
 //! here, not what they buy on separate machines.
 
 use crate::common::{
-    Background, BoxError, TempDir, args, bench_mode, env_count, free_port, policies, proxy_args,
+    Background, BoxError, TempDir, bench_mode, demo_over_http, env_count, http_proxy, policies,
     row, signed_us, us, warden_bin,
 };
 use crate::load::{Path, http_sessions, interleave};
@@ -26,23 +26,9 @@ fn replicas(
     let bin = warden_bin();
     let (mut ports, mut procs) = (Vec::new(), Vec::new());
     for i in 0..n {
-        let port = free_port();
         let audit = dir.file(&format!("decisions-{n}-{i}.jsonl"));
-        procs.push(Background::spawn(
-            &bin,
-            &proxy_args(
-                &policies(),
-                &audit,
-                &[
-                    "--state",
-                    &redis.url(),
-                    "--listen",
-                    &format!("127.0.0.1:{port}"),
-                    "--upstream",
-                    &format!("http://127.0.0.1:{up}/mcp"),
-                ],
-            ),
-        )?);
+        let (port, proxy) = http_proxy(&bin, &policies(), &audit, up, &["--state", &redis.url()])?;
+        procs.push(proxy);
         ports.push(port);
     }
     Ok((ports, procs))
@@ -65,11 +51,7 @@ pub async fn run() -> Result<(), BoxError> {
     let bin = warden_bin();
     let dir = TempDir::new("roundtrip-replicas")?;
     let redis = RedisServer::start();
-    let up = free_port();
-    let demo = Background::spawn(
-        &bin,
-        &args(&["demo-server", "--listen", &format!("127.0.0.1:{up}")]),
-    )?;
+    let (up, demo) = demo_over_http(&bin)?;
     let (one, one_procs) = replicas(1, up, &redis, &dir)?;
     let (three, three_procs) = replicas(3, up, &redis, &dir)?;
     let mut paths = vec![

@@ -14,8 +14,8 @@
 //! capped call over memory, +0 for an uncapped one.
 
 use crate::common::{
-    Background, BoxError, TempDir, args, env_count, free_port, http_client, load_average,
-    proxy_args, row, signed_us, us, warden_bin,
+    BoxError, TempDir, calls_per_path, demo_over_http, http_client, http_proxy, load_average, row,
+    signed_us, us, warden_bin,
 };
 use crate::latency::measure_interleaved;
 use crate::redis_server::RedisServer;
@@ -34,46 +34,29 @@ cap-consecutive bench-cap {
 ";
 
 pub async fn run() -> Result<(), BoxError> {
-    let calls = env_count(
-        "ROUNDTRIP_CALLS",
-        if crate::common::bench_mode() {
-            3000
-        } else {
-            20
-        },
-    );
+    let calls = calls_per_path(20);
     let bin = warden_bin();
     let dir = TempDir::new("roundtrip-state")?;
     let redis = RedisServer::start();
-    let up = free_port();
-    let _demo = Background::spawn(
-        &bin,
-        &args(&["demo-server", "--listen", &format!("127.0.0.1:{up}")]),
-    )?;
-    let upstream = format!("http://127.0.0.1:{up}/mcp");
+    let (up, _demo) = demo_over_http(&bin)?;
+    let redis_url = redis.url();
     let mut procs = Vec::new();
     let mut ports = Vec::new();
     for (i, (policy, state)) in [
         (CAPPED, None),
-        (CAPPED, Some(redis.url())),
+        (CAPPED, Some(redis_url.as_str())),
         (CAP_ELSEWHERE, None),
-        (CAP_ELSEWHERE, Some(redis.url())),
+        (CAP_ELSEWHERE, Some(redis_url.as_str())),
     ]
     .into_iter()
     .enumerate()
     {
         let file = dir.file(&format!("policy-{i}.policy"));
         std::fs::write(&file, policy)?;
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut rest = vec!["--listen", &listen, "--upstream", &upstream];
-        if let Some(url) = &state {
-            rest.extend(["--state", url.as_str()]);
-        }
-        procs.push(Background::spawn(
-            &bin,
-            &proxy_args(&file, &dir.file(&format!("decisions-{i}.jsonl")), &rest),
-        )?);
+        let extra: Vec<&str> = state.map(|url| vec!["--state", url]).unwrap_or_default();
+        let audit = dir.file(&format!("decisions-{i}.jsonl"));
+        let (port, proxy) = http_proxy(&bin, &file, &audit, up, &extra)?;
+        procs.push(proxy);
         ports.push(port);
     }
     let mut clients = Vec::new();

@@ -5,7 +5,7 @@
 //! or counting policy is a denial, and an answer with any error is never
 //! kept.
 
-use super::{Role, plain_denial, role};
+use super::{Role, platform_denial, role};
 use crate::cedar_request::build_request_at;
 use crate::decided::Denial;
 use crate::index::PolicyBundle;
@@ -62,13 +62,10 @@ fn evaluate(
 ) -> Result<Evaluated, Denial> {
     let call = input.call;
     let (request, entities) = build_request_at(bundle, input).map_err(|e| {
-        plain_denial(
-            format!(
-                "`{}` was not called: the call could not be evaluated ({e})",
-                call.tool
-            ),
-            "report this to the platform team; it is not caused by the agent",
-        )
+        platform_denial(format!(
+            "`{}` was not called: the call could not be evaluated ({e})",
+            call.tool
+        ))
     })?;
 
     // One evaluation of every policy of the slice, all as permits (see
@@ -117,14 +114,11 @@ fn evaluate(
         }
     }
     if !errors.is_empty() {
-        return Err(plain_denial(
-            format!(
-                "`{}` was not called: evaluating the policies failed ({})",
-                call.tool,
-                errors.join("; ")
-            ),
-            "report this to the platform team; it is not caused by the agent",
-        ));
+        return Err(platform_denial(format!(
+            "`{}` was not called: evaluating the policies failed ({})",
+            call.tool,
+            errors.join("; ")
+        )));
     }
     answer.permits.sort_unstable();
     answer.forbids.sort_unstable();

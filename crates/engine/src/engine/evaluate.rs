@@ -12,7 +12,7 @@ use super::answer;
 use super::labels;
 use super::limit_advice::{hit, unmeasured};
 use super::limits::{LimitReads, Measures};
-use super::{Engine, plain_denial};
+use super::{Engine, FOR_THE_PLATFORM, plain_denial, platform_denial};
 use crate::args::projection;
 use crate::args::{ArgProblem, check_arg_limits};
 use crate::call::CallContext;
@@ -93,25 +93,19 @@ impl Engine {
         }
         let slice = bundle.slice(&call.server, &call.tool);
         if let Some(problem) = &slice.broken {
-            return Err(plain_denial(
-                format!(
-                    "`{}` was not called: the policies could not be loaded ({problem})",
-                    call.tool
-                ),
-                "report this to the platform team; it is not caused by the agent",
-            ));
+            return Err(platform_denial(format!(
+                "`{}` was not called: the policies could not be loaded ({problem})",
+                call.tool
+            )));
         }
 
         let agent_created = match self.agent_created(&slice, call) {
             Ok(found) => found,
             Err(e) if slice.created_enforced => {
-                return Err(plain_denial(
-                    format!(
-                        "`{}` was not called: record store unavailable: {e}",
-                        call.tool
-                    ),
-                    "report this to the platform team; it is not caused by the agent",
-                ));
+                return Err(platform_denial(format!(
+                    "`{}` was not called: record store unavailable: {e}",
+                    call.tool
+                )));
             }
             // Only shadow rules ask: they see no agent-created record.
             Err(_) => Vec::new(),
@@ -120,13 +114,10 @@ impl Engine {
         // store that cannot answer deny (elements::each_results).
         let each = crate::elements::each_results(bundle, &slice, call, self.records.as_ref())
             .map_err(|e| {
-                plain_denial(
-                    format!(
-                        "`{}` was not called: record store unavailable: {e}",
-                        call.tool
-                    ),
-                    "report this to the platform team; it is not caused by the agent",
-                )
+                platform_denial(format!(
+                    "`{}` was not called: record store unavailable: {e}",
+                    call.tool
+                ))
             })?;
         let reads = LimitReads::new(bundle, &slice, call);
         let clock = slice.clock.locals(self.clock.unix_millis());
@@ -217,13 +208,10 @@ impl Engine {
                     live
                 }
                 Err(e) if slice.labels_enforced => {
-                    return Err(plain_denial(
-                        format!(
-                            "`{}` was not called: state store unavailable: the session's labels could not be read: {e}",
-                            call.tool
-                        ),
-                        "report this to the platform team; it is not caused by the agent",
-                    ));
+                    return Err(platform_denial(format!(
+                        "`{}` was not called: state store unavailable: the session's labels could not be read: {e}",
+                        call.tool
+                    )));
                 }
                 // Only shadow rules ask: they see a session without labels.
                 Err(_) => Vec::new(),
@@ -294,13 +282,10 @@ impl Engine {
         if counting_failed && matches!(outcome, Outcome::Allow { .. }) {
             // Not knowing whether the call counts would let a cap be
             // bypassed: refuse rather than forward uncounted.
-            return Err(plain_denial(
-                format!(
-                    "`{}` was not called: its call count could not be determined",
-                    call.tool
-                ),
-                "report this to the platform team; it is not caused by the agent",
-            ));
+            return Err(platform_denial(format!(
+                "`{}` was not called: its call count could not be determined",
+                call.tool
+            )));
         }
         let mut counts_for = Vec::new();
         if !counting_failed {
@@ -326,8 +311,7 @@ impl Engine {
                             .unwrap_or_else(|| {
                                 (
                                     format!("rule `{}` could not be counted", rule.id),
-                                    "report this to the platform team; it is not caused by the agent"
-                                        .to_string(),
+                                    FOR_THE_PLATFORM.to_string(),
                                 )
                             });
                         return Err(plain_denial(

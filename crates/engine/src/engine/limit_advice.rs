@@ -3,6 +3,7 @@
 //! limit could not be measured, and the retry advice of caps, rates and
 //! budgets, each true of what frees the limit.
 
+use super::FOR_THE_PLATFORM;
 use super::limits::{Measured, Measures, Unmeasured};
 use crate::call::CallContext;
 use crate::decided::{Outcome, Retry, RuleHit};
@@ -83,8 +84,7 @@ pub(super) fn unmeasured(
     denial.retry = Retry::Never;
     denial.instead = instead;
     if matches!(why, Unmeasured::Store(_)) {
-        denial.instead =
-            "report this to the platform team; it is not caused by the agent".to_string();
+        denial.instead = FOR_THE_PLATFORM.to_string();
     }
     Outcome::Deny(denial)
 }

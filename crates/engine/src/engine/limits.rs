@@ -5,6 +5,7 @@
 //! The engine turns these into `context.counters` / `context.budgets` and
 //! into the slots a decided call holds.
 
+use super::FOR_THE_PLATFORM;
 use crate::call::CallContext;
 use crate::gate::StateGate;
 use crate::index::{PolicyBundle, Slice};
@@ -86,7 +87,7 @@ impl Unmeasured {
             ),
             Unmeasured::Store(e) => (
                 format!("state store unavailable: {e}"),
-                "report this to the platform team; it is not caused by the agent".to_string(),
+                FOR_THE_PLATFORM.to_string(),
             ),
         }
     }

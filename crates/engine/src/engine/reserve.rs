@@ -18,7 +18,7 @@
 
 use super::evaluate::{Concluded, Prepared};
 use super::limits::hold_keys;
-use super::{Engine, MAX_RESERVE_ATTEMPTS, plain_denial};
+use super::{Engine, FOR_THE_PLATFORM, MAX_RESERVE_ATTEMPTS, plain_denial, platform_denial};
 use crate::call::CallContext;
 use crate::decided::{Decided, Denial, Outcome};
 use crate::gate::HoldGuard;
@@ -67,13 +67,10 @@ impl Engine {
                     Ok(()) => (outcome, labels.into_iter().map(|(l, _)| l).collect()),
                     Err(e) => {
                         hold = None;
-                        let denial = plain_denial(
-                            format!(
-                                "`{}` was not called: state store unavailable: the session's labels could not be written: {e}",
-                                call.tool
-                            ),
-                            "report this to the platform team; it is not caused by the agent",
-                        );
+                        let denial = platform_denial(format!(
+                            "`{}` was not called: state store unavailable: the session's labels could not be written: {e}",
+                            call.tool
+                        ));
                         (Outcome::Deny(denial), Vec::new())
                     }
                 }
@@ -160,7 +157,7 @@ impl Engine {
                         "`{}` was not called: state store unavailable: {e}",
                         call.tool
                     ),
-                    "report this to the platform team; it is not caused by the agent",
+                    FOR_THE_PLATFORM,
                 ),
             };
             return (refused(concluded, reason, instead), None);
