@@ -115,6 +115,13 @@ pub async fn stdio_client_pid(
 ) -> Result<(Client, Option<u32>), BoxError> {
     let mut cmd = tokio::process::Command::new(bin);
     cmd.args(args);
+    stdio_client_of(cmd).await
+}
+
+/// A client of the child process `cmd`, and the child's process id.
+pub async fn stdio_client_of(
+    cmd: tokio::process::Command,
+) -> Result<(Client, Option<u32>), BoxError> {
     let (transport, _) = TokioChildProcess::builder(cmd)
         .stderr(Stdio::null())
         .spawn()?;

@@ -176,20 +176,26 @@ pub async fn run() -> Result<(), BoxError> {
     let load_before = load_average();
     let mut rows = Vec::new();
 
-    let client = stdio_client(&bin, &args(&["demo-server"])).await?;
-    rows.push(row("stdio, direct", &measure(&client, calls).await?));
-    client.cancel().await?;
-
-    let client = stdio_client(
+    // The two stdio paths interleaved, as the HTTP ones below are.
+    let direct = stdio_client(&bin, &args(&["demo-server"])).await?;
+    let proxied = stdio_client(
         &bin,
         &proxy_args(&policies, &audit, &["--", &exe, "demo-server"]),
     )
     .await?;
+    let mut t = measure_interleaved(&[(&direct, "get_sample"), (&proxied, "get_sample")], calls)
+        .await?
+        .into_iter();
+    rows.push(row(
+        "stdio, direct",
+        &t.next().ok_or("a path without times")?,
+    ));
     rows.push(row(
         "stdio, through warden",
-        &measure(&client, calls).await?,
+        &t.next().ok_or("a path without times")?,
     ));
-    client.cancel().await?;
+    direct.cancel().await?;
+    proxied.cancel().await?;
 
     let (up, _demo) = demo_over_http(&bin)?;
     let client = http_client(up).await?;

@@ -9,10 +9,14 @@
 //!   replicas sharing state in Redis;
 //! - state ([`state`]): a capped and an uncapped call with state in memory
 //!   and in Redis;
-//! - drive ([`drive`]): one warden path busy for a while, for `perf`.
+//! - drive ([`drive`]): one warden path busy for a while, for `perf`;
+//! - ab ([`ab`]): the binary under test against a baseline binary
+//!   (`ROUNDTRIP_BASELINE_BIN`), interleaved, with a bare byte relay
+//!   ([`relay`]) as the floor of an added process.
 //!
-//! `ROUNDTRIP_MODE` picks `latency`, `load`, `replicas`, `state` or `all` (the
-//! default: latency, load and state); a set
+//! `ROUNDTRIP_MODE` picks `latency`, `load`, `replicas`, `state`, `ab` or `all` (the
+//! default: latency, load and state, and ab when a baseline is given
+//! or under `cargo test`); a set
 //! `ROUNDTRIP_DRIVE` picks drive mode. The optional `mcp-proxy` rows are in
 //! [`peer`].
 //!
@@ -24,6 +28,7 @@
 //! in load mode (default 32 and 100). Under `cargo test` the binary is a
 //! smoke pass: a few calls on each path, 4 sessions in load mode.
 
+mod ab;
 mod common;
 mod drive;
 mod latency;
@@ -31,13 +36,25 @@ mod load;
 mod peer;
 #[path = "../../../engine/tests/support/redis_server.rs"]
 mod redis_server;
+mod relay;
 mod replicas;
 mod state;
 
 use common::BoxError;
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), BoxError> {
+fn main() -> Result<(), BoxError> {
+    // The byte relay runs before any runtime: it is only two threads.
+    if std::env::var_os("ROUNDTRIP_RELAY").is_some() {
+        std::process::exit(relay::run());
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run_mode())
+}
+
+async fn run_mode() -> Result<(), BoxError> {
     if let Ok(path) = std::env::var("ROUNDTRIP_DRIVE") {
         return drive::run(&path).await;
     }
@@ -47,15 +64,22 @@ async fn main() -> Result<(), BoxError> {
         "load" => load::run().await,
         "replicas" => replicas::run().await,
         "state" => state::run().await,
+        "ab" => ab::run().await,
         "all" => {
             latency::run().await?;
             println!();
             load::run().await?;
             println!();
-            state::run().await
+            state::run().await?;
+            if ab::wanted_in_all() {
+                println!();
+                ab::run().await?;
+            }
+            Ok(())
         }
-        other => Err(
-            format!("ROUNDTRIP_MODE={other}: want latency, load, replicas, state or all").into(),
-        ),
+        other => Err(format!(
+            "ROUNDTRIP_MODE={other}: want latency, load, replicas, state, ab or all"
+        )
+        .into()),
     }
 }

@@ -1,0 +1,152 @@
+//! A/B mode: the warden binary under test (`WARDEN_BIN`, else the release
+//! build) against a baseline binary (`ROUNDTRIP_BASELINE_BIN`: a build of
+//! an earlier commit), measured interleaved in one run, so that a change's
+//! effect is not lost in the drift between runs (the same binary's HTTP p50
+//! moved by 73 µs between two runs of latency mode).
+//!
+//! Two groups, each interleaved ([`measure_interleaved`]):
+//! - stdio: direct to the demo server; through a bare byte relay
+//!   ([`crate::relay`], the floor of any process in between); through the
+//!   binary under test; through the baseline.
+//! - HTTP: direct to the HTTP demo server; through `warden proxy --listen`
+//!   of the binary under test; through the baseline's.
+//!
+//! Prints each row, what each adds over its direct path, and the binary
+//! under test over the baseline, with the load average before and after.
+
+use crate::common::{
+    BoxError, Row, TempDir, args, bench_mode, calls_per_path, demo_over_http, http_client,
+    http_proxy, load_average, policies, proxy_args, row, signed_us, stdio_client, stdio_client_of,
+    us, warden_bin, warmup,
+};
+use crate::latency::measure_interleaved;
+use std::path::PathBuf;
+
+/// `ROUNDTRIP_BASELINE_BIN`; under `cargo test` (the smoke pass) the
+/// binary under test stands in for it when it is not set.
+fn baseline_bin() -> Result<PathBuf, BoxError> {
+    match std::env::var_os("ROUNDTRIP_BASELINE_BIN").map(PathBuf::from) {
+        Some(p) if p.exists() => Ok(p),
+        Some(p) => Err(format!("ROUNDTRIP_BASELINE_BIN: no file {}", p.display()).into()),
+        None if !bench_mode() => Ok(warden_bin()),
+        None => Err("ROUNDTRIP_MODE=ab needs ROUNDTRIP_BASELINE_BIN, a warden binary".into()),
+    }
+}
+
+/// Whether `ROUNDTRIP_MODE=all` runs this mode: under `cargo test`, or
+/// with a baseline given.
+pub fn wanted_in_all() -> bool {
+    !bench_mode() || std::env::var_os("ROUNDTRIP_BASELINE_BIN").is_some()
+}
+
+pub async fn run() -> Result<(), BoxError> {
+    let calls = calls_per_path(10);
+    let bin = warden_bin();
+    let base = baseline_bin()?;
+    let policies = policies();
+    let dir = TempDir::new("roundtrip-ab")?;
+    let exe = bin.to_string_lossy().into_owned();
+    let load_before = load_average();
+
+    // stdio: direct, the byte relay, the binary under test, the baseline.
+    let direct = stdio_client(&bin, &args(&["demo-server"])).await?;
+    let mut relay = tokio::process::Command::new(std::env::current_exe()?);
+    relay
+        .env("ROUNDTRIP_RELAY", "1")
+        .args(["--", exe.as_str(), "demo-server"]);
+    let (relayed, _) = stdio_client_of(relay).await?;
+    let upstream = ["--", exe.as_str(), "demo-server"];
+    let ours = stdio_client(
+        &bin,
+        &proxy_args(&policies, &dir.file("ours-stdio.jsonl"), &upstream),
+    )
+    .await?;
+    let theirs = stdio_client(
+        &base,
+        &proxy_args(&policies, &dir.file("base-stdio.jsonl"), &upstream),
+    )
+    .await?;
+    let stdio = [&direct, &relayed, &ours, &theirs];
+    let mut t = measure_interleaved(&stdio.map(|c| (c, "get_sample")), calls)
+        .await?
+        .into_iter();
+    let mut rows: Vec<Row> = Vec::new();
+    for path in [
+        "stdio, direct",
+        "stdio, a bare byte relay",
+        "stdio, through warden (under test)",
+        "stdio, through warden (baseline)",
+    ] {
+        rows.push(row(path, &t.next().ok_or("a path without times")?));
+    }
+    for c in [direct, relayed, ours, theirs] {
+        c.cancel().await?;
+    }
+
+    // HTTP: direct, the binary under test, the baseline.
+    let (up, _demo) = demo_over_http(&bin)?;
+    let (front, _proxy) = http_proxy(&bin, &policies, &dir.file("ours-http.jsonl"), up, &[])?;
+    let (base_front, _base_proxy) =
+        http_proxy(&base, &policies, &dir.file("base-http.jsonl"), up, &[])?;
+    let direct = http_client(up).await?;
+    let ours = http_client(front).await?;
+    let theirs = http_client(base_front).await?;
+    let http = [&direct, &ours, &theirs];
+    let mut t = measure_interleaved(&http.map(|c| (c, "get_sample")), calls)
+        .await?
+        .into_iter();
+    for path in [
+        "HTTP, direct",
+        "HTTP, through warden (under test)",
+        "HTTP, through warden (baseline)",
+    ] {
+        rows.push(row(path, &t.next().ok_or("a path without times")?));
+    }
+    for c in [direct, ours, theirs] {
+        c.cancel().await?;
+    }
+    let load_after = load_average();
+
+    println!(
+        "A/B, tools/call round trip, {calls} calls per path after {} warm-up, interleaved",
+        warmup()
+    );
+    println!("under test {}", bin.display());
+    println!("baseline   {}", base.display());
+    println!("load average before {load_before}, after {load_after}");
+    println!("| path | p50 | p99 | mean |");
+    println!("|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {} |",
+            r.path,
+            us(r.p50),
+            us(r.p99),
+            us(r.mean)
+        );
+    }
+    println!();
+    println!("added over the direct path:");
+    for (through, direct) in [(1, 0), (2, 0), (3, 0), (5, 4), (6, 4)] {
+        println!(
+            "  {}: p50 {}, p99 {}",
+            rows[through].path,
+            signed_us(rows[through].p50, rows[direct].p50),
+            signed_us(rows[through].p99, rows[direct].p99)
+        );
+    }
+    println!("under test over the baseline:");
+    for (ours, theirs) in [(2, 3), (5, 6)] {
+        println!(
+            "  {}: p50 {}, p99 {}",
+            rows[ours].path,
+            signed_us(rows[ours].p50, rows[theirs].p50),
+            signed_us(rows[ours].p99, rows[theirs].p99)
+        );
+    }
+    println!(
+        "  stdio, through warden (under test) over the byte relay: p50 {}",
+        signed_us(rows[2].p50, rows[1].p50)
+    );
+    Ok(())
+}
