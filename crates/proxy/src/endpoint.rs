@@ -11,10 +11,9 @@
 use crate::bearer::Caller;
 use crate::config::{ProxyConfig, ProxyError};
 use crate::framing::Frame;
-use crate::relay::{Hints, Outgoing, Relay};
+use crate::relay::{ClientOut, Hints, Relay};
 use crate::upstream;
 use std::sync::Arc;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use warden_engine::{DecisionLog, Engine};
 
@@ -41,11 +40,10 @@ pub(crate) trait ClientEndpoint: Send + Sync + 'static {
     fn hints(&self) -> Hints;
 }
 
-/// A started endpoint: the endpoint, what it sends to the client, and the
-/// token that stops its upstream link(s).
+/// A started endpoint: the endpoint and the token that stops its upstream
+/// link(s). What it sends to the client goes where `open` was told.
 pub(crate) struct OpenedEndpoint {
     pub(crate) endpoint: Arc<dyn ClientEndpoint>,
-    pub(crate) outgoing: mpsc::Receiver<Outgoing>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -53,10 +51,15 @@ pub(crate) struct OpenedEndpoint {
 /// sessionless path).
 pub(crate) trait EndpointFactory: Send + Sync + 'static {
     /// `label` is the session label the relay puts in `CallContext.session`
-    /// (`http-<id>` or `http-sessionless-<uuid>`). Returns once the upstream
-    /// link(s) settled (up, or failed to come up), so that a client's first
+    /// (`http-<id>` or `http-sessionless-<uuid>`); what the endpoint sends
+    /// to the client goes to `to_client`. Returns once the upstream link(s)
+    /// settled (up, or failed to come up), so that a client's first
     /// message does not race the start.
-    fn open(&self, label: String) -> BoxFuture<'_, Result<OpenedEndpoint, ProxyError>>;
+    fn open(
+        &self,
+        label: String,
+        to_client: ClientOut,
+    ) -> BoxFuture<'_, Result<OpenedEndpoint, ProxyError>>;
 }
 
 impl ClientEndpoint for Relay {
@@ -81,10 +84,6 @@ impl ClientEndpoint for Relay {
     }
 }
 
-/// How many messages for the client a relay may queue before it waits for
-/// the transport to take them.
-const OUTGOING_CAPACITY: usize = 1024;
-
 /// The single-upstream factory: each endpoint is a [`Relay`] with its own
 /// upstream link (a fresh child process for a command upstream, its own
 /// HTTP session for a URL upstream), supervised until its shutdown token
@@ -102,15 +101,18 @@ impl RelayFactory {
 }
 
 impl EndpointFactory for RelayFactory {
-    fn open(&self, label: String) -> BoxFuture<'_, Result<OpenedEndpoint, ProxyError>> {
+    fn open(
+        &self,
+        label: String,
+        to_client: ClientOut,
+    ) -> BoxFuture<'_, Result<OpenedEndpoint, ProxyError>> {
         Box::pin(async move {
             let start = upstream::start(&self.cfg)?;
-            let (tx, outgoing) = mpsc::channel::<Outgoing>(OUTGOING_CAPACITY);
             let relay = Relay::new(
                 self.cfg.clone(),
                 Arc::clone(&self.engine),
                 Arc::clone(&self.log),
-                tx,
+                to_client,
                 Some(label),
             );
             let shutdown = CancellationToken::new();
@@ -122,7 +124,6 @@ impl EndpointFactory for RelayFactory {
             relay.wait_link_settled().await;
             Ok(OpenedEndpoint {
                 endpoint: relay,
-                outgoing,
                 shutdown,
             })
         })

@@ -136,7 +136,7 @@ where
             tracing::debug!("writing to the client failed: {e}");
         }
     });
-    let relay = relay::Relay::new(cfg, engine, log, to_client, None);
+    let relay = relay::Relay::new(cfg, engine, log, to_client.into(), None);
     let shutdown = CancellationToken::new();
     let supervisor = tokio::spawn(upstream::supervise(
         Arc::clone(&relay),

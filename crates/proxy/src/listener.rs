@@ -89,7 +89,42 @@ pub(crate) async fn serve(
 /// accepted connection does its handshake first, within the header-read
 /// timeout. A failed or timed-out handshake closes that connection only
 /// (logged at debug); the listener goes on.
+///
+/// The accept loop runs as a task of its own, on a worker thread: awaited
+/// where it is called (inside `block_on`, on the process's main thread),
+/// every accepted connection would wake the main thread and then, to
+/// spawn the connection's task, a worker: two hand-offs between threads
+/// per connection, and a client that opens a connection per request (the
+/// rmcp client does) pays them on every call. Spawned from a worker, a
+/// connection's task starts on the same thread.
 pub async fn serve_with_tls(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: ListenLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    stop: CancellationToken,
+) -> JoinSet<()> {
+    let mut accepting = AbortOnDrop(tokio::spawn(accept_loop(listener, app, limits, tls, stop)));
+    match (&mut accepting.0).await {
+        Ok(conns) => conns,
+        Err(e) => {
+            tracing::error!("the accept loop ended: {e}");
+            JoinSet::new()
+        }
+    }
+}
+
+/// Aborts the task when dropped: the accept loop goes when its caller does.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Accepts and serves connections until `stop` (see [`serve_with_tls`]).
+async fn accept_loop(
     listener: TcpListener,
     app: axum::Router,
     limits: ListenLimits,

@@ -35,7 +35,7 @@ use crate::endpoint::{BoxFuture, EndpointFactory, OpenedEndpoint};
 use crate::framing::{Frame, LineReader, write_lines};
 use crate::jsonrpc::{self, Kind, id_key};
 use crate::raw;
-use crate::relay::{Outgoing, Relay};
+use crate::relay::{ClientOut, Relay};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -655,14 +655,17 @@ impl SharedRelayFactory {
 }
 
 impl EndpointFactory for SharedRelayFactory {
-    fn open(&self, label: String) -> BoxFuture<'_, Result<OpenedEndpoint, crate::ProxyError>> {
+    fn open(
+        &self,
+        label: String,
+        to_client: ClientOut,
+    ) -> BoxFuture<'_, Result<OpenedEndpoint, crate::ProxyError>> {
         Box::pin(async move {
-            let (tx, outgoing) = mpsc::channel::<Outgoing>(1024);
             let relay = Relay::new(
                 self.cfg.clone(),
                 Arc::clone(&self.engine),
                 Arc::clone(&self.log),
-                tx,
+                to_client,
                 Some(label),
             );
             let session = self.instance.attach(&relay).await;
@@ -679,7 +682,6 @@ impl EndpointFactory for SharedRelayFactory {
                 tokio::time::timeout(self.cfg.internal_timeout, relay.wait_link_settled()).await;
             Ok(OpenedEndpoint {
                 endpoint: relay,
-                outgoing,
                 shutdown,
             })
         })

@@ -45,7 +45,7 @@ use crate::config::ProxyError;
 use crate::endpoint::{BoxFuture, ClientEndpoint, EndpointFactory, OpenedEndpoint};
 use crate::framing::Frame;
 use crate::jsonrpc;
-use crate::relay::{Hints, Outgoing};
+use crate::relay::{ClientOut, Hints, Outgoing};
 use names::Namer;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -132,8 +132,8 @@ impl FederationFactory {
             for def in &changed {
                 fed.remove_member(&def.name, "its configuration changed")
                     .await;
-                match def.factory.open(fed.label.clone()).await {
-                    Ok(opened) => fed.add_member(&def.name, opened).await,
+                match open_member(def.factory.as_ref(), fed.label.clone()).await {
+                    Ok((opened, says)) => fed.add_member(&def.name, opened, says).await,
                     Err(e) => tracing::warn!(
                         "federated session {}: server `{}` could not be started: {e}",
                         fed.label,
@@ -147,10 +147,13 @@ impl FederationFactory {
 }
 
 impl EndpointFactory for FederationFactory {
-    fn open(&self, label: String) -> BoxFuture<'_, Result<OpenedEndpoint, ProxyError>> {
+    fn open(
+        &self,
+        label: String,
+        to_client: ClientOut,
+    ) -> BoxFuture<'_, Result<OpenedEndpoint, ProxyError>> {
         Box::pin(async move {
             let defs = lock(&self.members).clone();
-            let (to_client, outgoing) = mpsc::channel::<Outgoing>(1024);
             let shutdown = CancellationToken::new();
             let fed = Arc::new(Federation {
                 label: label.clone(),
@@ -164,11 +167,14 @@ impl EndpointFactory for FederationFactory {
                     ..State::default()
                 }),
             });
-            let opened =
-                futures::future::join_all(defs.iter().map(|d| d.factory.open(label.clone()))).await;
+            let opened = futures::future::join_all(
+                defs.iter()
+                    .map(|d| open_member(d.factory.as_ref(), label.clone())),
+            )
+            .await;
             for (def, result) in defs.iter().zip(opened) {
                 match result {
-                    Ok(o) => fed.attach(&def.name, o),
+                    Ok((o, says)) => fed.attach(&def.name, o, says),
                     Err(e) => {
                         // Left out of lists; a call to it is answered with
                         // why (routes::unavailable).
@@ -183,11 +189,20 @@ impl EndpointFactory for FederationFactory {
             lock(&self.live).push(Arc::downgrade(&fed));
             Ok(OpenedEndpoint {
                 endpoint: fed,
-                outgoing,
                 shutdown,
             })
         })
     }
+}
+
+/// Opens one member's session: what it sends comes to the federation on
+/// the channel returned, to be rewritten for the client.
+async fn open_member(
+    factory: &dyn EndpointFactory,
+    label: String,
+) -> Result<(OpenedEndpoint, mpsc::Receiver<Outgoing>), ProxyError> {
+    let (tx, says) = mpsc::channel::<Outgoing>(1024);
+    Ok((factory.open(label, tx.into()).await?, says))
 }
 
 /// A member of one federated session.
@@ -207,7 +222,7 @@ pub(crate) struct Federation {
     shutdown: CancellationToken,
     namer: Namer,
     fan_timeout: Duration,
-    to_client: mpsc::Sender<Outgoing>,
+    to_client: ClientOut,
     hints: Hints,
     st: Mutex<State>,
 }
@@ -248,12 +263,13 @@ impl State {
 
 impl Federation {
     /// Makes `opened` a member and starts relaying what it sends.
-    fn attach(self: &Arc<Self>, name: &str, opened: OpenedEndpoint) {
-        let OpenedEndpoint {
-            endpoint,
-            mut outgoing,
-            shutdown,
-        } = opened;
+    fn attach(
+        self: &Arc<Self>,
+        name: &str,
+        opened: OpenedEndpoint,
+        mut outgoing: mpsc::Receiver<Outgoing>,
+    ) {
+        let OpenedEndpoint { endpoint, shutdown } = opened;
         // The member's link ends with the session, even once the
         // federation itself is gone (the session drops it when it closes).
         let session_ended = self.shutdown.clone();
@@ -296,8 +312,13 @@ impl Federation {
 
     /// Adds a member to a session already open: it gets the client's
     /// initialize (and `initialized`) first.
-    async fn add_member(self: &Arc<Self>, name: &str, opened: OpenedEndpoint) {
-        self.attach(name, opened);
+    async fn add_member(
+        self: &Arc<Self>,
+        name: &str,
+        opened: OpenedEndpoint,
+        says: mpsc::Receiver<Outgoing>,
+    ) {
+        self.attach(name, opened, says);
         let init = lock(&self.st).initialize.clone();
         if let Some(init) = init {
             self.replay_initialize(name, init).await;

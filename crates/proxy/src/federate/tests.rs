@@ -48,12 +48,24 @@ struct FakeFactory {
 }
 
 impl EndpointFactory for FakeFactory {
-    fn open(&self, _label: String) -> BoxFuture<'_, Result<OpenedEndpoint, ProxyError>> {
+    fn open(
+        &self,
+        _label: String,
+        to_client: ClientOut,
+    ) -> BoxFuture<'_, Result<OpenedEndpoint, ProxyError>> {
         Box::pin(async move {
-            let (got, outgoing, shutdown) = lock(&self.ends).pop().expect("one session per fake");
+            let (got, mut says, shutdown) = lock(&self.ends).pop().expect("one session per fake");
+            // What the test makes the member say goes where the federation
+            // told it to.
+            tokio::spawn(async move {
+                while let Some(out) = says.recv().await {
+                    if to_client.send(out).await.is_err() {
+                        break;
+                    }
+                }
+            });
             Ok(OpenedEndpoint {
                 endpoint: Arc::new(FakeMember { got }),
-                outgoing,
                 shutdown,
             })
         })
@@ -132,10 +144,11 @@ impl Session {
 
 async fn session(members: Vec<MemberDef>, fan_timeout: Duration) -> Session {
     let factory = FederationFactory::new("__", members, fan_timeout);
-    let opened = factory.open("test".into()).await.unwrap();
+    let (tx, to_client) = mpsc::channel(1024);
+    let opened = factory.open("test".into(), tx.into()).await.unwrap();
     Session {
         fed: opened.endpoint,
-        to_client: opened.outgoing,
+        to_client,
         factory,
         shutdown: opened.shutdown,
     }

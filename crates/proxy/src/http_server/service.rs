@@ -11,6 +11,7 @@ use super::{get_delete, lock, post};
 use crate::bearer::Verifier;
 use crate::config::{ProxyConfig, ProxyError, Upstream};
 use crate::endpoint::EndpointFactory;
+use crate::relay::ClientOut;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -180,8 +181,9 @@ impl McpService {
         all
     }
 
-    /// Starts a session: its endpoint (with its upstream link(s)) and the
-    /// task that routes what the endpoint sends to the session's streams.
+    /// Starts a session: its endpoint (with its upstream link(s)), which
+    /// routes what it sends to the session's streams itself, on its own
+    /// task (routing takes the routes' lock and never waits).
     pub(super) async fn new_session(
         &self,
         id: Option<String>,
@@ -191,19 +193,16 @@ impl McpService {
             Some(id) => format!("http-{id}"),
             None => format!("http-sessionless-{}", uuid::Uuid::new_v4().simple()),
         };
-        let opened = self.factory.open(label).await?;
         let routes = Arc::new(Mutex::new(Routes {
             sessionless: id.is_none(),
-            hints: opened.endpoint.hints(),
             ..Routes::default()
         }));
         let r = Arc::clone(&routes);
-        let mut outgoing = opened.outgoing;
-        tokio::spawn(async move {
-            while let Some(out) = outgoing.recv().await {
-                lock(&r).route(out);
-            }
-        });
+        let to_client = ClientOut::Direct(Arc::new(move |out| lock(&r).route(out)));
+        let opened = self.factory.open(label, to_client).await?;
+        // The endpoint's hints, before the client's first request: only a
+        // response to one reads them.
+        lock(&routes).hints = opened.endpoint.hints();
         Ok(Arc::new(Session {
             id,
             subject,

@@ -6,7 +6,7 @@ use super::McpService;
 use crate::config::{ProxyConfig, ProxyError, Upstream};
 use crate::endpoint::{BoxFuture, ClientEndpoint, EndpointFactory, OpenedEndpoint};
 use crate::framing::Frame;
-use crate::relay::{Hints, Outgoing};
+use crate::relay::{ClientOut, Hints, Outgoing};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::StatusCode;
@@ -53,21 +53,23 @@ impl ClientEndpoint for Scripted {
 
 struct ScriptedFactory {
     lines: mpsc::UnboundedSender<Value>,
-    /// What the last opened endpoint sends to the client.
-    to_client: Mutex<Option<mpsc::Sender<Outgoing>>>,
+    /// Where the last opened endpoint sends what is for the client.
+    to_client: Mutex<Option<ClientOut>>,
 }
 
 impl EndpointFactory for ScriptedFactory {
-    fn open(&self, _label: String) -> BoxFuture<'_, Result<OpenedEndpoint, ProxyError>> {
+    fn open(
+        &self,
+        _label: String,
+        to_client: ClientOut,
+    ) -> BoxFuture<'_, Result<OpenedEndpoint, ProxyError>> {
         Box::pin(async move {
-            let (tx, outgoing) = mpsc::channel(16);
-            *self.to_client.lock().unwrap() = Some(tx);
+            *self.to_client.lock().unwrap() = Some(to_client);
             Ok(OpenedEndpoint {
                 endpoint: Arc::new(Scripted {
                     lines: self.lines.clone(),
                     hints: Hints::default(),
                 }),
-                outgoing,
                 shutdown: CancellationToken::new(),
             })
         })

@@ -86,6 +86,49 @@ pub(crate) struct Outgoing {
     pub(crate) detach: bool,
 }
 
+/// Where a relay's (or a federation's) messages for the client go.
+///
+/// A channel to a task that writes them (stdio's writer; a federation,
+/// which rewrites what each member sends), or a function that takes each
+/// at once on the sender's own task: the Streamable HTTP server's routing,
+/// which takes a lock, hands the message to the stream of its request and
+/// never waits. The second spares every message a hand-off to a routing
+/// task (a wake-up, often of another worker thread) on its way out.
+#[derive(Clone)]
+pub(crate) enum ClientOut {
+    Channel(mpsc::Sender<Outgoing>),
+    Direct(Arc<dyn Fn(Outgoing) + Send + Sync>),
+}
+
+impl ClientOut {
+    /// Hands `out` on; an error gives it back when the client's side is
+    /// gone (the channel closed).
+    pub(crate) async fn send(&self, out: Outgoing) -> Result<(), Outgoing> {
+        match self {
+            ClientOut::Channel(tx) => tx.send(out).await.map_err(|e| e.0),
+            ClientOut::Direct(take) => {
+                take(out);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl From<mpsc::Sender<Outgoing>> for ClientOut {
+    fn from(tx: mpsc::Sender<Outgoing>) -> Self {
+        ClientOut::Channel(tx)
+    }
+}
+
+impl std::fmt::Debug for ClientOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClientOut::Channel(_) => "ClientOut::Channel",
+            ClientOut::Direct(_) => "ClientOut::Direct",
+        })
+    }
+}
+
 impl AsRef<str> for Outgoing {
     fn as_ref(&self) -> &str {
         &self.text
@@ -135,7 +178,7 @@ pub(crate) struct Relay {
     engine: Arc<Engine>,
     log: Arc<DecisionLog>,
     session_id: String,
-    to_client: mpsc::Sender<Outgoing>,
+    to_client: ClientOut,
     st: Mutex<State>,
     /// Held from a decision until the call counts (or is refused), so two
     /// concurrent calls cannot both slip under a cap.
@@ -177,7 +220,7 @@ impl Relay {
         cfg: ProxyConfig,
         engine: Arc<Engine>,
         log: Arc<DecisionLog>,
-        to_client: mpsc::Sender<Outgoing>,
+        to_client: ClientOut,
         session_id: Option<String>,
     ) -> Arc<Self> {
         let session_id = session_id.unwrap_or_else(|| {
