@@ -8,16 +8,18 @@
 //! - stdio: direct to the demo server; through a bare byte relay
 //!   ([`crate::relay`], the floor of any process in between); through the
 //!   binary under test; through the baseline.
-//! - HTTP: direct to the HTTP demo server; through `warden proxy --listen`
-//!   of the binary under test; through the baseline's.
+//! - HTTP: direct to the HTTP demo server; through a bare HTTP relay
+//!   ([`crate::http_relay`], the floor of any HTTP proxy built of warden's
+//!   HTTP parts); through `warden proxy --listen` of the binary under
+//!   test; through the baseline's.
 //!
 //! Prints each row, what each adds over its direct path, and the binary
 //! under test over the baseline, with the load average before and after.
 
 use crate::common::{
-    BoxError, Row, TempDir, args, bench_mode, calls_per_path, demo_over_http, http_client,
-    http_proxy, load_average, policies, proxy_args, row, signed_us, stdio_client, stdio_client_of,
-    us, warden_bin, warmup,
+    Background, BoxError, Row, TempDir, args, bench_mode, calls_per_path, demo_over_http,
+    free_port, http_client, http_proxy, load_average, policies, proxy_args, row, signed_us,
+    stdio_client, stdio_client_of, us, warden_bin, warmup,
 };
 use crate::latency::measure_interleaved;
 use std::path::PathBuf;
@@ -88,21 +90,30 @@ pub async fn run() -> Result<(), BoxError> {
     let (front, _proxy) = http_proxy(&bin, &policies, &dir.file("ours-http.jsonl"), up, &[])?;
     let (base_front, _base_proxy) =
         http_proxy(&base, &policies, &dir.file("base-http.jsonl"), up, &[])?;
+    let relay_port = free_port();
+    let mut relay = tokio::process::Command::new(std::env::current_exe()?);
+    relay.env(
+        "ROUNDTRIP_HTTP_RELAY",
+        format!("{relay_port},http://127.0.0.1:{up}/mcp"),
+    );
+    let _relay = Background::spawn_cmd(relay, std::process::Stdio::null())?;
     let direct = http_client(up).await?;
+    let relayed = http_client(relay_port).await?;
     let ours = http_client(front).await?;
     let theirs = http_client(base_front).await?;
-    let http = [&direct, &ours, &theirs];
+    let http = [&direct, &relayed, &ours, &theirs];
     let mut t = measure_interleaved(&http.map(|c| (c, "get_sample")), calls)
         .await?
         .into_iter();
     for path in [
         "HTTP, direct",
+        "HTTP, a bare HTTP relay",
         "HTTP, through warden (under test)",
         "HTTP, through warden (baseline)",
     ] {
         rows.push(row(path, &t.next().ok_or("a path without times")?));
     }
-    for c in [direct, ours, theirs] {
+    for c in [direct, relayed, ours, theirs] {
         c.cancel().await?;
     }
     let load_after = load_average();
@@ -127,7 +138,7 @@ pub async fn run() -> Result<(), BoxError> {
     }
     println!();
     println!("added over the direct path:");
-    for (through, direct) in [(1, 0), (2, 0), (3, 0), (5, 4), (6, 4)] {
+    for (through, direct) in [(1, 0), (2, 0), (3, 0), (5, 4), (6, 4), (7, 4)] {
         println!(
             "  {}: p50 {}, p99 {}",
             rows[through].path,
@@ -136,7 +147,7 @@ pub async fn run() -> Result<(), BoxError> {
         );
     }
     println!("under test over the baseline:");
-    for (ours, theirs) in [(2, 3), (5, 6)] {
+    for (ours, theirs) in [(2, 3), (6, 7)] {
         println!(
             "  {}: p50 {}, p99 {}",
             rows[ours].path,
@@ -144,9 +155,14 @@ pub async fn run() -> Result<(), BoxError> {
             signed_us(rows[ours].p99, rows[theirs].p99)
         );
     }
-    println!(
-        "  stdio, through warden (under test) over the byte relay: p50 {}",
-        signed_us(rows[2].p50, rows[1].p50)
-    );
+    println!("under test over the bare relay of its transport (warden's own work):");
+    for (ours, relay) in [(2, 1), (6, 5)] {
+        println!(
+            "  {}: p50 {}, p99 {}",
+            rows[ours].path,
+            signed_us(rows[ours].p50, rows[relay].p50),
+            signed_us(rows[ours].p99, rows[relay].p99)
+        );
+    }
     Ok(())
 }

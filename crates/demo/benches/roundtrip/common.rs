@@ -79,8 +79,14 @@ impl Background {
     /// With its standard error going to `stderr` (a file, to show when the
     /// process does not come up).
     pub fn spawn_logged(bin: &Path, args: &[String], stderr: Stdio) -> Result<Self, BoxError> {
-        let child = tokio::process::Command::new(bin)
-            .args(args)
+        let mut cmd = tokio::process::Command::new(bin);
+        cmd.args(args);
+        Self::spawn_cmd(cmd, stderr)
+    }
+
+    /// `cmd` (its program, arguments and environment as given).
+    pub fn spawn_cmd(mut cmd: tokio::process::Command, stderr: Stdio) -> Result<Self, BoxError> {
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

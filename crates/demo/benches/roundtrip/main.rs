@@ -12,7 +12,8 @@
 //! - drive ([`drive`]): one warden path busy for a while, for `perf`;
 //! - ab ([`ab`]): the binary under test against a baseline binary
 //!   (`ROUNDTRIP_BASELINE_BIN`), interleaved, with a bare byte relay
-//!   ([`relay`]) as the floor of an added process.
+//!   ([`relay`]) and a bare HTTP relay ([`http_relay`]) as the floors of
+//!   an added process.
 //!
 //! `ROUNDTRIP_MODE` picks `latency`, `load`, `replicas`, `state`, `ab` or `all` (the
 //! default: latency, load and state, and ab when a baseline is given
@@ -31,6 +32,7 @@
 mod ab;
 mod common;
 mod drive;
+mod http_relay;
 mod latency;
 mod load;
 mod peer;
@@ -46,6 +48,9 @@ fn main() -> Result<(), BoxError> {
     // The byte relay runs before any runtime: it is only two threads.
     if std::env::var_os("ROUNDTRIP_RELAY").is_some() {
         std::process::exit(relay::run());
+    }
+    if let Ok(spec) = std::env::var("ROUNDTRIP_HTTP_RELAY") {
+        std::process::exit(http_relay::run(&spec));
     }
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
