@@ -18,8 +18,8 @@
 
 use crate::common::{
     Background, BoxError, Row, TempDir, args, bench_mode, calls_per_path, demo_over_http,
-    free_port, http_client, http_proxy, load_average, policies, proxy_args, row, signed_us,
-    stdio_client, stdio_client_of, us, warden_bin, warmup,
+    free_port, http_client, http_proxy, load_average, policies, print_table, proxy_args, row,
+    signed_us, stdio_client, stdio_client_of, warden_bin, warmup,
 };
 use crate::latency::measure_interleaved;
 use std::path::PathBuf;
@@ -125,44 +125,32 @@ pub async fn run() -> Result<(), BoxError> {
     println!("under test {}", bin.display());
     println!("baseline   {}", base.display());
     println!("load average before {load_before}, after {load_after}");
-    println!("| path | p50 | p99 | mean |");
-    println!("|---|---|---|---|");
-    for r in &rows {
-        println!(
-            "| {} | {} | {} | {} |",
-            r.path,
-            us(r.p50),
-            us(r.p99),
-            us(r.mean)
-        );
-    }
+    print_table(&rows);
     println!();
-    println!("added over the direct path:");
-    for (through, direct) in [(1, 0), (2, 0), (3, 0), (5, 4), (6, 4), (7, 4)] {
-        println!(
-            "  {}: p50 {}, p99 {}",
-            rows[through].path,
-            signed_us(rows[through].p50, rows[direct].p50),
-            signed_us(rows[through].p99, rows[direct].p99)
-        );
-    }
-    println!("under test over the baseline:");
-    for (ours, theirs) in [(2, 3), (6, 7)] {
-        println!(
-            "  {}: p50 {}, p99 {}",
-            rows[ours].path,
-            signed_us(rows[ours].p50, rows[theirs].p50),
-            signed_us(rows[ours].p99, rows[theirs].p99)
-        );
-    }
-    println!("under test over the bare relay of its transport (warden's own work):");
-    for (ours, relay) in [(2, 1), (6, 5)] {
-        println!(
-            "  {}: p50 {}, p99 {}",
-            rows[ours].path,
-            signed_us(rows[ours].p50, rows[relay].p50),
-            signed_us(rows[ours].p99, rows[relay].p99)
-        );
-    }
+    print_over(
+        "added over the direct path:",
+        &rows,
+        &[(1, 0), (2, 0), (3, 0), (5, 4), (6, 4), (7, 4)],
+    );
+    print_over("under test over the baseline:", &rows, &[(2, 3), (6, 7)]);
+    print_over(
+        "under test over the bare relay of its transport (warden's own work):",
+        &rows,
+        &[(2, 1), (6, 5)],
+    );
     Ok(())
+}
+
+/// Under `title`, each (row, other row) pair: what the first adds over the
+/// second at p50 and p99.
+fn print_over(title: &str, rows: &[Row], pairs: &[(usize, usize)]) {
+    println!("{title}");
+    for &(a, b) in pairs {
+        println!(
+            "  {}: p50 {}, p99 {}",
+            rows[a].path,
+            signed_us(rows[a].p50, rows[b].p50),
+            signed_us(rows[a].p99, rows[b].p99)
+        );
+    }
 }

@@ -218,6 +218,21 @@ pub fn row(path: &'static str, times: &[Duration]) -> Row {
     }
 }
 
+/// The markdown table of `rows`: path, p50, p99, mean.
+pub fn print_table<'a>(rows: impl IntoIterator<Item = &'a Row>) {
+    println!("| path | p50 | p99 | mean |");
+    println!("|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} |",
+            r.path,
+            us(r.p50),
+            us(r.p99),
+            us(r.mean)
+        );
+    }
+}
+
 pub fn us(d: Duration) -> String {
     format!("{:.0} µs", d.as_secs_f64() * 1e6)
 }

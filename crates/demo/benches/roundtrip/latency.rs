@@ -22,8 +22,8 @@
 
 use crate::common::{
     Background, BoxError, Client, Row, TempDir, args, calls_per_path, demo_over_http, free_port,
-    http_client, http_client_at, http_proxy, load_average, policies, proxy_args, row, sample_call,
-    signed_us, stdio_client, timed_call, toml_string, us, warden_bin, warmup,
+    http_client, http_client_at, http_proxy, load_average, policies, print_table, proxy_args, row,
+    sample_call, signed_us, stdio_client, timed_call, toml_string, us, warden_bin, warmup,
 };
 use crate::peer;
 use std::time::Duration;
@@ -337,20 +337,10 @@ pub async fn run() -> Result<(), BoxError> {
         bin.display()
     );
     println!("load average before {load_before}, after {load_after}");
-    println!("| path | p50 | p99 | mean |");
-    println!("|---|---|---|---|");
-    let all = rows
-        .iter()
-        .chain(peer_rows.iter().flat_map(|(a, b)| [a, b]));
-    for r in all {
-        println!(
-            "| {} | {} | {} | {} |",
-            r.path,
-            us(r.p50),
-            us(r.p99),
-            us(r.mean)
-        );
-    }
+    print_table(
+        rows.iter()
+            .chain(peer_rows.iter().flat_map(|(a, b)| [a, b])),
+    );
     println!();
     println!("warden's added latency:");
     for (through, direct) in [(1, 0), (3, 2), (4, 2), (5, 2)] {

@@ -14,8 +14,8 @@
 //! capped call over memory, +0 for an uncapped one.
 
 use crate::common::{
-    BoxError, TempDir, calls_per_path, demo_over_http, http_client, http_proxy, load_average, row,
-    signed_us, us, warden_bin,
+    BoxError, TempDir, calls_per_path, demo_over_http, http_client, http_proxy, load_average,
+    print_table, row, signed_us, warden_bin,
 };
 use crate::latency::measure_interleaved;
 use crate::redis_server::RedisServer;
@@ -77,18 +77,8 @@ pub async fn run() -> Result<(), BoxError> {
         "tools/call through warden proxy --listen (HTTP upstream), state in memory and in Redis, {calls} calls per path, interleaved"
     );
     println!("load average before {load_before}, after {load_after}");
-    println!("| path | p50 | p99 | mean |");
-    println!("|---|---|---|---|");
     let rows: Vec<_> = names.iter().zip(&times).map(|(n, t)| row(n, t)).collect();
-    for r in &rows {
-        println!(
-            "| {} | {} | {} | {} |",
-            r.path,
-            us(r.p50),
-            us(r.p99),
-            us(r.mean)
-        );
-    }
+    print_table(&rows);
     println!("\nRedis over memory (target: capped +150 µs p50, uncapped +0):");
     for pair in rows.chunks(2) {
         println!(
