@@ -11,6 +11,7 @@ use pest::Parser as _;
 use pest::iterators::Pair;
 
 mod errors;
+mod parts;
 use errors::syntax_error;
 
 #[derive(pest_derive::Parser)]
@@ -21,18 +22,85 @@ struct PolicyParser;
 /// cannot resynchronise meaningfully); bad escapes and out-of-range numbers
 /// are all collected.
 pub fn parse_file(file: FileId, text: &str) -> Result<PolicyFile, Vec<Diagnostic>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    parse_file_in_parts(
+        file,
+        text,
+        if text.len() >= PARALLEL_FROM {
+            threads
+        } else {
+            1
+        },
+    )
+}
+
+/// Files at least this long are cut into one part per core (`parts`).
+const PARALLEL_FROM: usize = 256 * 1024;
+
+/// [`parse_file`] with the file cut into at most `parts` parts, each parsed
+/// on a thread of its own (`parse::parts`); 1 parses the whole file on the
+/// calling thread. The result is the same for any `parts`
+/// (`tests/parse_parts.rs`); [`parse_file`] picks one part per core for a
+/// large file.
+pub fn parse_file_in_parts(
+    file: FileId,
+    text: &str,
+    parts: usize,
+) -> Result<PolicyFile, Vec<Diagnostic>> {
     pest::set_error_detail(true);
     // Pest recurses once per parenthesis level: refuse absurd nesting
     // before it runs (see crate::limits).
     if let Some(at) = crate::limits::paren_depth_problem(text) {
         return Err(vec![lints::nesting_too_deep(Span::new(file, at, at + 1))]);
     }
-    let mut pairs = match PolicyParser::parse(Rule::file, text) {
-        Ok(p) => p,
-        Err(e) => return Err(vec![syntax_error(file, text, &e)]),
+    let ranges = if parts > 1 {
+        parts::cut(text, parts)
+    } else {
+        Vec::new()
     };
+    // A part that does not parse leaves `built` empty: then the whole file
+    // is parsed, for its error as a whole-file parse gives it.
+    let built = parts::parse_each(text, &ranges, |part, offset| {
+        parse_items(file, part, offset).ok()
+    })
+    .map(|all| {
+        all.into_iter().fold(
+            (Vec::new(), Vec::new()),
+            |(mut items, mut errors), (i, e)| {
+                items.extend(i);
+                errors.extend(e);
+                (items, errors)
+            },
+        )
+    });
+    let (items, errors) = match built {
+        Some(built) => built,
+        None => match parse_items(file, text, 0) {
+            Ok(built) => built,
+            Err(e) => return Err(vec![syntax_error(file, text, &e)]),
+        },
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(PolicyFile {
+        file,
+        items,
+        comments: scan_comments(file, text),
+    })
+}
+
+/// The items of `text`, which starts at byte `offset` of the file, and the
+/// errors found building them; a syntax error as pest gives it.
+fn parse_items(
+    file: FileId,
+    text: &str,
+    offset: usize,
+) -> Result<(Vec<Item>, Vec<Diagnostic>), pest::error::Error<Rule>> {
+    let mut pairs = PolicyParser::parse(Rule::file, text)?;
     let mut b = Builder {
         file,
+        offset,
         errors: Vec::new(),
         terms: 0,
     };
@@ -48,18 +116,13 @@ pub fn parse_file(file: FileId, text: &str) -> Result<PolicyFile, Vec<Diagnostic
             r => unreachable!("grammar: unexpected {r:?} in file"),
         }
     }
-    if !b.errors.is_empty() {
-        return Err(b.errors);
-    }
-    Ok(PolicyFile {
-        file,
-        items,
-        comments: scan_comments(file, text),
-    })
+    Ok((items, b.errors))
 }
 
 struct Builder {
     file: FileId,
+    /// Where the text being parsed starts in the file (a part's start).
+    offset: usize,
     errors: Vec<Diagnostic>,
     /// Tests seen so far in the condition being built (crate::limits).
     terms: usize,
@@ -68,7 +131,7 @@ struct Builder {
 impl Builder {
     fn span(&self, pair: &Pair<'_, Rule>) -> Span {
         let s = pair.as_span();
-        Span::new(self.file, s.start(), s.end())
+        Span::new(self.file, self.offset + s.start(), self.offset + s.end())
     }
 
     fn default_decl(&mut self, pair: Pair<'_, Rule>) -> DefaultDecl {
@@ -383,7 +446,7 @@ impl Builder {
     /// reported), so no deeper tree is ever built.
     fn expr(&mut self, pair: Pair<'_, Rule>, depth: usize) -> Expr {
         let mut span = self.span(&pair);
-        span.end = expr_end(&pair);
+        span.end = self.offset + expr_end(&pair);
         // The recursive path stays in small functions with plain loops:
         // every frame on it counts against a small stack (crate::limits),
         // so the leaves and the error paths live out of line.
