@@ -231,10 +231,18 @@ impl PolicyReloader {
             Ok(out) => {
                 let rules = out.policy_set.rules().len();
                 let old = self.engine.policies();
+                // By a set of the new ids, not every old rule against
+                // every new one: 10^8 comparisons at 10,000 rules.
+                let kept: std::collections::HashSet<&str> = out
+                    .policy_set
+                    .rules()
+                    .iter()
+                    .map(|n| n.id.as_str())
+                    .collect();
                 let removed: Vec<String> = old
                     .rules()
                     .iter()
-                    .filter(|r| !out.policy_set.rules().iter().any(|n| n.id == r.id))
+                    .filter(|r| !kept.contains(r.id.as_str()))
                     .map(|r| r.id.clone())
                     .collect();
                 self.engine
