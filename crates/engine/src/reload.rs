@@ -232,7 +232,7 @@ impl PolicyReloader {
                 let rules = out.policy_set.rules().len();
                 let old = self.engine.policies();
                 // By a set of the new ids, not every old rule against
-                // every new one: 10^8 comparisons at 10,000 rules.
+                // every new one: up to 10^8 comparisons at 10,000 rules.
                 let kept: std::collections::HashSet<&str> = out
                     .policy_set
                     .rules()
