@@ -120,15 +120,6 @@ impl From<mpsc::Sender<Outgoing>> for ClientOut {
     }
 }
 
-impl std::fmt::Debug for ClientOut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ClientOut::Channel(_) => "ClientOut::Channel",
-            ClientOut::Direct(_) => "ClientOut::Direct",
-        })
-    }
-}
-
 impl AsRef<str> for Outgoing {
     fn as_ref(&self) -> &str {
         &self.text
