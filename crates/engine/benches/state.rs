@@ -351,4 +351,101 @@ fn where_a_capped_call_goes(server: &redis_server::RedisServer, case: &Case, n: 
         calls as f64 / n.max(1) as f64,
         usec as f64 / n.max(1) as f64,
     );
+    per_script(&mut c, case, n.min(500));
+}
+
+/// Each script's p50 inside Redis over `n` more calls of the case, from
+/// `SLOWLOG` with every command logged, in the order a call runs them
+/// (the first is the decision's, the second the commit's), and the
+/// commands they ran per call (the log keeps its newest entries, so the
+/// runs counted are the last calls').
+fn per_script(c: &mut redis::Connection, case: &Case, n: usize) {
+    let set = |c: &mut redis::Connection, k: &str, v: i64| {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(k)
+            .arg(v)
+            .query(c)
+            .expect("CONFIG SET");
+    };
+    set(c, "slowlog-max-len", (4 * n) as i64);
+    set(c, "slowlog-log-slower-than", 0);
+    let _: () = redis::cmd("SLOWLOG").arg("RESET").query(c).expect("RESET");
+    for _ in 0..n {
+        let d = case.engine.decide(&case.call);
+        case.engine
+            .try_record_forwarded(&case.call, &d)
+            .expect("recorded");
+    }
+    set(c, "slowlog-log-slower-than", 10_000);
+    let entries: Vec<redis::Value> = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(4 * n)
+        .query(c)
+        .expect("SLOWLOG GET");
+    // Newest first: (the script's SHA, duration µs) of each EVALSHA.
+    let mut runs: Vec<(String, u64)> = Vec::new();
+    let mut inner: std::collections::BTreeMap<String, usize> = Default::default();
+    for e in entries.into_iter().rev() {
+        let Ok((_, _, micros, args)) =
+            redis::from_redis_value::<(i64, i64, u64, Vec<String>)>(truncated(e))
+        else {
+            continue;
+        };
+        match args.first() {
+            Some(a) if a.eq_ignore_ascii_case("evalsha") && args.len() > 1 => {
+                runs.push((args[1].clone(), micros));
+            }
+            // Redis 7 logs the commands a script runs as well.
+            Some(a) => *inner.entry(a.to_ascii_uppercase()).or_default() += 1,
+            None => {}
+        }
+    }
+    let mut order: Vec<String> = Vec::new();
+    for (sha, _) in &runs {
+        if !order.contains(sha) {
+            order.push(sha.clone());
+        }
+    }
+    let parts: Vec<String> = order
+        .iter()
+        .enumerate()
+        .map(|(i, sha)| {
+            let mut t: Vec<u64> = runs
+                .iter()
+                .filter(|(s, _)| s == sha)
+                .map(|(_, m)| *m)
+                .collect();
+            t.sort_unstable();
+            format!(
+                "script {} p50 {} µs ({} runs)",
+                i + 1,
+                t[t.len() / 2],
+                t.len()
+            )
+        })
+        .collect();
+    let calls = runs.len() / order.len().max(1);
+    let commands: Vec<String> = inner
+        .iter()
+        .map(|(name, k)| format!("{name} {:.1}", *k as f64 / calls.max(1) as f64))
+        .collect();
+    println!("{}: inside Redis, {}", case.name, parts.join(", "));
+    println!(
+        "{}: commands the scripts ran per call: {}",
+        case.name,
+        commands.join(", ")
+    );
+}
+
+/// A SLOWLOG entry with only its first four fields (id, time, duration,
+/// arguments): Redis 4 and later add the client's address and name.
+fn truncated(e: redis::Value) -> redis::Value {
+    match e {
+        redis::Value::Array(mut v) => {
+            v.truncate(4);
+            redis::Value::Array(v)
+        }
+        other => other,
+    }
 }

@@ -44,8 +44,8 @@
 mod pool;
 
 use crate::state::{
-    Clock, Count, CountsAndReserved, Hold, HoldId, LimitSpec, Reserved, ScopeKey, Slot, StateError,
-    StateLimits, StateStore, StoreHealth, coalescing, fits, frees_in,
+    Clock, Count, Counted, CountsAndReserved, Hold, HoldId, LimitSpec, Reserved, ScopeKey, Slot,
+    StateError, StateLimits, StateStore, StoreHealth, coalescing, fits, frees_in,
 };
 use pool::Pool;
 use redis::Script;
@@ -188,8 +188,16 @@ impl RedisState {
     }
 
     /// The hold's keys and arguments as `reserve_slots` (prelude.lua) reads
-    /// them; false when the hold has no slot (nothing to take).
-    fn hold_args(&self, inv: &mut redis::ScriptInvocation<'_>, hold: &Hold, id: HoldId) -> bool {
+    /// them; false when the hold has no slot (nothing to take). `reads` are
+    /// the counts the same script reads first (none for `reserve.lua`): a
+    /// slot one of them reads is checked against that count.
+    fn hold_args(
+        &self,
+        inv: &mut redis::ScriptInvocation<'_>,
+        hold: &Hold,
+        id: HoldId,
+        reads: &[Slot<'_>],
+    ) -> bool {
         let max_owned = self.limits.max_keys_per_user;
         inv.arg(id.0.to_string()).arg(max_owned).arg(format!(
             "one user's calls may hold live caps, rates and budgets for at most {max_owned} sessions, agents, models and tools"
@@ -212,7 +220,8 @@ impl RedisState {
                 } else {
                     String::new()
                 })
-                .arg(life);
+                .arg(life)
+                .arg(read_by(reads, &s));
         }
         if any {
             inv.key(key('o', &[&hold.user]));
@@ -235,6 +244,21 @@ impl RedisState {
                 .error(format!("the reserve script answered `{reply:?}`"))),
         }
     }
+}
+
+/// The 1-based place of the count in `reads` that reads `slot`'s own
+/// keys under its rule and window, so the same script already knows what
+/// `slot` has used; 0 for none.
+fn read_by(reads: &[Slot<'_>], slot: &Slot<'_>) -> usize {
+    reads
+        .iter()
+        .position(|r| {
+            r.rule == slot.rule
+                && r.split == slot.split
+                && r.key == slot.key
+                && window_ms(r.spec) == window_ms(slot.spec)
+        })
+        .map_or(0, |i| i + 1)
 }
 
 fn window_ms(spec: &LimitSpec) -> u64 {
@@ -356,7 +380,7 @@ impl StateStore for RedisState {
         let id = HoldId::random();
         let mut inv = RESERVE.prepare_invoke();
         inv.arg(self.now_arg()).arg(self.hold_ttl());
-        if !self.hold_args(&mut inv, hold, id) {
+        if !self.hold_args(&mut inv, hold, id, &[]) {
             return Ok(Reserved::Held(id));
         }
         // Not retried on a lost connection: a reservation whose reply was
@@ -377,7 +401,7 @@ impl StateStore for RedisState {
         for r in reads {
             slot_args(&mut inv, r);
         }
-        if !self.hold_args(&mut inv, hold, id) {
+        if !self.hold_args(&mut inv, hold, id, reads) {
             return (self.count_many(reads), Ok(Reserved::Held(id)));
         }
         // Not retried on a lost connection, as a reservation.
@@ -417,55 +441,46 @@ impl StateStore for RedisState {
     }
 
     fn commit(&self, id: HoldId, hold: &Hold) -> Result<(), StateError> {
-        let mut keys = vec![marker_key(id)];
-        let rows: Vec<serde_json::Value> = hold
-            .keys
+        // Keys and arguments in `commit.lua`'s order: the marker, the rows,
+        // the windows, the holds.
+        let mut inv = COMMIT.prepare_invoke();
+        inv.key(marker_key(id))
+            .arg(self.now_arg())
+            .arg(id.0.to_string())
+            .arg(if hold.confirmed { "1" } else { "0" })
+            .arg(millis(self.limits.idle_ttl).max(1))
+            .arg(millis(COMMIT_MARKER_TTL))
+            .arg(hold.keys.len());
+        for row in &hold.keys {
+            inv.key(streak_key(row));
+            let caps: Vec<&Counted> = hold.caps_in(row).collect();
+            inv.arg(caps.len());
+            for c in caps {
+                inv.arg(c.rule.as_str()).arg(c.split.as_str());
+            }
+        }
+        let windows: Vec<(&Counted, Duration, &ScopeKey)> = hold
+            .matched
             .iter()
-            .map(|row| {
-                keys.push(streak_key(row));
-                let caps: Vec<[&str; 2]> = hold
-                    .caps_in(row)
-                    .map(|c| [c.rule.as_str(), c.split.as_str()])
-                    .collect();
-                serde_json::json!({ "caps": caps })
+            .filter_map(|c| {
+                let window = c.spec.window?;
+                let row = hold.keys.iter().find(|k| k.row == c.spec.scope.row())?;
+                Some((c, window, row))
             })
             .collect();
-        let mut windows = Vec::new();
-        for c in &hold.matched {
-            let Some(window) = c.spec.window else {
-                continue;
-            };
-            let Some(row) = hold.keys.iter().find(|k| k.row == c.spec.scope.row()) else {
-                continue;
-            };
-            keys.push(events_key(row, &c.split, &c.rule));
-            windows.push(serde_json::json!({
-                "window": millis(window).max(1),
-                "weight": c.weight.min(EXACT),
-                "coalesce": millis(coalescing(&c.spec)),
-                "max": c.spec.max.min(EXACT),
-                "summed": c.spec.summed,
-            }));
+        inv.arg(windows.len());
+        for (c, window, row) in windows {
+            inv.key(events_key(row, &c.split, &c.rule))
+                .arg(millis(window).max(1))
+                .arg(c.weight.min(EXACT))
+                .arg(millis(coalescing(&c.spec)))
+                .arg(c.spec.max.min(EXACT))
+                .arg(if c.spec.summed { "1" } else { "0" });
         }
-        let mut members = Vec::new();
         for s in hold.slots() {
-            keys.push(holds_key(s.key, s.split, s.rule));
-            members.push(hold_member(id, s.weight.min(EXACT)));
+            inv.key(holds_key(s.key, s.split, s.rule))
+                .arg(hold_member(id, s.weight.min(EXACT)));
         }
-        let plan = serde_json::json!({
-            "id": id.0.to_string(),
-            "confirmed": hold.confirmed,
-            "idle_ttl": millis(self.limits.idle_ttl).max(1),
-            "marker_ttl": millis(COMMIT_MARKER_TTL),
-            "rows": rows,
-            "windows": windows,
-            "holds": members,
-        });
-        let mut inv = COMMIT.prepare_invoke();
-        for k in &keys {
-            inv.key(k);
-        }
-        inv.arg(self.now_arg()).arg(plan.to_string());
         // Retried on a fresh connection: the marker makes it single use.
         let _: i64 = self.pool.run(true, |c| inv.invoke(c))?;
         Ok(())

@@ -390,10 +390,119 @@ fn counts_read_with_a_reservation_are_those_it_was_checked_against() {
     assert_eq!(n.count, 0, "the refused reservation held nothing");
 }
 
+/// A hold of two caps on alice's row, `full` (max 1) first and `roomy`
+/// (max 5) second.
+fn two_cap_hold() -> Hold {
+    let cap = |rule: &str, max| Counted {
+        rule: rule.into(),
+        spec: LimitSpec {
+            max,
+            window: None,
+            scope: ScopeSet::single(Scope::User),
+            summed: false,
+        },
+        split: String::new(),
+        weight: 1,
+    };
+    Hold {
+        user: "alice".into(),
+        keys: vec![user_row()],
+        matched: vec![cap("full", 1), cap("roomy", 5)],
+        confirmed: false,
+        unchecked: Vec::new(),
+    }
+}
+
+/// The script checks a hold slot against the count it read of the same
+/// slot, whatever order the reads come in, and reads again a slot no read
+/// covers: so the answer is the one the state gives.
+#[test]
+fn a_hold_is_checked_against_the_count_read_of_each_of_its_own_slots() {
+    let server = RedisServer::start();
+    let s = store(&server, None);
+    let h = two_cap_hold();
+    let only_full = Hold {
+        matched: vec![h.matched[0].clone()],
+        ..h.clone()
+    };
+    // `full` takes its one slot: held, not committed, it counts.
+    let Reserved::Held(_) = s.reserve(&only_full).unwrap() else {
+        panic!("the first slot of `full`")
+    };
+    let slots: Vec<_> = h.slots().collect();
+    let reversed: Vec<_> = slots.iter().rev().copied().collect();
+    let only_roomy = vec![slots[1]];
+    for (reads, what) in [
+        (slots.clone(), "the reads in the hold's order"),
+        (reversed, "the reads in the other order"),
+        (only_roomy, "no read of the full slot"),
+        (Vec::new(), "no read at all"),
+    ] {
+        let (counts, reserved) = s.count_and_reserve(&reads, &h);
+        assert_eq!(
+            reserved.unwrap(),
+            Reserved::Full {
+                rule: "full".into()
+            },
+            "{what}"
+        );
+        for (read, count) in reads.iter().zip(&counts) {
+            let expected = u64::from(read.rule == "full");
+            assert_eq!(
+                count.as_ref().unwrap().as_ref().unwrap().count,
+                expected,
+                "{what}: the count of `{}`",
+                read.rule
+            );
+        }
+    }
+    // With `full` read in the same script but not in the hold, the hold
+    // of `roomy` alone is taken.
+    let only_roomy_hold = Hold {
+        matched: vec![h.matched[1].clone()],
+        ..h.clone()
+    };
+    let (_, reserved) = s.count_and_reserve(&slots, &only_roomy_hold);
+    assert!(matches!(reserved.unwrap(), Reserved::Held(_)));
+}
+
+/// A capped call's one script reads its slot once: the hold is checked
+/// against the count just read, and the user's set of owned keys is left
+/// alone when the hold has none of them (a cap per user).
+#[test]
+fn a_capped_calls_script_reads_its_slot_once() {
+    let server = RedisServer::start();
+    let s = store(&server, None);
+    let h = cap_hold();
+    let reads: Vec<_> = h.slots().collect();
+    let reads_of = |server: &RedisServer| {
+        (
+            commands_run(server, &["hget"]),
+            commands_run(server, &["zrange"]),
+            commands_run(server, &["zremrangebyscore"]),
+        )
+    };
+    let before = reads_of(&server);
+    let (_, reserved) = s.count_and_reserve(&reads, &h);
+    assert!(matches!(reserved.unwrap(), Reserved::Held(_)));
+    let after = reads_of(&server);
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1, after.2 - before.2),
+        (1, 1, 1),
+        "HGET of the streak, ZRANGE and ZREMRANGEBYSCORE of the holds, once each"
+    );
+}
+
 /// How many scripts the server ran (`INFO commandstats`: `evalsha` and
 /// `eval`; each of warden's store steps on a limit is one script, and the
 /// commands a script runs inside Redis are counted apart).
 fn scripts_run(server: &RedisServer) -> u64 {
+    commands_run(server, &["evalsha", "eval"])
+}
+
+/// How many times the server ran the commands `names` (lowercase), inside
+/// scripts or not (`INFO commandstats`).
+fn commands_run(server: &RedisServer, names: &[&str]) -> u64 {
     let client = redis::Client::open(server.url()).unwrap();
     let mut c = client.get_connection().unwrap();
     let info: String = redis::cmd("INFO")
@@ -402,7 +511,7 @@ fn scripts_run(server: &RedisServer) -> u64 {
         .unwrap();
     info.lines()
         .filter_map(|l| l.strip_prefix("cmdstat_")?.split_once(':'))
-        .filter(|(name, _)| *name == "evalsha" || *name == "eval")
+        .filter(|(name, _)| names.contains(name))
         .filter_map(|(_, stats)| {
             stats
                 .split(',')

@@ -1,24 +1,36 @@
 -- commit: KEYS the hold's done marker, then each row's streak hash, each
--- window's events, each slot's holds; ARGV now and the plan (JSON: id,
--- confirmed, idle_ttl, marker_ttl, rows[{caps[[rule, split]]}],
--- windows[{rule, window, weight, coalesce, max, summed}], holds[member]).
+-- window's events, each slot's holds. ARGV: now, the hold id, confirmed
+-- ('1' or '0'), idle_ttl, marker_ttl; the number of rows, then per row
+-- its number of caps and each cap's rule and split; the number of
+-- windows, then per window its window, weight, coalesce, max and summed
+-- ('1' or '0'); then the hold's members, one per holds key. Flat
+-- arguments rather than one JSON plan, so the script decodes no JSON.
 -- Returns 1, or 0 when this hold was committed already (a retry whose
 -- first reply was lost must not count the call twice).
 local now = now_ms(ARGV[1])
-local p = cjson.decode(ARGV[2])
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', p.marker_ttl) then
+local id = ARGV[2]
+local confirmed = ARGV[3] == '1'
+local idle_ttl = tonumber(ARGV[4])
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', tonumber(ARGV[5])) then
   return 0
 end
+local a = 6
+local function take()
+  a = a + 1
+  return ARGV[a - 1]
+end
 local k = 2
-for _, row in ipairs(p.rows) do
+for _ = 1, tonumber(take()) do
   local key = KEYS[k]
   k = k + 1
   -- Streaks of caps this call does not count for end; a confirmed call
   -- ends them all and starts none. Matched caps lengthen or restart.
   local keep = {}
-  if not p.confirmed then
-    for _, c in ipairs(row.caps) do
-      keep[c[1]] = c[2]
+  for _ = 1, tonumber(take()) do
+    local rule = take()
+    local split = take()
+    if not confirmed then
+      keep[rule] = split
     end
   end
   for _, f in ipairs(redis.call('HKEYS', key)) do
@@ -33,12 +45,19 @@ for _, row in ipairs(p.rows) do
     any = true
   end
   if any then
-    redis.call('PEXPIRE', key, p.idle_ttl)
+    redis.call('PEXPIRE', key, idle_ttl)
   end
 end
-for _, w in ipairs(p.windows) do
+for _ = 1, tonumber(take()) do
   local key = KEYS[k]
   k = k + 1
+  -- One at a time: Lua leaves the order of a constructor's fields open.
+  local w = {}
+  w.window = tonumber(take())
+  w.weight = tonumber(take())
+  w.coalesce = tonumber(take())
+  w.max = tonumber(take())
+  w.summed = take() == '1'
   local evs = events(key, now, w.window)
   local last = evs[#evs]
   if last and w.coalesce > 0 and now - last.first < w.coalesce then
@@ -49,7 +68,7 @@ for _, w in ipairs(p.windows) do
     last.member = last.id .. ':' .. fmt(last.first) .. ':' .. fmt(last.weight)
     redis.call('ZADD', key, now, last.member)
   else
-    local e = { member = p.id .. ':' .. fmt(now) .. ':' .. fmt(w.weight), weight = w.weight }
+    local e = { member = id .. ':' .. fmt(now) .. ':' .. fmt(w.weight), weight = w.weight }
     redis.call('ZADD', key, now, e.member)
     evs[#evs + 1] = e
   end
@@ -77,8 +96,8 @@ for _, w in ipairs(p.windows) do
   end
   redis.call('PEXPIRE', key, w.window)
 end
-for _, m in ipairs(p.holds) do
-  redis.call('ZREM', KEYS[k], m)
+for i = a, #ARGV do
+  redis.call('ZREM', KEYS[k], ARGV[i])
   k = k + 1
 end
 return 1

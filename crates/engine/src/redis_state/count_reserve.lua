@@ -5,6 +5,8 @@
 -- split, window, need, max; then the hold's ARGV as `reserve_slots`
 -- (prelude.lua) reads them. KEYS per count streak, events, holds; then
 -- the hold's keys.
+-- A hold slot that a count read (its last ARGV) is checked against that
+-- count's reply instead of reading the same keys again.
 -- Returns the reservation's answer, then each count's `count_slot` reply.
 local now = now_ms(ARGV[1])
 local ttl = tonumber(ARGV[2])
@@ -16,5 +18,10 @@ for i = 0, r - 1 do
     ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), now, ttl, tonumber(ARGV[a + 3]),
     tonumber(ARGV[a + 4]))
 end
-out[1] = reserve_slots(r * 3, 3 + r * 5, now, ttl)
+-- Each count's {committed, held, ...}, by its 1-based place.
+local counted = {}
+for i = 1, r do
+  counted[i] = out[i + 1]
+end
+out[1] = reserve_slots(r * 3, 3 + r * 5, now, ttl, counted)
 return out

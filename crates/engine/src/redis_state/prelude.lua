@@ -98,13 +98,15 @@ end
 -- of owned keys. ARGV from ab + 1: the hold id, the most owned keys a
 -- user may have, the words for that bound, then per slot rule, split,
 -- window, weight, max, unchecked, owned member ('' for a key no caller
--- can multiply), and how long that key lives.
+-- can multiply), how long that key lives, and which count of `counted`
+-- read this very slot in the same script (its 1-based place, '0' for
+-- none; the caller matches them by keys, rule and window).
 -- Checks every slot, then takes all of them: {'held'}, {'full', rule},
 -- or {'untracked', words} when the call would pass the user's bound.
-local function reserve_slots(kb, ab, now, ttl)
+local function reserve_slots(kb, ab, now, ttl, counted)
   local id = ARGV[ab + 1]
   local max_owned = tonumber(ARGV[ab + 2])
-  local per = 8
+  local per = 9
   local n = (#KEYS - kb - 1) / 3
   local owner = KEYS[#KEYS]
   local function k(i, j)
@@ -113,8 +115,15 @@ local function reserve_slots(kb, ab, now, ttl)
   for i = 0, n - 1 do
     local a = ab + 4 + i * per
     if ARGV[a + 5] == '0' then
-      local c, h = used(k(i, 1), k(i, 2), k(i, 3),
-        ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), now, ttl)
+      local c, h
+      local read = counted and counted[tonumber(ARGV[a + 8])]
+      if read then
+        -- Read by this script a moment ago, nothing written since.
+        c, h = read[1], read[2]
+      else
+        c, h = used(k(i, 1), k(i, 2), k(i, 3),
+          ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), now, ttl)
+      end
       if c + h + tonumber(ARGV[a + 3]) > tonumber(ARGV[a + 4]) then
         return { 'full', ARGV[a] }
       end
@@ -122,11 +131,15 @@ local function reserve_slots(kb, ab, now, ttl)
   end
   -- Keys a caller can multiply by declaring names (a session, an agent, a
   -- model or tool value) count towards the user's bound while they live.
-  redis.call('ZREMRANGEBYSCORE', owner, '-inf', now)
+  -- Only such a key needs the set pruned and read; a hold without one
+  -- leaves it for the next that has one.
   local fresh, seen = 0, {}
   for i = 0, n - 1 do
     local m = ARGV[ab + 4 + i * per + 6]
     if m ~= '' and not seen[m] then
+      if next(seen) == nil then
+        redis.call('ZREMRANGEBYSCORE', owner, '-inf', now)
+      end
       seen[m] = true
       if not redis.call('ZSCORE', owner, m) then
         fresh = fresh + 1
