@@ -466,6 +466,38 @@ fn a_hold_is_checked_against_the_count_read_of_each_of_its_own_slots() {
     assert!(matches!(reserved.unwrap(), Reserved::Held(_)));
 }
 
+/// A commit lengthens the streak of the caps its call counts for and ends
+/// every other cap's streak in the same row.
+#[test]
+fn a_commit_ends_the_streaks_of_the_other_caps_in_its_row() {
+    let server = RedisServer::start();
+    let s = store(&server, None);
+    let h = two_cap_hold();
+    let only = |i: usize| Hold {
+        matched: vec![h.matched[i].clone()],
+        ..h.clone()
+    };
+    let count = |i: usize| {
+        let c = &h.matched[i];
+        s.count(&c.rule, &c.spec, &user_row(), "", 1)
+            .unwrap()
+            .unwrap()
+            .count
+    };
+    let commit = |hold: &Hold| {
+        let Reserved::Held(id) = s.reserve(hold).unwrap() else {
+            panic!("a slot for {:?}", hold.matched[0].rule)
+        };
+        s.commit(id, hold).unwrap();
+    };
+    commit(&only(0));
+    assert_eq!((count(0), count(1)), (1, 0));
+    commit(&only(1));
+    assert_eq!((count(0), count(1)), (0, 1), "`full`'s streak ended");
+    commit(&only(1));
+    assert_eq!((count(0), count(1)), (0, 2), "`roomy`'s streak went on");
+}
+
 /// A capped call's one script reads its slot once: the hold is checked
 /// against the count just read, and the user's set of owned keys is left
 /// alone when the hold has none of them (a cap per user).
@@ -484,12 +516,23 @@ fn a_capped_calls_script_reads_its_slot_once() {
     };
     let before = reads_of(&server);
     let (_, reserved) = s.count_and_reserve(&reads, &h);
-    assert!(matches!(reserved.unwrap(), Reserved::Held(_)));
+    let Ok(Reserved::Held(id)) = reserved else {
+        panic!("a slot: {reserved:?}")
+    };
     let after = reads_of(&server);
     assert_eq!(
         (after.0 - before.0, after.1 - before.1, after.2 - before.2),
         (1, 1, 1),
         "HGET of the streak, ZRANGE and ZREMRANGEBYSCORE of the holds, once each"
+    );
+    // Its commit reads the row once and needs no clock (a cap has no
+    // window).
+    let before = commands_run(&server, &["time", "hget", "hgetall", "hkeys"]);
+    s.commit(id, &h).unwrap();
+    assert_eq!(
+        commands_run(&server, &["time", "hget", "hgetall", "hkeys"]) - before,
+        1,
+        "one HGETALL of the row"
     );
 }
 

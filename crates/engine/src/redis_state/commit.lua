@@ -7,7 +7,8 @@
 -- arguments rather than one JSON plan, so the script decodes no JSON.
 -- Returns 1, or 0 when this hold was committed already (a retry whose
 -- first reply was lost must not count the call twice).
-local now = now_ms(ARGV[1])
+-- Only a window needs the time: a commit of caps alone asks for none.
+local now = nil
 local id = ARGV[2]
 local confirmed = ARGV[3] == '1'
 local idle_ttl = tonumber(ARGV[4])
@@ -33,14 +34,18 @@ for _ = 1, tonumber(take()) do
       keep[rule] = split
     end
   end
-  for _, f in ipairs(redis.call('HKEYS', key)) do
-    if keep[f] == nil then
-      redis.call('HDEL', key, f)
+  -- The row read once: its fields and their streaks.
+  local row = redis.call('HGETALL', key)
+  local current = {}
+  for i = 1, #row, 2 do
+    current[row[i]] = row[i + 1]
+    if keep[row[i]] == nil then
+      redis.call('HDEL', key, row[i])
     end
   end
   local any = false
   for rule, split in pairs(keep) do
-    local n = streak(key, rule, split)
+    local n = streak_in(current[rule], split)
     redis.call('HSET', key, rule, fmt(n + 1) .. ':' .. split)
     any = true
   end
@@ -58,6 +63,7 @@ for _ = 1, tonumber(take()) do
   w.coalesce = tonumber(take())
   w.max = tonumber(take())
   w.summed = take() == '1'
+  now = now or now_ms(ARGV[1])
   local evs = events(key, now, w.window)
   local last = evs[#evs]
   if last and w.coalesce > 0 and now - last.first < w.coalesce then

@@ -49,8 +49,9 @@ local function events(key, now, window)
 end
 
 -- The streak of `rule` in a row if it runs under `split`, else 0.
-local function streak(key, rule, split)
-  local v = redis.call('HGET', key, rule)
+-- The streak a row's field `v` (`COUNT:SPLIT`, or nil) holds under
+-- `split`, else 0.
+local function streak_in(v, split)
   if not v then
     return 0
   end
@@ -59,6 +60,10 @@ local function streak(key, rule, split)
     return tonumber(n)
   end
   return 0
+end
+
+local function streak(key, rule, split)
+  return streak_in(redis.call('HGET', key, rule), split)
 end
 
 -- What a rule committed in a slot (its streak, or its window's weights),
