@@ -12,16 +12,14 @@ local now = now_ms(ARGV[1])
 local ttl = tonumber(ARGV[2])
 local r = tonumber(ARGV[3])
 local out = { false }
-for i = 0, r - 1 do
-  local a = 4 + i * 5
-  out[#out + 1] = count_slot(KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3],
-    ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), now, ttl, tonumber(ARGV[a + 3]),
-    tonumber(ARGV[a + 4]))
-end
 -- Each count's {committed, held, ...}, by its 1-based place.
 local counted = {}
-for i = 1, r do
-  counted[i] = out[i + 1]
+for i = 0, r - 1 do
+  local a = 4 + i * 5
+  counted[i + 1] = count_slot(KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3],
+    ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), now, ttl, tonumber(ARGV[a + 3]),
+    tonumber(ARGV[a + 4]))
+  out[i + 2] = counted[i + 1]
 end
 out[1] = reserve_slots(r * 3, 3 + r * 5, now, ttl, counted)
 return out

@@ -48,7 +48,6 @@ local function events(key, now, window)
   return out
 end
 
--- The streak of `rule` in a row if it runs under `split`, else 0.
 -- The streak a row's field `v` (`COUNT:SPLIT`, or nil) holds under
 -- `split`, else 0.
 local function streak_in(v, split)
@@ -62,6 +61,7 @@ local function streak_in(v, split)
   return 0
 end
 
+-- The streak of `rule` in a row if it runs under `split`, else 0.
 local function streak(key, rule, split)
   return streak_in(redis.call('HGET', key, rule), split)
 end
